@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/* emm: an embeddable memory manager -- the one public header. */
+#ifndef EMM_H
+#define EMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define EMM_API __attribute__((visibility("default")))
+#else
+#define EMM_API
+#endif
+
+#define EMM_VERSION_MAJOR 0
+#define EMM_VERSION_MINOR 1
+
+/*
+ * Options structs start with their own size. EMM_OPTS declares one with
+ * sz set and the named fields given, every other byte zero:
+ *	EMM_OPTS(emm_opts, o, .mem_limit = 1UL << 30);
+ */
+#define EMM_OPTS(TYPE, NAME, ...)					\
+	struct TYPE NAME = ({						\
+		__builtin_memset(&NAME, 0, sizeof(struct TYPE));	\
+		(struct TYPE){ .sz = sizeof(struct TYPE), __VA_ARGS__ };	\
+	})
+
+struct emm;
+
+enum { EMM_BACKEND_AUTO, EMM_BACKEND_SIGNAL, EMM_BACKEND_UFFD };
+enum { EMM_THP_MADVISE, EMM_THP_ALWAYS, EMM_THP_NEVER };
+
+/* emm_opts.flags */
+#define EMM_OPEN_SHOW_STATS	0x1u	/* print statistics at emm_close */
+#define EMM_OPEN_VERBOSE	0x2u	/* say what emm decided, on stderr */
+
+struct emm_opts {
+	size_t sz;
+	uint64_t mem_limit;      /* resident budget in bytes; 0: EMM_MEM_LIMIT, else half of RAM */
+	const char *swap_path;   /* NULL: unlinked temporary file in $TMPDIR (or /var/tmp) */
+	uint64_t swap_size;      /* bytes of swap; 0: 4 x mem_limit */
+	int backend;             /* EMM_BACKEND_AUTO, EMM_BACKEND_SIGNAL, EMM_BACKEND_UFFD */
+	int thp;                 /* EMM_THP_MADVISE (default), EMM_THP_ALWAYS, EMM_THP_NEVER */
+	unsigned flags;          /* EMM_OPEN_* */
+	unsigned fault_around;   /* pages a first-touch fault maps; 0: EMM_FAULT_AROUND, else 16 */
+	unsigned max_kernel_vmas;/* app-view kernel VMAs emm may create; 0: from vm.max_map_count */
+};
+
+EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp);
+EMM_API int emm_close(struct emm *mm);
+
+EMM_API int emm_reserve(struct emm *mm, size_t len, void **addrp);
+EMM_API int emm_release(struct emm *mm, void *addr);
+
+enum { EMM_POLICY_ANON, EMM_POLICY_FILE, EMM_POLICY_PAGER, EMM_POLICY_GUARD };
+
+#define EMM_PROT_NONE	0
+#define EMM_PROT_READ	1
+#define EMM_PROT_WRITE	2
+#define EMM_PROT_EXEC	4
+
+struct emm_fault {
+	void *addr;
+	int write;               /* 1 for a write access */
+	void *vma_start;
+	size_t vma_len;
+	int policy;
+};
+
+/* What a trap callback returns: retry the access after fixing its cause, or
+ * pass the signal on to the handler installed before emm. It may also leave
+ * with siglongjmp. */
+enum { EMM_TRAP_RETRY, EMM_TRAP_CHAIN };
+typedef int (*emm_trap_fn)(const struct emm_fault *f, void *arg);
+
+struct emm_pager_ops {
+	int (*fill)(void *arg, uint64_t offset, void *buf, size_t len);
+	int (*writeback)(void *arg, uint64_t offset, const void *buf, size_t len);
+};
+
+/* emm_map_opts.flags */
+#define EMM_MAP_HUGEPAGE	0x1u
+#define EMM_MAP_NOHUGEPAGE	0x2u
+#define EMM_MAP_LOCKED		0x4u
+
+enum { EMM_NUMA_LOCAL, EMM_NUMA_BIND, EMM_NUMA_PREFERRED, EMM_NUMA_INTERLEAVE };
+
+struct emm_map_opts {
+	size_t sz;
+	int prot;                /* EMM_PROT_* */
+	int policy;              /* EMM_POLICY_* */
+	int fd;                  /* FILE: the file */
+	uint64_t offset;         /* FILE: offset of the first byte; PAGER: base offset */
+	const struct emm_pager_ops *pager;
+	void *pager_arg;
+	emm_trap_fn trap;        /* access errors, GUARD */
+	void *trap_arg;
+	unsigned flags;          /* EMM_MAP_* */
+	int numa_policy;         /* EMM_NUMA_* */
+	uint64_t numa_nodes;     /* bit i: node i */
+};
+
+EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map_opts *opts);
+EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len);
+EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot);
+
+enum {
+	EMM_ADV_NORMAL, EMM_ADV_RANDOM, EMM_ADV_SEQUENTIAL, EMM_ADV_WILLNEED,
+	EMM_ADV_DONTNEED, EMM_ADV_COLD, EMM_ADV_PAGEOUT, EMM_ADV_HUGEPAGE,
+	EMM_ADV_NOHUGEPAGE,
+};
+EMM_API int emm_advise(struct emm *mm, void *addr, size_t len, int advice);
+EMM_API int emm_sync(struct emm *mm, void *addr, size_t len);
+EMM_API int emm_pin(struct emm *mm, void *addr, size_t len);
+EMM_API int emm_unpin(struct emm *mm, void *addr, size_t len);
+EMM_API int emm_prefault(struct emm *mm, void *addr, size_t len, int write);
+
+EMM_API int emm_set_limit(struct emm *mm, uint64_t bytes);
+EMM_API long emm_reclaim(struct emm *mm, uint64_t bytes);
+
+struct emm_stats {
+	size_t sz;
+	uint64_t resident_bytes, limit_bytes, swap_used_bytes, swap_total_bytes;
+	uint64_t faults, faults_minor, faults_major, faults_zero, faults_wp, faults_bad;
+	uint64_t swapins, swapouts, pgscan, pgsteal, pgactivate, pgdeactivate;
+	uint64_t thp_collapse, thp_collapse_failed, thp_split;
+	uint64_t io_errors, kernel_vmas;
+	uint64_t vmas;           /* emm VMAs, after merging */
+};
+EMM_API int emm_stats(struct emm *mm, struct emm_stats *st);
+EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);
+
+EMM_API int emm_numa_nodes(struct emm *mm);
+struct emm_node_stats {
+	size_t sz;
+	uint64_t resident_bytes, active_bytes, inactive_bytes, limit_bytes;
+	uint64_t pgscan, pgsteal, swapouts, swapins;
+};
+EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st);
+EMM_API int emm_migrate(struct emm *mm, void *addr, size_t len, int node);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EMM_H */

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/* Private declarations shared by the files of libemm. */
+#ifndef EMM_INTERNAL_H
+#define EMM_INTERNAL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "emm.h"
+
+#define PAGE_SHIFT	12
+#define PAGE_SIZE	(1UL << PAGE_SHIFT)
+#define PMD_SHIFT	21
+#define PMD_SIZE	(1UL << PMD_SHIFT)
+#define PTRS_PER_PMD	(PMD_SIZE / PAGE_SIZE)
+
+#define ALIGN_DOWN(x, a)	((x) & ~((uintptr_t)(a) - 1))
+#define ALIGN_UP(x, a)		ALIGN_DOWN((x) + (a) - 1, (a))
+#define IS_ALIGNED(x, a)	(((uintptr_t)(x) & ((uintptr_t)(a) - 1)) == 0)
+#define MIN(a, b)		((a) < (b) ? (a) : (b))
+#define MAX(a, b)		((a) > (b) ? (a) : (b))
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+
+/*
+ * The PTE word. The low 32 bits hold the lock and the flags, so a futex on
+ * that half sleeps on the lock; the high 32 bits hold a frame index (while
+ * resident) or a swap slot (while swapped).
+ */
+#define PTE_LOCKED	(1ULL << 0)
+#define PTE_WAITERS	(1ULL << 1)
+#define PTE_STATE_SHIFT	2
+#define PTE_STATE_MASK	(3ULL << PTE_STATE_SHIFT)
+#define PTE_MAP_SHIFT	4		/* the app view's protection, EMM_PROT_* */
+#define PTE_MAP_MASK	(7ULL << PTE_MAP_SHIFT)
+#define PTE_DIRTY	(1ULL << 7)
+#define PTE_REFERENCED	(1ULL << 8)
+#define PTE_ACTIVE	(1ULL << 9)
+#define PTE_PINNED	(1ULL << 10)
+#define PTE_LRU		(1ULL << 11)
+#define PTE_VAL_SHIFT	32
+
+enum pte_state { PTE_NONE, PTE_RESIDENT, PTE_SWAPPED };
+
+static inline unsigned pte_state(uint64_t pte)
+{
+	return (pte & PTE_STATE_MASK) >> PTE_STATE_SHIFT;
+}
+
+static inline int pte_prot(uint64_t pte)
+{
+	return (int)((pte & PTE_MAP_MASK) >> PTE_MAP_SHIFT);
+}
+
+static inline uint64_t pte_mk(uint64_t pte, unsigned state, int prot)
+{
+	pte &= ~(PTE_STATE_MASK | PTE_MAP_MASK);
+	return pte | (uint64_t)state << PTE_STATE_SHIFT | (uint64_t)prot << PTE_MAP_SHIFT;
+}
+
+/* One 2 MiB extent of a reservation. */
+struct extent {
+	_Atomic uint32_t used;		/* PTEs of the extent not in PTE_NONE */
+	_Atomic uint32_t flags;
+};
+
+/* A VMA as emm keeps it; copied whole out of the table by readers. */
+struct emm_vma {
+	uintptr_t start, end;
+	int prot;
+	int policy;
+	unsigned flags;
+	emm_trap_fn trap;
+	void *trap_arg;
+	int fd;
+	uint64_t offset;
+	const struct emm_pager_ops *pager;
+	void *pager_arg;
+	int numa_policy;
+	uint64_t numa_nodes;
+};
+
+/* Sorted VMAs of a reservation: never changed once published; a writer
+ * publishes a new table and frees the old one after synchronize_srcu. */
+struct vma_table {
+	size_t nr;
+	struct emm_vma v[];
+};
+
+/* A reservation: the app view, its alias view, its PTEs and its VMAs. */
+struct rsv {
+	struct emm *mm;
+	uintptr_t start;
+	size_t len;
+	char *alias;
+	uint64_t pgoff;			/* byte offset of the range in physmem */
+	_Atomic uint64_t *pte;		/* one word per page, lazily backed */
+	struct extent *ext;		/* one per 2 MiB, lazily backed */
+	size_t meta_len;		/* bytes mapped for pte + ext */
+	struct vma_table *_Atomic vmas;	/* replaced whole; see srcu.c */
+	_Atomic long kvmas;		/* kernel VMAs the app view spans */
+	_Atomic int prot_lock;		/* serialises app-view mprotect; a leaf */
+	_Atomic long resident;		/* pages of this reservation in physmem */
+	struct rsv *next;
+};
+
+struct emm_config {
+	uint64_t mem_limit;
+	char *swap_path;
+	uint64_t swap_size;
+	int backend;
+	int thp;
+	unsigned flags;
+	unsigned fault_around;
+	unsigned max_kernel_vmas;
+};
+
+/* Counters bumped in the fault path: relaxed atomics, read by emm_stats. */
+struct emm_counters {
+	_Atomic uint64_t faults, faults_minor, faults_major, faults_zero;
+	_Atomic uint64_t faults_wp, faults_bad;
+	_Atomic uint64_t swapins, swapouts, pgscan, pgsteal, pgactivate, pgdeactivate;
+	_Atomic uint64_t thp_collapse, thp_collapse_failed, thp_split;
+	_Atomic uint64_t io_errors;
+	_Atomic uint64_t resident_pages;
+	_Atomic long kernel_vmas;
+};
+
+struct emm {
+	struct emm_config cfg;
+	int memfd;
+	uint64_t phys_end;		/* physmem bytes handed to reservations */
+	pthread_mutex_t lock;		/* serialises reservation and VMA writers */
+	struct rsv *rsvs;
+	struct emm_counters c;
+};
+
+#define count_event(mm, field)	\
+	atomic_fetch_add_explicit(&(mm)->c.field, 1, memory_order_relaxed)
+#define count_events(mm, field, n)	\
+	atomic_fetch_add_explicit(&(mm)->c.field, (n), memory_order_relaxed)
+
+/* options.c */
+int opts_check(const void *opts, size_t opts_sz, size_t min_sz, size_t known_sz);
+int config_load(struct emm_config *cfg, const struct emm_opts *opts);
+void config_free(struct emm_config *cfg);
+int parse_size(const char *s, uint64_t *out);
+
+/* util.c: async-signal-safe output */
+struct sbuf { char *p; size_t len, cap; };
+void sb_puts(struct sbuf *b, const char *s);
+void sb_putu(struct sbuf *b, uint64_t v, unsigned base, unsigned width);
+void sb_putx(struct sbuf *b, uint64_t v);
+void write_all(int fd, const char *s, size_t len);
+void emm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void emm_log(const struct emm *mm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+unsigned long sys_max_map_count(void);
+
+/* srcu.c: readers never block, writers wait for readers to leave */
+struct emm_srcu {
+	_Atomic unsigned idx;
+	_Atomic long cnt[2];
+};
+int srcu_read_lock(void);
+void srcu_read_unlock(int idx);
+void synchronize_srcu(void);
+
+/* pte.c */
+uint64_t pte_lock(_Atomic uint64_t *p);
+bool pte_trylock(_Atomic uint64_t *p, uint64_t *old);
+void pte_unlock(_Atomic uint64_t *p, uint64_t val);
+static inline _Atomic uint64_t *pte_of(struct rsv *r, uintptr_t addr)
+{
+	return &r->pte[(addr - r->start) >> PAGE_SHIFT];
+}
+static inline struct extent *extent_of(struct rsv *r, uintptr_t addr)
+{
+	return &r->ext[(addr - r->start) >> PMD_SHIFT];
+}
+void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val);
+
+/* physmem.c: reservations and the process-wide lookup */
+int rsv_create(struct emm *mm, size_t len, struct rsv **rp);
+void rsv_destroy(struct rsv *r);
+struct rsv *rsv_lookup(uintptr_t addr);
+int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp);
+int physmem_punch(struct rsv *r, uintptr_t addr, size_t len);
+
+/* vma.c */
+const struct emm_vma *find_vma(struct rsv *r, uintptr_t addr);
+bool range_covered(struct rsv *r, uintptr_t start, uintptr_t end);
+int vma_insert(struct rsv *r, const struct emm_vma *v);
+int vma_remove(struct rsv *r, uintptr_t start, uintptr_t end);
+int vma_set_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot);
+size_t vma_count(struct rsv *r);
+int walk_vmas(struct rsv *r, uintptr_t s, uintptr_t e,
+	      int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg);
+
+/* mmap.c, mlock.c */
+int check_range(const struct emm *mm, const void *addr, size_t len);
+int with_range(struct emm *mm, void *addr, size_t len,
+	       int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg);
+void vma_table_free(struct rsv *r);
+
+/* mprotect.c: the app view's protection and the kernel VMAs it costs */
+int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool force);
+void kvma_global_add(long delta);
+int prot_to_sys(int prot);
+void sig_block(sigset_t *old);
+void sig_restore(const sigset_t *old);
+
+/* fault.c */
+enum fault_result { FAULT_DONE, FAULT_RETRY, FAULT_BAD_AREA, FAULT_ACCESS, FAULT_SIGBUS };
+bool vma_access_error(const struct emm_vma *vma, int access);
+int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma *vma);
+int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+		   int access, bool pin);
+void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e);
+void zap_range(struct rsv *r, uintptr_t start, uintptr_t end, bool revoke);
+int change_range_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot);
+
+/* backend-signal.c */
+int signal_backend_get(void);
+void signal_backend_put(void);
+
+/* report.c */
+void report_bad_fault(int sig, const siginfo_t *si, void *uc, int access, struct rsv *r);
+
+/* emm.c */
+void emm_instances_lock(void);
+void emm_instances_unlock(void);
+
+#endif /* EMM_INTERNAL_H */

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* emm_pin, emm_unpin, emm_prefault: making ranges resident and mapped now. */
+#include <errno.h>
+
+#include "internal.h"
+
+struct prefault_args {
+	int access;
+	bool pin;
+};
+
+static int prefault_vma(struct rsv *r, const struct emm_vma *v, void *arg)
+{
+	const struct prefault_args *a = arg;
+
+	if (vma_access_error(v, a->access))
+		return -EACCES;
+	return prefault_range(r, v, v->start, v->end, a->access, a->pin);
+}
+
+static int unpin_vma(struct rsv *r, const struct emm_vma *v, void *arg)
+{
+	(void)arg;
+	unpin_range(r, v->start, v->end);
+	return 0;
+}
+
+/* Find the reservation holding all of [addr, addr + len), no holes, and
+ * run fn over its VMAs with signals blocked and mm->lock held. */
+int with_range(struct emm *mm, void *addr, size_t len,
+	       int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg)
+{
+	uintptr_t s = (uintptr_t)addr;
+	struct rsv *r;
+	sigset_t old;
+	int err = check_range(mm, addr, len);
+
+	if (err)
+		return err;
+	sig_block(&old);
+	pthread_mutex_lock(&mm->lock);
+	err = rsv_find_range(mm, s, len, &r);
+	if (!err && !range_covered(r, s, s + len))
+		err = -ENOMEM;
+	if (!err && fn)
+		err = walk_vmas(r, s, s + len, fn, arg);
+	pthread_mutex_unlock(&mm->lock);
+	sig_restore(&old);
+	return err;
+}
+
+EMM_API int emm_prefault(struct emm *mm, void *addr, size_t len, int write)
+{
+	struct prefault_args a = { write ? EMM_PROT_WRITE : EMM_PROT_READ, false };
+
+	return with_range(mm, addr, len, prefault_vma, &a);
+}
+
+/* Pinned pages are mapped for the access their VMA allows and never evicted. */
+static int pin_vma(struct rsv *r, const struct emm_vma *v, void *arg)
+{
+	struct prefault_args a = { v->prot & EMM_PROT_WRITE ? EMM_PROT_WRITE : EMM_PROT_READ,
+				   true };
+
+	(void)arg;
+	return prefault_vma(r, v, &a);
+}
+
+EMM_API int emm_pin(struct emm *mm, void *addr, size_t len)
+{
+	return with_range(mm, addr, len, pin_vma, NULL);
+}
+
+EMM_API int emm_unpin(struct emm *mm, void *addr, size_t len)
+{
+	return with_range(mm, addr, len, unpin_vma, NULL);
+}

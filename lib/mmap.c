@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/* emm_map and emm_unmap: VMAs from the caller's options, and dropping ranges. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MAP_FLAGS_KNOWN (EMM_MAP_HUGEPAGE | EMM_MAP_NOHUGEPAGE | EMM_MAP_LOCKED)
+
+/* -EINVAL unless mm is set and [addr, addr + len) is a non-empty page range. */
+int check_range(const struct emm *mm, const void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+
+	if (!mm || !len || !IS_ALIGNED(a, PAGE_SIZE) || !IS_ALIGNED(len, PAGE_SIZE) ||
+	    a + len < a)
+		return -EINVAL;
+	return 0;
+}
+
+static int check_numa(const struct emm_map_opts *o)
+{
+	uint64_t nodes = (1ULL << 1) - 1;	/* one node until NUMA lands */
+
+	if (o->numa_policy < EMM_NUMA_LOCAL || o->numa_policy > EMM_NUMA_INTERLEAVE)
+		return -EINVAL;
+	if (o->numa_policy == EMM_NUMA_LOCAL)
+		return o->numa_nodes ? -EINVAL : 0;
+	return (!o->numa_nodes || (o->numa_nodes & ~nodes)) ? -EINVAL : 0;
+}
+
+static int check_policy(const struct emm_map_opts *o)
+{
+	switch (o->policy) {
+	case EMM_POLICY_ANON:
+	case EMM_POLICY_GUARD:
+		return 0;
+	case EMM_POLICY_FILE:
+		if (!IS_ALIGNED(o->offset, PAGE_SIZE))
+			return -EINVAL;
+		if (o->fd < 0 || fcntl(o->fd, F_GETFL) < 0)
+			return -EBADF;
+		return -EOPNOTSUPP;
+	case EMM_POLICY_PAGER:
+		if (!o->pager || !o->pager->fill || !IS_ALIGNED(o->offset, PAGE_SIZE))
+			return -EINVAL;
+		return -EOPNOTSUPP;
+	default:
+		return -EINVAL;
+	}
+}
+
+static int vma_from_opts(struct emm_vma *v, uintptr_t addr, size_t len,
+			 const struct emm_map_opts *o)
+{
+	int err;
+
+	memset(v, 0, sizeof(*v));
+	v->start = addr;
+	v->end = addr + len;
+	v->fd = -1;
+	if (!o) {
+		v->prot = EMM_PROT_READ | EMM_PROT_WRITE;
+		return 0;
+	}
+	err = opts_check(o, o->sz, sizeof(*o), sizeof(*o));
+	if (err)
+		return err;
+	if ((o->prot & ~(EMM_PROT_READ | EMM_PROT_WRITE | EMM_PROT_EXEC)) ||
+	    (o->flags & ~MAP_FLAGS_KNOWN) ||
+	    (o->flags & EMM_MAP_HUGEPAGE && o->flags & EMM_MAP_NOHUGEPAGE))
+		return -EINVAL;
+	err = check_numa(o);
+	if (!err)
+		err = check_policy(o);
+	if (err)
+		return err;
+	v->prot = o->prot;
+	v->policy = o->policy;
+	v->flags = o->flags;
+	v->trap = o->trap;
+	v->trap_arg = o->trap_arg;
+	v->fd = o->policy == EMM_POLICY_FILE ? o->fd : -1;
+	v->offset = o->offset;
+	v->pager = o->pager;
+	v->pager_arg = o->pager_arg;
+	v->numa_policy = o->numa_policy;
+	v->numa_nodes = o->numa_nodes;
+	return 0;
+}
+
+EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map_opts *opts)
+{
+	struct emm_vma v;
+	struct rsv *r;
+	int err = check_range(mm, addr, len);
+
+	if (!err)
+		err = vma_from_opts(&v, (uintptr_t)addr, len, opts);
+	if (err)
+		return err;
+	pthread_mutex_lock(&mm->lock);
+	err = rsv_find_range(mm, v.start, len, &r);
+	if (!err)
+		err = vma_insert(r, &v);
+	pthread_mutex_unlock(&mm->lock);
+	if (!err && (v.flags & EMM_MAP_LOCKED)) {
+		err = emm_pin(mm, addr, len);
+		if (err)
+			emm_unmap(mm, addr, len);
+	}
+	return err;
+}
+
+EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len)
+{
+	uintptr_t s = (uintptr_t)addr;
+	struct rsv *r;
+	sigset_t old;
+	int err = check_range(mm, addr, len);
+
+	if (err)
+		return err;
+	sig_block(&old);
+	pthread_mutex_lock(&mm->lock);
+	err = rsv_find_range(mm, s, len, &r);
+	if (!err)
+		err = vma_remove(r, s, s + len);
+	if (!err)
+		zap_range(r, s, s + len, true);
+	pthread_mutex_unlock(&mm->lock);
+	sig_restore(&old);
+	return err;
+}
+
+EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
+{
+	uintptr_t s = (uintptr_t)addr;
+	struct rsv *r;
+	sigset_t old;
+	int err = check_range(mm, addr, len);
+
+	if (err)
+		return err;
+	if (prot & ~(EMM_PROT_READ | EMM_PROT_WRITE | EMM_PROT_EXEC))
+		return -EINVAL;
+	sig_block(&old);
+	pthread_mutex_lock(&mm->lock);
+	err = rsv_find_range(mm, s, len, &r);
+	if (!err && !range_covered(r, s, s + len))
+		err = -ENOMEM;
+	if (!err)
+		err = vma_set_prot(r, s, s + len, prot);
+	if (!err)
+		err = change_range_prot(r, s, s + len, prot);
+	pthread_mutex_unlock(&mm->lock);
+	sig_restore(&old);
+	return err;
+}

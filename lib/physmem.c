@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/* Physmem and reservations: the memfd, the app and alias views, the registry. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* At most 16 TiB of physmem per instance: frames name pages in 32 bits. */
+#define PHYSMEM_MAX	(1ULL << (32 + PAGE_SHIFT))
+
+/* The process-wide registry of reservations, sorted by address. */
+struct rsv_table {
+	size_t nr;
+	struct rsv *r[];
+};
+static struct rsv_table *_Atomic registry;
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Async-signal-safe. Called inside an srcu read section. */
+struct rsv *rsv_lookup(uintptr_t addr)
+{
+	/* Acquire: the table's contents were written before it was published. */
+	struct rsv_table *t = atomic_load_explicit(&registry, memory_order_acquire);
+	size_t lo = 0, hi = t ? t->nr : 0;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct rsv *r = t->r[mid];
+
+		if (addr < r->start)
+			hi = mid;
+		else if (addr >= r->start + r->len)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+/* Publish a copy of the registry with r added (add) or removed. */
+static int registry_update(struct rsv *r, bool add)
+{
+	struct rsv_table *old, *t;
+	size_t n, j = 0;
+
+	pthread_mutex_lock(&registry_lock);
+	old = atomic_load_explicit(&registry, memory_order_relaxed);
+	n = old ? old->nr : 0;
+	t = malloc(sizeof(*t) + (n + 1) * sizeof(t->r[0]));
+	if (!t) {
+		pthread_mutex_unlock(&registry_lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (add && j == i && old->r[i]->start > r->start)
+			t->r[j++] = r;
+		if (old->r[i] != r)
+			t->r[j++] = old->r[i];
+	}
+	if (add && j == n)
+		t->r[j++] = r;
+	t->nr = j;
+	/* Release: readers that see the pointer see the entries. */
+	atomic_store_explicit(&registry, t, memory_order_release);
+	synchronize_srcu();
+	free(old);
+	pthread_mutex_unlock(&registry_lock);
+	return 0;
+}
+
+/* Map len bytes at a PMD-aligned address: a reservation of address space
+ * large enough to align in, then the real mapping over it. */
+static void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off)
+{
+	char *p = mmap(NULL, len + PMD_SIZE, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *a;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (char *)ALIGN_UP((uintptr_t)p, PMD_SIZE);
+	if (mmap(a, len, prot, flags | MAP_FIXED, fd, off) == MAP_FAILED) {
+		munmap(p, len + PMD_SIZE);
+		return NULL;
+	}
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	if (a + len < p + len + PMD_SIZE)
+		munmap(a + len, (size_t)(p + len + PMD_SIZE - (a + len)));
+	return a;
+}
+
+static int rsv_map_views(struct emm *mm, struct rsv *r)
+{
+	size_t npages = r->len >> PAGE_SHIFT;
+	char *app, *meta;
+
+	r->alias = mmap_aligned(r->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+				mm->memfd, (off_t)r->pgoff);
+	if (!r->alias)
+		return -errno;
+	madvise(r->alias, r->len, MADV_DONTDUMP);
+	app = mmap_aligned(r->len, PROT_NONE, MAP_SHARED | MAP_NORESERVE, mm->memfd,
+			   (off_t)r->pgoff);
+	if (!app)
+		return -errno;
+	r->start = (uintptr_t)app;
+	r->meta_len = ALIGN_UP(npages * sizeof(uint64_t) +
+			       (r->len >> PMD_SHIFT) * sizeof(struct extent), PAGE_SIZE);
+	meta = mmap(NULL, r->meta_len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (meta == MAP_FAILED)
+		return -errno;
+	r->pte = (_Atomic uint64_t *)meta;
+	r->ext = (struct extent *)(meta + npages * sizeof(uint64_t));
+	return 0;
+}
+
+static void rsv_unmap_views(struct rsv *r)
+{
+	if (r->start)
+		munmap((void *)r->start, r->len);
+	if (r->alias)
+		munmap(r->alias, r->len);
+	if (r->pte)
+		munmap((void *)r->pte, r->meta_len);
+}
+
+/* The instance's physmem grows by len; writers hold mm->lock. */
+static int physmem_grow(struct emm *mm, size_t len, uint64_t *pgoff)
+{
+	if (mm->phys_end + len > PHYSMEM_MAX || mm->phys_end + len < len)
+		return -ENOMEM;
+	if (ftruncate(mm->memfd, (off_t)(mm->phys_end + len)) < 0)
+		return errno == EFBIG ? -ENOMEM : -errno;
+	*pgoff = mm->phys_end;
+	mm->phys_end += len;
+	return 0;
+}
+
+int rsv_create(struct emm *mm, size_t len, struct rsv **rp)
+{
+	struct rsv *r = calloc(1, sizeof(*r));
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	r->mm = mm;
+	r->len = ALIGN_UP(len, PMD_SIZE);
+	err = physmem_grow(mm, r->len, &r->pgoff);
+	if (!err)
+		err = rsv_map_views(mm, r);
+	if (!err)
+		err = registry_update(r, true);
+	if (err) {
+		rsv_unmap_views(r);
+		free(r);
+		return err;
+	}
+	atomic_store_explicit(&r->kvmas, 1, memory_order_relaxed);
+	count_events(mm, kernel_vmas, 1);
+	kvma_global_add(3);
+	*rp = r;
+	return 0;
+}
+
+/* Take r out of the registry, wait for faults in it to end, unmap it all. */
+void rsv_destroy(struct rsv *r)
+{
+	struct emm *mm = r->mm;
+
+	registry_update(r, false);
+	zap_range(r, r->start, r->start + r->len, false);
+	count_events(mm, kernel_vmas, -atomic_load(&r->kvmas));
+	kvma_global_add(-2 - atomic_load(&r->kvmas));
+	rsv_unmap_views(r);
+	vma_table_free(r);
+	free(r);
+}
+
+/* Writers hold mm->lock. */
+int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp)
+{
+	for (struct rsv *r = mm->rsvs; r; r = r->next) {
+		if (addr >= r->start && addr - r->start < r->len) {
+			if (len > r->len - (addr - r->start))
+				return -ENOMEM;
+			*rp = r;
+			return 0;
+		}
+	}
+	return -ENOMEM;
+}
+
+/* Give a range of physmem back to the system. */
+int physmem_punch(struct rsv *r, uintptr_t addr, size_t len)
+{
+	if (fallocate(r->mm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(r->pgoff + (addr - r->start)), (off_t)len) < 0)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/* PTE words: the per-page lock (a CAS bit, waiters sleep on a futex). */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* The futex sleeps on the 32-bit half of the word that holds the lock bit. */
+static uint32_t *pte_futex_word(_Atomic uint64_t *p)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return (uint32_t *)p + 1;
+#else
+	return (uint32_t *)p;
+#endif
+}
+
+/* Async-signal-safe. */
+static void futex_wait(_Atomic uint64_t *p, uint32_t val)
+{
+	syscall(SYS_futex, pte_futex_word(p), FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+/* Async-signal-safe. */
+static void futex_wake_all(_Atomic uint64_t *p)
+{
+	syscall(SYS_futex, pte_futex_word(p), FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/*
+ * Async-signal-safe. Take the page's lock; returns the word as it was,
+ * without the lock bits. Acquire pairs with the release in pte_unlock so
+ * the holder sees everything the previous holder wrote.
+ */
+uint64_t pte_lock(_Atomic uint64_t *p)
+{
+	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
+
+	for (;;) {
+		if (!(old & PTE_LOCKED)) {
+			if (atomic_compare_exchange_weak_explicit(p, &old, old | PTE_LOCKED,
+					memory_order_acquire, memory_order_relaxed))
+				return old & ~(PTE_LOCKED | PTE_WAITERS);
+			continue;
+		}
+		if (!(old & PTE_WAITERS) &&
+		    !atomic_compare_exchange_weak_explicit(p, &old, old | PTE_WAITERS,
+				memory_order_relaxed, memory_order_relaxed))
+			continue;
+		futex_wait(p, (uint32_t)(old | PTE_WAITERS));
+		old = atomic_load_explicit(p, memory_order_relaxed);
+	}
+}
+
+/* Async-signal-safe. Take the lock only if it is free now. */
+bool pte_trylock(_Atomic uint64_t *p, uint64_t *oldp)
+{
+	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
+
+	while (!(old & PTE_LOCKED)) {
+		/* Acquire: as in pte_lock. */
+		if (atomic_compare_exchange_weak_explicit(p, &old, old | PTE_LOCKED,
+				memory_order_acquire, memory_order_relaxed)) {
+			*oldp = old & ~PTE_WAITERS;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Async-signal-safe. Store the new value and drop the lock; release
+ * publishes the page's new state (and the data written through the alias
+ * view) to the next holder.
+ */
+void pte_unlock(_Atomic uint64_t *p, uint64_t val)
+{
+	uint64_t old = atomic_exchange_explicit(p, val & ~(PTE_LOCKED | PTE_WAITERS),
+						memory_order_release);
+
+	if (old & PTE_WAITERS)
+		futex_wake_all(p);
+}
+
+/* Async-signal-safe. Keep the extent's count of non-empty PTEs; PTE lock held. */
+void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val)
+{
+	bool was = pte_state(old) != PTE_NONE, is = pte_state(val) != PTE_NONE;
+
+	if (was != is)
+		atomic_fetch_add_explicit(&extent_of(r, addr)->used, is ? 1 : (uint32_t)-1,
+					  memory_order_relaxed);
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/* Statistics: emm_stats, emm_stats_print, and the per-node view. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define LOAD(mm, f) atomic_load_explicit(&(mm)->c.f, memory_order_relaxed)
+
+static uint64_t count_vmas(struct emm *mm)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&mm->lock);
+	for (struct rsv *r = mm->rsvs; r; r = r->next)
+		n += vma_count(r);
+	pthread_mutex_unlock(&mm->lock);
+	return n;
+}
+
+static void stats_fill(struct emm *mm, struct emm_stats *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->sz = sizeof(*s);
+	s->resident_bytes = LOAD(mm, resident_pages) * PAGE_SIZE;
+	s->limit_bytes = mm->cfg.mem_limit;
+	s->faults = LOAD(mm, faults);
+	s->faults_minor = LOAD(mm, faults_minor);
+	s->faults_major = LOAD(mm, faults_major);
+	s->faults_zero = LOAD(mm, faults_zero);
+	s->faults_wp = LOAD(mm, faults_wp);
+	s->faults_bad = LOAD(mm, faults_bad);
+	s->swapins = LOAD(mm, swapins);
+	s->swapouts = LOAD(mm, swapouts);
+	s->pgscan = LOAD(mm, pgscan);
+	s->pgsteal = LOAD(mm, pgsteal);
+	s->pgactivate = LOAD(mm, pgactivate);
+	s->pgdeactivate = LOAD(mm, pgdeactivate);
+	s->thp_collapse = LOAD(mm, thp_collapse);
+	s->thp_collapse_failed = LOAD(mm, thp_collapse_failed);
+	s->thp_split = LOAD(mm, thp_split);
+	s->io_errors = LOAD(mm, io_errors);
+	s->kernel_vmas = (uint64_t)LOAD(mm, kernel_vmas);
+	s->vmas = count_vmas(mm);
+}
+
+EMM_API int emm_stats(struct emm *mm, struct emm_stats *st)
+{
+	struct emm_stats s;
+	size_t sz;
+
+	if (!mm || !st || st->sz < offsetof(struct emm_stats, vmas))
+		return -EINVAL;
+	sz = st->sz;
+	stats_fill(mm, &s);
+	if (sz > sizeof(s))
+		memset((char *)st + sizeof(s), 0, sz - sizeof(s));
+	memcpy(st, &s, MIN(sz, sizeof(s)));
+	st->sz = sz;
+	return 0;
+}
+
+static void default_out(const char *line, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "%s\n", line);
+}
+
+EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg)
+{
+	static const struct { const char *name; size_t off; } fields[] = {
+#define F(x) { #x, offsetof(struct emm_stats, x) }
+		F(resident_bytes), F(limit_bytes), F(swap_used_bytes), F(swap_total_bytes),
+		F(faults), F(faults_minor), F(faults_major), F(faults_zero), F(faults_wp),
+		F(faults_bad), F(swapins), F(swapouts), F(pgscan), F(pgsteal),
+		F(pgactivate), F(pgdeactivate), F(thp_collapse), F(thp_collapse_failed),
+		F(thp_split), F(io_errors), F(kernel_vmas), F(vmas),
+#undef F
+	};
+	struct emm_stats s;
+	char line[96];
+
+	if (!mm)
+		return;
+	stats_fill(mm, &s);
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+		snprintf(line, sizeof(line), "%-20s %" PRIu64, fields[i].name,
+			 *(const uint64_t *)((const char *)&s + fields[i].off));
+		(out ? out : default_out)(line, arg);
+	}
+}

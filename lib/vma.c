@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/* VMAs: the sorted table of a reservation, find_vma, split and merge. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Async-signal-safe. Called inside an srcu read section; the VMA returned
+ * stays valid until srcu_read_unlock. */
+const struct emm_vma *find_vma(struct rsv *r, uintptr_t addr)
+{
+	/* Acquire: the table was filled before it was published. */
+	struct vma_table *t = atomic_load_explicit(&r->vmas, memory_order_acquire);
+	size_t lo = 0, hi = t ? t->nr : 0;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const struct emm_vma *v = &t->v[mid];
+
+		if (addr < v->start)
+			hi = mid;
+		else if (addr >= v->end)
+			lo = mid + 1;
+		else
+			return v;
+	}
+	return NULL;
+}
+
+static bool same_attrs(const struct emm_vma *a, const struct emm_vma *b)
+{
+	return a->prot == b->prot && a->policy == b->policy && a->flags == b->flags &&
+	       a->trap == b->trap && a->trap_arg == b->trap_arg && a->fd == b->fd &&
+	       a->pager == b->pager && a->pager_arg == b->pager_arg &&
+	       a->numa_policy == b->numa_policy && a->numa_nodes == b->numa_nodes;
+}
+
+/* vma_merge: b continues a, with the same attributes and offsets. */
+static bool can_merge(const struct emm_vma *a, const struct emm_vma *b)
+{
+	if (a->end != b->start || !same_attrs(a, b))
+		return false;
+	if (a->policy == EMM_POLICY_FILE || a->policy == EMM_POLICY_PAGER)
+		return b->offset == a->offset + (a->end - a->start);
+	return true;
+}
+
+static struct vma_table *table_alloc(size_t nr)
+{
+	struct vma_table *t = malloc(sizeof(*t) + nr * sizeof(t->v[0]));
+
+	if (t)
+		t->nr = 0;
+	return t;
+}
+
+static void table_push(struct vma_table *t, const struct emm_vma *v)
+{
+	if (t->nr && can_merge(&t->v[t->nr - 1], v))
+		t->v[t->nr - 1].end = v->end;
+	else
+		t->v[t->nr++] = *v;
+}
+
+/* Clip v to [start, end), moving the offset along. */
+static struct emm_vma clip(const struct emm_vma *v, uintptr_t start, uintptr_t end)
+{
+	struct emm_vma c = *v;
+
+	c.start = MAX(v->start, start);
+	c.end = MIN(v->end, end);
+	c.offset += c.start - v->start;
+	return c;
+}
+
+/*
+ * Publish a new table where [start, end) is cut out of every VMA, the parts
+ * inside given prot (if prot >= 0) or dropped, and ins added (if not NULL).
+ * Equal neighbours merge. Writers hold mm->lock.
+ */
+static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end, int prot,
+		       const struct emm_vma *ins)
+{
+	struct vma_table *old = atomic_load_explicit(&r->vmas, memory_order_relaxed);
+	size_t n = old ? old->nr : 0;
+	struct vma_table *t = table_alloc(2 * n + 2);
+	bool placed = !ins;
+
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct emm_vma *v = &old->v[i];
+		struct emm_vma c;
+
+		if (!placed && ins->start < v->start) {
+			table_push(t, ins);
+			placed = true;
+		}
+		if (v->end <= start || v->start >= end) {
+			table_push(t, v);
+			continue;
+		}
+		if (v->start < start)
+			table_push(t, (c = clip(v, v->start, start), &c));
+		if (prot >= 0) {
+			c = clip(v, start, end);
+			c.prot = prot;
+			table_push(t, &c);
+		}
+		if (!placed && ins->start < v->end) {
+			table_push(t, ins);
+			placed = true;
+		}
+		if (v->end > end)
+			table_push(t, (c = clip(v, end, v->end), &c));
+	}
+	if (!placed)
+		table_push(t, ins);
+	/* Release: readers that load the pointer see the filled table. */
+	atomic_store_explicit(&r->vmas, t, memory_order_release);
+	synchronize_srcu();
+	free(old);
+	return 0;
+}
+
+/* Writers hold mm->lock. */
+static bool range_overlaps(struct rsv *r, uintptr_t start, uintptr_t end)
+{
+	struct vma_table *t = atomic_load_explicit(&r->vmas, memory_order_relaxed);
+
+	for (size_t i = 0; t && i < t->nr; i++)
+		if (t->v[i].start < end && t->v[i].end > start)
+			return true;
+	return false;
+}
+
+/* Writers hold mm->lock. True when VMAs cover all of [start, end). */
+bool range_covered(struct rsv *r, uintptr_t start, uintptr_t end)
+{
+	struct vma_table *t = atomic_load_explicit(&r->vmas, memory_order_relaxed);
+	uintptr_t at = start;
+
+	for (size_t i = 0; t && i < t->nr && at < end; i++) {
+		if (t->v[i].end <= at)
+			continue;
+		if (t->v[i].start > at)
+			return false;
+		at = t->v[i].end;
+	}
+	return at >= end;
+}
+
+int vma_insert(struct rsv *r, const struct emm_vma *v)
+{
+	if (range_overlaps(r, v->start, v->end))
+		return -EEXIST;
+	return vma_rewrite(r, v->start, v->start, -1, v);
+}
+
+int vma_remove(struct rsv *r, uintptr_t start, uintptr_t end)
+{
+	return vma_rewrite(r, start, end, -1, NULL);
+}
+
+int vma_set_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot)
+{
+	return vma_rewrite(r, start, end, prot, NULL);
+}
+
+/* Writers hold mm->lock. */
+size_t vma_count(struct rsv *r)
+{
+	struct vma_table *t = atomic_load_explicit(&r->vmas, memory_order_relaxed);
+
+	return t ? t->nr : 0;
+}
+
+void vma_table_free(struct rsv *r)
+{
+	free(atomic_load_explicit(&r->vmas, memory_order_relaxed));
+	atomic_store_explicit(&r->vmas, NULL, memory_order_relaxed);
+}
+
+/* Call fn on each VMA piece of [s, e), clipped; stop at the first error.
+ * Writers hold mm->lock, so the table cannot change under us. */
+int walk_vmas(struct rsv *r, uintptr_t s, uintptr_t e,
+	      int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg)
+{
+	struct vma_table *t = atomic_load_explicit(&r->vmas, memory_order_relaxed);
+
+	for (size_t i = 0; t && i < t->nr; i++) {
+		struct emm_vma c;
+		int err;
+
+		if (t->v[i].end <= s || t->v[i].start >= e)
+			continue;
+		c = clip(&t->v[i], s, e);
+		err = fn(r, &c, arg);
+		if (err)
+			return err;
+	}
+	return 0;
+}
