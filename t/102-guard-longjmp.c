@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/* Guard VMAs left by siglongjmp 10,000 times without drift, and a trap that fixes and retries. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "emm.h"
+#include "tap.h"
+
+#define PAGE 4096UL
+#define ROUNDS 10000
+
+static struct emm *mm;
+static char *G1, *V, *G2, *R;	/* guard, data, guard; R: read-only, fixed by its trap */
+
+static sigjmp_buf guard_env;
+static struct emm_fault guard_seen;
+static volatile uintptr_t trap_stack;
+static volatile long guard_traps;
+
+static int guard_trap(const struct emm_fault *f, void *arg)
+{
+	volatile char here = 0;
+
+	trap_stack = (uintptr_t)&here;
+	guard_seen = *f;
+	guard_traps++;
+	siglongjmp(guard_env, 1);
+}
+
+/* Where the stack is when the loop calls a function. */
+static __attribute__((noinline)) uintptr_t stack_here(void)
+{
+	volatile char here = 0;
+	uintptr_t a = (uintptr_t)&here;
+
+	__asm__ volatile("" ::: "memory");
+	return a;
+}
+
+static __attribute__((noinline)) int guard_access(volatile char *p, int write)
+{
+	if (sigsetjmp(guard_env, 1))
+		return 1;
+	if (write)
+		*p = 1;
+	else
+		(void)*p;
+	return 0;
+}
+
+static int same_mask(const sigset_t *a, const sigset_t *b)
+{
+	for (int s = 1; s < NSIG; s++)
+		if (sigismember(a, s) != sigismember(b, s))
+			return 0;
+	return 1;
+}
+
+struct tally {
+	long missed, wrong_info, mask_changed, segv_blocked, drift, trap_drift;
+};
+
+static void one_round(int i, const sigset_t *mask0, uintptr_t sp0, uintptr_t tsp0,
+		      struct tally *t)
+{
+	char *g = i & 1 ? G2 : G1;
+	char *p = g + (size_t)(i % 4) * PAGE + (size_t)(i * 37) % PAGE;
+	int write = (i >> 1) & 1;
+	sigset_t now;
+
+	memset(&guard_seen, 0, sizeof(guard_seen));
+	if (!guard_access(p, write))
+		t->missed++;
+	else if (guard_seen.addr != p || guard_seen.write != write ||
+		 guard_seen.policy != EMM_POLICY_GUARD || guard_seen.vma_start != g ||
+		 guard_seen.vma_len != 4 * PAGE)
+		t->wrong_info++;
+	sigprocmask(SIG_SETMASK, NULL, &now);
+	t->mask_changed += !same_mask(&now, mask0);
+	t->segv_blocked += sigismember(&now, SIGSEGV) == 1;
+	t->drift += stack_here() != sp0;
+	t->trap_drift += trap_stack != tsp0;
+}
+
+static void test_guards(void)
+{
+	EMM_OPTS(emm_map_opts, g, .prot = EMM_PROT_NONE, .policy = EMM_POLICY_GUARD,
+		 .trap = guard_trap);
+	struct tally t = { 0 };
+	uintptr_t sp0, tsp0;
+	sigset_t mask0;
+
+	ok(emm_map(mm, G1, 4 * PAGE, &g) == 0 && emm_map(mm, V, 16 * PAGE, NULL) == 0 &&
+	   emm_map(mm, G2, 4 * PAGE, &g) == 0, "guard, data, guard mapped");
+	memset(V, 0x77, 16 * PAGE);
+	sigprocmask(SIG_SETMASK, NULL, &mask0);
+	ok(!sigismember(&mask0, SIGSEGV), "SIGSEGV not blocked to begin with");
+	sp0 = stack_here();
+	guard_access(G1, 0);
+	tsp0 = trap_stack;
+	guard_traps = 0;
+	for (int i = 0; i < ROUNDS; i++)
+		one_round(i, &mask0, sp0, tsp0, &t);
+	is_int(guard_traps, ROUNDS, "exactly one trap per guard access");
+	is_int(t.missed, 0, "no guard access went through");
+	is_int(t.wrong_info, 0, "every trap told the address, access, policy and guard VMA");
+	is_int(t.mask_changed, 0, "the signal mask after each is what it was");
+	is_int(t.segv_blocked, 0, "SIGSEGV never left blocked");
+	is_int(t.drift, 0, "the stack pointer does not drift");
+	is_int(t.trap_drift, 0, "the trap callback runs at the same stack depth each time");
+	ok(V[0] == 0x77 && V[16 * PAGE - 1] == 0x77, "the data between the guards is intact");
+}
+
+static sigjmp_buf retry_env;
+static volatile int retry_traps, retry_protect = 1;
+
+/* Makes the VMA writable, as a copy-on-write or a growing buffer would. */
+static int retry_trap(const struct emm_fault *f, void *arg)
+{
+	if (++retry_traps > 3)
+		siglongjmp(retry_env, 1);	/* not fixed: do not loop for ever */
+	retry_protect = emm_protect(mm, f->vma_start, f->vma_len,
+				    EMM_PROT_READ | EMM_PROT_WRITE);
+	return EMM_TRAP_RETRY;
+}
+
+static void test_retry(void)
+{
+	EMM_OPTS(emm_map_opts, o, .prot = EMM_PROT_READ, .trap = retry_trap);
+	volatile uint64_t *q = (volatile uint64_t *)(R + PAGE);
+	int escaped;
+
+	is_int(emm_map(mm, R, 4 * PAGE, &o), 0, "map a read-only VMA with a fixing trap");
+	is_int(q[3], 0, "it reads zero");
+	is_int(retry_traps, 0, "a read did not trap");
+	escaped = sigsetjmp(retry_env, 1);
+	if (!escaped)
+		q[3] = 0x1234abcd;
+	ok(!escaped, "a write returned after the trap retried it");
+	is_int(retry_traps, 1, "one trap");
+	is_int(retry_protect, 0, "emm_protect in the trap succeeded");
+	is_int(q[3], 0x1234abcd, "the write landed");
+	q[4] = 5;
+	is_int(retry_traps, 1, "the next write did not trap");
+}
+
+int main(void)
+{
+	void *r;
+
+	plan(10 + 8 + 1);
+	if (emm_open(NULL, &mm) || emm_reserve(mm, 2 << 20, &r))
+		bail("cannot open and reserve");
+	G1 = r;
+	V = G1 + 4 * PAGE;
+	G2 = V + 16 * PAGE;
+	R = G2 + 8 * PAGE;
+	test_guards();
+	test_retry();
+	is_int(emm_close(mm), 0, "emm_close");
+	return done_testing();
+}
