@@ -49,6 +49,15 @@ struct emm_opts {
 	unsigned flags;          /* EMM_OPEN_* */
 	unsigned fault_around;   /* pages a first-touch fault maps; 0: EMM_FAULT_AROUND, else 16 */
 	unsigned max_kernel_vmas;/* app-view kernel VMAs emm may create; 0: from vm.max_map_count */
+	/* Reclaim watermarks, as headroom in bytes below mem_limit (0: defaults,
+	 * see emm-tuning(7)); they must keep min < low < high < mem_limit. */
+	uint64_t wmark_min;      /* resident above limit - min: the faulting thread reclaims */
+	uint64_t wmark_low;      /* above limit - low: the reclaim thread wakes */
+	uint64_t wmark_high;     /* the reclaim thread stops below limit - high */
+	/* Called on the reclaim thread when the budget is exceeded and nothing
+	 * more can be evicted (swap full, writes failing). */
+	void (*oom)(struct emm *mm, uint64_t excess_bytes, void *arg);
+	void *oom_arg;
 };
 
 EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp);
@@ -131,6 +140,7 @@ struct emm_stats {
 	uint64_t thp_collapse, thp_collapse_failed, thp_split;
 	uint64_t io_errors, kernel_vmas;
 	uint64_t vmas;           /* emm VMAs, after merging */
+	uint64_t oom_events;     /* times reclaim could not keep the budget (swap full) */
 };
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st);
 EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "swap.h"
 
 static int open_physmem(void)
 {
@@ -22,6 +23,38 @@ static void print_to_stderr(const char *line, void *arg)
 	write_all(STDERR_FILENO, "\n", 1);
 }
 
+/* Undo what emm_open got done, in reverse. */
+static void teardown(struct emm *mm, bool backend)
+{
+	kswapd_stop(mm);
+	if (backend)
+		signal_backend_put();
+	if (mm->swap)
+		swap_close(mm->swap);
+	lru_destroy(mm);
+	if (mm->memfd >= 0)
+		close(mm->memfd);
+	config_free(&mm->cfg);
+	free(mm);
+}
+
+static int open_parts(struct emm *mm, const struct emm_opts *opts)
+{
+	int err = config_load(&mm->cfg, opts);
+
+	if (!err && mm->cfg.backend == EMM_BACKEND_UFFD)
+		err = -EOPNOTSUPP;
+	if (!err)
+		err = mm->memfd = open_physmem();
+	if (err >= 0)
+		err = lru_init(mm);
+	if (!err)
+		err = swap_open(mm->cfg.swap_path, mm->cfg.swap_size, &mm->swap);
+	if (!err)
+		err = kswapd_start(mm);
+	return err;
+}
+
 EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 {
 	struct emm *mm;
@@ -33,21 +66,14 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 	if (!mm)
 		return -ENOMEM;
 	mm->memfd = -1;
-	err = config_load(&mm->cfg, opts);
-	if (!err && mm->cfg.backend == EMM_BACKEND_UFFD)
-		err = -EOPNOTSUPP;
+	pthread_mutex_init(&mm->lock, NULL);
+	err = open_parts(mm, opts);
 	if (!err)
-		err = mm->memfd = open_physmem();
-	if (err >= 0)
 		err = signal_backend_get();
 	if (err < 0) {
-		if (mm->memfd >= 0)
-			close(mm->memfd);
-		config_free(&mm->cfg);
-		free(mm);
+		teardown(mm, false);
 		return err;
 	}
-	pthread_mutex_init(&mm->lock, NULL);
 	emm_log(mm, "open: limit %llu bytes, fault-around %u pages, signal backend",
 		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around);
 	*mmp = mm;
@@ -62,7 +88,8 @@ static void release_one(struct emm *mm, struct rsv *r)
 
 	while (*pp != r)
 		pp = &(*pp)->next;
-	*pp = r->next;
+	/* Release: lock-free readers of the list see a whole reservation. */
+	__atomic_store_n(pp, r->next, __ATOMIC_RELEASE);
 	sig_block(&old);
 	rsv_destroy(r);
 	sig_restore(&old);
@@ -74,15 +101,13 @@ EMM_API int emm_close(struct emm *mm)
 		return -EINVAL;
 	if (mm->cfg.flags & EMM_OPEN_SHOW_STATS)
 		emm_stats_print(mm, print_to_stderr, NULL);
+	kswapd_stop(mm);
 	pthread_mutex_lock(&mm->lock);
 	while (mm->rsvs)
 		release_one(mm, mm->rsvs);
 	pthread_mutex_unlock(&mm->lock);
-	signal_backend_put();
-	close(mm->memfd);
 	pthread_mutex_destroy(&mm->lock);
-	config_free(&mm->cfg);
-	free(mm);
+	teardown(mm, true);
 	return 0;
 }
 
@@ -97,7 +122,8 @@ EMM_API int emm_reserve(struct emm *mm, size_t len, void **addrp)
 	err = rsv_create(mm, len, &r);
 	if (!err) {
 		r->next = mm->rsvs;
-		mm->rsvs = r;
+		/* Release: as in release_one. */
+		__atomic_store_n(&mm->rsvs, r, __ATOMIC_RELEASE);
 		*addrp = (void *)r->start;
 	}
 	pthread_mutex_unlock(&mm->lock);

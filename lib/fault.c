@@ -1,26 +1,23 @@
 /* SPDX-License-Identifier: MIT */
-/* The fault path shared by the backends: PTE states, fault-around, coalescing. */
+/* The fault path shared by the backends: PTE states, fault-around, swap-in, coalescing. */
 #include <errno.h>
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "swap.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #define MADV_POPULATE_WRITE 23
 #endif
 
-/* Async-signal-safe. Page index of addr in r. */
-static size_t pidx(const struct rsv *r, uintptr_t addr)
-{
-	return (addr - r->start) >> PAGE_SHIFT;
-}
+#define SWAP_RA_PAGES	32	/* swap-in readahead window, in pages */
+#define IO_BATCH	32	/* pages per swap read request built on the stack */
 
 /* Async-signal-safe. The word of a page whose lock the caller holds. */
-static uint64_t locked_val(struct rsv *r, size_t i)
+static uint64_t locked_val(struct rsv *r, uintptr_t addr)
 {
-	return atomic_load_explicit(&r->pte[i], memory_order_relaxed) &
-	       ~(PTE_LOCKED | PTE_WAITERS);
+	return pte_locked_val(pte_of(r, addr));
 }
 
 /* Async-signal-safe. Does prot allow the access (EMM_PROT_* bits)? */
@@ -46,43 +43,54 @@ static void lock_range(struct rsv *r, uintptr_t s, uintptr_t e)
 		pte_lock(pte_of(r, a));
 }
 
-/*
- * Async-signal-safe. Unlock [s, e), turning never-touched pages into
- * resident ones (they are mapped now) and marking them referenced; dirty
- * when written. Returns how many pages became resident.
- */
-static long unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set)
-{
-	long fresh = 0;
-
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
-		size_t i = pidx(r, a);
-		uint64_t old = locked_val(r, i), val = old;
-
-		if (pte_prot(val) != EMM_PROT_NONE) {
-			if (pte_state(val) == PTE_NONE) {
-				val = pte_mk(val, PTE_RESIDENT, pte_prot(val));
-				fresh++;
-			}
-			val |= PTE_REFERENCED | set;
-			if ((access & EMM_PROT_WRITE) && (pte_prot(val) & EMM_PROT_WRITE))
-				val |= PTE_DIRTY;
-		}
-		pte_set_used(r, a, old, val);
-		pte_unlock(&r->pte[i], val);
-	}
-	if (fresh) {
-		atomic_fetch_add_explicit(&r->resident, fresh, memory_order_relaxed);
-		count_events(r->mm, resident_pages, (uint64_t)fresh);
-	}
-	return fresh;
-}
-
 /* Async-signal-safe. Unlock [s, e) leaving every word as it is. */
 static void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e)
 {
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
-		pte_unlock(pte_of(r, a), locked_val(r, pidx(r, a)));
+		pte_unlock(pte_of(r, a), locked_val(r, a));
+}
+
+/* Async-signal-safe. Does the page (resident) keep a clean copy in swap? */
+static bool page_swapcache(struct rsv *r, uint64_t val)
+{
+	return pte_state(val) == PTE_RESIDENT && !(val & PTE_DIRTY) &&
+	       r->mm->lru->frames[pte_val(val)].slot;
+}
+
+/* Async-signal-safe. The page is about to be written: its swap copy is stale. */
+static uint64_t page_dirty(struct rsv *r, uint64_t val)
+{
+	struct frame *f = &r->mm->lru->frames[pte_val(val)];
+
+	if (f->slot) {
+		swap_free(r->mm->swap, f->slot);
+		f->slot = 0;
+	}
+	return val | PTE_DIRTY;
+}
+
+/*
+ * Async-signal-safe. Unlock [s, e) after mapping it: a page mapped
+ * writable is dirty; a frame new to the LRU is queued on this CPU's add
+ * pagevec; set holds extra bits (referenced, pinned).
+ */
+static void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
+		uint64_t val = locked_val(r, a);
+
+		if (pte_state(val) == PTE_RESIDENT) {
+			if ((pte_prot(val) & EMM_PROT_WRITE) &&
+			    ((access & EMM_PROT_WRITE) || page_swapcache(r, val)))
+				val = page_dirty(r, val);
+			if (!(val & PTE_LRU)) {
+				lru_queue(r->mm, pte_val(val), PV_ADD);
+				val |= PTE_LRU;
+			}
+			val |= set;
+		}
+		pte_unlock(pte_of(r, a), val);
+	}
 }
 
 /* Async-signal-safe. The protection a page of vma gets when mapped. */
@@ -100,29 +108,140 @@ static void populate(uintptr_t s, uintptr_t e, int prot)
 								 : MADV_POPULATE_READ);
 }
 
+/* Async-signal-safe. A new frame for the locked, never-touched page at a. */
+static int alloc_page(struct rsv *r, uintptr_t a)
+{
+	uint32_t f = frame_alloc(r->mm, rsv_ppn(r, a));
+	uint64_t old = locked_val(r, a), val;
+
+	if (!f)
+		return -ENOMEM;
+	val = pte_set_val(pte_mk(old & ~(PTE_DIRTY | PTE_LRU | PTE_REFERENCED | PTE_ACTIVE),
+				 PTE_RESIDENT, pte_prot(old)), f);
+	pte_set_used(r, a, old, val);
+	pte_set_locked(pte_of(r, a), val);
+	atomic_fetch_add_explicit(&r->resident, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* Async-signal-safe. Undo alloc_page or a failed swap-in: the page goes
+ * back to what it was (never touched, or swapped in slot). */
+static void unalloc_page(struct rsv *r, uintptr_t a, uint32_t slot)
+{
+	uint64_t val = locked_val(r, a);
+
+	frame_free(r->mm, pte_val(val));
+	atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
+	physmem_punch(r, a, PAGE_SIZE);
+	pte_set_locked(pte_of(r, a), slot ? pte_set_val(pte_mk(val, PTE_SWAPPED, 0), slot)
+				      : pte_mk(pte_set_val(val, 0), PTE_NONE, 0));
+	pte_set_used(r, a, val, locked_val(r, a));
+}
+
 /*
- * Async-signal-safe. The fault-around window around the locked page at
- * addr: never-touched neighbours inside the VMA that we can lock now,
- * within the aligned group of fault_around pages.
+ * Async-signal-safe. Read n swapped, locked pages (their addresses in
+ * pages[]) into physmem with one batch of I/O. A page whose read fails (or
+ * fails its checksum) stays swapped; the first error is returned.
  */
-static void fault_around(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
+static int swapin_batch(struct rsv *r, const uintptr_t *pages, unsigned n)
+{
+	struct swap_io io[IO_BATCH];
+	int err = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		io[i].slot = pte_val(locked_val(r, pages[i]));
+		io[i].page = rsv_alias(r, pages[i]);
+		if (alloc_page(r, pages[i]) < 0) {
+			while (i--)
+				unalloc_page(r, pages[i], io[i].slot);
+			return -ENOMEM;
+		}
+	}
+	swap_readpages(r->mm->swap, io, n);
+	for (unsigned i = 0; i < n; i++) {
+		if (io[i].err) {
+			unalloc_page(r, pages[i], io[i].slot);
+			count_event(r->mm, io_errors);
+			err = err ? err : io[i].err;
+			continue;
+		}
+		r->mm->lru->frames[pte_val(locked_val(r, pages[i]))].slot = io[i].slot;
+		count_event(r->mm, swapins);
+		atomic_fetch_add_explicit(&r->mm->lru->node[0].swapins, 1, memory_order_relaxed);
+	}
+	return err;
+}
+
+/*
+ * Async-signal-safe. Every page of the locked range [s, e) gets physmem:
+ * never-touched pages a zeroed frame, swapped pages their data back. The
+ * budget is charged first (direct reclaim when it is exhausted).
+ */
+static int make_resident(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	uintptr_t swapped[IO_BATCH];
+	unsigned nsw = 0;
+	long need = 0;
+	int err = 0;
+
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+		need += pte_state(locked_val(r, a)) != PTE_RESIDENT;
+	if (need)
+		mm_charge(r->mm, need);
+	for (uintptr_t a = s; a < e && !err; a += PAGE_SIZE) {
+		unsigned st = pte_state(locked_val(r, a));
+
+		if (st == PTE_NONE)
+			err = alloc_page(r, a);
+		else if (st == PTE_SWAPPED)
+			swapped[nsw++] = a;
+		if (nsw == IO_BATCH) {
+			err = swapin_batch(r, swapped, nsw);
+			nsw = 0;
+		}
+	}
+	if (nsw && !err)
+		err = swapin_batch(r, swapped, nsw);
+	return err;
+}
+
+/*
+ * Async-signal-safe. make_resident failed part way: pages it gave a frame
+ * that never got mapped go back to never-touched (their contents are zero:
+ * a swapped page that came back keeps its data and stays resident).
+ */
+static void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
+		uint64_t val = locked_val(r, a);
+
+		if (pte_state(val) == PTE_RESIDENT && !(val & PTE_LRU) &&
+		    !r->mm->lru->frames[pte_val(val)].slot)
+			unalloc_page(r, a, 0);
+	}
+}
+
+/*
+ * Async-signal-safe. The window around the locked page at addr: its
+ * neighbours inside [lo, hi) in the same state (never touched, or
+ * swapped) that can be locked now.
+ */
+static void fault_around(struct rsv *r, uintptr_t addr, uintptr_t lo, uintptr_t hi,
 			 uintptr_t *sp, uintptr_t *ep)
 {
-	uintptr_t n = (uintptr_t)r->mm->cfg.fault_around << PAGE_SHIFT;
-	uintptr_t lo = MAX(ALIGN_DOWN(addr, n), vma->start);
-	uintptr_t hi = MIN(ALIGN_DOWN(addr, n) + n, vma->end);
+	unsigned state = pte_state(locked_val(r, addr));
 	uintptr_t s = addr, e = addr + PAGE_SIZE;
 	uint64_t old;
 
 	while (e < hi && pte_trylock(pte_of(r, e), &old)) {
-		if (pte_state(old) != PTE_NONE) {
+		if (pte_state(old) != state) {
 			pte_unlock(pte_of(r, e), old);
 			break;
 		}
 		e += PAGE_SIZE;
 	}
 	while (s > lo && pte_trylock(pte_of(r, s - PAGE_SIZE), &old)) {
-		if (pte_state(old) != PTE_NONE) {
+		if (pte_state(old) != state) {
 			pte_unlock(pte_of(r, s - PAGE_SIZE), old);
 			break;
 		}
@@ -143,7 +262,7 @@ static int coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, in
 	int prot = target_prot(vma);
 
 	for (size_t k = 0; k < ARRAY_SIZE(shifts); k++) {
-		uintptr_t sz = (uintptr_t)1 << shifts[k];
+		uintptr_t sz = (uintptr_t)1 << MIN(shifts[k], 62);
 		uintptr_t s = MAX(ALIGN_DOWN(addr, sz), vma->start);
 		uintptr_t e = MIN(ALIGN_DOWN(addr, sz) + sz, vma->end);
 		int err;
@@ -151,15 +270,43 @@ static int coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, in
 		if (shifts[k] == 63)
 			s = vma->start, e = vma->end;
 		lock_range(r, s, e);
-		err = app_protect(r, s, e, prot, k + 1 == ARRAY_SIZE(shifts));
+		err = make_resident(r, s, e);
+		if (!err)
+			err = app_protect(r, s, e, prot, k + 1 == ARRAY_SIZE(shifts));
 		if (!err) {
 			unlock_range(r, s, e, access, 0);
 			return FAULT_DONE;
 		}
-		unlock_untouched(r, s, e);
+		unmake_fresh(r, s, e);
+		unlock_range(r, s, e, 0, 0);
 		if (err != -EAGAIN)
 			return FAULT_SIGBUS;
 	}
+	return FAULT_SIGBUS;
+}
+
+/* Async-signal-safe. Give the locked [s, e) physmem and map it; on
+ * failure everything is unlocked again and the error returned. */
+static int map_locked(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+{
+	int err = make_resident(r, s, e);
+
+	if (!err)
+		err = app_protect(r, s, e, prot, false);
+	if (err) {
+		unmake_fresh(r, s, e);
+		unlock_range(r, s, e, 0, 0);
+	}
+	return err;
+}
+
+/* Async-signal-safe. What a failed map_locked turns into: short of kernel
+ * VMAs, a coalesced mapping; otherwise SIGBUS. */
+static int map_failed(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access,
+		      int err)
+{
+	if (err == -EAGAIN || err == -ENOMEM)
+		return coalesce(r, vma, addr, access);
 	return FAULT_SIGBUS;
 }
 
@@ -167,43 +314,95 @@ static int coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, in
 static int do_anonymous_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 			     int access)
 {
-	int prot = target_prot(vma);
+	int prot = target_prot(vma), err;
 	uintptr_t s, e;
-	int err;
 
-	fault_around(r, vma, addr, &s, &e);
-	err = app_protect(r, s, e, prot, false);
-	if (err) {
-		unlock_untouched(r, s, e);
-		return coalesce(r, vma, addr, access);
-	}
+	uintptr_t n = (uintptr_t)r->mm->cfg.fault_around << PAGE_SHIFT;
+
+	fault_around(r, addr, MAX(ALIGN_DOWN(addr, n), vma->start),
+		     MIN(ALIGN_DOWN(addr, n) + n, vma->end), &s, &e);
+	err = map_locked(r, s, e, prot);
+	if (err)
+		return map_failed(r, vma, addr, access, err);
 	populate(s, e, prot);
 	unlock_range(r, s, e, access, 0);
 	count_event(r->mm, faults_zero);
 	return FAULT_DONE;
 }
 
-/* Async-signal-safe. A resident page the app view does not (fully) map. */
+/*
+ * Async-signal-safe. The readahead window of a swap-in at addr: forward
+ * when it continues the last window upwards, backward when it continues it
+ * downwards (or always forward under EMM_ADV_SEQUENTIAL), none for random
+ * access or under EMM_ADV_RANDOM.
+ */
+static void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
+			   uintptr_t *lo, uintptr_t *hi)
+{
+	uintptr_t last_lo = atomic_load_explicit(&r->ra_lo, memory_order_relaxed);
+	uintptr_t last_hi = atomic_load_explicit(&r->ra_hi, memory_order_relaxed);
+	uintptr_t n = SWAP_RA_PAGES << PAGE_SHIFT;
+
+	*lo = addr;
+	*hi = addr + PAGE_SIZE;
+	if (vma->flags & VMA_RANDOM)
+		return;
+	if ((vma->flags & VMA_SEQUENTIAL) || (addr >= last_hi && addr - last_hi < 4 * PAGE_SIZE))
+		*hi = MIN(addr + n, vma->end);
+	else if (addr < last_lo && last_lo - addr <= 4 * PAGE_SIZE)
+		*lo = MAX(addr + PAGE_SIZE - n, vma->start);
+}
+
+/*
+ * Async-signal-safe. A swapped page (major fault): read it back, with its
+ * neighbours when the access is a stream. Clean pages keep their slot and
+ * are mapped read-only, so a write is seen (faults_wp).
+ */
+static int do_swap_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
+{
+	int prot = target_prot(vma), err;
+	uintptr_t s = addr, e = addr + PAGE_SIZE, lo, hi;
+
+	if (!(access & EMM_PROT_WRITE)) {
+		prot &= ~EMM_PROT_WRITE;
+		swap_readahead(r, vma, addr, &lo, &hi);
+		fault_around(r, addr, lo, hi, &s, &e);
+	}
+	err = map_locked(r, s, e, prot);
+	if (err)
+		return map_failed(r, vma, addr, access, err);
+	atomic_store_explicit(&r->ra_lo, s, memory_order_relaxed);
+	atomic_store_explicit(&r->ra_hi, e, memory_order_relaxed);
+	unlock_range(r, s, e, access, 0);
+	count_event(r->mm, faults_major);
+	return FAULT_DONE;
+}
+
+/* Async-signal-safe. A resident page the app view does not (fully) map:
+ * a minor fault (deactivated page) or a write to a clean swap-cache page. */
 static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 			    int access, uint64_t val)
 {
-	int prot = target_prot(vma);
-	int err;
+	int prot = target_prot(vma), err;
 
-	if (prot_allows(pte_prot(val), access) && pte_prot(val) == prot) {
+	if (prot_allows(pte_prot(val), access)) {
 		pte_unlock(pte_of(r, addr), val);	/* raced with another fault */
 		return FAULT_DONE;
 	}
+	if (!(access & EMM_PROT_WRITE) && page_swapcache(r, val))
+		prot &= ~EMM_PROT_WRITE;
 	err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
 	if (err) {
-		pte_unlock(pte_of(r, addr), locked_val(r, pidx(r, addr)));
+		pte_unlock(pte_of(r, addr), val);
 		return coalesce(r, vma, addr, access);
 	}
-	if (pte_prot(val) == EMM_PROT_NONE)
+	if (pte_prot(val) == EMM_PROT_NONE) {
 		count_event(r->mm, faults_minor);
-	else
+		lru_queue(r->mm, pte_val(val), PV_ACTIVATE);	/* second touch */
+	} else {
 		count_event(r->mm, faults_wp);
-	unlock_range(r, addr, addr + PAGE_SIZE, access, 0);
+	}
+	unlock_range(r, addr, addr + PAGE_SIZE, access, PTE_REFERENCED);
 	return FAULT_DONE;
 }
 
@@ -221,11 +420,10 @@ int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_
 	switch (pte_state(val)) {
 	case PTE_NONE:
 		return do_anonymous_page(r, vma, addr, access);
-	case PTE_RESIDENT:
-		return do_resident_page(r, vma, addr, access, val);
+	case PTE_SWAPPED:
+		return do_swap_page(r, vma, addr, access);
 	default:
-		pte_unlock(pte_of(r, addr), val);
-		return FAULT_SIGBUS;
+		return do_resident_page(r, vma, addr, access, val);
 	}
 }
 
@@ -237,22 +435,25 @@ int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintpt
 		   int access, bool pin)
 {
 	int prot = target_prot(vma);
+	int err = 0;
 
-	for (uintptr_t c = s; c < e;) {
+	for (uintptr_t c = s; c < e && !err;) {
 		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, e);
-		int err;
 
 		lock_range(r, c, ce);
-		err = app_protect(r, c, ce, prot, true);
+		err = make_resident(r, c, ce);
+		if (!err)
+			err = app_protect(r, c, ce, prot, true);
 		if (err) {
-			unlock_untouched(r, c, ce);
-			return err;
+			unmake_fresh(r, c, ce);
+			unlock_range(r, c, ce, 0, 0);
+			break;
 		}
 		populate(c, ce, prot);
 		unlock_range(r, c, ce, access, pin ? PTE_PINNED : 0);
 		c = ce;
 	}
-	return 0;
+	return err == -EBADMSG ? -EIO : err;
 }
 
 /* Async-signal-safe. Does the extent hold any page that is not PTE_NONE? */
@@ -261,69 +462,79 @@ static bool extent_used(struct rsv *r, uintptr_t a)
 	return atomic_load_explicit(&extent_of(r, a)->used, memory_order_relaxed) != 0;
 }
 
-/*
- * Drop every page of [s, e): the app view loses access, physmem gives the
- * memory back, the PTEs return to never-touched. No fault can be in the
- * range (its VMAs are gone and synchronize_srcu has run). Signals blocked.
- */
-void zap_range(struct rsv *r, uintptr_t s, uintptr_t e, bool revoke)
+/* Async-signal-safe. Forget a locked page: frame, slot, state. */
+static void drop_page(struct rsv *r, uintptr_t a)
 {
-	long freed = 0;
+	uint64_t old = locked_val(r, a);
+	struct emm *mm = r->mm;
 
-	if (revoke)
-		for (uintptr_t a = s; a < e; a = ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE) {
-			uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e);
+	if (pte_state(old) == PTE_RESIDENT) {
+		struct frame *f = &mm->lru->frames[pte_val(old)];
 
-			if (!extent_used(r, a))
-				continue;
-			lock_range(r, a, ae);
-			app_protect(r, a, ae, EMM_PROT_NONE, true);
-			unlock_untouched(r, a, ae);
-		}
-	physmem_punch(r, s, e - s);
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
-		_Atomic uint64_t *p = pte_of(r, a);
-		uint64_t old;
-
-		if (IS_ALIGNED(a, PMD_SIZE) && !extent_used(r, a)) {
-			a = MIN(a + PMD_SIZE, e) - PAGE_SIZE;
-			continue;
-		}
-		old = pte_lock(p);
-		if (pte_state(old) == PTE_RESIDENT)
-			freed++;
-		pte_set_used(r, a, old, 0);
-		pte_unlock(p, 0);
+		if (f->slot)
+			swap_free(mm->swap, f->slot);
+		frame_free(mm, pte_val(old));
+		atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
+	} else if (pte_state(old) == PTE_SWAPPED) {
+		swap_free(mm->swap, pte_val(old));
 	}
-	atomic_fetch_sub_explicit(&r->resident, freed, memory_order_relaxed);
-	count_events(r->mm, resident_pages, -(uint64_t)freed);
+	pte_set_used(r, a, old, 0);
+	pte_set_locked(pte_of(r, a), 0);
 }
 
 /*
- * New protection for the mapped pages of [s, e) after emm_protect changed
- * their VMAs: each run of mapped pages gets prot at once. Signals blocked.
+ * Drop every page of [s, e): the app view loses access, physmem gives the
+ * memory back, swap slots are freed, the PTEs return to never-touched. No
+ * fault can be in the range (its VMAs are gone and synchronize_srcu has
+ * run, or the caller holds it off). Signals blocked.
+ */
+void zap_range(struct rsv *r, uintptr_t s, uintptr_t e, bool revoke)
+{
+	for (uintptr_t a = s; a < e; a = ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE) {
+		uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e);
+
+		if (!extent_used(r, a))
+			continue;
+		lock_range(r, a, ae);
+		if (revoke)
+			app_protect(r, a, ae, EMM_PROT_NONE, true);
+		physmem_punch(r, a, ae - a);
+		for (uintptr_t p = a; p < ae; p += PAGE_SIZE)
+			drop_page(r, p);
+		unlock_untouched(r, a, ae);
+	}
+}
+
+/*
+ * New protection for the resident pages of [s, e) after emm_protect
+ * changed their VMAs: runs of pages get it at once (clean swap-cache pages
+ * without write, so their first write is still seen). Signals blocked.
  */
 int change_range_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
 	int ret = 0;
 
 	for (uintptr_t a = s; a < e; a = ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE) {
-		uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e);
-		uintptr_t run = 0;
+		uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e), run = 0;
+		int run_prot = 0;
 
 		if (!extent_used(r, a))
 			continue;
 		lock_range(r, a, ae);
 		for (uintptr_t p = a; p <= ae; p += PAGE_SIZE) {
-			bool mapped = p < ae && pte_state(locked_val(r, pidx(r, p))) == PTE_RESIDENT;
+			uint64_t v = p < ae ? locked_val(r, p) : 0;
+			bool mapped = pte_state(v) == PTE_RESIDENT && pte_prot(v);
+			int want = page_swapcache(r, v) ? prot & ~EMM_PROT_WRITE : prot;
 
-			if (mapped && !run)
-				run = p;
-			if (!mapped && run) {
-				int err = app_protect(r, run, p, prot, true);
+			if (run && (!mapped || want != run_prot)) {
+				int err = app_protect(r, run, p, run_prot, true);
 
 				ret = ret ? ret : err;
 				run = 0;
+			}
+			if (mapped && !run) {
+				run = p;
+				run_prot = want;
 			}
 		}
 		unlock_untouched(r, a, ae);
@@ -341,4 +552,35 @@ void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e)
 		}
 		pte_unlock(pte_of(r, a), pte_lock(pte_of(r, a)) & ~PTE_PINNED);
 	}
+}
+
+/* EMM_ADV_WILLNEED: read the range's swapped pages back now, a batch at a
+ * time; they stay unmapped until touched (then a minor fault). Signals
+ * blocked, mm->lock held. */
+int willneed_range(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	uintptr_t batch[IO_BATCH];
+	int err = 0;
+
+	for (uintptr_t a = s; a < e && !err;) {
+		unsigned n = 0;
+
+		for (; a < e && n < IO_BATCH; a += PAGE_SIZE) {
+			if (IS_ALIGNED(a, PMD_SIZE) && !extent_used(r, a)) {
+				a = MIN(a + PMD_SIZE, e) - PAGE_SIZE;
+				continue;
+			}
+			if (pte_state(pte_lock(pte_of(r, a))) == PTE_SWAPPED)
+				batch[n++] = a;
+			else
+				pte_unlock(pte_of(r, a), locked_val(r, a));
+		}
+		if (!n)
+			continue;
+		mm_charge(r->mm, n);
+		err = swapin_batch(r, batch, n);
+		for (unsigned i = 0; i < n; i++)
+			unlock_range(r, batch[i], batch[i] + PAGE_SIZE, 0, 0);
+	}
+	return err == -EBADMSG ? -EIO : err;
 }

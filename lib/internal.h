@@ -62,6 +62,17 @@ static inline uint64_t pte_mk(uint64_t pte, unsigned state, int prot)
 	return pte | (uint64_t)state << PTE_STATE_SHIFT | (uint64_t)prot << PTE_MAP_SHIFT;
 }
 
+/* The frame (resident) or swap slot (swapped) in the high half. */
+static inline uint32_t pte_val(uint64_t pte)
+{
+	return (uint32_t)(pte >> PTE_VAL_SHIFT);
+}
+
+static inline uint64_t pte_set_val(uint64_t pte, uint32_t v)
+{
+	return (pte & ((1ULL << PTE_VAL_SHIFT) - 1)) | (uint64_t)v << PTE_VAL_SHIFT;
+}
+
 /* One 2 MiB extent of a reservation. */
 struct extent {
 	_Atomic uint32_t used;		/* PTEs of the extent not in PTE_NONE */
@@ -84,6 +95,10 @@ struct emm_vma {
 	uint64_t numa_nodes;
 };
 
+/* emm_vma.flags beyond the public EMM_MAP_* bits: emm_advise hints */
+#define VMA_SEQUENTIAL	0x100u
+#define VMA_RANDOM	0x200u
+
 /* Sorted VMAs of a reservation: never changed once published; a writer
  * publishes a new table and frees the old one after synchronize_srcu. */
 struct vma_table {
@@ -105,6 +120,7 @@ struct rsv {
 	_Atomic long kvmas;		/* kernel VMAs the app view spans */
 	_Atomic int prot_lock;		/* serialises app-view mprotect; a leaf */
 	_Atomic long resident;		/* pages of this reservation in physmem */
+	_Atomic uintptr_t ra_lo, ra_hi;	/* the last swap-in window: streams continue it */
 	struct rsv *next;
 };
 
@@ -117,6 +133,10 @@ struct emm_config {
 	unsigned flags;
 	unsigned fault_around;
 	unsigned max_kernel_vmas;
+	uint64_t wmark_min, wmark_low, wmark_high;	/* headroom below mem_limit */
+	bool wmark_min_set, wmark_low_set, wmark_high_set;
+	void (*oom)(struct emm *mm, uint64_t excess_bytes, void *arg);
+	void *oom_arg;
 };
 
 /* Counters bumped in the fault path: relaxed atomics, read by emm_stats. */
@@ -125,17 +145,68 @@ struct emm_counters {
 	_Atomic uint64_t faults_wp, faults_bad;
 	_Atomic uint64_t swapins, swapouts, pgscan, pgsteal, pgactivate, pgdeactivate;
 	_Atomic uint64_t thp_collapse, thp_collapse_failed, thp_split;
-	_Atomic uint64_t io_errors;
+	_Atomic uint64_t io_errors, oom_events;
 	_Atomic uint64_t resident_pages;
 	_Atomic long kernel_vmas;
 };
 
+/* lru.c: frames (struct page), per-node lists, per-CPU pagevecs */
+#define PAGEVEC_SIZE	15
+#define EMM_MAX_NODES	64
+enum { LRU_INACTIVE, LRU_ACTIVE };
+enum { PV_ADD, PV_ACTIVATE, PV_DEACTIVATE, NR_PV };
+
+struct frame {
+	uint32_t next, prev;		/* list links; top bits: on a list, active */
+	uint32_t ppn;			/* physmem page; all ones when free */
+	uint32_t slot;			/* swap slot kept while clean, or 0 */
+};
+
+struct lruvec {
+	_Atomic int lock;		/* the node's lru_lock: lists and free frames */
+	int node;
+	uint64_t nr[2];			/* frames on the inactive and active lists */
+	uint32_t free_head;
+	_Atomic uint64_t pgscan, pgsteal, swapouts, swapins;
+};
+
+struct pagevec {
+	unsigned nr;
+	uint32_t frame[PAGEVEC_SIZE];
+	uint32_t ppn[PAGEVEC_SIZE];
+};
+
+struct cpu_lru {
+	_Atomic int lock;
+	struct pagevec pv[NR_PV];
+	unsigned nfree;
+	uint32_t free[32];
+} __attribute__((aligned(64)));
+
+struct lru {
+	struct frame *frames;
+	size_t frames_len, cap, top;	/* top: frames handed out so far */
+	int nnodes;
+	bool batching;			/* per-CPU pagevecs on (the default) */
+	unsigned ncpu;
+	struct cpu_lru *cpu;
+	_Atomic uint64_t drains;	/* node-lock acquisitions for pagevecs */
+	struct lruvec node[EMM_MAX_NODES];
+};
+
 struct emm {
 	struct emm_config cfg;
+	struct lru *lru;
 	int memfd;
 	uint64_t phys_end;		/* physmem bytes handed to reservations */
 	pthread_mutex_t lock;		/* serialises reservation and VMA writers */
-	struct rsv *rsvs;
+	struct rsv *rsvs;		/* RCU list: readers use rsv_first/rsv_next */
+	struct swap_dev *swap;
+	pthread_t kswapd;
+	bool kswapd_started;
+	_Atomic bool kswapd_stop;
+	_Atomic uint32_t kswapd_wake;	/* futex word: bumped to wake the thread */
+	_Atomic bool kswapd_running;
 	struct emm_counters c;
 };
 
@@ -144,9 +215,27 @@ struct emm {
 #define count_events(mm, field, n)	\
 	atomic_fetch_add_explicit(&(mm)->c.field, (n), memory_order_relaxed)
 
+void spin_lock(_Atomic int *l);
+bool spin_trylock(_Atomic int *l);
+void spin_unlock(_Atomic int *l);
+int lru_init(struct emm *mm);
+void lru_destroy(struct emm *mm);
+uint32_t frame_alloc(struct emm *mm, uint32_t ppn);
+void frame_free(struct emm *mm, uint32_t f);
+bool frame_on_lru(const struct lru *lru, uint32_t f);
+int frame_active(const struct lru *lru, uint32_t f);
+struct lruvec *frame_lruvec(struct lru *lru, uint32_t f);
+void lru_queue(struct emm *mm, uint32_t f, int op);
+void lru_add_drain_all(struct emm *mm);
+unsigned lru_isolate(struct emm *mm, struct lruvec *lv, int list, uint32_t *f, uint32_t *ppn,
+		     unsigned n);
+void lru_putback(struct emm *mm, uint32_t f, int list, bool tail);
+void lru_take(struct emm *mm, uint32_t f);
+
 /* options.c */
 int opts_check(const void *opts, size_t opts_sz, size_t min_sz, size_t known_sz);
 int config_load(struct emm_config *cfg, const struct emm_opts *opts);
+int config_limit(struct emm_config *cfg, uint64_t limit, bool strict);
 void config_free(struct emm_config *cfg);
 int parse_size(const char *s, uint64_t *out);
 
@@ -182,6 +271,11 @@ static inline struct extent *extent_of(struct rsv *r, uintptr_t addr)
 	return &r->ext[(addr - r->start) >> PMD_SHIFT];
 }
 void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val);
+void pte_set_locked(_Atomic uint64_t *p, uint64_t val);
+static inline uint64_t pte_locked_val(_Atomic uint64_t *p)
+{
+	return atomic_load_explicit(p, memory_order_relaxed) & ~(PTE_LOCKED | PTE_WAITERS);
+}
 
 /* physmem.c: reservations and the process-wide lookup */
 int rsv_create(struct emm *mm, size_t len, struct rsv **rp);
@@ -189,21 +283,34 @@ void rsv_destroy(struct rsv *r);
 struct rsv *rsv_lookup(uintptr_t addr);
 int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp);
 int physmem_punch(struct rsv *r, uintptr_t addr, size_t len);
+struct rsv *rsv_of_ppn(struct emm *mm, uint32_t ppn);
+static inline uint32_t rsv_ppn(const struct rsv *r, uintptr_t addr)
+{
+	return (uint32_t)((r->pgoff + (addr - r->start)) >> PAGE_SHIFT);
+}
+static inline char *rsv_alias(const struct rsv *r, uintptr_t addr)
+{
+	return r->alias + (addr - r->start);
+}
 
 /* vma.c */
 const struct emm_vma *find_vma(struct rsv *r, uintptr_t addr);
 bool range_covered(struct rsv *r, uintptr_t start, uintptr_t end);
 int vma_insert(struct rsv *r, const struct emm_vma *v);
 int vma_remove(struct rsv *r, uintptr_t start, uintptr_t end);
-int vma_set_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot);
+struct vma_change {
+	int prot;			/* new protection, or -1 to keep it */
+	unsigned set_flags, clear_flags;
+};
+int vma_change(struct rsv *r, uintptr_t start, uintptr_t end, const struct vma_change *chg);
 size_t vma_count(struct rsv *r);
 int walk_vmas(struct rsv *r, uintptr_t s, uintptr_t e,
 	      int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg);
 
 /* mmap.c, mlock.c */
 int check_range(const struct emm *mm, const void *addr, size_t len);
-int with_range(struct emm *mm, void *addr, size_t len,
-	       int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg);
+typedef int (*range_fn)(struct rsv *r, uintptr_t s, uintptr_t e, void *arg);
+int with_range(struct emm *mm, void *addr, size_t len, range_fn fn, void *arg);
 void vma_table_free(struct rsv *r);
 
 /* mprotect.c: the app view's protection and the kernel VMAs it costs */
@@ -220,8 +327,18 @@ int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_
 int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
 		   int access, bool pin);
 void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e);
+int willneed_range(struct rsv *r, uintptr_t s, uintptr_t e);
 void zap_range(struct rsv *r, uintptr_t start, uintptr_t end, bool revoke);
 int change_range_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot);
+
+/* vmscan.c: reclaim */
+#define SWAP_CLUSTER_MAX	32
+void mm_charge(struct emm *mm, long pages);
+long shrink_node(struct emm *mm, long nr_to_reclaim, bool direct);
+long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e);
+void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e);
+int kswapd_start(struct emm *mm);
+void kswapd_stop(struct emm *mm);
 
 /* backend-signal.c */
 int signal_backend_get(void);

@@ -4,23 +4,66 @@
 
 #include "internal.h"
 
-static int dontneed_vma(struct rsv *r, const struct emm_vma *v, void *arg)
+static int dontneed(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
 	(void)arg;
-	zap_range(r, v->start, v->end, true);
+	zap_range(r, s, e, true);
 	return 0;
 }
 
+static int cold(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	(void)arg;
+	deactivate_range(r, s, e);
+	return 0;
+}
+
+static int pageout(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	(void)arg;
+	pageout_range(r, s, e);
+	return 0;
+}
+
+static int willneed(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	(void)arg;
+	return willneed_range(r, s, e);
+}
+
+/* Hints kept in the VMAs: readahead and huge pages. */
+static int set_hint(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	return vma_change(r, s, e, arg);
+}
+
+static const struct vma_change hint[] = {
+	[EMM_ADV_NORMAL] = { -1, 0, VMA_SEQUENTIAL | VMA_RANDOM },
+	[EMM_ADV_RANDOM] = { -1, VMA_RANDOM, VMA_SEQUENTIAL },
+	[EMM_ADV_SEQUENTIAL] = { -1, VMA_SEQUENTIAL, VMA_RANDOM },
+	[EMM_ADV_HUGEPAGE] = { -1, EMM_MAP_HUGEPAGE, EMM_MAP_NOHUGEPAGE },
+	[EMM_ADV_NOHUGEPAGE] = { -1, EMM_MAP_NOHUGEPAGE, EMM_MAP_HUGEPAGE },
+};
+
 EMM_API int emm_advise(struct emm *mm, void *addr, size_t len, int advice)
 {
-	if (advice < EMM_ADV_NORMAL || advice > EMM_ADV_NOHUGEPAGE)
-		return -EINVAL;
 	switch (advice) {
 	case EMM_ADV_DONTNEED:
-		return with_range(mm, addr, len, dontneed_vma, NULL);
+		return with_range(mm, addr, len, dontneed, NULL);
+	case EMM_ADV_COLD:
+		return with_range(mm, addr, len, cold, NULL);
+	case EMM_ADV_PAGEOUT:
+		return with_range(mm, addr, len, pageout, NULL);
+	case EMM_ADV_WILLNEED:
+		return with_range(mm, addr, len, willneed, NULL);
+	case EMM_ADV_NORMAL:
+	case EMM_ADV_RANDOM:
+	case EMM_ADV_SEQUENTIAL:
+	case EMM_ADV_HUGEPAGE:
+	case EMM_ADV_NOHUGEPAGE:
+		return with_range(mm, addr, len, set_hint, (void *)&hint[advice]);
 	default:
-		/* Hints that change nothing yet are still checked. */
-		return with_range(mm, addr, len, NULL, NULL);
+		return -EINVAL;
 	}
 }
 

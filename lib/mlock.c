@@ -18,17 +18,19 @@ static int prefault_vma(struct rsv *r, const struct emm_vma *v, void *arg)
 	return prefault_range(r, v, v->start, v->end, a->access, a->pin);
 }
 
-static int unpin_vma(struct rsv *r, const struct emm_vma *v, void *arg)
+/* Pinned pages are mapped for the access their VMA allows and never evicted. */
+static int pin_vma(struct rsv *r, const struct emm_vma *v, void *arg)
 {
+	struct prefault_args a = { v->prot & EMM_PROT_WRITE ? EMM_PROT_WRITE : EMM_PROT_READ,
+				   true };
+
 	(void)arg;
-	unpin_range(r, v->start, v->end);
-	return 0;
+	return prefault_vma(r, v, &a);
 }
 
 /* Find the reservation holding all of [addr, addr + len), no holes, and
- * run fn over its VMAs with signals blocked and mm->lock held. */
-int with_range(struct emm *mm, void *addr, size_t len,
-	       int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg)
+ * run fn on the range with signals blocked and mm->lock held. */
+int with_range(struct emm *mm, void *addr, size_t len, range_fn fn, void *arg)
 {
 	uintptr_t s = (uintptr_t)addr;
 	struct rsv *r;
@@ -43,35 +45,42 @@ int with_range(struct emm *mm, void *addr, size_t len,
 	if (!err && !range_covered(r, s, s + len))
 		err = -ENOMEM;
 	if (!err && fn)
-		err = walk_vmas(r, s, s + len, fn, arg);
+		err = fn(r, s, s + len, arg);
 	pthread_mutex_unlock(&mm->lock);
 	sig_restore(&old);
 	return err;
+}
+
+static int prefault_all(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	return walk_vmas(r, s, e, prefault_vma, arg);
+}
+
+static int pin_all(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	return walk_vmas(r, s, e, pin_vma, arg);
+}
+
+static int unpin_all(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	(void)arg;
+	unpin_range(r, s, e);
+	return 0;
 }
 
 EMM_API int emm_prefault(struct emm *mm, void *addr, size_t len, int write)
 {
 	struct prefault_args a = { write ? EMM_PROT_WRITE : EMM_PROT_READ, false };
 
-	return with_range(mm, addr, len, prefault_vma, &a);
-}
-
-/* Pinned pages are mapped for the access their VMA allows and never evicted. */
-static int pin_vma(struct rsv *r, const struct emm_vma *v, void *arg)
-{
-	struct prefault_args a = { v->prot & EMM_PROT_WRITE ? EMM_PROT_WRITE : EMM_PROT_READ,
-				   true };
-
-	(void)arg;
-	return prefault_vma(r, v, &a);
+	return with_range(mm, addr, len, prefault_all, &a);
 }
 
 EMM_API int emm_pin(struct emm *mm, void *addr, size_t len)
 {
-	return with_range(mm, addr, len, pin_vma, NULL);
+	return with_range(mm, addr, len, pin_all, NULL);
 }
 
 EMM_API int emm_unpin(struct emm *mm, void *addr, size_t len)
 {
-	return with_range(mm, addr, len, unpin_vma, NULL);
+	return with_range(mm, addr, len, unpin_all, NULL);
 }

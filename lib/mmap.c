@@ -151,7 +151,7 @@ EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
 	if (!err && !range_covered(r, s, s + len))
 		err = -ENOMEM;
 	if (!err)
-		err = vma_set_prot(r, s, s + len, prot);
+		err = vma_change(r, s, s + len, &(struct vma_change){ prot, 0, 0 });
 	if (!err)
 		err = change_range_prot(r, s, s + len, prot);
 	pthread_mutex_unlock(&mm->lock);

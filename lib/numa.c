@@ -19,10 +19,18 @@ EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st)
 	sz = st->sz;
 	memset(st, 0, sz);
 	st->sz = sz;
+	{
+	struct lruvec *lv = &mm->lru->node[0];
+
 	st->resident_bytes = atomic_load(&mm->c.resident_pages) * PAGE_SIZE;
-	st->active_bytes = 0;
-	st->inactive_bytes = st->resident_bytes;
+	st->active_bytes = lv->nr[LRU_ACTIVE] * PAGE_SIZE;
+	st->inactive_bytes = lv->nr[LRU_INACTIVE] * PAGE_SIZE;
 	st->limit_bytes = mm->cfg.mem_limit;
+	st->pgscan = atomic_load(&lv->pgscan);
+	st->pgsteal = atomic_load(&lv->pgsteal);
+	st->swapouts = atomic_load(&lv->swapouts);
+	st->swapins = atomic_load(&lv->swapins);
+	}
 	return 0;
 }
 

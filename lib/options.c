@@ -33,6 +33,9 @@ static const struct option options[] = {
 	{ "VERBOSE", OPT_FLAG, CFG(flags), NULL, EMM_OPEN_VERBOSE, 0 },
 	{ "FAULT_AROUND", OPT_UINT, CFG(fault_around), NULL, 0, 512 },
 	{ "MAX_KERNEL_VMAS", OPT_UINT, CFG(max_kernel_vmas), NULL, 0, 1u << 30 },
+	{ "WMARK_MIN", OPT_SIZE, CFG(wmark_min), NULL, 0, 0 },
+	{ "WMARK_LOW", OPT_SIZE, CFG(wmark_low), NULL, 0, 0 },
+	{ "WMARK_HIGH", OPT_SIZE, CFG(wmark_high), NULL, 0, 0 },
 };
 
 int opts_check(const void *opts, size_t opts_sz, size_t min_sz, size_t known_sz)
@@ -177,6 +180,14 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 		cfg->fault_around = o->fault_around;
 	if (o->max_kernel_vmas)
 		cfg->max_kernel_vmas = o->max_kernel_vmas;
+	if (o->wmark_min)
+		cfg->wmark_min = o->wmark_min;
+	if (o->wmark_low)
+		cfg->wmark_low = o->wmark_low;
+	if (o->wmark_high)
+		cfg->wmark_high = o->wmark_high;
+	cfg->oom = o->oom;
+	cfg->oom_arg = o->oom_arg;
 	return 0;
 }
 
@@ -208,13 +219,54 @@ int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 		config_free(cfg);
 		return err;
 	}
+	cfg->wmark_min_set = cfg->wmark_min != 0;
+	cfg->wmark_low_set = cfg->wmark_low != 0;
+	cfg->wmark_high_set = cfg->wmark_high != 0;
 	if (!cfg->mem_limit)
 		cfg->mem_limit = half_of_ram();
-	cfg->mem_limit = ALIGN_UP(cfg->mem_limit, PAGE_SIZE);
 	if (!cfg->swap_size)
-		cfg->swap_size = 4 * cfg->mem_limit;
+		cfg->swap_size = 4 * ALIGN_UP(cfg->mem_limit, PAGE_SIZE);
 	if (!cfg->fault_around)
 		cfg->fault_around = 16;
+	/* The window is an aligned group: a power of two. */
+	while (cfg->fault_around & (cfg->fault_around - 1))
+		cfg->fault_around &= cfg->fault_around - 1;
+	err = config_limit(cfg, cfg->mem_limit, o.wmark_min || o.wmark_low || o.wmark_high);
+	if (err)
+		config_free(cfg);
+	return err;
+}
+
+/* Watermark defaults: fractions of the limit, at least a few batches. */
+static uint64_t wmark_default(uint64_t limit, unsigned shift, unsigned min_pages)
+{
+	return ALIGN_UP(MAX(limit >> shift, (uint64_t)min_pages * PAGE_SIZE), PAGE_SIZE);
+}
+
+/*
+ * A new limit: watermarks the caller did not set follow it. -EINVAL when
+ * the limit is below 1 MiB or the watermarks are not min < low < high <
+ * limit / 2.
+ */
+int config_limit(struct emm_config *cfg, uint64_t limit, bool strict)
+{
+	uint64_t min, low, high;
+
+	limit = ALIGN_UP(limit, PAGE_SIZE);
+	if (limit < (1ULL << 20))
+		return -EINVAL;
+	min = cfg->wmark_min_set ? cfg->wmark_min : wmark_default(limit, 8, 32);
+	low = cfg->wmark_low_set ? cfg->wmark_low : MAX(wmark_default(limit, 6, 64), 2 * min);
+	high = cfg->wmark_high_set ? cfg->wmark_high : MAX(wmark_default(limit, 5, 128), 2 * low);
+	if (!(min < low && low < high && high <= limit / 2)) {
+		if (strict || cfg->wmark_min_set || cfg->wmark_low_set || cfg->wmark_high_set)
+			return -EINVAL;
+		min = limit / 16, low = limit / 8, high = limit / 4;
+	}
+	cfg->mem_limit = limit;
+	cfg->wmark_min = ALIGN_DOWN(min, PAGE_SIZE);
+	cfg->wmark_low = ALIGN_DOWN(low, PAGE_SIZE);
+	cfg->wmark_high = ALIGN_DOWN(high, PAGE_SIZE);
 	return 0;
 }
 

@@ -182,6 +182,20 @@ void rsv_destroy(struct rsv *r)
 	free(r);
 }
 
+/* Async-signal-safe. The reservation holding physmem page ppn; inside an
+ * srcu read section (the list is changed under mm->lock, and a reservation
+ * is freed only after synchronize_srcu). */
+struct rsv *rsv_of_ppn(struct emm *mm, uint32_t ppn)
+{
+	uint64_t off = (uint64_t)ppn << PAGE_SHIFT;
+
+	for (struct rsv *r = __atomic_load_n(&mm->rsvs, __ATOMIC_ACQUIRE); r;
+	     r = __atomic_load_n(&r->next, __ATOMIC_ACQUIRE))
+		if (off >= r->pgoff && off - r->pgoff < r->len)
+			return r;
+	return NULL;
+}
+
 /* Writers hold mm->lock. */
 int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp)
 {

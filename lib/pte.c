@@ -92,3 +92,16 @@ void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val)
 		atomic_fetch_add_explicit(&extent_of(r, addr)->used, is ? 1 : (uint32_t)-1,
 					  memory_order_relaxed);
 }
+
+/* Async-signal-safe. Change the word of a page whose lock the caller
+ * holds, keeping the lock bits (a waiter may be setting PTE_WAITERS). */
+void pte_set_locked(_Atomic uint64_t *p, uint64_t val)
+{
+	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
+
+	val &= ~(PTE_LOCKED | PTE_WAITERS);
+	while (!atomic_compare_exchange_weak_explicit(p, &old,
+			val | (old & (PTE_LOCKED | PTE_WAITERS)),
+			memory_order_relaxed, memory_order_relaxed))
+		;
+}

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "swap.h"
 
 #define LOAD(mm, f) atomic_load_explicit(&(mm)->c.f, memory_order_relaxed)
 
@@ -43,6 +44,11 @@ static void stats_fill(struct emm *mm, struct emm_stats *s)
 	s->thp_collapse_failed = LOAD(mm, thp_collapse_failed);
 	s->thp_split = LOAD(mm, thp_split);
 	s->io_errors = LOAD(mm, io_errors);
+	s->oom_events = LOAD(mm, oom_events);
+	if (mm->swap) {
+		s->swap_used_bytes = swap_slots_used(mm->swap) * PAGE_SIZE;
+		s->swap_total_bytes = swap_slots_total(mm->swap) * PAGE_SIZE;
+	}
 	s->kernel_vmas = (uint64_t)LOAD(mm, kernel_vmas);
 	s->vmas = count_vmas(mm);
 }
@@ -77,7 +83,7 @@ EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void 
 		F(faults), F(faults_minor), F(faults_major), F(faults_zero), F(faults_wp),
 		F(faults_bad), F(swapins), F(swapouts), F(pgscan), F(pgsteal),
 		F(pgactivate), F(pgdeactivate), F(thp_collapse), F(thp_collapse_failed),
-		F(thp_split), F(io_errors), F(kernel_vmas), F(vmas),
+		F(thp_split), F(io_errors), F(kernel_vmas), F(vmas), F(oom_events),
 #undef F
 	};
 	struct emm_stats s;

@@ -76,11 +76,11 @@ static struct emm_vma clip(const struct emm_vma *v, uintptr_t start, uintptr_t e
 
 /*
  * Publish a new table where [start, end) is cut out of every VMA, the parts
- * inside given prot (if prot >= 0) or dropped, and ins added (if not NULL).
- * Equal neighbours merge. Writers hold mm->lock.
+ * inside changed by chg (or dropped when chg is NULL), and ins added (if not
+ * NULL). Equal neighbours merge. Writers hold mm->lock.
  */
-static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end, int prot,
-		       const struct emm_vma *ins)
+static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end,
+		       const struct vma_change *chg, const struct emm_vma *ins)
 {
 	struct vma_table *old = atomic_load_explicit(&r->vmas, memory_order_relaxed);
 	size_t n = old ? old->nr : 0;
@@ -103,9 +103,11 @@ static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end, int prot,
 		}
 		if (v->start < start)
 			table_push(t, (c = clip(v, v->start, start), &c));
-		if (prot >= 0) {
+		if (chg) {
 			c = clip(v, start, end);
-			c.prot = prot;
+			if (chg->prot >= 0)
+				c.prot = chg->prot;
+			c.flags = (c.flags & ~chg->clear_flags) | chg->set_flags;
 			table_push(t, &c);
 		}
 		if (!placed && ins->start < v->end) {
@@ -155,17 +157,17 @@ int vma_insert(struct rsv *r, const struct emm_vma *v)
 {
 	if (range_overlaps(r, v->start, v->end))
 		return -EEXIST;
-	return vma_rewrite(r, v->start, v->start, -1, v);
+	return vma_rewrite(r, v->start, v->start, NULL, v);
 }
 
 int vma_remove(struct rsv *r, uintptr_t start, uintptr_t end)
 {
-	return vma_rewrite(r, start, end, -1, NULL);
+	return vma_rewrite(r, start, end, NULL, NULL);
 }
 
-int vma_set_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot)
+int vma_change(struct rsv *r, uintptr_t start, uintptr_t end, const struct vma_change *chg)
 {
-	return vma_rewrite(r, start, end, prot, NULL);
+	return vma_rewrite(r, start, end, chg, NULL);
 }
 
 /* Writers hold mm->lock. */

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/* What the emm-bench modes share: options, timing and reporting functions. */
+#ifndef EMM_BENCH_H
+#define EMM_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PAGE_SIZE	4096UL
+
+struct bench_opts {
+	uint64_t size;		/* bytes each run touches */
+	unsigned runs;		/* repeats per measurement; the best counts */
+};
+
+/* One subcommand: runs with the parsed options, returns the exit status. */
+struct bench_mode {
+	const char *name;
+	const char *help;
+	int (*run)(const struct bench_opts *o);
+};
+
+/*
+ * Everything here carries the bench_ prefix: libemm.a is linked statically,
+ * and its internal names must not meet ours.
+ */
+int bench_first_touch(const struct bench_opts *o);
+
+uint64_t bench_now_ns(void);
+int bench_parse_size(const char *s, uint64_t *out);
+void bench_shuffle(size_t *v, size_t n, uint64_t seed);
+double bench_rate(uint64_t events, uint64_t ns);
+
+#endif /* EMM_BENCH_H */

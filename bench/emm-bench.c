@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/* emm-bench: pick a mode from the table, parse the options, run it. */
+#include "bench.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* New modes (out-of-core, file, thp, lru) go here. */
+static const struct bench_mode modes[] = {
+	{ "first-touch", "sequential and random first touch, emm vs kernel anonymous memory",
+	  bench_first_touch },
+};
+
+#define NR_MODES	(sizeof(modes) / sizeof(modes[0]))
+
+uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+double bench_rate(uint64_t events, uint64_t ns)
+{
+	return ns ? events * 1e9 / ns : 0.0;
+}
+
+/* A byte count with an optional K/M/G/T suffix (powers of 1024). */
+int bench_parse_size(const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	char *end;
+	uint64_t v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
+	if (*end) {
+		const char *u = strchr(units, *end & ~0x20);
+		if (!u || end[1])
+			return -EINVAL;
+		for (int shift = (int)(u - units + 1) * 10; shift; shift -= 10) {
+			if (v > UINT64_MAX >> 10)
+				return -ERANGE;
+			v <<= 10;
+		}
+	}
+	*out = v;
+	return 0;
+}
+
+/* Fisher-Yates with xorshift64: the same seed gives the same order. */
+void bench_shuffle(size_t *v, size_t n, uint64_t seed)
+{
+	uint64_t x = seed | 1;
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = i;
+	for (size_t i = n; i > 1; i--) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t j = x % i, t = v[i - 1];
+		v[i - 1] = v[j], v[j] = t;
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: emm-bench MODE [--size BYTES] [--runs N]\n"
+		   "       emm-bench --help\n"
+		   "  --size BYTES  memory each run touches, K/M/G/T suffixes (default 256M)\n"
+		   "  --runs N      repeat each measurement N times, keep the best (default 3)\n"
+		   "modes:\n");
+	for (size_t i = 0; i < NR_MODES; i++)
+		fprintf(f, "  %-12s  %s\n", modes[i].name, modes[i].help);
+}
+
+static const struct bench_mode *find_mode(const char *name)
+{
+	for (size_t i = 0; i < NR_MODES; i++)
+		if (strcmp(modes[i].name, name) == 0)
+			return &modes[i];
+	return NULL;
+}
+
+static int parse_opts(int argc, char **argv, struct bench_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "size", required_argument, NULL, 's' },
+		{ "runs", required_argument, NULL, 'r' },
+		{ 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "s:r:", longopts, NULL)) != -1) {
+		if (c == 's' && bench_parse_size(optarg, &o->size) == 0 && o->size >= PAGE_SIZE)
+			continue;
+		if (c == 'r' && (o->runs = (unsigned)atoi(optarg)) > 0)
+			continue;
+		return -1;
+	}
+	o->size &= ~(PAGE_SIZE - 1);
+	return optind == argc ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_opts o = { .size = 256UL << 20, .runs = 3 };
+	const struct bench_mode *m;
+
+	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc < 2 || parse_opts(argc - 1, argv + 1, &o) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (!(m = find_mode(argv[1]))) {
+		fprintf(stderr, "emm-bench: unknown mode '%s'; emm-bench --help lists them\n", argv[1]);
+		return 2;
+	}
+	return m->run(&o);
+}

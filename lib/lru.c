@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: MIT */
+/* The frame table (mem_map), per-node LRU lists, and per-CPU pagevecs. */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/*
+ * Frames are indices into one lazily backed array. Frame 0 is "none"; the
+ * next two per node are the sentinels of its inactive and active lists.
+ * A frame is 16 bytes: list links (their top bits say which list it is on),
+ * the physmem page it describes, and the swap slot it keeps while clean.
+ */
+#define FRAME_ONLRU	0x80000000u	/* in next: on a list */
+#define FRAME_ACTIVE	0x80000000u	/* in prev: on the active list */
+#define FRAME_IDX	0x7fffffffu
+#define PPN_FREE	0xffffffffu
+#define FRAME_CACHE	32
+
+static uint32_t sentinel(int node, int list)
+{
+	return 1 + 2 * (uint32_t)node + (uint32_t)list;
+}
+
+/* Async-signal-safe: a spinlock taken only with signals blocked. Acquire
+ * pairs with the release in spin_unlock. */
+void spin_lock(_Atomic int *l)
+{
+	while (atomic_exchange_explicit(l, 1, memory_order_acquire))
+		sched_yield();
+}
+
+bool spin_trylock(_Atomic int *l)
+{
+	/* Acquire: as spin_lock. */
+	return !atomic_exchange_explicit(l, 1, memory_order_acquire);
+}
+
+void spin_unlock(_Atomic int *l)
+{
+	atomic_store_explicit(l, 0, memory_order_release);
+}
+
+/* Async-signal-safe. List primitives; the node lock is held. */
+static void list_link(struct lru *lru, uint32_t f, uint32_t prev, uint32_t next)
+{
+	struct frame *fr = lru->frames;
+
+	fr[f].next = (fr[f].next & ~FRAME_IDX) | next;
+	fr[f].prev = (fr[f].prev & ~FRAME_IDX) | prev;
+	fr[prev].next = (fr[prev].next & ~FRAME_IDX) | f;
+	fr[next].prev = (fr[next].prev & ~FRAME_IDX) | f;
+}
+
+static void list_del(struct lru *lru, uint32_t f)
+{
+	struct frame *fr = lru->frames;
+	uint32_t prev = fr[f].prev & FRAME_IDX, next = fr[f].next & FRAME_IDX;
+
+	fr[prev].next = (fr[prev].next & ~FRAME_IDX) | next;
+	fr[next].prev = (fr[next].prev & ~FRAME_IDX) | prev;
+	fr[f].next &= ~FRAME_ONLRU;
+	fr[f].prev &= ~FRAME_ACTIVE;
+}
+
+/* Async-signal-safe. Put f on a list of its node; node lock held. */
+static void list_add_to(struct lru *lru, struct lruvec *lv, uint32_t f, int list, bool tail)
+{
+	uint32_t s = sentinel(lv->node, list);
+	struct frame *fr = lru->frames;
+
+	if (tail)
+		list_link(lru, f, fr[s].prev & FRAME_IDX, s);
+	else
+		list_link(lru, f, s, fr[s].next & FRAME_IDX);
+	fr[f].next |= FRAME_ONLRU;
+	if (list == LRU_ACTIVE)
+		fr[f].prev |= FRAME_ACTIVE;
+	lv->nr[list]++;
+}
+
+static void list_remove(struct lru *lru, struct lruvec *lv, uint32_t f)
+{
+	lv->nr[frame_active(lru, f)]--;
+	list_del(lru, f);
+}
+
+bool frame_on_lru(const struct lru *lru, uint32_t f)
+{
+	return lru->frames[f].next & FRAME_ONLRU;
+}
+
+int frame_active(const struct lru *lru, uint32_t f)
+{
+	return (lru->frames[f].prev & FRAME_ACTIVE) ? LRU_ACTIVE : LRU_INACTIVE;
+}
+
+/* Async-signal-safe. The node a frame's page lives on. */
+struct lruvec *frame_lruvec(struct lru *lru, uint32_t f)
+{
+	(void)f;
+	return &lru->node[0];
+}
+
+/* Async-signal-safe. This CPU's pagevecs, locked, or NULL when another
+ * thread on this CPU holds them. */
+static struct cpu_lru *cpu_get(struct lru *lru)
+{
+	int cpu = sched_getcpu();
+	struct cpu_lru *c = &lru->cpu[(unsigned)(cpu < 0 ? 0 : cpu) % lru->ncpu];
+
+	return spin_trylock(&c->lock) ? c : NULL;
+}
+
+/* Async-signal-safe. Take up to n free frames off the node's list. */
+static unsigned take_free(struct lru *lru, struct lruvec *lv, uint32_t *out, unsigned n)
+{
+	unsigned got = 0;
+
+	spin_lock(&lv->lock);
+	while (got < n && lv->free_head) {
+		uint32_t f = lv->free_head;
+
+		lv->free_head = lru->frames[f].next & FRAME_IDX;
+		out[got++] = f;
+	}
+	while (got < n && lru->top < lru->cap)
+		out[got++] = (uint32_t)lru->top++;
+	spin_unlock(&lv->lock);
+	return got;
+}
+
+/*
+ * Async-signal-safe. A frame for physmem page ppn, charged to the budget;
+ * 0 when the frame table is exhausted. From this CPU's cache, refilled a
+ * batch at a time so the node lock is taken once per FRAME_CACHE frames.
+ */
+uint32_t frame_alloc(struct emm *mm, uint32_t ppn)
+{
+	struct lru *lru = mm->lru;
+	struct cpu_lru *c = cpu_get(lru);
+	uint32_t f = 0;
+
+	if (c) {
+		if (!c->nfree)
+			c->nfree = take_free(lru, &lru->node[0], c->free, FRAME_CACHE);
+		if (c->nfree)
+			f = c->free[--c->nfree];
+		spin_unlock(&c->lock);
+	} else {
+		take_free(lru, &lru->node[0], &f, 1);
+	}
+	if (!f)
+		return 0;
+	lru->frames[f] = (struct frame){ .ppn = ppn };
+	count_event(mm, resident_pages);
+	return f;
+}
+
+/* Async-signal-safe. Give f back: off its list, free, uncharged. The
+ * page's PTE lock is held, and the caller has dealt with f's slot. */
+void frame_free(struct emm *mm, uint32_t f)
+{
+	struct lru *lru = mm->lru;
+	struct lruvec *lv = frame_lruvec(lru, f);
+
+	spin_lock(&lv->lock);
+	if (frame_on_lru(lru, f))
+		list_remove(lru, lv, f);
+	lru->frames[f].ppn = PPN_FREE;
+	lru->frames[f].slot = 0;
+	lru->frames[f].next = lv->free_head;
+	lv->free_head = f;
+	spin_unlock(&lv->lock);
+	atomic_fetch_sub_explicit(&mm->c.resident_pages, 1, memory_order_relaxed);
+}
+
+/* Async-signal-safe. Apply a pagevec: node lock held. An entry whose frame
+ * was freed (or reused for another page) since it was queued is skipped. */
+static void pagevec_apply(struct emm *mm, struct lruvec *lv, int op, struct pagevec *pv)
+{
+	struct lru *lru = mm->lru;
+
+	for (unsigned i = 0; i < pv->nr; i++) {
+		uint32_t f = pv->frame[i];
+		bool on = frame_on_lru(lru, f);
+
+		if (lru->frames[f].ppn != pv->ppn[i])
+			continue;
+		if (op == PV_ADD && !on) {
+			list_add_to(lru, lv, f, LRU_INACTIVE, false);
+		} else if (op == PV_ACTIVATE && on && frame_active(lru, f) == LRU_INACTIVE) {
+			list_remove(lru, lv, f);
+			list_add_to(lru, lv, f, LRU_ACTIVE, false);
+			count_event(mm, pgactivate);
+		} else if (op == PV_DEACTIVATE && on) {
+			if (frame_active(lru, f) == LRU_ACTIVE)
+				count_event(mm, pgdeactivate);
+			list_remove(lru, lv, f);
+			list_add_to(lru, lv, f, LRU_INACTIVE, true);
+		}
+	}
+	pv->nr = 0;
+}
+
+static void pagevec_drain(struct emm *mm, int op, struct pagevec *pv)
+{
+	struct lruvec *lv = &mm->lru->node[0];
+
+	if (!pv->nr)
+		return;
+	spin_lock(&lv->lock);
+	pagevec_apply(mm, lv, op, pv);
+	spin_unlock(&lv->lock);
+	atomic_fetch_add_explicit(&mm->lru->drains, 1, memory_order_relaxed);
+}
+
+/*
+ * Async-signal-safe. Queue an LRU operation on frame f (whose PTE lock the
+ * caller holds) in this CPU's pagevec; a full pagevec drains under the node
+ * lock. With batching off, or the pagevec busy, apply it at once.
+ */
+void lru_queue(struct emm *mm, uint32_t f, int op)
+{
+	struct lru *lru = mm->lru;
+	struct cpu_lru *c = lru->batching ? cpu_get(lru) : NULL;
+	struct pagevec one = { .nr = 1, .frame = { f }, .ppn = { lru->frames[f].ppn } };
+	struct pagevec *pv;
+
+	if (!c) {
+		pagevec_drain(mm, op, &one);
+		return;
+	}
+	pv = &c->pv[op];
+	pv->frame[pv->nr] = f;
+	pv->ppn[pv->nr] = lru->frames[f].ppn;
+	if (++pv->nr == PAGEVEC_SIZE)
+		pagevec_drain(mm, op, pv);
+	spin_unlock(&c->lock);
+}
+
+/* Async-signal-safe. Drain every CPU's pagevecs (lru_add_drain_all);
+ * a CPU whose pagevecs are busy right now is left for next time. */
+void lru_add_drain_all(struct emm *mm)
+{
+	struct lru *lru = mm->lru;
+
+	for (unsigned i = 0; i < lru->ncpu; i++) {
+		struct cpu_lru *c = &lru->cpu[i];
+
+		if (!spin_trylock(&c->lock))
+			continue;
+		for (int op = 0; op < NR_PV; op++)
+			pagevec_drain(mm, op, &c->pv[op]);
+		spin_unlock(&c->lock);
+	}
+}
+
+/*
+ * Async-signal-safe. Take up to n frames off the tail of a list
+ * (isolate_lru_pages), noting the page each describes. They are on no list
+ * until put back.
+ */
+unsigned lru_isolate(struct emm *mm, struct lruvec *lv, int list, uint32_t *f, uint32_t *ppn,
+		     unsigned n)
+{
+	struct lru *lru = mm->lru;
+	uint32_t s = sentinel(lv->node, list);
+	unsigned got = 0;
+
+	spin_lock(&lv->lock);
+	while (got < n && (lru->frames[s].prev & FRAME_IDX) != s) {
+		uint32_t x = lru->frames[s].prev & FRAME_IDX;
+
+		list_remove(lru, lv, x);
+		f[got] = x;
+		ppn[got++] = lru->frames[x].ppn;
+	}
+	spin_unlock(&lv->lock);
+	count_events(mm, pgscan, got);
+	atomic_fetch_add_explicit(&lv->pgscan, got, memory_order_relaxed);
+	return got;
+}
+
+/* Async-signal-safe. Put an isolated frame back on a list; its PTE lock is held. */
+void lru_putback(struct emm *mm, uint32_t f, int list, bool tail)
+{
+	struct lru *lru = mm->lru;
+	struct lruvec *lv = frame_lruvec(lru, f);
+
+	spin_lock(&lv->lock);
+	if (!frame_on_lru(lru, f) && lru->frames[f].ppn != PPN_FREE)
+		list_add_to(lru, lv, f, list, tail);
+	spin_unlock(&lv->lock);
+}
+
+static size_t frame_capacity(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES);
+
+	/* Frames never outnumber the machine's pages by much: twice is room
+	 * for the budget, pages over it when swap is full, and headroom. */
+	return MIN((size_t)(pages > 0 ? pages : 1 << 20) * 2, (size_t)FRAME_IDX);
+}
+
+int lru_init(struct emm *mm)
+{
+	struct lru *lru = calloc(1, sizeof(*lru));
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+
+	if (!lru)
+		return -ENOMEM;
+	lru->ncpu = ncpu > 0 ? (unsigned)ncpu : 1;
+	lru->cpu = calloc(lru->ncpu, sizeof(*lru->cpu));
+	lru->cap = frame_capacity();
+	lru->frames_len = ALIGN_UP(lru->cap * sizeof(struct frame), PAGE_SIZE);
+	lru->frames = mmap(NULL, lru->frames_len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!lru->cpu || lru->frames == MAP_FAILED) {
+		free(lru->cpu);
+		free(lru);
+		return -ENOMEM;
+	}
+	lru->nnodes = 1;
+	lru->batching = true;
+	for (int n = 0; n < lru->nnodes; n++) {
+		lru->node[n].node = n;
+		for (int l = 0; l < 2; l++) {
+			uint32_t s = sentinel(n, l);
+
+			lru->frames[s].next = lru->frames[s].prev = s;
+		}
+	}
+	lru->top = 1 + 2 * (size_t)lru->nnodes;
+	mm->lru = lru;
+	return 0;
+}
+
+void lru_destroy(struct emm *mm)
+{
+	struct lru *lru = mm->lru;
+
+	if (!lru)
+		return;
+	munmap(lru->frames, lru->frames_len);
+	free(lru->cpu);
+	free(lru);
+	mm->lru = NULL;
+}
+
+/* Async-signal-safe. Take frame f (its PTE lock held) off whatever list it
+ * is on, as isolation does for a batch. */
+void lru_take(struct emm *mm, uint32_t f)
+{
+	struct lru *lru = mm->lru;
+	struct lruvec *lv = frame_lruvec(lru, f);
+
+	spin_lock(&lv->lock);
+	if (frame_on_lru(lru, f))
+		list_remove(lru, lv, f);
+	spin_unlock(&lv->lock);
+}

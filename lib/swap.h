@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/* The swap device: a file of page slots, their allocator, checksums and batched I/O. */
+#ifndef EMM_SWAP_H
+#define EMM_SWAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * A swap device is a file divided into 4096-byte slots. Slot 0 is never
+ * handed out, so 0 can mean "no slot" in a PTE. Every call below except
+ * swap_open and swap_close is async-signal-safe and never blocks on another
+ * caller: no malloc, no stdio, no mutex, only atomics and system calls. They
+ * are called from the fault handler and from the reclaim thread at once.
+ * They may change errno; a signal handler that calls them saves it.
+ */
+struct swap_dev;
+
+/* One page of a batch: the slot, a page-aligned 4096-byte buffer, the result. */
+struct swap_io {
+	uint32_t slot;
+	void *page;
+	int err;		/* 0 or -errno, set by swap_writepages/swap_readpages */
+};
+
+/*
+ * path NULL: an unlinked file in $TMPDIR, else /var/tmp. A path: a file
+ * this process owns, created with mode 0600 (see swap.c for what happens
+ * to an existing one). size is rounded down to pages, and must give at least
+ * two. Returns 0 or -errno; nothing is left behind on failure.
+ */
+int  swap_open(const char *path, uint64_t size, struct swap_dev **out);
+void swap_close(struct swap_dev *sd);
+
+uint64_t swap_slots_total(const struct swap_dev *sd);	/* usable slots: pages - 1 */
+uint64_t swap_slots_used(const struct swap_dev *sd);
+
+/* A free slot with a use count of 1; 0 when the device is full. */
+uint32_t swap_alloc(struct swap_dev *sd);
+/* Up to n slots, consecutive where possible; returns how many were given. */
+unsigned swap_alloc_batch(struct swap_dev *sd, uint32_t *slots, unsigned n);
+/* One more user of an allocated slot (swap_duplicate): 0, -EINVAL, -EOVERFLOW. */
+int  swap_dup(struct swap_dev *sd, uint32_t slot);
+/* Drop one use; the last one frees the slot and forgets its contents. */
+void swap_free(struct swap_dev *sd, uint32_t slot);
+/* The use count of a slot, 0 when free or out of range. */
+unsigned swap_count(const struct swap_dev *sd, uint32_t slot);
+
+/*
+ * Batched I/O on allocated slots. Runs of consecutive slots become one
+ * vectored request. Each io[i].err gets 0 or -errno: -EINVAL for a slot not
+ * allocated or a page not aligned, -EIO (or the system call's errno) for a
+ * failed or short transfer, and on read -ENODATA for a slot never written
+ * successfully and -EBADMSG for a checksum mismatch (the buffer then holds
+ * the bad bytes and must not be used). Returns how many pages succeeded.
+ * A failed write leaves the slot without valid contents.
+ */
+int  swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n);
+int  swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n);
+
+/* Test hooks: every k-th page write fails with -EIO (0: off); full makes
+ * allocation fail as if no slot were free. Resets the write count. */
+void swap_inject(struct swap_dev *sd, unsigned fail_every_k_writes, int full);
+/* Use io_uring when the device has rings (the default), or pwritev/preadv. */
+void swap_set_uring(struct swap_dev *sd, bool on);
+bool swap_has_uring(const struct swap_dev *sd);
+/* Whether the file is open with O_DIRECT (else buffered, page cache dropped). */
+bool swap_is_direct(const struct swap_dev *sd);
+/* Test hook: switch O_DIRECT off (or back on) while no I/O runs. 0 or -errno. */
+int  swap_set_direct(struct swap_dev *sd, bool on);
+
+struct swap_counters {
+	uint64_t reads, writes;		/* pages transferred successfully */
+	uint64_t read_errors, write_errors;	/* pages failed, checksum errors included */
+	uint64_t csum_errors;		/* reads that failed their checksum */
+	uint64_t uring_reqs, sync_reqs;	/* vectored requests by io_uring / pwritev+preadv */
+};
+void swap_get_counters(const struct swap_dev *sd, struct swap_counters *c);
+
+/* CRC32C (Castagnoli). Start with 0; crc32c(crc32c(0, a), b) = crc32c(0, ab). */
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+/* The table-driven version, whatever the CPU offers; for tests. */
+uint32_t crc32c_generic(uint32_t crc, const void *buf, size_t len);
+
+#endif /* EMM_SWAP_H */

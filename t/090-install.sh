@@ -1,0 +1,166 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# 090-install: make install stages a library, header, pkg-config file and man
+# pages that an out-of-tree program can build and run against.
+# shellcheck disable=SC2046,SC2086 # $cc and pkg-config's flags split on purpose
+
+cd "$(dirname "$0")/.." || exit 1
+cc=${CC:-cc}
+make=${MAKE:-make}
+
+for tool in "$make" "${cc%% *}" pkg-config nm readelf; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "1..0 # SKIP $tool not found"
+		exit 0
+	fi
+done
+
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' HUP INT TERM
+stage=$tmp/stage
+lib=$stage/usr/lib
+log=$tmp/log
+n=0
+failed=
+
+# check DESCRIPTION COMMAND...: one TAP line; the command's output goes to
+# the log, shown as diagnostics when it fails.
+check() {
+	desc=$1
+	shift
+	n=$((n + 1))
+	if [ -n "$failed" ]; then
+		echo "ok $n # skip $failed"
+		return
+	fi
+	if "$@" >"$log" 2>&1; then
+		echo "ok $n - $desc"
+	else
+		echo "not ok $n - $desc"
+		sed 's/^/# /' "$log" | tail -n 20
+	fi
+}
+
+is_file() {		# a regular file, not a symlink
+	test -f "$1" && test ! -L "$1"
+}
+
+is_link() {		# is_link PATH TARGET
+	test -L "$1" && test "$(readlink "$1")" = "$2"
+}
+
+has_line() {		# has_line FILE LINE
+	grep -qx "$2" "$1" && return 0
+	echo "$1 lacks the line: $2"
+	cat "$1"
+	return 1
+}
+
+# Every man page of the tree's section $1 is installed, and there is one.
+man_installed() {
+	found=0
+	for m in man/*."$1"; do
+		test -f "$m" || continue
+		found=$((found + 1))
+		cmp "$m" "$stage/usr/share/man/man$1/${m#man/}" || return 1
+	done
+	echo "$found pages in section $1"
+	test "$found" -gt 0
+}
+
+# pkg-config sees only the staged tree, and prefixes its paths with it.
+pc() {
+	PKG_CONFIG_LIBDIR=$lib/pkgconfig PKG_CONFIG_PATH='' PKG_CONFIG_SYSROOT_DIR=$stage \
+	PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1 PKG_CONFIG_ALLOW_SYSTEM_LIBS=1 pkg-config "$@"
+}
+
+pc_flags_staged() {
+	flags=$(pc --cflags --libs emm) || return 1
+	echo "pkg-config: $flags"
+	case $flags in *"-I$stage/usr/include"*"-L$lib"*"-lemm"*) ;; *) return 1 ;; esac
+}
+
+# Build hello from a copy outside the tree, so only the staged header counts.
+build_hello() {
+	mkdir -p "$tmp/src" && cp examples/hello.c "$tmp/src/" &&
+	$cc -o "$tmp/src/hello" "$tmp/src/hello.c" $(pc --cflags --libs emm)
+}
+
+needs_libemm() {
+	readelf -d "$1" | grep -F '(NEEDED)' | tee /dev/stderr | grep -qF '[libemm.so.0]'
+}
+
+run_hello() {
+	out=$(LD_LIBRARY_PATH=$lib "$tmp/src/hello") || return 1
+	echo "hello printed: $out"
+	test "$out" = "hello from emm"
+}
+
+# Linked statically through Libs.private, hello runs without LD_LIBRARY_PATH.
+static_hello() {
+	libs=$(pc --static --libs emm | sed 's/-lemm/-Wl,-Bstatic -lemm -Wl,-Bdynamic/') &&
+	$cc -o "$tmp/src/hello-static" "$tmp/src/hello.c" $(pc --cflags emm) $libs &&
+	! needs_libemm "$tmp/src/hello-static" 2>/dev/null &&
+	test "$("$tmp/src/hello-static")" = "hello from emm"
+}
+
+# Defined dynamic symbols except the version nodes (EMM_0.1 ...), unversioned.
+exported() {
+	nm -D --defined-only "$lib/libemm.so.0.1.0" |
+		awk '!($2 == "A" && $3 ~ /^EMM_[0-9.]+$/) { sub(/@.*/, "", $3); print $3 }' | sort -u
+}
+
+only_emm_exported() {
+	exported >"$tmp/syms" || return 1
+	echo "$(wc -l <"$tmp/syms") symbols exported"
+	test -s "$tmp/syms" && ! grep -v '^emm_' "$tmp/syms"
+}
+
+# A static link must not meet emm's internal names (parse_size, find_vma...).
+archive_only_emm() {
+	nm -g --defined-only "$lib/libemm.a" | awk 'NF == 3 { print $3 }' | sort -u >"$tmp/asyms" &&
+	echo "$(wc -l <"$tmp/asyms") global symbols in libemm.a" &&
+	grep -q '^emm_open$' "$tmp/asyms" && ! grep -v '^emm_' "$tmp/asyms"
+}
+
+# Every function emm.h declares is there for a program to call.
+header_exported() {
+	sed -n 's/^EMM_API [^(]*[ *]\(emm_[a-z_0-9]*\)(.*/\1/p' include/emm.h | sort -u >"$tmp/decl"
+	exported >"$tmp/syms" && test -s "$tmp/decl" && ! comm -23 "$tmp/decl" "$tmp/syms" | grep .
+}
+
+soname() {
+	readelf -d "$lib/libemm.so.0.1.0" | grep -F '(SONAME)' | tee /dev/stderr |
+		grep -qF '[libemm.so.0]'
+}
+
+uninstall_clean() {
+	"$make" uninstall DESTDIR="$stage" PREFIX=/usr &&
+	! find "$stage" ! -type d | grep .
+}
+
+# An outer make's flags (jobserver, variables) are not this make's business.
+unset MAKEFLAGS MFLAGS MAKELEVEL
+echo 1..20
+check "make install DESTDIR=... PREFIX=/usr" "$make" install DESTDIR="$stage" PREFIX=/usr
+test -f "$lib/libemm.so.0.1.0" || failed="make install failed"
+check "libemm.so.0.1.0 is a file" is_file "$lib/libemm.so.0.1.0"
+check "libemm.so.0 -> libemm.so.0.1.0" is_link "$lib/libemm.so.0" libemm.so.0.1.0
+check "libemm.so -> libemm.so.0" is_link "$lib/libemm.so" libemm.so.0
+check "libemm.a installed" test -s "$lib/libemm.a"
+check "include/emm.h installed" cmp include/emm.h "$stage/usr/include/emm.h"
+check "emm.pc has prefix=/usr" has_line "$lib/pkgconfig/emm.pc" prefix=/usr
+check "emm.pc has libdir=/usr/lib" has_line "$lib/pkgconfig/emm.pc" libdir=/usr/lib
+check "man pages in section 3 installed" man_installed 3
+check "man pages in section 7 installed" man_installed 7
+check "pkg-config --cflags --libs emm points into the staged tree" pc_flags_staged
+check "examples/hello.c builds out of tree with pkg-config" build_hello
+check "hello needs libemm.so.0" needs_libemm "$tmp/src/hello"
+check "hello runs against the staged libemm.so" run_hello
+check "hello links statically with pkg-config --static" static_hello
+check "libemm.so exports only emm_* symbols" only_emm_exported
+check "libemm.a defines no global symbol outside emm_*" archive_only_emm
+check "libemm.so exports every function emm.h declares" header_exported
+check "libemm.so has SONAME libemm.so.0" soname
+check "make uninstall removes every file" uninstall_clean
