@@ -118,7 +118,7 @@ struct rsv {
 	size_t meta_len;		/* bytes mapped for pte + ext */
 	struct vma_table *_Atomic vmas;	/* replaced whole; see srcu.c */
 	_Atomic long kvmas;		/* kernel VMAs the app view spans */
-	_Atomic int prot_lock;		/* serialises app-view mprotect; a leaf */
+	_Atomic uint32_t prot_lock;	/* serialises app-view mprotect; a leaf */
 	_Atomic long resident;		/* pages of this reservation in physmem */
 	_Atomic uintptr_t ra_lo, ra_hi;	/* the last swap-in window: streams continue it */
 	struct rsv *next;
@@ -163,7 +163,7 @@ struct frame {
 };
 
 struct lruvec {
-	_Atomic int lock;		/* the node's lru_lock: lists and free frames */
+	_Atomic uint32_t lock;		/* the node's lru_lock: lists and free frames */
 	int node;
 	uint64_t nr[2];			/* frames on the inactive and active lists */
 	uint32_t free_head;
@@ -177,7 +177,7 @@ struct pagevec {
 };
 
 struct cpu_lru {
-	_Atomic int lock;
+	_Atomic uint32_t lock;		/* only ever tried: a busy CPU slot is bypassed */
 	struct pagevec pv[NR_PV];
 	unsigned nfree;
 	uint32_t free[32];
@@ -203,6 +203,7 @@ struct emm {
 	struct rsv *rsvs;		/* RCU list: readers use rsv_first/rsv_next */
 	struct swap_dev *swap;
 	pthread_t kswapd;
+	struct reclaim *kswapd_rc;	/* the reclaim thread's batch work space */
 	bool kswapd_started;
 	_Atomic bool kswapd_stop;
 	_Atomic uint32_t kswapd_wake;	/* futex word: bumped to wake the thread */
@@ -215,9 +216,9 @@ struct emm {
 #define count_events(mm, field, n)	\
 	atomic_fetch_add_explicit(&(mm)->c.field, (n), memory_order_relaxed)
 
-void spin_lock(_Atomic int *l);
-bool spin_trylock(_Atomic int *l);
-void spin_unlock(_Atomic int *l);
+void mutex_lock(_Atomic uint32_t *m);
+bool mutex_trylock(_Atomic uint32_t *m);
+void mutex_unlock(_Atomic uint32_t *m);
 int lru_init(struct emm *mm);
 void lru_destroy(struct emm *mm);
 uint32_t frame_alloc(struct emm *mm, uint32_t ppn);

@@ -25,25 +25,6 @@ static uint32_t sentinel(int node, int list)
 	return 1 + 2 * (uint32_t)node + (uint32_t)list;
 }
 
-/* Async-signal-safe: a spinlock taken only with signals blocked. Acquire
- * pairs with the release in spin_unlock. */
-void spin_lock(_Atomic int *l)
-{
-	while (atomic_exchange_explicit(l, 1, memory_order_acquire))
-		sched_yield();
-}
-
-bool spin_trylock(_Atomic int *l)
-{
-	/* Acquire: as spin_lock. */
-	return !atomic_exchange_explicit(l, 1, memory_order_acquire);
-}
-
-void spin_unlock(_Atomic int *l)
-{
-	atomic_store_explicit(l, 0, memory_order_release);
-}
-
 /* Async-signal-safe. List primitives; the node lock is held. */
 static void list_link(struct lru *lru, uint32_t f, uint32_t prev, uint32_t next)
 {
@@ -112,7 +93,7 @@ static struct cpu_lru *cpu_get(struct lru *lru)
 	int cpu = sched_getcpu();
 	struct cpu_lru *c = &lru->cpu[(unsigned)(cpu < 0 ? 0 : cpu) % lru->ncpu];
 
-	return spin_trylock(&c->lock) ? c : NULL;
+	return mutex_trylock(&c->lock) ? c : NULL;
 }
 
 /* Async-signal-safe. Take up to n free frames off the node's list. */
@@ -120,7 +101,7 @@ static unsigned take_free(struct lru *lru, struct lruvec *lv, uint32_t *out, uns
 {
 	unsigned got = 0;
 
-	spin_lock(&lv->lock);
+	mutex_lock(&lv->lock);
 	while (got < n && lv->free_head) {
 		uint32_t f = lv->free_head;
 
@@ -129,7 +110,7 @@ static unsigned take_free(struct lru *lru, struct lruvec *lv, uint32_t *out, uns
 	}
 	while (got < n && lru->top < lru->cap)
 		out[got++] = (uint32_t)lru->top++;
-	spin_unlock(&lv->lock);
+	mutex_unlock(&lv->lock);
 	return got;
 }
 
@@ -149,7 +130,7 @@ uint32_t frame_alloc(struct emm *mm, uint32_t ppn)
 			c->nfree = take_free(lru, &lru->node[0], c->free, FRAME_CACHE);
 		if (c->nfree)
 			f = c->free[--c->nfree];
-		spin_unlock(&c->lock);
+		mutex_unlock(&c->lock);
 	} else {
 		take_free(lru, &lru->node[0], &f, 1);
 	}
@@ -167,14 +148,14 @@ void frame_free(struct emm *mm, uint32_t f)
 	struct lru *lru = mm->lru;
 	struct lruvec *lv = frame_lruvec(lru, f);
 
-	spin_lock(&lv->lock);
+	mutex_lock(&lv->lock);
 	if (frame_on_lru(lru, f))
 		list_remove(lru, lv, f);
 	lru->frames[f].ppn = PPN_FREE;
 	lru->frames[f].slot = 0;
 	lru->frames[f].next = lv->free_head;
 	lv->free_head = f;
-	spin_unlock(&lv->lock);
+	mutex_unlock(&lv->lock);
 	atomic_fetch_sub_explicit(&mm->c.resident_pages, 1, memory_order_relaxed);
 }
 
@@ -212,9 +193,9 @@ static void pagevec_drain(struct emm *mm, int op, struct pagevec *pv)
 
 	if (!pv->nr)
 		return;
-	spin_lock(&lv->lock);
+	mutex_lock(&lv->lock);
 	pagevec_apply(mm, lv, op, pv);
-	spin_unlock(&lv->lock);
+	mutex_unlock(&lv->lock);
 	atomic_fetch_add_explicit(&mm->lru->drains, 1, memory_order_relaxed);
 }
 
@@ -239,7 +220,7 @@ void lru_queue(struct emm *mm, uint32_t f, int op)
 	pv->ppn[pv->nr] = lru->frames[f].ppn;
 	if (++pv->nr == PAGEVEC_SIZE)
 		pagevec_drain(mm, op, pv);
-	spin_unlock(&c->lock);
+	mutex_unlock(&c->lock);
 }
 
 /* Async-signal-safe. Drain every CPU's pagevecs (lru_add_drain_all);
@@ -251,11 +232,11 @@ void lru_add_drain_all(struct emm *mm)
 	for (unsigned i = 0; i < lru->ncpu; i++) {
 		struct cpu_lru *c = &lru->cpu[i];
 
-		if (!spin_trylock(&c->lock))
+		if (!mutex_trylock(&c->lock))
 			continue;
 		for (int op = 0; op < NR_PV; op++)
 			pagevec_drain(mm, op, &c->pv[op]);
-		spin_unlock(&c->lock);
+		mutex_unlock(&c->lock);
 	}
 }
 
@@ -271,7 +252,7 @@ unsigned lru_isolate(struct emm *mm, struct lruvec *lv, int list, uint32_t *f, u
 	uint32_t s = sentinel(lv->node, list);
 	unsigned got = 0;
 
-	spin_lock(&lv->lock);
+	mutex_lock(&lv->lock);
 	while (got < n && (lru->frames[s].prev & FRAME_IDX) != s) {
 		uint32_t x = lru->frames[s].prev & FRAME_IDX;
 
@@ -279,7 +260,7 @@ unsigned lru_isolate(struct emm *mm, struct lruvec *lv, int list, uint32_t *f, u
 		f[got] = x;
 		ppn[got++] = lru->frames[x].ppn;
 	}
-	spin_unlock(&lv->lock);
+	mutex_unlock(&lv->lock);
 	count_events(mm, pgscan, got);
 	atomic_fetch_add_explicit(&lv->pgscan, got, memory_order_relaxed);
 	return got;
@@ -291,10 +272,10 @@ void lru_putback(struct emm *mm, uint32_t f, int list, bool tail)
 	struct lru *lru = mm->lru;
 	struct lruvec *lv = frame_lruvec(lru, f);
 
-	spin_lock(&lv->lock);
+	mutex_lock(&lv->lock);
 	if (!frame_on_lru(lru, f) && lru->frames[f].ppn != PPN_FREE)
 		list_add_to(lru, lv, f, list, tail);
-	spin_unlock(&lv->lock);
+	mutex_unlock(&lv->lock);
 }
 
 static size_t frame_capacity(void)
@@ -358,8 +339,8 @@ void lru_take(struct emm *mm, uint32_t f)
 	struct lru *lru = mm->lru;
 	struct lruvec *lv = frame_lruvec(lru, f);
 
-	spin_lock(&lv->lock);
+	mutex_lock(&lv->lock);
 	if (frame_on_lru(lru, f))
 		list_remove(lru, lv, f);
-	spin_unlock(&lv->lock);
+	mutex_unlock(&lv->lock);
 }

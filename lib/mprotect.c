@@ -50,23 +50,6 @@ int prot_to_sys(int prot)
 	       (prot & EMM_PROT_EXEC ? PROT_READ | PROT_EXEC : 0);
 }
 
-/*
- * Async-signal-safe: a spinlock that yields. Every holder runs with signals
- * blocked (in emm's handler by its sa_mask, elsewhere by sig_block), so no
- * handler can interrupt a holder and spin on the lock it holds. Acquire
- * pairs with the release in prot_unlock.
- */
-static void prot_lock(struct rsv *r)
-{
-	while (atomic_exchange_explicit(&r->prot_lock, 1, memory_order_acquire))
-		sched_yield();
-}
-
-static void prot_unlock(struct rsv *r)
-{
-	atomic_store_explicit(&r->prot_lock, 0, memory_order_release);
-}
-
 /* Async-signal-safe. The app-view protection of page i (i in pages). */
 static int prot_at(struct rsv *r, size_t i)
 {
@@ -110,23 +93,23 @@ int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool fo
 	struct emm *mm = r->mm;
 	long delta;
 
-	prot_lock(r);
+	mutex_lock(&r->prot_lock);
 	delta = runs_delta(r, a, b, prot);
 	if (!force && !kvma_fits(mm, delta)) {
-		prot_unlock(r);
+		mutex_unlock(&r->prot_lock);
 		return -EAGAIN;
 	}
 	if (mprotect((void *)start, end - start, prot_to_sys(prot)) < 0) {
 		int err = errno;
 
-		prot_unlock(r);
+		mutex_unlock(&r->prot_lock);
 		return -err;
 	}
 	set_pte_prot(r, a, b, prot);
 	atomic_fetch_add_explicit(&r->kvmas, delta, memory_order_relaxed);
 	atomic_fetch_add_explicit(&mm->c.kernel_vmas, delta, memory_order_relaxed);
 	kvma_global_add(delta);
-	prot_unlock(r);
+	mutex_unlock(&r->prot_lock);
 	return 0;
 }
 

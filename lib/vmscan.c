@@ -2,6 +2,7 @@
 /* Reclaim: shrink_active_list, shrink_inactive_list, shrink_page_list, kswapd. */
 #include <errno.h>
 #include <linux/futex.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -9,12 +10,40 @@
 #include "internal.h"
 #include "swap.h"
 
+/* The reclaim thread works in larger batches than a faulting thread:
+ * revoking and freeing long runs costs far less per page. */
+#define KSWAPD_BATCH	512
+
+/* What reclaim does with a page it scanned. */
+enum { ACT_KEEP, ACT_SAMPLE, ACT_EVICT };
+
 /* One page taken off a list for reclaim, its PTE locked. */
 struct scan {
 	uint32_t f;
+	uint32_t slot;		/* where its data is once evicted (0: zero page) */
 	struct rsv *r;
 	uintptr_t addr;
+	uint8_t act;
+	bool write, gone;
 };
+
+/* Work space for one batch: on the stack of a faulting thread, on the
+ * heap for the reclaim thread. */
+struct reclaim {
+	unsigned max;
+	struct scan *sp;
+	uint32_t *f, *ppn, *slots;
+	struct swap_io *io;
+	unsigned *idx;
+};
+
+#define RECLAIM_ON_STACK(name, n)					\
+	struct scan name##_sp[n];					\
+	uint32_t name##_f[n], name##_ppn[n], name##_slots[n];		\
+	struct swap_io name##_io[n];					\
+	unsigned name##_idx[n];						\
+	struct reclaim name = { n, name##_sp, name##_f, name##_ppn,	\
+				name##_slots, name##_io, name##_idx }
 
 /* Async-signal-safe. Lock the page frame f describes, if it still does and
  * nobody holds it now (reclaim never waits on a page lock). */
@@ -33,32 +62,41 @@ static bool scan_lock(struct emm *mm, uint32_t f, uint32_t ppn, struct scan *sp)
 		pte_unlock(pte_of(r, addr), old);
 		return false;
 	}
-	*sp = (struct scan){ f, r, addr };
+	*sp = (struct scan){ .f = f, .r = r, .addr = addr };
 	return true;
 }
 
-/* Async-signal-safe. Take a batch off a list and lock its pages; frames
- * whose page is busy go back where they came from. */
-static unsigned isolate_locked(struct emm *mm, struct lruvec *lv, int list, struct scan *sp)
+static bool scan_before(const struct scan *a, const struct scan *b)
 {
-	uint32_t f[SWAP_CLUSTER_MAX], ppn[SWAP_CLUSTER_MAX];
-	unsigned n = lru_isolate(mm, lv, list, f, ppn, SWAP_CLUSTER_MAX), got = 0;
+	return a->r != b->r ? a->r < b->r : a->addr < b->addr;
+}
 
-	for (unsigned i = 0; i < n; i++) {
-		if (scan_lock(mm, f[i], ppn[i], &sp[got]))
-			got++;
-		else
-			lru_putback(mm, f[i], list, false);
-	}
-	/* Address order, so neighbours are revoked and freed as one range. */
-	for (unsigned i = 1; i < got; i++)
-		for (unsigned j = i; j && (sp[j - 1].r > sp[j].r ||
-			(sp[j - 1].r == sp[j].r && sp[j - 1].addr > sp[j].addr)); j--) {
+/* Async-signal-safe. Address order, so neighbours are revoked and freed as
+ * one range (an insertion sort: batches come off the list mostly sorted). */
+static void sort_scan(struct scan *sp, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++)
+		for (unsigned j = i; j && scan_before(&sp[j], &sp[j - 1]); j--) {
 			struct scan t = sp[j];
 
 			sp[j] = sp[j - 1];
 			sp[j - 1] = t;
 		}
+}
+
+/* Async-signal-safe. Take a batch off a list and lock its pages; frames
+ * whose page is busy go back where they came from. */
+static unsigned isolate_locked(struct emm *mm, struct lruvec *lv, int list, struct reclaim *rc)
+{
+	unsigned n = lru_isolate(mm, lv, list, rc->f, rc->ppn, rc->max), got = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (scan_lock(mm, rc->f[i], rc->ppn[i], &rc->sp[got]))
+			got++;
+		else
+			lru_putback(mm, rc->f[i], list, false);
+	}
+	sort_scan(rc->sp, got);
 	return got;
 }
 
@@ -73,16 +111,16 @@ static bool next_to(const struct scan *sp, unsigned i, unsigned n)
 	return i + 1 < n && sp[i + 1].r == sp[i].r && sp[i + 1].addr == sp[i].addr + PAGE_SIZE;
 }
 
-/* Async-signal-safe. The app view loses access to the pages marked in
- * take[] (locked, sorted), a run of neighbours per mprotect. */
-static void revoke_batch(struct scan *sp, const bool *take, unsigned n)
+/* Async-signal-safe. The app view loses access to the mapped pages whose
+ * act is act (locked, sorted), a run of neighbours per mprotect. */
+static void revoke_batch(struct scan *sp, unsigned n, uint8_t act)
 {
 	for (unsigned i = 0; i < n; i++) {
 		unsigned j = i;
 
-		if (!take[i])
+		if (sp[i].act != act || !pte_prot(pval(&sp[i])))
 			continue;
-		while (next_to(sp, j, n) && take[j + 1])
+		while (next_to(sp, j, n) && sp[j + 1].act == act && pte_prot(pval(&sp[j + 1])))
 			j++;
 		app_protect(sp[i].r, sp[i].addr, sp[j].addr + PAGE_SIZE, EMM_PROT_NONE, true);
 		i = j;
@@ -98,17 +136,16 @@ static void scan_unlock(const struct scan *sp, uint64_t clear)
 /* Async-signal-safe. Deactivate a batch from the active tail: revoke
  * access (the data stays), so the next touch is a minor fault that proves
  * the page is in use; move to the inactive list. */
-static void shrink_active_list(struct emm *mm, struct lruvec *lv)
+static void shrink_active_list(struct emm *mm, struct lruvec *lv, struct reclaim *rc)
 {
-	struct scan sp[SWAP_CLUSTER_MAX];
-	bool take[SWAP_CLUSTER_MAX] = { 0 };
-	unsigned n = isolate_locked(mm, lv, LRU_ACTIVE, sp);
+	unsigned n = isolate_locked(mm, lv, LRU_ACTIVE, rc);
+	struct scan *sp = rc->sp;
 
 	for (unsigned i = 0; i < n; i++)
-		take[i] = !(pval(&sp[i]) & PTE_PINNED) && pte_prot(pval(&sp[i]));
-	revoke_batch(sp, take, n);
+		sp[i].act = (pval(&sp[i]) & PTE_PINNED) ? ACT_KEEP : ACT_SAMPLE;
+	revoke_batch(sp, n, ACT_SAMPLE);
 	for (unsigned i = 0; i < n; i++) {
-		bool pinned = pval(&sp[i]) & PTE_PINNED;
+		bool pinned = sp[i].act == ACT_KEEP;
 
 		lru_putback(mm, sp[i].f, pinned ? LRU_ACTIVE : LRU_INACTIVE, false);
 		if (!pinned)
@@ -128,112 +165,110 @@ static bool page_is_zero(const void *p)
 	return true;
 }
 
-/* Async-signal-safe. The page is out of memory now: free its frame and
- * physmem; the PTE keeps the slot (0: never touched again, reads zero). */
-static void evict(struct emm *mm, const struct scan *sp, uint32_t slot)
+/* Async-signal-safe. The page is out of memory now: free its frame; the
+ * PTE keeps the slot (0: never touched again, reads zero). Its physmem
+ * was punched by the caller. */
+static void evict(struct emm *mm, struct scan *sp)
 {
 	uint64_t old = pval(sp), val;
 
 	mm->lru->frames[sp->f].slot = 0;	/* the slot moves to the PTE */
 	frame_free(mm, sp->f);
 	atomic_fetch_sub_explicit(&sp->r->resident, 1, memory_order_relaxed);
-	val = slot ? pte_set_val(pte_mk(0, PTE_SWAPPED, 0), slot) : 0;
+	val = sp->slot ? pte_set_val(pte_mk(0, PTE_SWAPPED, 0), sp->slot) : 0;
 	pte_set_used(sp->r, sp->addr, old, val);
-	pte_set_locked(pte_of(sp->r, sp->addr), val);
+	pte_unlock(pte_of(sp->r, sp->addr), val);
 	count_event(mm, pgsteal);
 	atomic_fetch_add_explicit(&mm->lru->node[0].pgsteal, 1, memory_order_relaxed);
 }
 
-/* Async-signal-safe. Punch the physmem of the evicted pages, by runs. */
-static void punch_evicted(struct scan *sp, const bool *gone, unsigned n)
+/* Async-signal-safe. Punch the physmem of the pages that go, by runs. */
+static void punch_gone(struct scan *sp, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
 		unsigned j = i;
 
-		if (!gone[i])
+		if (!sp[i].gone)
 			continue;
-		while (next_to(sp, j, n) && gone[j + 1])
+		while (next_to(sp, j, n) && sp[j + 1].gone)
 			j++;
 		physmem_punch(sp[i].r, sp[i].addr, sp[j].addr + PAGE_SIZE - sp[i].addr);
 		i = j;
 	}
 }
 
-/* Async-signal-safe. Write the pages marked in write[] to fresh slots, in
- * one batch; the ones written are marked in gone[]. */
-static unsigned writeout(struct emm *mm, struct scan *sp, const bool *write, bool *gone,
-			 uint32_t *slot, unsigned n)
+/* Async-signal-safe. Write the pages marked write to fresh slots in one
+ * batch; the ones written are marked gone. With swap full the rest stay. */
+static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 {
-	struct swap_io io[SWAP_CLUSTER_MAX];
-	unsigned idx[SWAP_CLUSTER_MAX], k = 0, got, ok = 0;
-	uint32_t slots[SWAP_CLUSTER_MAX];
+	struct scan *sp = rc->sp;
+	unsigned k = 0, got;
 
 	for (unsigned i = 0; i < n; i++)
-		if (write[i])
-			idx[k++] = i;
-	got = mm->swap ? swap_alloc_batch(mm->swap, slots, k) : 0;	/* full: the rest stay */
+		if (sp[i].write)
+			rc->idx[k++] = i;
+	got = k && mm->swap ? swap_alloc_batch(mm->swap, rc->slots, k) : 0;
 	for (unsigned j = 0; j < got; j++)
-		io[j] = (struct swap_io){ slots[j], rsv_alias(sp[idx[j]].r, sp[idx[j]].addr), 0 };
+		rc->io[j] = (struct swap_io){ rc->slots[j],
+			rsv_alias(sp[rc->idx[j]].r, sp[rc->idx[j]].addr), 0 };
 	if (got)
-		swap_writepages(mm->swap, io, got);
+		swap_writepages(mm->swap, rc->io, got);
 	for (unsigned j = 0; j < got; j++) {
-		if (io[j].err) {
-			swap_free(mm->swap, io[j].slot);
+		struct scan *p = &sp[rc->idx[j]];
+
+		if (rc->io[j].err) {
+			swap_free(mm->swap, rc->io[j].slot);
 			count_event(mm, io_errors);
 			continue;
 		}
-		gone[idx[j]] = true;
-		slot[idx[j]] = io[j].slot;
+		p->gone = true;
+		p->slot = rc->io[j].slot;
 		count_event(mm, swapouts);
 		atomic_fetch_add_explicit(&mm->lru->node[0].swapouts, 1, memory_order_relaxed);
-		ok++;
 	}
-	return ok;
 }
 
 /*
  * Async-signal-safe. shrink_page_list: evict the locked, unmapped pages
- * marked in take[]. Clean pages with a slot and zero pages go at once;
- * dirty ones are written in one batch and freed only once the write is
- * confirmed. A page that cannot go (swap full, write failed) stays resident
- * and dirty, back on the active list. Returns pages freed.
+ * whose act is ACT_EVICT. Clean pages with a slot and zero pages go at
+ * once; dirty ones are written in one batch and freed only once the write
+ * is confirmed. A page that cannot go (swap full, write failed) stays
+ * resident and dirty, back on the active list. Every ACT_EVICT page is
+ * unlocked here. Returns pages freed.
  */
-static long shrink_page_list(struct emm *mm, struct scan *sp, const bool *take, unsigned n)
+static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 {
-	bool write[SWAP_CLUSTER_MAX] = { 0 }, gone[SWAP_CLUSTER_MAX] = { 0 };
-	uint32_t slot[SWAP_CLUSTER_MAX] = { 0 };
+	struct scan *sp = rc->sp;
 	long freed = 0;
 
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t v = pval(&sp[i]);
 		struct frame *f = &mm->lru->frames[sp[i].f];
 
-		if (!take[i])
+		sp[i].write = sp[i].gone = false;
+		if (sp[i].act != ACT_EVICT)
 			continue;
-		if (f->slot && !(v & PTE_DIRTY)) {
-			gone[i] = true;
-			slot[i] = f->slot;
+		if (f->slot && !(pval(&sp[i]) & PTE_DIRTY)) {
+			sp[i].gone = true;
+			sp[i].slot = f->slot;
 		} else if (page_is_zero(rsv_alias(sp[i].r, sp[i].addr))) {
 			if (f->slot)
 				swap_free(mm->swap, f->slot);
-			gone[i] = true;
+			sp[i].gone = true;
+			sp[i].slot = 0;
 		} else {
-			write[i] = true;
+			sp[i].write = true;
 		}
 	}
-	writeout(mm, sp, write, gone, slot, n);
-	punch_evicted(sp, gone, n);
+	writeout(mm, rc, n);
+	punch_gone(sp, n);
 	for (unsigned i = 0; i < n; i++) {
-		if (gone[i]) {
-			evict(mm, &sp[i], slot[i]);
+		if (sp[i].gone) {
+			evict(mm, &sp[i]);
 			freed++;
-		} else if (take[i]) {
+		} else if (sp[i].act == ACT_EVICT) {
 			lru_putback(mm, sp[i].f, LRU_ACTIVE, false);
 			scan_unlock(&sp[i], 0);
-			continue;
 		}
-		if (gone[i])
-			pte_unlock(pte_of(sp[i].r, sp[i].addr), pval(&sp[i]));
 	}
 	return freed;
 }
@@ -243,33 +278,30 @@ static long shrink_page_list(struct emm *mm, struct scan *sp, const bool *take, 
  * was last revoked: back to the active list. Mapped but never sampled:
  * revoke it and give it another lap. Unmapped and unreferenced: evict.
  */
-static long shrink_inactive_list(struct emm *mm, struct lruvec *lv)
+static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct reclaim *rc)
 {
-	struct scan sp[SWAP_CLUSTER_MAX];
-	bool sample[SWAP_CLUSTER_MAX] = { 0 }, evict_it[SWAP_CLUSTER_MAX] = { 0 };
-	unsigned n = isolate_locked(mm, lv, LRU_INACTIVE, sp);
+	unsigned n = isolate_locked(mm, lv, LRU_INACTIVE, rc);
+	struct scan *sp = rc->sp;
 	long freed;
 
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t v = pval(&sp[i]);
-		bool pinned = v & PTE_PINNED, mapped = pte_prot(v), ref = v & PTE_REFERENCED;
 
-		sample[i] = !pinned && mapped && !ref;
-		evict_it[i] = !pinned && !mapped && !ref;
+		if ((v & (PTE_PINNED | PTE_REFERENCED)))
+			sp[i].act = ACT_KEEP;
+		else
+			sp[i].act = pte_prot(v) ? ACT_SAMPLE : ACT_EVICT;
 	}
-	revoke_batch(sp, sample, n);
-	freed = shrink_page_list(mm, sp, evict_it, n);
+	revoke_batch(sp, n, ACT_SAMPLE);
+	freed = shrink_page_list(mm, rc, n);
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t v;
-
-		if (evict_it[i])
+		if (sp[i].act == ACT_EVICT)
 			continue;
-		v = pval(&sp[i]);
-		if (sample[i]) {
+		if (sp[i].act == ACT_SAMPLE) {
 			lru_putback(mm, sp[i].f, LRU_INACTIVE, false);
 		} else {
 			lru_putback(mm, sp[i].f, LRU_ACTIVE, false);
-			if (!(v & PTE_PINNED))
+			if (!(pval(&sp[i]) & PTE_PINNED))
 				count_event(mm, pgactivate);
 		}
 		scan_unlock(&sp[i], PTE_REFERENCED);
@@ -282,24 +314,33 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv)
  * inactive list at least as long as the active one, and shrink it. Gives
  * up after two laps of both lists.
  */
-long shrink_node(struct emm *mm, long nr, bool direct)
+static long shrink_node_with(struct emm *mm, long nr, struct reclaim *rc)
 {
 	struct lruvec *lv = &mm->lru->node[0];
 	int srcu = srcu_read_lock();
 	long freed = 0, laps;
 
 	lru_add_drain_all(mm);
-	laps = 2 * (long)(lv->nr[LRU_ACTIVE] + lv->nr[LRU_INACTIVE]) / SWAP_CLUSTER_MAX + 2;
+	laps = 2 * (long)(lv->nr[LRU_ACTIVE] + lv->nr[LRU_INACTIVE]) / rc->max + 2;
 	for (long i = 0; i < laps && freed < nr; i++) {
 		if (lv->nr[LRU_INACTIVE] < lv->nr[LRU_ACTIVE] || !lv->nr[LRU_INACTIVE])
-			shrink_active_list(mm, lv);
+			shrink_active_list(mm, lv, rc);
 		if (!lv->nr[LRU_INACTIVE] && !lv->nr[LRU_ACTIVE])
 			break;
-		freed += shrink_inactive_list(mm, lv);
+		freed += shrink_inactive_list(mm, lv, rc);
 	}
 	srcu_read_unlock(srcu);
-	(void)direct;
 	return freed;
+}
+
+/* Async-signal-safe. Reclaim from a faulting (or API) thread, in batches
+ * small enough for its stack. */
+long shrink_node(struct emm *mm, long nr, bool direct)
+{
+	RECLAIM_ON_STACK(rc, SWAP_CLUSTER_MAX);
+
+	(void)direct;
+	return shrink_node_with(mm, nr, &rc);
 }
 
 /* Async-signal-safe. No slot left for a dirty page. */
@@ -387,6 +428,7 @@ static void out_of_memory(struct emm *mm)
 static void *kswapd(void *arg)
 {
 	struct emm *mm = arg;
+	struct reclaim *rc = mm->kswapd_rc;
 	sigset_t all;
 
 	sigfillset(&all);
@@ -402,7 +444,7 @@ static void *kswapd(void *arg)
 		}
 		while (!atomic_load(&mm->kswapd_stop) &&
 		       resident(mm) > wmark(mm, mm->cfg.wmark_high)) {
-			if (!shrink_node(mm, SWAP_CLUSTER_MAX, false)) {
+			if (!shrink_node_with(mm, rc->max, rc)) {
 				out_of_memory(mm);
 				kswapd_sleep(mm, atomic_load(&mm->kswapd_wake), 10);
 				break;
@@ -412,9 +454,32 @@ static void *kswapd(void *arg)
 	return NULL;
 }
 
+/* The reclaim thread's batch work space, one allocation. */
+static struct reclaim *reclaim_alloc(unsigned n)
+{
+	struct reclaim *rc = calloc(1, sizeof(*rc) + n * (sizeof(struct scan) +
+				    3 * sizeof(uint32_t) + sizeof(struct swap_io) + sizeof(unsigned)));
+	char *p = (char *)(rc + 1);
+
+	if (!rc)
+		return NULL;
+	rc->max = n;
+	rc->sp = (struct scan *)p, p += n * sizeof(struct scan);
+	rc->io = (struct swap_io *)p, p += n * sizeof(struct swap_io);
+	rc->f = (uint32_t *)p, p += n * sizeof(uint32_t);
+	rc->ppn = (uint32_t *)p, p += n * sizeof(uint32_t);
+	rc->slots = (uint32_t *)p, p += n * sizeof(uint32_t);
+	rc->idx = (unsigned *)p;
+	return rc;
+}
+
 int kswapd_start(struct emm *mm)
 {
 	int err;
+
+	mm->kswapd_rc = reclaim_alloc(KSWAPD_BATCH);
+	if (!mm->kswapd_rc)
+		return -ENOMEM;
 
 	atomic_store(&mm->kswapd_running, true);
 	err = pthread_create(&mm->kswapd, NULL, kswapd, mm);
@@ -433,15 +498,19 @@ void kswapd_stop(struct emm *mm)
 	futex_wake_one(&mm->kswapd_wake);
 	pthread_join(mm->kswapd, NULL);
 	mm->kswapd_started = false;
+	free(mm->kswapd_rc);
+	mm->kswapd_rc = NULL;
 }
 
 /* Lock the resident, unpinned pages of [*at, e), up to a batch, taking
- * them off the LRU. Signals blocked; locks taken in address order. */
-static unsigned collect(struct rsv *r, uintptr_t *at, uintptr_t e, struct scan *sp)
+ * them off the LRU; act is what reclaim is to do with them. Signals
+ * blocked; locks taken in address order. */
+static unsigned collect(struct rsv *r, uintptr_t *at, uintptr_t e, struct scan *sp,
+			unsigned max, uint8_t act)
 {
 	unsigned n = 0;
 
-	for (; *at < e && n < SWAP_CLUSTER_MAX; *at += PAGE_SIZE) {
+	for (; *at < e && n < max; *at += PAGE_SIZE) {
 		uint64_t v;
 
 		if (IS_ALIGNED(*at, PMD_SIZE) && !atomic_load(&extent_of(r, *at)->used)) {
@@ -453,7 +522,7 @@ static unsigned collect(struct rsv *r, uintptr_t *at, uintptr_t e, struct scan *
 			pte_unlock(pte_of(r, *at), v);
 			continue;
 		}
-		sp[n] = (struct scan){ pte_val(v), r, *at };
+		sp[n] = (struct scan){ .f = pte_val(v), .r = r, .addr = *at, .act = act };
 		lru_take(r->mm, sp[n++].f);
 	}
 	return n;
@@ -463,18 +532,15 @@ static unsigned collect(struct rsv *r, uintptr_t *at, uintptr_t e, struct scan *
  * blocked, mm->lock held. Returns pages freed. */
 long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e)
 {
-	struct scan sp[SWAP_CLUSTER_MAX];
-	bool all[SWAP_CLUSTER_MAX];
+	RECLAIM_ON_STACK(rc, SWAP_CLUSTER_MAX);
 	int srcu = srcu_read_lock();
 	long freed = 0;
 
-	for (unsigned i = 0; i < SWAP_CLUSTER_MAX; i++)
-		all[i] = true;
 	for (uintptr_t at = s; at < e;) {
-		unsigned n = collect(r, &at, e, sp);
+		unsigned n = collect(r, &at, e, rc.sp, rc.max, ACT_EVICT);
 
-		revoke_batch(sp, all, n);
-		freed += shrink_page_list(r->mm, sp, all, n);
+		revoke_batch(rc.sp, n, ACT_EVICT);
+		freed += shrink_page_list(r->mm, &rc, n);
 	}
 	srcu_read_unlock(srcu);
 	return freed;
@@ -485,14 +551,11 @@ long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e)
 void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e)
 {
 	struct scan sp[SWAP_CLUSTER_MAX];
-	bool all[SWAP_CLUSTER_MAX];
 
-	for (unsigned i = 0; i < SWAP_CLUSTER_MAX; i++)
-		all[i] = true;
 	for (uintptr_t at = s; at < e;) {
-		unsigned n = collect(r, &at, e, sp);
+		unsigned n = collect(r, &at, e, sp, SWAP_CLUSTER_MAX, ACT_SAMPLE);
 
-		revoke_batch(sp, all, n);
+		revoke_batch(sp, n, ACT_SAMPLE);
 		for (unsigned i = 0; i < n; i++) {
 			lru_putback(r->mm, sp[i].f, LRU_INACTIVE, true);
 			count_event(r->mm, pgdeactivate);
