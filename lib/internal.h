@@ -121,6 +121,7 @@ struct rsv {
 	_Atomic uint32_t prot_lock;	/* serialises app-view mprotect; a leaf */
 	_Atomic long resident;		/* pages of this reservation in physmem */
 	_Atomic uintptr_t ra_lo, ra_hi;	/* the last swap-in window: streams continue it */
+	_Atomic uintptr_t fa_next, fa_win;	/* the last fault-around window's end, size */
 	struct rsv *next;
 };
 
