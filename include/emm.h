@@ -141,6 +141,7 @@ struct emm_stats {
 	uint64_t io_errors, kernel_vmas;
 	uint64_t vmas;           /* emm VMAs, after merging */
 	uint64_t oom_events;     /* times reclaim could not keep the budget (swap full) */
+	uint64_t writebacks;     /* pages written back to their file or pager */
 };
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st);
 EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);

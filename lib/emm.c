@@ -27,6 +27,7 @@ static void print_to_stderr(const char *line, void *arg)
 static void teardown(struct emm *mm, bool backend)
 {
 	kswapd_stop(mm);
+	pager_stop(mm);
 	if (backend)
 		signal_backend_put();
 	if (mm->swap)
@@ -91,6 +92,8 @@ static void release_one(struct emm *mm, struct rsv *r)
 	/* Release: lock-free readers of the list see a whole reservation. */
 	__atomic_store_n(pp, r->next, __ATOMIC_RELEASE);
 	sig_block(&old);
+	if (sync_range(r, r->start, r->start + r->len))
+		emm_warn("writing back a FILE or PAGER range failed: data since the last emm_sync may be lost");
 	rsv_destroy(r);
 	sig_restore(&old);
 }
@@ -106,6 +109,7 @@ EMM_API int emm_close(struct emm *mm)
 	while (mm->rsvs)
 		release_one(mm, mm->rsvs);
 	pthread_mutex_unlock(&mm->lock);
+	pager_stop(mm);
 	pthread_mutex_destroy(&mm->lock);
 	teardown(mm, true);
 	return 0;

@@ -50,11 +50,20 @@ static void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e)
 		pte_unlock(pte_of(r, a), locked_val(r, a));
 }
 
-/* Async-signal-safe. Does the page (resident) keep a clean copy in swap? */
-static bool page_swapcache(struct rsv *r, uint64_t val)
+/* Async-signal-safe. Is the resident page clean, with a copy of its data
+ * elsewhere (its swap slot, its file, its pager)? Then a write must fault,
+ * so it is mapped without write access. */
+static bool page_clean_copy(struct rsv *r, uint64_t val)
 {
-	return pte_state(val) == PTE_RESIDENT && !(val & PTE_DIRTY) &&
-	       r->mm->lru->frames[pte_val(val)].slot;
+	if (pte_state(val) != PTE_RESIDENT || (val & PTE_DIRTY))
+		return false;
+	return (val & PTE_FILE) || r->mm->lru->frames[pte_val(val)].slot;
+}
+
+/* Async-signal-safe. Do never-touched pages of this VMA have data elsewhere? */
+static bool vma_backed(const struct emm_vma *vma)
+{
+	return vma->policy == EMM_POLICY_FILE || vma->policy == EMM_POLICY_PAGER;
 }
 
 /* Async-signal-safe. The page is about to be written: its swap copy is stale. */
@@ -81,7 +90,7 @@ static void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, ui
 
 		if (pte_state(val) == PTE_RESIDENT) {
 			if ((pte_prot(val) & EMM_PROT_WRITE) &&
-			    ((access & EMM_PROT_WRITE) || page_swapcache(r, val)))
+			    ((access & EMM_PROT_WRITE) || page_clean_copy(r, val)))
 				val = page_dirty(r, val);
 			if (!(val & PTE_LRU)) {
 				lru_queue(r->mm, pte_val(val), PV_ADD);
@@ -108,16 +117,20 @@ static void populate(uintptr_t s, uintptr_t e, int prot)
 								 : MADV_POPULATE_READ);
 }
 
-/* Async-signal-safe. A new frame for the locked, never-touched page at a. */
-static int alloc_page(struct rsv *r, uintptr_t a)
+/* Async-signal-safe. A new frame for the locked, never-touched page at a
+ * (or a swapped one about to be read); file: its data lives in a file or
+ * pager. */
+static int alloc_page(struct rsv *r, uintptr_t a, bool file)
 {
 	uint32_t f = frame_alloc(r->mm, rsv_ppn(r, a));
 	uint64_t old = locked_val(r, a), val;
 
 	if (!f)
 		return -ENOMEM;
-	val = pte_set_val(pte_mk(old & ~(PTE_DIRTY | PTE_LRU | PTE_REFERENCED | PTE_ACTIVE),
-				 PTE_RESIDENT, pte_prot(old)), f);
+	val = pte_set_val(pte_mk(old & ~(PTE_DIRTY | PTE_LRU | PTE_REFERENCED | PTE_ACTIVE |
+					 PTE_FILE), PTE_RESIDENT, pte_prot(old)), f);
+	if (file)
+		val |= PTE_FILE;
 	pte_set_used(r, a, old, val);
 	pte_set_locked(pte_of(r, a), val);
 	atomic_fetch_add_explicit(&r->resident, 1, memory_order_relaxed);
@@ -151,7 +164,7 @@ static int swapin_batch(struct rsv *r, const uintptr_t *pages, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		io[i].slot = pte_val(locked_val(r, pages[i]));
 		io[i].page = rsv_alias(r, pages[i]);
-		if (alloc_page(r, pages[i]) < 0) {
+		if (alloc_page(r, pages[i], false) < 0) {
 			while (i--)
 				unalloc_page(r, pages[i], io[i].slot);
 			return -ENOMEM;
@@ -172,14 +185,32 @@ static int swapin_batch(struct rsv *r, const uintptr_t *pages, unsigned n)
 	return err;
 }
 
-/*
- * Async-signal-safe. Every page of the locked range [s, e) gets physmem:
- * never-touched pages a zeroed frame, swapped pages their data back. The
- * budget is charged first (direct reclaim when it is exhausted).
- */
-static int make_resident(struct rsv *r, uintptr_t s, uintptr_t e)
+/* Async-signal-safe. Read a run of fresh FILE/PAGER pages; on failure
+ * they go back to never-touched. */
+static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
 {
-	uintptr_t swapped[IO_BATCH];
+	int err = filemap_read(r, vma, s, e);
+
+	if (err) {
+		for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+			unalloc_page(r, a, 0);
+		count_event(r->mm, io_errors);
+		return err;
+	}
+	count_event(r->mm, faults_major);
+	return 0;
+}
+
+/*
+ * Async-signal-safe. Every page of the locked range [s, e) of vma gets
+ * physmem: never-touched pages a zeroed frame, or their data from the file
+ * or pager; swapped pages their data back. The budget is charged first
+ * (direct reclaim when it is exhausted).
+ */
+static int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	uintptr_t swapped[IO_BATCH], run = 0;
+	bool backed = vma_backed(vma);
 	unsigned nsw = 0;
 	long need = 0;
 	int err = 0;
@@ -188,13 +219,22 @@ static int make_resident(struct rsv *r, uintptr_t s, uintptr_t e)
 		need += pte_state(locked_val(r, a)) != PTE_RESIDENT;
 	if (need)
 		mm_charge(r->mm, need);
-	for (uintptr_t a = s; a < e && !err; a += PAGE_SIZE) {
-		unsigned st = pte_state(locked_val(r, a));
+	for (uintptr_t a = s; a <= e && !err; a += PAGE_SIZE) {
+		unsigned st = a < e ? pte_state(locked_val(r, a)) : PTE_RESIDENT;
 
-		if (st == PTE_NONE)
-			err = alloc_page(r, a);
-		else if (st == PTE_SWAPPED)
+		if (run && st != PTE_NONE) {
+			err = fill_run(r, vma, run, a);
+			run = 0;
+		}
+		if (err || a == e)
+			break;
+		if (st == PTE_NONE) {
+			err = alloc_page(r, a, backed);
+			if (!err && backed && !run)
+				run = a;
+		} else if (st == PTE_SWAPPED) {
 			swapped[nsw++] = a;
+		}
 		if (nsw == IO_BATCH) {
 			err = swapin_batch(r, swapped, nsw);
 			nsw = 0;
@@ -216,7 +256,7 @@ static void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e)
 		uint64_t val = locked_val(r, a);
 
 		if (pte_state(val) == PTE_RESIDENT && !(val & PTE_LRU) &&
-		    !r->mm->lru->frames[pte_val(val)].slot)
+		    !page_clean_copy(r, val))
 			unalloc_page(r, a, 0);
 	}
 }
@@ -270,7 +310,7 @@ static int coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, in
 		if (shifts[k] == 63)
 			s = vma->start, e = vma->end;
 		lock_range(r, s, e);
-		err = make_resident(r, s, e);
+		err = make_resident(r, vma, s, e);
 		if (!err)
 			err = app_protect(r, s, e, prot, k + 1 == ARRAY_SIZE(shifts));
 		if (!err) {
@@ -287,9 +327,10 @@ static int coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, in
 
 /* Async-signal-safe. Give the locked [s, e) physmem and map it; on
  * failure everything is unlocked again and the error returned. */
-static int map_locked(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+static int map_locked(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+		      int prot)
 {
-	int err = make_resident(r, s, e);
+	int err = make_resident(r, vma, s, e);
 
 	if (!err)
 		err = app_protect(r, s, e, prot, false);
@@ -332,23 +373,33 @@ static void anon_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 	}
 }
 
-/* Async-signal-safe. A never-touched page: map it and its neighbours. */
-static int do_anonymous_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
-			     int access)
+/*
+ * Async-signal-safe. A never-touched page: map it and its neighbours.
+ * Anonymous ones read zero; FILE and PAGER ones are read in (readahead for
+ * a stream), mapped without write access while clean, the written page
+ * alone with it.
+ */
+static int do_none_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
 {
 	int prot = target_prot(vma), err;
 	uintptr_t s, e, lo, hi;
 
 	anon_window(r, vma, addr, &lo, &hi);
+	if (vma->flags & VMA_RANDOM)
+		lo = addr, hi = addr + PAGE_SIZE;
 	fault_around(r, addr, lo, hi, &s, &e);
-	err = map_locked(r, s, e, prot);
+	err = map_locked(r, vma, s, e, vma_backed(vma) ? prot & ~EMM_PROT_WRITE : prot);
+	if (!err && vma_backed(vma) && (access & EMM_PROT_WRITE))
+		err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
 	if (err)
 		return map_failed(r, vma, addr, access, err);
 	atomic_store_explicit(&r->fa_next, e, memory_order_relaxed);
 	atomic_store_explicit(&r->fa_win, e - s, memory_order_relaxed);
-	populate(s, e, prot);
+	if (!vma_backed(vma)) {
+		populate(s, e, prot);
+		count_event(r->mm, faults_zero);
+	}
 	unlock_range(r, s, e, access, 0);
-	count_event(r->mm, faults_zero);
 	return FAULT_DONE;
 }
 
@@ -390,7 +441,7 @@ static int do_swap_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 		swap_readahead(r, vma, addr, &lo, &hi);
 		fault_around(r, addr, lo, hi, &s, &e);
 	}
-	err = map_locked(r, s, e, prot);
+	err = map_locked(r, vma, s, e, prot);
 	if (err)
 		return map_failed(r, vma, addr, access, err);
 	atomic_store_explicit(&r->ra_lo, s, memory_order_relaxed);
@@ -411,7 +462,7 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 		pte_unlock(pte_of(r, addr), val);	/* raced with another fault */
 		return FAULT_DONE;
 	}
-	if (!(access & EMM_PROT_WRITE) && page_swapcache(r, val))
+	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
 		prot &= ~EMM_PROT_WRITE;
 	err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
 	if (err) {
@@ -441,12 +492,46 @@ int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_
 	val = pte_lock(pte_of(r, addr));
 	switch (pte_state(val)) {
 	case PTE_NONE:
-		return do_anonymous_page(r, vma, addr, access);
+		return do_none_page(r, vma, addr, access);
 	case PTE_SWAPPED:
 		return do_swap_page(r, vma, addr, access);
 	default:
 		return do_resident_page(r, vma, addr, access, val);
 	}
+}
+
+/* Async-signal-safe. The protection a locked page gets for an access:
+ * without write while it is clean with a copy elsewhere and the access
+ * does not write. */
+static int page_want(struct rsv *r, uint64_t val, int prot, int access)
+{
+	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
+		return prot & ~EMM_PROT_WRITE;
+	return prot;
+}
+
+/* Async-signal-safe. Map the locked, resident [s, e) for access, a run of
+ * equal protection per call. */
+static int map_runs(struct rsv *r, uintptr_t s, uintptr_t e, int prot, int access)
+{
+	uintptr_t run = s;
+	int run_prot = -1;
+
+	for (uintptr_t a = s; a <= e; a += PAGE_SIZE) {
+		int want = a < e ? page_want(r, locked_val(r, a), prot, access) : -2;
+
+		if (want == run_prot)
+			continue;
+		if (run_prot >= 0) {
+			int err = app_protect(r, run, a, run_prot, true);
+
+			if (err)
+				return err;
+		}
+		run = a;
+		run_prot = want;
+	}
+	return 0;
 }
 
 /*
@@ -463,15 +548,15 @@ int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintpt
 		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, e);
 
 		lock_range(r, c, ce);
-		err = make_resident(r, c, ce);
+		err = make_resident(r, vma, c, ce);
 		if (!err)
-			err = app_protect(r, c, ce, prot, true);
+			err = map_runs(r, c, ce, prot, access);
 		if (err) {
 			unmake_fresh(r, c, ce);
 			unlock_range(r, c, ce, 0, 0);
 			break;
 		}
-		populate(c, ce, prot);
+		populate(c, ce, (access & EMM_PROT_WRITE) ? prot : prot & ~EMM_PROT_WRITE);
 		unlock_range(r, c, ce, access, pin ? PTE_PINNED : 0);
 		c = ce;
 	}
@@ -546,7 +631,7 @@ int change_range_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 		for (uintptr_t p = a; p <= ae; p += PAGE_SIZE) {
 			uint64_t v = p < ae ? locked_val(r, p) : 0;
 			bool mapped = pte_state(v) == PTE_RESIDENT && pte_prot(v);
-			int want = page_swapcache(r, v) ? prot & ~EMM_PROT_WRITE : prot;
+			int want = page_clean_copy(r, v) ? prot & ~EMM_PROT_WRITE : prot;
 
 			if (run && (!mapped || want != run_prot)) {
 				int err = app_protect(r, run, p, run_prot, true);
@@ -576,33 +661,61 @@ void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e)
 	}
 }
 
-/* EMM_ADV_WILLNEED: read the range's swapped pages back now, a batch at a
- * time; they stay unmapped until touched (then a minor fault). Signals
- * blocked, mm->lock held. */
-int willneed_range(struct rsv *r, uintptr_t s, uintptr_t e)
+/* Is the locked page one WILLNEED reads in? */
+static bool willneed_page(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
-	uintptr_t batch[IO_BATCH];
+	unsigned st = pte_state(locked_val(r, a));
+
+	return st == PTE_SWAPPED || (st == PTE_NONE && vma_backed(vma));
+}
+
+/* Read one locked run in and unlock it: the pages stay unmapped until
+ * touched (then a minor fault). */
+static int willneed_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	int err = make_resident(r, vma, s, e);
+
+	if (err)
+		unmake_fresh(r, s, e);
+	unlock_range(r, s, e, 0, 0);
+	return err;
+}
+
+/* EMM_ADV_WILLNEED on one VMA piece: read its swapped pages back now,
+ * and the never-touched pages of FILE and PAGER VMAs, by runs of at most
+ * 32 pages. Signals blocked, mm->lock held. */
+static int willneed_vma(struct rsv *r, const struct emm_vma *vma, void *arg)
+{
+	uintptr_t run = 0;
 	int err = 0;
 
-	for (uintptr_t a = s; a < e && !err;) {
-		unsigned n = 0;
-
-		for (; a < e && n < IO_BATCH; a += PAGE_SIZE) {
-			if (IS_ALIGNED(a, PMD_SIZE) && !extent_used(r, a)) {
-				a = MIN(a + PMD_SIZE, e) - PAGE_SIZE;
-				continue;
-			}
-			if (pte_state(pte_lock(pte_of(r, a))) == PTE_SWAPPED)
-				batch[n++] = a;
-			else
-				pte_unlock(pte_of(r, a), locked_val(r, a));
-		}
-		if (!n)
+	(void)arg;
+	for (uintptr_t a = vma->start; a < vma->end && !err; a += PAGE_SIZE) {
+		if (!vma_backed(vma) && !run && IS_ALIGNED(a, PMD_SIZE) && !extent_used(r, a)) {
+			a = MIN(a + PMD_SIZE, vma->end) - PAGE_SIZE;
 			continue;
-		mm_charge(r->mm, n);
-		err = swapin_batch(r, batch, n);
-		for (unsigned i = 0; i < n; i++)
-			unlock_range(r, batch[i], batch[i] + PAGE_SIZE, 0, 0);
+		}
+		pte_lock(pte_of(r, a));
+		if (!willneed_page(r, vma, a)) {
+			pte_unlock(pte_of(r, a), locked_val(r, a));
+			if (run)
+				err = willneed_run(r, vma, run, a);
+			run = 0;
+			continue;
+		}
+		if (!run)
+			run = a;
+		if (a + PAGE_SIZE - run == IO_BATCH * PAGE_SIZE) {
+			err = willneed_run(r, vma, run, a + PAGE_SIZE);
+			run = 0;
+		}
 	}
+	if (run && !err)
+		err = willneed_run(r, vma, run, vma->end);
 	return err == -EBADMSG ? -EIO : err;
+}
+
+int willneed_range(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	return walk_vmas(r, s, e, willneed_vma, NULL);
 }

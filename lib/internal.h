@@ -42,6 +42,7 @@
 #define PTE_ACTIVE	(1ULL << 9)
 #define PTE_PINNED	(1ULL << 10)
 #define PTE_LRU		(1ULL << 11)
+#define PTE_FILE	(1ULL << 12)	/* data has a home in a file or pager */
 #define PTE_VAL_SHIFT	32
 
 enum pte_state { PTE_NONE, PTE_RESIDENT, PTE_SWAPPED };
@@ -79,6 +80,12 @@ struct extent {
 	_Atomic uint32_t flags;
 };
 
+/* The file of FILE VMAs: emm's own descriptor, shared by the VMA pieces. */
+struct emm_file {
+	int fd;
+	long refs;			/* VMA table entries naming it; mm->lock */
+};
+
 /* A VMA as emm keeps it; copied whole out of the table by readers. */
 struct emm_vma {
 	uintptr_t start, end;
@@ -87,7 +94,7 @@ struct emm_vma {
 	unsigned flags;
 	emm_trap_fn trap;
 	void *trap_arg;
-	int fd;
+	struct emm_file *file;
 	uint64_t offset;
 	const struct emm_pager_ops *pager;
 	void *pager_arg;
@@ -146,7 +153,7 @@ struct emm_counters {
 	_Atomic uint64_t faults_wp, faults_bad;
 	_Atomic uint64_t swapins, swapouts, pgscan, pgsteal, pgactivate, pgdeactivate;
 	_Atomic uint64_t thp_collapse, thp_collapse_failed, thp_split;
-	_Atomic uint64_t io_errors, oom_events;
+	_Atomic uint64_t io_errors, oom_events, writebacks;
 	_Atomic uint64_t resident_pages;
 	_Atomic long kernel_vmas;
 };
@@ -203,6 +210,7 @@ struct emm {
 	pthread_mutex_t lock;		/* serialises reservation and VMA writers */
 	struct rsv *rsvs;		/* RCU list: readers use rsv_first/rsv_next */
 	struct swap_dev *swap;
+	struct pager *pager;		/* started by the first PAGER VMA */
 	pthread_t kswapd;
 	struct reclaim *kswapd_rc;	/* the reclaim thread's batch work space */
 	bool kswapd_started;
@@ -341,6 +349,28 @@ long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e);
 void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e);
 int kswapd_start(struct emm *mm);
 void kswapd_stop(struct emm *mm);
+
+/* pager.c: requests to the pager threads */
+enum { PAGER_FILL, PAGER_WRITEBACK };
+struct pager_req {
+	int op;
+	const struct emm_pager_ops *ops;
+	void *arg;
+	uint64_t offset;
+	void *buf;
+	size_t len;
+	_Atomic uint32_t done;
+	int err;
+};
+int pager_call(struct emm *mm, struct pager_req *req);
+int pager_start(struct emm *mm);
+void pager_stop(struct emm *mm);
+bool current_is_pager(void);
+
+/* filemap.c: FILE and PAGER pages */
+int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
+int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
+int sync_range(struct rsv *r, uintptr_t s, uintptr_t e);
 
 /* backend-signal.c */
 int signal_backend_get(void);

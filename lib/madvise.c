@@ -67,8 +67,13 @@ EMM_API int emm_advise(struct emm *mm, void *addr, size_t len, int advice)
 	}
 }
 
+static int sync_fn(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	(void)arg;
+	return sync_range(r, s, e);
+}
+
 EMM_API int emm_sync(struct emm *mm, void *addr, size_t len)
 {
-	/* Anonymous and guard memory has nothing to write back. */
-	return with_range(mm, addr, len, NULL, NULL);
+	return with_range(mm, addr, len, sync_fn, NULL);
 }

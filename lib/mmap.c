@@ -2,7 +2,10 @@
 /* emm_map and emm_unmap: VMAs from the caller's options, and dropping ranges. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -30,6 +33,42 @@ static int check_numa(const struct emm_map_opts *o)
 	return (!o->numa_nodes || (o->numa_nodes & ~nodes)) ? -EINVAL : 0;
 }
 
+/* The descriptor of a FILE VMA: readable, writable if the VMA is, not
+ * append-only (writeback writes in place), a regular file or a device. */
+static int check_file(const struct emm_map_opts *o)
+{
+	int fl = o->fd < 0 ? -1 : fcntl(o->fd, F_GETFL);
+	struct stat st;
+
+	if (fl < 0)
+		return -EBADF;
+	if ((fl & O_ACCMODE) == O_WRONLY || (fl & O_APPEND))
+		return -EACCES;
+	if ((o->prot & EMM_PROT_WRITE) && (fl & O_ACCMODE) != O_RDWR)
+		return -EACCES;
+	if (fstat(o->fd, &st) < 0)
+		return -errno;
+	return S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ? 0 : -ENODEV;
+}
+
+/* emm keeps its own descriptor, so the caller may close theirs. */
+static int file_get(int fd, struct emm_file **fp)
+{
+	struct emm_file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	f->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (f->fd < 0) {
+		int err = -errno;
+
+		free(f);
+		return err;
+	}
+	*fp = f;
+	return 0;
+}
+
 static int check_policy(const struct emm_map_opts *o)
 {
 	switch (o->policy) {
@@ -39,13 +78,11 @@ static int check_policy(const struct emm_map_opts *o)
 	case EMM_POLICY_FILE:
 		if (!IS_ALIGNED(o->offset, PAGE_SIZE))
 			return -EINVAL;
-		if (o->fd < 0 || fcntl(o->fd, F_GETFL) < 0)
-			return -EBADF;
-		return -EOPNOTSUPP;
+		return check_file(o);
 	case EMM_POLICY_PAGER:
 		if (!o->pager || !o->pager->fill || !IS_ALIGNED(o->offset, PAGE_SIZE))
 			return -EINVAL;
-		return -EOPNOTSUPP;
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -59,7 +96,6 @@ static int vma_from_opts(struct emm_vma *v, uintptr_t addr, size_t len,
 	memset(v, 0, sizeof(*v));
 	v->start = addr;
 	v->end = addr + len;
-	v->fd = -1;
 	if (!o) {
 		v->prot = EMM_PROT_READ | EMM_PROT_WRITE;
 		return 0;
@@ -81,7 +117,6 @@ static int vma_from_opts(struct emm_vma *v, uintptr_t addr, size_t len,
 	v->flags = o->flags;
 	v->trap = o->trap;
 	v->trap_arg = o->trap_arg;
-	v->fd = o->policy == EMM_POLICY_FILE ? o->fd : -1;
 	v->offset = o->offset;
 	v->pager = o->pager;
 	v->pager_arg = o->pager_arg;
@@ -100,11 +135,19 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 		err = vma_from_opts(&v, (uintptr_t)addr, len, opts);
 	if (err)
 		return err;
+	if (v.policy == EMM_POLICY_FILE && (err = file_get(opts->fd, &v.file)))
+		return err;
 	pthread_mutex_lock(&mm->lock);
 	err = rsv_find_range(mm, v.start, len, &r);
+	if (!err && v.policy == EMM_POLICY_PAGER)
+		err = pager_start(mm);
 	if (!err)
 		err = vma_insert(r, &v);
 	pthread_mutex_unlock(&mm->lock);
+	if (err && v.file) {
+		close(v.file->fd);
+		free(v.file);
+	}
 	if (!err && (v.flags & EMM_MAP_LOCKED)) {
 		err = emm_pin(mm, addr, len);
 		if (err)
@@ -125,6 +168,8 @@ EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len)
 	sig_block(&old);
 	pthread_mutex_lock(&mm->lock);
 	err = rsv_find_range(mm, s, len, &r);
+	if (!err)
+		err = sync_range(r, s, s + len);	/* nothing written is lost */
 	if (!err)
 		err = vma_remove(r, s, s + len);
 	if (!err)

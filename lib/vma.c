@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -31,7 +32,7 @@ const struct emm_vma *find_vma(struct rsv *r, uintptr_t addr)
 static bool same_attrs(const struct emm_vma *a, const struct emm_vma *b)
 {
 	return a->prot == b->prot && a->policy == b->policy && a->flags == b->flags &&
-	       a->trap == b->trap && a->trap_arg == b->trap_arg && a->fd == b->fd &&
+	       a->trap == b->trap && a->trap_arg == b->trap_arg && a->file == b->file &&
 	       a->pager == b->pager && a->pager_arg == b->pager_arg &&
 	       a->numa_policy == b->numa_policy && a->numa_nodes == b->numa_nodes;
 }
@@ -72,6 +73,20 @@ static struct emm_vma clip(const struct emm_vma *v, uintptr_t start, uintptr_t e
 	c.end = MIN(v->end, end);
 	c.offset += c.start - v->start;
 	return c;
+}
+
+/* Count the table's references to files; a file no VMA names is closed.
+ * Writers hold mm->lock. */
+static void file_refs(struct vma_table *t, long d)
+{
+	for (size_t i = 0; t && i < t->nr; i++) {
+		struct emm_file *f = t->v[i].file;
+
+		if (f && (f->refs += d) == 0) {
+			close(f->fd);
+			free(f);
+		}
+	}
 }
 
 /*
@@ -122,6 +137,8 @@ static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end,
 	/* Release: readers that load the pointer see the filled table. */
 	atomic_store_explicit(&r->vmas, t, memory_order_release);
 	synchronize_srcu();
+	file_refs(t, 1);
+	file_refs(old, -1);
 	free(old);
 	return 0;
 }
@@ -180,6 +197,7 @@ size_t vma_count(struct rsv *r)
 
 void vma_table_free(struct rsv *r)
 {
+	file_refs(atomic_load_explicit(&r->vmas, memory_order_relaxed), -1);
 	free(atomic_load_explicit(&r->vmas, memory_order_relaxed));
 	atomic_store_explicit(&r->vmas, NULL, memory_order_relaxed);
 }

@@ -24,7 +24,7 @@ struct scan {
 	struct rsv *r;
 	uintptr_t addr;
 	uint8_t act;
-	bool write, gone;
+	bool write, filewrite, gone;
 };
 
 /* Work space for one batch: on the stack of a faulting thread, on the
@@ -228,6 +228,30 @@ static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 	}
 }
 
+/* Async-signal-safe. Write dirty FILE and PAGER pages home, a run of
+ * neighbours in one VMA at a time; those written are marked gone. Inside
+ * an srcu read section (for find_vma). */
+static void writeback_files(struct emm *mm, struct scan *sp, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		const struct emm_vma *vma;
+		unsigned j = i;
+
+		if (!sp[i].filewrite || !(vma = find_vma(sp[i].r, sp[i].addr)))
+			continue;
+		while (next_to(sp, j, n) && sp[j + 1].filewrite && sp[j + 1].addr < vma->end)
+			j++;
+		if (filemap_write(sp[i].r, vma, sp[i].addr, sp[j].addr + PAGE_SIZE) == 0) {
+			for (unsigned k = i; k <= j; k++)
+				sp[k].gone = true;
+			count_events(mm, writebacks, j - i + 1);
+		} else {
+			count_event(mm, io_errors);
+		}
+		i = j;
+	}
+}
+
 /*
  * Async-signal-safe. shrink_page_list: evict the locked, unmapped pages
  * whose act is ACT_EVICT. Clean pages with a slot and zero pages go at
@@ -244,10 +268,15 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		struct frame *f = &mm->lru->frames[sp[i].f];
 
-		sp[i].write = sp[i].gone = false;
+		sp[i].write = sp[i].filewrite = sp[i].gone = false;
 		if (sp[i].act != ACT_EVICT)
 			continue;
-		if (f->slot && !(pval(&sp[i]) & PTE_DIRTY)) {
+		if (pval(&sp[i]) & PTE_FILE) {
+			/* Its home is its file or pager: clean, just drop it. */
+			sp[i].gone = !(pval(&sp[i]) & PTE_DIRTY);
+			sp[i].filewrite = !sp[i].gone;
+			sp[i].slot = 0;
+		} else if (f->slot && !(pval(&sp[i]) & PTE_DIRTY)) {
 			sp[i].gone = true;
 			sp[i].slot = f->slot;
 		} else if (page_is_zero(rsv_alias(sp[i].r, sp[i].addr))) {
@@ -260,6 +289,7 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 		}
 	}
 	writeout(mm, rc, n);
+	writeback_files(mm, sp, n);
 	punch_gone(sp, n);
 	for (unsigned i = 0; i < n; i++) {
 		if (sp[i].gone) {

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/* FILE and PAGER pages: reading them in, writing them back, emm_sync. */
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Async-signal-safe. Offset in the VMA's file (or pager space) of addr. */
+static uint64_t vma_offset(const struct emm_vma *vma, uintptr_t addr)
+{
+	return vma->offset + (addr - vma->start);
+}
+
+/* Async-signal-safe. The pager call, or the callback itself when this is
+ * a pager thread already (its own faults must not wait for a pager). */
+static int pager_do(struct rsv *r, const struct emm_vma *vma, int op, uintptr_t s, uintptr_t e)
+{
+	struct pager_req req = {
+		.op = op, .ops = vma->pager, .arg = vma->pager_arg,
+		.offset = vma_offset(vma, s), .buf = rsv_alias(r, s), .len = e - s,
+	};
+	int ret;
+
+	if (!current_is_pager())
+		return pager_call(r->mm, &req);
+	if (op == PAGER_FILL)
+		ret = vma->pager->fill(vma->pager_arg, req.offset, req.buf, req.len);
+	else
+		ret = vma->pager->writeback ? vma->pager->writeback(vma->pager_arg,
+							req.offset, req.buf, req.len) : 0;
+	return ret < 0 ? ret : 0;
+}
+
+/*
+ * Async-signal-safe. Fill the locked, freshly allocated pages [s, e) from
+ * where their data lives. A hole or the part past the end of the file
+ * reads zero: physmem already is.
+ */
+int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	char *buf = rsv_alias(r, s);
+	size_t len = e - s, done = 0;
+
+	if (vma->policy == EMM_POLICY_PAGER)
+		return pager_do(r, vma, PAGER_FILL, s, e);
+	/* Map the alias pages in one call, not one kernel fault per page. */
+	madvise(buf, len, MADV_POPULATE_WRITE);
+	while (done < len) {
+		ssize_t n = pread(vma->file->fd, buf + done, len - done,
+				  (off_t)(vma_offset(vma, s) + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Async-signal-safe. Write the locked pages [s, e) back where they belong;
+ * whole pages, so a page past the end of the file grows it. */
+int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	const char *buf = rsv_alias(r, s);
+	size_t len = e - s, done = 0;
+
+	if (vma->policy == EMM_POLICY_PAGER)
+		return pager_do(r, vma, PAGER_WRITEBACK, s, e);
+	while (done < len) {
+		ssize_t n = pwrite(vma->file->fd, buf + done, len - done,
+				   (off_t)(vma_offset(vma, s) + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Is the locked page at a dirty and backed by the VMA's file or pager? */
+static bool dirty_backed(struct rsv *r, uintptr_t a)
+{
+	uint64_t v = pte_locked_val(pte_of(r, a));
+
+	return pte_state(v) == PTE_RESIDENT && (v & PTE_FILE) && (v & PTE_DIRTY);
+}
+
+/* Write back one run of dirty pages: first take write access away, so a
+ * write during or after it is seen, then write, then mark them clean. */
+static int sync_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	int err;
+
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
+		int prot = pte_prot(pte_locked_val(pte_of(r, a)));
+
+		if (prot & EMM_PROT_WRITE)
+			app_protect(r, a, a + PAGE_SIZE, prot & ~EMM_PROT_WRITE, true);
+	}
+	err = filemap_write(r, vma, s, e);
+	if (err) {
+		count_event(r->mm, io_errors);
+		return err;
+	}
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+		pte_set_locked(pte_of(r, a), pte_locked_val(pte_of(r, a)) & ~PTE_DIRTY);
+	count_events(r->mm, writebacks, (e - s) >> PAGE_SHIFT);
+	return 0;
+}
+
+/* Write back the dirty pages of one FILE or PAGER VMA piece, a PMD-sized
+ * chunk at a time. Signals blocked, mm->lock held. */
+static int sync_vma(struct rsv *r, const struct emm_vma *vma, void *arg)
+{
+	int ret = 0;
+
+	(void)arg;
+	if (vma->policy != EMM_POLICY_FILE && vma->policy != EMM_POLICY_PAGER)
+		return 0;
+	for (uintptr_t c = vma->start; c < vma->end;) {
+		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, vma->end), run = 0;
+
+		if (!atomic_load(&extent_of(r, c)->used)) {
+			c = ce;
+			continue;
+		}
+		for (uintptr_t a = c; a < ce; a += PAGE_SIZE)
+			pte_lock(pte_of(r, a));
+		for (uintptr_t a = c; a <= ce; a += PAGE_SIZE) {
+			bool d = a < ce && dirty_backed(r, a);
+
+			if (d && !run)
+				run = a;
+			if (!d && run) {
+				int err = sync_run(r, vma, run, a);
+
+				ret = ret ? ret : err;
+				run = 0;
+			}
+		}
+		for (uintptr_t a = c; a < ce; a += PAGE_SIZE)
+			pte_unlock(pte_of(r, a), pte_locked_val(pte_of(r, a)));
+		c = ce;
+	}
+	if (vma->policy == EMM_POLICY_FILE && fdatasync(vma->file->fd) < 0 && !ret)
+		ret = -errno;
+	return ret ? -EIO : 0;
+}
+
+/* Write back [s, e) of a reservation. Signals blocked, mm->lock held. */
+int sync_range(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	return walk_vmas(r, s, e, sync_vma, NULL);
+}
