@@ -50,7 +50,7 @@ struct emm_opts {
 	unsigned fault_around;   /* pages a first-touch fault maps; 0: EMM_FAULT_AROUND, else 16 */
 	unsigned max_kernel_vmas;/* app-view kernel VMAs emm may create; 0: from vm.max_map_count */
 	/* Reclaim watermarks, as headroom in bytes below mem_limit (0: defaults,
-	 * see emm-tuning(7)); they must keep min < low < high < mem_limit. */
+	 * see emm-tuning(7)); they must keep min < low < high <= mem_limit / 2. */
 	uint64_t wmark_min;      /* resident above limit - min: the faulting thread reclaims */
 	uint64_t wmark_low;      /* above limit - low: the reclaim thread wakes */
 	uint64_t wmark_high;     /* the reclaim thread stops below limit - high */

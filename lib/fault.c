@@ -442,6 +442,9 @@ static int do_swap_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 		fault_around(r, addr, lo, hi, &s, &e);
 	}
 	err = map_locked(r, vma, s, e, prot);
+	if (err && e - s > PAGE_SIZE && err != -EAGAIN && err != -ENOMEM &&
+	    pte_state(atomic_load(pte_of(r, addr))) != PTE_SWAPPED)
+		return FAULT_DONE;	/* a page read ahead failed, not this one: retry */
 	if (err)
 		return map_failed(r, vma, addr, access, err);
 	atomic_store_explicit(&r->ra_lo, s, memory_order_relaxed);

@@ -49,7 +49,12 @@ EMM_API int emm_set_limit(struct emm *mm, uint64_t bytes)
 
 EMM_API long emm_reclaim(struct emm *mm, uint64_t bytes)
 {
+	uint64_t pages;
+
 	if (!mm)
 		return -EINVAL;
-	return reclaim_now(mm, (long)(ALIGN_UP(bytes, PAGE_SIZE) >> PAGE_SHIFT)) * (long)PAGE_SIZE;
+	/* More than is resident cannot be reclaimed: no need to round past it. */
+	pages = MIN(bytes >> PAGE_SHIFT, atomic_load(&mm->c.resident_pages)) +
+		!!(bytes & (PAGE_SIZE - 1));
+	return reclaim_now(mm, (long)pages) * (long)PAGE_SIZE;
 }

@@ -198,6 +198,16 @@ static uint64_t half_of_ram(void)
 	return pages > 0 ? (uint64_t)pages * PAGE_SIZE / 2 : 1ULL << 30;
 }
 
+/* The limit and watermarks came from the environment and do not fit
+ * together: warn, and keep the defaults, as for any bad value. */
+static int config_env_fallback(struct emm_config *cfg)
+{
+	emm_warn("ignoring EMM_MEM_LIMIT and EMM_WMARK_*: need a limit of 1M or more and "
+		 "min < low < high <= limit/2");
+	cfg->wmark_min_set = cfg->wmark_low_set = cfg->wmark_high_set = false;
+	return config_limit(cfg, half_of_ram(), false);
+}
+
 /* Defaults, then the environment, then what the caller set. */
 int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 {
@@ -232,6 +242,8 @@ int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 	while (cfg->fault_around & (cfg->fault_around - 1))
 		cfg->fault_around &= cfg->fault_around - 1;
 	err = config_limit(cfg, cfg->mem_limit, o.wmark_min || o.wmark_low || o.wmark_high);
+	if (err && !(o.mem_limit || o.wmark_min || o.wmark_low || o.wmark_high))
+		err = config_env_fallback(cfg);
 	if (err)
 		config_free(cfg);
 	return err;
@@ -255,9 +267,11 @@ int config_limit(struct emm_config *cfg, uint64_t limit, bool strict)
 	limit = ALIGN_UP(limit, PAGE_SIZE);
 	if (limit < (1ULL << 20))
 		return -EINVAL;
-	min = cfg->wmark_min_set ? cfg->wmark_min : wmark_default(limit, 8, 32);
-	low = cfg->wmark_low_set ? cfg->wmark_low : MAX(wmark_default(limit, 6, 64), 2 * min);
-	high = cfg->wmark_high_set ? cfg->wmark_high : MAX(wmark_default(limit, 5, 128), 2 * low);
+	min = cfg->wmark_min_set ? ALIGN_DOWN(cfg->wmark_min, PAGE_SIZE) : wmark_default(limit, 8, 32);
+	low = cfg->wmark_low_set ? ALIGN_DOWN(cfg->wmark_low, PAGE_SIZE)
+				 : MAX(wmark_default(limit, 6, 64), 2 * min);
+	high = cfg->wmark_high_set ? ALIGN_DOWN(cfg->wmark_high, PAGE_SIZE)
+				   : MAX(wmark_default(limit, 5, 128), 2 * low);
 	if (!(min < low && low < high && high <= limit / 2)) {
 		if (strict || cfg->wmark_min_set || cfg->wmark_low_set || cfg->wmark_high_set)
 			return -EINVAL;

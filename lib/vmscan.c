@@ -112,7 +112,8 @@ static bool next_to(const struct scan *sp, unsigned i, unsigned n)
 }
 
 /* Async-signal-safe. The app view loses access to the mapped pages whose
- * act is act (locked, sorted), a run of neighbours per mprotect. */
+ * act is act (locked, sorted), a run of neighbours per mprotect. A page
+ * the kernel would not revoke is kept: nothing mapped is ever evicted. */
 static void revoke_batch(struct scan *sp, unsigned n, uint8_t act)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -122,7 +123,9 @@ static void revoke_batch(struct scan *sp, unsigned n, uint8_t act)
 			continue;
 		while (next_to(sp, j, n) && sp[j + 1].act == act && pte_prot(pval(&sp[j + 1])))
 			j++;
-		app_protect(sp[i].r, sp[i].addr, sp[j].addr + PAGE_SIZE, EMM_PROT_NONE, true);
+		if (app_protect(sp[i].r, sp[i].addr, sp[j].addr + PAGE_SIZE, EMM_PROT_NONE, true))
+			for (unsigned k = i; k <= j; k++)
+				sp[k].act = ACT_KEEP;
 		i = j;
 	}
 }
@@ -571,6 +574,12 @@ long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e)
 
 		revoke_batch(rc.sp, n, ACT_EVICT);
 		freed += shrink_page_list(r->mm, &rc, n);
+		for (unsigned i = 0; i < n; i++) {
+			if (rc.sp[i].act != ACT_KEEP)
+				continue;
+			lru_putback(r->mm, rc.sp[i].f, LRU_ACTIVE, false);
+			scan_unlock(&rc.sp[i], 0);
+		}
 	}
 	srcu_read_unlock(srcu);
 	return freed;
@@ -587,7 +596,8 @@ void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e)
 
 		revoke_batch(sp, n, ACT_SAMPLE);
 		for (unsigned i = 0; i < n; i++) {
-			lru_putback(r->mm, sp[i].f, LRU_INACTIVE, true);
+			lru_putback(r->mm, sp[i].f, sp[i].act == ACT_KEEP ? LRU_ACTIVE : LRU_INACTIVE,
+				    sp[i].act != ACT_KEEP);
 			count_event(r->mm, pgdeactivate);
 			scan_unlock(&sp[i], PTE_REFERENCED);
 		}
