@@ -195,7 +195,7 @@ static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
 		for (uintptr_t a = s; a < e; a += PAGE_SIZE)
 			unalloc_page(r, a, 0);
 		count_event(r->mm, io_errors);
-		return err;
+		return -EIO;	/* whatever the source said: not a VMA shortage */
 	}
 	count_event(r->mm, faults_major);
 	return 0;
