@@ -58,6 +58,11 @@ struct emm_opts {
 	 * more can be evicted (swap full, writes failing). */
 	void (*oom)(struct emm *mm, uint64_t excess_bytes, void *arg);
 	void *oom_arg;
+	/* Huge pages (see emm-tuning(7)): never-touched pages the promotion
+	 * scanner may fill to make an extent whole (0: 64; -1: none; at most
+	 * 511), and how often it scans (0: every 100 ms). */
+	int thp_max_ptes_none;
+	unsigned thp_scan_ms;
 };
 
 EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp);
@@ -142,6 +147,7 @@ struct emm_stats {
 	uint64_t vmas;           /* emm VMAs, after merging */
 	uint64_t oom_events;     /* times reclaim could not keep the budget (swap full) */
 	uint64_t writebacks;     /* pages written back to their file or pager */
+	uint64_t huge_bytes;     /* resident in collapsed 2 MiB extents */
 };
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st);
 EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);

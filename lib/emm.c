@@ -26,6 +26,7 @@ static void print_to_stderr(const char *line, void *arg)
 /* Undo what emm_open got done, in reverse. */
 static void teardown(struct emm *mm, bool backend)
 {
+	khugepaged_stop(mm);
 	kswapd_stop(mm);
 	pager_stop(mm);
 	if (backend)
@@ -53,6 +54,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 		err = swap_open(mm->cfg.swap_path, mm->cfg.swap_size, &mm->swap);
 	if (!err)
 		err = kswapd_start(mm);
+	if (!err)
+		err = khugepaged_start(mm);
 	return err;
 }
 
@@ -104,6 +107,7 @@ EMM_API int emm_close(struct emm *mm)
 		return -EINVAL;
 	if (mm->cfg.flags & EMM_OPEN_SHOW_STATS)
 		emm_stats_print(mm, print_to_stderr, NULL);
+	khugepaged_stop(mm);
 	kswapd_stop(mm);
 	pthread_mutex_lock(&mm->lock);
 	while (mm->rsvs)

@@ -37,14 +37,14 @@ bool vma_access_error(const struct emm_vma *vma, int access)
 }
 
 /* Async-signal-safe. Lock the PTEs of [s, e) in ascending order. */
-static void lock_range(struct rsv *r, uintptr_t s, uintptr_t e)
+void lock_range(struct rsv *r, uintptr_t s, uintptr_t e)
 {
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
 		pte_lock(pte_of(r, a));
 }
 
 /* Async-signal-safe. Unlock [s, e) leaving every word as it is. */
-static void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e)
+void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e)
 {
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
 		pte_unlock(pte_of(r, a), locked_val(r, a));
@@ -83,7 +83,7 @@ static uint64_t page_dirty(struct rsv *r, uint64_t val)
  * writable is dirty; a frame new to the LRU is queued on this CPU's add
  * pagevec; set holds extra bits (referenced, pinned).
  */
-static void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set)
+void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set)
 {
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
 		uint64_t val = locked_val(r, a);
@@ -103,7 +103,7 @@ static void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, ui
 }
 
 /* Async-signal-safe. The protection a page of vma gets when mapped. */
-static int target_prot(const struct emm_vma *vma)
+int target_prot(const struct emm_vma *vma)
 {
 	return vma->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : vma->prot;
 }
@@ -207,7 +207,7 @@ static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
  * or pager; swapped pages their data back. The budget is charged first
  * (direct reclaim when it is exhausted).
  */
-static int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
 {
 	uintptr_t swapped[IO_BATCH], run = 0;
 	bool backed = vma_backed(vma);
@@ -250,7 +250,7 @@ static int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, 
  * that never got mapped go back to never-touched (their contents are zero:
  * a swapped page that came back keeps its data and stays resident).
  */
-static void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e)
+void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e)
 {
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
 		uint64_t val = locked_val(r, a);
@@ -384,6 +384,8 @@ static int do_none_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 	int prot = target_prot(vma), err;
 	uintptr_t s, e, lo, hi;
 
+	if (thp_fault_eligible(r, vma, addr) && do_huge_fault(r, vma, addr, access) == 0)
+		return FAULT_DONE;
 	anon_window(r, vma, addr, &lo, &hi);
 	if (vma->flags & VMA_RANDOM)
 		lo = addr, hi = addr + PAGE_SIZE;
@@ -464,6 +466,10 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 	if (prot_allows(pte_prot(val), access)) {
 		pte_unlock(pte_of(r, addr), val);	/* raced with another fault */
 		return FAULT_DONE;
+	}
+	if (extent_huge(r, addr)) {
+		pte_unlock(pte_of(r, addr), val);
+		return do_huge_minor(r, vma, addr) ? FAULT_SIGBUS : FAULT_DONE;
 	}
 	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
 		prot &= ~EMM_PROT_WRITE;
@@ -567,7 +573,7 @@ int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintpt
 }
 
 /* Async-signal-safe. Does the extent hold any page that is not PTE_NONE? */
-static bool extent_used(struct rsv *r, uintptr_t a)
+bool extent_used(struct rsv *r, uintptr_t a)
 {
 	return atomic_load_explicit(&extent_of(r, a)->used, memory_order_relaxed) != 0;
 }
@@ -606,6 +612,8 @@ void zap_range(struct rsv *r, uintptr_t s, uintptr_t e, bool revoke)
 		if (!extent_used(r, a))
 			continue;
 		lock_range(r, a, ae);
+		if (extent_huge(r, a))
+			split_huge_locked(r, a);	/* API callers split partial ones first */
 		if (revoke)
 			app_protect(r, a, ae, EMM_PROT_NONE, true);
 		physmem_punch(r, a, ae - a);

@@ -77,8 +77,9 @@ static inline uint64_t pte_set_val(uint64_t pte, uint32_t v)
 /* One 2 MiB extent of a reservation. */
 struct extent {
 	_Atomic uint32_t used;		/* PTEs of the extent not in PTE_NONE */
-	_Atomic uint32_t flags;
+	_Atomic uint32_t flags;		/* EXT_*, changed with all its PTEs locked */
 };
+#define EXT_HUGE	0x1u		/* collapsed: one PMD, one unit on the LRU */
 
 /* The file of FILE VMAs: emm's own descriptor, shared by the VMA pieces. */
 struct emm_file {
@@ -141,6 +142,9 @@ struct emm_config {
 	unsigned flags;
 	unsigned fault_around;
 	unsigned max_kernel_vmas;
+	int thp_max_ptes_none;		/* missing pages the scanner fills first */
+	bool thp_max_ptes_set;
+	unsigned thp_scan_ms;		/* scanner period */
 	uint64_t wmark_min, wmark_low, wmark_high;	/* headroom below mem_limit */
 	bool wmark_min_set, wmark_low_set, wmark_high_set;
 	void (*oom)(struct emm *mm, uint64_t excess_bytes, void *arg);
@@ -154,6 +158,7 @@ struct emm_counters {
 	_Atomic uint64_t swapins, swapouts, pgscan, pgsteal, pgactivate, pgdeactivate;
 	_Atomic uint64_t thp_collapse, thp_collapse_failed, thp_split;
 	_Atomic uint64_t io_errors, oom_events, writebacks;
+	_Atomic long thp_extents;
 	_Atomic uint64_t resident_pages;
 	_Atomic long kernel_vmas;
 };
@@ -217,6 +222,10 @@ struct emm {
 	_Atomic bool kswapd_stop;
 	_Atomic uint32_t kswapd_wake;	/* futex word: bumped to wake the thread */
 	_Atomic bool kswapd_running;
+	pthread_t khugepaged;
+	bool khugepaged_started;
+	_Atomic bool khugepaged_stop;
+	_Atomic uint32_t khugepaged_wake;
 	struct emm_counters c;
 };
 
@@ -334,6 +343,13 @@ void sig_restore(const sigset_t *old);
 enum fault_result { FAULT_DONE, FAULT_RETRY, FAULT_BAD_AREA, FAULT_ACCESS, FAULT_SIGBUS };
 bool vma_access_error(const struct emm_vma *vma, int access);
 int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma *vma);
+void lock_range(struct rsv *r, uintptr_t s, uintptr_t e);
+void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e);
+void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set);
+int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
+void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e);
+int target_prot(const struct emm_vma *vma);
+bool extent_used(struct rsv *r, uintptr_t a);
 int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
 		   int access, bool pin);
 void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e);
@@ -371,6 +387,20 @@ bool current_is_pager(void);
 int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
 int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
 int sync_range(struct rsv *r, uintptr_t s, uintptr_t e);
+
+/* thp.c: 2 MiB extents */
+static inline bool extent_huge(struct rsv *r, uintptr_t a)
+{
+	return atomic_load_explicit(&extent_of(r, a)->flags, memory_order_relaxed) & EXT_HUGE;
+}
+bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
+int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access);
+int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
+void split_huge_locked(struct rsv *r, uintptr_t a);
+bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held);
+void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all);
+int khugepaged_start(struct emm *mm);
+void khugepaged_stop(struct emm *mm);
 
 /* backend-signal.c */
 int signal_backend_get(void);

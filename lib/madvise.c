@@ -7,6 +7,7 @@
 static int dontneed(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
 	(void)arg;
+	thp_split_range(r, s, e, false);
 	zap_range(r, s, e, true);
 	return 0;
 }
@@ -14,6 +15,7 @@ static int dontneed(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 static int cold(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
 	(void)arg;
+	thp_split_range(r, s, e, true);
 	deactivate_range(r, s, e);
 	return 0;
 }
@@ -21,6 +23,7 @@ static int cold(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 static int pageout(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
 	(void)arg;
+	thp_split_range(r, s, e, true);
 	pageout_range(r, s, e);
 	return 0;
 }

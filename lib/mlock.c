@@ -58,12 +58,14 @@ static int prefault_all(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 
 static int pin_all(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
+	thp_split_range(r, s, e, false);
 	return walk_vmas(r, s, e, pin_vma, arg);
 }
 
 static int unpin_all(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
 	(void)arg;
+	thp_split_range(r, s, e, false);
 	unpin_range(r, s, e);
 	return 0;
 }

@@ -171,6 +171,8 @@ EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len)
 	if (!err)
 		err = sync_range(r, s, s + len);	/* nothing written is lost */
 	if (!err)
+		thp_split_range(r, s, s + len, false);
+	if (!err)
 		err = vma_remove(r, s, s + len);
 	if (!err)
 		zap_range(r, s, s + len, true);
@@ -195,8 +197,10 @@ EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
 	err = rsv_find_range(mm, s, len, &r);
 	if (!err && !range_covered(r, s, s + len))
 		err = -ENOMEM;
-	if (!err)
+	if (!err) {
+		thp_split_range(r, s, s + len, false);
 		err = vma_change(r, s, s + len, &(struct vma_change){ prot, 0, 0 });
+	}
 	if (!err)
 		err = change_range_prot(r, s, s + len, prot);
 	pthread_mutex_unlock(&mm->lock);

@@ -36,6 +36,8 @@ static const struct option options[] = {
 	{ "WMARK_MIN", OPT_SIZE, CFG(wmark_min), NULL, 0, 0 },
 	{ "WMARK_LOW", OPT_SIZE, CFG(wmark_low), NULL, 0, 0 },
 	{ "WMARK_HIGH", OPT_SIZE, CFG(wmark_high), NULL, 0, 0 },
+	{ "THP_MAX_PTES_NONE", OPT_UINT, CFG(thp_max_ptes_none), NULL, 0, 511 },
+	{ "THP_SCAN_MS", OPT_UINT, CFG(thp_scan_ms), NULL, 0, 600000 },
 };
 
 int opts_check(const void *opts, size_t opts_sz, size_t min_sz, size_t known_sz)
@@ -160,7 +162,7 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 	if (o->backend < EMM_BACKEND_AUTO || o->backend > EMM_BACKEND_UFFD ||
 	    o->thp < EMM_THP_MADVISE || o->thp > EMM_THP_NEVER ||
 	    (o->flags & ~(EMM_OPEN_SHOW_STATS | EMM_OPEN_VERBOSE)) ||
-	    o->fault_around > 512)
+	    o->fault_around > 512 || o->thp_max_ptes_none < -1 || o->thp_max_ptes_none > 511)
 		return -EINVAL;
 	if (o->mem_limit)
 		cfg->mem_limit = o->mem_limit;
@@ -188,6 +190,12 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 		cfg->wmark_high = o->wmark_high;
 	cfg->oom = o->oom;
 	cfg->oom_arg = o->oom_arg;
+	if (o->thp_max_ptes_none)
+		cfg->thp_max_ptes_none = o->thp_max_ptes_none < 0 ? 0 : o->thp_max_ptes_none;
+	else if (!cfg->thp_max_ptes_set)
+		cfg->thp_max_ptes_none = 64;
+	if (o->thp_scan_ms)
+		cfg->thp_scan_ms = o->thp_scan_ms;
 	return 0;
 }
 
@@ -223,7 +231,9 @@ int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 		memcpy(&o, opts, MIN(opts->sz, sizeof(o)));
 	}
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->thp_max_ptes_none = -1;	/* marks "not set by the environment" */
 	config_env(cfg);
+	cfg->thp_max_ptes_set = cfg->thp_max_ptes_none >= 0;
 	err = config_caller(cfg, &o);
 	if (err) {
 		config_free(cfg);
@@ -238,6 +248,8 @@ int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 		cfg->swap_size = 4 * ALIGN_UP(cfg->mem_limit, PAGE_SIZE);
 	if (!cfg->fault_around)
 		cfg->fault_around = 16;
+	if (!cfg->thp_scan_ms)
+		cfg->thp_scan_ms = 100;
 	/* The window is an aligned group: a power of two. */
 	while (cfg->fault_around & (cfg->fault_around - 1))
 		cfg->fault_around &= cfg->fault_around - 1;

@@ -46,6 +46,7 @@ static void stats_fill(struct emm *mm, struct emm_stats *s)
 	s->io_errors = LOAD(mm, io_errors);
 	s->oom_events = LOAD(mm, oom_events);
 	s->writebacks = LOAD(mm, writebacks);
+	s->huge_bytes = (uint64_t)MAX(LOAD(mm, thp_extents), 0) * PMD_SIZE;
 	if (mm->swap) {
 		s->swap_used_bytes = swap_slots_used(mm->swap) * PAGE_SIZE;
 		s->swap_total_bytes = swap_slots_total(mm->swap) * PAGE_SIZE;
@@ -84,7 +85,7 @@ EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void 
 		F(faults), F(faults_minor), F(faults_major), F(faults_zero), F(faults_wp),
 		F(faults_bad), F(swapins), F(swapouts), F(pgscan), F(pgsteal),
 		F(pgactivate), F(pgdeactivate), F(thp_collapse), F(thp_collapse_failed),
-		F(thp_split), F(io_errors), F(kernel_vmas), F(vmas), F(oom_events), F(writebacks),
+		F(thp_split), F(io_errors), F(kernel_vmas), F(vmas), F(oom_events), F(writebacks), F(huge_bytes),
 #undef F
 	};
 	struct emm_stats s;

@@ -25,6 +25,7 @@ struct scan {
 	uintptr_t addr;
 	uint8_t act;
 	bool write, filewrite, gone;
+	bool huge;		/* the head of a huge extent: all 512 PTEs locked */
 };
 
 /* Work space for one batch: on the stack of a faulting thread, on the
@@ -66,6 +67,11 @@ static bool scan_lock(struct emm *mm, uint32_t f, uint32_t ppn, struct scan *sp)
 	return true;
 }
 
+static uint64_t pval(const struct scan *sp)
+{
+	return pte_locked_val(pte_of(sp->r, sp->addr));
+}
+
 static bool scan_before(const struct scan *a, const struct scan *b)
 {
 	return a->r != b->r ? a->r < b->r : a->addr < b->addr;
@@ -91,18 +97,25 @@ static unsigned isolate_locked(struct emm *mm, struct lruvec *lv, int list, stru
 	unsigned n = lru_isolate(mm, lv, list, rc->f, rc->ppn, rc->max), got = 0;
 
 	for (unsigned i = 0; i < n; i++) {
-		if (scan_lock(mm, rc->f[i], rc->ppn[i], &rc->sp[got]))
-			got++;
-		else
+		struct scan *sp = &rc->sp[got];
+
+		if (!scan_lock(mm, rc->f[i], rc->ppn[i], sp)) {
 			lru_putback(mm, rc->f[i], list, false);
+			continue;
+		}
+		/* A huge extent is one unit: its head stands for all of it. */
+		if (extent_huge(sp->r, sp->addr) && IS_ALIGNED(sp->addr, PMD_SIZE)) {
+			if (!trylock_extent(sp->r, sp->addr, sp->addr)) {
+				pte_unlock(pte_of(sp->r, sp->addr), pval(sp));
+				lru_putback(mm, rc->f[i], list, false);
+				continue;
+			}
+			sp->huge = true;
+		}
+		got++;
 	}
 	sort_scan(rc->sp, got);
 	return got;
-}
-
-static uint64_t pval(const struct scan *sp)
-{
-	return pte_locked_val(pte_of(sp->r, sp->addr));
 }
 
 /* Async-signal-safe. Is sp[i + 1] the page right after sp[i]? */
@@ -121,7 +134,13 @@ static void revoke_batch(struct scan *sp, unsigned n, uint8_t act)
 
 		if (sp[i].act != act || !pte_prot(pval(&sp[i])))
 			continue;
-		while (next_to(sp, j, n) && sp[j + 1].act == act && pte_prot(pval(&sp[j + 1])))
+		if (sp[i].huge) {
+			if (app_protect(sp[i].r, sp[i].addr, sp[i].addr + PMD_SIZE, EMM_PROT_NONE, true))
+				sp[i].act = ACT_KEEP;
+			continue;
+		}
+		while (next_to(sp, j, n) && sp[j + 1].act == act && !sp[j + 1].huge &&
+		       pte_prot(pval(&sp[j + 1])))
 			j++;
 		if (app_protect(sp[i].r, sp[i].addr, sp[j].addr + PAGE_SIZE, EMM_PROT_NONE, true))
 			for (unsigned k = i; k <= j; k++)
@@ -130,9 +149,13 @@ static void revoke_batch(struct scan *sp, unsigned n, uint8_t act)
 	}
 }
 
-/* Async-signal-safe. Unlock a scanned page, clearing bits of its word. */
-static void scan_unlock(const struct scan *sp, uint64_t clear)
+/* Async-signal-safe. Unlock a scanned page, clearing bits of its word
+ * (and the rest of its extent, for a huge one). */
+static void scan_unlock(struct scan *sp, uint64_t clear)
 {
+	if (sp->huge)
+		unlock_untouched(sp->r, sp->addr + PAGE_SIZE, sp->addr + PMD_SIZE);
+	sp->huge = false;
 	pte_unlock(pte_of(sp->r, sp->addr), pval(sp) & ~clear);
 }
 
@@ -324,6 +347,12 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 			sp[i].act = ACT_KEEP;
 		else
 			sp[i].act = pte_prot(v) ? ACT_SAMPLE : ACT_EVICT;
+		if (sp[i].act == ACT_EVICT && sp[i].huge) {
+			/* Cold as a whole: split it; the rest follows page by page. */
+			split_huge_locked(sp[i].r, sp[i].addr);
+			unlock_untouched(sp[i].r, sp[i].addr + PAGE_SIZE, sp[i].addr + PMD_SIZE);
+			sp[i].huge = false;
+		}
 	}
 	revoke_batch(sp, n, ACT_SAMPLE);
 	freed = shrink_page_list(mm, rc, n);
