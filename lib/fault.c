@@ -354,11 +354,13 @@ static int map_failed(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, 
 /*
  * Async-signal-safe. The fault-around window of a first touch at addr: the
  * aligned group of fault_around pages; when the touch continues the last
- * window, a window ahead that doubles each time, up to 32 groups (at most
- * 2 MiB), as readahead grows for a stream. fault_around 1 turns both off.
+ * window (or the VMA was advised EMM_ADV_SEQUENTIAL), a window ahead that
+ * doubles each time, up to 32 groups (at most 2 MiB), as readahead grows
+ * for a stream. fault_around 1 turns both off; EMM_ADV_RANDOM reads one
+ * page of a FILE or PAGER VMA.
  */
-static void anon_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
-			uintptr_t *lo, uintptr_t *hi)
+static void first_touch_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
+			       uintptr_t *lo, uintptr_t *hi)
 {
 	uintptr_t n = (uintptr_t)r->mm->cfg.fault_around << PAGE_SHIFT;
 	uintptr_t last = atomic_load_explicit(&r->fa_next, memory_order_relaxed);
@@ -366,7 +368,10 @@ static void anon_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 
 	*lo = MAX(ALIGN_DOWN(addr, n), vma->start);
 	*hi = MIN(ALIGN_DOWN(addr, n) + n, vma->end);
-	if (n > PAGE_SIZE && addr == last) {
+	if ((vma->flags & VMA_RANDOM) && vma_backed(vma)) {
+		*lo = addr;
+		*hi = addr + PAGE_SIZE;
+	} else if (n > PAGE_SIZE && (addr == last || (vma->flags & VMA_SEQUENTIAL))) {
 		win = MIN(MAX(2 * win, n), MIN(32 * n, PMD_SIZE));
 		*lo = addr;
 		*hi = MIN(addr + win, vma->end);
@@ -386,9 +391,7 @@ static int do_none_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 
 	if (thp_fault_eligible(r, vma, addr) && do_huge_fault(r, vma, addr, access) == 0)
 		return FAULT_DONE;
-	anon_window(r, vma, addr, &lo, &hi);
-	if (vma->flags & VMA_RANDOM)
-		lo = addr, hi = addr + PAGE_SIZE;
+	first_touch_window(r, vma, addr, &lo, &hi);
 	fault_around(r, addr, lo, hi, &s, &e);
 	err = map_locked(r, vma, s, e, vma_backed(vma) ? prot & ~EMM_PROT_WRITE : prot);
 	if (!err && vma_backed(vma) && (access & EMM_PROT_WRITE))

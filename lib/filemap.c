@@ -124,9 +124,9 @@ static int sync_vma(struct rsv *r, const struct emm_vma *vma, void *arg)
 {
 	int ret = 0;
 
-	(void)arg;
-	if (vma->policy != EMM_POLICY_FILE && vma->policy != EMM_POLICY_PAGER)
-		return 0;
+	if (vma->policy != EMM_POLICY_FILE &&
+	    (vma->policy != EMM_POLICY_PAGER || !vma->pager->writeback))
+		return 0;	/* anonymous, or a pager that takes nothing back: swap keeps it */
 	for (uintptr_t c = vma->start; c < vma->end;) {
 		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, vma->end), run = 0;
 
@@ -152,13 +152,21 @@ static int sync_vma(struct rsv *r, const struct emm_vma *vma, void *arg)
 			pte_unlock(pte_of(r, a), pte_locked_val(pte_of(r, a)));
 		c = ce;
 	}
-	if (vma->policy == EMM_POLICY_FILE && fdatasync(vma->file->fd) < 0 && !ret)
-		ret = -errno;
-	return ret ? -EIO : 0;
+	if (vma->policy == EMM_POLICY_FILE && fdatasync(vma->file->fd) < 0) {
+		count_event(r->mm, io_errors);
+		ret = -EIO;
+	}
+	if (ret && !*(int *)arg)
+		*(int *)arg = -EIO;
+	return 0;	/* the next VMAs are written back all the same */
 }
 
-/* Write back [s, e) of a reservation. Signals blocked, mm->lock held. */
+/* Write back [s, e) of a reservation: every VMA, the first error returned.
+ * Signals blocked, mm->lock held. */
 int sync_range(struct rsv *r, uintptr_t s, uintptr_t e)
 {
-	return walk_vmas(r, s, e, sync_vma, NULL);
+	int err = 0;
+
+	walk_vmas(r, s, e, sync_vma, &err);
+	return err;
 }

@@ -84,6 +84,7 @@ struct extent {
 /* The file of FILE VMAs: emm's own descriptor, shared by the VMA pieces. */
 struct emm_file {
 	int fd;
+	bool writable;			/* opened O_RDWR: writeback possible */
 	long refs;			/* VMA table entries naming it; mm->lock */
 };
 

@@ -6,7 +6,11 @@
 
 static int dontneed(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
+	int err = sync_range(r, s, e);	/* a file keeps what was written to it */
+
 	(void)arg;
+	if (err)
+		return err;
 	thp_split_range(r, s, e, false);
 	zap_range(r, s, e, true);
 	return 0;

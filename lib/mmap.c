@@ -58,6 +58,7 @@ static int file_get(int fd, struct emm_file **fp)
 
 	if (!f)
 		return -ENOMEM;
+	f->writable = (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR;
 	f->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (f->fd < 0) {
 		int err = -errno;
@@ -181,6 +182,13 @@ EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len)
 	return err;
 }
 
+/* Write access to a FILE VMA needs a descriptor it can write back through. */
+static int check_writable(struct rsv *r, const struct emm_vma *v, void *arg)
+{
+	(void)r;
+	return v->file && (*(int *)arg & EMM_PROT_WRITE) && !v->file->writable ? -EACCES : 0;
+}
+
 EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
 {
 	uintptr_t s = (uintptr_t)addr;
@@ -197,6 +205,8 @@ EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
 	err = rsv_find_range(mm, s, len, &r);
 	if (!err && !range_covered(r, s, s + len))
 		err = -ENOMEM;
+	if (!err)
+		err = walk_vmas(r, s, s + len, check_writable, &prot);
 	if (!err) {
 		thp_split_range(r, s, s + len, false);
 		err = vma_change(r, s, s + len, &(struct vma_change){ prot, 0, 0 });

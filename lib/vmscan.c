@@ -265,6 +265,12 @@ static void writeback_files(struct emm *mm, struct scan *sp, unsigned n)
 
 		if (!sp[i].filewrite || !(vma = find_vma(sp[i].r, sp[i].addr)))
 			continue;
+		if (vma->policy == EMM_POLICY_PAGER && !vma->pager->writeback) {
+			/* A pager that takes nothing back: its changed pages swap. */
+			sp[i].filewrite = false;
+			sp[i].write = true;
+			continue;
+		}
 		while (next_to(sp, j, n) && sp[j + 1].filewrite && sp[j + 1].addr < vma->end)
 			j++;
 		if (filemap_write(sp[i].r, vma, sp[i].addr, sp[j].addr + PAGE_SIZE) == 0) {
@@ -314,8 +320,8 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 			sp[i].write = true;
 		}
 	}
-	writeout(mm, rc, n);
 	writeback_files(mm, sp, n);
+	writeout(mm, rc, n);
 	punch_gone(sp, n);
 	for (unsigned i = 0; i < n; i++) {
 		if (sp[i].gone) {
