@@ -394,6 +394,16 @@ static int do_none_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 	first_touch_window(r, vma, addr, &lo, &hi);
 	fault_around(r, addr, lo, hi, &s, &e);
 	err = map_locked(r, vma, s, e, vma_backed(vma) ? prot & ~EMM_PROT_WRITE : prot);
+	if (err == -EIO && e - s > PAGE_SIZE) {
+		/* A neighbour's read failed, maybe not this page's: try it alone. */
+		if (pte_state(pte_lock(pte_of(r, addr))) != PTE_NONE) {
+			pte_unlock(pte_of(r, addr), locked_val(r, addr));
+			return FAULT_DONE;
+		}
+		s = addr;
+		e = addr + PAGE_SIZE;
+		err = map_locked(r, vma, s, e, vma_backed(vma) ? prot & ~EMM_PROT_WRITE : prot);
+	}
 	if (!err && vma_backed(vma) && (access & EMM_PROT_WRITE))
 		err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
 	if (err)
