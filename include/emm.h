@@ -38,6 +38,7 @@ enum { EMM_THP_MADVISE, EMM_THP_ALWAYS, EMM_THP_NEVER };
 /* emm_opts.flags */
 #define EMM_OPEN_SHOW_STATS	0x1u	/* print statistics at emm_close */
 #define EMM_OPEN_VERBOSE	0x2u	/* say what emm decided, on stderr */
+#define EMM_OPEN_NO_PAGEVEC	0x4u	/* LRU operations take the node lock one by one */
 
 struct emm_opts {
 	size_t sz;
@@ -160,6 +161,7 @@ struct emm_node_stats {
 };
 EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st);
 EMM_API int emm_migrate(struct emm *mm, void *addr, size_t len, int node);
+EMM_API int emm_set_node_limit(struct emm *mm, int node, uint64_t bytes);
 
 #ifdef __cplusplus
 }

@@ -4,16 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
 #include "swap.h"
 
-static int open_physmem(void)
+static int open_physmem(struct emm *mm)
 {
 	int fd = memfd_create("emm-physmem", MFD_CLOEXEC);
+	struct stat st;
 
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) == 0)
+		mm->ino_bias = st.st_ino;
+	return fd;
 }
 
 static void print_to_stderr(const char *line, void *arg)
@@ -47,7 +53,7 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 	if (!err && mm->cfg.backend == EMM_BACKEND_UFFD)
 		err = -EOPNOTSUPP;
 	if (!err)
-		err = mm->memfd = open_physmem();
+		err = mm->memfd = open_physmem(mm);
 	if (err >= 0)
 		err = lru_init(mm);
 	if (!err)

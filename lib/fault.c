@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "numa.h"
 #include "swap.h"
 
 #ifndef MADV_POPULATE_READ
@@ -117,12 +118,24 @@ static void populate(uintptr_t s, uintptr_t e, int prot)
 								 : MADV_POPULATE_READ);
 }
 
+/* Async-signal-safe. The node a new page of vma at a lands on: the one its
+ * memory policy gives (what the kernel does with a memfd page). */
+static int page_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+{
+	int n;
+
+	if (r->mm->lru->nnodes == 1)
+		return 0;
+	n = numa_policy_node(vma->numa_policy, vma->numa_nodes, rsv_ppn(r, a) + r->mm->ino_bias);
+	return n < 0 || n >= r->mm->lru->nnodes ? 0 : n;
+}
+
 /* Async-signal-safe. A new frame for the locked, never-touched page at a
  * (or a swapped one about to be read); file: its data lives in a file or
  * pager. */
-static int alloc_page(struct rsv *r, uintptr_t a, bool file)
+static int alloc_page(struct rsv *r, const struct emm_vma *vma, uintptr_t a, bool file)
 {
-	uint32_t f = frame_alloc(r->mm, rsv_ppn(r, a));
+	uint32_t f = frame_alloc(r->mm, rsv_ppn(r, a), page_node(r, vma, a));
 	uint64_t old = locked_val(r, a), val;
 
 	if (!f)
@@ -156,7 +169,8 @@ static void unalloc_page(struct rsv *r, uintptr_t a, uint32_t slot)
  * pages[]) into physmem with one batch of I/O. A page whose read fails (or
  * fails its checksum) stays swapped; the first error is returned.
  */
-static int swapin_batch(struct rsv *r, const uintptr_t *pages, unsigned n)
+static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_t *pages,
+			unsigned n)
 {
 	struct swap_io io[IO_BATCH];
 	int err = 0;
@@ -164,7 +178,7 @@ static int swapin_batch(struct rsv *r, const uintptr_t *pages, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		io[i].slot = pte_val(locked_val(r, pages[i]));
 		io[i].page = rsv_alias(r, pages[i]);
-		if (alloc_page(r, pages[i], false) < 0) {
+		if (alloc_page(r, vma, pages[i], false) < 0) {
 			while (i--)
 				unalloc_page(r, pages[i], io[i].slot);
 			return -ENOMEM;
@@ -172,15 +186,19 @@ static int swapin_batch(struct rsv *r, const uintptr_t *pages, unsigned n)
 	}
 	swap_readpages(r->mm->swap, io, n);
 	for (unsigned i = 0; i < n; i++) {
+		uint32_t f;
+
 		if (io[i].err) {
 			unalloc_page(r, pages[i], io[i].slot);
 			count_event(r->mm, io_errors);
 			err = err ? err : io[i].err;
 			continue;
 		}
-		r->mm->lru->frames[pte_val(locked_val(r, pages[i]))].slot = io[i].slot;
+		f = pte_val(locked_val(r, pages[i]));
+		r->mm->lru->frames[f].slot = io[i].slot;
 		count_event(r->mm, swapins);
-		atomic_fetch_add_explicit(&r->mm->lru->node[0].swapins, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&frame_lruvec(r->mm->lru, f)->swapins, 1,
+					  memory_order_relaxed);
 	}
 	return err;
 }
@@ -218,7 +236,7 @@ int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
 		need += pte_state(locked_val(r, a)) != PTE_RESIDENT;
 	if (need)
-		mm_charge(r->mm, need);
+		mm_charge(r->mm, page_node(r, vma, s), need);
 	for (uintptr_t a = s; a <= e && !err; a += PAGE_SIZE) {
 		unsigned st = a < e ? pte_state(locked_val(r, a)) : PTE_RESIDENT;
 
@@ -229,19 +247,19 @@ int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
 		if (err || a == e)
 			break;
 		if (st == PTE_NONE) {
-			err = alloc_page(r, a, backed);
+			err = alloc_page(r, vma, a, backed);
 			if (!err && backed && !run)
 				run = a;
 		} else if (st == PTE_SWAPPED) {
 			swapped[nsw++] = a;
 		}
 		if (nsw == IO_BATCH) {
-			err = swapin_batch(r, swapped, nsw);
+			err = swapin_batch(r, vma, swapped, nsw);
 			nsw = 0;
 		}
 	}
 	if (nsw && !err)
-		err = swapin_batch(r, swapped, nsw);
+		err = swapin_batch(r, vma, swapped, nsw);
 	return err;
 }
 

@@ -181,6 +181,10 @@ struct lruvec {
 	int node;
 	uint64_t nr[2];			/* frames on the inactive and active lists */
 	uint32_t free_head;
+	size_t top, end;		/* the node's range of the frame table */
+	_Atomic long resident;		/* its frames in use */
+	long limit;			/* its share of the budget, in pages */
+	bool limit_set;			/* by emm_set_node_limit */
 	_Atomic uint64_t pgscan, pgsteal, swapouts, swapins;
 };
 
@@ -192,6 +196,7 @@ struct pagevec {
 
 struct cpu_lru {
 	_Atomic uint32_t lock;		/* only ever tried: a busy CPU slot is bypassed */
+	int node;			/* of the frames in free[] */
 	struct pagevec pv[NR_PV];
 	unsigned nfree;
 	uint32_t free[32];
@@ -199,13 +204,24 @@ struct cpu_lru {
 
 struct lru {
 	struct frame *frames;
-	size_t frames_len, cap, top;	/* top: frames handed out so far */
+	size_t frames_len, cap;
+	size_t base, per_node;		/* node n owns frames base + n * per_node on */
 	int nnodes;
 	bool batching;			/* per-CPU pagevecs on (the default) */
 	unsigned ncpu;
 	struct cpu_lru *cpu;
 	_Atomic uint64_t drains;	/* node-lock acquisitions for pagevecs */
 	struct lruvec node[EMM_MAX_NODES];
+};
+
+struct kswapd {
+	struct emm *mm;
+	int node;
+	pthread_t thread;
+	bool started;
+	_Atomic bool running;
+	_Atomic uint32_t wake;		/* futex word: bumped to wake the thread */
+	struct reclaim *rc;		/* its batch work space */
 };
 
 struct emm {
@@ -217,12 +233,9 @@ struct emm {
 	struct rsv *rsvs;		/* RCU list: readers use rsv_first/rsv_next */
 	struct swap_dev *swap;
 	struct pager *pager;		/* started by the first PAGER VMA */
-	pthread_t kswapd;
-	struct reclaim *kswapd_rc;	/* the reclaim thread's batch work space */
-	bool kswapd_started;
+	struct kswapd *kswapd;		/* one reclaim thread per node */
 	_Atomic bool kswapd_stop;
-	_Atomic uint32_t kswapd_wake;	/* futex word: bumped to wake the thread */
-	_Atomic bool kswapd_running;
+	uint64_t ino_bias;		/* physmem's inode: the kernel's interleave bias */
 	pthread_t khugepaged;
 	bool khugepaged_started;
 	_Atomic bool khugepaged_stop;
@@ -240,7 +253,8 @@ bool mutex_trylock(_Atomic uint32_t *m);
 void mutex_unlock(_Atomic uint32_t *m);
 int lru_init(struct emm *mm);
 void lru_destroy(struct emm *mm);
-uint32_t frame_alloc(struct emm *mm, uint32_t ppn);
+uint32_t frame_alloc(struct emm *mm, uint32_t ppn, int node);
+void lru_split_limit(struct emm *mm);
 void frame_free(struct emm *mm, uint32_t f);
 bool frame_on_lru(const struct lru *lru, uint32_t f);
 int frame_active(const struct lru *lru, uint32_t f);
@@ -360,8 +374,8 @@ int change_range_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot);
 
 /* vmscan.c: reclaim */
 #define SWAP_CLUSTER_MAX	32
-void mm_charge(struct emm *mm, long pages);
-long shrink_node(struct emm *mm, long nr_to_reclaim, bool direct);
+void mm_charge(struct emm *mm, int node, long pages);
+long shrink_node(struct emm *mm, int node, long nr_to_reclaim);
 long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e);
 void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e);
 int kswapd_start(struct emm *mm);

@@ -1,18 +1,34 @@
 /* SPDX-License-Identifier: MIT */
-/* The resident budget from the program's side: emm_set_limit, emm_reclaim. */
+/* The resident budget from the program's side: emm_set_limit, emm_reclaim, node shares. */
 #include <errno.h>
 
 #include "internal.h"
 
-/* Reclaim here until target pages are gone or nothing more can go. */
-static long reclaim_now(struct emm *mm, long target)
+/* The node furthest over its share (its resident pages minus its limit). */
+static int most_over(const struct emm *mm)
+{
+	const struct lru *lru = mm->lru;
+	int best = 0;
+
+	for (int n = 1; n < lru->nnodes; n++)
+		if (atomic_load(&lru->node[n].resident) - lru->node[n].limit >
+		    atomic_load(&lru->node[best].resident) - lru->node[best].limit)
+			best = n;
+	return best;
+}
+
+/* Reclaim here, from the nodes furthest over their shares, until want
+ * pages are gone or resident memory is down to floor pages, or nothing
+ * more can go. Returns pages freed. */
+static long reclaim_now(struct emm *mm, long want, long floor)
 {
 	sigset_t old;
 	long freed = 0;
 
 	sig_block(&old);
-	while (freed < target) {
-		long got = shrink_node(mm, MIN(target - freed, 4 * SWAP_CLUSTER_MAX), true);
+	lru_add_drain_all(mm);
+	while (freed < want && (long)atomic_load(&mm->c.resident_pages) > floor) {
+		long got = shrink_node(mm, most_over(mm), MIN(want - freed, 4 * SWAP_CLUSTER_MAX));
 
 		if (!got)
 			break;
@@ -25,7 +41,7 @@ static long reclaim_now(struct emm *mm, long target)
 EMM_API int emm_set_limit(struct emm *mm, uint64_t bytes)
 {
 	struct emm_config cfg;
-	long over;
+	long target;
 	int err;
 
 	if (!mm)
@@ -39,11 +55,10 @@ EMM_API int emm_set_limit(struct emm *mm, uint64_t bytes)
 	mm->cfg.wmark_low = cfg.wmark_low;
 	mm->cfg.wmark_high = cfg.wmark_high;
 	mm->cfg.mem_limit = cfg.mem_limit;
+	lru_split_limit(mm);
 	pthread_mutex_unlock(&mm->lock);
-	over = (long)atomic_load(&mm->c.resident_pages) -
-	       (long)((cfg.mem_limit - cfg.wmark_high) >> PAGE_SHIFT);
-	if (over > 0)
-		reclaim_now(mm, over);
+	target = (long)((cfg.mem_limit - cfg.wmark_high) >> PAGE_SHIFT);
+	reclaim_now(mm, (long)atomic_load(&mm->c.resident_pages) - target, target);
 	return 0;
 }
 
@@ -56,5 +71,32 @@ EMM_API long emm_reclaim(struct emm *mm, uint64_t bytes)
 	/* More than is resident cannot be reclaimed: no need to round past it. */
 	pages = MIN(bytes >> PAGE_SHIFT, atomic_load(&mm->c.resident_pages)) +
 		!!(bytes & (PAGE_SIZE - 1));
-	return reclaim_now(mm, (long)pages) * (long)PAGE_SIZE;
+	return reclaim_now(mm, (long)pages, 0) * (long)PAGE_SIZE;
+}
+
+/* A node's share of the budget, instead of the share by memory size; 0
+ * gives the node its proportional share back. Reclaim on that node starts
+ * when it passes its share, whatever the other nodes hold. */
+EMM_API int emm_set_node_limit(struct emm *mm, int node, uint64_t bytes)
+{
+	struct lruvec *lv;
+	long over;
+
+	if (!mm || node < 0 || node >= mm->lru->nnodes)
+		return -EINVAL;
+	lv = &mm->lru->node[node];
+	pthread_mutex_lock(&mm->lock);
+	lv->limit_set = bytes != 0;
+	lv->limit = (long)(bytes >> PAGE_SHIFT);
+	lru_split_limit(mm);
+	pthread_mutex_unlock(&mm->lock);
+	over = atomic_load(&lv->resident) - lv->limit;
+	if (over > 0) {
+		sigset_t old;
+
+		sig_block(&old);
+		shrink_node(mm, node, over);
+		sig_restore(&old);
+	}
+	return 0;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "numa.h"
 
 /*
  * Frames are indices into one lazily backed array. Frame 0 is "none"; the
@@ -79,20 +80,24 @@ int frame_active(const struct lru *lru, uint32_t f)
 	return (lru->frames[f].prev & FRAME_ACTIVE) ? LRU_ACTIVE : LRU_INACTIVE;
 }
 
-/* Async-signal-safe. The node a frame's page lives on. */
+/* Async-signal-safe. The node a frame's page lives on: each node hands
+ * out frames from its own range of the table. */
 struct lruvec *frame_lruvec(struct lru *lru, uint32_t f)
 {
-	(void)f;
-	return &lru->node[0];
+	size_t n = (f - lru->base) / lru->per_node;
+
+	return &lru->node[n < (size_t)lru->nnodes ? n : 0];
 }
 
 /* Async-signal-safe. This CPU's pagevecs, locked, or NULL when another
  * thread on this CPU holds them. */
-static struct cpu_lru *cpu_get(struct lru *lru)
+static struct cpu_lru *cpu_get(struct lru *lru, int *cpup)
 {
 	int cpu = sched_getcpu();
 	struct cpu_lru *c = &lru->cpu[(unsigned)(cpu < 0 ? 0 : cpu) % lru->ncpu];
 
+	if (cpup)
+		*cpup = cpu < 0 ? 0 : cpu;
 	return mutex_trylock(&c->lock) ? c : NULL;
 }
 
@@ -108,36 +113,44 @@ static unsigned take_free(struct lru *lru, struct lruvec *lv, uint32_t *out, uns
 		lv->free_head = lru->frames[f].next & FRAME_IDX;
 		out[got++] = f;
 	}
-	while (got < n && lru->top < lru->cap)
-		out[got++] = (uint32_t)lru->top++;
+	while (got < n && lv->top < lv->end)
+		out[got++] = (uint32_t)lv->top++;
 	mutex_unlock(&lv->lock);
 	return got;
 }
 
 /*
- * Async-signal-safe. A frame for physmem page ppn, charged to the budget;
- * 0 when the frame table is exhausted. From this CPU's cache, refilled a
- * batch at a time so the node lock is taken once per FRAME_CACHE frames.
+ * Async-signal-safe. A frame on node for physmem page ppn, charged to the
+ * budget; 0 when the node's frames are exhausted. From this CPU's cache
+ * when it holds the node's frames, refilled a batch at a time so the node
+ * lock is taken once per FRAME_CACHE frames.
  */
-uint32_t frame_alloc(struct emm *mm, uint32_t ppn)
+uint32_t frame_alloc(struct emm *mm, uint32_t ppn, int node)
 {
 	struct lru *lru = mm->lru;
-	struct cpu_lru *c = cpu_get(lru);
+	struct cpu_lru *c = cpu_get(lru, NULL);
 	uint32_t f = 0;
 
+	if (c && c->nfree && c->node != node) {
+		mutex_unlock(&c->lock);
+		c = NULL;
+	}
 	if (c) {
-		if (!c->nfree)
-			c->nfree = take_free(lru, &lru->node[0], c->free, FRAME_CACHE);
+		if (!c->nfree) {
+			c->node = node;
+			c->nfree = take_free(lru, &lru->node[node], c->free, FRAME_CACHE);
+		}
 		if (c->nfree)
 			f = c->free[--c->nfree];
 		mutex_unlock(&c->lock);
 	} else {
-		take_free(lru, &lru->node[0], &f, 1);
+		take_free(lru, &lru->node[node], &f, 1);
 	}
 	if (!f)
 		return 0;
 	lru->frames[f] = (struct frame){ .ppn = ppn };
 	count_event(mm, resident_pages);
+	atomic_fetch_add_explicit(&lru->node[node].resident, 1, memory_order_relaxed);
 	return f;
 }
 
@@ -157,6 +170,7 @@ void frame_free(struct emm *mm, uint32_t f)
 	lv->free_head = f;
 	mutex_unlock(&lv->lock);
 	atomic_fetch_sub_explicit(&mm->c.resident_pages, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&lv->resident, 1, memory_order_relaxed);
 }
 
 /* Async-signal-safe. Apply a pagevec: node lock held. An entry whose frame
@@ -187,16 +201,27 @@ static void pagevec_apply(struct emm *mm, struct lruvec *lv, int op, struct page
 	pv->nr = 0;
 }
 
+/* Async-signal-safe. Apply a pagevec, each entry on the node its frame
+ * belongs to: one lock per run of entries of one node. */
 static void pagevec_drain(struct emm *mm, int op, struct pagevec *pv)
 {
-	struct lruvec *lv = &mm->lru->node[0];
+	struct lru *lru = mm->lru;
+	unsigned i = 0;
 
-	if (!pv->nr)
-		return;
-	mutex_lock(&lv->lock);
-	pagevec_apply(mm, lv, op, pv);
-	mutex_unlock(&lv->lock);
-	atomic_fetch_add_explicit(&mm->lru->drains, 1, memory_order_relaxed);
+	while (i < pv->nr) {
+		struct lruvec *lv = frame_lruvec(lru, pv->frame[i]);
+		struct pagevec run = { 0 };
+
+		while (i < pv->nr && frame_lruvec(lru, pv->frame[i]) == lv) {
+			run.frame[run.nr] = pv->frame[i];
+			run.ppn[run.nr++] = pv->ppn[i++];
+		}
+		mutex_lock(&lv->lock);
+		pagevec_apply(mm, lv, op, &run);
+		mutex_unlock(&lv->lock);
+		atomic_fetch_add_explicit(&lru->drains, 1, memory_order_relaxed);
+	}
+	pv->nr = 0;
 }
 
 /*
@@ -207,7 +232,7 @@ static void pagevec_drain(struct emm *mm, int op, struct pagevec *pv)
 void lru_queue(struct emm *mm, uint32_t f, int op)
 {
 	struct lru *lru = mm->lru;
-	struct cpu_lru *c = lru->batching ? cpu_get(lru) : NULL;
+	struct cpu_lru *c = lru->batching ? cpu_get(lru, NULL) : NULL;
 	struct pagevec one = { .nr = 1, .frame = { f }, .ppn = { lru->frames[f].ppn } };
 	struct pagevec *pv;
 
@@ -305,18 +330,24 @@ int lru_init(struct emm *mm)
 		free(lru);
 		return -ENOMEM;
 	}
-	lru->nnodes = 1;
-	lru->batching = true;
+	lru->nnodes = MIN(numa_topology()->nnodes, EMM_MAX_NODES);
+	lru->batching = !(mm->cfg.flags & EMM_OPEN_NO_PAGEVEC);
+	lru->base = 1 + 2 * (size_t)lru->nnodes;
+	lru->per_node = (lru->cap - lru->base) / (size_t)lru->nnodes;
 	for (int n = 0; n < lru->nnodes; n++) {
-		lru->node[n].node = n;
+		struct lruvec *lv = &lru->node[n];
+
+		lv->node = n;
+		lv->top = lru->base + (size_t)n * lru->per_node;
+		lv->end = lv->top + lru->per_node;
 		for (int l = 0; l < 2; l++) {
 			uint32_t s = sentinel(n, l);
 
 			lru->frames[s].next = lru->frames[s].prev = s;
 		}
 	}
-	lru->top = 1 + 2 * (size_t)lru->nnodes;
 	mm->lru = lru;
+	lru_split_limit(mm);
 	return 0;
 }
 
@@ -343,4 +374,26 @@ void lru_take(struct emm *mm, uint32_t f)
 	if (frame_on_lru(lru, f))
 		list_remove(lru, lv, f);
 	mutex_unlock(&lv->lock);
+}
+
+/*
+ * Each node's share of the budget: proportional to its memory (equal
+ * shares where hwloc did not say), unless emm_set_node_limit set one.
+ */
+void lru_split_limit(struct emm *mm)
+{
+	const struct numa_topo *t = numa_topology();
+	struct lru *lru = mm->lru;
+	uint64_t total = 0, limit = mm->cfg.mem_limit >> PAGE_SHIFT;
+
+	for (int n = 0; n < lru->nnodes; n++)
+		total += t->node_mem[n];
+	for (int n = 0; n < lru->nnodes; n++) {
+		struct lruvec *lv = &lru->node[n];
+
+		if (lv->limit_set)
+			continue;
+		lv->limit = total ? (long)(limit * (t->node_mem[n] >> 12) / (total >> 12))
+				  : (long)(limit / (uint64_t)lru->nnodes);
+	}
 }

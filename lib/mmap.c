@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "numa.h"
 
 #define MAP_FLAGS_KNOWN (EMM_MAP_HUGEPAGE | EMM_MAP_NOHUGEPAGE | EMM_MAP_LOCKED)
 
@@ -20,17 +21,6 @@ int check_range(const struct emm *mm, const void *addr, size_t len)
 	    a + len < a)
 		return -EINVAL;
 	return 0;
-}
-
-static int check_numa(const struct emm_map_opts *o)
-{
-	uint64_t nodes = (1ULL << 1) - 1;	/* one node until NUMA lands */
-
-	if (o->numa_policy < EMM_NUMA_LOCAL || o->numa_policy > EMM_NUMA_INTERLEAVE)
-		return -EINVAL;
-	if (o->numa_policy == EMM_NUMA_LOCAL)
-		return o->numa_nodes ? -EINVAL : 0;
-	return (!o->numa_nodes || (o->numa_nodes & ~nodes)) ? -EINVAL : 0;
 }
 
 /* The descriptor of a FILE VMA: readable, writable if the VMA is, not
@@ -108,7 +98,7 @@ static int vma_from_opts(struct emm_vma *v, uintptr_t addr, size_t len,
 	    (o->flags & ~MAP_FLAGS_KNOWN) ||
 	    (o->flags & EMM_MAP_HUGEPAGE && o->flags & EMM_MAP_NOHUGEPAGE))
 		return -EINVAL;
-	err = check_numa(o);
+	err = numa_check(o->numa_policy, o->numa_nodes);
 	if (!err)
 		err = check_policy(o);
 	if (err)
@@ -144,6 +134,13 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 		err = pager_start(mm);
 	if (!err)
 		err = vma_insert(r, &v);
+	if (!err && (v.numa_policy != EMM_NUMA_LOCAL || mm->lru->nnodes > 1)) {
+		/* The policy lives with physmem, so both views follow it. */
+		err = numa_apply_fd(mm->memfd, r->pgoff + (v.start - r->start), len,
+				    v.numa_policy, v.numa_nodes);
+		if (err)
+			vma_remove(r, v.start, v.end);
+	}
 	pthread_mutex_unlock(&mm->lock);
 	if (err && v.file) {
 		close(v.file->fd);

@@ -1,42 +1,116 @@
 /* SPDX-License-Identifier: MIT */
-/* NUMA calls on a machine emm treats as one node. */
+/* The NUMA calls: nodes, per-node statistics, and migrating pages between nodes. */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
+#include "numa.h"
 
 EMM_API int emm_numa_nodes(struct emm *mm)
 {
-	return mm ? 1 : -EINVAL;
+	return mm ? mm->lru->nnodes : -EINVAL;
 }
 
 EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st)
 {
+	struct lruvec *lv;
 	size_t sz;
 
-	if (!mm || !st || node != 0 || st->sz < sizeof(*st))
+	if (!mm || !st || node < 0 || node >= mm->lru->nnodes ||
+	    st->sz < offsetof(struct emm_node_stats, swapins) + sizeof(st->swapins))
 		return -EINVAL;
+	lv = &mm->lru->node[node];
 	sz = st->sz;
 	memset(st, 0, sz);
 	st->sz = sz;
-	{
-	struct lruvec *lv = &mm->lru->node[0];
-
-	st->resident_bytes = atomic_load(&mm->c.resident_pages) * PAGE_SIZE;
+	st->resident_bytes = (uint64_t)MAX(atomic_load(&lv->resident), 0) * PAGE_SIZE;
 	st->active_bytes = lv->nr[LRU_ACTIVE] * PAGE_SIZE;
 	st->inactive_bytes = lv->nr[LRU_INACTIVE] * PAGE_SIZE;
-	st->limit_bytes = mm->cfg.mem_limit;
+	st->limit_bytes = (uint64_t)lv->limit * PAGE_SIZE;
 	st->pgscan = atomic_load(&lv->pgscan);
 	st->pgsteal = atomic_load(&lv->pgsteal);
 	st->swapouts = atomic_load(&lv->swapouts);
 	st->swapins = atomic_load(&lv->swapins);
-	}
 	return 0;
 }
 
+/* Give the locked, resident page at a a frame of node, keeping its place
+ * on the LRU (the kind of list, or its pending add). */
+static void move_frame(struct rsv *r, uintptr_t a, int node)
+{
+	struct emm *mm = r->mm;
+	struct lru *lru = mm->lru;
+	uint64_t v = pte_locked_val(pte_of(r, a));
+	uint32_t old = pte_val(v), f;
+	int list;
+	bool listed;
+
+	if (frame_lruvec(lru, old)->node == node || !(f = frame_alloc(mm, rsv_ppn(r, a), node)))
+		return;
+	lru->frames[f].slot = lru->frames[old].slot;
+	listed = frame_on_lru(lru, old);
+	list = frame_active(lru, old);
+	lru->frames[old].slot = 0;
+	frame_free(mm, old);
+	pte_set_locked(pte_of(r, a), pte_set_val(v, f));
+	if (listed)
+		lru_putback(mm, f, list, false);
+	else if (v & PTE_LRU)
+		lru_queue(mm, f, PV_ADD);
+}
+
+/* The kernel moves a page only where one mapping holds it: drop the alias
+ * view's (the data stays in physmem), then move the app view's pages. */
+static int move_physical(struct rsv *r, uintptr_t s, uintptr_t e, int node)
+{
+	void *pages[64];
+	unsigned n = 0;
+	int ret = 0;
+
+	madvise(rsv_alias(r, s), e - s, MADV_DONTNEED);
+	for (uintptr_t a = s; a <= e; a += PAGE_SIZE) {
+		if (a < e && pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
+			pages[n++] = (void *)a;
+		if (n && (n == ARRAY_SIZE(pages) || a == e)) {
+			int err = numa_move(pages, n, node, NULL);
+
+			ret = ret ? ret : (err < 0 ? err : 0);
+			n = 0;
+		}
+	}
+	return ret;
+}
+
+static int migrate_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	int node = *(int *)arg, ret = 0;
+
+	thp_split_range(r, s, e, true);
+	for (uintptr_t c = s; c < e;) {
+		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, e);
+		int err;
+
+		if (!extent_used(r, c)) {
+			c = ce;
+			continue;
+		}
+		lock_range(r, c, ce);
+		for (uintptr_t a = c; a < ce; a += PAGE_SIZE)
+			if (pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
+				move_frame(r, a, node);
+		err = numa_topology()->real ? move_physical(r, c, ce, node) : 0;
+		ret = ret ? ret : err;
+		unlock_untouched(r, c, ce);
+		c = ce;
+	}
+	return ret;
+}
+
+/* Move the resident pages of a range to a node, and onto its LRU. */
 EMM_API int emm_migrate(struct emm *mm, void *addr, size_t len, int node)
 {
-	if (node != 0)
+	if (!mm || node < 0 || node >= mm->lru->nnodes)
 		return -EINVAL;
-	return with_range(mm, addr, len, NULL, NULL);
+	return with_range(mm, addr, len, migrate_range, &node);
 }

@@ -31,6 +31,7 @@ static const struct option options[] = {
 	{ "THP", OPT_ENUM, CFG(thp), thp_words, 0, 0 },
 	{ "SHOW_STATS", OPT_FLAG, CFG(flags), NULL, EMM_OPEN_SHOW_STATS, 0 },
 	{ "VERBOSE", OPT_FLAG, CFG(flags), NULL, EMM_OPEN_VERBOSE, 0 },
+	{ "NO_PAGEVEC", OPT_FLAG, CFG(flags), NULL, EMM_OPEN_NO_PAGEVEC, 0 },
 	{ "FAULT_AROUND", OPT_UINT, CFG(fault_around), NULL, 0, 512 },
 	{ "MAX_KERNEL_VMAS", OPT_UINT, CFG(max_kernel_vmas), NULL, 0, 1u << 30 },
 	{ "WMARK_MIN", OPT_SIZE, CFG(wmark_min), NULL, 0, 0 },
@@ -161,7 +162,7 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 {
 	if (o->backend < EMM_BACKEND_AUTO || o->backend > EMM_BACKEND_UFFD ||
 	    o->thp < EMM_THP_MADVISE || o->thp > EMM_THP_NEVER ||
-	    (o->flags & ~(EMM_OPEN_SHOW_STATS | EMM_OPEN_VERBOSE)) ||
+	    (o->flags & ~(EMM_OPEN_SHOW_STATS | EMM_OPEN_VERBOSE | EMM_OPEN_NO_PAGEVEC)) ||
 	    o->fault_around > 512 || o->thp_max_ptes_none < -1 || o->thp_max_ptes_none > 511)
 		return -EINVAL;
 	if (o->mem_limit)

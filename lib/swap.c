@@ -228,6 +228,13 @@ static bool swap_full(const struct swap_dev *sd)
 	       atomic_load_explicit(&sd->used, memory_order_relaxed) >= sd->nslots - 1;
 }
 
+/* Async-signal-safe. Would an allocation find no slot (or the test hook
+ * says so)? */
+bool swap_is_full(const struct swap_dev *sd)
+{
+	return swap_full(sd);
+}
+
 /* Async-signal-safe, lock-free. */
 unsigned swap_alloc_batch(struct swap_dev *sd, uint32_t *slots, unsigned n)
 {

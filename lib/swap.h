@@ -35,6 +35,7 @@ void swap_close(struct swap_dev *sd);
 
 uint64_t swap_slots_total(const struct swap_dev *sd);	/* usable slots: pages - 1 */
 uint64_t swap_slots_used(const struct swap_dev *sd);
+bool swap_is_full(const struct swap_dev *sd);	/* no slot left, or the hook says full */
 
 /* A free slot with a use count of 1; 0 when the device is full. */
 uint32_t swap_alloc(struct swap_dev *sd);

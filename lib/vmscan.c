@@ -204,8 +204,8 @@ static void evict(struct emm *mm, struct scan *sp)
 	val = sp->slot ? pte_set_val(pte_mk(0, PTE_SWAPPED, 0), sp->slot) : 0;
 	pte_set_used(sp->r, sp->addr, old, val);
 	pte_unlock(pte_of(sp->r, sp->addr), val);
+	atomic_fetch_add_explicit(&frame_lruvec(mm->lru, sp->f)->pgsteal, 1, memory_order_relaxed);
 	count_event(mm, pgsteal);
-	atomic_fetch_add_explicit(&mm->lru->node[0].pgsteal, 1, memory_order_relaxed);
 }
 
 /* Async-signal-safe. Punch the physmem of the pages that go, by runs. */
@@ -250,7 +250,8 @@ static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 		p->gone = true;
 		p->slot = rc->io[j].slot;
 		count_event(mm, swapouts);
-		atomic_fetch_add_explicit(&mm->lru->node[0].swapouts, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&frame_lruvec(mm->lru, p->f)->swapouts, 1,
+					  memory_order_relaxed);
 	}
 }
 
@@ -382,9 +383,9 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
  * inactive list at least as long as the active one, and shrink it. Gives
  * up after two laps of both lists.
  */
-static long shrink_node_with(struct emm *mm, long nr, struct reclaim *rc)
+static long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *rc)
 {
-	struct lruvec *lv = &mm->lru->node[0];
+	struct lruvec *lv = &mm->lru->node[node];
 	int srcu = srcu_read_lock();
 	long freed = 0, laps;
 
@@ -403,21 +404,21 @@ static long shrink_node_with(struct emm *mm, long nr, struct reclaim *rc)
 
 /* Async-signal-safe. Reclaim from a faulting (or API) thread, in batches
  * small enough for its stack. */
-long shrink_node(struct emm *mm, long nr, bool direct)
+long shrink_node(struct emm *mm, int node, long nr)
 {
 	RECLAIM_ON_STACK(rc, SWAP_CLUSTER_MAX);
 
-	(void)direct;
-	return shrink_node_with(mm, nr, &rc);
+	return shrink_node_with(mm, node, nr, &rc);
 }
 
 /* Async-signal-safe. No slot left for a dirty page. */
 static bool swap_exhausted(struct emm *mm)
 {
-	return !mm->swap || swap_slots_used(mm->swap) >= swap_slots_total(mm->swap);
+	return !mm->swap || swap_is_full(mm->swap);
 }
 
-/* Async-signal-safe. Watermarks, in pages of resident memory. */
+/* Async-signal-safe. Watermarks, in pages of resident memory: of the
+ * instance, and of each node (its share, with headroom in proportion). */
 static long limit_pages(const struct emm *mm)
 {
 	return (long)(mm->cfg.mem_limit >> PAGE_SHIFT);
@@ -433,33 +434,75 @@ static long wmark(const struct emm *mm, uint64_t headroom)
 	return limit_pages(mm) - (long)(headroom >> PAGE_SHIFT);
 }
 
+static long node_resident(const struct emm *mm, int n)
+{
+	return atomic_load_explicit(&mm->lru->node[n].resident, memory_order_relaxed);
+}
+
+static long node_wmark(const struct emm *mm, int n, uint64_t headroom)
+{
+	long lim = mm->lru->node[n].limit;
+
+	return lim - (long)((headroom >> PAGE_SHIFT) * (uint64_t)lim / (uint64_t)MAX(limit_pages(mm), 1));
+}
+
+/* Async-signal-safe. The node furthest over its share: where reclaim for
+ * the instance's budget starts. */
+static int busiest_node(const struct emm *mm)
+{
+	int best = 0;
+
+	for (int n = 1; n < mm->lru->nnodes; n++)
+		if (node_resident(mm, n) - mm->lru->node[n].limit >
+		    node_resident(mm, best) - mm->lru->node[best].limit)
+			best = n;
+	return best;
+}
+
+/* Async-signal-safe. Is the node (or the instance, through its busiest
+ * node) above the watermark? */
+static bool over(const struct emm *mm, int n, uint64_t headroom, long more)
+{
+	if (node_resident(mm, n) + more > node_wmark(mm, n, headroom))
+		return true;
+	return resident(mm) + more > wmark(mm, headroom) && busiest_node(mm) == n;
+}
+
 /* Async-signal-safe. */
 static void futex_wake_one(_Atomic uint32_t *w)
 {
 	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-/* Async-signal-safe. Wake the reclaim thread if it sleeps. */
-static void wakeup_kswapd(struct emm *mm)
+/* Async-signal-safe. Wake a node's reclaim thread if it sleeps. */
+static void wakeup_kswapd(struct emm *mm, int n)
 {
-	if (!mm->kswapd_started || atomic_load_explicit(&mm->kswapd_running, memory_order_relaxed))
+	struct kswapd *ks = &mm->kswapd[n];
+
+	if (!mm->kswapd || !ks->started || atomic_load_explicit(&ks->running, memory_order_relaxed))
 		return;
-	atomic_fetch_add_explicit(&mm->kswapd_wake, 1, memory_order_relaxed);
-	futex_wake_one(&mm->kswapd_wake);
+	atomic_fetch_add_explicit(&ks->wake, 1, memory_order_relaxed);
+	futex_wake_one(&ks->wake);
 }
 
 /*
- * Async-signal-safe. pages more are about to become resident: above the
- * low watermark wake the reclaim thread; past min, reclaim a batch here
- * (direct reclaim). When nothing can be reclaimed the budget is exceeded,
- * never the data dropped.
+ * Async-signal-safe. pages more are about to become resident on node:
+ * above the low watermark wake the node's reclaim thread; past min,
+ * reclaim a batch here (direct reclaim). When nothing can be reclaimed the
+ * budget is exceeded, never the data dropped.
  */
-void mm_charge(struct emm *mm, long pages)
+void mm_charge(struct emm *mm, int node, long pages)
 {
-	if (resident(mm) + pages <= wmark(mm, mm->cfg.wmark_low))
-		return;
-	wakeup_kswapd(mm);
-	if (resident(mm) + pages <= wmark(mm, mm->cfg.wmark_min))
+	int target = node;
+
+	if (!over(mm, node, mm->cfg.wmark_low, pages)) {
+		if (resident(mm) + pages <= wmark(mm, mm->cfg.wmark_low))
+			return;
+		target = busiest_node(mm);
+	}
+	wakeup_kswapd(mm, target);
+	if (!over(mm, target, mm->cfg.wmark_min, pages) &&
+	    resident(mm) + pages <= wmark(mm, mm->cfg.wmark_min))
 		return;
 	/* With swap full only clean and zero pages can go: leave that to the
 	 * reclaim thread rather than scan the lists at every fault. */
@@ -467,54 +510,55 @@ void mm_charge(struct emm *mm, long pages)
 		count_event(mm, oom_events);
 		return;
 	}
-	for (int i = 0; i < 4 && resident(mm) + pages > wmark(mm, mm->cfg.wmark_min); i++)
-		if (!shrink_node(mm, MAX(pages, SWAP_CLUSTER_MAX), true))
+	for (int i = 0; i < 4 && (over(mm, target, mm->cfg.wmark_min, pages) ||
+				  resident(mm) + pages > wmark(mm, mm->cfg.wmark_min)); i++)
+		if (!shrink_node(mm, target, MAX(pages, SWAP_CLUSTER_MAX)))
 			break;
 }
 
-static void kswapd_sleep(struct emm *mm, uint32_t seen, long ms)
+static void kswapd_sleep(struct kswapd *ks, uint32_t seen, long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 
-	syscall(SYS_futex, &mm->kswapd_wake, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+	syscall(SYS_futex, &ks->wake, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
 }
 
 /* The budget is exceeded and nothing more can go: tell the program. */
 static void out_of_memory(struct emm *mm)
 {
-	long over = resident(mm) - limit_pages(mm);
+	long over_by = resident(mm) - limit_pages(mm);
 
-	if (over <= 0)
+	if (over_by <= 0)
 		return;
 	count_event(mm, oom_events);
 	if (mm->cfg.oom)
-		mm->cfg.oom(mm, (uint64_t)over << PAGE_SHIFT, mm->cfg.oom_arg);
+		mm->cfg.oom(mm, (uint64_t)over_by << PAGE_SHIFT, mm->cfg.oom_arg);
 }
 
-/* The reclaim thread: sleeps until resident memory passes the low
- * watermark, then reclaims down to the high one. */
+/* A node's reclaim thread: sleeps until the node (or the instance, when
+ * this node is the busiest) passes the low watermark, then reclaims down to
+ * the high one. */
 static void *kswapd(void *arg)
 {
-	struct emm *mm = arg;
-	struct reclaim *rc = mm->kswapd_rc;
+	struct kswapd *ks = arg;
+	struct emm *mm = ks->mm;
 	sigset_t all;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	while (!atomic_load(&mm->kswapd_stop)) {
-		uint32_t seen = atomic_load(&mm->kswapd_wake);
+		uint32_t seen = atomic_load(&ks->wake);
 
-		if (resident(mm) <= wmark(mm, mm->cfg.wmark_low)) {
-			atomic_store(&mm->kswapd_running, false);
-			kswapd_sleep(mm, seen, 1000);
-			atomic_store(&mm->kswapd_running, true);
+		if (!over(mm, ks->node, mm->cfg.wmark_low, 0)) {
+			atomic_store(&ks->running, false);
+			kswapd_sleep(ks, seen, 1000);
+			atomic_store(&ks->running, true);
 			continue;
 		}
-		while (!atomic_load(&mm->kswapd_stop) &&
-		       resident(mm) > wmark(mm, mm->cfg.wmark_high)) {
-			if (!shrink_node_with(mm, rc->max, rc)) {
+		while (!atomic_load(&mm->kswapd_stop) && over(mm, ks->node, mm->cfg.wmark_high, 0)) {
+			if (!shrink_node_with(mm, ks->node, ks->rc->max, ks->rc)) {
 				out_of_memory(mm);
-				kswapd_sleep(mm, atomic_load(&mm->kswapd_wake), 10);
+				kswapd_sleep(ks, atomic_load(&ks->wake), 10);
 				break;
 			}
 		}
@@ -541,33 +585,48 @@ static struct reclaim *reclaim_alloc(unsigned n)
 	return rc;
 }
 
+/* One reclaim thread per node (one on a one-node machine). */
 int kswapd_start(struct emm *mm)
 {
-	int err;
+	int nodes = mm->lru->nnodes;
 
-	mm->kswapd_rc = reclaim_alloc(KSWAPD_BATCH);
-	if (!mm->kswapd_rc)
+	mm->kswapd = calloc((size_t)nodes, sizeof(*mm->kswapd));
+	if (!mm->kswapd)
 		return -ENOMEM;
+	for (int n = 0; n < nodes; n++) {
+		struct kswapd *ks = &mm->kswapd[n];
+		int err;
 
-	atomic_store(&mm->kswapd_running, true);
-	err = pthread_create(&mm->kswapd, NULL, kswapd, mm);
-	if (err)
-		return -err;
-	mm->kswapd_started = true;
+		ks->mm = mm;
+		ks->node = n;
+		ks->rc = reclaim_alloc(KSWAPD_BATCH);
+		if (!ks->rc)
+			return -ENOMEM;
+		atomic_store(&ks->running, true);
+		err = pthread_create(&ks->thread, NULL, kswapd, ks);
+		if (err)
+			return -err;
+		ks->started = true;
+	}
 	return 0;
 }
 
 void kswapd_stop(struct emm *mm)
 {
-	if (!mm->kswapd_started)
+	if (!mm->kswapd)
 		return;
 	atomic_store(&mm->kswapd_stop, true);
-	atomic_fetch_add(&mm->kswapd_wake, 1);
-	futex_wake_one(&mm->kswapd_wake);
-	pthread_join(mm->kswapd, NULL);
-	mm->kswapd_started = false;
-	free(mm->kswapd_rc);
-	mm->kswapd_rc = NULL;
+	for (int n = 0; n < mm->lru->nnodes; n++) {
+		struct kswapd *ks = &mm->kswapd[n];
+
+		atomic_fetch_add(&ks->wake, 1);
+		futex_wake_one(&ks->wake);
+		if (ks->started)
+			pthread_join(ks->thread, NULL);
+		free(ks->rc);
+	}
+	free(mm->kswapd);
+	mm->kswapd = NULL;
 }
 
 /* Lock the resident, unpinned pages of [*at, e), up to a batch, taking

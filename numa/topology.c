@@ -18,6 +18,8 @@ _Static_assert(NUMA_MAX_NODES <= 64, "node masks are 64 bits");
 int numa_available(void);
 int numa_max_node(void);
 int numa_num_task_nodes(void);
+int numa_num_configured_nodes(void);
+long long numa_node_size64(int node, long long *freep);
 
 static struct numa_topo topo;
 static pthread_once_t topo_once = PTHREAD_ONCE_INIT;
@@ -182,12 +184,38 @@ static void topo_fallback(struct numa_topo *tp)
 	tp->node_mem[0] = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 }
 
+/*
+ * A machine the kernel says has one memory node, and no faked topology
+ * asked for: one node, without loading hwloc. Loading it costs 45-50 ms at
+ * the first emm_open (its plugins) and leaves libstdc++ mapped in every
+ * program that links emm, to learn what libnuma tells in microseconds.
+ */
+static bool topo_single_node(struct numa_topo *tp)
+{
+	int node = 0;
+
+	if (getenv("HWLOC_SYNTHETIC") || getenv("HWLOC_XMLFILE") ||
+	    numa_available() < 0 || numa_num_configured_nodes() != 1)
+		return false;
+	topo_fallback(tp);
+	while (node <= numa_max_node() && numa_node_size64(node, NULL) <= 0)
+		node++;
+	tp->os_node[0] = node <= numa_max_node() ? node : 0;
+	if (numa_node_size64(tp->os_node[0], NULL) > 0)
+		tp->node_mem[0] = (uint64_t)numa_node_size64(tp->os_node[0], NULL);
+	tp->real = true;
+	return true;
+}
+
 static void topo_discover(void)
 {
+	if (topo_single_node(&topo))
+		goto out;
 	if (topo_from_hwloc(&topo) < 0) {
 		emm_warn("hwloc could not read the NUMA topology: using one node");
 		topo_fallback(&topo);
 	}
+out:
 	/* Release: a reader that sees the pointer sees the whole table. */
 	atomic_store_explicit(&topo_ready, &topo, memory_order_release);
 }

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/* emm_advise: DONTNEED drops, PAGEOUT writes out, COLD goes first, WILLNEED reads back, errors. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "emm.h"
+#include "internal.h"
+#include "tap.h"
+
+#define PAGE 4096UL
+#define MIB (1UL << 20)
+#define RANGE (2 * MIB)		/* each range the tests advise */
+#define RPAGES (RANGE / PAGE)
+#define WORDS_PER_PAGE (PAGE / 8)
+
+static struct emm_stats stats(struct emm *mm)
+{
+	EMM_OPTS(emm_stats, st);
+
+	if (emm_stats(mm, &st))
+		bail("emm_stats failed");
+	return st;
+}
+
+static uint64_t value(const uint64_t *p)
+{
+	return (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL | 1;
+}
+
+static void fill(uint64_t *p, size_t len)
+{
+	for (size_t w = 0; w < len / 8; w++)
+		p[w] = value(p + w);
+}
+
+static size_t bad_words(const uint64_t *p, size_t len)
+{
+	size_t bad = 0;
+
+	for (size_t w = 0; w < len / 8; w++)
+		bad += p[w] != value(p + w);
+	return bad;
+}
+
+static size_t nonzero_words(const uint64_t *p, size_t len)
+{
+	size_t n = 0;
+
+	for (size_t w = 0; w < len / 8; w++)
+		n += p[w] != 0;
+	return n;
+}
+
+/* Pages of [p, p + len) whose PTE says swapped. */
+static size_t swapped_pages(const void *p, size_t len)
+{
+	struct rsv *r = rsv_lookup((uintptr_t)p);
+	size_t n = 0;
+
+	for (uintptr_t a = (uintptr_t)p; r && a < (uintptr_t)p + len; a += PAGE)
+		n += pte_state(atomic_load(pte_of(r, a))) == PTE_SWAPPED;
+	return n;
+}
+
+/* An instance with room to spare: nothing is reclaimed unless asked. */
+static struct emm *open_big(void **r, size_t len)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = 256 * MIB, .swap_size = 256 * MIB);
+	struct emm *mm;
+
+	if (emm_open(&o, &mm) || emm_reserve(mm, len, r) || emm_map(mm, *r, len, NULL))
+		bail("cannot open and map an instance");
+	return mm;
+}
+
+static void test_dontneed(struct emm *mm, uint64_t *p)
+{
+	uint64_t res;
+
+	fill(p, RANGE);
+	res = stats(mm).resident_bytes;
+	is_int(emm_advise(mm, p, RANGE, EMM_ADV_DONTNEED), 0, "EMM_ADV_DONTNEED");
+	is_int(res - stats(mm).resident_bytes, RANGE, "resident dropped by the range");
+	is_int(nonzero_words(p, RANGE), 0, "the range reads zero after");
+}
+
+static void test_pageout(struct emm *mm, uint64_t *p)
+{
+	struct emm_stats s0, s1, s2;
+
+	fill(p, RANGE);
+	s0 = stats(mm);
+	is_int(emm_advise(mm, p, RANGE, EMM_ADV_PAGEOUT), 0, "EMM_ADV_PAGEOUT on 2 MiB written");
+	s1 = stats(mm);
+	is_int(s0.resident_bytes - s1.resident_bytes, RANGE, "resident dropped by 2 MiB");
+	is_int(s1.swapouts - s0.swapouts, RPAGES, "swapouts grew by its 512 pages");
+	is_int(swapped_pages(p, RANGE), RPAGES, "every PTE of the range says swapped");
+	is_int(bad_words(p, RANGE), 0, "the data reads back right");
+	s2 = stats(mm);
+	ok(s2.faults_major > s1.faults_major, "through major faults (%" PRIu64 ")",
+	   s2.faults_major - s1.faults_major);
+}
+
+/* Two ranges written together; only one advised cold; then reclaim one range's worth. */
+static void test_cold(struct emm *mm, uint64_t *cold, uint64_t *warm)
+{
+	struct emm_stats s0, s1, s2;
+	long got;
+
+	fill(cold, RANGE);
+	fill(warm, RANGE);
+	is_int(emm_advise(mm, cold, RANGE, EMM_ADV_COLD), 0,
+	       "EMM_ADV_COLD on one of two 2 MiB ranges");
+	got = emm_reclaim(mm, RANGE);
+	diag("emm_reclaim(2 MiB) = %ld KiB; swapped: %zu pages advised cold, %zu not", got >> 10,
+	     swapped_pages(cold, RANGE), swapped_pages(warm, RANGE));
+	is_int(swapped_pages(cold, RANGE), RPAGES, "reclaim took every page of the cold range");
+	is_int(swapped_pages(warm, RANGE), 0, "and none of the equally old other one");
+	s0 = stats(mm);
+	is_int(bad_words(warm, RANGE), 0, "the other range reads right");
+	s1 = stats(mm);
+	is_int(s1.faults_major, s0.faults_major, "without a major fault");
+	is_int(bad_words(cold, RANGE), 0, "the cold range reads right");
+	s2 = stats(mm);
+	ok(s2.faults_major > s1.faults_major, "through major faults (%" PRIu64 ")",
+	   s2.faults_major - s1.faults_major);
+}
+
+static void test_willneed(struct emm *mm, uint64_t *p)
+{
+	struct emm_stats s0, s1, s2;
+
+	fill(p, RANGE);
+	if (emm_advise(mm, p, RANGE, EMM_ADV_PAGEOUT) || swapped_pages(p, RANGE) != RPAGES)
+		diag("EMM_ADV_PAGEOUT did not swap the range out");
+	s0 = stats(mm);
+	is_int(emm_advise(mm, p, RANGE, EMM_ADV_WILLNEED), 0, "EMM_ADV_WILLNEED after PAGEOUT");
+	s1 = stats(mm);
+	is_int(s1.resident_bytes - s0.resident_bytes, RANGE, "the range is resident again");
+	is_int(s1.swapins - s0.swapins, RPAGES, "read back with 512 swapins");
+	is_int(bad_words(p, RANGE), 0, "the data reads right");
+	s2 = stats(mm);
+	diag("reading it: majors +%" PRIu64 ", minors +%" PRIu64, s2.faults_major - s1.faults_major,
+	     s2.faults_minor - s1.faults_minor);
+	is_int(s2.faults_major, s1.faults_major, "with no major fault");
+	ok(s2.faults_minor > s1.faults_minor, "minor faults only");
+}
+
+/* Major faults taken reading the range back in order after PAGEOUT. */
+static uint64_t majors_to_read(struct emm *mm, uint64_t *p)
+{
+	uint64_t m0;
+
+	emm_advise(mm, p, RANGE, EMM_ADV_PAGEOUT);
+	m0 = stats(mm).faults_major;
+	if (bad_words(p, RANGE))
+		diag("the range did not read back right");
+	return stats(mm).faults_major - m0;
+}
+
+static void test_hints(struct emm *mm, uint64_t *p)
+{
+	uint64_t rnd, seq;
+
+	fill(p, RANGE);
+	is_int(emm_advise(mm, p, RANGE, EMM_ADV_RANDOM), 0, "EMM_ADV_RANDOM accepted");
+	rnd = majors_to_read(mm, p);
+	is_int(emm_advise(mm, p, RANGE, EMM_ADV_SEQUENTIAL), 0, "EMM_ADV_SEQUENTIAL accepted");
+	seq = majors_to_read(mm, p);
+	diag("major faults reading 512 paged-out pages in order: %" PRIu64 " under RANDOM, %"
+	     PRIu64 " under SEQUENTIAL", rnd, seq);
+	is_int(rnd, RPAGES, "under RANDOM each page is its own major fault (no readahead)");
+	ok(seq <= RPAGES / 32 + 1, "under SEQUENTIAL a major fault reads 32 pages");
+	is_int(emm_advise(mm, p, RANGE, EMM_ADV_NORMAL), 0, "EMM_ADV_NORMAL accepted");
+	is_int(bad_words(p, RANGE), 0, "and the hints leave the data alone");
+}
+
+static void test_errors(struct emm *mm, uint64_t *p, void *hole)
+{
+	is_int(emm_advise(mm, p, RANGE, 99), -EINVAL, "unknown advice 99: -EINVAL");
+	is_int(emm_advise(mm, p, RANGE, -1), -EINVAL, "advice -1: -EINVAL");
+	is_int(emm_advise(mm, hole, RANGE, EMM_ADV_DONTNEED), -ENOMEM, "a hole: -ENOMEM");
+	is_int(emm_advise(mm, (char *)hole - PAGE, 2 * PAGE, EMM_ADV_PAGEOUT), -ENOMEM,
+	       "a range running into a hole: -ENOMEM");
+	is_int(emm_advise(NULL, p, RANGE, EMM_ADV_COLD), -EINVAL, "mm NULL: -EINVAL");
+	is_int(emm_advise(mm, (char *)p + 1, PAGE, EMM_ADV_COLD), -EINVAL, "unaligned: -EINVAL");
+	is_int(emm_advise(mm, p, 0, EMM_ADV_COLD), -EINVAL, "length 0: -EINVAL");
+}
+
+int main(void)
+{
+	struct emm *mm;
+	char *r;
+
+	plan(39);
+	/* five ranges, then a hole */
+	mm = open_big((void **)&r, 5 * RANGE);
+	test_dontneed(mm, (uint64_t *)r);
+	test_pageout(mm, (uint64_t *)(r + RANGE));
+	is_int(emm_close(mm), 0, "emm_close");
+	mm = open_big((void **)&r, 2 * RANGE);
+	test_cold(mm, (uint64_t *)r, (uint64_t *)(r + RANGE));
+	is_int(emm_close(mm), 0, "emm_close");
+	mm = open_big((void **)&r, 5 * RANGE);
+	test_willneed(mm, (uint64_t *)r);
+	is_int(emm_unmap(mm, r + 3 * RANGE, 2 * RANGE), 0, "unmap the last two ranges: a hole");
+	test_hints(mm, (uint64_t *)(r + RANGE));
+	test_errors(mm, (uint64_t *)(r + RANGE), r + 3 * RANGE);
+	is_int(emm_close(mm), 0, "emm_close");
+	return done_testing();
+}
