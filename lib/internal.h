@@ -160,6 +160,7 @@ struct emm_counters {
 	_Atomic uint64_t thp_collapse, thp_collapse_failed, thp_split;
 	_Atomic uint64_t io_errors, oom_events, writebacks;
 	_Atomic long thp_extents;
+	_Atomic uint64_t vmas;		/* VMAs of every reservation, after merging */
 	_Atomic uint64_t resident_pages;
 	_Atomic long kernel_vmas;
 };
@@ -337,7 +338,6 @@ struct vma_change {
 	unsigned set_flags, clear_flags;
 };
 int vma_change(struct rsv *r, uintptr_t start, uintptr_t end, const struct vma_change *chg);
-size_t vma_count(struct rsv *r);
 int walk_vmas(struct rsv *r, uintptr_t s, uintptr_t e,
 	      int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg);
 

@@ -11,17 +11,6 @@
 
 #define LOAD(mm, f) atomic_load_explicit(&(mm)->c.f, memory_order_relaxed)
 
-static uint64_t count_vmas(struct emm *mm)
-{
-	uint64_t n = 0;
-
-	pthread_mutex_lock(&mm->lock);
-	for (struct rsv *r = mm->rsvs; r; r = r->next)
-		n += vma_count(r);
-	pthread_mutex_unlock(&mm->lock);
-	return n;
-}
-
 static void stats_fill(struct emm *mm, struct emm_stats *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -52,7 +41,7 @@ static void stats_fill(struct emm *mm, struct emm_stats *s)
 		s->swap_total_bytes = swap_slots_total(mm->swap) * PAGE_SIZE;
 	}
 	s->kernel_vmas = (uint64_t)LOAD(mm, kernel_vmas);
-	s->vmas = count_vmas(mm);
+	s->vmas = LOAD(mm, vmas);	/* lock-free: callbacks may ask */
 }
 
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st)

@@ -139,6 +139,7 @@ static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end,
 	synchronize_srcu();
 	file_refs(t, 1);
 	file_refs(old, -1);
+	count_events(r->mm, vmas, (uint64_t)t->nr - (old ? old->nr : 0));
 	free(old);
 	return 0;
 }
@@ -187,17 +188,13 @@ int vma_change(struct rsv *r, uintptr_t start, uintptr_t end, const struct vma_c
 	return vma_rewrite(r, start, end, chg, NULL);
 }
 
-/* Writers hold mm->lock. */
-size_t vma_count(struct rsv *r)
+void vma_table_free(struct rsv *r)
 {
 	struct vma_table *t = atomic_load_explicit(&r->vmas, memory_order_relaxed);
 
-	return t ? t->nr : 0;
-}
-
-void vma_table_free(struct rsv *r)
-{
-	file_refs(atomic_load_explicit(&r->vmas, memory_order_relaxed), -1);
+	if (t)
+		count_events(r->mm, vmas, -(uint64_t)t->nr);
+	file_refs(t, -1);
 	free(atomic_load_explicit(&r->vmas, memory_order_relaxed));
 	atomic_store_explicit(&r->vmas, NULL, memory_order_relaxed);
 }
