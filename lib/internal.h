@@ -345,6 +345,8 @@ int walk_vmas(struct rsv *r, uintptr_t s, uintptr_t e,
 int check_range(const struct emm *mm, const void *addr, size_t len);
 typedef int (*range_fn)(struct rsv *r, uintptr_t s, uintptr_t e, void *arg);
 int with_range(struct emm *mm, void *addr, size_t len, range_fn fn, void *arg);
+int with_range_holes(struct emm *mm, void *addr, size_t len, bool holes_ok, range_fn fn,
+		     void *arg);
 void vma_table_free(struct rsv *r);
 
 /* mprotect.c: the app view's protection and the kernel VMAs it costs */

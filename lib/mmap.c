@@ -154,29 +154,24 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 	return err;
 }
 
+/* Nothing written is lost: FILE and PAGER pages go home first. */
+static int unmap_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
+{
+	int err = sync_range(r, s, e);
+
+	(void)arg;
+	if (!err) {
+		thp_split_range(r, s, e, false);
+		err = vma_remove(r, s, e);
+	}
+	if (!err)
+		zap_range(r, s, e, true);
+	return err;
+}
+
 EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len)
 {
-	uintptr_t s = (uintptr_t)addr;
-	struct rsv *r;
-	sigset_t old;
-	int err = check_range(mm, addr, len);
-
-	if (err)
-		return err;
-	sig_block(&old);
-	pthread_mutex_lock(&mm->lock);
-	err = rsv_find_range(mm, s, len, &r);
-	if (!err)
-		err = sync_range(r, s, s + len);	/* nothing written is lost */
-	if (!err)
-		thp_split_range(r, s, s + len, false);
-	if (!err)
-		err = vma_remove(r, s, s + len);
-	if (!err)
-		zap_range(r, s, s + len, true);
-	pthread_mutex_unlock(&mm->lock);
-	sig_restore(&old);
-	return err;
+	return with_range_holes(mm, addr, len, true, unmap_range, NULL);
 }
 
 /* Write access to a FILE VMA needs a descriptor it can write back through. */
@@ -186,31 +181,20 @@ static int check_writable(struct rsv *r, const struct emm_vma *v, void *arg)
 	return v->file && (*(int *)arg & EMM_PROT_WRITE) && !v->file->writable ? -EACCES : 0;
 }
 
-EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
+static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
-	uintptr_t s = (uintptr_t)addr;
-	struct rsv *r;
-	sigset_t old;
-	int err = check_range(mm, addr, len);
+	int prot = *(int *)arg, err = walk_vmas(r, s, e, check_writable, &prot);
 
 	if (err)
 		return err;
-	if (prot & ~(EMM_PROT_READ | EMM_PROT_WRITE | EMM_PROT_EXEC))
+	thp_split_range(r, s, e, false);
+	err = vma_change(r, s, e, &(struct vma_change){ prot, 0, 0 });
+	return err ? err : change_range_prot(r, s, e, prot);
+}
+
+EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
+{
+	if (mm && (prot & ~(EMM_PROT_READ | EMM_PROT_WRITE | EMM_PROT_EXEC)))
 		return -EINVAL;
-	sig_block(&old);
-	pthread_mutex_lock(&mm->lock);
-	err = rsv_find_range(mm, s, len, &r);
-	if (!err && !range_covered(r, s, s + len))
-		err = -ENOMEM;
-	if (!err)
-		err = walk_vmas(r, s, s + len, check_writable, &prot);
-	if (!err) {
-		thp_split_range(r, s, s + len, false);
-		err = vma_change(r, s, s + len, &(struct vma_change){ prot, 0, 0 });
-	}
-	if (!err)
-		err = change_range_prot(r, s, s + len, prot);
-	pthread_mutex_unlock(&mm->lock);
-	sig_restore(&old);
-	return err;
+	return with_range(mm, addr, len, protect_range, &prot);
 }
