@@ -11,6 +11,9 @@
 struct bench_opts {
 	uint64_t size;		/* bytes each run touches */
 	unsigned runs;		/* repeats per measurement; the best counts */
+	uint64_t limit;		/* emm's memory budget; 0: the mode's default */
+	uint64_t ops;		/* random accesses per pattern; 0: the mode's default */
+	unsigned threads;	/* threads doing them; 0: the mode's default */
 };
 
 /* One subcommand: runs with the parsed options, returns the exit status. */
@@ -18,6 +21,8 @@ struct bench_mode {
 	const char *name;
 	const char *help;
 	int (*run)(const struct bench_opts *o);
+	uint64_t size;		/* default --size; 0: 256M */
+	unsigned runs;		/* default --runs; 0: 3 */
 };
 
 /*
@@ -25,6 +30,7 @@ struct bench_mode {
  * and its internal names must not meet ours.
  */
 int bench_first_touch(const struct bench_opts *o);
+int bench_out_of_core(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
 int bench_parse_size(const char *s, uint64_t *out);

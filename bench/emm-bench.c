@@ -9,10 +9,12 @@
 #include <string.h>
 #include <time.h>
 
-/* New modes (out-of-core, file, thp, lru) go here. */
+/* New modes (file, thp, lru) go here. */
 static const struct bench_mode modes[] = {
 	{ "first-touch", "sequential and random first touch, emm vs kernel anonymous memory",
-	  bench_first_touch },
+	  bench_first_touch, 0, 0 },
+	{ "out-of-core", "a region larger than the budget: swap against O_DIRECT on a plain file",
+	  bench_out_of_core, 4ULL << 30, 1 },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))
@@ -71,10 +73,16 @@ void bench_shuffle(size_t *v, size_t n, uint64_t seed)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: emm-bench MODE [--size BYTES] [--runs N]\n"
+	fprintf(f, "usage: emm-bench MODE [--size BYTES] [--runs N] [--limit BYTES] [--ops N]\n"
+		   "                      [--threads N]\n"
 		   "       emm-bench --help\n"
-		   "  --size BYTES  memory each run touches, K/M/G/T suffixes (default 256M)\n"
-		   "  --runs N      repeat each measurement N times, keep the best (default 3)\n"
+		   "  --size BYTES  memory each run touches, K/M/G/T suffixes (default 256M;\n"
+		   "                out-of-core 4G)\n"
+		   "  --runs N      repeat each measurement N times, keep the best (default 3;\n"
+		   "                out-of-core 1)\n"
+		   "  --limit BYTES out-of-core: emm's memory budget (default 1G)\n"
+		   "  --ops N       out-of-core: random accesses per pattern (default 64K)\n"
+		   "  --threads N   out-of-core: threads for the random patterns (default 1)\n"
 		   "modes:\n");
 	for (size_t i = 0; i < NR_MODES; i++)
 		fprintf(f, "  %-12s  %s\n", modes[i].name, modes[i].help);
@@ -93,14 +101,23 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 	static const struct option longopts[] = {
 		{ "size", required_argument, NULL, 's' },
 		{ "runs", required_argument, NULL, 'r' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ "ops", required_argument, NULL, 'n' },
+		{ "threads", required_argument, NULL, 't' },
 		{ 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "s:r:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:r:l:n:t:", longopts, NULL)) != -1) {
 		if (c == 's' && bench_parse_size(optarg, &o->size) == 0 && o->size >= PAGE_SIZE)
 			continue;
 		if (c == 'r' && (o->runs = (unsigned)atoi(optarg)) > 0)
+			continue;
+		if (c == 'l' && bench_parse_size(optarg, &o->limit) == 0 && o->limit >= PAGE_SIZE)
+			continue;
+		if (c == 'n' && bench_parse_size(optarg, &o->ops) == 0 && o->ops > 0)
+			continue;
+		if (c == 't' && (o->threads = (unsigned)atoi(optarg)) > 0 && o->threads <= 256)
 			continue;
 		return -1;
 	}
@@ -110,7 +127,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 
 int main(int argc, char **argv)
 {
-	struct bench_opts o = { .size = 256UL << 20, .runs = 3 };
+	struct bench_opts o = { 0 };
 	const struct bench_mode *m;
 
 	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
@@ -125,5 +142,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "emm-bench: unknown mode '%s'; emm-bench --help lists them\n", argv[1]);
 		return 2;
 	}
+	/* Unset options take the mode's defaults. */
+	if (!o.size)
+		o.size = m->size ? m->size : 256UL << 20;
+	if (!o.runs)
+		o.runs = m->runs ? m->runs : 3;
 	return m->run(&o);
 }
