@@ -12,7 +12,8 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define SWAP_RA_PAGES	32	/* swap-in readahead window, in pages */
+#define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
+#define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
 #define IO_BATCH	32	/* pages per swap read request built on the stack */
 
 /* Async-signal-safe. The word of a page whose lock the caller holds. */
@@ -309,16 +310,64 @@ static void fault_around(struct rsv *r, uintptr_t addr, uintptr_t lo, uintptr_t 
 	*ep = e;
 }
 
+/* Async-signal-safe. The protection a locked page gets for an access:
+ * without write while it is clean with a copy elsewhere and the access
+ * does not write. */
+static int page_want(struct rsv *r, uint64_t val, int prot, int access)
+{
+	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
+		return prot & ~EMM_PROT_WRITE;
+	return prot;
+}
+
+/* Async-signal-safe. Does the locked range hold pages that mapping would
+ * cost I/O or a clean copy: swapped ones, or clean FILE/PAGER/swap-cache
+ * ones (mapping them writable would make them dirty)? */
+static bool range_has_copies(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
+		uint64_t v = locked_val(r, a);
+
+		if (pte_state(v) == PTE_SWAPPED || page_clean_copy(r, v))
+			return true;
+	}
+	return false;
+}
+
 /*
- * Async-signal-safe. Near the kernel-VMA budget: map a whole aligned
+ * Async-signal-safe. One coalescing step over the locked [s, e): map it
+ * all alike, where that costs no I/O and dirties nothing (never-touched
+ * and dirty pages); else revoke it all and map the faulting page alone.
+ * Either way the runs inside merge into one or three.
+ */
+static int coalesce_step(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+			 uintptr_t addr, int access, bool force)
+{
+	int prot = target_prot(vma), err;
+
+	if (!range_has_copies(r, s, e)) {
+		err = make_resident(r, vma, s, e);
+		return err ? err : app_protect(r, s, e, prot, force);
+	}
+	err = app_protect(r, s, e, EMM_PROT_NONE, true);
+	if (!err)
+		err = make_resident(r, vma, addr, addr + PAGE_SIZE);
+	if (!err)
+		err = app_protect(r, addr, addr + PAGE_SIZE,
+				  page_want(r, locked_val(r, addr), prot, access), force);
+	return err;
+}
+
+/*
+ * Async-signal-safe. Near the kernel-VMA budget: coalesce a whole aligned
  * cluster around addr (growing until it fits) so that runs merge instead
  * of multiplying. No PTE lock is held on entry.
  */
 static int coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
 {
 	static const unsigned shifts[] = { PMD_SHIFT, PMD_SHIFT + 4, PMD_SHIFT + 9, 63 };
-	int prot = target_prot(vma);
 
+	addr = ALIGN_DOWN(addr, PAGE_SIZE);
 	for (size_t k = 0; k < ARRAY_SIZE(shifts); k++) {
 		uintptr_t sz = (uintptr_t)1 << MIN(shifts[k], 62);
 		uintptr_t s = MAX(ALIGN_DOWN(addr, sz), vma->start);
@@ -328,9 +377,7 @@ static int coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, in
 		if (shifts[k] == 63)
 			s = vma->start, e = vma->end;
 		lock_range(r, s, e);
-		err = make_resident(r, vma, s, e);
-		if (!err)
-			err = app_protect(r, s, e, prot, k + 1 == ARRAY_SIZE(shifts));
+		err = coalesce_step(r, vma, s, e, addr, access, k + 1 == ARRAY_SIZE(shifts));
 		if (!err) {
 			unlock_range(r, s, e, access, 0);
 			return FAULT_DONE;
@@ -447,7 +494,8 @@ static void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t a
 {
 	uintptr_t last_lo = atomic_load_explicit(&r->ra_lo, memory_order_relaxed);
 	uintptr_t last_hi = atomic_load_explicit(&r->ra_hi, memory_order_relaxed);
-	uintptr_t n = SWAP_RA_PAGES << PAGE_SHIFT;
+	uintptr_t n = MIN(MAX(2 * (last_hi - last_lo), SWAP_RA_MIN << PAGE_SHIFT),
+			  SWAP_RA_MAX << PAGE_SHIFT);
 
 	*lo = addr;
 	*hi = addr + PAGE_SIZE;
@@ -540,15 +588,6 @@ int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_
 	}
 }
 
-/* Async-signal-safe. The protection a locked page gets for an access:
- * without write while it is clean with a copy elsewhere and the access
- * does not write. */
-static int page_want(struct rsv *r, uint64_t val, int prot, int access)
-{
-	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
-		return prot & ~EMM_PROT_WRITE;
-	return prot;
-}
 
 /* Async-signal-safe. Map the locked, resident [s, e) for access, a run of
  * equal protection per call. */

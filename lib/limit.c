@@ -82,7 +82,7 @@ EMM_API int emm_set_node_limit(struct emm *mm, int node, uint64_t bytes)
 	struct lruvec *lv;
 	long over;
 
-	if (!mm || node < 0 || node >= mm->lru->nnodes)
+	if (!mm || node < 0 || node >= mm->lru->nnodes || (bytes && bytes < (1ULL << 20)))
 		return -EINVAL;
 	lv = &mm->lru->node[node];
 	pthread_mutex_lock(&mm->lock);

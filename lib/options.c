@@ -163,7 +163,8 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 	if (o->backend < EMM_BACKEND_AUTO || o->backend > EMM_BACKEND_UFFD ||
 	    o->thp < EMM_THP_MADVISE || o->thp > EMM_THP_NEVER ||
 	    (o->flags & ~(EMM_OPEN_SHOW_STATS | EMM_OPEN_VERBOSE | EMM_OPEN_NO_PAGEVEC)) ||
-	    o->fault_around > 512 || o->thp_max_ptes_none < -1 || o->thp_max_ptes_none > 511)
+	    o->fault_around > 512 || o->thp_max_ptes_none < -1 || o->thp_max_ptes_none > 511 ||
+	    o->thp_scan_ms > 600000)
 		return -EINVAL;
 	if (o->mem_limit)
 		cfg->mem_limit = o->mem_limit;

@@ -516,6 +516,7 @@ void mm_charge(struct emm *mm, int node, long pages)
 			break;
 }
 
+
 static void kswapd_sleep(struct kswapd *ks, uint32_t seen, long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
@@ -556,11 +557,13 @@ static void *kswapd(void *arg)
 			continue;
 		}
 		while (!atomic_load(&mm->kswapd_stop) && over(mm, ks->node, mm->cfg.wmark_high, 0)) {
-			if (!shrink_node_with(mm, ks->node, ks->rc->max, ks->rc)) {
-				out_of_memory(mm);
-				kswapd_sleep(ks, atomic_load(&ks->wake), 10);
-				break;
-			}
+			long got = shrink_node_with(mm, ks->node, ks->rc->max, ks->rc);
+
+			if (got)
+				continue;
+			out_of_memory(mm);
+			kswapd_sleep(ks, atomic_load(&ks->wake), 10);
+			break;
 		}
 	}
 	return NULL;
