@@ -205,6 +205,37 @@ static void migrate(void)
 	   first_bad(slot(3), VLEN, 3) < 0, "the other VMAs read what was written");
 }
 
+/* A collapsed 2 MiB extent is 512 resident pages but one entry on its
+ * list, which the list fields count as one page (see emm_numa(3)). */
+static void huge_extent(void)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .thp = EMM_THP_MADVISE);
+	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ | EMM_PROT_WRITE,
+		 .flags = EMM_MAP_HUGEPAGE, .numa_policy = EMM_NUMA_BIND, .numa_nodes = 1);
+	EMM_OPTS(emm_node_stats, ns);
+	EMM_OPTS(emm_stats, st);
+	struct emm *hm;
+	char *p;
+
+	if (emm_open(&o, &hm) || emm_reserve(hm, 4 * MIB, (void **)&p) ||
+	    emm_map(hm, p, 4 * MIB, &mo))
+		bail("cannot set up the huge-page instance");
+	memset(p, 0x3c, 4 * MIB);
+	emm_reclaim(hm, 0);
+	emm_stats(hm, &st);
+	emm_node_stats(hm, 0, &ns);
+	diag("two huge extents: resident %" PRIu64 " pages, huge %" PRIu64 ", active %" PRIu64
+	     " + inactive %" PRIu64, ns.resident_bytes / PAGE, st.huge_bytes / PAGE,
+	     ns.active_bytes / PAGE, ns.inactive_bytes / PAGE);
+	if (!st.huge_bytes)
+		skip(1, "no extent was collapsed (MADV_COLLAPSE failed here)");
+	else
+		is_int(ns.active_bytes + ns.inactive_bytes,
+		       ns.resident_bytes - st.huge_bytes + st.huge_bytes / 512,
+		       "active + inactive == resident, each huge extent counted as one page");
+	emm_close(hm);
+}
+
 int main(void)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .thp = EMM_THP_NEVER);
@@ -215,7 +246,7 @@ int main(void)
 	unsetenv("HWLOC_XMLFILE");
 	if (numa_available() >= 0 && numa_num_configured_nodes() != 1)
 		skip_all("this machine has more than one NUMA node; the test is for one-node machines");
-	plan(46);
+	plan(47);
 	if (!is_int(emm_open(&o, &mm), 0, "emm_open"))
 		bail("cannot open an instance");
 	is_int(emm_numa_nodes(mm), 1, "emm_numa_nodes: 1");
@@ -228,5 +259,6 @@ int main(void)
 	node_stats();
 	migrate();
 	is_int(emm_close(mm), 0, "emm_close");
+	huge_extent();
 	return done_testing();
 }

@@ -90,12 +90,17 @@ static char *new_vma(long npages, int policy, uint64_t nodes)
 /* Each page gets a word naming it and the VMA. */
 struct touch { char *p; long npages; int seed; long per_node[64]; };
 
+static uint64_t word(const struct touch *t, long i)
+{
+	return (uint64_t)t->seed << 32 | (uint64_t)i;
+}
+
 static void write_pages(void *arg)
 {
 	struct touch *t = arg;
 
 	for (long i = 0; i < t->npages; i++)
-		*(volatile uint64_t *)(t->p + (size_t)i * PAGE) = (uint64_t)t->seed << 32 | (uint64_t)i;
+		*(volatile uint64_t *)(t->p + (size_t)i * PAGE) = word(t, i);
 }
 
 static void read_pages(void *arg)
@@ -111,7 +116,7 @@ static void read_pages(void *arg)
 static long first_bad(const struct touch *t)
 {
 	for (long i = 0; i < t->npages; i++)
-		if (*(volatile uint64_t *)(t->p + (size_t)i * PAGE) != ((uint64_t)t->seed << 32 | (uint64_t)i))
+		if (*(volatile uint64_t *)(t->p + (size_t)i * PAGE) != word(t, i))
 			return i;
 	return -1;
 }
@@ -314,6 +319,7 @@ static int child(int n)
 	void *r;
 
 	alarm(60);
+	setvbuf(stdout, NULL, _IOLBF, 0);	/* a child that dies still said how far it got */
 	nnodes = n;
 	check(emm_open(&o, &mm) == 0, "emm_open");
 	check(emm_numa_nodes(mm) == n, "emm_numa_nodes: %d (got %d)", n, emm_numa_nodes(mm));

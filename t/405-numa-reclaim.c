@@ -154,7 +154,12 @@ static void limits(void)
 	check(emm_set_node_limit(mm, -1, SHARE0) == -EINVAL, "emm_set_node_limit(node -1): -EINVAL");
 	check(emm_set_node_limit(NULL, 0, SHARE0) == -EINVAL, "emm_set_node_limit(NULL): -EINVAL");
 	check(emm_set_node_limit(mm, 64, SHARE0) == -EINVAL, "emm_set_node_limit(node 64): -EINVAL");
+	check(emm_set_node_limit(mm, 0, 4096) == -EINVAL, "a share of 4 KiB: -EINVAL");
+	check(emm_set_node_limit(mm, 0, MIB - 1) == -EINVAL, "a share of 1 MiB - 1: -EINVAL");
 	check(nstats(0).limit_bytes == SHARE0, "node 0's limit is still 4 MiB after the errors");
+	check(emm_set_node_limit(mm, 0, MIB + 100) == 0 && nstats(0).limit_bytes == MIB,
+	      "a share of 1 MiB + 100 bytes is taken, rounded down to 1 MiB");
+	check(emm_set_node_limit(mm, 0, SHARE0) == 0, "node 0 back to 4 MiB");
 }
 
 /* Node 1 first, then four times node 0's share to node 0. */
@@ -304,6 +309,7 @@ static int child(void)
 	char *r;
 
 	alarm(60);
+	setvbuf(stdout, NULL, _IOLBF, 0);	/* a child that dies still said how far it got */
 	check(emm_open(&o, &mm) == 0, "emm_open: 64 MiB budget");
 	check(emm_numa_nodes(mm) == 2, "2 nodes (got %d)", emm_numa_nodes(mm));
 	if (emm_numa_nodes(mm) != 2 || emm_reserve(mm, 64 * MIB, (void **)&r))
