@@ -31,6 +31,9 @@ struct bench_mode {
  */
 int bench_first_touch(const struct bench_opts *o);
 int bench_out_of_core(const struct bench_opts *o);
+int bench_file(const struct bench_opts *o);
+int bench_thp(const struct bench_opts *o);
+int bench_lru(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
 int bench_parse_size(const char *s, uint64_t *out);

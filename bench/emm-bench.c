@@ -9,12 +9,17 @@
 #include <string.h>
 #include <time.h>
 
-/* New modes (file, thp, lru) go here. */
 static const struct bench_mode modes[] = {
 	{ "first-touch", "sequential and random first touch, emm vs kernel anonymous memory",
 	  bench_first_touch, 0, 0 },
 	{ "out-of-core", "a region larger than the budget: swap against O_DIRECT on a plain file",
 	  bench_out_of_core, 4ULL << 30, 1 },
+	{ "file", "a file larger than the budget: FILE VMA reads against O_DIRECT pread and mmap",
+	  bench_file, 2ULL << 30, 1 },
+	{ "thp", "random reads of a resident region, 4 KiB-mapped against huge; collapse cost",
+	  bench_thp, 1ULL << 30, 3 },
+	{ "lru", "two threads faulting and reclaiming, per-CPU pagevecs on against off",
+	  bench_lru, 64ULL << 20, 2 },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))
@@ -77,12 +82,15 @@ static void usage(FILE *f)
 		   "                      [--threads N]\n"
 		   "       emm-bench --help\n"
 		   "  --size BYTES  memory each run touches, K/M/G/T suffixes (default 256M;\n"
-		   "                out-of-core 4G)\n"
+		   "                out-of-core 4G; file: the file, 2G; thp 1G; lru: each\n"
+		   "                thread's region, 64M)\n"
 		   "  --runs N      repeat each measurement N times, keep the best (default 3;\n"
-		   "                out-of-core 1)\n"
-		   "  --limit BYTES out-of-core: emm's memory budget (default 1G)\n"
-		   "  --ops N       out-of-core: random accesses per pattern (default 64K)\n"
-		   "  --threads N   out-of-core: threads for the random patterns (default 1)\n"
+		   "                out-of-core and file 1, lru 2)\n"
+		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M)\n"
+		   "  --ops N       random accesses per pattern (out-of-core 64K, file 32K;\n"
+		   "                thp: reads per pass, 16M)\n"
+		   "  --threads N   out-of-core: threads for the random patterns (default 1);\n"
+		   "                lru: threads faulting at once (default 2)\n"
 		   "modes:\n");
 	for (size_t i = 0; i < NR_MODES; i++)
 		fprintf(f, "  %-12s  %s\n", modes[i].name, modes[i].help);

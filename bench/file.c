@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: MIT */
+/* file: reads of a file larger than the budget, emm FILE VMA against O_DIRECT pread and mmap. */
+#include "bench.h"
+
+#include <emm.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define DEFAULT_LIMIT	(512ULL << 20)
+#define DEFAULT_OPS	32768
+#define SEQ_IO		(1UL << 20)	/* request size of the sequential baseline */
+#define WORDS		(PAGE_SIZE / sizeof(uint64_t))
+#define MIB		(1024.0 * 1024.0)
+#define GIB		(MIB * 1024.0)
+
+/* What emm must reach against pread with O_DIRECT of the same pattern. */
+#define GOAL_SEQ	0.7		/* of the device's sequential bandwidth */
+#define GOAL_RAND	(1 / 1.2)	/* within 1.2x of pread 4K */
+
+enum { SEQ, RAND, NR_PATTERNS };
+
+struct pattern {
+	const char *name;
+	const char *device;	/* what the baseline does */
+	bool random;		/* rates in reads/s, else MiB/s */
+	double goal;
+};
+
+static const struct pattern patterns[NR_PATTERNS] = {
+	[SEQ] = { "seq-read", "pread 1M", false, GOAL_SEQ },
+	[RAND] = { "rand-read", "pread 4K", true, GOAL_RAND },
+};
+
+/* One pattern, best of the runs; emm's counters are those of its best run. */
+struct result {
+	double emm, dev, kernel;
+	double emm_sec;
+	uint64_t faults_major, pgsteal;
+	uint64_t kernel_vmas;	/* emm's app view after the reads, in kernel VMAs */
+	uint64_t cached;	/* bytes of the file in the page cache after emm's run */
+	uint64_t bad;		/* words that read back wrong, all runs, emm and mmap */
+};
+
+struct fb {
+	uint64_t size, limit;
+	size_t pages, nops;
+	const char *dir;
+	size_t *perm;		/* the first nops entries: random distinct pages */
+	int fd;			/* buffered: emm's FILE VMA and the kernel's mmap */
+	int dfd;		/* the same file with O_DIRECT: the baseline */
+	void *buf;		/* SEQ_IO bytes aligned for O_DIRECT */
+	struct result res[NR_PATTERNS];
+};
+
+static int complain(const char *what, int64_t err)
+{
+	fprintf(stderr, "emm-bench: file: %s: %s\n", what, strerror((int)-err));
+	return (int)err;
+}
+
+/* The word each page of the file starts with. */
+static uint64_t stamp(size_t page)
+{
+	return page + 1;
+}
+
+static double mib_rate(uint64_t bytes, uint64_t ns)
+{
+	return bench_rate(bytes, ns) / MIB;
+}
+
+/* ---- the file ---- */
+
+static const char *file_dir(void)
+{
+	const char *dir = getenv("TMPDIR");
+
+	return dir && *dir ? dir : "/var/tmp";
+}
+
+/* The file, plus emm's swap file (sparse, and FILE pages never use it). */
+static bool disk_ok(const struct fb *b)
+{
+	uint64_t need = b->size + b->size / 8 + (256ULL << 20), have;
+	struct statvfs sv;
+
+	if (statvfs(b->dir, &sv) < 0) {
+		complain(b->dir, -errno);
+		return false;
+	}
+	have = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (have >= need)
+		return true;
+	fprintf(stderr, "emm-bench: file needs %.1f GiB free in %s and finds %.1f GiB; try a\n"
+			"smaller --size, or point TMPDIR at a roomier file system\n",
+		need / GIB, b->dir, have / GIB);
+	return false;
+}
+
+/*
+ * Two open file descriptions of one file, unlinked at once: a buffered one
+ * (emm dups it, so it must not share O_DIRECT) and an O_DIRECT one.
+ */
+static int files_open(struct fb *b)
+{
+	char path[4096];
+	int fd = open(b->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		b->fd = fd;
+		b->dfd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
+		return b->dfd < 0 ? -errno : 0;
+	}
+	if (errno != EOPNOTSUPP && errno != EISDIR)
+		return -errno;
+	if (snprintf(path, sizeof(path), "%s/emm-bench-XXXXXX", b->dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	b->fd = mkostemp(path, O_CLOEXEC);
+	if (b->fd < 0)
+		return -errno;
+	b->dfd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	unlink(path);
+	return b->dfd < 0 ? -errno : 0;
+}
+
+/* Write the file with O_DIRECT (nothing of it cached): every page stamped. */
+static int64_t file_fill(struct fb *b)
+{
+	uint64_t *w = b->buf, t0 = bench_now_ns();
+
+	memset(b->buf, 0x5a, SEQ_IO);
+	for (uint64_t off = 0; off < b->size; off += SEQ_IO) {
+		size_t len = b->size - off < SEQ_IO ? b->size - off : SEQ_IO;
+
+		for (size_t i = 0; i < len / PAGE_SIZE; i++)
+			w[i * WORDS] = stamp(off / PAGE_SIZE + i);
+		ssize_t n = pwrite(b->dfd, b->buf, len, (off_t)off);
+
+		if (n != (ssize_t)len)
+			return n < 0 ? -errno : -EIO;
+	}
+	if (fdatasync(b->dfd) < 0)
+		return -errno;
+	return (int64_t)(bench_now_ns() - t0);
+}
+
+/* Every run starts cold: nothing of the file in the page cache. */
+static void drop_cache(const struct fb *b)
+{
+	fdatasync(b->fd);
+	posix_fadvise(b->fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
+/* Bytes of the file the page cache holds now (mincore of a mapping never touched). */
+static uint64_t cached_bytes(const struct fb *b)
+{
+	unsigned char *vec = malloc(b->pages);
+	void *p = mmap(NULL, b->size, PROT_READ, MAP_SHARED, b->fd, 0);
+	uint64_t n = 0;
+
+	if (vec && p != MAP_FAILED && mincore(p, b->size, vec) == 0)
+		for (size_t i = 0; i < b->pages; i++)
+			n += vec[i] & 1;
+	if (p != MAP_FAILED)
+		munmap(p, b->size);
+	free(vec);
+	return n * PAGE_SIZE;
+}
+
+/* ---- the three readers ---- */
+
+static int64_t dev_read(struct fb *b, int pat)
+{
+	uint64_t t0 = bench_now_ns();
+
+	if (pat == RAND) {
+		for (size_t i = 0; i < b->nops; i++) {
+			ssize_t n = pread(b->dfd, b->buf, PAGE_SIZE, (off_t)(b->perm[i] * PAGE_SIZE));
+
+			if (n != (ssize_t)PAGE_SIZE)
+				return n < 0 ? -errno : -EIO;
+		}
+		return (int64_t)(bench_now_ns() - t0);
+	}
+	for (uint64_t off = 0; off < b->size; off += SEQ_IO) {
+		size_t len = b->size - off < SEQ_IO ? b->size - off : SEQ_IO;
+		ssize_t n = pread(b->dfd, b->buf, len, (off_t)off);
+
+		if (n != (ssize_t)len)
+			return n < 0 ? -errno : -EIO;
+	}
+	return (int64_t)(bench_now_ns() - t0);
+}
+
+/* One word of each page, in the pattern's order; wrong words add to *bad. */
+static uint64_t mem_read(const struct fb *b, volatile const uint64_t *p, int pat, uint64_t *bad)
+{
+	uint64_t t0 = bench_now_ns();
+
+	if (pat == RAND) {
+		for (size_t i = 0; i < b->nops; i++)
+			*bad += p[b->perm[i] * WORDS] != stamp(b->perm[i]);
+	} else {
+		for (size_t pg = 0; pg < b->pages; pg++)
+			*bad += p[pg * WORDS] != stamp(pg);
+	}
+	return bench_now_ns() - t0;
+}
+
+static void stats_get(struct emm *mm, struct emm_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->sz = sizeof(*st);
+	emm_stats(mm, st);
+}
+
+/* A fresh instance with the budget, the whole file mapped read-only. */
+static int64_t emm_read(struct fb *b, int pat, struct emm_stats *d, uint64_t *bad)
+{
+	EMM_OPTS(emm_opts, eo, .mem_limit = b->limit);
+	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ, .policy = EMM_POLICY_FILE, .fd = b->fd);
+	struct emm_stats s0, s1;
+	struct emm *mm;
+	uint64_t ns = 0;
+	void *p;
+	int err = emm_open(&eo, &mm);
+
+	if (err < 0)
+		return err;
+	err = emm_reserve(mm, b->size, &p);
+	if (err == 0)
+		err = emm_map(mm, p, b->size, &mo);
+	if (err == 0 && pat == RAND)
+		err = emm_advise(mm, p, b->size, EMM_ADV_RANDOM);
+	if (err == 0) {
+		stats_get(mm, &s0);
+		ns = mem_read(b, p, pat, bad);
+		stats_get(mm, &s1);
+		d->faults_major = s1.faults_major - s0.faults_major;
+		d->pgsteal = s1.pgsteal - s0.pgsteal;
+		d->kernel_vmas = s1.kernel_vmas;
+	}
+	emm_close(mm);
+	return err < 0 ? err : (int64_t)ns;
+}
+
+/* The kernel's own mapping of the file: no budget, its page cache. */
+static int64_t kernel_read(struct fb *b, int pat, uint64_t *bad)
+{
+	void *p = mmap(NULL, b->size, PROT_READ, MAP_SHARED, b->fd, 0);
+	uint64_t ns;
+
+	if (p == MAP_FAILED)
+		return -errno;
+	if (pat == RAND)
+		madvise(p, b->size, MADV_RANDOM);
+	ns = mem_read(b, p, pat, bad);
+	munmap(p, b->size);
+	return (int64_t)ns;
+}
+
+/* The baseline, then emm, then the kernel, each from a cold cache. */
+static int run_pattern(struct fb *b, int pat)
+{
+	const struct pattern *p = &patterns[pat];
+	struct result *r = &b->res[pat];
+	uint64_t bytes = pat == RAND ? b->nops : b->size;
+	struct emm_stats d = { 0 };
+	int64_t dev, emm, kern;
+	double rate;
+
+	dev = dev_read(b, pat);
+	if (dev < 0)
+		return complain("pread with O_DIRECT", dev);
+	drop_cache(b);
+	emm = emm_read(b, pat, &d, &r->bad);
+	if (emm < 0)
+		return complain("emm", emm);
+	rate = p->random ? bench_rate(bytes, (uint64_t)emm) : mib_rate(bytes, (uint64_t)emm);
+	if (rate >= r->emm) {
+		r->emm = rate;
+		r->emm_sec = emm / 1e9;
+		r->faults_major = d.faults_major;
+		r->pgsteal = d.pgsteal;
+		r->kernel_vmas = d.kernel_vmas;
+		r->cached = cached_bytes(b);
+	}
+	drop_cache(b);
+	kern = kernel_read(b, pat, &r->bad);
+	if (kern < 0)
+		return complain("mmap", kern);
+	drop_cache(b);
+	rate = p->random ? bench_rate(bytes, (uint64_t)dev) : mib_rate(bytes, (uint64_t)dev);
+	r->dev = rate > r->dev ? rate : r->dev;
+	rate = p->random ? bench_rate(bytes, (uint64_t)kern) : mib_rate(bytes, (uint64_t)kern);
+	r->kernel = rate > r->kernel ? rate : r->kernel;
+	return 0;
+}
+
+/* ---- report ---- */
+
+static void report(const struct fb *b, int pat)
+{
+	const struct pattern *p = &patterns[pat];
+	const struct result *r = &b->res[pat];
+	const char *unit = p->random ? "reads/s" : "MiB/s";
+
+	printf("%-9s  emm %8.0f %s  device (%s) %8.0f %s  kernel mmap %8.0f %s\n"
+	       "           emm/device %5.2f  emm/kernel-mmap %5.2f"
+	       "  (emm %.2f s; faults_major %llu pgsteal %llu kernel_vmas %llu;"
+	       " page cache after emm %.0f MiB",
+	       p->name, r->emm, unit, p->device, r->dev, unit, r->kernel, unit,
+	       r->dev > 0 ? r->emm / r->dev : 0, r->kernel > 0 ? r->emm / r->kernel : 0,
+	       r->emm_sec, (unsigned long long)r->faults_major, (unsigned long long)r->pgsteal,
+	       (unsigned long long)r->kernel_vmas, r->cached / MIB);
+	if (r->bad)
+		printf("; %llu WRONG words", (unsigned long long)r->bad);
+	printf(")\n");
+}
+
+static void goals(const struct fb *b)
+{
+	const struct result *s = &b->res[SEQ], *r = &b->res[RAND];
+	double seq = s->dev > 0 ? s->emm / s->dev : 0, rnd = r->dev > 0 ? r->emm / r->dev : 0;
+
+	printf("goal: rand-read emm within 1.2x of pread 4K (emm/pread >= %.2f): %s (%.2fx)\n",
+	       GOAL_RAND, rnd >= GOAL_RAND ? "met" : "NOT met", rnd);
+	printf("goal: seq-read  emm >= %.1fx device bandwidth (pread 1M): %s (%.2fx)\n",
+	       GOAL_SEQ, seq >= GOAL_SEQ ? "met" : "NOT met", seq);
+}
+
+static void header(const struct fb *b, unsigned runs, double fill_mib)
+{
+	printf("file: %.0f MiB file in %s, emm budget %.0f MiB, best of %u run(s); one word per page\n"
+	       "  seq-read: every page in order; rand-read: %zu distinct random pages\n"
+	       "  emm: a read-only EMM_POLICY_FILE VMA, EMM_ADV_RANDOM on it for rand-read\n"
+	       "  kernel mmap: MAP_SHARED, no budget, MADV_RANDOM for rand-read\n"
+	       "  each reader starts with the file out of the page cache (fdatasync,\n"
+	       "  POSIX_FADV_DONTNEED)\n"
+	       "  writing the file with O_DIRECT 1M: %.0f MiB/s\n",
+	       b->size / MIB, b->dir, b->limit / MIB, runs, b->nops, fill_mib);
+	if (b->limit >= b->size)
+		printf("  note: the budget holds the whole file\n");
+}
+
+int bench_file(const struct bench_opts *o)
+{
+	struct fb b = { .size = o->size, .limit = o->limit ? o->limit : DEFAULT_LIMIT,
+			.pages = o->size / PAGE_SIZE, .dir = file_dir(), .fd = -1, .dfd = -1 };
+	int64_t fill;
+	int err = -1;
+
+	b.nops = o->ops ? o->ops : DEFAULT_OPS;
+	if (b.nops > b.pages)
+		b.nops = b.pages;
+	if (!disk_ok(&b))
+		return 1;
+	b.perm = malloc(b.pages * sizeof(*b.perm));
+	b.buf = aligned_alloc(PAGE_SIZE, SEQ_IO);
+	if (!b.perm || !b.buf) {
+		complain("memory for the benchmark", -ENOMEM);
+		goto out;
+	}
+	bench_shuffle(b.perm, b.pages, 0x66696c65);
+	err = files_open(&b);
+	if (err < 0) {
+		complain(b.dir, err);
+		goto out;
+	}
+	fill = file_fill(&b);
+	if (fill < 0) {
+		err = complain("writing the file", fill);
+		goto out;
+	}
+	header(&b, o->runs, mib_rate(b.size, (uint64_t)fill));
+	for (unsigned r = 0; r < o->runs && err == 0; r++)
+		for (int pat = 0; pat < NR_PATTERNS && err == 0; pat++)
+			err = run_pattern(&b, pat);
+	if (err == 0) {
+		for (int pat = 0; pat < NR_PATTERNS; pat++)
+			report(&b, pat);
+		goals(&b);
+	}
+out:
+	if (b.dfd >= 0)
+		close(b.dfd);
+	if (b.fd >= 0) {
+		/* The blocks go with the last descriptor; drop the cache first. */
+		posix_fadvise(b.fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(b.fd);
+	}
+	free(b.buf);
+	free(b.perm);
+	return err ? 1 : 0;
+}
