@@ -222,6 +222,7 @@ struct kswapd {
 	bool started;
 	_Atomic bool running;
 	_Atomic uint32_t wake;		/* futex word: bumped to wake the thread */
+	_Atomic long want;		/* pages the waking fault is about to add */
 	struct reclaim *rc;		/* its batch work space */
 };
 

@@ -32,6 +32,7 @@ struct scan {
  * heap for the reclaim thread. */
 struct reclaim {
 	unsigned max;
+	bool swap_full;		/* a dirty page found no slot: stop scanning */
 	struct scan *sp;
 	uint32_t *f, *ppn, *slots;
 	struct swap_io *io;
@@ -43,8 +44,9 @@ struct reclaim {
 	uint32_t name##_f[n], name##_ppn[n], name##_slots[n];		\
 	struct swap_io name##_io[n];					\
 	unsigned name##_idx[n];						\
-	struct reclaim name = { n, name##_sp, name##_f, name##_ppn,	\
-				name##_slots, name##_io, name##_idx }
+	struct reclaim name = { .max = n, .sp = name##_sp, .f = name##_f,	\
+				.ppn = name##_ppn, .slots = name##_slots,	\
+				.io = name##_io, .idx = name##_idx }
 
 /* Async-signal-safe. Lock the page frame f describes, if it still does and
  * nobody holds it now (reclaim never waits on a page lock). */
@@ -234,6 +236,8 @@ static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 		if (sp[i].write)
 			rc->idx[k++] = i;
 	got = k && mm->swap ? swap_alloc_batch(mm->swap, rc->slots, k) : 0;
+	if (got < k)
+		rc->swap_full = true;
 	for (unsigned j = 0; j < got; j++)
 		rc->io[j] = (struct swap_io){ rc->slots[j],
 			rsv_alias(sp[rc->idx[j]].r, sp[rc->idx[j]].addr), 0 };
@@ -390,8 +394,9 @@ static long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *
 	long freed = 0, laps;
 
 	lru_add_drain_all(mm);
+	rc->swap_full = false;
 	laps = 2 * (long)(lv->nr[LRU_ACTIVE] + lv->nr[LRU_INACTIVE]) / rc->max + 2;
-	for (long i = 0; i < laps && freed < nr; i++) {
+	for (long i = 0; i < laps && freed < nr && !rc->swap_full; i++) {
 		if (lv->nr[LRU_INACTIVE] < lv->nr[LRU_ACTIVE] || !lv->nr[LRU_INACTIVE])
 			shrink_active_list(mm, lv, rc);
 		if (!lv->nr[LRU_INACTIVE] && !lv->nr[LRU_ACTIVE])
@@ -500,6 +505,9 @@ void mm_charge(struct emm *mm, int node, long pages)
 			return;
 		target = busiest_node(mm);
 	}
+	/* Tell the thread what is coming, so it frees room for it too. */
+	if (mm->kswapd)
+		atomic_store_explicit(&mm->kswapd[target].want, pages, memory_order_relaxed);
 	wakeup_kswapd(mm, target);
 	if (!over(mm, target, mm->cfg.wmark_min, pages) &&
 	    resident(mm) + pages <= wmark(mm, mm->cfg.wmark_min))
@@ -549,14 +557,15 @@ static void *kswapd(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	while (!atomic_load(&mm->kswapd_stop)) {
 		uint32_t seen = atomic_load(&ks->wake);
+		long want = atomic_exchange(&ks->want, 0);	/* pages a fault is about to add */
 
-		if (!over(mm, ks->node, mm->cfg.wmark_low, 0)) {
+		if (!want && !over(mm, ks->node, mm->cfg.wmark_low, 0)) {
 			atomic_store(&ks->running, false);
 			kswapd_sleep(ks, seen, 1000);
 			atomic_store(&ks->running, true);
 			continue;
 		}
-		while (!atomic_load(&mm->kswapd_stop) && over(mm, ks->node, mm->cfg.wmark_high, 0)) {
+		while (!atomic_load(&mm->kswapd_stop) && over(mm, ks->node, mm->cfg.wmark_high, want)) {
 			long got = shrink_node_with(mm, ks->node, ks->rc->max, ks->rc);
 
 			if (got)
