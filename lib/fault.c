@@ -406,6 +406,18 @@ static int map_locked(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 	return err;
 }
 
+/* Async-signal-safe. After map_locked mapped [s, e) without write, give
+ * the written page write access; on failure unlock the range, as a failed
+ * map_locked does. */
+static int map_written(struct rsv *r, uintptr_t s, uintptr_t e, uintptr_t addr, int prot)
+{
+	int err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
+
+	if (err)
+		unlock_range(r, s, e, 0, 0);
+	return err;
+}
+
 /* Async-signal-safe. What a failed map_locked turns into: short of kernel
  * VMAs, a coalesced mapping; otherwise SIGBUS. */
 static int map_failed(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access,
@@ -470,7 +482,7 @@ static int do_none_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 		err = map_locked(r, vma, s, e, vma_backed(vma) ? prot & ~EMM_PROT_WRITE : prot);
 	}
 	if (!err && vma_backed(vma) && (access & EMM_PROT_WRITE))
-		err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
+		err = map_written(r, s, e, addr, prot);
 	if (err)
 		return map_failed(r, vma, addr, access, err);
 	atomic_store_explicit(&r->fa_next, e, memory_order_relaxed);
@@ -517,12 +529,12 @@ static int do_swap_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 	int prot = target_prot(vma), err;
 	uintptr_t s = addr, e = addr + PAGE_SIZE, lo, hi;
 
-	if (!(access & EMM_PROT_WRITE)) {
-		prot &= ~EMM_PROT_WRITE;
-		swap_readahead(r, vma, addr, &lo, &hi);
-		fault_around(r, addr, lo, hi, &s, &e);
-	}
-	err = map_locked(r, vma, s, e, prot);
+	swap_readahead(r, vma, addr, &lo, &hi);
+	fault_around(r, addr, lo, hi, &s, &e);
+	/* The pages read stay clean (mapped without write) but the one written. */
+	err = map_locked(r, vma, s, e, prot & ~EMM_PROT_WRITE);
+	if (!err && (access & EMM_PROT_WRITE))
+		err = map_written(r, s, e, addr, prot);
 	if (err && e - s > PAGE_SIZE && err != -EAGAIN && err != -ENOMEM &&
 	    pte_state(atomic_load(pte_of(r, addr))) != PTE_SWAPPED)
 		return FAULT_DONE;	/* a page read ahead failed, not this one: retry */

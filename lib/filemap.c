@@ -46,14 +46,20 @@ int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_
 	char *buf = rsv_alias(r, s);
 	size_t len = e - s, done = 0;
 
+	int fd;
+
 	if (vma->policy == EMM_POLICY_PAGER)
 		return pager_do(r, vma, PAGER_FILL, s, e);
+	fd = vma->file->dfd >= 0 ? vma->file->dfd : vma->file->fd;
 	/* Map the alias pages in one call, not one kernel fault per page. */
 	madvise(buf, len, MADV_POPULATE_WRITE);
 	while (done < len) {
-		ssize_t n = pread(vma->file->fd, buf + done, len - done,
-				  (off_t)(vma_offset(vma, s) + done));
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(vma_offset(vma, s) + done));
 
+		if (n < 0 && errno == EINVAL && fd != vma->file->fd) {
+			fd = vma->file->fd;	/* the device wants a larger alignment */
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -71,13 +77,19 @@ int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
 {
 	const char *buf = rsv_alias(r, s);
 	size_t len = e - s, done = 0;
+	int fd = vma->file && vma->file->dfd >= 0 ? vma->file->dfd : -1;
 
 	if (vma->policy == EMM_POLICY_PAGER)
 		return pager_do(r, vma, PAGER_WRITEBACK, s, e);
+	if (fd < 0)
+		fd = vma->file->fd;
 	while (done < len) {
-		ssize_t n = pwrite(vma->file->fd, buf + done, len - done,
-				   (off_t)(vma_offset(vma, s) + done));
+		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(vma_offset(vma, s) + done));
 
+		if (n < 0 && errno == EINVAL && fd != vma->file->fd) {
+			fd = vma->file->fd;
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)

@@ -84,6 +84,7 @@ struct extent {
 /* The file of FILE VMAs: emm's own descriptor, shared by the VMA pieces. */
 struct emm_file {
 	int fd;
+	int dfd;			/* the same file opened O_DIRECT, or -1 */
 	bool writable;			/* opened O_RDWR: writeback possible */
 	long refs;			/* VMA table entries naming it; mm->lock */
 };
@@ -333,6 +334,7 @@ static inline char *rsv_alias(const struct rsv *r, uintptr_t addr)
 const struct emm_vma *find_vma(struct rsv *r, uintptr_t addr);
 bool range_covered(struct rsv *r, uintptr_t start, uintptr_t end);
 int vma_insert(struct rsv *r, const struct emm_vma *v);
+void file_put(struct emm_file *f);
 int vma_remove(struct rsv *r, uintptr_t start, uintptr_t end);
 struct vma_change {
 	int prot;			/* new protection, or -1 to keep it */

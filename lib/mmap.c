@@ -2,6 +2,7 @@
 /* emm_map and emm_unmap: VMAs from the caller's options, and dropping ranges. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,10 +42,16 @@ static int check_file(const struct emm_map_opts *o)
 	return S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ? 0 : -ENODEV;
 }
 
-/* emm keeps its own descriptor, so the caller may close theirs. */
+/*
+ * emm keeps its own descriptor, so the caller may close theirs; and, where
+ * the file system allows, one opened O_DIRECT, so pages go straight between
+ * the file and physmem: not held twice (in the page cache too, outside the
+ * budget) nor copied twice.
+ */
 static int file_get(int fd, struct emm_file **fp)
 {
 	struct emm_file *f = calloc(1, sizeof(*f));
+	char path[40];
 
 	if (!f)
 		return -ENOMEM;
@@ -56,6 +63,8 @@ static int file_get(int fd, struct emm_file **fp)
 		free(f);
 		return err;
 	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", f->fd);
+	f->dfd = open(path, (f->writable ? O_RDWR : O_RDONLY) | O_DIRECT | O_CLOEXEC);
 	*fp = f;
 	return 0;
 }
@@ -142,10 +151,8 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 			vma_remove(r, v.start, v.end);
 	}
 	pthread_mutex_unlock(&mm->lock);
-	if (err && v.file) {
-		close(v.file->fd);
-		free(v.file);
-	}
+	if (err && v.file)
+		file_put(v.file);
 	if (!err && (v.flags & EMM_MAP_LOCKED)) {
 		err = emm_pin(mm, addr, len);
 		if (err)

@@ -75,6 +75,15 @@ static struct emm_vma clip(const struct emm_vma *v, uintptr_t start, uintptr_t e
 	return c;
 }
 
+/* Close a FILE VMA's descriptors. */
+void file_put(struct emm_file *f)
+{
+	if (f->dfd >= 0)
+		close(f->dfd);
+	close(f->fd);
+	free(f);
+}
+
 /* Count the table's references to files; a file no VMA names is closed.
  * Writers hold mm->lock. */
 static void file_refs(struct vma_table *t, long d)
@@ -82,10 +91,8 @@ static void file_refs(struct vma_table *t, long d)
 	for (size_t i = 0; t && i < t->nr; i++) {
 		struct emm_file *f = t->v[i].file;
 
-		if (f && (f->refs += d) == 0) {
-			close(f->fd);
-			free(f);
-		}
+		if (f && (f->refs += d) == 0)
+			file_put(f);
 	}
 }
 
