@@ -31,7 +31,8 @@ struct scan {
 /* Work space for one batch: on the stack of a faulting thread, on the
  * heap for the reclaim thread. */
 struct reclaim {
-	unsigned max;
+	unsigned max;		/* room in the arrays */
+	unsigned batch;		/* pages taken off a list at a time, <= max */
 	bool swap_full;		/* a dirty page found no slot: stop scanning */
 	struct scan *sp;
 	uint32_t *f, *ppn, *slots;
@@ -96,7 +97,7 @@ static void sort_scan(struct scan *sp, unsigned n)
  * whose page is busy go back where they came from. */
 static unsigned isolate_locked(struct emm *mm, struct lruvec *lv, int list, struct reclaim *rc)
 {
-	unsigned n = lru_isolate(mm, lv, list, rc->f, rc->ppn, rc->max), got = 0;
+	unsigned n = lru_isolate(mm, lv, list, rc->f, rc->ppn, rc->batch), got = 0;
 
 	for (unsigned i = 0; i < n; i++) {
 		struct scan *sp = &rc->sp[got];
@@ -395,7 +396,9 @@ static long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *
 
 	lru_add_drain_all(mm);
 	rc->swap_full = false;
-	laps = 2 * (long)(lv->nr[LRU_ACTIVE] + lv->nr[LRU_INACTIVE]) / rc->max + 2;
+	/* Batches no larger than asked for: a small node is not emptied by one. */
+	rc->batch = (unsigned)MIN((long)rc->max, MAX(nr, SWAP_CLUSTER_MAX));
+	laps = 2 * (long)(lv->nr[LRU_ACTIVE] + lv->nr[LRU_INACTIVE]) / rc->batch + 2;
 	for (long i = 0; i < laps && freed < nr && !rc->swap_full; i++) {
 		if (lv->nr[LRU_INACTIVE] < lv->nr[LRU_ACTIVE] || !lv->nr[LRU_INACTIVE])
 			shrink_active_list(mm, lv, rc);
@@ -507,7 +510,8 @@ void mm_charge(struct emm *mm, int node, long pages)
 	}
 	/* Tell the thread what is coming, so it frees room for it too. */
 	if (mm->kswapd)
-		atomic_store_explicit(&mm->kswapd[target].want, pages, memory_order_relaxed);
+		atomic_store_explicit(&mm->kswapd[target].want,
+				      MIN(pages, mm->lru->node[target].limit / 8), memory_order_relaxed);
 	wakeup_kswapd(mm, target);
 	if (!over(mm, target, mm->cfg.wmark_min, pages) &&
 	    resident(mm) + pages <= wmark(mm, mm->cfg.wmark_min))
@@ -566,7 +570,9 @@ static void *kswapd(void *arg)
 			continue;
 		}
 		while (!atomic_load(&mm->kswapd_stop) && over(mm, ks->node, mm->cfg.wmark_high, want)) {
-			long got = shrink_node_with(mm, ks->node, ks->rc->max, ks->rc);
+			long need = node_resident(mm, ks->node) + want -
+				    node_wmark(mm, ks->node, mm->cfg.wmark_high);
+			long got = shrink_node_with(mm, ks->node, need, ks->rc);
 
 			if (got)
 				continue;

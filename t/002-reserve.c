@@ -1,43 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /* emm_reserve and emm_release: alignment, no access, many ranges and instances, errors. */
 #include <errno.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "emm.h"
 #include "tap.h"
+#include "probe.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
 #define GIB (1UL << 30)
 #define HUGE (2 * MIB)
 
-static sigjmp_buf probe_env;
-static void *volatile fault_addr;
-static volatile sig_atomic_t faults;
-
-/* Installed before emm_open: emm passes it the faults it does not own. */
-static void on_segv(int sig, siginfo_t *si, void *uc)
-{
-	fault_addr = si->si_addr;
-	faults++;
-	siglongjmp(probe_env, 1);
-}
-
 /* 1 if the access faulted and the fault reached on_segv at p, 0 if not. */
 static int probe(volatile char *p, int write)
 {
-	fault_addr = NULL;
-	if (sigsetjmp(probe_env, 1) == 0) {
-		if (write)
-			*p = 1;
-		else
-			(void)*p;
-		return 0;
-	}
-	return fault_addr == (void *)p;
+	chain_addr = NULL;
+	return access_once(p, 1, write, 1) == CHAIN && chain_addr == (void *)p;
 }
 
 static int aligned(void *p, uintptr_t a)
@@ -153,20 +133,17 @@ static void test_errors(struct emm *mm)
 
 int main(void)
 {
-	struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO };
 	struct emm *mm = NULL;
 
 	plan(7 + 4 + 8 + 13 + 2);
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSEGV, &sa, NULL))
-		bail("sigaction: %s", strerror(errno));
+	probe_install();
 	if (emm_open(NULL, &mm))
 		bail("emm_open failed");
 	test_big(mm);
 	test_many(mm);
 	test_two_instances(mm);
 	test_errors(mm);
-	is_int(faults, 3, "exactly the three probes reached the prior handler");
+	is_int(chains, 3, "exactly the three probes reached the prior handler");
 	is_int(emm_close(mm), 0, "emm_close");
 	return done_testing();
 }

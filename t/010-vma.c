@@ -1,55 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /* VMA merge and split: the count after map, protect and unmap, and real accesses matching. */
-#include <errno.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <string.h>
 
 #include "emm.h"
 #include "tap.h"
+#include "probe.h"
 
 #define PAGE 4096UL
 #define PART (16 * PAGE)
 
-enum { NONE, TRAP, CHAIN };
 static const char *const outcome_name[] = { "no fault", "trap", "chained fault" };
 
 static struct emm *mm;
 static char *A, *B, *C;		/* three adjacent parts of PART bytes */
 
-static sigjmp_buf probe_env;
-static struct emm_fault last_trap, prev_trap;
-static void *volatile chain_addr;
-static volatile int traps, chains;
-
-/* The trap callback of every VMA here: note the fault and leave. */
-static int trap(const struct emm_fault *f, void *arg)
-{
-	last_trap = *f;
-	traps++;
-	siglongjmp(probe_env, TRAP);
-}
-
-/* Installed before emm_open: gets faults with no VMA. */
-static void on_segv(int sig, siginfo_t *si, void *uc)
-{
-	chain_addr = si->si_addr;
-	chains++;
-	siglongjmp(probe_env, CHAIN);
-}
-
-static int access_once(volatile char *p, int write)
-{
-	int r = sigsetjmp(probe_env, 1);
-
-	if (r)
-		return r;
-	if (write)
-		*p = 0x5a;
-	else
-		(void)*p;
-	return NONE;
-}
+static struct emm_fault prev_trap;
 
 /* One read or write of p; checks the outcome and what the fault said. */
 static void probe(const char *what, char *p, int write, int want)
@@ -59,7 +24,7 @@ static void probe(const char *what, char *p, int write, int want)
 
 	memset(&last_trap, 0, sizeof(last_trap));
 	chain_addr = NULL;
-	got = access_once(p, write);
+	got = access_once(p, 1, write, 0x5a);
 	if (got != want) {
 		ok(0, "%s: %s: %s", what, acc, outcome_name[want]);
 		diag("saw %s", outcome_name[got]);
@@ -159,12 +124,9 @@ static void test_unmap(void)
 
 int main(void)
 {
-	struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO };
 	void *r;
 
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSEGV, &sa, NULL))
-		bail("sigaction: %s", strerror(errno));
+	probe_install();
 	if (emm_open(NULL, &mm) || emm_reserve(mm, 4 << 20, &r))
 		bail("cannot open and reserve");
 	A = (char *)r + PART;

@@ -7,6 +7,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define GIB (1UL << 30)
@@ -38,19 +39,10 @@ static void put(uint64_t word)
 /* Every page once, in random order, one word each. */
 static void first_pass(void)
 {
-	uint32_t *order = malloc(PAGES * sizeof(*order));
+	uint32_t *order = random_order(PAGES, &seed);
 
-	if (!order || !(slot = malloc(PAGES * sizeof(*slot))))
+	if (!(slot = malloc(PAGES * sizeof(*slot))))
 		bail("out of memory");
-	for (uint32_t i = 0; i < PAGES; i++)
-		order[i] = i;
-	for (size_t i = PAGES - 1; i > 0; i--) {
-		size_t j = tap_rand(&seed) % (i + 1);
-		uint32_t t = order[i];
-
-		order[i] = order[j];
-		order[j] = t;
-	}
 	for (size_t i = 0; i < PAGES; i++) {
 		uint32_t pg = order[i];
 

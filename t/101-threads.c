@@ -7,6 +7,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -58,25 +59,6 @@ static void *work(void *arg)
 	return NULL;
 }
 
-static uint32_t *shuffle(void)
-{
-	uint32_t *s = malloc(PAGES * sizeof(*s));
-	uint64_t seed = 0x5eed0101;
-
-	if (!s)
-		bail("out of memory");
-	for (uint32_t i = 0; i < PAGES; i++)
-		s[i] = i;
-	for (size_t i = PAGES - 1; i > 0; i--) {
-		size_t j = tap_rand(&seed) % (i + 1);
-		uint32_t x = s[i];
-
-		s[i] = s[j];
-		s[j] = x;
-	}
-	return s;
-}
-
 static void verify(void)
 {
 	size_t lost = 0, stray = 0;
@@ -96,7 +78,8 @@ static void verify(void)
 int main(void)
 {
 	struct worker w[NTHREADS];
-	uint32_t *shuffled = shuffle();
+	uint64_t seed = 0x5eed0101;
+	uint32_t *shuffled = random_order(PAGES, &seed);
 	EMM_OPTS(emm_stats, st);
 	struct emm *mm;
 	void *r;

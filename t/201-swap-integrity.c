@@ -6,6 +6,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -65,30 +66,12 @@ static void verify(enum order o, const uint32_t *perm, size_t n, const char *nam
 	       n * PAGE / MIB, name);
 }
 
-static uint32_t *shuffled_pages(void)
-{
-	uint32_t *perm = malloc(PAGES * sizeof(*perm));
-	uint64_t s = seed;
-
-	if (!perm)
-		bail("out of memory");
-	for (uint32_t i = 0; i < PAGES; i++)
-		perm[i] = i;
-	for (size_t i = PAGES - 1; i > 0; i--) {
-		size_t j = tap_rand(&s) % (i + 1);
-		uint32_t t = perm[i];
-
-		perm[i] = perm[j];
-		perm[j] = t;
-	}
-	return perm;
-}
-
 int main(void)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = 1UL << 30);
 	EMM_OPTS(emm_stats, st);
-	uint32_t *perm = shuffled_pages();
+	uint64_t s = seed;
+	uint32_t *perm = random_order(PAGES, &s);
 	struct emm *mm;
 	void *r;
 

@@ -7,6 +7,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define KIB 1024UL
@@ -50,15 +51,6 @@ static uint64_t pss_shmem(void)
 			v = kb * KIB;
 	fclose(f);
 	return v;
-}
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
 }
 
 struct watch {

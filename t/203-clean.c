@@ -5,6 +5,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -20,15 +21,6 @@ static uint64_t pattern(uint64_t word, uint64_t gen)
 	uint64_t s = word ^ gen << 40;
 
 	return tap_rand(&s);
-}
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
 }
 
 static void write_all(void)

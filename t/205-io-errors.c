@@ -10,6 +10,7 @@
 #include "internal.h"
 #include "swap.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -59,15 +60,6 @@ static size_t bad_pages(const uint64_t *mem, size_t len, uint64_t gen)
 		w |= PAGE / 8 - 1;	/* one report per page */
 	}
 	return bad;
-}
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
 }
 
 static struct emm *open_mapped(uint64_t swap_size, size_t len, uint64_t **mem, const char *what)

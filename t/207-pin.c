@@ -6,6 +6,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -16,15 +17,6 @@
 #define IO_LEN (64 * 1024UL)	/* what one read(2) moves */
 
 static uint64_t *pin, *stream, *fresh;
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
-}
 
 static uint64_t value(uint64_t word)
 {

@@ -6,41 +6,13 @@
 #include "emm.h"
 #include "internal.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
 #define RANGE (2 * MIB)		/* each range the tests advise */
 #define RPAGES (RANGE / PAGE)
 #define WORDS_PER_PAGE (PAGE / 8)
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
-}
-
-static uint64_t value(const uint64_t *p)
-{
-	return (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL | 1;
-}
-
-static void fill(uint64_t *p, size_t len)
-{
-	for (size_t w = 0; w < len / 8; w++)
-		p[w] = value(p + w);
-}
-
-static size_t bad_words(const uint64_t *p, size_t len)
-{
-	size_t bad = 0;
-
-	for (size_t w = 0; w < len / 8; w++)
-		bad += p[w] != value(p + w);
-	return bad;
-}
 
 static size_t nonzero_words(const uint64_t *p, size_t len)
 {
@@ -77,7 +49,7 @@ static void test_dontneed(struct emm *mm, uint64_t *p)
 {
 	uint64_t res;
 
-	fill(p, RANGE);
+	fill_words(p, RANGE, word_value);
 	res = stats(mm).resident_bytes;
 	is_int(emm_advise(mm, p, RANGE, EMM_ADV_DONTNEED), 0, "EMM_ADV_DONTNEED");
 	is_int(res - stats(mm).resident_bytes, RANGE, "resident dropped by the range");
@@ -88,14 +60,14 @@ static void test_pageout(struct emm *mm, uint64_t *p)
 {
 	struct emm_stats s0, s1, s2;
 
-	fill(p, RANGE);
+	fill_words(p, RANGE, word_value);
 	s0 = stats(mm);
 	is_int(emm_advise(mm, p, RANGE, EMM_ADV_PAGEOUT), 0, "EMM_ADV_PAGEOUT on 2 MiB written");
 	s1 = stats(mm);
 	is_int(s0.resident_bytes - s1.resident_bytes, RANGE, "resident dropped by 2 MiB");
 	is_int(s1.swapouts - s0.swapouts, RPAGES, "swapouts grew by its 512 pages");
 	is_int(swapped_pages(p, RANGE), RPAGES, "every PTE of the range says swapped");
-	is_int(bad_words(p, RANGE), 0, "the data reads back right");
+	is_int(count_bad_words(p, RANGE, word_value), 0, "the data reads back right");
 	s2 = stats(mm);
 	ok(s2.faults_major > s1.faults_major, "through major faults (%" PRIu64 ")",
 	   s2.faults_major - s1.faults_major);
@@ -107,8 +79,8 @@ static void test_cold(struct emm *mm, uint64_t *cold, uint64_t *warm)
 	struct emm_stats s0, s1, s2;
 	long got;
 
-	fill(cold, RANGE);
-	fill(warm, RANGE);
+	fill_words(cold, RANGE, word_value);
+	fill_words(warm, RANGE, word_value);
 	is_int(emm_advise(mm, cold, RANGE, EMM_ADV_COLD), 0,
 	       "EMM_ADV_COLD on one of two 2 MiB ranges");
 	got = emm_reclaim(mm, RANGE);
@@ -117,10 +89,10 @@ static void test_cold(struct emm *mm, uint64_t *cold, uint64_t *warm)
 	is_int(swapped_pages(cold, RANGE), RPAGES, "reclaim took every page of the cold range");
 	is_int(swapped_pages(warm, RANGE), 0, "and none of the equally old other one");
 	s0 = stats(mm);
-	is_int(bad_words(warm, RANGE), 0, "the other range reads right");
+	is_int(count_bad_words(warm, RANGE, word_value), 0, "the other range reads right");
 	s1 = stats(mm);
 	is_int(s1.faults_major, s0.faults_major, "without a major fault");
-	is_int(bad_words(cold, RANGE), 0, "the cold range reads right");
+	is_int(count_bad_words(cold, RANGE, word_value), 0, "the cold range reads right");
 	s2 = stats(mm);
 	ok(s2.faults_major > s1.faults_major, "through major faults (%" PRIu64 ")",
 	   s2.faults_major - s1.faults_major);
@@ -130,7 +102,7 @@ static void test_willneed(struct emm *mm, uint64_t *p)
 {
 	struct emm_stats s0, s1, s2;
 
-	fill(p, RANGE);
+	fill_words(p, RANGE, word_value);
 	if (emm_advise(mm, p, RANGE, EMM_ADV_PAGEOUT) || swapped_pages(p, RANGE) != RPAGES)
 		diag("EMM_ADV_PAGEOUT did not swap the range out");
 	s0 = stats(mm);
@@ -138,7 +110,7 @@ static void test_willneed(struct emm *mm, uint64_t *p)
 	s1 = stats(mm);
 	is_int(s1.resident_bytes - s0.resident_bytes, RANGE, "the range is resident again");
 	is_int(s1.swapins - s0.swapins, RPAGES, "read back with 512 swapins");
-	is_int(bad_words(p, RANGE), 0, "the data reads right");
+	is_int(count_bad_words(p, RANGE, word_value), 0, "the data reads right");
 	s2 = stats(mm);
 	diag("reading it: majors +%" PRIu64 ", minors +%" PRIu64, s2.faults_major - s1.faults_major,
 	     s2.faults_minor - s1.faults_minor);
@@ -153,7 +125,7 @@ static uint64_t majors_to_read(struct emm *mm, uint64_t *p)
 
 	emm_advise(mm, p, RANGE, EMM_ADV_PAGEOUT);
 	m0 = stats(mm).faults_major;
-	if (bad_words(p, RANGE))
+	if (count_bad_words(p, RANGE, word_value))
 		diag("the range did not read back right");
 	return stats(mm).faults_major - m0;
 }
@@ -162,7 +134,7 @@ static void test_hints(struct emm *mm, uint64_t *p)
 {
 	uint64_t rnd, seq;
 
-	fill(p, RANGE);
+	fill_words(p, RANGE, word_value);
 	is_int(emm_advise(mm, p, RANGE, EMM_ADV_RANDOM), 0, "EMM_ADV_RANDOM accepted");
 	rnd = majors_to_read(mm, p);
 	is_int(emm_advise(mm, p, RANGE, EMM_ADV_SEQUENTIAL), 0, "EMM_ADV_SEQUENTIAL accepted");
@@ -172,7 +144,7 @@ static void test_hints(struct emm *mm, uint64_t *p)
 	is_int(rnd, RPAGES, "under RANDOM each page is its own major fault (no readahead)");
 	ok(seq <= RPAGES / 32 + 1, "under SEQUENTIAL a major fault reads 32 pages");
 	is_int(emm_advise(mm, p, RANGE, EMM_ADV_NORMAL), 0, "EMM_ADV_NORMAL accepted");
-	is_int(bad_words(p, RANGE), 0, "and the hints leave the data alone");
+	is_int(count_bad_words(p, RANGE, word_value), 0, "and the hints leave the data alone");
 }
 
 static void test_errors(struct emm *mm, uint64_t *p, void *hole)

@@ -5,21 +5,13 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
 #define LIMIT (16 * MIB)
 #define LEN (64 * MIB)
 #define WORDS_PER_PAGE (PAGE / 8)
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
-}
 
 #define HOT (2 * MIB)
 #define CHUNK (4 * MIB)

@@ -5,6 +5,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 #include "thp.h"
 
 #define PAGE 4096UL
@@ -14,15 +15,6 @@
 #define LIMIT (1024 * MIB)
 
 static uint64_t seed = 0x5eed0301;
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
-}
 
 static struct emm *open_thp(int thp)
 {

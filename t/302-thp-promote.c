@@ -2,10 +2,10 @@
 /* The promotion scanner: 4 KiB-touched extents advised HUGEPAGE collapse in bounded time, data kept. */
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 #include "thp.h"
 
 #define PAGE 4096UL
@@ -19,15 +19,6 @@
 #define WAIT_MS 10000
 #define SCAN_MS 20
 
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
-}
-
 /* fault_around 1: a page nobody touched stays never-touched. */
 static struct emm *open_scan(int max_ptes_none)
 {
@@ -38,11 +29,6 @@ static struct emm *open_scan(int max_ptes_none)
 	if (emm_open(&o, &mm))
 		bail("emm_open failed");
 	return mm;
-}
-
-static uint64_t value(const uint64_t *p)
-{
-	return (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL | 1;
 }
 
 /* Is page pg of an extent one of its holes? Spread over the extent. */
@@ -58,12 +44,12 @@ static void touch_pages(uint64_t *p, size_t len, int holes)
 		uint64_t *w = p + pg * WORDS_PER_PAGE + pg % WORDS_PER_PAGE;
 
 		if (!is_hole(pg % (EXT / PAGE), holes))
-			*w = value(w);
+			*w = word_value(w);
 	}
 }
 
 /* Every word: the value where touch_pages wrote, zero elsewhere. */
-static size_t bad_words(uint64_t *p, size_t len, int holes)
+static size_t bad_touched(uint64_t *p, size_t len, int holes)
 {
 	size_t bad = 0;
 
@@ -71,7 +57,7 @@ static size_t bad_words(uint64_t *p, size_t len, int holes)
 		size_t pg = w / WORDS_PER_PAGE;
 		int written = w % WORDS_PER_PAGE == pg % WORDS_PER_PAGE &&
 			      !is_hole(pg % (EXT / PAGE), holes);
-		uint64_t want = written ? value(p + w) : 0;
+		uint64_t want = written ? word_value(p + w) : 0;
 
 		if (p[w] != want && bad++ < 5)
 			diag("%p: got 0x%" PRIx64 ", want 0x%" PRIx64, (void *)(p + w), p[w], want);
@@ -84,14 +70,6 @@ static char *map_plain(struct emm *mm, char *at, size_t len)
 	if (emm_map(mm, at, len, NULL))
 		bail("emm_map failed");
 	return at;
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
 /* Polls until [p, p + len) is wholly PMD-mapped; returns the milliseconds it took, or -1. */
@@ -144,9 +122,9 @@ static void test_default(void)
 	is_int(s1.thp_collapse - s0.thp_collapse, 17, "thp_collapse grew by 17 (16 + 1)");
 	is_int(s1.huge_bytes, RANGE + EXT, "huge_bytes 34 MiB");
 	is_int(thp_pmd_mapped(pinned, EXT), 0, "the extent with a pinned page is not collapsed");
-	is_int(bad_words((uint64_t *)big, RANGE, 0), 0, "32 MiB: data intact");
-	is_int(bad_words((uint64_t *)holed, EXT, 1), 0, "extent with holes: data intact, holes zero");
-	is_int(bad_words((uint64_t *)pinned, EXT, 0), 0, "pinned extent: data intact");
+	is_int(bad_touched((uint64_t *)big, RANGE, 0), 0, "32 MiB: data intact");
+	is_int(bad_touched((uint64_t *)holed, EXT, 1), 0, "extent with holes: data intact, holes zero");
+	is_int(bad_touched((uint64_t *)pinned, EXT, 0), 0, "pinned extent: data intact");
 	diag("promotion of 32 MiB took %ld ms; collapses %" PRIu64 ", failed %" PRIu64,
 	     ms, s1.thp_collapse, s1.thp_collapse_failed);
 	emm_close(mm);
@@ -173,7 +151,7 @@ static void test_no_fill(void)
 	s1 = stats(mm);
 	is_int(thp_pmd_mapped(holed, EXT), 0, "max_ptes_none -1: the extent with holes is not");
 	is_int(s1.thp_collapse - s0.thp_collapse, 1, "max_ptes_none -1: one collapse");
-	is_int(bad_words((uint64_t *)holed, EXT, 1), 0, "max_ptes_none -1: data intact");
+	is_int(bad_touched((uint64_t *)holed, EXT, 1), 0, "max_ptes_none -1: data intact");
 	emm_close(mm);
 }
 

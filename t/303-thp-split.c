@@ -1,14 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Splitting huge extents: protecting, unmapping or pinning part of one makes 4 KiB pages, data kept. */
-#include <errno.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 #include "thp.h"
+#include "probe.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -16,55 +14,7 @@
 #define LIMIT (1024 * MIB)
 #define WORDS_PER_PAGE (PAGE / 8)
 
-enum { NONE, TRAP, CHAIN };
-
 static struct emm *mm;
-static sigjmp_buf probe_env;
-static struct emm_fault last_trap;
-static void *volatile chain_addr;
-static volatile int traps, chains;
-
-static int trap(const struct emm_fault *f, void *arg)
-{
-	last_trap = *f;
-	traps++;
-	siglongjmp(probe_env, TRAP);
-}
-
-/* Installed before emm_open: gets the faults emm passes on (no VMA there). */
-static void on_segv(int sig, siginfo_t *si, void *uc)
-{
-	chain_addr = si->si_addr;
-	chains++;
-	siglongjmp(probe_env, CHAIN);
-}
-
-static int access_once(volatile uint64_t *p, int write, uint64_t v)
-{
-	int r = sigsetjmp(probe_env, 1);
-
-	if (r)
-		return r;
-	if (write)
-		*p = v;
-	else
-		(void)*p;
-	return NONE;
-}
-
-static struct emm_stats stats(void)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
-}
-
-static uint64_t value(const void *p)
-{
-	return (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL | 1;
-}
 
 static void map_huge(char *p, size_t len)
 {
@@ -78,24 +28,9 @@ static void map_huge(char *p, size_t len)
 /* Touch each extent once (making it huge), then write every word. */
 static void fill(char *p, size_t len)
 {
-	uint64_t *w = (uint64_t *)p;
-
 	for (size_t off = 0; off < len; off += EXT)
 		p[off + 999] = 1;
-	for (size_t i = 0; i < len / 8; i++)
-		w[i] = value(w + i);
-}
-
-/* Words of [p, p + len) that do not hold what fill wrote. */
-static size_t bad_words(char *p, size_t len)
-{
-	uint64_t *w = (uint64_t *)p;
-	size_t bad = 0;
-
-	for (size_t i = 0; i < len / 8; i++)
-		if (w[i] != value(w + i) && bad++ < 5)
-			diag("%p: got 0x%" PRIx64, (void *)(w + i), w[i]);
-	return bad;
+	fill_words(p, len, word_value);
 }
 
 /* One page of a huge extent made read-only. */
@@ -107,15 +42,15 @@ static void test_protect(char *x)
 
 	map_huge(x, EXT);
 	fill(x, EXT);
-	s0 = stats();
+	s0 = stats(mm);
 	is_int(thp_pmd_mapped(x, EXT), EXT, "protect: the extent is PMD-mapped first");
 	is_int(emm_protect(mm, ro, PAGE, EMM_PROT_READ), 0, "protect one page read-only");
-	s1 = stats();
+	s1 = stats(mm);
 	is_int(s1.thp_split - s0.thp_split, 1, "protect: thp_split +1");
 	is_int(s0.huge_bytes - s1.huge_bytes, EXT, "protect: huge_bytes 2 MiB less");
 	is_int(thp_pmd_mapped(x, EXT), 0, "protect: the extent is no longer PMD-mapped");
-	is_int(access_once(ro + 5, 0, 0), NONE, "protect: the read-only page reads");
-	is_int(access_once(ro + 5, 1, 7), TRAP, "protect: a write to it traps");
+	is_int(access_once(ro + 5, 8, 0, 0), NONE, "protect: the read-only page reads");
+	is_int(access_once(ro + 5, 8, 1, 7), TRAP, "protect: a write to it traps");
 	ok(last_trap.addr == ro + 5 && last_trap.write == 1,
 	   "protect: the trap names the address and a write");
 	for (size_t pg = 0; pg < EXT / PAGE; pg++) {
@@ -123,12 +58,13 @@ static void test_protect(char *x)
 
 		if ((char *)w >= (char *)ro && (char *)w < (char *)ro + PAGE)
 			continue;
-		faulted += access_once(w, 1, ~value(w)) != NONE;
-		wrong += *w != ~value(w);
-		*w = value(w);
+		faulted += access_once(w, 8, 1, ~word_value(w)) != NONE;
+		wrong += *w != ~word_value(w);
+		*w = word_value(w);
 	}
 	is_int(faulted, 0, "protect: every other page of the extent still writable");
-	is_int(wrong + bad_words(x, EXT), 0, "protect: all data of the extent intact");
+	is_int(wrong + count_bad_words(x, EXT, word_value), 0,
+	       "protect: all data of the extent intact");
 	is_int(traps, 1, "protect: one trap in all");
 }
 
@@ -141,24 +77,25 @@ static void test_unmap(char *y)
 
 	map_huge(y, 2 * EXT);
 	fill(y, 2 * EXT);
-	s0 = stats();
+	s0 = stats(mm);
 	is_int(thp_pmd_mapped(y, 2 * EXT), 2 * EXT, "unmap: both extents PMD-mapped first");
 	is_int(emm_unmap(mm, hole, MIB / 2), 0, "unmap 512 KiB of the first extent");
-	s1 = stats();
+	s1 = stats(mm);
 	is_int(s1.thp_split - s0.thp_split, 1, "unmap: thp_split +1");
 	is_int(s0.huge_bytes - s1.huge_bytes, EXT, "unmap: huge_bytes 2 MiB less");
 	is_int(thp_pmd_mapped(y, EXT), 0, "unmap: the first extent is not PMD-mapped");
 	is_int(thp_pmd_mapped(y + EXT, EXT), EXT, "unmap: the second extent still is");
-	is_int(access_once((uint64_t *)(hole + 1232), 0, 0), CHAIN,
+	is_int(access_once(hole + 1232, 8, 0, 0), CHAIN,
 	       "unmap: a read of the hole is passed on");
 	ok(chain_addr == hole + 1232, "unmap: at the address read");
-	is_int(access_once((uint64_t *)(hole + MIB / 2 - 8), 1, 1), CHAIN,
+	is_int(access_once(hole + MIB / 2 - 8, 8, 1, 1), CHAIN,
 	       "unmap: a write to the hole is passed on");
 	is_int(emm_map(mm, hole, MIB / 2, NULL), 0, "unmap: map the hole again");
 	for (size_t i = 0; i < MIB / 2; i += 8)
 		nonzero += *(uint64_t *)(hole + i) != 0;
 	is_int(nonzero, 0, "unmap: the hole reads zero after mapping it again");
-	is_int(bad_words(y, MIB) + bad_words(hole + MIB / 2, 2 * EXT - MIB - MIB / 2), 0,
+	is_int(count_bad_words(y, MIB, word_value) +
+	       count_bad_words(hole + MIB / 2, 2 * EXT - MIB - MIB / 2, word_value), 0,
 	       "unmap: the rest of both extents intact");
 }
 
@@ -169,25 +106,25 @@ static void test_pin(char *z)
 
 	map_huge(z, EXT);
 	fill(z, EXT);
-	s0 = stats();
+	s0 = stats(mm);
 	is_int(thp_pmd_mapped(z, EXT), EXT, "pin: the extent is PMD-mapped first");
 	is_int(emm_pin(mm, z + 100 * PAGE, 2 * PAGE), 0, "pin two pages of it");
-	s1 = stats();
+	s1 = stats(mm);
 	is_int(s1.thp_split - s0.thp_split, 1, "pin: thp_split +1");
 	is_int(s0.huge_bytes - s1.huge_bytes, EXT, "pin: huge_bytes 2 MiB less");
 	/* emm's split is its own bookkeeping: the kernel keeps its PMD until
 	 * a page of the extent changes protection or goes. */
 	diag("pin: after the split the kernel PMD-maps %" PRId64 " bytes of the extent",
 	     thp_pmd_mapped(z, EXT));
-	is_int(bad_words(z, EXT), 0, "pin: data intact");
+	is_int(count_bad_words(z, EXT, word_value), 0, "pin: data intact");
 	is_int(emm_advise(mm, z, EXT, EMM_ADV_PAGEOUT), 0, "pin: page the extent out");
-	s2 = stats();
+	s2 = stats(mm);
 	is_int(s1.resident_bytes - s2.resident_bytes, EXT - 2 * PAGE,
 	       "pin: all but the two pinned pages paged out");
 	is_int(thp_pmd_mapped(z, EXT), 0, "pin: the extent is not PMD-mapped after that");
-	is_int(bad_words(z, EXT), 0, "pin: data intact after paging out");
+	is_int(count_bad_words(z, EXT, word_value), 0, "pin: data intact after paging out");
 	is_int(emm_unpin(mm, z + 100 * PAGE, 2 * PAGE), 0, "unpin");
-	is_int(bad_words(z, EXT), 0, "unpin: data intact");
+	is_int(count_bad_words(z, EXT, word_value), 0, "unpin: data intact");
 }
 
 /*
@@ -197,7 +134,6 @@ static void test_pin(char *z)
  */
 int main(void)
 {
-	struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO };
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .thp_scan_ms = 600000);
 	const char *why;
 	char *r;
@@ -205,15 +141,13 @@ int main(void)
 	if (!thp_can_collapse(&why))
 		skip_all(why);
 	plan(36);
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSEGV, &sa, NULL))
-		bail("sigaction: %s", strerror(errno));
+	probe_install();
 	if (emm_open(&o, &mm) || emm_reserve(mm, 16 * MIB, (void **)&r))
 		bail("cannot open and reserve");
 	test_protect(r + EXT);
 	test_unmap(r + 3 * EXT);
 	test_pin(r + 6 * EXT);
-	is_int(stats().huge_bytes, EXT, "huge_bytes at the end: the one extent never split");
+	is_int(stats(mm).huge_bytes, EXT, "huge_bytes at the end: the one extent never split");
 	is_int(chains, 2, "two faults passed on in all");
 	emm_close(mm);
 	return done_testing();

@@ -2,10 +2,10 @@
 /* Huge extents under memory pressure: split, swapped out and back as 4 KiB pages, data kept. */
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 #include "thp.h"
 
 #define PAGE 4096UL
@@ -22,15 +22,6 @@
 
 static struct emm *mm;
 
-static struct emm_stats stats(void)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
-}
-
 static uint64_t value(const uint64_t *p)
 {
 	uint64_t s = (uint64_t)(uintptr_t)p ^ 0x0304030403040304ULL;
@@ -38,54 +29,31 @@ static uint64_t value(const uint64_t *p)
 	return tap_rand(&s) | 1;
 }
 
-static void fill(uint64_t *p, size_t len)
-{
-	for (size_t i = 0; i < len / 8; i++)
-		p[i] = value(p + i);
-}
-
-static size_t bad_words(const uint64_t *p, size_t len)
-{
-	size_t bad = 0;
-
-	for (size_t i = 0; i < len / 8; i++)
-		if (p[i] != value(p + i) && bad++ < 5)
-			diag("%p: got 0x%" PRIx64, (const void *)(p + i), p[i]);
-	return bad;
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /* The first 16 MiB go huge at fault time, then the budget drops to 8 MiB
  * and the other 48 MiB are written through it. */
 static void pressure(uint64_t *p)
 {
-	struct emm_stats s0 = stats(), s1, s2;
+	struct emm_stats s0 = stats(mm), s1, s2;
 
 	for (size_t off = 0; off < HUGE_PART; off += EXT)
 		((char *)p)[off + 4000] = 1;
-	s1 = stats();
+	s1 = stats(mm);
 	is_int(s1.thp_collapse - s0.thp_collapse, HUGE_PART / EXT, "16 MiB: 8 huge extents at fault time");
 	is_int(thp_pmd_mapped(p, HUGE_PART), HUGE_PART, "16 MiB: PMD-mapped");
-	fill(p, HUGE_PART);
+	fill_words(p, HUGE_PART, value);
 	is_int(emm_set_limit(mm, LOW_LIMIT), 0, "lower the limit to 8 MiB");
-	s2 = stats();
+	s2 = stats(mm);
 	ok(s2.thp_split > s1.thp_split, "thp_split grew (%" PRIu64 ")", s2.thp_split - s1.thp_split);
 	ok(s2.resident_bytes <= LOW_LIMIT, "resident %" PRIu64 " KiB within the new limit",
 	   s2.resident_bytes >> 10);
-	fill(p + HUGE_PART / 8, LEN - HUGE_PART);
-	s2 = stats();
+	fill_words(p + HUGE_PART / 8, LEN - HUGE_PART, value);
+	s2 = stats(mm);
 	ok(s2.swapouts > s0.swapouts, "swapouts grew (%" PRIu64 ")", s2.swapouts - s0.swapouts);
 	ok(s2.huge_bytes <= LOW_LIMIT, "huge_bytes %" PRIu64 " KiB within the limit",
 	   s2.huge_bytes >> 10);
-	is_int(bad_words(p, LEN), 0, "64 MiB read back right through an 8 MiB budget");
-	s2 = stats();
+	is_int(count_bad_words(p, LEN, value), 0, "64 MiB read back right through an 8 MiB budget");
+	s2 = stats(mm);
 	diag("under pressure: thp_split %" PRIu64 ", thp_collapse %" PRIu64 ", swapouts %" PRIu64
 	     ", swapins %" PRIu64 ", faults_major %" PRIu64 ", huge_bytes %" PRIu64 " KiB",
 	     s2.thp_split, s2.thp_collapse, s2.swapouts, s2.swapins, s2.faults_major,
@@ -100,7 +68,7 @@ static void recover(uint64_t *p)
 	long t0, ms = -1;
 
 	is_int(emm_set_limit(mm, HIGH_LIMIT), 0, "raise the limit to 256 MiB");
-	s0 = stats();
+	s0 = stats(mm);
 	for (size_t pg = 0; pg < LEN / PAGE; pg++) {
 		volatile uint64_t *w = p + pg * WORDS_PER_PAGE;
 
@@ -108,14 +76,14 @@ static void recover(uint64_t *p)
 	}
 	t0 = now_ms();
 	do {
-		if (stats().huge_bytes == LEN) {
+		if (stats(mm).huge_bytes == LEN) {
 			ms = now_ms() - t0;
 			break;
 		}
 		usleep(50 * 1000);
 	} while (now_ms() - t0 < WAIT_MS);
-	s1 = stats();
-	is_int(bad_words(p, LEN), 0, "64 MiB right after the limit is raised");
+	s1 = stats(mm);
+	is_int(count_bad_words(p, LEN, value), 0, "64 MiB right after the limit is raised");
 	diag("re-collapse: %" PRIu64 " extents collapsed again (%" PRIu64 " failed), huge_bytes %"
 	     PRIu64 " KiB, PMD-mapped %" PRId64 " KiB, %s",
 	     s1.thp_collapse - s0.thp_collapse, s1.thp_collapse_failed - s0.thp_collapse_failed,

@@ -5,10 +5,8 @@
 #include <limits.h>
 #include <numaif.h>
 #include <pthread.h>
-#include <sched.h>
-#include <sys/mman.h>
 
-#include "tap.h"
+#include "numa.h"
 #include "../numa/numa.h"
 
 #define GiB (1ULL << 30)
@@ -35,21 +33,6 @@ static uint64_t all_of(int n)
 }
 
 /* ---- the faked machines, run in a re-executed copy of this program ---- */
-
-/* A child reports "1 what" or "0 what" per check; the parent makes TAP of it. */
-static int child_failed;
-
-static TAP_PRINTF(2, 3) void check(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%d ", !!cond);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	child_failed |= !cond;
-}
 
 /* A description: n nodes of p PUs each, numbered from base on. */
 struct shape { int n, p, base; };
@@ -186,17 +169,14 @@ static void child_interleave(int n, uint64_t mask)
 /* A thread pinned to each CPU it may run on finds the table's node. */
 static void child_pinned(const struct numa_topo *tp)
 {
-	cpu_set_t allowed, one;
+	cpu_set_t allowed;
 	int bad = -1;
 
 	sched_getaffinity(0, sizeof(allowed), &allowed);
 	for (int c = 0; c < CPU_SETSIZE && c < tp->ncpus; c++) {
 		if (!CPU_ISSET(c, &allowed))
 			continue;
-		CPU_ZERO(&one);
-		CPU_SET(c, &one);
-		if (sched_setaffinity(0, sizeof(one), &one) == 0 && sched_getcpu() == c &&
-		    numa_current_node() != tp->cpu_node[c])
+		if (pin_to_cpu(c) == 0 && numa_current_node() != tp->cpu_node[c])
 			bad = c;
 	}
 	sched_setaffinity(0, sizeof(allowed), &allowed);
@@ -281,52 +261,26 @@ static int write_xml(const char *synthetic, char *path, size_t cap)
 	return fd;
 }
 
-static char self_path[PATH_MAX];
+/* The environment of one case, set in the child before it runs. */
+struct child_env { const struct faked *f; const char *xml; };
 
-/* In the child: the environment of one case, then this program again. */
-static void exec_child(const char *mode, const struct faked *f, const char *xml)
+static void set_env(const void *arg)
 {
-	char n[16], p[16], base[16], mem[32];
+	const struct child_env *e = arg;
 
 	unsetenv("HWLOC_SYNTHETIC");
 	unsetenv("HWLOC_XMLFILE");
 	unsetenv("HWLOC_THISSYSTEM");
-	if (f && f->synthetic)
-		setenv("HWLOC_SYNTHETIC", f->synthetic, 1);
-	if (xml)
-		setenv("HWLOC_XMLFILE", xml, 1);
-	if (!f) {
+	if (e->f && e->f->synthetic)
+		setenv("HWLOC_SYNTHETIC", e->f->synthetic, 1);
+	if (e->xml)
+		setenv("HWLOC_XMLFILE", e->xml, 1);
+	if (!e->f) {
 		/* A faked topology makes emm ask hwloc even on a one-node
 		 * machine (where it otherwise asks libnuma alone); then hwloc fails. */
 		setenv("HWLOC_SYNTHETIC", "pack:2 numa:1 core:1 pu:1", 1);
 		setenv("EMM_TEST_HWLOC_FAIL", "1", 1);
 	}
-	snprintf(n, sizeof(n), "%d", f ? f->nodes : 1);
-	snprintf(p, sizeof(p), "%d", f ? f->pus_per_node : 1);
-	snprintf(base, sizeof(base), "%d", f ? f->first_pu : 0);
-	snprintf(mem, sizeof(mem), "%llu", f ? (unsigned long long)f->mem : 0ULL);
-	execl("/proc/self/exe", self_path, mode, n, p, base, mem, (char *)NULL);
-	_exit(127);
-}
-
-/* What a memfd holds, from the start. */
-static void read_back(int fd, char *buf, size_t cap)
-{
-	ssize_t got = pread(fd, buf, cap - 1, 0);
-
-	buf[got > 0 ? got : 0] = '\0';
-}
-
-/* One line of the child's report becomes one TAP test. */
-static int relay(const char *name, char *out)
-{
-	int lines = 0;
-
-	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
-		ok(line[0] == '1' && line[1] == ' ', "[%s] %s", name, line + 2);
-		lines++;
-	}
-	return lines;
 }
 
 static int count_lines(const char *s)
@@ -338,34 +292,24 @@ static int count_lines(const char *s)
 	return n;
 }
 
-/* Runs one child with stdout and stderr in memfds; reports what it said. */
+/* Runs one child, this program again; reports what it said. */
 static void run_child(const char *mode, const struct faked *f, const char *xml)
 {
-	static char out[1 << 14], err[1 << 12];
+	const struct child_env e = { f, xml };
 	const char *name = f ? f->name : "hwloc fails";
-	int ofd = memfd_create("out", 0), efd = memfd_create("err", 0), status = -1;
-	pid_t pid;
+	char n[16], p[16], base[16], mem[32];
+	struct child_report *rep;
 
-	tap_flush();
-	pid = fork();
-	if (pid == 0) {
-		dup2(ofd, STDOUT_FILENO);
-		dup2(efd, STDERR_FILENO);
-		exec_child(mode, f, xml);
-	}
-	waitpid(pid, &status, 0);
-	read_back(ofd, out, sizeof(out));
-	read_back(efd, err, sizeof(err));
-	close(ofd);
-	close(efd);
-	ok(relay(name, out) > 5, "[%s] the child reported", name);
-	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0, "[%s] the child exited cleanly", name);
-	if (f && *err)
-		diag("[%s] stderr: %s", name, err);
+	snprintf(n, sizeof(n), "%d", f ? f->nodes : 1);
+	snprintf(p, sizeof(p), "%d", f ? f->pus_per_node : 1);
+	snprintf(base, sizeof(base), "%d", f ? f->first_pu : 0);
+	snprintf(mem, sizeof(mem), "%llu", f ? (unsigned long long)f->mem : 0ULL);
+	rep = child_spawn(set_env, &e, (const char *const[]){ mode, n, p, base, mem, NULL });
+	child_relay(name, rep);
 	if (f)
-		is_str(err, "", "[%s] nothing on stderr", name);
+		child_quiet(name, rep);
 	else
-		ok(count_lines(err) == 1 && !strncmp(err, "emm: warning: ", 14),
+		ok(count_lines(rep->err) == 1 && !strncmp(rep->err, "emm: warning: ", 14),
 		   "[%s] one warning line on stderr", name);
 }
 
@@ -489,7 +433,6 @@ int main(int argc, char **argv)
 				   strtoull(argv[5], NULL, 10));
 	if (argc == 6 && !strcmp(argv[1], "fallback"))
 		return child_fallback();
-	snprintf(self_path, sizeof(self_path), "%s", argv[0]);
 	tp = race_first_call();
 	real_shape(tp);
 	real_checks(tp);

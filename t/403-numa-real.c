@@ -4,6 +4,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 #include "../numa/numa.h"
 
 /* From libnuma, declared here because numa/numa.h may shadow <numa.h>. */
@@ -18,15 +19,6 @@ int numa_num_configured_nodes(void);
 
 static struct emm *mm;
 static char *rsv;
-
-static struct emm_stats stats(void)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
-}
 
 static int map_policy(void *addr, size_t len, int policy, uint64_t nodes)
 {
@@ -64,7 +56,7 @@ static void policies_node0(void)
 	is_int(map_policy(slot(1), VLEN, EMM_NUMA_PREFERRED, 1), 0, "emm_map PREFERRED node 0");
 	is_int(map_policy(slot(2), VLEN, EMM_NUMA_INTERLEAVE, 1), 0, "emm_map INTERLEAVE node 0");
 	is_int(map_policy(slot(3), VLEN, EMM_NUMA_LOCAL, 0), 0, "emm_map LOCAL");
-	is_int((long long)stats().vmas, 4, "four VMAs");
+	is_int((long long)stats(mm).vmas, 4, "four VMAs");
 }
 
 /* In a child with stderr to a pipe: each policy naming node 1 is refused
@@ -72,7 +64,7 @@ static void policies_node0(void)
 static void node1_child(void *arg)
 {
 	char *free_slot = slot(4);
-	uint64_t vmas = stats().vmas;
+	uint64_t vmas = stats(mm).vmas;
 	int bad = 0;
 
 	bad |= (map_policy(free_slot, VLEN, EMM_NUMA_BIND, 2) != -EINVAL) << 0;
@@ -81,7 +73,7 @@ static void node1_child(void *arg)
 	bad |= (map_policy(free_slot, VLEN, EMM_NUMA_INTERLEAVE, 2) != -EINVAL) << 3;
 	bad |= (map_policy(free_slot, VLEN, EMM_NUMA_INTERLEAVE, 3) != -EINVAL) << 4;
 	bad |= (map_policy(free_slot, VLEN, EMM_NUMA_BIND, 1ULL << 63) != -EINVAL) << 5;
-	bad |= (stats().vmas != vmas) << 6;
+	bad |= (stats(mm).vmas != vmas) << 6;
 	_exit(bad);
 }
 
@@ -152,7 +144,7 @@ static void node_stats(void)
 {
 	EMM_OPTS(emm_node_stats, ns);
 	struct emm_node_stats small = { .sz = offsetof(struct emm_node_stats, swapins) };
-	struct emm_stats st = stats();
+	struct emm_stats st = stats(mm);
 
 	is_int(emm_node_stats(mm, 0, &ns), 0, "emm_node_stats(node 0)");
 	diag("before draining: resident %" PRIu64 " KiB, active %" PRIu64 " + inactive %" PRIu64
@@ -167,7 +159,7 @@ static void node_stats(void)
 	is_int(emm_node_stats(mm, 0, &ns), 0, "emm_node_stats(node 0) again");
 	is_int(ns.active_bytes + ns.inactive_bytes, ns.resident_bytes,
 	       "active + inactive == resident after draining");
-	is_int(ns.resident_bytes, stats().resident_bytes, "resident unchanged");
+	is_int(ns.resident_bytes, stats(mm).resident_bytes, "resident unchanged");
 	ok(ns.pgsteal == 0 && ns.swapouts == 0, "no reclaim under the budget");
 	is_int(emm_node_stats(mm, 1, &ns), -EINVAL, "emm_node_stats(node 1): -EINVAL");
 	is_int(emm_node_stats(mm, -1, &ns), -EINVAL, "emm_node_stats(node -1): -EINVAL");
@@ -176,7 +168,7 @@ static void node_stats(void)
 
 static void migrate(void)
 {
-	uint64_t before = stats().resident_bytes;
+	uint64_t before = stats(mm).resident_bytes;
 	int os0 = numa_topology()->os_node[0];
 
 	is_int(emm_migrate(mm, slot(0), VLEN, 0), 0, "emm_migrate to node 0: 0");
@@ -191,7 +183,7 @@ static void migrate(void)
 	is_int(emm_migrate(mm, slot(0), 0, 0), -EINVAL, "emm_migrate of no bytes: -EINVAL");
 	is_int(emm_migrate(mm, slot(1), 3 * 2 * VLEN - VLEN, 0), -ENOMEM,
 	       "emm_migrate over three VMAs and the holes between: -ENOMEM");
-	is_int(stats().resident_bytes, before, "migrating within node 0 keeps every page");
+	is_int(stats(mm).resident_bytes, before, "migrating within node 0 keeps every page");
 	is_int(first_bad(slot(0), VLEN, 0), -1, "the migrated range reads what was written");
 	if (numa_available() < 0)
 		skip(1, "no NUMA system calls (numa_available() < 0)");

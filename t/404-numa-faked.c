@@ -1,13 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Faked 2- and 4-node machines: interleave spreads a VMA evenly over the nodes' lists, bind and preferred keep pages on their node, local follows the CPU, the lists add up. */
-#include <limits.h>
 #include <pthread.h>
-#include <sched.h>
-#include <stdbool.h>
-#include <sys/mman.h>
 
 #include "emm.h"
-#include "tap.h"
+#include "numa.h"
 
 #define PAGE	4096UL
 #define MIB	(1UL << 20)
@@ -18,33 +14,6 @@
 #define ALIGN_MIB(x)	(((x) + MIB - 1) & ~(MIB - 1))
 
 /* ---- the child: one faked machine, in a re-executed copy of this program ---- */
-
-/* The child says "1 what" or "0 what" per check and "# what" for notes;
- * the parent makes TAP of it. */
-static int child_failed;
-
-static TAP_PRINTF(2, 3) void check(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%d ", !!cond);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	child_failed |= !cond;
-}
-
-static TAP_PRINTF(1, 2) void note(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("# ", stdout);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
 
 static struct emm *mm;
 static int nnodes;
@@ -126,19 +95,10 @@ struct pinned { int cpu; void (*fn)(void *); void *arg; int err; };
 static void *pinned_main(void *arg)
 {
 	struct pinned *pn = arg;
-	cpu_set_t one;
 
-	CPU_ZERO(&one);
-	CPU_SET(pn->cpu, &one);
-	if (sched_setaffinity(0, sizeof(one), &one) < 0) {
-		pn->err = -errno;
-		return NULL;
-	}
-	if (sched_getcpu() != pn->cpu) {
-		pn->err = -EAGAIN;
-		return NULL;
-	}
-	pn->fn(pn->arg);
+	pn->err = pin_to_cpu(pn->cpu);
+	if (!pn->err)
+		pn->fn(pn->arg);
 	return NULL;
 }
 
@@ -153,13 +113,6 @@ static int on_cpu(int cpu, void (*fn)(void *), void *arg)
 		return -err;
 	pthread_join(th, NULL);
 	return pn.err;
-}
-
-static bool cpus_usable(void)
-{
-	cpu_set_t s;
-
-	return sched_getaffinity(0, sizeof(s), &s) == 0 && CPU_ISSET(0, &s) && CPU_ISSET(1, &s);
 }
 
 /* Touches a new VMA of npages (from cpu, or -1: wherever this thread runs)
@@ -318,8 +271,7 @@ static int child(int n)
 	int nt = 0, bad = 0;
 	void *r;
 
-	alarm(60);
-	setvbuf(stdout, NULL, _IOLBF, 0);	/* a child that dies still said how far it got */
+	child_begin();
 	nnodes = n;
 	check(emm_open(&o, &mm) == 0, "emm_open");
 	check(emm_numa_nodes(mm) == n, "emm_numa_nodes: %d (got %d)", n, emm_numa_nodes(mm));
@@ -356,68 +308,13 @@ static int child(int n)
 
 /* ---- the parent: runs each faked machine and relays its report ---- */
 
-static char self_path[PATH_MAX];
-
-static void read_back(int fd, char *buf, size_t cap)
-{
-	ssize_t got = pread(fd, buf, cap - 1, 0);
-
-	buf[got > 0 ? got : 0] = '\0';
-}
-
-/* One line of the child's report becomes one TAP test or one diag. */
-static int relay(const char *name, char *out)
-{
-	int checks = 0;
-
-	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
-		if (line[0] == '#') {
-			diag("[%s] %s", name, line + 2);
-			continue;
-		}
-		ok(line[0] == '1' && line[1] == ' ', "[%s] %s", name, line + 2);
-		checks++;
-	}
-	return checks;
-}
-
-static void run_child(const char *name, const char *synthetic, int nodes)
-{
-	static char out[1 << 15], err[1 << 12];
-	int ofd = memfd_create("out", 0), efd = memfd_create("err", 0), status = -1;
-	char n[16];
-	pid_t pid;
-
-	snprintf(n, sizeof(n), "%d", nodes);
-	tap_flush();
-	pid = fork();
-	if (pid == 0) {
-		dup2(ofd, STDOUT_FILENO);
-		dup2(efd, STDERR_FILENO);
-		unsetenv("HWLOC_XMLFILE");
-		setenv("HWLOC_SYNTHETIC", synthetic, 1);
-		execl("/proc/self/exe", self_path, "child", n, (char *)NULL);
-		_exit(127);
-	}
-	waitpid(pid, &status, 0);
-	read_back(ofd, out, sizeof(out));
-	read_back(efd, err, sizeof(err));
-	close(ofd);
-	close(efd);
-	ok(relay(name, out) > 5, "[%s] the child reported", name);
-	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status), 0,
-	       "[%s] the child exited cleanly", name);
-	if (*err)
-		diag("[%s] stderr: %s", name, err);
-	is_str(err, "", "[%s] nothing on stderr", name);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "child"))
 		return child(atoi(argv[2]));
-	snprintf(self_path, sizeof(self_path), "%s", argv[0]);
-	run_child("2 nodes", "pack:2 numa:1 core:1 pu:1", 2);
-	run_child("4 nodes", "pack:2 numa:2 core:1 pu:1", 4);
+	run_faked("2 nodes", "pack:2 numa:1 core:1 pu:1",
+		  (const char *const[]){ "child", "2", NULL });
+	run_faked("4 nodes", "pack:2 numa:2 core:1 pu:1",
+		  (const char *const[]){ "child", "4", NULL });
 	return done_testing();
 }

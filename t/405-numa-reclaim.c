@@ -1,11 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-node reclaim on a faked 2-node machine: a small share on node 0 evicts from node 0 alone, emm_set_node_limit's errors and its reclaim at once, emm_migrate between nodes. */
-#include <limits.h>
-#include <sys/mman.h>
-#include <time.h>
-
 #include "emm.h"
-#include "tap.h"
+#include "numa.h"
+#include "util.h"
 
 #define PAGE	4096UL
 #define MIB	(1UL << 20)
@@ -22,33 +19,6 @@
 
 /* ---- the child: the faked machine, in a re-executed copy of this program ---- */
 
-/* The child says "1 what" or "0 what" per check and "# what" for notes;
- * the parent makes TAP of it. */
-static int child_failed;
-
-static TAP_PRINTF(2, 3) void check(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%d ", !!cond);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	child_failed |= !cond;
-}
-
-static TAP_PRINTF(1, 2) void note(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("# ", stdout);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
-
 static struct emm *mm;
 static char *v0, *v1;			/* BIND node 0 and BIND node 1 */
 
@@ -59,14 +29,6 @@ static struct emm_node_stats nstats(int node)
 	if (emm_node_stats(mm, node, &ns))
 		memset(&ns, 0xff, sizeof(ns));
 	return ns;
-}
-
-static struct emm_stats stats(void)
-{
-	EMM_OPTS(emm_stats, st);
-
-	emm_stats(mm, &st);
-	return st;
 }
 
 static void say_node(const char *when, int node)
@@ -120,24 +82,16 @@ static long first_bad(const char *p, size_t len, uint64_t *peak0)
 	return bad;
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits until no reclaim thread has scanned anything for 100 ms (5 s at most). */
 static void settle(void)
 {
-	uint64_t last = stats().pgscan;
+	uint64_t last = stats(mm).pgscan;
 	long quiet_since = now_ms(), end = quiet_since + 5000;
 
 	while (now_ms() < end && now_ms() - quiet_since < 100) {
 		usleep(10000);
-		if (stats().pgscan != last) {
-			last = stats().pgscan;
+		if (stats(mm).pgscan != last) {
+			last = stats(mm).pgscan;
 			quiet_since = now_ms();
 		}
 	}
@@ -215,7 +169,7 @@ static void verify(void)
 /* The nodes' counters add up to the instance's. */
 static void sums(void)
 {
-	struct emm_stats st = stats();
+	struct emm_stats st = stats(mm);
 	struct emm_node_stats a = nstats(0), b = nstats(1);
 
 	check(a.pgscan + b.pgscan == st.pgscan && a.pgsteal + b.pgsteal == st.pgsteal &&
@@ -233,7 +187,7 @@ static void lists_add_up(const char *when)
 	b = nstats(1);
 	check(a.active_bytes + a.inactive_bytes == a.resident_bytes &&
 	      b.active_bytes + b.inactive_bytes == b.resident_bytes &&
-	      a.resident_bytes + b.resident_bytes == stats().resident_bytes,
+	      a.resident_bytes + b.resident_bytes == stats(mm).resident_bytes,
 	      "%s: each node's lists hold its resident pages, which add up to emm_stats'", when);
 }
 
@@ -253,7 +207,7 @@ static void migrate(void)
 	emm_reclaim(mm, 0);
 	a = nstats(0);
 	b = nstats(1);
-	steal = stats().pgsteal;
+	steal = stats(mm).pgsteal;
 	err = emm_migrate(mm, range, MLEN, 1);
 	check(!err, "emm_migrate(1 MiB, node 1): %s", err ? strerror(-err) : "0");
 	a2 = nstats(0);
@@ -263,7 +217,7 @@ static void migrate(void)
 	      "256 pages left node 0 (%ld) and reached node 1 (%ld)",
 	      (long)(a.resident_bytes - a2.resident_bytes) / (long)PAGE,
 	      (long)(b2.resident_bytes - b.resident_bytes) / (long)PAGE);
-	check(stats().pgsteal == steal, "nothing was reclaimed meanwhile");
+	check(stats(mm).pgsteal == steal, "nothing was reclaimed meanwhile");
 	lists_add_up("after migrating to node 1");
 	check(first_bad(range, MLEN, NULL) < 0, "the migrated range reads back");
 	check(emm_migrate(mm, range, MLEN, 0) == 0, "emm_migrate it back to node 0");
@@ -277,7 +231,7 @@ static void migrate(void)
 	check(nstats(0).resident_bytes == 0 &&
 	      nstats(1).resident_bytes == b.resident_bytes + a.resident_bytes,
 	      "its %" PRIu64 " resident pages moved, and only those", a.resident_bytes / PAGE);
-	check(stats().resident_bytes == a.resident_bytes + b.resident_bytes, "none was lost");
+	check(stats(mm).resident_bytes == a.resident_bytes + b.resident_bytes, "none was lost");
 	lists_add_up("after migrating the VMA");
 	check(first_bad(v0, LEN0, NULL) < 0 && first_bad(v1, LEN1, NULL) < 0,
 	      "both VMAs read back");
@@ -308,8 +262,7 @@ static int child(void)
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .thp = EMM_THP_NEVER);
 	char *r;
 
-	alarm(60);
-	setvbuf(stdout, NULL, _IOLBF, 0);	/* a child that dies still said how far it got */
+	child_begin();
 	check(emm_open(&o, &mm) == 0, "emm_open: 64 MiB budget");
 	check(emm_numa_nodes(mm) == 2, "2 nodes (got %d)", emm_numa_nodes(mm));
 	if (emm_numa_nodes(mm) != 2 || emm_reserve(mm, 64 * MIB, (void **)&r))
@@ -330,65 +283,10 @@ static int child(void)
 
 /* ---- the parent: runs the faked machine and relays its report ---- */
 
-static char self_path[PATH_MAX];
-
-static void read_back(int fd, char *buf, size_t cap)
-{
-	ssize_t got = pread(fd, buf, cap - 1, 0);
-
-	buf[got > 0 ? got : 0] = '\0';
-}
-
-/* One line of the child's report becomes one TAP test or one diag. */
-static int relay(const char *name, char *out)
-{
-	int checks = 0;
-
-	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
-		if (line[0] == '#') {
-			diag("[%s] %s", name, line + 2);
-			continue;
-		}
-		ok(line[0] == '1' && line[1] == ' ', "[%s] %s", name, line + 2);
-		checks++;
-	}
-	return checks;
-}
-
-static void run_child(const char *name, const char *synthetic)
-{
-	static char out[1 << 15], err[1 << 12];
-	int ofd = memfd_create("out", 0), efd = memfd_create("err", 0), status = -1;
-	pid_t pid;
-
-	tap_flush();
-	pid = fork();
-	if (pid == 0) {
-		dup2(ofd, STDOUT_FILENO);
-		dup2(efd, STDERR_FILENO);
-		unsetenv("HWLOC_XMLFILE");
-		setenv("HWLOC_SYNTHETIC", synthetic, 1);
-		execl("/proc/self/exe", self_path, "child", (char *)NULL);
-		_exit(127);
-	}
-	waitpid(pid, &status, 0);
-	read_back(ofd, out, sizeof(out));
-	read_back(efd, err, sizeof(err));
-	close(ofd);
-	close(efd);
-	ok(relay(name, out) > 5, "[%s] the child reported", name);
-	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status), 0,
-	       "[%s] the child exited cleanly", name);
-	if (*err)
-		diag("[%s] stderr: %s", name, err);
-	is_str(err, "", "[%s] nothing on stderr", name);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc == 2 && !strcmp(argv[1], "child"))
 		return child();
-	snprintf(self_path, sizeof(self_path), "%s", argv[0]);
-	run_child("2 nodes", "pack:2 numa:1 core:1 pu:1");
+	run_faked("2 nodes", "pack:2 numa:1 core:1 pu:1", (const char *const[]){ "child", NULL });
 	return done_testing();
 }

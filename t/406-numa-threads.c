@@ -1,12 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Two threads pinned to the CPUs of a faked 2-node machine fault at once, with and without pagevecs, roomy and tight: no page lost from the lists, local pages on their node. */
-#include <limits.h>
 #include <pthread.h>
-#include <sched.h>
-#include <sys/mman.h>
-#include <time.h>
 
-#include "tap.h"
+#include "numa.h"
+#include "util.h"
 #include "internal.h"
 
 #define MIB		(1UL << 20)
@@ -18,33 +15,6 @@
 static const long sizes[2][3] = { { 3000, 4000, 4099 }, { 1500, 2000, 2049 } };
 
 /* ---- the child: the faked machine, in a re-executed copy of this program ---- */
-
-/* The child says "1 what" or "0 what" per check and "# what" for notes;
- * the parent makes TAP of it. */
-static int child_failed;
-
-static TAP_PRINTF(2, 3) void check(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%d ", !!cond);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	child_failed |= !cond;
-}
-
-static TAP_PRINTF(1, 2) void note(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("# ", stdout);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
 
 struct round {
 	const char *name;
@@ -91,14 +61,8 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct round *rd = w->rd;
 	int me = w->cpu;
-	cpu_set_t one;
 
-	CPU_ZERO(&one);
-	CPU_SET(me, &one);
-	if (sched_setaffinity(0, sizeof(one), &one) < 0)
-		rd->err[me] = errno;
-	else if (sched_getcpu() != me)
-		rd->err[me] = EAGAIN;
+	rd->err[me] = -pin_to_cpu(me);
 	pthread_barrier_wait(&rd->step);
 	pages_do(rd->local[me], rd->local_pages[me], 0, 1, true);
 	pthread_barrier_wait(&rd->step);
@@ -108,22 +72,6 @@ static void *worker_main(void *arg)
 	pthread_barrier_wait(&rd->step);
 	rd->bad[me] += pages_do(rd->local[me], rd->local_pages[me], 0, 1, false);
 	return NULL;
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	emm_stats(mm, &st);
-	return st;
 }
 
 /* Waits until the reclaim threads have scanned nothing for 100 ms (5 s at most). */
@@ -298,11 +246,8 @@ static void run_round(const char *name, unsigned flags, uint64_t limit)
 
 static int child(void)
 {
-	cpu_set_t s;
-
-	alarm(60);
-	setvbuf(stdout, NULL, _IOLBF, 0);	/* a child that dies still said how far it got */
-	if (sched_getaffinity(0, sizeof(s), &s) < 0 || !CPU_ISSET(0, &s) || !CPU_ISSET(1, &s)) {
+	child_begin();
+	if (!cpus_usable()) {
 		printf("skip CPUs 0 and 1 are not both available to this process\n");
 		return 0;
 	}
@@ -317,67 +262,10 @@ static int child(void)
 
 /* ---- the parent: runs the faked machine and relays its report ---- */
 
-static char self_path[PATH_MAX];
-
-static void read_back(int fd, char *buf, size_t cap)
-{
-	ssize_t got = pread(fd, buf, cap - 1, 0);
-
-	buf[got > 0 ? got : 0] = '\0';
-}
-
-/* One line of the child's report becomes one TAP test or one diag. */
-static int relay(const char *name, char *out)
-{
-	int checks = 0;
-
-	if (!strncmp(out, "skip ", 5))
-		skip_all(out + 5);
-	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
-		if (line[0] == '#') {
-			diag("[%s] %s", name, line + 2);
-			continue;
-		}
-		ok(line[0] == '1' && line[1] == ' ', "[%s] %s", name, line + 2);
-		checks++;
-	}
-	return checks;
-}
-
-static void run_child(const char *name, const char *synthetic)
-{
-	static char out[1 << 16], err[1 << 12];
-	int ofd = memfd_create("out", 0), efd = memfd_create("err", 0), status = -1;
-	pid_t pid;
-
-	tap_flush();
-	pid = fork();
-	if (pid == 0) {
-		dup2(ofd, STDOUT_FILENO);
-		dup2(efd, STDERR_FILENO);
-		unsetenv("HWLOC_XMLFILE");
-		setenv("HWLOC_SYNTHETIC", synthetic, 1);
-		execl("/proc/self/exe", self_path, "child", (char *)NULL);
-		_exit(127);
-	}
-	waitpid(pid, &status, 0);
-	read_back(ofd, out, sizeof(out));
-	read_back(efd, err, sizeof(err));
-	close(ofd);
-	close(efd);
-	ok(relay(name, out) > 5, "[%s] the child reported", name);
-	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status), 0,
-	       "[%s] the child exited cleanly", name);
-	if (*err)
-		diag("[%s] stderr: %s", name, err);
-	is_str(err, "", "[%s] nothing on stderr", name);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc == 2 && !strcmp(argv[1], "child"))
 		return child();
-	snprintf(self_path, sizeof(self_path), "%s", argv[0]);
-	run_child("2 nodes", "pack:2 numa:1 core:1 pu:1");
+	run_faked("2 nodes", "pack:2 numa:1 core:1 pu:1", (const char *const[]){ "child", NULL });
 	return done_testing();
 }

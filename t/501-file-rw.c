@@ -16,6 +16,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -64,21 +65,6 @@ static uint64_t want_word(uint64_t off)
 	return is_written(off / 8) ? write_word(off) : file_word(off);
 }
 
-/* A read-write temporary file, already unlinked. */
-static int tmp_file(void)
-{
-	const char *dir = getenv("TMPDIR");
-	char path[4096];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/emm-file-rw-XXXXXX", dir && *dir ? dir : "/var/tmp");
-	fd = mkstemp(path);
-	if (fd < 0)
-		bail("mkstemp in %s: %s", path, strerror(errno));
-	unlink(path);
-	return fd;
-}
-
 /* Fill [0, len) of fd with file_word(). */
 static void fill_file(int fd, uint64_t len)
 {
@@ -95,15 +81,6 @@ static void fill_file(int fd, uint64_t len)
 			bail("pwrite: %s", strerror(errno));
 	}
 	free(buf);
-}
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
 }
 
 static int map_file(struct emm *mm, void *addr, size_t len, int fd, int prot)
@@ -124,7 +101,7 @@ static off_t file_size(int fd)
  * first touch, and the untouched rest as it was. */
 static void test_pwrite_before_touch(struct emm *mm, char *at)
 {
-	int fd = tmp_file(), other;
+	int fd = tmp_file("file-rw", NULL, 0), other;
 	char name[64];
 	uint64_t v = 0x0123456789abcdefULL;
 	const uint64_t *p = (const uint64_t *)at;
@@ -232,7 +209,7 @@ static int page_is_zero(const char *p)
 /* A 10-page file mapped read-write over 16 pages. */
 static void test_past_eof(struct emm *mm, char *at)
 {
-	int fd = tmp_file();
+	int fd = tmp_file("file-rw", NULL, 0);
 	uint64_t *p12 = (uint64_t *)(at + 12 * PAGE), v = write_word(12 * PAGE);
 	char *buf = malloc(3 * PAGE);
 
@@ -307,7 +284,7 @@ int main(void)
 	written = calloc(WORDS / 64, sizeof(*written));
 	if (!written)
 		bail("out of memory");
-	fd = tmp_file();
+	fd = tmp_file("file-rw", NULL, 0);
 	fill_file(fd, FILE_LEN);
 	is_int(emm_open(&o, &mm), 0, "emm_open with an 8 MiB budget");
 	is_int(emm_reserve(mm, FILE_LEN + 4 * MIB, (void **)&r), 0, "reserve 68 MiB");

@@ -7,6 +7,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -32,16 +33,11 @@ static uint64_t file_word(uint64_t off)
 /* A read-write temporary file, already unlinked, filled with file_word(). */
 static int pattern_file(uint64_t len)
 {
-	const char *dir = getenv("TMPDIR");
 	uint64_t *buf = malloc(CHUNK);
-	char path[4096];
-	int fd;
+	int fd = tmp_file("readahead", NULL, 0);
 
-	snprintf(path, sizeof(path), "%s/emm-readahead-XXXXXX", dir && *dir ? dir : "/var/tmp");
-	fd = mkstemp(path);
-	if (fd < 0 || !buf)
-		bail("mkstemp in %s: %s", path, strerror(errno));
-	unlink(path);
+	if (!buf)
+		bail("out of memory");
 	for (uint64_t off = 0; off < len; off += CHUNK) {
 		for (size_t i = 0; i < CHUNK / 8; i++)
 			buf[i] = file_word(off + i * 8);
@@ -50,15 +46,6 @@ static int pattern_file(uint64_t len)
 	}
 	free(buf);
 	return fd;
-}
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
 }
 
 static int map_file(struct emm *mm, void *addr, size_t len, int fd)

@@ -10,6 +10,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -23,14 +24,9 @@ static char path[4096];
  * its name stays in path until the end so it can be opened in other modes. */
 static int make_file(void)
 {
-	const char *dir = getenv("TMPDIR");
 	static unsigned char buf[FILE_PAGES * PAGE];
-	int fd;
+	int fd = tmp_file("file-errors", path, sizeof(path));
 
-	snprintf(path, sizeof(path), "%s/emm-file-errors-XXXXXX", dir && *dir ? dir : "/var/tmp");
-	fd = mkstemp(path);
-	if (fd < 0)
-		bail("mkstemp in %s: %s", path, strerror(errno));
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (unsigned char)((i & 0xff) ^ 0x5a);
 	if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
@@ -53,15 +49,6 @@ static int map_file(struct emm *mm, void *addr, size_t len, int fd, int prot, ui
 		 .offset = off);
 
 	return emm_map(mm, addr, len, &o);
-}
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
 }
 
 /* The number of descriptors this process has open. */
@@ -129,7 +116,9 @@ static void test_close_after_map(struct emm *mm, char *at)
 	check = reopen(O_RDONLY);
 	ok(pread(check, &c, 1, 3 * PAGE + 9) == 1 && c == 'x', "the write is in the file");
 	close(check);
-	is_int(mid, before + 1, "emm holds one descriptor of its own while mapped");
+	/* Its own, and the same file opened O_DIRECT where the file system allows. */
+	ok(mid == before + 1 || mid == before + 2,
+	   "emm holds its own descriptors while mapped (%d more)", mid - before);
 	is_int(emm_unmap(mm, at, FILE_PAGES * PAGE), 0, "unmap it");
 	is_int(open_fds(), before, "and closes it when the VMA goes");
 }

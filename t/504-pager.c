@@ -10,6 +10,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -194,15 +195,6 @@ static int map_pager(struct emm *mm, void *addr, size_t len, int prot,
 		 .pager_arg = sp, .offset = sp ? sp->base : 0);
 
 	return emm_map(mm, addr, len, &o);
-}
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
 }
 
 /* Does the page at p (pager offset off) hold what fill computes? */

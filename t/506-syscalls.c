@@ -7,6 +7,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -18,15 +19,8 @@
 static int pattern_file(void)
 {
 	static unsigned char buf[FILE_PAGES * PAGE];
-	const char *dir = getenv("TMPDIR");
-	char path[4096];
-	int fd;
+	int fd = tmp_file("syscalls", NULL, 0);
 
-	snprintf(path, sizeof(path), "%s/emm-syscalls-XXXXXX", dir && *dir ? dir : "/var/tmp");
-	fd = mkstemp(path);
-	if (fd < 0)
-		bail("mkstemp in %s: %s", path, strerror(errno));
-	unlink(path);
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (unsigned char)((i * 7 + 3) & 0xff);
 	if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
@@ -40,15 +34,6 @@ static int pattern_at(const unsigned char *p, uint64_t off, size_t len)
 		if (p[i] != (unsigned char)(((off + i) * 7 + 3) & 0xff))
 			return 0;
 	return 1;
-}
-
-static struct emm_stats stats(struct emm *mm)
-{
-	EMM_OPTS(emm_stats, st);
-
-	if (emm_stats(mm, &st))
-		bail("emm_stats failed");
-	return st;
 }
 
 /* The result of a system call as "n" or "-ERRNO", for messages. */

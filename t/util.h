@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address. */
+#ifndef EMM_T_UTIL_H
+#define EMM_T_UTIL_H
+
+#include <time.h>
+
+#include "emm.h"
+#include "tap.h"
+
+#define UTIL_FN static __attribute__((unused))
+
+UTIL_FN struct emm_stats stats(struct emm *mm)
+{
+	EMM_OPTS(emm_stats, st);
+
+	if (emm_stats(mm, &st))
+		bail("emm_stats failed");
+	return st;
+}
+
+UTIL_FN long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/*
+ * A read-write temporary file emm-<name>-XXXXXX in $TMPDIR, else /var/tmp
+ * (a disk, where /tmp may be memory). With a path buffer the name stays
+ * there and the file stays; without one it is unlinked at once.
+ */
+UTIL_FN int tmp_file(const char *name, char *path, size_t cap)
+{
+	const char *dir = getenv("TMPDIR");
+	char own[4096];
+	int fd;
+
+	if (!path) {
+		path = own;
+		cap = sizeof(own);
+	}
+	snprintf(path, cap, "%s/emm-%s-XXXXXX", dir && *dir ? dir : "/var/tmp", name);
+	fd = mkstemp(path);
+	if (fd < 0)
+		bail("mkstemp in %s: %s", path, strerror(errno));
+	if (path == own)
+		unlink(path);
+	return fd;
+}
+
+/* 0 .. n-1 shuffled (Fisher-Yates) by the generator *seed, in malloc'd memory. */
+UTIL_FN uint32_t *random_order(uint32_t n, uint64_t *seed)
+{
+	uint32_t *order = malloc(n * sizeof(*order));
+
+	if (!order)
+		bail("out of memory");
+	for (uint32_t i = 0; i < n; i++)
+		order[i] = i;
+	for (size_t i = n - 1; i > 0; i--) {
+		size_t j = tap_rand(seed) % (i + 1);
+		uint32_t t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	return order;
+}
+
+/* The word the tests write at p: its address, scrambled; never zero, so a
+ * word reading zero was never written. */
+UTIL_FN uint64_t word_value(const uint64_t *p)
+{
+	return (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL | 1;
+}
+
+/* Each word of [p, p + len) gets value(its address). */
+UTIL_FN void fill_words(void *p, size_t len, uint64_t (*value)(const uint64_t *))
+{
+	uint64_t *w = p;
+
+	for (size_t i = 0; i < len / 8; i++)
+		w[i] = value(w + i);
+}
+
+/* The words of [p, p + len) that do not hold what fill_words wrote; the
+ * first five said in a diag. */
+UTIL_FN size_t count_bad_words(const void *p, size_t len, uint64_t (*value)(const uint64_t *))
+{
+	const uint64_t *w = p;
+	size_t bad = 0;
+
+	for (size_t i = 0; i < len / 8; i++)
+		if (w[i] != value(w + i) && bad++ < 5)
+			diag("%p: got 0x%" PRIx64, (const void *)(w + i), w[i]);
+	return bad;
+}
+
+#endif /* EMM_T_UTIL_H */
