@@ -40,4 +40,10 @@ int bench_parse_size(const char *s, uint64_t *out);
 void bench_shuffle(size_t *v, size_t n, uint64_t seed);
 double bench_rate(uint64_t events, uint64_t ns);
 
+struct emm;
+struct emm_stats;
+void bench_stats(struct emm *mm, struct emm_stats *st);
+void bench_stats_delta(const struct emm_stats *a, const struct emm_stats *b,
+		       struct emm_stats *d);
+
 #endif /* EMM_BENCH_H */

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* emm-bench: pick a mode from the table, parse the options, run it. */
+#include <emm.h>
+
 #include "bench.h"
 
 #include <errno.h>
@@ -30,6 +32,27 @@ uint64_t bench_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* emm's counters now, whatever the library's struct size. */
+void bench_stats(struct emm *mm, struct emm_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->sz = sizeof(*st);
+	emm_stats(mm, st);
+}
+
+/* d = b - a, counter by counter (the sz field aside). */
+void bench_stats_delta(const struct emm_stats *a, const struct emm_stats *b,
+		       struct emm_stats *d)
+{
+	const uint64_t *pa = &a->resident_bytes, *pb = &b->resident_bytes;
+	uint64_t *pd = &d->resident_bytes;
+	size_t n = (sizeof(*a) - offsetof(struct emm_stats, resident_bytes)) / sizeof(uint64_t);
+
+	d->sz = sizeof(*d);
+	for (size_t i = 0; i < n; i++)
+		pd[i] = pb[i] - pa[i];
 }
 
 double bench_rate(uint64_t events, uint64_t ns)

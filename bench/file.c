@@ -216,12 +216,6 @@ static uint64_t mem_read(const struct fb *b, volatile const uint64_t *p, int pat
 	return bench_now_ns() - t0;
 }
 
-static void stats_get(struct emm *mm, struct emm_stats *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->sz = sizeof(*st);
-	emm_stats(mm, st);
-}
 
 /* A fresh instance with the budget, the whole file mapped read-only. */
 static int64_t emm_read(struct fb *b, int pat, struct emm_stats *d, uint64_t *bad)
@@ -242,9 +236,9 @@ static int64_t emm_read(struct fb *b, int pat, struct emm_stats *d, uint64_t *ba
 	if (err == 0 && pat == RAND)
 		err = emm_advise(mm, p, b->size, EMM_ADV_RANDOM);
 	if (err == 0) {
-		stats_get(mm, &s0);
+		bench_stats(mm, &s0);
 		ns = mem_read(b, p, pat, bad);
-		stats_get(mm, &s1);
+		bench_stats(mm, &s1);
 		d->faults_major = s1.faults_major - s0.faults_major;
 		d->pgsteal = s1.pgsteal - s0.pgsteal;
 		d->kernel_vmas = s1.kernel_vmas;

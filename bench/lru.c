@@ -107,12 +107,6 @@ static uint64_t verify(const struct worker *w)
 	return bad;
 }
 
-static void stats_get(struct emm *mm, struct emm_stats *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->sz = sizeof(*st);
-	emm_stats(mm, st);
-}
 
 static uint64_t drains(struct emm *mm)
 {
@@ -141,19 +135,10 @@ static uint64_t run_threads(struct worker *w, unsigned n)
 
 static struct emm_stats stats_delta(const struct emm_stats *a, const struct emm_stats *b)
 {
-	return (struct emm_stats){
-		.faults = b->faults - a->faults,
-		.faults_zero = b->faults_zero - a->faults_zero,
-		.faults_major = b->faults_major - a->faults_major,
-		.faults_minor = b->faults_minor - a->faults_minor,
-		.faults_wp = b->faults_wp - a->faults_wp,
-		.swapouts = b->swapouts - a->swapouts,
-		.swapins = b->swapins - a->swapins,
-		.pgscan = b->pgscan - a->pgscan,
-		.pgsteal = b->pgsteal - a->pgsteal,
-		.pgactivate = b->pgactivate - a->pgactivate,
-		.pgdeactivate = b->pgdeactivate - a->pgdeactivate,
-	};
+	struct emm_stats d;
+
+	bench_stats_delta(a, b, &d);
+	return d;
 }
 
 /* Time the threads on a fresh instance's regions, and keep the best run. */
@@ -162,11 +147,11 @@ static void measure(struct lrub *b, struct emm *mm, struct worker *w, struct res
 	struct emm_stats s0, s1;
 	uint64_t ns, d0, bad = 0;
 
-	stats_get(mm, &s0);
+	bench_stats(mm, &s0);
 	d0 = drains(mm);
 	ns = run_threads(w, b->threads);
 	d0 = drains(mm) - d0;
-	stats_get(mm, &s1);
+	bench_stats(mm, &s1);
 	for (unsigned t = 0; t < b->threads; t++)
 		bad += verify(&w[t]);
 	if (!r->ns || ns < r->ns) {

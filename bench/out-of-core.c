@@ -291,22 +291,13 @@ static uint64_t emm_seq_read(struct ooc *b, uint64_t *bad)
 	return bench_now_ns() - t0;
 }
 
-static void stats_get(struct emm *mm, struct emm_stats *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->sz = sizeof(*st);
-	emm_stats(mm, st);
-}
 
-/* The counters the report shows, as growth from a to b. */
 static struct emm_stats stats_delta(const struct emm_stats *a, const struct emm_stats *b)
 {
-	return (struct emm_stats){
-		.faults_major = b->faults_major - a->faults_major,
-		.swapins = b->swapins - a->swapins,
-		.swapouts = b->swapouts - a->swapouts,
-		.io_errors = b->io_errors - a->io_errors,
-	};
+	struct emm_stats d;
+
+	bench_stats_delta(a, b, &d);
+	return d;
 }
 
 /* Keep the better rate of each side; emm's counters go with its rate. */
@@ -335,9 +326,9 @@ static int writeback_phase(struct ooc *b)
 	if (dev < 0)
 		return complain("sequential write of the plain file", dev);
 	fdatasync(b->fd);
-	stats_get(b->mm, &s0);
+	bench_stats(b->mm, &s0);
 	ns = emm_fill(b);
-	stats_get(b->mm, &s1);
+	bench_stats(b->mm, &s1);
 	d = stats_delta(&s0, &s1);
 	record(&b->res[WRITEBACK], mib_rate(b->size, (uint64_t)dev),
 	       mib_rate(d.swapouts * PAGE_SIZE, ns), ns, &d, 0);
@@ -352,9 +343,9 @@ static int seq_read_phase(struct ooc *b)
 
 	if (dev < 0)
 		return complain("sequential read of the plain file", dev);
-	stats_get(b->mm, &s0);
+	bench_stats(b->mm, &s0);
 	ns = emm_seq_read(b, &bad);
-	stats_get(b->mm, &s1);
+	bench_stats(b->mm, &s1);
 	d = stats_delta(&s0, &s1);
 	record(&b->res[SEQ_READ], mib_rate(b->size, (uint64_t)dev),
 	       mib_rate(b->size, ns), ns, &d, bad);
@@ -379,7 +370,7 @@ static int rand_phase(struct ooc *b, int pat)
 	err = emm_advise(b->mm, (void *)b->region, b->size, EMM_ADV_PAGEOUT);
 	if (err < 0)
 		return complain("emm_advise(EMM_ADV_PAGEOUT)", err);
-	stats_get(b->mm, &s0);
+	bench_stats(b->mm, &s0);
 	ns = run_random(b, write, true, &bad);
 	if (ns < 0)
 		return complain("emm threads", ns);
@@ -387,7 +378,7 @@ static int rand_phase(struct ooc *b, int pat)
 	if (write && (err = emm_advise(b->mm, (void *)b->region, b->size, EMM_ADV_PAGEOUT)) < 0)
 		return complain("emm_advise(EMM_ADV_PAGEOUT)", err);
 	flush = bench_now_ns() - t0;
-	stats_get(b->mm, &s1);
+	bench_stats(b->mm, &s1);
 	d = stats_delta(&s0, &s1);
 	if (bench_rate(b->nops, (uint64_t)ns) > b->res[pat].emm_alone)
 		b->res[pat].emm_alone = bench_rate(b->nops, (uint64_t)ns);

@@ -53,12 +53,6 @@ static int complain(const char *what, int err)
 	return err;
 }
 
-static void stats_get(struct emm *mm, struct emm_stats *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->sz = sizeof(*st);
-	emm_stats(mm, st);
-}
 
 /*
  * The sum of one smaps field (in bytes) over the entries inside
@@ -125,7 +119,7 @@ static int region_open(struct region *rg, size_t size)
 		w[pg * WORDS] = pg + 1;
 	rg->touch_ns = bench_now_ns() - t0;
 	rg->pmd_bytes = pmd_mapped(p, size);
-	stats_get(rg->mm, &rg->st);
+	bench_stats(rg->mm, &rg->st);
 	rg->best_ns = rg->chase_ns = UINT64_MAX;
 	return 0;
 }
@@ -160,10 +154,10 @@ static void region_read(struct region *rg, const uint32_t *off, size_t n)
 	uint64_t ns, chase;
 
 	if (rg->mm)
-		stats_get(rg->mm, &s0);
+		bench_stats(rg->mm, &s0);
 	reads(rg->p, off, n, &rg->sum, &ns, &chase);
 	if (rg->mm) {
-		stats_get(rg->mm, &s1);
+		bench_stats(rg->mm, &s1);
 		rg->faults += s1.faults - s0.faults;
 	}
 	if (ns < rg->best_ns)
@@ -231,7 +225,7 @@ static int64_t emm_fault_extents(size_t n, int thp, struct emm_stats *st)
 	for (size_t pg = 0; pg < n * PMD_SIZE / PAGE_SIZE; pg++)
 		w[pg * WORDS] = pg + 1;
 	ns = bench_now_ns() - t0;
-	stats_get(mm, st);
+	bench_stats(mm, st);
 	emm_close(mm);
 	return (int64_t)ns;
 }
