@@ -14,7 +14,7 @@
 
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
 #define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
-#define IO_BATCH	32	/* pages per swap read request built on the stack */
+#define IO_BATCH	64	/* pages per swap read request built on the stack */
 
 /* Async-signal-safe. The word of a page whose lock the caller holds. */
 static uint64_t locked_val(struct rsv *r, uintptr_t addr)
