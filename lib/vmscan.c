@@ -396,10 +396,12 @@ static long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *
 
 	lru_add_drain_all(mm);
 	rc->swap_full = false;
-	/* Batches no larger than asked for: a small node is not emptied by one. */
-	rc->batch = (unsigned)MIN((long)rc->max, MAX(nr, SWAP_CLUSTER_MAX));
+	/* Batches no larger than what is still wanted: a small node is not
+	 * emptied by one, and emm_reclaim frees no more than it was asked. */
+	rc->batch = (unsigned)MIN((long)rc->max, MAX(nr, 1));
 	laps = 2 * (long)(lv->nr[LRU_ACTIVE] + lv->nr[LRU_INACTIVE]) / rc->batch + 2;
 	for (long i = 0; i < laps && freed < nr && !rc->swap_full; i++) {
+		rc->batch = (unsigned)MIN((long)rc->max, nr - freed);
 		if (lv->nr[LRU_INACTIVE] < lv->nr[LRU_ACTIVE] || !lv->nr[LRU_INACTIVE])
 			shrink_active_list(mm, lv, rc);
 		if (!lv->nr[LRU_INACTIVE] && !lv->nr[LRU_ACTIVE])
