@@ -145,12 +145,14 @@ out:
 int signal_backend_get(void)
 {
 	struct sigaction sa = { .sa_sigaction = emm_sigaction,
-				.sa_flags = SA_SIGINFO | SA_ONSTACK };
+				.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER };
 	int err = 0;
 
-	/* Every signal stays blocked while emm's handler runs: no handler can
-	 * interrupt it while it holds a page lock. */
-	sigfillset(&sa.sa_mask);
+	/* Every asynchronous signal stays blocked while emm's handler runs: no
+	 * handler can interrupt it while it holds a page lock. Faults stay
+	 * deliverable (SA_NODEFER too): code the handler runs for the program
+	 * (a fill on a pager thread, a trap callback) may touch emm memory. */
+	sig_fill_async(&sa.sa_mask);
 	pthread_mutex_lock(&install_lock);
 	for (size_t i = 0; !users && i < ARRAY_SIZE(fault_signals); i++)
 		if (sigaction(fault_signals[i], &sa, &old_action[i]) < 0)

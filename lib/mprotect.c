@@ -113,13 +113,22 @@ int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool fo
 	return 0;
 }
 
-/* Block every signal this thread could take, so no handler runs while emm
- * holds a PTE or protection lock. */
+/* Async-signal-safe. Every signal but the synchronous faults: blocking a
+ * fault would make the kernel kill the process when one happens. */
+void sig_fill_async(sigset_t *set)
+{
+	sigfillset(set);
+	sigdelset(set, SIGSEGV);
+	sigdelset(set, SIGBUS);
+}
+
+/* Block every asynchronous signal, so no handler runs while emm holds a
+ * PTE or protection lock. */
 void sig_block(sigset_t *old)
 {
 	sigset_t all;
 
-	sigfillset(&all);
+	sig_fill_async(&all);
 	pthread_sigmask(SIG_BLOCK, &all, old);
 }
 

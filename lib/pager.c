@@ -119,9 +119,7 @@ static void *pager_main(void *arg)
 	sigset_t all;
 
 	/* Signals other than faults stay with the application's threads. */
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
+	sig_fill_async(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	on_pager_thread = true;
 	while (!atomic_load(&pg->stop)) {

@@ -244,7 +244,9 @@ static void *khugepaged(void *arg)
 	uintptr_t cursor = 0;
 	sigset_t all;
 
-	sigfillset(&all);
+	/* The application's signals go to its threads; faults stay deliverable
+	 * (the oom callback may touch emm memory). */
+	sig_fill_async(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	while (!atomic_load(&mm->khugepaged_stop)) {
 		unsigned ms = mm->cfg.thp_scan_ms;

@@ -559,7 +559,9 @@ static void *kswapd(void *arg)
 	struct emm *mm = ks->mm;
 	sigset_t all;
 
-	sigfillset(&all);
+	/* The application's signals go to its threads; faults stay deliverable
+	 * (the oom callback may touch emm memory). */
+	sig_fill_async(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	while (!atomic_load(&mm->kswapd_stop)) {
 		uint32_t seen = atomic_load(&ks->wake);
