@@ -268,6 +268,7 @@ unsigned lru_isolate(struct emm *mm, struct lruvec *lv, int list, uint32_t *f, u
 		     unsigned n);
 void lru_putback(struct emm *mm, uint32_t f, int list, bool tail);
 void lru_take(struct emm *mm, uint32_t f);
+void frame_set_huge(struct emm *mm, uint32_t f, bool huge);
 
 /* options.c */
 int opts_check(const void *opts, size_t opts_sz, size_t min_sz, size_t known_sz);

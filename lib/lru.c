@@ -17,7 +17,8 @@
  */
 #define FRAME_ONLRU	0x80000000u	/* in next: on a list */
 #define FRAME_ACTIVE	0x80000000u	/* in prev: on the active list */
-#define FRAME_IDX	0x7fffffffu
+#define FRAME_HUGE	0x40000000u	/* in prev: stands for a huge extent */
+#define FRAME_IDX	0x3fffffffu
 #define PPN_FREE	0xffffffffu
 #define FRAME_CACHE	32
 
@@ -48,6 +49,13 @@ static void list_del(struct lru *lru, uint32_t f)
 	fr[f].prev &= ~FRAME_ACTIVE;
 }
 
+/* Async-signal-safe. Pages a listed frame stands for: the lists count
+ * pages, as the kernel's do, so a huge extent's frame weighs 512. */
+static uint64_t frame_weight(const struct lru *lru, uint32_t f)
+{
+	return (lru->frames[f].prev & FRAME_HUGE) ? PTRS_PER_PMD : 1;
+}
+
 /* Async-signal-safe. Put f on a list of its node; node lock held. */
 static void list_add_to(struct lru *lru, struct lruvec *lv, uint32_t f, int list, bool tail)
 {
@@ -61,12 +69,12 @@ static void list_add_to(struct lru *lru, struct lruvec *lv, uint32_t f, int list
 	fr[f].next |= FRAME_ONLRU;
 	if (list == LRU_ACTIVE)
 		fr[f].prev |= FRAME_ACTIVE;
-	lv->nr[list]++;
+	lv->nr[list] += frame_weight(lru, f);
 }
 
 static void list_remove(struct lru *lru, struct lruvec *lv, uint32_t f)
 {
-	lv->nr[frame_active(lru, f)]--;
+	lv->nr[frame_active(lru, f)] -= frame_weight(lru, f);
 	list_del(lru, f);
 }
 
@@ -396,4 +404,23 @@ void lru_split_limit(struct emm *mm)
 		lv->limit = total ? (long)(limit * (t->node_mem[n] >> 12) / (total >> 12))
 				  : (long)(limit / (uint64_t)lru->nnodes);
 	}
+}
+
+/* Async-signal-safe. Frame f (its PTE locks held) now stands for a whole
+ * huge extent, or for its own page again. */
+void frame_set_huge(struct emm *mm, uint32_t f, bool huge)
+{
+	struct lru *lru = mm->lru;
+	struct lruvec *lv = frame_lruvec(lru, f);
+	bool on;
+
+	mutex_lock(&lv->lock);
+	on = frame_on_lru(lru, f);
+	if (on)
+		lv->nr[frame_active(lru, f)] -= frame_weight(lru, f);
+	lru->frames[f].prev = huge ? lru->frames[f].prev | FRAME_HUGE
+				   : lru->frames[f].prev & ~FRAME_HUGE;
+	if (on)
+		lv->nr[frame_active(lru, f)] += frame_weight(lru, f);
+	mutex_unlock(&lv->lock);
 }

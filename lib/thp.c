@@ -79,6 +79,7 @@ static int collapse_locked(struct rsv *r, uintptr_t a)
 			lru_take(mm, pte_val(v));
 		pte_set_locked(pte_of(r, p), v | PTE_LRU);	/* no list of its own */
 	}
+	frame_set_huge(mm, pte_val(pte_locked_val(pte_of(r, a))), true);
 	atomic_fetch_or_explicit(&extent_of(r, a)->flags, EXT_HUGE, memory_order_relaxed);
 	count_event(mm, thp_collapse);
 	atomic_fetch_add_explicit(&mm->c.thp_extents, 1, memory_order_relaxed);
@@ -150,6 +151,8 @@ void split_huge_locked(struct rsv *r, uintptr_t a)
 	if (!(atomic_fetch_and_explicit(&extent_of(r, a)->flags, ~EXT_HUGE,
 					memory_order_relaxed) & EXT_HUGE))
 		return;
+	if (pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
+		frame_set_huge(mm, pte_val(pte_locked_val(pte_of(r, a))), false);
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
 		uint64_t v = pte_locked_val(pte_of(r, p));
 
