@@ -3,6 +3,7 @@
 #ifndef EMM_BENCH_H
 #define EMM_BENCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,14 @@ uint64_t bench_now_ns(void);
 int bench_parse_size(const char *s, uint64_t *out);
 void bench_shuffle(size_t *v, size_t n, uint64_t seed);
 double bench_rate(uint64_t events, uint64_t ns);
+
+/* A measured pattern and its same-run baseline (file, out-of-core). */
+struct bench_pattern {
+	const char *name;
+	const char *device;	/* what the baseline does */
+	bool random;		/* rates in operations/s, else MiB/s */
+	double goal;		/* emm / baseline to reach; 0: none */
+};
 
 struct emm;
 struct emm_stats;

@@ -27,14 +27,7 @@
 
 enum { SEQ, RAND, NR_PATTERNS };
 
-struct pattern {
-	const char *name;
-	const char *device;	/* what the baseline does */
-	bool random;		/* rates in reads/s, else MiB/s */
-	double goal;
-};
-
-static const struct pattern patterns[NR_PATTERNS] = {
+static const struct bench_pattern patterns[NR_PATTERNS] = {
 	[SEQ] = { "seq-read", "pread 1M", false, GOAL_SEQ },
 	[RAND] = { "rand-read", "pread 4K", true, GOAL_RAND },
 };
@@ -265,7 +258,7 @@ static int64_t kernel_read(struct fb *b, int pat, uint64_t *bad)
 /* The baseline, then emm, then the kernel, each from a cold cache. */
 static int run_pattern(struct fb *b, int pat)
 {
-	const struct pattern *p = &patterns[pat];
+	const struct bench_pattern *p = &patterns[pat];
 	struct result *r = &b->res[pat];
 	uint64_t bytes = pat == RAND ? b->nops : b->size;
 	struct emm_stats d = { 0 };
@@ -304,7 +297,7 @@ static int run_pattern(struct fb *b, int pat)
 
 static void report(const struct fb *b, int pat)
 {
-	const struct pattern *p = &patterns[pat];
+	const struct bench_pattern *p = &patterns[pat];
 	const struct result *r = &b->res[pat];
 	const char *unit = p->random ? "reads/s" : "MiB/s";
 

@@ -28,14 +28,7 @@
 
 enum { WRITEBACK, SEQ_READ, RAND_READ, RAND_WRITE, NR_PATTERNS };
 
-struct pattern {
-	const char *name;
-	const char *device;	/* what the baseline does */
-	bool random;		/* rates in ops/s, else MiB/s */
-	double goal;
-};
-
-static const struct pattern patterns[NR_PATTERNS] = {
+static const struct bench_pattern patterns[NR_PATTERNS] = {
 	[WRITEBACK] = { "writeback", "seq write 1M", false, GOAL_WRITEBACK },
 	[SEQ_READ] = { "seq-read", "seq read 1M", false, GOAL_SEQ_READ },
 	[RAND_READ] = { "rand-read", "pread 4K", true, GOAL_RAND_READ },
@@ -437,7 +430,7 @@ static void header(const struct ooc *b, unsigned runs)
 
 static double report(const struct ooc *b, int pat)
 {
-	const struct pattern *p = &patterns[pat];
+	const struct bench_pattern *p = &patterns[pat];
 	const struct result *r = &b->res[pat];
 	const char *unit = p->random ? "ops/s" : "MiB/s";
 	double ratio = r->dev > 0 ? r->emm / r->dev : 0;
@@ -458,7 +451,7 @@ static double report(const struct ooc *b, int pat)
 static void goals(const struct ooc *b, const double *ratio)
 {
 	for (int i = 0; i < NR_PATTERNS; i++) {
-		const struct pattern *p = &patterns[i];
+		const struct bench_pattern *p = &patterns[i];
 
 		if (p->goal > 0)
 			printf("goal: %-10s emm >= %.1fx device %-12s: %s (%.2fx)\n", p->name,

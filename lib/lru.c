@@ -83,6 +83,13 @@ bool frame_on_lru(const struct lru *lru, uint32_t f)
 	return lru->frames[f].next & FRAME_ONLRU;
 }
 
+/* Async-signal-safe. Off its list, if it is on one; node lock held. */
+static void take_locked(struct lru *lru, struct lruvec *lv, uint32_t f)
+{
+	if (frame_on_lru(lru, f))
+		list_remove(lru, lv, f);
+}
+
 int frame_active(const struct lru *lru, uint32_t f)
 {
 	return (lru->frames[f].prev & FRAME_ACTIVE) ? LRU_ACTIVE : LRU_INACTIVE;
@@ -170,8 +177,7 @@ void frame_free(struct emm *mm, uint32_t f)
 	struct lruvec *lv = frame_lruvec(lru, f);
 
 	mutex_lock(&lv->lock);
-	if (frame_on_lru(lru, f))
-		list_remove(lru, lv, f);
+	take_locked(lru, lv, f);
 	lru->frames[f].ppn = PPN_FREE;
 	lru->frames[f].slot = 0;
 	lru->frames[f].next = lv->free_head;
@@ -379,8 +385,7 @@ void lru_take(struct emm *mm, uint32_t f)
 	struct lruvec *lv = frame_lruvec(lru, f);
 
 	mutex_lock(&lv->lock);
-	if (frame_on_lru(lru, f))
-		list_remove(lru, lv, f);
+	take_locked(lru, lv, f);
 	mutex_unlock(&lv->lock);
 }
 

@@ -645,28 +645,30 @@ static unsigned read_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
 	return ok;
 }
 
-/* Async-signal-safe, never waits for another caller. */
-int swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n)
+/* Async-signal-safe. A batch of any size, SWAP_BATCH pages at a time
+ * (what one chunk keeps on the stack). */
+static int in_chunks(struct swap_dev *sd, struct swap_io *io, unsigned n,
+		     unsigned (*chunk)(struct swap_dev *, struct swap_io *, unsigned))
 {
 	unsigned ok = 0;
 
 	if (!sd || !io)
 		return -EINVAL;
 	for (unsigned i = 0; i < n; i += SWAP_BATCH)
-		ok += write_chunk(sd, io + i, MIN(n - i, SWAP_BATCH));
+		ok += chunk(sd, io + i, MIN(n - i, SWAP_BATCH));
 	return (int)MIN(ok, (unsigned)INT32_MAX);
+}
+
+/* Async-signal-safe, never waits for another caller. */
+int swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n)
+{
+	return in_chunks(sd, io, n, write_chunk);
 }
 
 /* Async-signal-safe, never waits for another caller. */
 int swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n)
 {
-	unsigned ok = 0;
-
-	if (!sd || !io)
-		return -EINVAL;
-	for (unsigned i = 0; i < n; i += SWAP_BATCH)
-		ok += read_chunk(sd, io + i, MIN(n - i, SWAP_BATCH));
-	return (int)MIN(ok, (unsigned)INT32_MAX);
+	return in_chunks(sd, io, n, read_chunk);
 }
 
 /* ---- hooks and counters ---- */
