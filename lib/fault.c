@@ -3,14 +3,9 @@
 #include <errno.h>
 #include <sys/mman.h>
 
-#include "internal.h"
+#include "backend.h"
 #include "numa.h"
 #include "swap.h"
-
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#define MADV_POPULATE_WRITE 23
-#endif
 
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
 #define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
@@ -108,15 +103,6 @@ void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t 
 int target_prot(const struct emm_vma *vma)
 {
 	return vma->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : vma->prot;
-}
-
-/* Async-signal-safe. Let the kernel fill the page tables of a fresh cluster
- * in one call rather than one trap per page. */
-static void populate(uintptr_t s, uintptr_t e, int prot)
-{
-	if (e - s > PAGE_SIZE)
-		madvise((void *)s, e - s, (prot & EMM_PROT_WRITE) ? MADV_POPULATE_WRITE
-								 : MADV_POPULATE_READ);
 }
 
 /* Async-signal-safe. The node a new page of vma at a lands on: the one its
@@ -347,14 +333,15 @@ static int coalesce_step(struct rsv *r, const struct emm_vma *vma, uintptr_t s, 
 
 	if (!range_has_copies(r, s, e)) {
 		err = make_resident(r, vma, s, e);
-		return err ? err : app_protect(r, s, e, prot, force);
+		return err ? err : backend_set_prot(r, s, e, prot, force ? BACKEND_FORCE : 0);
 	}
-	err = app_protect(r, s, e, EMM_PROT_NONE, true);
+	err = backend_revoke(r, s, e, BACKEND_FORCE);
 	if (!err)
 		err = make_resident(r, vma, addr, addr + PAGE_SIZE);
 	if (!err)
-		err = app_protect(r, addr, addr + PAGE_SIZE,
-				  page_want(r, locked_val(r, addr), prot, access), force);
+		err = backend_set_prot(r, addr, addr + PAGE_SIZE,
+				       page_want(r, locked_val(r, addr), prot, access),
+				       force ? BACKEND_FORCE : 0);
 	return err;
 }
 
@@ -398,7 +385,7 @@ static int map_locked(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 	int err = make_resident(r, vma, s, e);
 
 	if (!err)
-		err = app_protect(r, s, e, prot, false);
+		err = backend_set_prot(r, s, e, prot, 0);
 	if (err) {
 		unmake_fresh(r, s, e);
 		unlock_range(r, s, e, 0, 0);
@@ -411,7 +398,7 @@ static int map_locked(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
  * map_locked does. */
 static int map_written(struct rsv *r, uintptr_t s, uintptr_t e, uintptr_t addr, int prot)
 {
-	int err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
+	int err = backend_set_prot(r, addr, addr + PAGE_SIZE, prot, 0);
 
 	if (err)
 		unlock_range(r, s, e, 0, 0);
@@ -488,7 +475,7 @@ static int do_none_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 	atomic_store_explicit(&r->fa_next, e, memory_order_relaxed);
 	atomic_store_explicit(&r->fa_win, e - s, memory_order_relaxed);
 	if (!vma_backed(vma)) {
-		populate(s, e, prot);
+		backend_populate(r, s, e, prot);
 		count_event(r->mm, faults_zero);
 	}
 	unlock_range(r, s, e, access, 0);
@@ -564,7 +551,7 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 	}
 	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
 		prot &= ~EMM_PROT_WRITE;
-	err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
+	err = backend_set_prot(r, addr, addr + PAGE_SIZE, prot, 0);
 	if (err) {
 		pte_unlock(pte_of(r, addr), val);
 		return coalesce(r, vma, addr, access);
@@ -577,6 +564,24 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 	}
 	unlock_range(r, addr, addr + PAGE_SIZE, access, PTE_REFERENCED);
 	return FAULT_DONE;
+}
+
+/*
+ * Async-signal-safe. DESIGN.md steps 2-8 for a backend: the VMA at addr,
+ * the access check, then handle_mm_fault. *vmap gets the VMA (NULL for a
+ * bad area). Called inside an srcu read section, no lock held; returns
+ * with none held.
+ */
+int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma **vmap)
+{
+	const struct emm_vma *vma = find_vma(r, addr);
+
+	*vmap = vma;
+	if (!vma || vma_access_error(vma, access)) {
+		count_event(r->mm, faults_bad);
+		return vma ? FAULT_ACCESS : FAULT_BAD_AREA;
+	}
+	return handle_mm_fault(r, addr, access, vma);
 }
 
 /*
@@ -614,7 +619,7 @@ static int map_runs(struct rsv *r, uintptr_t s, uintptr_t e, int prot, int acces
 		if (want == run_prot)
 			continue;
 		if (run_prot >= 0) {
-			int err = app_protect(r, run, a, run_prot, true);
+			int err = backend_set_prot(r, run, a, run_prot, BACKEND_FORCE);
 
 			if (err)
 				return err;
@@ -647,7 +652,7 @@ int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintpt
 			unlock_range(r, c, ce, 0, 0);
 			break;
 		}
-		populate(c, ce, (access & EMM_PROT_WRITE) ? prot : prot & ~EMM_PROT_WRITE);
+		backend_populate(r, c, ce, (access & EMM_PROT_WRITE) ? prot : prot & ~EMM_PROT_WRITE);
 		unlock_range(r, c, ce, access, pin ? PTE_PINNED : 0);
 		c = ce;
 	}
@@ -697,7 +702,7 @@ void zap_range(struct rsv *r, uintptr_t s, uintptr_t e, bool revoke)
 		if (extent_huge(r, a))
 			split_huge_locked(r, a);	/* API callers split partial ones first */
 		if (revoke)
-			app_protect(r, a, ae, EMM_PROT_NONE, true);
+			backend_revoke(r, a, ae, BACKEND_FORCE);
 		physmem_punch(r, a, ae - a);
 		for (uintptr_t p = a; p < ae; p += PAGE_SIZE)
 			drop_page(r, p);
@@ -727,7 +732,7 @@ int change_range_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 			int want = page_clean_copy(r, v) ? prot & ~EMM_PROT_WRITE : prot;
 
 			if (run && (!mapped || want != run_prot)) {
-				int err = app_protect(r, run, p, run_prot, true);
+				int err = backend_set_prot(r, run, p, run_prot, BACKEND_FORCE);
 
 				ret = ret ? ret : err;
 				run = 0;

@@ -128,6 +128,7 @@ struct rsv {
 	size_t meta_len;		/* bytes mapped for pte + ext */
 	struct vma_table *_Atomic vmas;	/* replaced whole; see srcu.c */
 	_Atomic long kvmas;		/* kernel VMAs the app view spans */
+	void *backend_data;		/* the backend's own, per reservation */
 	_Atomic uint32_t prot_lock;	/* serialises app-view mprotect; a leaf */
 	_Atomic long resident;		/* pages of this reservation in physmem */
 	_Atomic uintptr_t ra_lo, ra_hi;	/* the last swap-in window: streams continue it */
@@ -227,8 +228,12 @@ struct kswapd {
 	struct reclaim *rc;		/* its batch work space */
 };
 
+struct backend_ops;
+
 struct emm {
 	struct emm_config cfg;
+	const struct backend_ops *backend;	/* backend.h; set by emm_open */
+	void *backend_data;		/* the backend's own, per instance */
 	struct lru *lru;
 	int memfd;
 	uint64_t phys_end;		/* physmem bytes handed to reservations */
@@ -286,6 +291,13 @@ void write_all(int fd, const char *s, size_t len);
 void emm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void emm_log(const struct emm *mm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 unsigned long sys_max_map_count(void);
+void kvma_global_add(long delta);
+long kvma_global(void);
+long kvma_process_limit(void);
+void sig_fill_async(sigset_t *set);
+void sig_block(sigset_t *old);
+void sig_restore(const sigset_t *old);
+void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off);
 
 /* srcu.c: readers never block, writers wait for readers to leave */
 struct emm_srcu {
@@ -353,17 +365,10 @@ int with_range_holes(struct emm *mm, void *addr, size_t len, bool holes_ok, rang
 		     void *arg);
 void vma_table_free(struct rsv *r);
 
-/* mprotect.c: the app view's protection and the kernel VMAs it costs */
-int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool force);
-void kvma_global_add(long delta);
-int prot_to_sys(int prot);
-void sig_fill_async(sigset_t *set);
-void sig_block(sigset_t *old);
-void sig_restore(const sigset_t *old);
-
 /* fault.c */
 enum fault_result { FAULT_DONE, FAULT_RETRY, FAULT_BAD_AREA, FAULT_ACCESS, FAULT_SIGBUS };
 bool vma_access_error(const struct emm_vma *vma, int access);
+int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma **vmap);
 int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma *vma);
 void lock_range(struct rsv *r, uintptr_t s, uintptr_t e);
 void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e);
@@ -423,10 +428,6 @@ bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held);
 void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all);
 int khugepaged_start(struct emm *mm);
 void khugepaged_stop(struct emm *mm);
-
-/* backend-signal.c */
-int signal_backend_get(void);
-void signal_backend_put(void);
 
 /* report.c */
 void report_bad_fault(int sig, const siginfo_t *si, void *uc, int access, struct rsv *r);

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
 #include "numa.h"
 
 #define MAP_FLAGS_KNOWN (EMM_MAP_HUGEPAGE | EMM_MAP_NOHUGEPAGE | EMM_MAP_LOCKED)
@@ -143,6 +143,8 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 		err = pager_start(mm);
 	if (!err)
 		err = vma_insert(r, &v);
+	if (!err && (err = backend_vma_protect(r, v.start, v.end, target_prot(&v))))
+		vma_remove(r, v.start, v.end);
 	if (!err && (v.numa_policy != EMM_NUMA_LOCAL || mm->lru->nnodes > 1)) {
 		/* The policy lives with physmem, so both views follow it. */
 		err = numa_apply_fd(mm->memfd, r->pgoff + (v.start - r->start), len,
@@ -172,6 +174,8 @@ static int unmap_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 		err = vma_remove(r, s, e);
 	}
 	if (!err)
+		err = backend_vma_protect(r, s, e, EMM_PROT_NONE);
+	if (!err)
 		zap_range(r, s, e, true);
 	return err;
 }
@@ -188,6 +192,13 @@ static int check_writable(struct rsv *r, const struct emm_vma *v, void *arg)
 	return v->file && (*(int *)arg & EMM_PROT_WRITE) && !v->file->writable ? -EACCES : 0;
 }
 
+/* The backend learns each changed VMA's protection (a guard VMA's is none). */
+static int vma_protect_one(struct rsv *r, const struct emm_vma *v, void *arg)
+{
+	(void)arg;
+	return backend_vma_protect(r, v->start, v->end, target_prot(v));
+}
+
 static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
 	int prot = *(int *)arg, err = walk_vmas(r, s, e, check_writable, &prot);
@@ -196,6 +207,8 @@ static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 		return err;
 	thp_split_range(r, s, e, false);
 	err = vma_change(r, s, e, &(struct vma_change){ prot, 0, 0 });
+	if (!err)
+		err = walk_vmas(r, s, e, vma_protect_one, NULL);
 	return err ? err : change_range_prot(r, s, e, prot);
 }
 

@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
@@ -100,7 +100,7 @@ int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int 
 	if (!trylock_extent(r, a, ALIGN_DOWN(addr, PAGE_SIZE)))
 		return -1;
 	if (make_resident(r, vma, a, a + PMD_SIZE) ||
-	    app_protect(r, a, a + PMD_SIZE, prot, false)) {
+	    backend_grant(r, a, a + PMD_SIZE, prot, 0)) {
 		unmake_fresh(r, a, a + PMD_SIZE);
 		for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE)
 			if (p != ALIGN_DOWN(addr, PAGE_SIZE))
@@ -128,7 +128,7 @@ int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
 
 	lock_range(r, a, a + PMD_SIZE);
 	if (extent_huge(r, a) && pte_prot(pte_locked_val(pte_of(r, addr))) == EMM_PROT_NONE) {
-		err = app_protect(r, a, a + PMD_SIZE, target_prot(vma), true);
+		err = backend_set_prot(r, a, a + PMD_SIZE, target_prot(vma), BACKEND_FORCE);
 		if (!err) {
 			count_event(r->mm, faults_minor);
 			lru_queue(r->mm, pte_val(pte_locked_val(pte_of(r, a))), PV_ACTIVATE);
@@ -209,7 +209,7 @@ static void scan_extent(struct rsv *r, uintptr_t a)
 	if (!trylock_extent(r, a, 0))
 		return;
 	if (extent_ready(r, a, vma, max_none) && !make_resident(r, vma, a, a + PMD_SIZE) &&
-	    !app_protect(r, a, a + PMD_SIZE, target_prot(vma), true))
+	    !backend_set_prot(r, a, a + PMD_SIZE, target_prot(vma), BACKEND_FORCE))
 		collapse_locked(r, a);
 	else
 		unmake_fresh(r, a, a + PMD_SIZE);
