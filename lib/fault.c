@@ -4,18 +4,13 @@
 #include <sys/mman.h>
 
 #include "backend.h"
+#include "pte.h"
 #include "numa.h"
 #include "swap.h"
 
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
 #define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
 #define IO_BATCH	64	/* pages per swap read request built on the stack */
-
-/* Async-signal-safe. The word of a page whose lock the caller holds. */
-static uint64_t locked_val(struct rsv *r, uintptr_t addr)
-{
-	return pte_locked_val(pte_of(r, addr));
-}
 
 /* Async-signal-safe. Does prot allow the access (EMM_PROT_* bits)? */
 static bool prot_allows(int prot, int access)
@@ -31,20 +26,6 @@ static bool prot_allows(int prot, int access)
 bool vma_access_error(const struct emm_vma *vma, int access)
 {
 	return vma->policy == EMM_POLICY_GUARD || !prot_allows(vma->prot, access);
-}
-
-/* Async-signal-safe. Lock the PTEs of [s, e) in ascending order. */
-void lock_range(struct rsv *r, uintptr_t s, uintptr_t e)
-{
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
-		pte_lock(pte_of(r, a));
-}
-
-/* Async-signal-safe. Unlock [s, e) leaving every word as it is. */
-void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e)
-{
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
-		pte_unlock(pte_of(r, a), locked_val(r, a));
 }
 
 /* Async-signal-safe. Is the resident page clean, with a copy of its data
@@ -657,12 +638,6 @@ int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintpt
 		c = ce;
 	}
 	return err == -EBADMSG ? -EIO : err;
-}
-
-/* Async-signal-safe. Does the extent hold any page that is not PTE_NONE? */
-bool extent_used(struct rsv *r, uintptr_t a)
-{
-	return atomic_load_explicit(&extent_of(r, a)->used, memory_order_relaxed) != 0;
 }
 
 /* Async-signal-safe. Forget a locked page: frame, slot, state. */

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "pte.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23

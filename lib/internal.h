@@ -26,61 +26,6 @@
 #define MAX(a, b)		((a) > (b) ? (a) : (b))
 #define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
 
-/*
- * The PTE word. The low 32 bits hold the lock and the flags, so a futex on
- * that half sleeps on the lock; the high 32 bits hold a frame index (while
- * resident) or a swap slot (while swapped).
- */
-#define PTE_LOCKED	(1ULL << 0)
-#define PTE_WAITERS	(1ULL << 1)
-#define PTE_STATE_SHIFT	2
-#define PTE_STATE_MASK	(3ULL << PTE_STATE_SHIFT)
-#define PTE_MAP_SHIFT	4		/* the app view's protection, EMM_PROT_* */
-#define PTE_MAP_MASK	(7ULL << PTE_MAP_SHIFT)
-#define PTE_DIRTY	(1ULL << 7)
-#define PTE_REFERENCED	(1ULL << 8)
-#define PTE_ACTIVE	(1ULL << 9)
-#define PTE_PINNED	(1ULL << 10)
-#define PTE_LRU		(1ULL << 11)
-#define PTE_FILE	(1ULL << 12)	/* data has a home in a file or pager */
-#define PTE_VAL_SHIFT	32
-
-enum pte_state { PTE_NONE, PTE_RESIDENT, PTE_SWAPPED };
-
-static inline unsigned pte_state(uint64_t pte)
-{
-	return (pte & PTE_STATE_MASK) >> PTE_STATE_SHIFT;
-}
-
-static inline int pte_prot(uint64_t pte)
-{
-	return (int)((pte & PTE_MAP_MASK) >> PTE_MAP_SHIFT);
-}
-
-static inline uint64_t pte_mk(uint64_t pte, unsigned state, int prot)
-{
-	pte &= ~(PTE_STATE_MASK | PTE_MAP_MASK);
-	return pte | (uint64_t)state << PTE_STATE_SHIFT | (uint64_t)prot << PTE_MAP_SHIFT;
-}
-
-/* The frame (resident) or swap slot (swapped) in the high half. */
-static inline uint32_t pte_val(uint64_t pte)
-{
-	return (uint32_t)(pte >> PTE_VAL_SHIFT);
-}
-
-static inline uint64_t pte_set_val(uint64_t pte, uint32_t v)
-{
-	return (pte & ((1ULL << PTE_VAL_SHIFT) - 1)) | (uint64_t)v << PTE_VAL_SHIFT;
-}
-
-/* One 2 MiB extent of a reservation. */
-struct extent {
-	_Atomic uint32_t used;		/* PTEs of the extent not in PTE_NONE */
-	_Atomic uint32_t flags;		/* EXT_*, changed with all its PTEs locked */
-};
-#define EXT_HUGE	0x1u		/* collapsed: one PMD, one unit on the LRU */
-
 /* The file of FILE VMAs: emm's own descriptor, shared by the VMA pieces. */
 struct emm_file {
 	int fd;
@@ -308,25 +253,6 @@ int srcu_read_lock(void);
 void srcu_read_unlock(int idx);
 void synchronize_srcu(void);
 
-/* pte.c */
-uint64_t pte_lock(_Atomic uint64_t *p);
-bool pte_trylock(_Atomic uint64_t *p, uint64_t *old);
-void pte_unlock(_Atomic uint64_t *p, uint64_t val);
-static inline _Atomic uint64_t *pte_of(struct rsv *r, uintptr_t addr)
-{
-	return &r->pte[(addr - r->start) >> PAGE_SHIFT];
-}
-static inline struct extent *extent_of(struct rsv *r, uintptr_t addr)
-{
-	return &r->ext[(addr - r->start) >> PMD_SHIFT];
-}
-void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val);
-void pte_set_locked(_Atomic uint64_t *p, uint64_t val);
-static inline uint64_t pte_locked_val(_Atomic uint64_t *p)
-{
-	return atomic_load_explicit(p, memory_order_relaxed) & ~(PTE_LOCKED | PTE_WAITERS);
-}
-
 /* physmem.c: reservations and the process-wide lookup */
 int rsv_create(struct emm *mm, size_t len, struct rsv **rp);
 void rsv_destroy(struct rsv *r);
@@ -370,13 +296,10 @@ enum fault_result { FAULT_DONE, FAULT_RETRY, FAULT_BAD_AREA, FAULT_ACCESS, FAULT
 bool vma_access_error(const struct emm_vma *vma, int access);
 int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma **vmap);
 int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma *vma);
-void lock_range(struct rsv *r, uintptr_t s, uintptr_t e);
-void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e);
 void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set);
 int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
 void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e);
 int target_prot(const struct emm_vma *vma);
-bool extent_used(struct rsv *r, uintptr_t a);
 int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
 		   int access, bool pin);
 void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e);
@@ -416,15 +339,10 @@ int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
 int sync_range(struct rsv *r, uintptr_t s, uintptr_t e);
 
 /* thp.c: 2 MiB extents */
-static inline bool extent_huge(struct rsv *r, uintptr_t a)
-{
-	return atomic_load_explicit(&extent_of(r, a)->flags, memory_order_relaxed) & EXT_HUGE;
-}
 bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
 int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access);
 int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
 void split_huge_locked(struct rsv *r, uintptr_t a);
-bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held);
 void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all);
 int khugepaged_start(struct emm *mm);
 void khugepaged_stop(struct emm *mm);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "pte.h"
 
 /* At most 16 TiB of physmem per instance: frames name pages in 32 bits. */
 #define PHYSMEM_MAX	(1ULL << (32 + PAGE_SHIFT))

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "pte.h"
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
@@ -38,25 +39,6 @@ bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 
 	return vma_thp_allowed(mm, vma, ALIGN_DOWN(addr, PMD_SIZE)) &&
 	       room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
-}
-
-/* Async-signal-safe. Lock every PTE of the extent at a but the one at
- * held, which the caller holds; false (nothing left locked) if one is busy. */
-bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held)
-{
-	for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE) {
-		uint64_t old;
-
-		if (p == held)
-			continue;
-		if (!pte_trylock(pte_of(r, p), &old)) {
-			for (uintptr_t q = a; q < p; q += PAGE_SIZE)
-				if (q != held)
-					pte_unlock(pte_of(r, q), pte_locked_val(pte_of(r, q)));
-			return false;
-		}
-	}
-	return true;
 }
 
 /*

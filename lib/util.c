@@ -185,3 +185,11 @@ void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off)
 		munmap(a + len, (size_t)(p + len + PMD_SIZE - (a + len)));
 	return a;
 }
+
+/* Async-signal-safe. */
+int prot_to_sys(int prot)
+{
+	return (prot & EMM_PROT_READ ? PROT_READ : 0) |
+	       (prot & EMM_PROT_WRITE ? PROT_READ | PROT_WRITE : 0) |
+	       (prot & EMM_PROT_EXEC ? PROT_READ | PROT_EXEC : 0);
+}

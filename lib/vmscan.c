@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "pte.h"
 #include "swap.h"
 
 /* The reclaim thread works in larger batches than a faulting thread:
