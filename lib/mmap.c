@@ -13,17 +13,6 @@
 
 #define MAP_FLAGS_KNOWN (EMM_MAP_HUGEPAGE | EMM_MAP_NOHUGEPAGE | EMM_MAP_LOCKED)
 
-/* -EINVAL unless mm is set and [addr, addr + len) is a non-empty page range. */
-int check_range(const struct emm *mm, const void *addr, size_t len)
-{
-	uintptr_t a = (uintptr_t)addr;
-
-	if (!mm || !len || !IS_ALIGNED(a, PAGE_SIZE) || !IS_ALIGNED(len, PAGE_SIZE) ||
-	    a + len < a)
-		return -EINVAL;
-	return 0;
-}
-
 /* The descriptor of a FILE VMA: readable, writable if the VMA is, not
  * append-only (writeback writes in place), a regular file or a device. */
 static int check_file(const struct emm_map_opts *o)
