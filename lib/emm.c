@@ -101,6 +101,8 @@ static void release_one(struct emm *mm, struct rsv *r)
 	sig_block(&old);
 	if (sync_range(r, r->start, r->start + r->len))
 		emm_warn("writing back a FILE or PAGER range failed: data since the last emm_sync may be lost");
+	rsv_unregister(r);
+	zap_range(r, r->start, r->start + r->len, false);
 	rsv_destroy(r);
 	sig_restore(&old);
 }

@@ -255,6 +255,7 @@ void synchronize_srcu(void);
 
 /* physmem.c: reservations and the process-wide lookup */
 int rsv_create(struct emm *mm, size_t len, struct rsv **rp);
+void rsv_unregister(struct rsv *r);
 void rsv_destroy(struct rsv *r);
 struct rsv *rsv_lookup(uintptr_t addr);
 int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp);
@@ -283,7 +284,7 @@ int vma_change(struct rsv *r, uintptr_t start, uintptr_t end, const struct vma_c
 int walk_vmas(struct rsv *r, uintptr_t s, uintptr_t e,
 	      int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg);
 
-/* mmap.c, mlock.c */
+/* range.c: an API call's range */
 int check_range(const struct emm *mm, const void *addr, size_t len);
 typedef int (*range_fn)(struct rsv *r, uintptr_t s, uintptr_t e, void *arg);
 int with_range(struct emm *mm, void *addr, size_t len, range_fn fn, void *arg);

@@ -143,11 +143,15 @@ int rsv_create(struct emm *mm, size_t len, struct rsv **rp)
 	return 0;
 }
 
-/* Take r out of the registry, wait for faults in it to end, unmap it all. */
-void rsv_destroy(struct rsv *r)
+/* Take r out of the registry and wait for faults in it to end. */
+void rsv_unregister(struct rsv *r)
 {
 	registry_update(r, false);
-	zap_range(r, r->start, r->start + r->len, false);
+}
+
+/* Unmap r and free it: out of the registry, its pages dropped (zap_range). */
+void rsv_destroy(struct rsv *r)
+{
 	kvma_global_add(-2);
 	rsv_unmap_views(r);
 	vma_table_free(r);
