@@ -12,6 +12,7 @@
 
 #include "arch.h"
 #include "backend.h"
+#include "fault.h"
 #include "pte.h"
 
 /* si_errno of a SIGBUS emm makes up for a fault it could not serve. */

@@ -146,7 +146,7 @@ static inline int backend_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, i
  * - srcu_read_lock/srcu_read_unlock: every fault is served inside a read
  *   section, so the reservation and its VMA table stay valid;
  * - rsv_lookup(addr): the reservation holding addr, lock-free;
- * - do_user_fault(r, addr, access, &vma): find_vma, the access check and
+ * - do_user_fault(r, addr, access, &vma) (fault.h): find_vma, the access check and
  *   handle_mm_fault in one call. It returns FAULT_DONE (retry the access),
  *   FAULT_BAD_AREA (no VMA: chain or report), FAULT_ACCESS (the VMA forbids
  *   the access: its trap callback decides, else chain) or FAULT_SIGBUS (the

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "memory.h"
 #include "swap.h"
 
 static int open_physmem(struct emm *mm)

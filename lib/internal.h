@@ -292,22 +292,6 @@ int with_range_holes(struct emm *mm, void *addr, size_t len, bool holes_ok, rang
 		     void *arg);
 void vma_table_free(struct rsv *r);
 
-/* fault.c */
-enum fault_result { FAULT_DONE, FAULT_RETRY, FAULT_BAD_AREA, FAULT_ACCESS, FAULT_SIGBUS };
-bool vma_access_error(const struct emm_vma *vma, int access);
-int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma **vmap);
-int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma *vma);
-void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set);
-int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
-void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e);
-int target_prot(const struct emm_vma *vma);
-int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
-		   int access, bool pin);
-void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e);
-int willneed_range(struct rsv *r, uintptr_t s, uintptr_t e);
-void zap_range(struct rsv *r, uintptr_t start, uintptr_t end, bool revoke);
-int change_range_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot);
-
 /* vmscan.c: reclaim */
 #define SWAP_CLUSTER_MAX	32
 void mm_charge(struct emm *mm, int node, long pages);
@@ -341,9 +325,8 @@ int sync_range(struct rsv *r, uintptr_t s, uintptr_t e);
 
 /* thp.c: 2 MiB extents */
 bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
-int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access);
-int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
 void split_huge_locked(struct rsv *r, uintptr_t a);
+void collapse_fresh(struct rsv *r, uintptr_t a);
 void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all);
 int khugepaged_start(struct emm *mm);
 void khugepaged_stop(struct emm *mm);

@@ -2,7 +2,9 @@
 /* emm_pin, emm_unpin, emm_prefault: making ranges resident and mapped now. */
 #include <errno.h>
 
+#include "fault.h"
 #include "internal.h"
+#include "memory.h"
 
 struct prefault_args {
 	int access;

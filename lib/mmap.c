@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "memory.h"
 #include "numa.h"
 
 #define MAP_FLAGS_KNOWN (EMM_MAP_HUGEPAGE | EMM_MAP_NOHUGEPAGE | EMM_MAP_LOCKED)
@@ -172,38 +173,4 @@ static int unmap_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len)
 {
 	return with_range_holes(mm, addr, len, true, unmap_range, NULL);
-}
-
-/* Write access to a FILE VMA needs a descriptor it can write back through. */
-static int check_writable(struct rsv *r, const struct emm_vma *v, void *arg)
-{
-	(void)r;
-	return v->file && (*(int *)arg & EMM_PROT_WRITE) && !v->file->writable ? -EACCES : 0;
-}
-
-/* The backend learns each changed VMA's protection (a guard VMA's is none). */
-static int vma_protect_one(struct rsv *r, const struct emm_vma *v, void *arg)
-{
-	(void)arg;
-	return backend_vma_protect(r, v->start, v->end, target_prot(v));
-}
-
-static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
-{
-	int prot = *(int *)arg, err = walk_vmas(r, s, e, check_writable, &prot);
-
-	if (err)
-		return err;
-	thp_split_range(r, s, e, false);
-	err = vma_change(r, s, e, &(struct vma_change){ prot, 0, 0 });
-	if (!err)
-		err = walk_vmas(r, s, e, vma_protect_one, NULL);
-	return err ? err : change_range_prot(r, s, e, prot);
-}
-
-EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
-{
-	if (mm && (prot & ~(EMM_PROT_READ | EMM_PROT_WRITE | EMM_PROT_EXEC)))
-		return -EINVAL;
-	return with_range(mm, addr, len, protect_range, &prot);
 }

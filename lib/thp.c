@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "memory.h"
 #include "pte.h"
 
 #ifndef MADV_COLLAPSE
@@ -66,59 +67,6 @@ static int collapse_locked(struct rsv *r, uintptr_t a)
 	count_event(mm, thp_collapse);
 	atomic_fetch_add_explicit(&mm->c.thp_extents, 1, memory_order_relaxed);
 	return 0;
-}
-
-/*
- * Async-signal-safe. A first touch in an eligible, empty extent: map all of
- * it and collapse it, one fault for 512 pages. Returns -1 when it cannot
- * (a neighbour busy, no memory): the caller maps the 4 KiB way. The PTE at
- * addr is locked on entry; everything is unlocked on success.
- */
-int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
-{
-	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
-	int prot = target_prot(vma);
-
-	if (!trylock_extent(r, a, ALIGN_DOWN(addr, PAGE_SIZE)))
-		return -1;
-	if (make_resident(r, vma, a, a + PMD_SIZE) ||
-	    backend_grant(r, a, a + PMD_SIZE, prot, 0)) {
-		unmake_fresh(r, a, a + PMD_SIZE);
-		for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE)
-			if (p != ALIGN_DOWN(addr, PAGE_SIZE))
-				pte_unlock(pte_of(r, p), pte_locked_val(pte_of(r, p)));
-		return -1;
-	}
-	/* The kernel collapses what is there: give it one page to start from. */
-	madvise((void *)a, PAGE_SIZE, MADV_POPULATE_WRITE);
-	if (collapse_locked(r, a) < 0)
-		madvise((void *)a, PMD_SIZE, MADV_POPULATE_WRITE);
-	unlock_range(r, a, a + PMD_SIZE, access, 0);
-	count_event(r->mm, faults_zero);
-	return 0;
-}
-
-/*
- * Async-signal-safe. A huge extent whose access was revoked (reclaim
- * sampled it as one unit) is touched: map all of it again, mark it
- * referenced and active. No PTE lock is held on entry.
- */
-int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
-{
-	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
-	int err = 0;
-
-	lock_range(r, a, a + PMD_SIZE);
-	if (extent_huge(r, a) && pte_prot(pte_locked_val(pte_of(r, addr))) == EMM_PROT_NONE) {
-		err = backend_set_prot(r, a, a + PMD_SIZE, target_prot(vma), BACKEND_FORCE);
-		if (!err) {
-			count_event(r->mm, faults_minor);
-			lru_queue(r->mm, pte_val(pte_locked_val(pte_of(r, a))), PV_ACTIVATE);
-			pte_set_locked(pte_of(r, a), pte_locked_val(pte_of(r, a)) | PTE_REFERENCED);
-		}
-	}
-	unlock_untouched(r, a, a + PMD_SIZE);
-	return err;
 }
 
 /*
@@ -266,4 +214,14 @@ void khugepaged_stop(struct emm *mm)
 	syscall(SYS_futex, &mm->khugepaged_wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	pthread_join(mm->khugepaged, NULL);
 	mm->khugepaged_started = false;
+}
+
+/* Async-signal-safe. The extent at a was just made resident and mapped, all
+ * its PTEs locked: collapse it. The kernel collapses what is there, so it
+ * gets one page to start from; failing that, every page is populated. */
+void collapse_fresh(struct rsv *r, uintptr_t a)
+{
+	madvise((void *)a, PAGE_SIZE, MADV_POPULATE_WRITE);
+	if (collapse_locked(r, a) < 0)
+		madvise((void *)a, PMD_SIZE, MADV_POPULATE_WRITE);
 }
