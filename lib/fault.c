@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include "backend.h"
+#include "huge_memory.h"
 #include "fault.h"
 #include "memory.h"
 #include "pte.h"

@@ -323,14 +323,6 @@ int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_
 int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
 int sync_range(struct rsv *r, uintptr_t s, uintptr_t e);
 
-/* thp.c: 2 MiB extents */
-bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
-void split_huge_locked(struct rsv *r, uintptr_t a);
-void collapse_fresh(struct rsv *r, uintptr_t a);
-void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all);
-int khugepaged_start(struct emm *mm);
-void khugepaged_stop(struct emm *mm);
-
 /* report.c */
 void report_bad_fault(int sig, const siginfo_t *si, void *uc, int access, struct rsv *r);
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 
 #include "fault.h"
+#include "huge_memory.h"
 #include "internal.h"
 #include "memory.h"
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "huge_memory.h"
 #include "memory.h"
 #include "numa.h"
 

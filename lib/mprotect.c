@@ -3,6 +3,7 @@
 #include <errno.h>
 
 #include "backend.h"
+#include "huge_memory.h"
 #include "memory.h"
 #include "pte.h"
 

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "huge_memory.h"
 #include "pte.h"
 #include "numa.h"
 
