@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "kswapd.h"
 #include "huge_memory.h"
 #include "memory.h"
 #include "swap.h"

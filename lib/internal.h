@@ -292,15 +292,6 @@ int with_range_holes(struct emm *mm, void *addr, size_t len, bool holes_ok, rang
 		     void *arg);
 void vma_table_free(struct rsv *r);
 
-/* vmscan.c: reclaim */
-#define SWAP_CLUSTER_MAX	32
-void mm_charge(struct emm *mm, int node, long pages);
-long shrink_node(struct emm *mm, int node, long nr_to_reclaim);
-long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e);
-void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e);
-int kswapd_start(struct emm *mm);
-void kswapd_stop(struct emm *mm);
-
 /* pager.c: requests to the pager threads */
 enum { PAGER_FILL, PAGER_WRITEBACK };
 struct pager_req {

@@ -3,6 +3,7 @@
 #include <errno.h>
 
 #include "internal.h"
+#include "vmscan.h"
 #include "huge_memory.h"
 #include "memory.h"
 

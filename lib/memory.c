@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include "backend.h"
+#include "kswapd.h"
 #include "huge_memory.h"
 #include "memory.h"
 #include "pte.h"
