@@ -13,7 +13,12 @@
 #include "arch.h"
 #include "backend.h"
 #include "fault.h"
+#include "physmem.h"
 #include "pte.h"
+#include "report.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma.h"
 
 /* si_errno of a SIGBUS emm makes up for a fault it could not serve. */
 #define EMM_SIGBUS_MARK	EIO

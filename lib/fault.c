@@ -4,10 +4,12 @@
 #include <errno.h>
 
 #include "backend.h"
-#include "huge_memory.h"
 #include "fault.h"
+#include "huge_memory.h"
+#include "lru.h"
 #include "memory.h"
 #include "pte.h"
+#include "vma.h"
 
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
 #define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */

@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "kswapd.h"
+#include "lru.h"
 #include "swap.h"
+#include "util.h"
 #include "vmscan.h"
 
 /* The reclaim thread works in larger batches than a faulting thread:

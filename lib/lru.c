@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "lru.h"
 #include "numa.h"
 
 /*

@@ -8,12 +8,16 @@
 #include <sys/mman.h>
 
 #include "backend.h"
-#include "kswapd.h"
+#include "filemap.h"
 #include "huge_memory.h"
+#include "kswapd.h"
+#include "lru.h"
 #include "memory.h"
-#include "pte.h"
 #include "numa.h"
+#include "physmem.h"
+#include "pte.h"
 #include "swap.h"
+#include "vma.h"
 
 #define IO_BATCH	64	/* pages per swap read request built on the stack */
 

@@ -8,7 +8,11 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "physmem.h"
 #include "pte.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma.h"
 
 /* At most 16 TiB of physmem per instance: frames name pages in 32 bits. */
 #define PHYSMEM_MAX	(1ULL << (32 + PAGE_SHIFT))

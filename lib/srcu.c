@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include "internal.h"
+#include "srcu.h"
 
 struct emm_srcu emm_srcu;
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "util.h"
 
 /* Async-signal-safe. */
 void sb_puts(struct sbuf *b, const char *s)

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "srcu.h"
+#include "vma.h"
 
 /* Async-signal-safe. Called inside an srcu read section; the VMA returned
  * stays valid until srcu_read_unlock. */

@@ -8,9 +8,14 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "filemap.h"
 #include "huge_memory.h"
+#include "lru.h"
+#include "physmem.h"
 #include "pte.h"
+#include "srcu.h"
 #include "swap.h"
+#include "vma.h"
 #include "vmscan.h"
 
 /* What reclaim does with a page it scanned. */

@@ -9,6 +9,7 @@
 
 #include "internal.h"
 #include "numa.h"
+#include "util.h"
 
 _Static_assert(NUMA_MAX_NODES == EMM_MAX_NODES, "one lruvec per node");
 _Static_assert(NUMA_MAX_NODES <= 64, "node masks are 64 bits");
