@@ -8,7 +8,7 @@
 
 #include "internal.h"
 #include "lru.h"
-#include "numa.h"
+#include "emm_numa.h"
 
 /*
  * Frames are indices into one lazily backed array. Frame 0 is "none"; the

@@ -13,7 +13,7 @@
 #include "kswapd.h"
 #include "lru.h"
 #include "memory.h"
-#include "numa.h"
+#include "emm_numa.h"
 #include "physmem.h"
 #include "pte.h"
 #include "swap.h"

@@ -13,7 +13,7 @@
 #include "huge_memory.h"
 #include "lru.h"
 #include "memory.h"
-#include "numa.h"
+#include "emm_numa.h"
 #include "options.h"
 #include "pager.h"
 #include "physmem.h"

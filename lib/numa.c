@@ -7,7 +7,7 @@
 #include "huge_memory.h"
 #include "internal.h"
 #include "lru.h"
-#include "numa.h"
+#include "emm_numa.h"
 #include "physmem.h"
 #include "pte.h"
 #include "range.h"
