@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "backend.h"
 #include "physmem.h"
 #include "pte.h"
@@ -125,9 +126,11 @@ static int physmem_grow(struct emm *mm, size_t len, uint64_t *pgoff)
 
 int rsv_create(struct emm *mm, size_t len, struct rsv **rp)
 {
-	struct rsv *r = calloc(1, sizeof(*r));
+	struct rsv *r;
 	int err;
 
+	DEBUG_NOT_IN_HANDLER();
+	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->mm = mm;

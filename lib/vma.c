@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "internal.h"
 #include "srcu.h"
 #include "vma.h"
@@ -182,6 +183,7 @@ bool range_covered(struct rsv *r, uintptr_t start, uintptr_t end)
 
 int vma_insert(struct rsv *r, const struct emm_vma *v)
 {
+	DEBUG_NOT_IN_HANDLER();
 	if (range_overlaps(r, v->start, v->end))
 		return -EEXIST;
 	return vma_rewrite(r, v->start, v->start, NULL, v);
@@ -189,11 +191,13 @@ int vma_insert(struct rsv *r, const struct emm_vma *v)
 
 int vma_remove(struct rsv *r, uintptr_t start, uintptr_t end)
 {
+	DEBUG_NOT_IN_HANDLER();
 	return vma_rewrite(r, start, end, NULL, NULL);
 }
 
 int vma_change(struct rsv *r, uintptr_t start, uintptr_t end, const struct vma_change *chg)
 {
+	DEBUG_NOT_IN_HANDLER();
 	return vma_rewrite(r, start, end, chg, NULL);
 }
 
