@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "stats_shm.h"
 #include "swap.h"
 
 static int open_physmem(struct emm *mm)
@@ -86,6 +87,7 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 	}
 	emm_log(mm, "open: limit %llu bytes, fault-around %u pages, signal backend",
 		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around);
+	stats_shm_open(mm);
 	*mmp = mm;
 	return 0;
 }
@@ -113,6 +115,7 @@ EMM_API int emm_close(struct emm *mm)
 		return -EINVAL;
 	if (mm->cfg.flags & EMM_OPEN_SHOW_STATS)
 		emm_stats_print(mm, print_to_stderr, NULL);
+	stats_shm_close(mm);
 	khugepaged_stop(mm);
 	kswapd_stop(mm);
 	pthread_mutex_lock(&mm->lock);

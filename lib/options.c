@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "stats_shm.h"
 
 enum opt_type { OPT_SIZE, OPT_UINT, OPT_ENUM, OPT_FLAG, OPT_STRING };
 
@@ -39,6 +40,7 @@ static const struct option options[] = {
 	{ "WMARK_HIGH", OPT_SIZE, CFG(wmark_high), NULL, 0, 0 },
 	{ "THP_MAX_PTES_NONE", OPT_UINT, CFG(thp_max_ptes_none), NULL, 0, 511 },
 	{ "THP_SCAN_MS", OPT_UINT, CFG(thp_scan_ms), NULL, 0, 600000 },
+	{ "STATS_SHM", OPT_FLAG, CFG(flags), NULL, CFG_STATS_SHM, 0 },
 };
 
 int opts_check(const void *opts, size_t opts_sz, size_t min_sz, size_t known_sz)
@@ -233,6 +235,7 @@ int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 		memcpy(&o, opts, MIN(opts->sz, sizeof(o)));
 	}
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->flags = CFG_STATS_SHM;	/* on unless EMM_STATS_SHM=0 */
 	cfg->thp_max_ptes_none = -1;	/* marks "not set by the environment" */
 	config_env(cfg);
 	cfg->thp_max_ptes_set = cfg->thp_max_ptes_none >= 0;

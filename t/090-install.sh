@@ -193,7 +193,7 @@ ldconfig_as_root() {
 
 # An outer make's flags (jobserver, variables) are not this make's business.
 unset MAKEFLAGS MFLAGS MAKELEVEL
-echo 1..24
+echo 1..26
 check "make install DESTDIR=... PREFIX=/usr" "$make" install DESTDIR="$stage" PREFIX=/usr
 test -f "$lib/libemm.so.0.1.0" || failed="make install failed"
 check "libemm.so.0.1.0 is a file" is_file "$lib/libemm.so.0.1.0"
@@ -205,6 +205,8 @@ check "emm.pc has prefix=/usr" has_line "$lib/pkgconfig/emm.pc" prefix=/usr
 check "emm.pc has libdir=/usr/lib" has_line "$lib/pkgconfig/emm.pc" libdir=/usr/lib
 check "man pages in section 3 installed" man_installed 3
 check "man pages in section 7 installed" man_installed 7
+check "man pages in section 1 installed" man_installed 1
+check "emmstat installed" test -x "$stage/usr/bin/emmstat"
 check "pkg-config --cflags --libs emm points into the staged tree" pc_flags_staged
 check "pkg-config --static --libs emm brings the required libraries' private ones" pc_static_private
 check "examples/hello.c builds out of tree with pkg-config" build_hello
