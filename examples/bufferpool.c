@@ -112,9 +112,11 @@ static int create_table(uint64_t npages)
  * Every access of the pool to a table page starts here: this is where a
  * page that is not in memory is faulted in from the file (or, written and
  * evicted before, from the file again: dirty pages go back to the file).
- * Kept out of line so a fault profile (EMM_PROFILE=major) names it.
+ * Kept out of line, and global so that the compiler makes no private copy
+ * under another name, so a fault profile (EMM_PROFILE=major) names it.
  */
-static __attribute__((noinline)) struct table_page *page_get(struct pool *bp, uint64_t no)
+struct table_page *page_get(struct pool *bp, uint64_t no);
+__attribute__((noinline)) struct table_page *page_get(struct pool *bp, uint64_t no)
 {
 	struct table_page *p = &bp->pages[no];
 

@@ -7,6 +7,7 @@
 
 #include "arch.h"
 #include "internal.h"
+#include "profile.h"
 
 /* si_errno of a SIGBUS emm makes up for a fault it could not serve. */
 #define EMM_SIGBUS_MARK	EIO
@@ -132,10 +133,12 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 		chain(sig, si, uc, access, r, srcu);
 	} else if (vma_access_error(vma, access)) {
 		access_error(sig, si, uc, access, r, vma, srcu);
-	} else if (handle_mm_fault(r, addr, access, vma) == FAULT_SIGBUS) {
-		fault_sigbus(si, uc, access, r, srcu);
 	} else {
-		srcu_read_unlock(srcu);
+		profile_fault(r, addr, vma, uc);
+		if (handle_mm_fault(r, addr, access, vma) == FAULT_SIGBUS)
+			fault_sigbus(si, uc, access, r, srcu);
+		else
+			srcu_read_unlock(srcu);
 	}
 out:
 	errno = saved_errno;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "profile.h"
 #include "stats_shm.h"
 #include "swap.h"
 
@@ -36,6 +37,7 @@ static void teardown(struct emm *mm, bool backend)
 	khugepaged_stop(mm);
 	kswapd_stop(mm);
 	pager_stop(mm);
+	profile_close(mm);	/* no reservation left: no fault samples it */
 	if (backend)
 		signal_backend_put();
 	if (mm->swap)
@@ -63,6 +65,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 		err = kswapd_start(mm);
 	if (!err)
 		err = khugepaged_start(mm);
+	if (!err)
+		err = profile_open(mm);
 	return err;
 }
 

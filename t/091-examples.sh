@@ -30,10 +30,34 @@ run() {
 	fi
 }
 
-echo 1..4
+# The fault profile of the buffer pool: its page access function is where
+# the major faults come from, in the report and in the collapsed stacks.
+profile() {
+	n=$((n + 1))
+	EMM_PROFILE=major EMM_PROFILE_FILE=$tmp/folded TMPDIR=$tmp \
+		examples/bufferpool 16 4 10 >"$tmp/out" 2>&1
+	rc=$?
+	grep '^emm: ' "$tmp/out" | sed 's/^/# /'
+	top=$(grep -A1 '^emm: .*site (the faulting instruction)' "$tmp/out" | sed -n 2p)
+	if [ "$rc" = 0 ] && echo "$top" | grep -q '% *page_get+0x'; then
+		echo "ok $n - EMM_PROFILE=major: page_get is bufferpool's top fault site"
+	else
+		echo "not ok $n - EMM_PROFILE=major: top site \"$top\", exit $rc"
+	fi
+	n=$((n + 1))
+	if grep -q ';page_get [0-9][0-9]*$' "$tmp/folded"; then
+		echo "ok $n - EMM_PROFILE_FILE: collapsed stacks end in page_get"
+	else
+		echo "not ok $n - EMM_PROFILE_FILE: no collapsed stack ends in page_get"
+		sed 's/^/# /' "$tmp/folded" 2>/dev/null | head -5
+	fi
+}
+
+echo 1..6
 # A 16 MiB table under a 4 MiB budget, 40 transactions; the file verified.
 run bufferpool verified 16 4 40
 # An 8 MiB old generation under a 4 MiB budget, 4 collections.
 run gc-dirty "every cycle matched" 8 4 4
 run wasm-memory "every access did what wasm says"
 run prefault "all held"
+profile
