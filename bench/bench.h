@@ -41,6 +41,8 @@ uint64_t bench_now_ns(void);
 int bench_parse_size(const char *s, uint64_t *out);
 void bench_shuffle(size_t *v, size_t n, uint64_t seed);
 double bench_rate(uint64_t events, uint64_t ns);
+void bench_data(const char *mode, const char *pattern, const char *subject, double value,
+		const char *unit);
 
 /* A measured pattern and its same-run baseline (file, out-of-core). */
 struct bench_pattern {
@@ -49,6 +51,9 @@ struct bench_pattern {
 	bool random;		/* rates in operations/s, else MiB/s */
 	double goal;		/* emm / baseline to reach; 0: none */
 };
+
+void bench_data_pattern(const char *mode, const struct bench_pattern *p, const char *subject,
+			double rate);
 
 struct emm;
 struct emm_stats;

@@ -62,6 +62,27 @@ double bench_rate(uint64_t events, uint64_t ns)
 	return ns ? events * 1e9 / ns : 0.0;
 }
 
+/*
+ * One measurement as one machine-readable line, what bench/plot.sh and
+ * other scripts read: "data: mode=M pattern=P subject=S value=V unit=U",
+ * where the subject is emm or the baseline it is compared with.
+ */
+void bench_data(const char *mode, const char *pattern, const char *subject, double value,
+		const char *unit)
+{
+	printf("data: mode=%s pattern=%s subject=%s value=%.0f unit=%s\n", mode, pattern,
+	       subject, value, unit);
+}
+
+/* A pattern's rate as a data line in pages/s: random patterns touch one
+ * word per page (operations/s), the others count MiB/s. */
+void bench_data_pattern(const char *mode, const struct bench_pattern *p, const char *subject,
+			double rate)
+{
+	bench_data(mode, p->name, subject, p->random ? rate : rate * (1 << 20) / PAGE_SIZE,
+		   "pages/s");
+}
+
 /* A byte count with an optional K/M/G/T suffix (powers of 1024). */
 int bench_parse_size(const char *s, uint64_t *out)
 {

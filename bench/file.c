@@ -312,6 +312,9 @@ static void report(const struct fb *b, int pat)
 	if (r->bad)
 		printf("; %llu WRONG words", (unsigned long long)r->bad);
 	printf(")\n");
+	bench_data_pattern("file", p, "emm", r->emm);
+	bench_data_pattern("file", p, "device", r->dev);
+	bench_data_pattern("file", p, "kernel-mmap", r->kernel);
 }
 
 static void goals(const struct fb *b)

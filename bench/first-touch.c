@@ -123,6 +123,8 @@ static double report(const struct pattern *pat, const struct result *res, size_t
 	       pat->name, emm, kernel, ratio,
 	       (unsigned long long)res->st.faults, (unsigned long long)res->st.faults_zero,
 	       res->emm.minflt, res->kernel.minflt);
+	bench_data("first-touch", pat->name, "emm", emm, "pages/s");
+	bench_data("first-touch", pat->name, "kernel", kernel, "pages/s");
 	return ratio;
 }
 

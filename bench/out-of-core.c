@@ -445,6 +445,8 @@ static double report(const struct ooc *b, int pat)
 	if (r->bad)
 		printf("; %llu WRONG words", (unsigned long long)r->bad);
 	printf(")\n");
+	bench_data_pattern("out-of-core", p, "emm", r->emm);
+	bench_data_pattern("out-of-core", p, "device", r->dev);
 	return ratio;
 }
 

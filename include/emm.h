@@ -152,6 +152,8 @@ struct emm_stats {
 };
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st);
 EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);
+/* The fault profile EMM_PROFILE collects, top call sites first. */
+EMM_API int emm_profile_dump(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);
 
 EMM_API int emm_numa_nodes(struct emm *mm);
 struct emm_node_stats {

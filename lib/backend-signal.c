@@ -20,6 +20,7 @@
 #include "srcu.h"
 #include "util.h"
 #include "vma.h"
+#include "profile.h"
 
 /* si_errno of a SIGBUS emm makes up for a fault it could not serve. */
 #define EMM_SIGBUS_MARK	EIO
@@ -148,6 +149,7 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	access = arch_fault_access(si, uc);
 	if (access == ARCH_ACCESS_UNKNOWN)
 		access = infer_access(r, addr);
+	profile_fault(r, addr, uc);
 	switch (do_user_fault(r, addr, access, &vma)) {
 	case FAULT_BAD_AREA:
 		chain(sig, si, uc, access, r, srcu);

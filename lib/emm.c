@@ -16,6 +16,8 @@
 #include "options.h"
 #include "pager.h"
 #include "physmem.h"
+#include "profile.h"
+#include "stats_shm.h"
 #include "swap.h"
 #include "util.h"
 
@@ -44,6 +46,7 @@ static void teardown(struct emm *mm, bool backend)
 	khugepaged_stop(mm);
 	kswapd_stop(mm);
 	pager_stop(mm);
+	profile_close(mm);	/* no reservation left: no fault samples it */
 	if (backend)
 		backend_close(mm);
 	if (mm->swap)
@@ -69,6 +72,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 		err = kswapd_start(mm);
 	if (!err)
 		err = khugepaged_start(mm);
+	if (!err)
+		err = profile_open(mm);
 	return err;
 }
 
@@ -93,6 +98,7 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 	}
 	emm_log(mm, "open: limit %llu bytes, fault-around %u pages, %s backend",
 		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around, mm->backend->name);
+	stats_shm_open(mm);
 	*mmp = mm;
 	return 0;
 }
@@ -122,6 +128,7 @@ EMM_API int emm_close(struct emm *mm)
 		return -EINVAL;
 	if (mm->cfg.flags & EMM_OPEN_SHOW_STATS)
 		emm_stats_print(mm, print_to_stderr, NULL);
+	stats_shm_close(mm);
 	khugepaged_stop(mm);
 	kswapd_stop(mm);
 	pthread_mutex_lock(&mm->lock);

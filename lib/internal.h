@@ -108,6 +108,8 @@ struct emm {
 	_Atomic bool khugepaged_stop;
 	_Atomic uint32_t khugepaged_wake;
 	struct emm_counters c;
+	struct stats_shm *stats_shm;	/* the page emmstat reads, or NULL */
+	struct profile *profile;	/* EMM_PROFILE's samples, or NULL */
 };
 
 #define count_event(mm, field)	\

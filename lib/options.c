@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "options.h"
 #include "util.h"
+#include "stats_shm.h"
 
 enum opt_type { OPT_SIZE, OPT_UINT, OPT_ENUM, OPT_FLAG, OPT_STRING };
 
@@ -41,6 +42,7 @@ static const struct option options[] = {
 	{ "WMARK_HIGH", OPT_SIZE, CFG(wmark_high), NULL, 0, 0 },
 	{ "THP_MAX_PTES_NONE", OPT_UINT, CFG(thp_max_ptes_none), NULL, 0, 511 },
 	{ "THP_SCAN_MS", OPT_UINT, CFG(thp_scan_ms), NULL, 0, 600000 },
+	{ "STATS_SHM", OPT_FLAG, CFG(flags), NULL, CFG_STATS_SHM, 0 },
 };
 
 /*
@@ -264,6 +266,7 @@ int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 	if (opts && (err = opts_get(&o, &zero, opts, sizeof(o))))
 		return err;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->flags = CFG_STATS_SHM;	/* on unless EMM_STATS_SHM=0 */
 	cfg->thp_max_ptes_none = -1;	/* marks "not set by the environment" */
 	config_env(cfg);
 	cfg->thp_max_ptes_set = cfg->thp_max_ptes_none >= 0;

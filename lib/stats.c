@@ -8,6 +8,7 @@
 
 #include "internal.h"
 #include "options.h"
+#include "stats_shm.h"
 #include "swap.h"
 
 #define LOAD(mm, f) atomic_load_explicit(&(mm)->c.f, memory_order_relaxed)
@@ -55,6 +56,19 @@ EMM_API int emm_stats(struct emm *mm, struct emm_stats *st)
 	return stats_put(st, &s, sizeof(s));
 }
 
+/* Every field of struct emm_stats after sz: emm_stats_print and the
+ * statistics page name them so. */
+const struct stats_field stats_fields[] = {
+#define F(x) { #x, offsetof(struct emm_stats, x) }
+	F(resident_bytes), F(limit_bytes), F(swap_used_bytes), F(swap_total_bytes),
+	F(faults), F(faults_minor), F(faults_major), F(faults_zero), F(faults_wp),
+	F(faults_bad), F(swapins), F(swapouts), F(pgscan), F(pgsteal),
+	F(pgactivate), F(pgdeactivate), F(thp_collapse), F(thp_collapse_failed),
+	F(thp_split), F(io_errors), F(kernel_vmas), F(vmas), F(oom_events), F(writebacks), F(huge_bytes),
+#undef F
+};
+const size_t nr_stats_fields = ARRAY_SIZE(stats_fields);
+
 static void default_out(const char *line, void *arg)
 {
 	(void)arg;
@@ -63,24 +77,15 @@ static void default_out(const char *line, void *arg)
 
 EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg)
 {
-	static const struct { const char *name; size_t off; } fields[] = {
-#define F(x) { #x, offsetof(struct emm_stats, x) }
-		F(resident_bytes), F(limit_bytes), F(swap_used_bytes), F(swap_total_bytes),
-		F(faults), F(faults_minor), F(faults_major), F(faults_zero), F(faults_wp),
-		F(faults_bad), F(swapins), F(swapouts), F(pgscan), F(pgsteal),
-		F(pgactivate), F(pgdeactivate), F(thp_collapse), F(thp_collapse_failed),
-		F(thp_split), F(io_errors), F(kernel_vmas), F(vmas), F(oom_events), F(writebacks), F(huge_bytes),
-#undef F
-	};
 	struct emm_stats s;
 	char line[96];
 
 	if (!mm)
 		return;
 	stats_fill(mm, &s);
-	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
-		snprintf(line, sizeof(line), "%-20s %" PRIu64, fields[i].name,
-			 *(const uint64_t *)((const char *)&s + fields[i].off));
+	for (size_t i = 0; i < nr_stats_fields; i++) {
+		snprintf(line, sizeof(line), "%-20s %" PRIu64, stats_fields[i].name,
+			 *(const uint64_t *)((const char *)&s + stats_fields[i].off));
 		(out ? out : default_out)(line, arg);
 	}
 }

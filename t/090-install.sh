@@ -69,10 +69,23 @@ man_installed() {
 	test "$found" -gt 0
 }
 
-# pkg-config sees only the staged tree, and prefixes its paths with it.
+# pkg-config sees the staged tree first, then the system's modules that
+# emm.pc requires (hwloc, numa, liburing, libunwind), and prefixes paths
+# with the stage as it would with any sysroot.
 pc() {
-	PKG_CONFIG_LIBDIR=$lib/pkgconfig PKG_CONFIG_PATH='' PKG_CONFIG_SYSROOT_DIR=$stage \
+	PKG_CONFIG_LIBDIR=$lib/pkgconfig:$(pkg-config --variable pc_path pkg-config) \
+	PKG_CONFIG_PATH='' PKG_CONFIG_SYSROOT_DIR=$stage \
 	PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1 PKG_CONFIG_ALLOW_SYSTEM_LIBS=1 pkg-config "$@"
+}
+
+# --static brings the private libraries of the libraries emm requires
+# (hwloc's -ludev, libunwind's -llzma on Debian): every flag they list.
+pc_static_private() {
+	flags=" $(pc --static --libs emm) " || return 1
+	echo "pkg-config --static --libs emm: $flags"
+	for f in $(pkg-config --static --libs hwloc numa liburing libunwind); do
+		case $flags in *" $f "*) ;; *) echo "missing $f"; return 1 ;; esac
+	done
 }
 
 pc_flags_staged() {
@@ -97,7 +110,9 @@ run_hello() {
 	test "$out" = "hello from emm"
 }
 
-# Linked statically through Libs.private, hello runs without LD_LIBRARY_PATH.
+# libemm.a with the system libraries shared, as emm(7) says to link it
+# (Debian has no libudev.a, which a fully static hwloc would need): hello
+# runs without LD_LIBRARY_PATH.
 static_hello() {
 	libs=$(pc --static --libs emm | sed 's/-lemm/-Wl,-Bstatic -lemm -Wl,-Bdynamic/') &&
 	$cc -o "$tmp/src/hello-static" "$tmp/src/hello.c" $(pc --cflags emm) $libs &&
@@ -140,9 +155,45 @@ uninstall_clean() {
 	! find "$stage" ! -type d | grep .
 }
 
+# The directories install made went with the files; PREFIX itself stays.
+uninstall_dirs() {
+	find "$stage" | sed "s|^$stage|stage:|"
+	test -d "$stage/usr" && ! find "$stage/usr" -mindepth 1 | grep -q .
+}
+
+# A stand-in for ldconfig: LIBDIR is a directory it searches, and a run
+# that would rebuild the cache leaves a mark.
+fake_ldconfig() {
+	cat >"$tmp/ldconfig" <<-END
+	#!/bin/sh
+	if [ "\$*" = "-v -N" ]; then echo "$tmp/sys/lib: (from a test)"; exit 0; fi
+	touch "$tmp/ldconfig-ran"
+	END
+	chmod +x "$tmp/ldconfig"
+}
+
+# install PREFIX [DESTDIR]: was ldconfig run?
+ldconfig_runs() {
+	rm -f "$tmp/ldconfig-ran"
+	"$make" install PREFIX="$tmp/sys" DESTDIR="$2" LDCONFIG="$tmp/ldconfig" &&
+	test -e "$tmp/ldconfig-ran"
+}
+
+ldconfig_as_root() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "ok $((n + 1)) # skip not root: install runs ldconfig only as root"
+		n=$((n + 1))
+		return
+	fi
+	check "make install as root, no DESTDIR, LIBDIR searched: runs ldconfig" \
+		ldconfig_runs "$tmp/sys"
+	check "make install DESTDIR=...: does not run ldconfig" \
+		eval '! ldconfig_runs "$tmp/sys" "$tmp/dest"'
+}
+
 # An outer make's flags (jobserver, variables) are not this make's business.
 unset MAKEFLAGS MFLAGS MAKELEVEL
-echo 1..20
+echo 1..26
 check "make install DESTDIR=... PREFIX=/usr" "$make" install DESTDIR="$stage" PREFIX=/usr
 test -f "$lib/libemm.so.0.1.0" || failed="make install failed"
 check "libemm.so.0.1.0 is a file" is_file "$lib/libemm.so.0.1.0"
@@ -154,13 +205,19 @@ check "emm.pc has prefix=/usr" has_line "$lib/pkgconfig/emm.pc" prefix=/usr
 check "emm.pc has libdir=/usr/lib" has_line "$lib/pkgconfig/emm.pc" libdir=/usr/lib
 check "man pages in section 3 installed" man_installed 3
 check "man pages in section 7 installed" man_installed 7
+check "man pages in section 1 installed" man_installed 1
+check "emmstat installed" test -x "$stage/usr/bin/emmstat"
 check "pkg-config --cflags --libs emm points into the staged tree" pc_flags_staged
+check "pkg-config --static --libs emm brings the required libraries' private ones" pc_static_private
 check "examples/hello.c builds out of tree with pkg-config" build_hello
 check "hello needs libemm.so.0" needs_libemm "$tmp/src/hello"
 check "hello runs against the staged libemm.so" run_hello
-check "hello links statically with pkg-config --static" static_hello
+check "hello links libemm.a with pkg-config --static, system libraries shared" static_hello
 check "libemm.so exports only emm_* symbols" only_emm_exported
 check "libemm.a defines no global symbol outside emm_*" archive_only_emm
 check "libemm.so exports every function emm.h declares" header_exported
 check "libemm.so has SONAME libemm.so.0" soname
 check "make uninstall removes every file" uninstall_clean
+check "make uninstall removes the directories it left empty" uninstall_dirs
+fake_ldconfig
+ldconfig_as_root
