@@ -155,6 +155,8 @@ int rsv_create(struct emm *mm, size_t len, struct rsv **rp)
 	if (!err)
 		err = rsv_map_views(mm, r);
 	if (!err)
+		err = uffd_rsv_init(r);
+	if (!err)
 		err = registry_update(r, true);
 	if (err) {
 		rsv_unmap_views(r);
