@@ -124,7 +124,7 @@ static int uffd_open_fd(int backend)
 	bool sigbus = backend == EMM_BACKEND_UFFD_SIGBUS;
 	uint64_t want = UFFD_NEEDED | (sigbus ? UFFD_FEATURE_SIGBUS : UFFD_FEATURE_THREAD_ID);
 	uint64_t have;
-	struct uffdio_api api = { .api = UFFD_API, .features = want };
+	struct uffdio_api api = { .api = UFFD_API };
 	int fd, err = uffd_features(sigbus, &have);
 
 	if (err == -ENOSYS || err == -EINVAL)
@@ -133,6 +133,8 @@ static int uffd_open_fd(int backend)
 		return err;
 	if ((have & want) != want)
 		return -EOPNOTSUPP;
+	/* A SIGBUS emm sends names the byte touched, as the kernel's would. */
+	api.features = want | (have & UFFD_FEATURE_EXACT_ADDRESS);
 	fd = uffd_new(sigbus);
 	if (fd < 0)
 		return fd;
