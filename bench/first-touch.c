@@ -123,6 +123,7 @@ static double report(const struct pattern *pat, const struct result *res, size_t
 	       pat->name, emm, kernel, ratio,
 	       (unsigned long long)res->st.faults, (unsigned long long)res->st.faults_zero,
 	       res->emm.minflt, res->kernel.minflt);
+	bench_record(pat->name, emm, "pages/s");
 	return ratio;
 }
 
