@@ -341,6 +341,33 @@ static int thread_cpu(pid_t tid)
 }
 
 /*
+ * A fault on a page emm maps already for this access: another thread's
+ * fault mapped it meanwhile, or the kernel retried a fault it had woken
+ * early (unregistering a range wakes its waiters), or the kernel dropped
+ * the mapping. Map it again, without counting a fault. false: the page is
+ * not mapped for this access, and the core must see the fault.
+ */
+static bool uffd_remap(struct rsv *r, uintptr_t addr, int access)
+{
+	_Atomic uint64_t *p = pte_of(r, addr);
+	uint64_t v = atomic_load_explicit(p, memory_order_relaxed);
+	int prot = pte_prot(v);
+	bool mapped;
+
+	if (pte_state(v) != PTE_RESIDENT || prot == EMM_PROT_NONE ||
+	    ((access & EMM_PROT_WRITE) && !(prot & EMM_PROT_WRITE)))
+		return false;
+	v = pte_lock(p);
+	prot = pte_prot(v);
+	mapped = pte_state(v) == PTE_RESIDENT && prot != EMM_PROT_NONE &&
+		 (!(access & EMM_PROT_WRITE) || (prot & EMM_PROT_WRITE));
+	if (mapped)
+		uffd_grant(r, addr, addr + PAGE_SIZE, prot, BACKEND_FORCE | BACKEND_REMAP);
+	pte_unlock(p, v);
+	return mapped;
+}
+
+/*
  * A service thread serves one message: a page fault of a thread of this
  * process, in user or kernel mode, which sleeps until woken. No VMA, or one
  * that forbids the access (emm_unmap or emm_protect is changing it): the
@@ -363,7 +390,7 @@ static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
 		numa_set_fault_cpu(thread_cpu((pid_t)m->arg.pagefault.feat.ptid));
 	idx = srcu_read_lock();
 	r = rsv_lookup(addr);
-	if (r && r->mm == mm)
+	if (r && r->mm == mm && !uffd_remap(r, ALIGN_DOWN(addr, PAGE_SIZE), access))
 		ret = do_user_fault(r, addr, access, &vma);
 	srcu_read_unlock(idx);
 	if (ret == FAULT_SIGBUS)

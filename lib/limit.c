@@ -2,7 +2,7 @@
 /* The resident budget from the program's side: emm_set_limit, emm_reclaim, node shares. */
 #include <errno.h>
 
-#include "internal.h"
+#include "backend.h"
 
 /* The node furthest over its share (its resident pages minus its limit). */
 static int most_over(const struct emm *mm)
@@ -68,6 +68,7 @@ EMM_API long emm_reclaim(struct emm *mm, uint64_t bytes)
 
 	if (!mm)
 		return -EINVAL;
+	backend_quiesce(mm);	/* faults being served finish their LRU work first */
 	/* More than is resident cannot be reclaimed: no need to round past it. */
 	pages = MIN(bytes >> PAGE_SHIFT, atomic_load(&mm->c.resident_pages)) +
 		!!(bytes & (PAGE_SIZE - 1));

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "internal.h"
+#include "backend.h"
 #include "pte.h"
 #include "numa.h"
 
@@ -21,6 +21,7 @@ EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st)
 	if (!mm || !st || node < 0 || node >= mm->lru->nnodes ||
 	    st->sz < offsetof(struct emm_node_stats, swapins) + sizeof(st->swapins))
 		return -EINVAL;
+	backend_quiesce(mm);
 	lv = &mm->lru->node[node];
 	sz = st->sz;
 	memset(st, 0, sz);
