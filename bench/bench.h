@@ -37,6 +37,7 @@ int bench_out_of_core(const struct bench_opts *o);
 int bench_file(const struct bench_opts *o);
 int bench_thp(const struct bench_opts *o);
 int bench_lru(const struct bench_opts *o);
+int bench_vmas(const struct bench_opts *o);
 int bench_syscalls(const struct bench_opts *o);
 
 /* A mode's headline figure for one pattern, for the table across backends. */

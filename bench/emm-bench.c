@@ -24,6 +24,8 @@ static const struct bench_mode modes[] = {
 	  bench_lru, 64ULL << 20, 2, false },
 	{ "syscalls", "pread into swapped-out emm pages (uffd serves the kernel's faults) "
 	  "against resident memory", bench_syscalls, 256ULL << 20, 3, false },
+	{ "vmas", "--ops one-page VMAs (20000) mapped, protected, unmapped, against the kernel's mmap",
+	  bench_vmas, 0, 1, false },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))

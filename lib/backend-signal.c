@@ -10,10 +10,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "arch.h"
 #include "backend.h"
 #include "fault.h"
+#include "physmem.h"
 #include "pte.h"
+#include "report.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma.h"
 
 static const int fault_signals[] = { SIGSEGV, SIGBUS };
 static struct sigaction old_action[ARRAY_SIZE(fault_signals)];
@@ -61,10 +67,12 @@ static void chain(int sig, siginfo_t *si, void *uc, int access, struct rsv *r, i
 		return;
 	}
 	srcu_read_unlock(srcu);
+	debug_handler_leave();		/* the program's handler is not emm's */
 	if (old->sa_flags & SA_SIGINFO)
 		old->sa_sigaction(sig, si, uc);
 	else
 		old->sa_handler(sig);
+	debug_handler_enter();
 }
 
 /* Async-signal-safe. The access when the architecture does not say: a
@@ -89,6 +97,7 @@ static void access_error(int sig, siginfo_t *si, void *uc, int access, struct rs
 	};
 	emm_trap_fn trap = vma->trap;
 	void *arg = vma->trap_arg;
+	int ret;
 
 	if (!trap) {
 		chain(sig, si, uc, access, r, srcu);
@@ -97,7 +106,10 @@ static void access_error(int sig, siginfo_t *si, void *uc, int access, struct rs
 	/* The callback may call emm_protect (which waits for readers) or
 	 * leave with siglongjmp: it must run outside the read section. */
 	srcu_read_unlock(srcu);
-	if (trap(&f, arg) == EMM_TRAP_RETRY)
+	debug_handler_leave();		/* the callback is the program's code */
+	ret = trap(&f, arg);
+	debug_handler_enter();
+	if (ret == EMM_TRAP_RETRY)
 		return;
 	chain(sig, si, uc, access, NULL, srcu_read_lock());
 }
@@ -116,11 +128,15 @@ static void fault_sigbus(siginfo_t *si, void *uc, int access, struct rsv *r, int
 /* Async-signal-safe: the process-wide handler (DESIGN.md, "The fault path"). */
 static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 {
-	int saved_errno = errno, srcu = srcu_read_lock();
+	int saved_errno = errno, srcu;
 	uintptr_t addr = (uintptr_t)si->si_addr;
-	struct rsv *r = si->si_code > 0 ? rsv_lookup(addr) : NULL;
 	const struct emm_vma *vma;
 	int access = EMM_PROT_READ;
+	struct rsv *r;
+
+	debug_handler_enter();
+	srcu = srcu_read_lock();
+	r = si->si_code > 0 ? rsv_lookup(addr) : NULL;
 
 	/* A child of a userfaultfd instance has no app view (emm(7), fork):
 	 * it must not act on its copy of the parent's state. */
@@ -146,6 +162,7 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 		srcu_read_unlock(srcu);
 	}
 out:
+	debug_handler_leave();
 	errno = saved_errno;
 }
 
@@ -247,7 +264,7 @@ static int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, 
 		return -err;
 	}
 	backend_set_pte_prot(r, start, end, prot);
-	backend_kvma_add(r, delta);
+	kvma_add(r, delta);
 	mutex_unlock(&r->prot_lock);
 	return 0;
 }
@@ -296,7 +313,7 @@ static int signal_view_create(struct rsv *r)
 	if (!app)
 		return -errno;
 	r->start = (uintptr_t)app;
-	backend_kvma_add(r, 1);
+	kvma_add(r, 1);
 	return 0;
 }
 
@@ -306,7 +323,7 @@ static void signal_view_destroy(struct rsv *r)
 	if (!r->start)
 		return;
 	munmap((void *)r->start, r->len);
-	backend_kvma_add(r, -atomic_load_explicit(&r->kvmas, memory_order_relaxed));
+	kvma_add(r, -atomic_load_explicit(&r->kvmas, memory_order_relaxed));
 }
 
 static int signal_open(struct emm *mm)

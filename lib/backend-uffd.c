@@ -25,7 +25,12 @@
 #include "backend.h"
 #include "fault.h"
 #include "memory.h"
-#include "numa.h"
+#include "emm_numa.h"
+#include "lru.h"
+#include "physmem.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma.h"
 #include "pte.h"
 
 /* Debian 12's headers are Linux 6.1's: what came later is probed at run time. */
@@ -598,7 +603,7 @@ static int uffd_view_create(struct rsv *r)
 	if (!app)
 		return -errno;
 	r->start = (uintptr_t)app;
-	backend_kvma_add(r, 1);
+	kvma_add(r, 1);
 	r->backend_data = calloc(1, sizeof(struct uffd_rsv));
 	if (!r->backend_data)
 		return -ENOMEM;
@@ -616,7 +621,30 @@ static void uffd_view_destroy(struct rsv *r)
 	if (!r->start)
 		return;
 	munmap((void *)r->start, r->len);
-	backend_kvma_add(r, -atomic_load_explicit(&r->kvmas, memory_order_relaxed));
+	kvma_add(r, -atomic_load_explicit(&r->kvmas, memory_order_relaxed));
+}
+
+/* Counting kernel VMAs: runs of equal kernel protection so far. */
+struct kvma_count {
+	uintptr_t at;
+	int last;
+	long n;
+};
+
+static int count_one(struct rsv *r, const struct emm_vma *v, void *arg)
+{
+	struct kvma_count *c = arg;
+	int p = prot_to_sys(target_prot(v));
+
+	(void)r;
+	if (v->start > c->at) {
+		c->n += c->last != PROT_NONE;
+		c->last = PROT_NONE;
+	}
+	c->n += p != c->last;
+	c->last = p;
+	c->at = v->end;
+	return 0;
 }
 
 /* Kernel VMAs the app view of r spans: one per run of equal protection,
@@ -624,26 +652,14 @@ static void uffd_view_destroy(struct rsv *r)
  * (huge_begin). mm->lock held. */
 static long uffd_count_kvmas(struct rsv *r)
 {
-	struct vma_table *t = atomic_load_explicit(&r->vmas, memory_order_relaxed);
-	uintptr_t at = r->start;
-	int last = -1;
-	long n = 2 * atomic_load_explicit(&((struct uffd_rsv *)r->backend_data)->huge,
-					  memory_order_relaxed);
+	struct kvma_count c = { .at = r->start, .last = -1 };
 
-	for (size_t i = 0; t && i < t->nr; i++) {
-		int p = prot_to_sys(target_prot(&t->v[i]));
-
-		if (t->v[i].start > at) {
-			n += last != PROT_NONE;
-			last = PROT_NONE;
-		}
-		n += p != last;
-		last = p;
-		at = t->v[i].end;
-	}
-	if (at < r->start + r->len)
-		n += last != PROT_NONE;
-	return n;
+	c.n = 2 * atomic_load_explicit(&((struct uffd_rsv *)r->backend_data)->huge,
+				       memory_order_relaxed);
+	walk_vmas(r, r->start, r->start + r->len, count_one, &c);
+	if (c.at < r->start + r->len)
+		c.n += c.last != PROT_NONE;
+	return c.n;
 }
 
 /*
@@ -655,7 +671,7 @@ static int uffd_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
 	if (mprotect((void *)s, e - s, prot_to_sys(prot)) < 0)
 		return -errno;
-	backend_kvma_add(r, uffd_count_kvmas(r) - atomic_load_explicit(&r->kvmas,
+	kvma_add(r, uffd_count_kvmas(r) - atomic_load_explicit(&r->kvmas,
 								      memory_order_relaxed));
 	return 0;
 }
@@ -677,7 +693,7 @@ static int uffd_huge_begin(struct rsv *r, uintptr_t a)
 		return uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE) ? -EIO : -EAGAIN;
 	atomic_fetch_add_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
 				  memory_order_relaxed);
-	backend_kvma_add(r, 2);
+	kvma_add(r, 2);
 	return 0;
 }
 
@@ -691,7 +707,7 @@ static void uffd_huge_end(struct rsv *r, uintptr_t a)
 		return;
 	atomic_fetch_sub_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
 				  memory_order_relaxed);
-	backend_kvma_add(r, -2);
+	kvma_add(r, -2);
 }
 
 const struct backend_ops backend_uffd_ops = {

@@ -32,13 +32,6 @@ int backend_open(struct emm *mm)
 	return err;
 }
 
-void backend_kvma_add(struct rsv *r, long delta)
-{
-	atomic_fetch_add_explicit(&r->kvmas, delta, memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->mm->c.kernel_vmas, delta, memory_order_relaxed);
-	kvma_global_add(delta);
-}
-
 void backend_close(struct emm *mm)
 {
 	if (mm->backend)

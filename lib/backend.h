@@ -19,7 +19,9 @@
 #ifndef EMM_BACKEND_H
 #define EMM_BACKEND_H
 
+#include "debug.h"
 #include "internal.h"
+#include "pte.h"
 
 /* si_errno of a SIGBUS emm makes up for a fault it could not serve. */
 #define EMM_SIGBUS_MARK	EIO
@@ -133,11 +135,13 @@ void backend_close(struct emm *mm);
 static inline int backend_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot,
 				unsigned flags)
 {
+	DEBUG_RANGE_LOCKED(r, s, e);
 	return r->mm->backend->grant(r, s, e, prot, flags);
 }
 
 static inline int backend_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
 {
+	DEBUG_RANGE_LOCKED(r, s, e);
 	return r->mm->backend->revoke(r, s, e, flags);
 }
 
@@ -152,11 +156,13 @@ static inline int backend_set_prot(struct rsv *r, uintptr_t s, uintptr_t e, int 
 
 static inline void backend_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
+	DEBUG_RANGE_LOCKED(r, s, e);
 	r->mm->backend->populate(r, s, e, prot);
 }
 
 static inline int backend_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
+	DEBUG_NOT_IN_HANDLER();
 	return r->mm->backend->vma_protect(r, s, e, prot);
 }
 
@@ -202,8 +208,7 @@ static inline void backend_quiesce(struct emm *mm)
 void backend_set_pte_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
 /* Async-signal-safe. EMM_PROT_* to the PROT_* of mmap and mprotect. */
 int prot_to_sys(int prot);
-/* Async-signal-safe. Count delta kernel VMAs more (or fewer) for r's app view. */
-void backend_kvma_add(struct rsv *r, long delta);
+
 
 /* backend-signal.c: install the process-wide fault handler for the first
  * user, put back what it replaced after the last. Not async-signal-safe. */

@@ -3,8 +3,11 @@
 #include <errno.h>
 
 #include "fault.h"
+#include "huge_memory.h"
 #include "internal.h"
 #include "memory.h"
+#include "range.h"
+#include "vma.h"
 
 struct prefault_args {
 	int access;

@@ -3,8 +3,11 @@
 #include <errno.h>
 
 #include "backend.h"
+#include "huge_memory.h"
 #include "memory.h"
 #include "pte.h"
+#include "range.h"
+#include "vma.h"
 
 /*
  * New protection for the resident pages of [s, e) after emm_protect

@@ -10,7 +10,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "internal.h"
+#include "util.h"
 
 /* Async-signal-safe. */
 void sb_puts(struct sbuf *b, const char *s)
@@ -77,6 +79,7 @@ void emm_warn(const char *fmt, ...)
 {
 	va_list ap;
 
+	DEBUG_NOT_IN_HANDLER();
 	va_start(ap, fmt);
 	vlog("warning: ", fmt, ap);
 	va_end(ap);
@@ -117,6 +120,14 @@ static _Atomic long kvma_limit;
 void kvma_global_add(long delta)
 {
 	atomic_fetch_add_explicit(&kvma_total, delta, memory_order_relaxed);
+}
+
+/* Async-signal-safe. Count delta kernel VMAs more (or fewer) for r's app view. */
+void kvma_add(struct rsv *r, long delta)
+{
+	atomic_fetch_add_explicit(&r->kvmas, delta, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->mm->c.kernel_vmas, delta, memory_order_relaxed);
+	kvma_global_add(delta);
 }
 
 /* Async-signal-safe. */

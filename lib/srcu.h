@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/* Sleepable read-copy-update: lock-free readers, writers wait for them. */
+#ifndef EMM_SRCU_H
+#define EMM_SRCU_H
+
+#include "internal.h"
+
+struct emm_srcu {
+	_Atomic unsigned idx;
+	_Atomic long cnt[2];
+	_Atomic uint32_t wake;		/* futex word: bumped by the last reader out */
+	_Atomic uint32_t waiters;	/* a writer sleeps on wake */
+};
+int srcu_read_lock(void);
+void srcu_read_unlock(int idx);
+void synchronize_srcu(void);
+
+#endif /* EMM_SRCU_H */
