@@ -15,6 +15,7 @@ struct bench_opts {
 	uint64_t limit;		/* emm's memory budget; 0: the mode's default */
 	uint64_t ops;		/* random accesses per pattern; 0: the mode's default */
 	unsigned threads;	/* threads doing them; 0: the mode's default */
+	int backend;		/* EMM_BACKEND_*; -1: every backend offered, side by side */
 };
 
 /* One subcommand: runs with the parsed options, returns the exit status. */
@@ -24,6 +25,7 @@ struct bench_mode {
 	int (*run)(const struct bench_opts *o);
 	uint64_t size;		/* default --size; 0: 256M */
 	unsigned runs;		/* default --runs; 0: 3 */
+	bool all_backends;	/* without --backend: every backend offered, side by side */
 };
 
 /*
@@ -36,6 +38,10 @@ int bench_file(const struct bench_opts *o);
 int bench_thp(const struct bench_opts *o);
 int bench_lru(const struct bench_opts *o);
 int bench_vmas(const struct bench_opts *o);
+int bench_syscalls(const struct bench_opts *o);
+
+/* A mode's headline figure for one pattern, for the table across backends. */
+void bench_record(const char *pattern, double rate, const char *unit);
 
 uint64_t bench_now_ns(void);
 int bench_parse_size(const char *s, uint64_t *out);

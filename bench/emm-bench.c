@@ -13,17 +13,19 @@
 
 static const struct bench_mode modes[] = {
 	{ "first-touch", "sequential and random first touch, emm vs kernel anonymous memory",
-	  bench_first_touch, 0, 0 },
+	  bench_first_touch, 0, 0, true },
 	{ "out-of-core", "a region larger than the budget: swap against O_DIRECT on a plain file",
-	  bench_out_of_core, 4ULL << 30, 1 },
+	  bench_out_of_core, 4ULL << 30, 1, true },
 	{ "file", "a file larger than the budget: FILE VMA reads against O_DIRECT pread and mmap",
-	  bench_file, 2ULL << 30, 1 },
+	  bench_file, 2ULL << 30, 1, true },
 	{ "thp", "random reads of a resident region, 4 KiB-mapped against huge; collapse cost",
-	  bench_thp, 1ULL << 30, 3 },
+	  bench_thp, 1ULL << 30, 3, false },
 	{ "lru", "two threads faulting and reclaiming, per-CPU pagevecs on against off",
-	  bench_lru, 64ULL << 20, 2 },
+	  bench_lru, 64ULL << 20, 2, false },
+	{ "syscalls", "pread into swapped-out emm pages (uffd serves the kernel's faults) "
+	  "against resident memory", bench_syscalls, 256ULL << 20, 3, false },
 	{ "vmas", "--ops one-page VMAs (20000) mapped, protected, unmapped, against the kernel's mmap",
-	  bench_vmas, 0, 1 },
+	  bench_vmas, 0, 1, false },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))
@@ -62,6 +64,10 @@ double bench_rate(uint64_t events, uint64_t ns)
 	return ns ? events * 1e9 / ns : 0.0;
 }
 
+static const char *const backend_names[] = { "auto", "signal", "uffd", "uffd-sigbus" };
+#define NR_BACKENDS	4
+static int cur_backend;
+
 /*
  * One measurement as one machine-readable line, what bench/plot.sh and
  * other scripts read: "data: mode=M pattern=P subject=S value=V unit=U",
@@ -70,8 +76,13 @@ double bench_rate(uint64_t events, uint64_t ns)
 void bench_data(const char *mode, const char *pattern, const char *subject, double value,
 		const char *unit)
 {
-	printf("data: mode=%s pattern=%s subject=%s value=%.0f unit=%s\n", mode, pattern,
-	       subject, value, unit);
+	/* emm's own figures are named by the backend that made them. */
+	if (strcmp(subject, "emm") == 0)
+		printf("data: mode=%s pattern=%s subject=emm-%s value=%.0f unit=%s\n", mode,
+		       pattern, backend_names[cur_backend], value, unit);
+	else
+		printf("data: mode=%s pattern=%s subject=%s value=%.0f unit=%s\n", mode, pattern,
+		       subject, value, unit);
 }
 
 /* A pattern's rate as a data line in pages/s: random patterns touch one
@@ -137,9 +148,93 @@ static void usage(FILE *f)
 		   "                thp: reads per pass, 16M)\n"
 		   "  --threads N   out-of-core: threads for the random patterns (default 1);\n"
 		   "                lru: threads faulting at once (default 2)\n"
+		   "  --backend NAME  signal, uffd, uffd-sigbus or auto (default: first-touch,\n"
+		   "                out-of-core and file run every backend offered, side by side;\n"
+		   "                the others auto)\n"
 		   "modes:\n");
 	for (size_t i = 0; i < NR_MODES; i++)
 		fprintf(f, "  %-12s  %s\n", modes[i].name, modes[i].help);
+}
+
+
+static int backend_of(const char *name)
+{
+	for (int b = 0; b < NR_BACKENDS; b++)
+		if (strcmp(backend_names[b], name) == 0)
+			return b;
+	return -1;
+}
+
+/* The figures each backend's run recorded, for the table at the end. */
+#define MAX_FIGURES	16
+static struct figure {
+	const char *pattern, *unit;
+	double rate[NR_BACKENDS];
+} figures[MAX_FIGURES];
+static int nr_figures;
+static const char *cur_mode;
+
+void bench_record(const char *pattern, double rate, const char *unit)
+{
+	int i;
+
+	for (i = 0; i < nr_figures && strcmp(figures[i].pattern, pattern); i++)
+		;
+	if (i == MAX_FIGURES)
+		return;
+	if (i == nr_figures) {
+		figures[nr_figures++] = (struct figure){ .pattern = pattern, .unit = unit };
+	}
+	figures[i].rate[cur_backend] = rate;
+}
+
+/* Can this process have backend b? */
+static bool offered(int b)
+{
+	struct emm_opts o = { .sz = sizeof(o), .mem_limit = 16 << 20, .backend = b };
+	struct emm *mm;
+
+	if (emm_open(&o, &mm))
+		return false;
+	emm_close(mm);
+	return true;
+}
+
+/* Every backend offered in turn, then the table: rates, and each one's
+ * ratio to the signal backend's. */
+static int run_all(const struct bench_mode *m, struct bench_opts *o)
+{
+	int rc = 0, ran[NR_BACKENDS] = { 0 };
+
+	for (int b = EMM_BACKEND_SIGNAL; b < NR_BACKENDS; b++) {
+		if (!offered(b)) {
+			printf("== backend %s: not offered here\n", backend_names[b]);
+			continue;
+		}
+		printf("== backend %s\n", backend_names[b]);
+		fflush(stdout);
+		setenv("EMM_BACKEND", backend_names[b], 1);
+		cur_backend = b;
+		o->backend = b;
+		rc |= m->run(o);
+		ran[b] = 1;
+	}
+	printf("\n%s across backends (ratios to signal; the machine's load varies between runs):\n",
+	       m->name);
+	for (int i = 0; i < nr_figures; i++) {
+		const struct figure *f = &figures[i];
+
+		printf("%-12s", f->pattern);
+		for (int b = EMM_BACKEND_SIGNAL; b < NR_BACKENDS; b++)
+			if (ran[b])
+				printf("  %s %9.0f %s", backend_names[b], f->rate[b], f->unit);
+		for (int b = EMM_BACKEND_UFFD; b < NR_BACKENDS; b++)
+			if (ran[b] && ran[EMM_BACKEND_SIGNAL] && f->rate[EMM_BACKEND_SIGNAL] > 0)
+				printf("  %s/signal %5.2f", backend_names[b],
+				       f->rate[b] / f->rate[EMM_BACKEND_SIGNAL]);
+		printf("\n");
+	}
+	return rc;
 }
 
 static const struct bench_mode *find_mode(const char *name)
@@ -158,11 +253,15 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		{ "limit", required_argument, NULL, 'l' },
 		{ "ops", required_argument, NULL, 'n' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "backend", required_argument, NULL, 'b' },
 		{ 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "s:r:l:n:t:", longopts, NULL)) != -1) {
+	o->backend = -1;
+	while ((c = getopt_long(argc, argv, "s:r:l:n:t:b:", longopts, NULL)) != -1) {
+		if (c == 'b' && (o->backend = backend_of(optarg)) >= 0)
+			continue;
 		if (c == 's' && bench_parse_size(optarg, &o->size) == 0 && o->size >= PAGE_SIZE)
 			continue;
 		if (c == 'r' && (o->runs = (unsigned)atoi(optarg)) > 0)
@@ -201,5 +300,11 @@ int main(int argc, char **argv)
 		o.size = m->size ? m->size : 256UL << 20;
 	if (!o.runs)
 		o.runs = m->runs ? m->runs : 3;
+	cur_mode = m->name;
+	if (o.backend < 0 && m->all_backends)
+		return run_all(m, &o);
+	if (o.backend >= 0)
+		setenv("EMM_BACKEND", backend_names[o.backend], 1);
+	cur_backend = o.backend < 0 ? 0 : o.backend;
 	return m->run(&o);
 }

@@ -301,6 +301,7 @@ static void report(const struct fb *b, int pat)
 	const struct result *r = &b->res[pat];
 	const char *unit = p->random ? "reads/s" : "MiB/s";
 
+	bench_record(p->name, r->emm, unit);
 	printf("%-9s  emm %8.0f %s  device (%s) %8.0f %s  kernel mmap %8.0f %s\n"
 	       "           emm/device %5.2f  emm/kernel-mmap %5.2f"
 	       "  (emm %.2f s; faults_major %llu pgsteal %llu kernel_vmas %llu;"

@@ -125,6 +125,7 @@ static double report(const struct pattern *pat, const struct result *res, size_t
 	       res->emm.minflt, res->kernel.minflt);
 	bench_data("first-touch", pat->name, "emm", emm, "pages/s");
 	bench_data("first-touch", pat->name, "kernel", kernel, "pages/s");
+	bench_record(pat->name, emm, "pages/s");
 	return ratio;
 }
 

@@ -435,6 +435,7 @@ static double report(const struct ooc *b, int pat)
 	const char *unit = p->random ? "ops/s" : "MiB/s";
 	double ratio = r->dev > 0 ? r->emm / r->dev : 0;
 
+	bench_record(p->name, r->emm, unit);
 	printf("%-10s  emm %8.0f %s  device (%s) %8.0f %s  emm/device %5.2f"
 	       "  (emm %.1f s; faults_major %llu swapins %llu swapouts %llu io_errors %llu",
 	       p->name, r->emm, unit, p->device, r->dev, unit, ratio, r->emm_sec,

@@ -29,28 +29,10 @@ run() {
 	}
 }
 
-# Does this build offer the backend? emm_open fails for one it lacks, and
-# ignores a name it does not know, with a warning.
-has_backend() {
-	EMM_BACKEND=$1 "$bench" first-touch --size 1M --runs 1 >"$out/probe.log" 2>&1 &&
-		! grep -q "ignoring EMM_BACKEND" "$out/probe.log"
-}
-
-# First touch once per backend.
-for backend in signal uffd uffd-sigbus; do
-	if has_backend "$backend" &&
-		EMM_BACKEND=$backend run "first-touch-$backend" first-touch \
-		--size "${BENCH_SIZE_FIRST_TOUCH:-64M}" --runs 2; then
-		sed -n "s/^data: \(.*\) subject=emm /data: \1 subject=emm-$backend /p" \
-			"$out/first-touch-$backend.log" >>"$data"
-		grep -q "subject=kernel" "$data" ||
-			grep '^data: .* subject=kernel ' "$out/first-touch-$backend.log" >>"$data"
-	else
-		echo "bench-plot: no $backend backend in this build: left out" >&2
-		rm -f "$out/first-touch-$backend.log"
-	fi
-done
-rm -f "$out/probe.log"
+# First touch: emm-bench runs every backend the machine offers and names
+# each figure's subject after its backend (emm-signal, emm-uffd, ...).
+run first-touch first-touch --size "${BENCH_SIZE_FIRST_TOUCH:-64M}" --runs 2 &&
+	grep '^data: ' "$out/first-touch.log" >>"$data"
 ooc_size=${BENCH_SIZE_OOC:-256M} ooc_limit=${BENCH_LIMIT_OOC:-64M}
 file_size=${BENCH_SIZE_FILE:-256M} file_limit=${BENCH_LIMIT_FILE:-64M}
 run out-of-core out-of-core --size "$ooc_size" --limit "$ooc_limit" --ops "${BENCH_OPS_OOC:-8K}"

@@ -22,9 +22,6 @@
 #include "vma.h"
 #include "profile.h"
 
-/* si_errno of a SIGBUS emm makes up for a fault it could not serve. */
-#define EMM_SIGBUS_MARK	EIO
-
 static const int fault_signals[] = { SIGSEGV, SIGBUS };
 static struct sigaction old_action[ARRAY_SIZE(fault_signals)];
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -142,7 +139,10 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	srcu = srcu_read_lock();
 	r = si->si_code > 0 ? rsv_lookup(addr) : NULL;
 
-	if (!r || (sig != SIGSEGV && sig != r->mm->backend->fault_signal)) {
+	/* A child of a userfaultfd instance has no app view (emm(7), fork):
+	 * it must not act on its copy of the parent's state. */
+	if (!r || (sig != SIGSEGV && sig != r->mm->backend->fault_signal) ||
+	    (r->mm->backend->id != EMM_BACKEND_SIGNAL && getpid() != r->mm->pid)) {
 		chain(sig, si, uc, access, r, srcu);
 		goto out;
 	}
@@ -238,14 +238,6 @@ static bool kvma_fits(const struct emm *mm, long delta)
 	if (mm->cfg.max_kernel_vmas && mine + delta > (long)mm->cfg.max_kernel_vmas)
 		return false;
 	return kvma_global() + delta <= kvma_process_limit();
-}
-
-/* Count delta kernel VMAs more (or fewer) for r's app view. */
-static void kvma_add(struct rsv *r, long delta)
-{
-	atomic_fetch_add_explicit(&r->kvmas, delta, memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->mm->c.kernel_vmas, delta, memory_order_relaxed);
-	kvma_global_add(delta);
 }
 
 /*

@@ -1,17 +1,750 @@
 /* SPDX-License-Identifier: MIT */
-/* The userfaultfd backend: not built yet, so EMM_BACKEND_UFFD is -EOPNOTSUPP. */
+/*
+ * The userfaultfd backends: the app view is a shared mapping of physmem
+ * registered with a userfaultfd (missing, minor and write-protect faults);
+ * a grant maps physmem's pages with UFFDIO_CONTINUE, a revoke zaps the
+ * kernel's page table entries. Faults are served by fault-service threads
+ * (uffd: the faulting thread sleeps, in user or kernel mode) or in the
+ * faulting thread, which gets SIGBUS (uffd-sigbus).
+ */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
+#include "fault.h"
+#include "memory.h"
+#include "emm_numa.h"
+#include "lru.h"
+#include "physmem.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma.h"
+#include "pte.h"
+
+/* Debian 12's headers are Linux 6.1's: what came later is probed at run time. */
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON		(1 << 14)
+#endif
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP		((__u64)1 << 1)
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW		_IO(0xAA, 0x00)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY		1
+#endif
+
+/*
+ * Shmem missing and minor faults (5.14), write-protection of shmem (5.19)
+ * and UFFDIO_CONTINUE_MODE_WP (6.6, which came with UFFD_FEATURE_POISON:
+ * that bit says the kernel has both): clean pages are mapped without write
+ * access so that their first write is seen.
+ */
+#define UFFD_NEEDED	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | \
+			 UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON)
+#define UFFD_REG_MODE	(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR | \
+			 UFFDIO_REGISTER_MODE_WP)
+#define UFFD_MSGS	16		/* fault messages taken per read */
+#define UFFD_SPIN_NS	20000		/* a service thread polls this long before sleeping */
+#define UFFD_THREADS_DEFAULT 4
+
+/* A fault-service thread. */
+struct uffd_worker {
+	struct emm *mm;
+	struct uffd *u;
+	pthread_t thread;
+	_Atomic uint64_t serving;	/* odd while it serves a message */
+};
+
+struct uffd {
+	int fd;
+	int stopfd;			/* eventfd: wakes sleeping service threads to exit */
+	_Atomic bool stop;
+	unsigned nthreads;
+	struct uffd_worker *workers;
+};
+
+/* Per reservation: its extents registered without write-protection. */
+struct uffd_rsv {
+	_Atomic long huge;
+};
+
+/* A userfaultfd: from the system call, else from /dev/userfaultfd (which
+ * needs access to the device, not privilege). user_only: faults in kernel
+ * mode are not reported (and need no privilege). */
+static int uffd_new(bool user_only)
+{
+	int flags = O_CLOEXEC | O_NONBLOCK | (user_only ? UFFD_USER_MODE_ONLY : 0);
+	int fd = (int)syscall(SYS_userfaultfd, flags), dev, err;
+
+	if (fd >= 0)
+		return fd;
+	err = -errno;
+	if (user_only || err == -ENOSYS)
+		return err;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return err;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+	err = fd < 0 ? -errno : fd;
+	close(dev);
+	return err;
+}
+
+/* The features the kernel offers a userfaultfd like this one. */
+static int uffd_features(bool user_only, uint64_t *features)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd = uffd_new(user_only), err = 0;
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		err = -errno;
+	close(fd);
+	*features = api.features;
+	return err;
+}
+
+/*
+ * A userfaultfd for backend (EMM_BACKEND_UFFD or _UFFD_SIGBUS), handshaken,
+ * or -errno: -EPERM (or -EACCES) where the system does not allow it,
+ * -EOPNOTSUPP where the kernel lacks what emm needs.
+ */
+static int uffd_open_fd(int backend)
+{
+	bool sigbus = backend == EMM_BACKEND_UFFD_SIGBUS;
+	uint64_t want = UFFD_NEEDED | (sigbus ? UFFD_FEATURE_SIGBUS : UFFD_FEATURE_THREAD_ID);
+	uint64_t have;
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd, err = uffd_features(sigbus, &have);
+
+	if (err == -ENOSYS || err == -EINVAL)
+		return -EOPNOTSUPP;
+	if (err)
+		return err;
+	if ((have & want) != want)
+		return -EOPNOTSUPP;
+	/* A SIGBUS emm sends names the byte touched, as the kernel's would. */
+	api.features = want | (have & UFFD_FEATURE_EXACT_ADDRESS);
+	fd = uffd_new(sigbus);
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		err = -errno;
+		close(fd);
+		return err == -EINVAL ? -EOPNOTSUPP : err;
+	}
+	return fd;
+}
+
+/* Async-signal-safe. The instance's userfaultfd state. */
+static inline struct uffd *uffd_of(const struct rsv *r)
+{
+	return r->mm->backend_data;
+}
+
+/*
+ * What a service thread mapped while serving one message: the threads
+ * waiting there are woken once emm is done with the fault (its counters,
+ * LRU and PTE locks), not as soon as the page is mapped. Only service
+ * threads wake; elsewhere this range just grows, unused.
+ */
+static __thread uintptr_t wake_lo __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t wake_hi __attribute__((tls_model("initial-exec")));
+
+/* Async-signal-safe. [s, e) was mapped: wake its waiters later. */
+static void wake_later(uintptr_t s, uintptr_t e)
+{
+	if (!wake_hi || s < wake_lo)
+		wake_lo = s;
+	if (e > wake_hi)
+		wake_hi = e;
+}
+
+/* Wake the threads waiting on [s, e) and on what was mapped since the last wake. */
+static void uffd_wake(struct uffd *u, uintptr_t s, uintptr_t e)
+{
+	struct uffdio_range rg;
+
+	wake_later(s, e);
+	rg.start = wake_lo;
+	rg.len = wake_hi - wake_lo;
+	ioctl(u->fd, UFFDIO_WAKE, &rg);
+	wake_lo = wake_hi = 0;
+}
+
+/* Async-signal-safe. Write-protect [s, e) (wp) or give write access back. */
+static int uffd_wp(struct uffd *u, uintptr_t s, uintptr_t e, bool wp)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = s, .len = e - s },
+		/* Taking write access wakes nobody (the kernel refuses DONTWAKE then). */
+		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+	};
+
+	if (!wp)
+		wake_later(s, e);
+	while (ioctl(u->fd, UFFDIO_WRITEPROTECT, &w) < 0)
+		if (errno != EAGAIN)
+			return -errno;
+	return 0;
+}
+
+/*
+ * Async-signal-safe. Map [s, e) of the app view over the pages physmem
+ * holds, without write access if wp, in as few calls as it takes. A page
+ * the kernel already maps (EEXIST) is given the write access asked for.
+ */
+static int uffd_continue(struct uffd *u, uintptr_t s, uintptr_t e, bool wp)
+{
+	while (s < e) {
+		struct uffdio_continue c = {
+			.range = { .start = s, .len = e - s },
+			.mode = (wp ? UFFDIO_CONTINUE_MODE_WP : 0) | UFFDIO_CONTINUE_MODE_DONTWAKE,
+		};
+		int err;
+
+		wake_later(s, e);
+		if (ioctl(u->fd, UFFDIO_CONTINUE, &c) == 0)
+			return 0;
+		err = errno;
+		s += c.mapped > 0 ? (uintptr_t)c.mapped : 0;
+		if (err == EEXIST) {
+			uffd_wp(u, s, s + PAGE_SIZE, wp);
+			s += PAGE_SIZE;
+		} else if (err != EAGAIN) {
+			return -err;
+		}
+	}
+	return 0;
+}
+
+/* Async-signal-safe. PTE locks of [s, e) held on entry and exit. The
+ * kernel's page table entries go; physmem keeps the data, so the next
+ * touch is a minor fault. */
+static int uffd_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
+{
+	(void)flags;
+	if (madvise((void *)s, e - s, MADV_DONTNEED) < 0)
+		return -errno;
+	backend_set_pte_prot(r, s, e, EMM_PROT_NONE);
+	return 0;
+}
+
+/* Async-signal-safe. Map the runs of [s, e) emm has not mapped (all of it:
+ * remap), and change write access where it differs from prot (wp: without it). */
+static int grant_runs(struct rsv *r, uintptr_t s, uintptr_t e, bool wp, bool remap)
+{
+	struct uffd *u = uffd_of(r);
+	uintptr_t run = s;
+	int run_kind = -1, err = 0;
+
+	/* Kinds: 0 not mapped, 1 mapped with the other write access, 2 as wanted. */
+	for (uintptr_t a = s; a <= e && !err; a += PAGE_SIZE) {
+		int old = a < e ? pte_prot(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)) : 0;
+		int kind = a == e ? -2 : old == EMM_PROT_NONE || remap ? 0 :
+			   !(old & EMM_PROT_WRITE) != wp ? 1 : 2;
+
+		if (kind == run_kind)
+			continue;
+		if (run_kind == 0)
+			err = uffd_continue(u, run, a, wp);
+		else if (run_kind == 1)
+			err = uffd_wp(u, run, a, wp);
+		run = a;
+		run_kind = kind;
+	}
+	return err;
+}
+
+/*
+ * Async-signal-safe; PTE locks of [s, e) held on entry and exit; may run in
+ * a service thread or a signal handler. The kernel VMA's protection (the
+ * emm VMA's, set by vma_protect) caps what the pages get; no kernel VMA is
+ * created per run, so the budget of BACKEND_FORCE does not apply.
+ */
+static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigned flags)
+{
+	bool wp = !(prot & EMM_PROT_WRITE);
+	int err;
+
+	(void)flags;
+	/* A never-touched anonymous page is a hole in physmem: give it a
+	 * zeroed page there first, as UFFDIO_CONTINUE maps only what is. */
+	if (fallocate(r->mm->memfd, 0, (off_t)(r->pgoff + (s - r->start)), (off_t)(e - s)) < 0)
+		return -errno;
+	/* The kernel drops page table entries on its own too: splitting a
+	 * huge page's PMD, its reclaim. Then the PTEs are wrong: remap. */
+	err = grant_runs(r, s, e, wp, flags & BACKEND_REMAP);
+	if (err && wp) {
+		/* Not registered for write-protection there (a huge extent): no
+		 * access is what keeps a write from going unseen. */
+		return uffd_revoke(r, s, e, flags);
+	}
+	if (!err)
+		backend_set_pte_prot(r, s, e, prot);
+	return err;
+}
+
+/* Async-signal-safe. UFFDIO_CONTINUE has filled the page tables already; and
+ * a service thread must never fault on the app view itself. */
+static void uffd_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+{
+	(void)r, (void)s, (void)e, (void)prot;
+}
+
+/* A fault emm could not serve (its data unreadable): SIGBUS to the thread
+ * that made it, marked as emm's, at the address. Only the kernel may send
+ * a fault's si_code (BUS_ADRERR) to another thread: this one is SI_QUEUE. */
+static void uffd_sigbus(pid_t pid, pid_t tid, uintptr_t addr)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	si.si_signo = SIGBUS;
+	si.si_code = SI_QUEUE;
+	si.si_errno = EMM_SIGBUS_MARK;
+	si.si_addr = (void *)addr;
+	syscall(SYS_rt_tgsigqueueinfo, pid, tid, SIGBUS, &si);
+}
+
+/* The CPU thread tid last ran on (it sleeps in its fault now): field 39 of
+ * its stat. Only asked on NUMA machines, where LOCAL means its node. */
+static int thread_cpu(pid_t tid)
+{
+	char path[48], buf[512], *p;
+	ssize_t n;
+	int fd, i;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	for (i = 3; p && i <= 39; i++)
+		p = strchr(p + 1, ' ');
+	return p ? atoi(p + 1) : -1;
+}
+
+/*
+ * A fault on a page emm maps already for this access: another thread's
+ * fault mapped it meanwhile, or the kernel retried a fault it had woken
+ * early (unregistering a range wakes its waiters), or the kernel dropped
+ * the mapping. Map it again, without counting a fault. false: the page is
+ * not mapped for this access, and the core must see the fault.
+ */
+static bool uffd_remap(struct rsv *r, uintptr_t addr, int access)
+{
+	_Atomic uint64_t *p = pte_of(r, addr);
+	uint64_t v = atomic_load_explicit(p, memory_order_relaxed);
+	int prot = pte_prot(v);
+	bool mapped;
+
+	if (pte_state(v) != PTE_RESIDENT || prot == EMM_PROT_NONE ||
+	    ((access & EMM_PROT_WRITE) && !(prot & EMM_PROT_WRITE)))
+		return false;
+	v = pte_lock(p);
+	prot = pte_prot(v);
+	mapped = pte_state(v) == PTE_RESIDENT && prot != EMM_PROT_NONE &&
+		 (!(access & EMM_PROT_WRITE) || (prot & EMM_PROT_WRITE));
+	if (mapped)
+		uffd_grant(r, addr, addr + PAGE_SIZE, prot, BACKEND_FORCE | BACKEND_REMAP);
+	pte_unlock(p, v);
+	return mapped;
+}
+
+/*
+ * A service thread serves one message: a page fault of a thread of this
+ * process, in user or kernel mode, which sleeps until woken. No VMA, or one
+ * that forbids the access (emm_unmap or emm_protect is changing it): the
+ * thread is woken and its access meets the kernel VMA's protection.
+ */
+static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
+		       _Atomic uint64_t *serving)
+{
+	uintptr_t addr = (uintptr_t)m->arg.pagefault.address;
+	int access = (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? EMM_PROT_WRITE
+									  : EMM_PROT_READ;
+	const struct emm_vma *vma;
+	int idx, ret = FAULT_DONE;
+	struct rsv *r;
+
+	if (m->event != UFFD_EVENT_PAGEFAULT)
+		return;
+	atomic_fetch_add_explicit(serving, 1, memory_order_relaxed);
+	if (mm->lru->nnodes > 1)
+		numa_set_fault_cpu(thread_cpu((pid_t)m->arg.pagefault.feat.ptid));
+	idx = srcu_read_lock();
+	r = rsv_lookup(addr);
+	if (r && r->mm == mm && !uffd_remap(r, ALIGN_DOWN(addr, PAGE_SIZE), access))
+		ret = do_user_fault(r, addr, access, &vma);
+	srcu_read_unlock(idx);
+	if (ret == FAULT_SIGBUS)
+		uffd_sigbus(mm->pid, (pid_t)m->arg.pagefault.feat.ptid, addr);
+	addr = ALIGN_DOWN(addr, PAGE_SIZE);
+	uffd_wake(u, addr, addr + PAGE_SIZE);
+	/* Release: the fault's counters are written before it reads as served. */
+	atomic_fetch_add_explicit(serving, 1, memory_order_release);
+}
+
+/*
+ * Wait until every message a service thread was serving has been served.
+ * A faulting thread may resume a little before that (unregistering a range
+ * for a huge page wakes it): emm_stats waits here, so that what a thread
+ * reads counts the faults it has taken. Waits for one message per thread.
+ */
+static void uffd_quiesce(struct emm *mm)
+{
+	struct uffd *u = mm->backend_data;
+
+	for (unsigned i = 0; i < u->nthreads; i++) {
+		_Atomic uint64_t *serving = &u->workers[i].serving;
+		/* Acquire: pairs with the release at the end of uffd_serve. */
+		uint64_t s = atomic_load_explicit(serving, memory_order_acquire);
+
+		while ((s & 1) && atomic_load_explicit(serving, memory_order_acquire) == s)
+			sched_yield();
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Sleep until the userfaultfd has messages or the instance closes. */
+static void uffd_sleep(struct uffd *u)
+{
+	struct pollfd pfd[2] = { { .fd = u->fd, .events = POLLIN },
+				 { .fd = u->stopfd, .events = POLLIN } };
+
+	poll(pfd, 2, -1);
+}
+
+/*
+ * A fault-service thread: takes every pending message in one read, serves
+ * them, and polls a little while before it sleeps, since waking a sleeping
+ * thread costs more than the fault itself. Pager callbacks run on it.
+ */
+static void *uffd_thread(void *arg)
+{
+	struct uffd_worker *w = arg;
+	struct uffd *u = w->u;
+	struct uffd_msg msg[UFFD_MSGS];
+	uint64_t idle_since = 0;
+	sigset_t old;
+
+	sig_block(&old);
+	while (!atomic_load_explicit(&u->stop, memory_order_relaxed)) {
+		ssize_t n = read(u->fd, msg, sizeof(msg));
+
+		if (n > 0) {
+			for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
+				uffd_serve(w->mm, u, &msg[i], &w->serving);
+			idle_since = 0;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			break;
+		if (!idle_since) {
+			idle_since = now_ns();
+		} else if (now_ns() - idle_since > UFFD_SPIN_NS) {
+			uffd_sleep(u);
+			idle_since = 0;
+		}
+	}
+	return NULL;
+}
+
+static unsigned uffd_nthreads(const struct emm *mm)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (mm->cfg.uffd_threads)
+		return mm->cfg.uffd_threads;
+	return (unsigned)MIN(MAX(cpus, 1), UFFD_THREADS_DEFAULT);
+}
+
+static int uffd_start_threads(struct emm *mm, struct uffd *u)
+{
+	unsigned n = uffd_nthreads(mm);
+
+	u->stopfd = eventfd(0, EFD_CLOEXEC);
+	u->workers = calloc(n, sizeof(*u->workers));
+	if (u->stopfd < 0 || !u->workers)
+		return -ENOMEM;
+	for (; u->nthreads < n; u->nthreads++) {
+		struct uffd_worker *w = &u->workers[u->nthreads];
+		int err;
+
+		w->mm = mm;
+		w->u = u;
+		err = pthread_create(&w->thread, NULL, uffd_thread, w);
+		if (err)
+			return -err;
+	}
+	return 0;
+}
+
+/* Stop the service threads, close the userfaultfd. */
+static void uffd_free(struct uffd *u)
+{
+	uint64_t one = 1;
+
+	atomic_store_explicit(&u->stop, true, memory_order_relaxed);
+	if (u->stopfd >= 0 && write(u->stopfd, &one, sizeof(one)) < 0)
+		emm_warn("cannot wake the fault-service threads");
+	for (unsigned i = 0; i < u->nthreads; i++)
+		pthread_join(u->workers[i].thread, NULL);
+	free(u->workers);
+	if (u->stopfd >= 0)
+		close(u->stopfd);
+	if (u->fd >= 0)
+		close(u->fd);
+	free(u);
+}
+
+static void uffd_close(struct emm *mm)
+{
+	uffd_free(mm->backend_data);
+	mm->backend_data = NULL;
+	backend_signal_put();
+}
+
+static const char *uffd_why(int err)
+{
+	return err == -EOPNOTSUPP ? "the kernel lacks a userfaultfd feature emm needs (Linux 6.6)"
+	       : err == -EPERM || err == -EACCES ?
+	       "not allowed (privilege, /dev/userfaultfd, vm.unprivileged_userfaultfd, seccomp)"
+	       : strerror(-err);
+}
+
+/*
+ * Open the userfaultfd of backend (EMM_BACKEND_UFFD or _UFFD_SIGBUS), its
+ * service threads, and the process-wide handler (VMA-level protection
+ * faults still arrive as SIGSEGV; uffd-sigbus's faults as SIGBUS). Every
+ * reason it cannot be had is -EOPNOTSUPP, so AUTO tries the next backend;
+ * EMM_VERBOSE says which reason it was.
+ */
+static int uffd_open_as(struct emm *mm, int backend, const char *name)
+{
+	struct uffd *u = calloc(1, sizeof(*u));
+	int err = u ? 0 : -ENOMEM;
+
+	if (!err) {
+		u->stopfd = -1;
+		u->fd = uffd_open_fd(backend);
+		err = u->fd < 0 ? u->fd : 0;
+	}
+	if (!err && backend == EMM_BACKEND_UFFD)
+		err = uffd_start_threads(mm, u);
+	if (!err)
+		err = backend_signal_get();
+	if (err && u)
+		uffd_free(u);
+	if (err) {
+		emm_log(mm, "backend %s not used: %s", name, uffd_why(err));
+		return err == -ENOMEM ? err : -EOPNOTSUPP;
+	}
+	mm->backend_data = u;
+	return 0;
+}
 
 static int uffd_open(struct emm *mm)
 {
-	(void)mm;
-	return -EOPNOTSUPP;
+	return uffd_open_as(mm, EMM_BACKEND_UFFD, "uffd");
+}
+
+static int uffd_sigbus_open(struct emm *mm)
+{
+	return uffd_open_as(mm, EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus");
+}
+
+/* Async-signal-safe. (Re-)register [s, e) of the app view in mode. */
+static int uffd_register(struct uffd *u, uintptr_t s, uintptr_t e, uint64_t mode)
+{
+	struct uffdio_register reg = { .range = { .start = s, .len = e - s }, .mode = mode };
+
+	return ioctl(u->fd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+}
+
+/*
+ * mm->lock held. The app view starts PROT_NONE (no VMA yet) and
+ * registered. Neither view is inherited by a child: with no one to serve
+ * its faults, it would fill physmem's holes behind emm's back.
+ */
+static int uffd_view_create(struct rsv *r)
+{
+	void *app = mmap_aligned(r->len, PROT_NONE, MAP_SHARED | MAP_NORESERVE, r->mm->memfd,
+				 (off_t)r->pgoff);
+
+	if (!app)
+		return -errno;
+	r->start = (uintptr_t)app;
+	kvma_add(r, 1);
+	r->backend_data = calloc(1, sizeof(struct uffd_rsv));
+	if (!r->backend_data)
+		return -ENOMEM;
+	if (madvise(app, r->len, MADV_DONTFORK) < 0 ||
+	    madvise(r->alias, r->len, MADV_DONTFORK) < 0)
+		return -errno;
+	return uffd_register(uffd_of(r), r->start, r->start + r->len, UFFD_REG_MODE);
+}
+
+/* mm->lock held; no fault can be running in r. Unmapping unregisters. */
+static void uffd_view_destroy(struct rsv *r)
+{
+	free(r->backend_data);
+	r->backend_data = NULL;
+	if (!r->start)
+		return;
+	munmap((void *)r->start, r->len);
+	kvma_add(r, -atomic_load_explicit(&r->kvmas, memory_order_relaxed));
+}
+
+/* Counting kernel VMAs: runs of equal kernel protection so far. */
+struct kvma_count {
+	uintptr_t at;
+	int last;
+	long n;
+};
+
+static int count_one(struct rsv *r, const struct emm_vma *v, void *arg)
+{
+	struct kvma_count *c = arg;
+	int p = prot_to_sys(target_prot(v));
+
+	(void)r;
+	if (v->start > c->at) {
+		c->n += c->last != PROT_NONE;
+		c->last = PROT_NONE;
+	}
+	c->n += p != c->last;
+	c->last = p;
+	c->at = v->end;
+	return 0;
+}
+
+/* Kernel VMAs the app view of r spans: one per run of equal protection,
+ * the gaps between emm VMAs having none; huge extents add theirs
+ * (huge_begin). mm->lock held. */
+static long uffd_count_kvmas(struct rsv *r)
+{
+	struct kvma_count c = { .at = r->start, .last = -1 };
+
+	c.n = 2 * atomic_load_explicit(&((struct uffd_rsv *)r->backend_data)->huge,
+				       memory_order_relaxed);
+	walk_vmas(r, r->start, r->start + r->len, count_one, &c);
+	if (c.at < r->start + r->len)
+		c.n += c.last != PROT_NONE;
+	return c.n;
+}
+
+/*
+ * mm->lock held, signals blocked. The kernel VMA carries each emm VMA's
+ * protection, so an access a VMA forbids arrives as SIGSEGV and reaches
+ * its trap callback; resident pages stay mapped under it.
+ */
+static int uffd_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+{
+	if (mprotect((void *)s, e - s, prot_to_sys(prot)) < 0)
+		return -errno;
+	kvma_add(r, uffd_count_kvmas(r) - atomic_load_explicit(&r->kvmas,
+								      memory_order_relaxed));
+	return 0;
+}
+
+/*
+ * Async-signal-safe. MADV_COLLAPSE refuses a range registered for
+ * write-protection: while the extent at a is huge it is registered without
+ * it (it is mapped whole, so nothing faults in between; unregistering wakes
+ * its waiters, who find it mapped), at the cost of up to two kernel VMAs.
+ */
+static int uffd_huge_begin(struct rsv *r, uintptr_t a)
+{
+	struct uffd *u = uffd_of(r);
+	struct uffdio_range rg = { .start = a, .len = PMD_SIZE };
+
+	if (ioctl(u->fd, UFFDIO_UNREGISTER, &rg) < 0)
+		return -errno;
+	if (uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE & ~UFFDIO_REGISTER_MODE_WP) < 0)
+		return uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE) ? -EIO : -EAGAIN;
+	atomic_fetch_add_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
+				  memory_order_relaxed);
+	kvma_add(r, 2);
+	return 0;
+}
+
+/* Async-signal-safe. The extent at a is 512 pages again: write-protection
+ * comes back. */
+static void uffd_huge_end(struct rsv *r, uintptr_t a)
+{
+	struct uffd *u = uffd_of(r);
+
+	if (uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE))
+		return;
+	atomic_fetch_sub_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
+				  memory_order_relaxed);
+	kvma_add(r, -2);
 }
 
 const struct backend_ops backend_uffd_ops = {
 	.name = "uffd",
 	.id = EMM_BACKEND_UFFD,
+	.fault_signal = 0,
 	.open = uffd_open,
+	.close = uffd_close,
+	.view_create = uffd_view_create,
+	.view_destroy = uffd_view_destroy,
+	.grant = uffd_grant,
+	.revoke = uffd_revoke,
+	.populate = uffd_populate,
+	.vma_protect = uffd_vma_protect,
+	.huge_begin = uffd_huge_begin,
+	.huge_end = uffd_huge_end,
+	.quiesce = uffd_quiesce,
 };
+
+const struct backend_ops backend_uffd_sigbus_ops = {
+	.name = "uffd-sigbus",
+	.id = EMM_BACKEND_UFFD_SIGBUS,
+	.fault_signal = SIGBUS,
+	.open = uffd_sigbus_open,
+	.close = uffd_close,
+	.view_create = uffd_view_create,
+	.view_destroy = uffd_view_destroy,
+	.grant = uffd_grant,
+	.revoke = uffd_revoke,
+	.populate = uffd_populate,
+	.vma_protect = uffd_vma_protect,
+	.huge_begin = uffd_huge_begin,
+	.huge_end = uffd_huge_end,
+	.quiesce = uffd_quiesce,
+};
+
+EMM_API int emm_backend(struct emm *mm)
+{
+	return mm ? mm->backend->id : -EINVAL;
+}

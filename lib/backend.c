@@ -8,6 +8,7 @@
 /* The order EMM_BACKEND_AUTO tries them in (DESIGN.md, "Fault backends"). */
 static const struct backend_ops *const backends[] = {
 	&backend_uffd_ops,
+	&backend_uffd_sigbus_ops,
 	&backend_signal_ops,
 };
 

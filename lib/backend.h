@@ -23,8 +23,12 @@
 #include "internal.h"
 #include "pte.h"
 
+/* si_errno of a SIGBUS emm makes up for a fault it could not serve. */
+#define EMM_SIGBUS_MARK	EIO
+
 /* Flags of grant and revoke. */
 #define BACKEND_FORCE	0x1u	/* go ahead even past the kernel-VMA budget */
+#define BACKEND_REMAP	0x2u	/* grant: the PTEs say mapped, the kernel faulted anyway */
 
 struct backend_ops {
 	const char *name;		/* "signal", "uffd", ... (EMM_VERBOSE logs it) */
@@ -96,6 +100,22 @@ struct backend_ops {
 	 * resident pages again through grant and revoke.
 	 */
 	int (*vma_protect)(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
+
+	/* Optional (NULL: nothing to do). */
+	/*
+	 * Async-signal-safe; all PTE locks of the extent at a held, the extent
+	 * resident and granted whole. It is about to be collapsed
+	 * (MADV_COLLAPSE): make the app view collapsible there. -errno: do not
+	 * collapse it.
+	 */
+	int (*huge_begin)(struct rsv *r, uintptr_t a);
+	/* Async-signal-safe; all PTE locks of the extent held. The extent at a
+	 * is 512 pages again, or its collapse failed: undo huge_begin. */
+	void (*huge_end)(struct rsv *r, uintptr_t a);
+	/* Not async-signal-safe; no lock held. Wait until the faults being
+	 * served when called are done (emm_stats: a thread that resumed from a
+	 * fault finds it counted). */
+	void (*quiesce)(struct emm *mm);
 };
 
 /*
@@ -104,6 +124,7 @@ struct backend_ops {
  */
 extern const struct backend_ops backend_signal_ops;
 extern const struct backend_ops backend_uffd_ops;
+extern const struct backend_ops backend_uffd_sigbus_ops;
 
 /* backend.c: pick the backend of mm->cfg.backend and open it (mm->backend),
  * or close it. Not async-signal-safe; no emm lock held. */
@@ -145,6 +166,23 @@ static inline int backend_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, i
 	return r->mm->backend->vma_protect(r, s, e, prot);
 }
 
+static inline int backend_huge_begin(struct rsv *r, uintptr_t a)
+{
+	return r->mm->backend->huge_begin ? r->mm->backend->huge_begin(r, a) : 0;
+}
+
+static inline void backend_huge_end(struct rsv *r, uintptr_t a)
+{
+	if (r->mm->backend->huge_end)
+		r->mm->backend->huge_end(r, a);
+}
+
+static inline void backend_quiesce(struct emm *mm)
+{
+	if (mm->backend->quiesce)
+		mm->backend->quiesce(mm);
+}
+
 /*
  * What a backend may use of the core (declared in internal.h and the
  * subsystem headers):
@@ -170,6 +208,7 @@ static inline int backend_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, i
 void backend_set_pte_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
 /* Async-signal-safe. EMM_PROT_* to the PROT_* of mmap and mprotect. */
 int prot_to_sys(int prot);
+
 
 /* backend-signal.c: install the process-wide fault handler for the first
  * user, put back what it replaced after the last. Not async-signal-safe. */

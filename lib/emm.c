@@ -88,6 +88,7 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 	if (!mm)
 		return -ENOMEM;
 	mm->memfd = -1;
+	mm->pid = getpid();
 	pthread_mutex_init(&mm->lock, NULL);
 	err = open_parts(mm, opts);
 	if (!err)

@@ -347,7 +347,10 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 	int prot = target_prot(vma), err;
 
 	if (prot_allows(pte_prot(val), access)) {
-		pte_unlock(pte_of(r, addr), val);	/* raced with another fault */
+		/* Raced with another fault; or the kernel dropped the mapping on
+		 * its own (a userfaultfd view: a PMD split, its reclaim). */
+		backend_grant(r, addr, addr + PAGE_SIZE, pte_prot(val), BACKEND_FORCE | BACKEND_REMAP);
+		pte_unlock(pte_of(r, addr), val);
 		return FAULT_DONE;
 	}
 	if (extent_huge(r, addr)) {

@@ -50,10 +50,15 @@ bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 int collapse_locked(struct rsv *r, uintptr_t a)
 {
 	struct emm *mm = r->mm;
+	int err = backend_huge_begin(r, a);
 
-	if (madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
+	if (!err && madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
+		err = -errno;
+		backend_huge_end(r, a);
+	}
+	if (err) {
 		count_event(mm, thp_collapse_failed);
-		return -errno;
+		return err;
 	}
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
 		uint64_t v = pte_locked_val(pte_of(r, p));
@@ -81,6 +86,7 @@ void split_huge_locked(struct rsv *r, uintptr_t a)
 	if (!(atomic_fetch_and_explicit(&extent_of(r, a)->flags, ~EXT_HUGE,
 					memory_order_relaxed) & EXT_HUGE))
 		return;
+	backend_huge_end(r, a);
 	if (pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
 		frame_set_huge(mm, pte_val(pte_locked_val(pte_of(r, a))), false);
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
@@ -113,7 +119,8 @@ void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all)
  * gets one page to start from; failing that, every page is populated. */
 void collapse_fresh(struct rsv *r, uintptr_t a)
 {
-	madvise((void *)a, PAGE_SIZE, MADV_POPULATE_WRITE);
+	if (r->mm->backend->id == EMM_BACKEND_SIGNAL)	/* a userfaultfd grant mapped it all */
+		madvise((void *)a, PAGE_SIZE, MADV_POPULATE_WRITE);
 	if (collapse_locked(r, a) < 0)
-		madvise((void *)a, PMD_SIZE, MADV_POPULATE_WRITE);
+		backend_populate(r, a, a + PMD_SIZE, EMM_PROT_READ | EMM_PROT_WRITE);
 }

@@ -48,6 +48,8 @@ struct rsv {
 	struct rsv *next;
 };
 
+#define UFFD_THREADS_MAX	64
+
 struct emm_config {
 	uint64_t mem_limit;
 	char *swap_path;
@@ -60,6 +62,7 @@ struct emm_config {
 	int thp_max_ptes_none;		/* missing pages the scanner fills first */
 	bool thp_max_ptes_set;
 	unsigned thp_scan_ms;		/* scanner period */
+	unsigned uffd_threads;		/* fault-service threads; 0: default */
 	uint64_t wmark_min, wmark_low, wmark_high;	/* headroom below mem_limit */
 	bool wmark_min_set, wmark_low_set, wmark_high_set;
 	void (*oom)(struct emm *mm, uint64_t excess_bytes, void *arg);
@@ -93,6 +96,7 @@ struct emm {
 	struct emm_config cfg;
 	const struct backend_ops *backend;	/* backend.h; set by emm_open */
 	void *backend_data;		/* the backend's own, per instance */
+	pid_t pid;			/* the process that opened it (fork: emm(7)) */
 	struct lru *lru;
 	int memfd;
 	uint64_t phys_end;		/* physmem bytes handed to reservations */

@@ -2,6 +2,7 @@
 /* The resident budget from the program's side: emm_set_limit, emm_reclaim, node shares. */
 #include <errno.h>
 
+#include "backend.h"
 #include "internal.h"
 #include "lru.h"
 #include "options.h"
@@ -72,6 +73,7 @@ EMM_API long emm_reclaim(struct emm *mm, uint64_t bytes)
 
 	if (!mm)
 		return -EINVAL;
+	backend_quiesce(mm);	/* faults being served finish their LRU work first */
 	/* More than is resident cannot be reclaimed: no need to round past it. */
 	pages = MIN(bytes >> PAGE_SHIFT, atomic_load(&mm->c.resident_pages)) +
 		!!(bytes & (PAGE_SIZE - 1));

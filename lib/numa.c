@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "backend.h"
 #include "huge_memory.h"
 #include "internal.h"
 #include "options.h"
@@ -25,6 +26,7 @@ EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st)
 
 	if (!mm || !st || node < 0 || node >= mm->lru->nnodes)
 		return -EINVAL;
+	backend_quiesce(mm);
 	lv = &mm->lru->node[node];
 	s.resident_bytes = (uint64_t)MAX(atomic_load(&lv->resident), 0) * PAGE_SIZE;
 	s.active_bytes = lv->nr[LRU_ACTIVE] * PAGE_SIZE;

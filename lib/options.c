@@ -22,7 +22,7 @@ struct option {
 	uint64_t max;			/* OPT_UINT: largest value */
 };
 
-static const char *const backend_words[] = { "auto", "signal", "uffd", NULL };
+static const char *const backend_words[] = { "auto", "signal", "uffd", "uffd-sigbus", NULL };
 static const char *const thp_words[] = { "madvise", "always", "never", NULL };
 
 #define CFG(f) offsetof(struct emm_config, f)
@@ -43,6 +43,7 @@ static const struct option options[] = {
 	{ "THP_MAX_PTES_NONE", OPT_UINT, CFG(thp_max_ptes_none), NULL, 0, 511 },
 	{ "THP_SCAN_MS", OPT_UINT, CFG(thp_scan_ms), NULL, 0, 600000 },
 	{ "STATS_SHM", OPT_FLAG, CFG(flags), NULL, CFG_STATS_SHM, 0 },
+	{ "UFFD_THREADS", OPT_UINT, CFG(uffd_threads), NULL, 0, UFFD_THREADS_MAX },
 };
 
 /*
@@ -198,11 +199,11 @@ static void config_env(struct emm_config *cfg)
 
 static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 {
-	if (o->backend < EMM_BACKEND_AUTO || o->backend > EMM_BACKEND_UFFD ||
+	if (o->backend < EMM_BACKEND_AUTO || o->backend > EMM_BACKEND_UFFD_SIGBUS ||
 	    o->thp < EMM_THP_MADVISE || o->thp > EMM_THP_NEVER ||
 	    (o->flags & ~(EMM_OPEN_SHOW_STATS | EMM_OPEN_VERBOSE | EMM_OPEN_NO_PAGEVEC)) ||
 	    o->fault_around > 512 || o->thp_max_ptes_none < -1 || o->thp_max_ptes_none > 511 ||
-	    o->thp_scan_ms > 600000)
+	    o->thp_scan_ms > 600000 || o->uffd_threads > UFFD_THREADS_MAX)
 		return -EINVAL;
 	if (o->mem_limit)
 		cfg->mem_limit = o->mem_limit;
@@ -236,6 +237,8 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 		cfg->thp_max_ptes_none = 64;
 	if (o->thp_scan_ms)
 		cfg->thp_scan_ms = o->thp_scan_ms;
+	if (o->uffd_threads)
+		cfg->uffd_threads = o->uffd_threads;
 	return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "internal.h"
 #include "options.h"
 #include "stats_shm.h"
@@ -52,6 +53,7 @@ EMM_API int emm_stats(struct emm *mm, struct emm_stats *st)
 
 	if (!mm || !st)
 		return -EINVAL;
+	backend_quiesce(mm);
 	stats_fill(mm, &s);
 	return stats_put(st, &s, sizeof(s));
 }

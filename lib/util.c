@@ -122,6 +122,14 @@ void kvma_global_add(long delta)
 	atomic_fetch_add_explicit(&kvma_total, delta, memory_order_relaxed);
 }
 
+/* Async-signal-safe. Count delta kernel VMAs more (or fewer) for r's app view. */
+void kvma_add(struct rsv *r, long delta)
+{
+	atomic_fetch_add_explicit(&r->kvmas, delta, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->mm->c.kernel_vmas, delta, memory_order_relaxed);
+	kvma_global_add(delta);
+}
+
 /* Async-signal-safe. */
 long kvma_global(void)
 {

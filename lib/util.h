@@ -15,6 +15,7 @@ void emm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void emm_log(const struct emm *mm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 unsigned long sys_max_map_count(void);
 void kvma_global_add(long delta);
+void kvma_add(struct rsv *r, long delta);
 long kvma_global(void);
 long kvma_process_limit(void);
 void sig_fill_async(sigset_t *set);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Guard VMAs left by siglongjmp 10,000 times without drift, and a trap that fixes and retries. */
+/* Guard VMAs and writes to a read-only VMA left by siglongjmp 10,000 times without drift, and a trap that fixes and retries. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -115,6 +115,47 @@ static void test_guards(void)
 	ok(V[0] == 0x77 && V[16 * PAGE - 1] == 0x77, "the data between the guards is intact");
 }
 
+static sigjmp_buf ro_env;
+static volatile long ro_traps;
+static struct emm_fault ro_seen;
+
+static int ro_trap(const struct emm_fault *f, void *arg)
+{
+	ro_seen = *f;
+	ro_traps++;
+	siglongjmp(ro_env, 1);
+}
+
+static __attribute__((noinline)) int ro_write(volatile char *p)
+{
+	if (sigsetjmp(ro_env, 1))
+		return 1;
+	*p = 1;
+	return 0;
+}
+
+/* Writes to a read-only VMA, each left by siglongjmp; reads go through. */
+static void test_readonly(char *ro)
+{
+	EMM_OPTS(emm_map_opts, o, .prot = EMM_PROT_READ, .trap = ro_trap);
+	long missed = 0, wrong = 0, bad_reads = 0;
+
+	is_int(emm_map(mm, ro, 4 * PAGE, &o), 0, "map a read-only VMA whose trap leaves by siglongjmp");
+	for (int i = 0; i < ROUNDS; i++) {
+		volatile char *p = ro + (size_t)(i % 4) * PAGE + (size_t)(i * 53) % PAGE;
+
+		bad_reads += *p != 0;
+		if (!ro_write(p))
+			missed++;
+		else if (ro_seen.addr != p || !ro_seen.write || ro_seen.vma_start != ro)
+			wrong++;
+	}
+	is_int(ro_traps, ROUNDS, "exactly one trap per write to the read-only VMA");
+	is_int(missed, 0, "no write went through");
+	is_int(wrong, 0, "every trap told the address, a write and the VMA");
+	is_int(bad_reads, 0, "every read in between read zero");
+}
+
 static sigjmp_buf retry_env;
 static volatile int retry_traps, retry_protect = 1;
 
@@ -152,7 +193,7 @@ int main(void)
 {
 	void *r;
 
-	plan(10 + 8 + 1);
+	plan(10 + 5 + 8 + 1);
 	if (emm_open(NULL, &mm) || emm_reserve(mm, 2 << 20, &r))
 		bail("cannot open and reserve");
 	G1 = r;
@@ -160,6 +201,7 @@ int main(void)
 	G2 = V + 16 * PAGE;
 	R = G2 + 8 * PAGE;
 	test_guards();
+	test_readonly(R + 8 * PAGE);
 	test_retry();
 	is_int(emm_close(mm), 0, "emm_close");
 	return done_testing();
