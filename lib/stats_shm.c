@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The statistics page: an instance's counters in shared memory for emmstat, copied on a reader's request. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +160,29 @@ static void unmap_page(struct stats_shm *s)
 	munmap(s->page, sizeof(*s->page));
 }
 
+/* The objects of processes that died without emm_close (killed, or a
+ * forked child that _exits): each instance opened removes those it may,
+ * so that they do not pile up in /dev/shm. */
+static void reap_stale(void)
+{
+	DIR *d = opendir("/dev/shm");
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		char name[NAME_MAX + 2];
+		unsigned n;
+		int pid;
+
+		if (sscanf(de->d_name, STATS_SHM_PREFIX "%d.%u", &pid, &n) != 2 || pid <= 0 ||
+		    pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(name, sizeof(name), "/%s", de->d_name);
+		shm_unlink(name);
+	}
+	if (d)
+		closedir(d);
+}
+
 /*
  * Publish the instance's statistics for emmstat, unless EMM_STATS_SHM=0.
  * Statistics are a convenience: when shared memory cannot be had, emm goes
@@ -170,6 +195,7 @@ int stats_shm_open(struct emm *mm)
 
 	if (!(mm->cfg.flags & CFG_STATS_SHM))
 		return 0;
+	reap_stale();
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return 0;

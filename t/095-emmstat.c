@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "emm.h"
 #include "tap.h"
@@ -92,6 +93,29 @@ static void *workload(void *arg)
 	return NULL;
 }
 
+/* An object left by a process that died without emm_close goes at the
+ * next emm_open. */
+static void check_reaped(void)
+{
+	char name[64];
+	struct emm *mm;
+	pid_t pid = fork();
+	int fd;
+
+	if (pid == 0)
+		_exit(0);
+	waitpid(pid, NULL, 0);
+	snprintf(name, sizeof(name), "/emm.%d.0", (int)pid);
+	fd = shm_open(name, O_RDWR | O_CREAT, 0600);
+	if (fd < 0)
+		bail("shm_open: %s", strerror(errno));
+	close(fd);
+	if (emm_open(NULL, &mm))
+		bail("emm_open");
+	ok(shm_unlink(name) < 0 && errno == ENOENT, "a dead process's object is gone at emm_open");
+	emm_close(mm);
+}
+
 static void check_off(void)
 {
 	struct emm *mm;
@@ -167,13 +191,14 @@ int main(int argc, char **argv)
 	}
 	if (access(emmstat, X_OK) != 0)
 		bail("%s is not built (make tools/emmstat)", emmstat);
-	plan(13);
+	plan(14);
 	check_off();
 
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT);
 	if (emm_open(&o, &mm) || emm_reserve(mm, AREA, &area) || emm_map(mm, area, AREA, NULL))
 		bail("setting up");
 	is_int(shm_objects(), 1, "emm_open made one statistics object");
+	check_reaped();
 	check_idle(mm);
 	check_busy(area);
 	emm_close(mm);
