@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "internal.h"
 #include "stats_shm.h"
 #include "util.h"
@@ -46,15 +47,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The backend the instance runs on, as EMM_BACKEND spells it. */
-static const char *backend_name(const struct emm *mm)
-{
-	switch (mm->cfg.backend) {
-	case EMM_BACKEND_UFFD: return "uffd";
-	default: return "signal";	/* AUTO picks the signal backend today */
-	}
 }
 
 /* Copy the counters into the page under its seqlock. */
@@ -107,7 +99,7 @@ static void page_init(struct stats_shm_page *pg, const struct emm *mm, uint32_t 
 	pg->version = STATS_SHM_VERSION;
 	pg->pid = (int32_t)getpid();
 	pg->instance = n;
-	snprintf(pg->backend, sizeof(pg->backend), "%s", backend_name(mm));
+	snprintf(pg->backend, sizeof(pg->backend), "%s", mm->backend->name);
 	for (size_t i = 0; i < nr_stats_fields && i < STATS_SHM_FIELDS; i++)
 		snprintf(pg->field[i].name, sizeof(pg->field[i].name), "%s", stats_fields[i].name);
 	pg->nfields = (uint32_t)MIN(nr_stats_fields, (size_t)STATS_SHM_FIELDS);

@@ -210,7 +210,7 @@ static const char *human(uint64_t v, char *buf, size_t len)
 
 static void print_header(void)
 {
-	printf("%4s %-7s %8s %7s %8s %8s %8s %8s %8s %9s %8s %5s\n", "inst", "backend",
+	printf("%4s %-11s %8s %7s %8s %8s %8s %8s %8s %9s %8s %5s\n", "inst", "backend",
 	       "resident", "limit", "swapused", "flt/s", "minflt/s", "majflt/s", "swapin/s",
 	       "swapout/s", "pgscan/s", "thp");
 }
@@ -226,7 +226,7 @@ static void print_line(struct instance *in)
 {
 	char r[16], l[16], s[16];
 
-	printf("%4u %-7.7s %8s %7s %8s %8.0f %8.0f %8.0f %8.0f %9.0f %8.0f %5" PRIu64 "%s\n",
+	printf("%4u %-11s %8s %7s %8s %8.0f %8.0f %8.0f %8.0f %9.0f %8.0f %5" PRIu64 "%s\n",
 	       in->page->instance, in->page->backend, human(in->cur[RESIDENT], r, sizeof(r)),
 	       human(in->cur[LIMIT], l, sizeof(l)), human(in->cur[SWAP_USED], s, sizeof(s)),
 	       rate(in, FAULTS), rate(in, MINOR), rate(in, MAJOR), rate(in, SWAPIN), rate(in, SWAPOUT),
