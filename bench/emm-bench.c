@@ -22,6 +22,8 @@ static const struct bench_mode modes[] = {
 	  bench_thp, 1ULL << 30, 3 },
 	{ "lru", "two threads faulting and reclaiming, per-CPU pagevecs on against off",
 	  bench_lru, 64ULL << 20, 2 },
+	{ "vmas", "--ops one-page VMAs (20000) mapped, protected, unmapped, against the kernel's mmap",
+	  bench_vmas, 0, 1 },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))

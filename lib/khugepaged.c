@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* khugepaged: the promotion scanner that collapses hot, fully resident extents. */
 #include <errno.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "futex.h"
 #include "backend.h"
 #include "huge_memory.h"
 #include "lru.h"
@@ -92,11 +91,10 @@ static void *khugepaged(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	while (!atomic_load(&mm->khugepaged_stop)) {
 		unsigned ms = mm->cfg.thp_scan_ms;
-		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 		uint32_t seen = atomic_load(&mm->khugepaged_wake);
 
 		scan_round(mm, &cursor);
-		syscall(SYS_futex, &mm->khugepaged_wake, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+		futex_wait(&mm->khugepaged_wake, seen, ms);
 	}
 	return NULL;
 }
@@ -120,7 +118,7 @@ void khugepaged_stop(struct emm *mm)
 		return;
 	atomic_store(&mm->khugepaged_stop, true);
 	atomic_fetch_add(&mm->khugepaged_wake, 1);
-	syscall(SYS_futex, &mm->khugepaged_wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	futex_wake(&mm->khugepaged_wake, 1);
 	pthread_join(mm->khugepaged, NULL);
 	mm->khugepaged_started = false;
 }

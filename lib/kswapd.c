@@ -2,12 +2,11 @@
 /* The budget: charging pages against the watermarks, direct reclaim, and the
  * reclaim threads (kswapd), one per node. */
 #include <errno.h>
-#include <linux/futex.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "futex.h"
 #include "kswapd.h"
 #include "lru.h"
 #include "swap.h"
@@ -75,12 +74,6 @@ static bool over(const struct emm *mm, int n, uint64_t headroom, long more)
 	return resident(mm) + more > wmark(mm, headroom) && busiest_node(mm) == n;
 }
 
-/* Async-signal-safe. */
-static void futex_wake_one(_Atomic uint32_t *w)
-{
-	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
 /* Async-signal-safe. Wake a node's reclaim thread if it sleeps. */
 static void wakeup_kswapd(struct emm *mm, int n)
 {
@@ -89,7 +82,7 @@ static void wakeup_kswapd(struct emm *mm, int n)
 	if (!mm->kswapd || !ks->started || atomic_load_explicit(&ks->running, memory_order_relaxed))
 		return;
 	atomic_fetch_add_explicit(&ks->wake, 1, memory_order_relaxed);
-	futex_wake_one(&ks->wake);
+	futex_wake(&ks->wake, 1);
 }
 
 /*
@@ -129,9 +122,7 @@ void mm_charge(struct emm *mm, int node, long pages)
 
 static void kswapd_sleep(struct kswapd *ks, uint32_t seen, long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	syscall(SYS_futex, &ks->wake, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+	futex_wait(&ks->wake, seen, ms);
 }
 
 /* The budget is exceeded and nothing more can go: tell the program. */
@@ -219,7 +210,7 @@ void kswapd_stop(struct emm *mm)
 		struct kswapd *ks = &mm->kswapd[n];
 
 		atomic_fetch_add(&ks->wake, 1);
-		futex_wake_one(&ks->wake);
+		futex_wake(&ks->wake, 1);
 		if (ks->started)
 			pthread_join(ks->thread, NULL);
 		free(ks->rc);

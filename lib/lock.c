@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* A futex mutex for the fault path: sleeps instead of spinning, no allocation. */
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "futex.h"
 #include "internal.h"
 
 /* 0: free, 1: held, 2: held and someone may sleep on it. */
@@ -22,7 +21,7 @@ void mutex_lock(_Atomic uint32_t *m)
 	if (c != 2)
 		c = atomic_exchange_explicit(m, 2, memory_order_acquire);
 	while (c != 0) {
-		syscall(SYS_futex, m, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+		futex_wait(m, 2, -1);
 		c = atomic_exchange_explicit(m, 2, memory_order_acquire);
 	}
 }
@@ -40,5 +39,5 @@ bool mutex_trylock(_Atomic uint32_t *m)
 void mutex_unlock(_Atomic uint32_t *m)
 {
 	if (atomic_exchange_explicit(m, 0, memory_order_release) == 2)
-		syscall(SYS_futex, m, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		futex_wake(m, 1);
 }

@@ -86,19 +86,25 @@ static int check_policy(const struct emm_map_opts *o)
 	}
 }
 
+/* What a field the caller's struct does not reach gets: as with no struct. */
+static const struct emm_map_opts map_defaults = {
+	.sz = sizeof(map_defaults), .prot = EMM_PROT_READ | EMM_PROT_WRITE, .fd = -1,
+};
+
 static int vma_from_opts(struct emm_vma *v, uintptr_t addr, size_t len,
-			 const struct emm_map_opts *o)
+			 const struct emm_map_opts *opts)
 {
+	struct emm_map_opts ob, *o = &ob;
 	int err;
 
 	memset(v, 0, sizeof(*v));
 	v->start = addr;
 	v->end = addr + len;
-	if (!o) {
-		v->prot = EMM_PROT_READ | EMM_PROT_WRITE;
+	if (!opts) {
+		v->prot = map_defaults.prot;
 		return 0;
 	}
-	err = opts_check(o, o->sz, sizeof(*o), sizeof(*o));
+	err = opts_get(o, &map_defaults, opts, sizeof(*o));
 	if (err)
 		return err;
 	if ((o->prot & ~(EMM_PROT_READ | EMM_PROT_WRITE | EMM_PROT_EXEC)) ||

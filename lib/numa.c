@@ -6,6 +6,7 @@
 
 #include "huge_memory.h"
 #include "internal.h"
+#include "options.h"
 #include "lru.h"
 #include "emm_numa.h"
 #include "physmem.h"
@@ -19,25 +20,21 @@ EMM_API int emm_numa_nodes(struct emm *mm)
 
 EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st)
 {
+	struct emm_node_stats s = { .sz = sizeof(s) };
 	struct lruvec *lv;
-	size_t sz;
 
-	if (!mm || !st || node < 0 || node >= mm->lru->nnodes ||
-	    st->sz < offsetof(struct emm_node_stats, swapins) + sizeof(st->swapins))
+	if (!mm || !st || node < 0 || node >= mm->lru->nnodes)
 		return -EINVAL;
 	lv = &mm->lru->node[node];
-	sz = st->sz;
-	memset(st, 0, sz);
-	st->sz = sz;
-	st->resident_bytes = (uint64_t)MAX(atomic_load(&lv->resident), 0) * PAGE_SIZE;
-	st->active_bytes = lv->nr[LRU_ACTIVE] * PAGE_SIZE;
-	st->inactive_bytes = lv->nr[LRU_INACTIVE] * PAGE_SIZE;
-	st->limit_bytes = (uint64_t)lv->limit * PAGE_SIZE;
-	st->pgscan = atomic_load(&lv->pgscan);
-	st->pgsteal = atomic_load(&lv->pgsteal);
-	st->swapouts = atomic_load(&lv->swapouts);
-	st->swapins = atomic_load(&lv->swapins);
-	return 0;
+	s.resident_bytes = (uint64_t)MAX(atomic_load(&lv->resident), 0) * PAGE_SIZE;
+	s.active_bytes = lv->nr[LRU_ACTIVE] * PAGE_SIZE;
+	s.inactive_bytes = lv->nr[LRU_INACTIVE] * PAGE_SIZE;
+	s.limit_bytes = (uint64_t)lv->limit * PAGE_SIZE;
+	s.pgscan = atomic_load(&lv->pgscan);
+	s.pgsteal = atomic_load(&lv->pgsteal);
+	s.swapouts = atomic_load(&lv->swapouts);
+	s.swapins = atomic_load(&lv->swapins);
+	return stats_put(st, &s, sizeof(s));
 }
 
 /* Give the locked, resident page at a a frame of node, keeping its place

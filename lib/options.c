@@ -43,15 +43,49 @@ static const struct option options[] = {
 	{ "THP_SCAN_MS", OPT_UINT, CFG(thp_scan_ms), NULL, 0, 600000 },
 };
 
-int opts_check(const void *opts, size_t opts_sz, size_t min_sz, size_t known_sz)
+/*
+ * The size rule of every options and stats struct (API.md): its first field
+ * is size_t sz, and any sz from there up to known_sz (the library's size)
+ * is accepted; past known_sz, the caller's bytes must be zero.
+ */
+static int opts_check(const void *opts, size_t known_sz)
 {
 	const unsigned char *p = opts;
+	size_t sz = *(const size_t *)opts;
 
-	if (opts_sz < min_sz)
+	if (sz < sizeof(size_t))
 		return -EINVAL;
-	for (size_t i = known_sz; i < opts_sz; i++)
+	for (size_t i = known_sz; i < sz; i++)
 		if (p[i])
 			return -EINVAL;
+	return 0;
+}
+
+/* Options in: what the caller's sz covers over defs (the library's struct
+ * with every field at its default), into out. 0 or -EINVAL. */
+int opts_get(void *out, const void *defs, const void *opts, size_t known_sz)
+{
+	int err = opts_check(opts, known_sz);
+
+	if (err)
+		return err;
+	memcpy(out, defs, known_sz);
+	memcpy(out, opts, MIN(*(const size_t *)opts, known_sz));
+	*(size_t *)out = known_sz;
+	return 0;
+}
+
+/* Statistics out: the library's stats (known_sz bytes) into the caller's
+ * struct, never past its sz, which stays as it was. 0 or -EINVAL. */
+int stats_put(void *st, const void *stats, size_t known_sz)
+{
+	size_t sz = *(const size_t *)st;
+	int err = opts_check(st, known_sz);
+
+	if (err)
+		return err;
+	memcpy(st, stats, MIN(sz, known_sz));
+	*(size_t *)st = sz;
 	return 0;
 }
 
@@ -223,17 +257,12 @@ static int config_env_fallback(struct emm_config *cfg)
 /* Defaults, then the environment, then what the caller set. */
 int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 {
-	struct emm_opts zero = { .sz = sizeof(zero) };
-	size_t min_sz = offsetof(struct emm_opts, flags) + sizeof(opts->flags);
+	static const struct emm_opts zero = { .sz = sizeof(zero) };
 	struct emm_opts o = zero;
 	int err;
 
-	if (opts) {
-		err = opts_check(opts, opts->sz, min_sz, sizeof(*opts));
-		if (err)
-			return err;
-		memcpy(&o, opts, MIN(opts->sz, sizeof(o)));
-	}
+	if (opts && (err = opts_get(&o, &zero, opts, sizeof(o))))
+		return err;
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->thp_max_ptes_none = -1;	/* marks "not set by the environment" */
 	config_env(cfg);

@@ -5,7 +5,8 @@
 
 #include "internal.h"
 
-int opts_check(const void *opts, size_t opts_sz, size_t min_sz, size_t known_sz);
+int opts_get(void *out, const void *defs, const void *opts, size_t known_sz);
+int stats_put(void *st, const void *stats, size_t known_sz);
 int config_load(struct emm_config *cfg, const struct emm_opts *opts);
 int config_limit(struct emm_config *cfg, uint64_t limit, bool strict);
 void config_free(struct emm_config *cfg);

@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Pager threads: where user fill and writeback callbacks run, never in a handler. */
 #include <errno.h>
-#include <linux/futex.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "futex.h"
 #include "internal.h"
 #include "pager.h"
 #include "util.h"
@@ -36,18 +35,6 @@ static __thread bool on_pager_thread __attribute__((tls_model("initial-exec")));
 bool current_is_pager(void)
 {
 	return on_pager_thread;
-}
-
-/* Async-signal-safe. */
-static void futex_wait32(_Atomic uint32_t *w, uint32_t val)
-{
-	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-/* Async-signal-safe. */
-static void futex_wake32(_Atomic uint32_t *w, int n)
-{
-	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
 /* Async-signal-safe. Acquire/release on the cell sequence hands the
@@ -112,7 +99,7 @@ static void run_request(struct pager_req *req)
 	req->err = ret < 0 ? ret : 0;
 	/* Release: the waiter sees the filled buffer and err. */
 	atomic_store_explicit(&req->done, 1, memory_order_release);
-	futex_wake32(&req->done, 1);
+	futex_wake(&req->done, 1);
 }
 
 static void *pager_main(void *arg)
@@ -131,7 +118,7 @@ static void *pager_main(void *arg)
 		if (req)
 			run_request(req);
 		else
-			futex_wait32(&pg->work, seen);
+			futex_wait(&pg->work, seen, -1);
 	}
 	return NULL;
 }
@@ -149,12 +136,12 @@ int pager_call(struct emm *mm, struct pager_req *req)
 		return -EIO;
 	atomic_store_explicit(&req->done, 0, memory_order_relaxed);
 	while (!queue_push(pg, req))
-		futex_wake32(&pg->work, pg->nthreads);
+		futex_wake(&pg->work, pg->nthreads);
 	atomic_fetch_add_explicit(&pg->work, 1, memory_order_release);
-	futex_wake32(&pg->work, 1);
+	futex_wake(&pg->work, 1);
 	/* Acquire: pairs with the release in run_request. */
 	while (!atomic_load_explicit(&req->done, memory_order_acquire))
-		futex_wait32(&req->done, 0);
+		futex_wait(&req->done, 0, -1);
 	return req->err;
 }
 
@@ -195,7 +182,7 @@ void pager_stop(struct emm *mm)
 		return;
 	atomic_store(&pg->stop, true);
 	atomic_fetch_add(&pg->work, 1);
-	futex_wake32(&pg->work, pg->nthreads);
+	futex_wake(&pg->work, pg->nthreads);
 	for (int i = 0; i < pg->nthreads; i++)
 		pthread_join(pg->thread[i], NULL);
 	free(pg);

@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* PTE words: the per-page lock (a CAS bit, waiters sleep on a futex). */
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "futex.h"
 #include "debug.h"
 #include "internal.h"
 #include "pte.h"
@@ -16,18 +15,6 @@ static uint32_t *pte_futex_word(_Atomic uint64_t *p)
 #else
 	return (uint32_t *)p;
 #endif
-}
-
-/* Async-signal-safe. */
-static void futex_wait(_Atomic uint64_t *p, uint32_t val)
-{
-	syscall(SYS_futex, pte_futex_word(p), FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-/* Async-signal-safe. */
-static void futex_wake_all(_Atomic uint64_t *p)
-{
-	syscall(SYS_futex, pte_futex_word(p), FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
 /*
@@ -50,7 +37,7 @@ uint64_t pte_lock(_Atomic uint64_t *p)
 		    !atomic_compare_exchange_weak_explicit(p, &old, old | PTE_WAITERS,
 				memory_order_relaxed, memory_order_relaxed))
 			continue;
-		futex_wait(p, (uint32_t)(old | PTE_WAITERS));
+		futex_wait(pte_futex_word(p), (uint32_t)(old | PTE_WAITERS), -1);
 		old = atomic_load_explicit(p, memory_order_relaxed);
 	}
 }
@@ -83,7 +70,7 @@ void pte_unlock(_Atomic uint64_t *p, uint64_t val)
 
 	DEBUG_ASSERT(old & PTE_LOCKED);
 	if (old & PTE_WAITERS)
-		futex_wake_all(p);
+		futex_wake(pte_futex_word(p), INT32_MAX);
 }
 
 /* Async-signal-safe. Keep the extent's count of non-empty PTEs; PTE lock held. */

@@ -56,8 +56,7 @@ static void put_policy(struct sbuf *b, int policy)
 /* Async-signal-safe. Called inside an srcu read section. */
 static void report_vmas(struct sbuf *b, struct rsv *r)
 {
-	struct vma_table *t = atomic_load_explicit(&r->vmas, memory_order_acquire);
-	size_t n = t ? t->nr : 0;
+	size_t n = vma_count(r), i = 0;
 
 	sb_puts(b, "emm: reservation ");
 	sb_putx(b, r->start);
@@ -65,14 +64,15 @@ static void report_vmas(struct sbuf *b, struct rsv *r)
 	sb_putx(b, r->start + r->len);
 	sb_puts(b, ", its VMAs:\n");
 	flush(b);
-	for (size_t i = 0; i < n && i < REPORT_MAX_VMAS; i++) {
+	for (const struct emm_vma *v = vma_next(r, r->start); v && i < REPORT_MAX_VMAS;
+	     v = vma_next(r, v->end), i++) {
 		sb_puts(b, "emm:   ");
-		sb_putx(b, t->v[i].start);
+		sb_putx(b, v->start);
 		sb_puts(b, "-");
-		sb_putx(b, t->v[i].end);
+		sb_putx(b, v->end);
 		sb_puts(b, " ");
-		put_prot(b, t->v[i].prot);
-		put_policy(b, t->v[i].policy);
+		put_prot(b, v->prot);
+		put_policy(b, v->policy);
 		sb_puts(b, "\n");
 		flush(b);
 	}

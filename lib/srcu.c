@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Sleepable read-copy-update: lock-free readers (the fault path), writers wait. */
-#include <sched.h>
-
 #include "debug.h"
+#include "futex.h"
 #include "internal.h"
 #include "srcu.h"
 
@@ -22,18 +21,36 @@ int srcu_read_lock(void)
 	return (int)i;
 }
 
-/* Async-signal-safe. Release: the reader's loads happen before the writer frees. */
+/*
+ * Async-signal-safe. The last reader out wakes a waiting writer. seq_cst on
+ * the decrement and on the load of waiters, against the writer's seq_cst
+ * store of waiters and load of the count: one of the two sees the other
+ * (store-load), so a writer never sleeps through the last reader leaving.
+ * The decrement also releases the reader's loads before the writer frees.
+ */
 void srcu_read_unlock(int idx)
 {
 	debug_srcu_leave();
-	atomic_fetch_sub_explicit(&emm_srcu.cnt[idx], 1, memory_order_release);
+	if (atomic_fetch_sub_explicit(&emm_srcu.cnt[idx], 1, memory_order_seq_cst) == 1 &&
+	    atomic_load_explicit(&emm_srcu.waiters, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&emm_srcu.wake, 1, memory_order_relaxed);
+		futex_wake(&emm_srcu.wake, INT32_MAX);
+	}
 }
 
+/* Sleep until no reader holds index i: writers do not spin. */
 static void srcu_wait_idle(unsigned i)
 {
-	/* Acquire pairs with the readers' release in srcu_read_unlock. */
-	while (atomic_load_explicit(&emm_srcu.cnt[i], memory_order_acquire))
-		sched_yield();
+	atomic_store_explicit(&emm_srcu.waiters, 1, memory_order_seq_cst);
+	for (;;) {
+		uint32_t seen = atomic_load_explicit(&emm_srcu.wake, memory_order_relaxed);
+
+		/* seq_cst: see srcu_read_unlock; acquire for the readers' loads. */
+		if (!atomic_load_explicit(&emm_srcu.cnt[i], memory_order_seq_cst))
+			break;
+		futex_wait(&emm_srcu.wake, seen, 10);	/* the timeout is only a safety net */
+	}
+	atomic_store_explicit(&emm_srcu.waiters, 0, memory_order_relaxed);
 }
 
 /*

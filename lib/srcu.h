@@ -8,6 +8,8 @@
 struct emm_srcu {
 	_Atomic unsigned idx;
 	_Atomic long cnt[2];
+	_Atomic uint32_t wake;		/* futex word: bumped by the last reader out */
+	_Atomic uint32_t waiters;	/* a writer sleeps on wake */
 };
 int srcu_read_lock(void);
 void srcu_read_unlock(int idx);

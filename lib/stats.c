@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "options.h"
 #include "swap.h"
 
 #define LOAD(mm, f) atomic_load_explicit(&(mm)->c.f, memory_order_relaxed)
@@ -47,17 +48,11 @@ static void stats_fill(struct emm *mm, struct emm_stats *s)
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st)
 {
 	struct emm_stats s;
-	size_t sz;
 
-	if (!mm || !st || st->sz < offsetof(struct emm_stats, vmas))
+	if (!mm || !st)
 		return -EINVAL;
-	sz = st->sz;
 	stats_fill(mm, &s);
-	if (sz > sizeof(s))
-		memset((char *)st + sizeof(s), 0, sz - sizeof(s));
-	memcpy(st, &s, MIN(sz, sizeof(s)));
-	st->sz = sz;
-	return 0;
+	return stats_put(st, &s, sizeof(s));
 }
 
 static void default_out(const char *line, void *arg)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* VMAs: what emm keeps of each, the sorted table, lookup and updates. */
+/* VMAs: what emm keeps of each, the copy-on-write tree, lookup and updates. */
 #ifndef EMM_VMA_H
 #define EMM_VMA_H
 
@@ -33,15 +33,35 @@ struct emm_vma {
 #define VMA_SEQUENTIAL	0x100u
 #define VMA_RANDOM	0x200u
 
-/* Sorted VMAs of a reservation: never changed once published; a writer
- * publishes a new table and frees the old one after synchronize_srcu. */
-struct vma_table {
-	size_t nr;
-	struct emm_vma v[];
+/*
+ * The VMAs of a reservation: a B+tree keyed by start address whose nodes
+ * are never changed once published. A writer (mm->lock held) copies the
+ * nodes on the path it changes, publishes a new root with one store and
+ * frees what it replaced after synchronize_srcu: readers never lock, and an
+ * update costs O(log n), not a copy of the table.
+ */
+#define VMA_NODE_MAX	16
+
+struct vma_node {
+	uint64_t gen;			/* the update that made it */
+	unsigned nr;
+	bool leaf;
+	uintptr_t key[VMA_NODE_MAX];	/* inner: the lowest start under child[i] */
+	union {
+		struct vma_node *child[VMA_NODE_MAX];
+		struct emm_vma v[VMA_NODE_MAX];
+	};
 };
 
+struct vma_table {
+	struct vma_node *root;		/* NULL: no VMA */
+	size_t nr;			/* VMAs in the tree */
+	uint64_t gen;			/* the update that made this table */
+};
 
 const struct emm_vma *find_vma(struct rsv *r, uintptr_t addr);
+const struct emm_vma *vma_next(struct rsv *r, uintptr_t addr);
+size_t vma_count(struct rsv *r);
 bool range_covered(struct rsv *r, uintptr_t start, uintptr_t end);
 int vma_insert(struct rsv *r, const struct emm_vma *v);
 void file_put(struct emm_file *f);

@@ -173,8 +173,12 @@ static void test_stats(void)
 	is_int(emm_stats(mm, NULL), -EINVAL, "emm_stats: st NULL: -EINVAL");
 	s.st.sz = 0;
 	is_int(emm_stats(mm, &s.st), -EINVAL, "emm_stats: sz 0: -EINVAL");
+	s.st.sz = sizeof(size_t) - 1;
+	is_int(emm_stats(mm, &s.st), -EINVAL, "emm_stats: sz short of the sz field: -EINVAL");
 	s.st.sz = offsetof(struct emm_stats, vmas) - 8;
-	is_int(emm_stats(mm, &s.st), -EINVAL, "emm_stats: sz short of kernel_vmas: -EINVAL");
+	s.st.kernel_vmas = 0xdead;
+	is_int(emm_stats(mm, &s.st), 0, "emm_stats: sz short of kernel_vmas: accepted");
+	is_int(s.st.kernel_vmas, 0xdead, "emm_stats: kernel_vmas, past sz, not written");
 	s.st.sz = offsetof(struct emm_stats, vmas);
 	s.st.vmas = 0xdead;
 	is_int(emm_stats(mm, &s.st), 0, "emm_stats: sz of the struct without vmas: 0");
@@ -210,7 +214,7 @@ int main(void)
 {
 	size_t ncalls = sizeof(calls) / sizeof(calls[0]);
 
-	plan(11 + 4 + 7 + 2 + (int)ncalls * CALL_TESTS + 2 * 2 + 8 + 1);
+	plan(11 + 4 + 7 + 2 + (int)ncalls * CALL_TESTS + 2 * 2 + 10 + 1);
 	setup();
 	test_map_args();
 	test_map_sz();

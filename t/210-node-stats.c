@@ -102,7 +102,11 @@ static void test_errors(struct emm *mm)
 	is_int(emm_node_stats(mm, -1, &ns), -EINVAL, "node -1: -EINVAL");
 	is_int(emm_node_stats(NULL, 0, &ns), -EINVAL, "mm NULL: -EINVAL");
 	is_int(emm_node_stats(mm, 0, NULL), -EINVAL, "stats NULL: -EINVAL");
-	is_int(emm_node_stats(mm, 0, &small), -EINVAL, "sz too small: -EINVAL");
+	small.resident_bytes = 0xdead;
+	is_int(emm_node_stats(mm, 0, &small), 0, "sz of the sz field alone: accepted");
+	is_int(small.resident_bytes, 0xdead, "nothing written past sz");
+	small.sz = sizeof(size_t) - 1;
+	is_int(emm_node_stats(mm, 0, &small), -EINVAL, "sz short of the sz field: -EINVAL");
 }
 
 int main(void)
@@ -111,7 +115,7 @@ int main(void)
 	struct emm *mm;
 	void *r;
 
-	plan(21);
+	plan(23);
 	if (!is_int(emm_open(&o, &mm), 0, "emm_open: 16 MiB budget"))
 		bail("cannot open an instance");
 	is_int(emm_reserve(mm, LEN, &r), 0, "reserve 64 MiB");
