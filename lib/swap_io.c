@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "swap_dev.h"
+#include "util.h"
 
 /* Async-signal-safe. Take the first free of n flags (stride bytes apart),
  * starting from this CPU's; -1 if all are busy: never waits. */
@@ -591,10 +592,6 @@ void rings_exit(struct swap_dev *sd)
 	for (unsigned i = 0; i < sd->nrings; i++)
 		io_uring_queue_exit(&sd->ring[i].ring);
 }
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 /*
  * The bounce buffers: one mapping, its page tables filled now, so that
