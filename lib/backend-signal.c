@@ -283,11 +283,6 @@ static int signal_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags
 	return app_protect(r, s, e, EMM_PROT_NONE, flags);
 }
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#define MADV_POPULATE_WRITE 23
-#endif
-
 /* Async-signal-safe. PTE locks of [s, e) held. One call fills the page
  * tables of a fresh cluster rather than one trap per page. */
 static void signal_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)

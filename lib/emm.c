@@ -69,6 +69,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 	if (!err)
 		err = swap_open(mm->cfg.swap_path, mm->cfg.swap_size, &mm->swap);
 	if (!err)
+		swap_set_home(mm->swap, mm->memfd);
+	if (!err)
 		err = kswapd_start(mm);
 	if (!err)
 		err = khugepaged_start(mm);

@@ -9,11 +9,9 @@
 #include "pager.h"
 #include "physmem.h"
 #include "pte.h"
+#include "util.h"
 #include "vma.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 /* Async-signal-safe. Offset in the VMA's file (or pager space) of addr. */
 static uint64_t vma_offset(const struct emm_vma *vma, uintptr_t addr)

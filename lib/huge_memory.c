@@ -11,14 +11,9 @@
 #include "huge_memory.h"
 #include "lru.h"
 #include "pte.h"
+#include "util.h"
 #include "vma.h"
 
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 /* Async-signal-safe. May the extent at a (PMD-aligned) be huge in vma? */
 bool vma_thp_allowed(const struct emm *mm, const struct emm_vma *vma, uintptr_t a)

@@ -133,8 +133,9 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 	int err = 0;
 
 	for (unsigned i = 0; i < n; i++) {
-		io[i].slot = pte_val(locked_val(r, pages[i]));
-		io[i].page = rsv_alias(r, pages[i]);
+		io[i] = (struct swap_io){ .slot = pte_val(locked_val(r, pages[i])),
+					  .page = rsv_alias(r, pages[i]), .flags = SWAP_IO_HOME,
+					  .home = (uint64_t)rsv_ppn(r, pages[i]) << PAGE_SHIFT };
 		if (alloc_page(r, vma, pages[i], false) < 0) {
 			while (i--)
 				unalloc_page(r, pages[i], io[i].slot);

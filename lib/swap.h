@@ -22,7 +22,20 @@ struct swap_io {
 	uint32_t slot;
 	void *page;
 	int err;		/* 0 or -errno, set by swap_writepages/swap_readpages */
+	unsigned flags;		/* SWAP_IO_* */
+	uint64_t home;		/* SWAP_IO_HOME: the page's offset in the home file */
+	bool zero;		/* SWAP_IO_SKIP_ZERO: the page was all zeros, not written */
 };
+
+/*
+ * The page is also at io.home in the file given to swap_set_home: its data
+ * may move through a bounce buffer (pread/pwrite of that file) instead of
+ * the CPU reading page, whose mapping may be cold. Reads fill the home
+ * file; page is then left untouched.
+ */
+#define SWAP_IO_HOME		0x1u
+/* Write: a page of zeros is not written; io.zero says so, io.err is 0. */
+#define SWAP_IO_SKIP_ZERO	0x2u
 
 /*
  * path NULL: an unlinked file in $TMPDIR, else /var/tmp. A path: a file
@@ -63,6 +76,11 @@ int  swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n);
 /* Test hooks: every k-th page write fails with -EIO (0: off); full makes
  * allocation fail as if no slot were free. Resets the write count. */
 void swap_inject(struct swap_dev *sd, unsigned fail_every_k_writes, int full);
+/* The file SWAP_IO_HOME offsets refer to (the physmem memfd); -1: none. */
+void swap_set_home(struct swap_dev *sd, int fd);
+/* Test hook: move SWAP_IO_HOME pages through bounce buffers (the default)
+ * or read and write the page buffers directly. */
+void swap_set_bounce(struct swap_dev *sd, bool on);
 /* Use io_uring when the device has rings (the default), or pwritev/preadv. */
 void swap_set_uring(struct swap_dev *sd, bool on);
 bool swap_has_uring(const struct swap_dev *sd);
@@ -76,8 +94,12 @@ struct swap_counters {
 	uint64_t read_errors, write_errors;	/* pages failed, checksum errors included */
 	uint64_t csum_errors;		/* reads that failed their checksum */
 	uint64_t uring_reqs, sync_reqs;	/* vectored requests by io_uring / pwritev+preadv */
+	uint64_t bounced;		/* pages moved through a bounce buffer */
 };
 void swap_get_counters(const struct swap_dev *sd, struct swap_counters *c);
+
+/* Is the 4096-byte page all zeros? */
+bool swap_page_is_zero(const void *page);
 
 /* CRC32C (Castagnoli). Start with 0; crc32c(crc32c(0, a), b) = crc32c(0, ab). */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);

@@ -14,6 +14,7 @@
 #define SWAP_CLUSTER	256		/* slots a CPU takes at a time, as the kernel's SWAPFILE_CLUSTER */
 #define SWAP_BATCH	64		/* pages per round of I/O: bounds the stack a fault may use */
 #define SWAP_RINGS	4		/* io_uring instances shared by all callers */
+#define SWAP_BOUNCES	4		/* bounce buffers of SWAP_BATCH pages, shared by all callers */
 #define SWAP_REFILLS	8		/* clusters one allocation may walk before it scans */
 #define SWAP_MAX_PAGES	((1ULL << 32) - SWAP_CLUSTER)	/* slots are 32-bit */
 
@@ -38,7 +39,13 @@ struct swap_ring {
 
 struct swap_stat {
 	_Atomic uint64_t reads, writes, read_errors, write_errors, csum_errors;
-	_Atomic uint64_t uring_reqs, sync_reqs;
+	_Atomic uint64_t uring_reqs, sync_reqs, bounced;
+};
+
+/* SWAP_BATCH pages for SWAP_IO_HOME transfers, taken with a trylock. */
+struct swap_bounce {
+	atomic_flag busy;
+	char *buf;
 };
 
 struct swap_dev {
@@ -51,6 +58,9 @@ struct swap_dev {
 	uint64_t nclusters;
 	size_t map_len;			/* the one mapping holding all of this */
 	_Atomic bool use_uring;
+	_Atomic bool use_bounce;
+	int home_fd;			/* swap_set_home, -1 for none */
+	char *bounce_mem;		/* SWAP_BOUNCES buffers, one mapping */
 	_Atomic uint64_t used;
 	_Atomic uint64_t cluster_hint;	/* where the next cluster search starts */
 	_Atomic uint64_t steal_hint;
@@ -63,6 +73,7 @@ struct swap_dev {
 	uint32_t *crc;			/* valid where swap_map has SWAP_HAS_DATA */
 	_Atomic uint8_t *swap_map;
 	struct swap_ring ring[SWAP_RINGS];
+	struct swap_bounce bounce[SWAP_BOUNCES];
 };
 
 /* One vectored request: consecutive slots, their iovecs, what became of it. */
@@ -122,5 +133,7 @@ static inline void slot_set_data(struct swap_dev *sd, uint32_t slot, uint32_t cr
 int setup_direct(struct swap_dev *sd);
 void rings_init(struct swap_dev *sd);
 void rings_exit(struct swap_dev *sd);
+void bounce_init(struct swap_dev *sd);
+void bounce_exit(struct swap_dev *sd);
 
 #endif /* EMM_SWAP_DEV_H */

@@ -9,23 +9,34 @@
 #include <unistd.h>
 
 #include "swap_dev.h"
+#include "util.h"
 
-/* Async-signal-safe. A free ring, tried from this CPU's, or NULL: never waits. */
+/* Async-signal-safe. Take the first free of n flags (stride bytes apart),
+ * starting from this CPU's; -1 if all are busy: never waits. */
+static int flag_pick(struct swap_dev *sd, atomic_flag *first, size_t stride, unsigned n)
+{
+	unsigned start = cpu_index(sd);
+
+	for (unsigned i = 0; i < n; i++) {
+		unsigned k = (start + i) % n;
+		atomic_flag *f = (atomic_flag *)((char *)first + k * stride);
+
+		/* Acquire: see the ring or buffer as its last user left it. */
+		if (!atomic_flag_test_and_set_explicit(f, memory_order_acquire))
+			return (int)k;
+	}
+	return -1;
+}
+
+/* Async-signal-safe. A free ring, or NULL: never waits. */
 static struct swap_ring *ring_get(struct swap_dev *sd)
 {
-	unsigned start;
+	int k;
 
 	if (!sd->nrings || !atomic_load_explicit(&sd->use_uring, memory_order_relaxed))
 		return NULL;
-	start = cpu_index(sd);
-	for (unsigned i = 0; i < sd->nrings; i++) {
-		struct swap_ring *r = &sd->ring[(start + i) % sd->nrings];
-
-		/* Acquire: see the ring as its last user left it. */
-		if (!atomic_flag_test_and_set_explicit(&r->busy, memory_order_acquire))
-			return r;
-	}
-	return NULL;
+	k = flag_pick(sd, &sd->ring[0].busy, sizeof(sd->ring[0]), sd->nrings);
+	return k < 0 ? NULL : &sd->ring[k];
 }
 
 static void ring_put(struct swap_ring *r)
@@ -184,7 +195,7 @@ struct swap_batch {
 	unsigned nruns, niov;
 };
 
-static void batch_add(struct swap_batch *b, struct swap_io *io, unsigned i)
+static void batch_add(struct swap_batch *b, struct swap_io *io, unsigned i, void *buf)
 {
 	struct swap_run *last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
 	uint64_t off = (uint64_t)io[i].slot << PAGE_SHIFT;
@@ -193,7 +204,7 @@ static void batch_add(struct swap_batch *b, struct swap_io *io, unsigned i)
 		last = &b->runs[b->nruns++];
 		*last = (struct swap_run){ .off = off, .iov = &b->iov[b->niov] };
 	}
-	b->iov[b->niov] = (struct iovec){ .iov_base = io[i].page, .iov_len = PAGE_SIZE };
+	b->iov[b->niov] = (struct iovec){ .iov_base = buf, .iov_len = PAGE_SIZE };
 	b->pos[b->niov++] = i;
 	last->niov++;
 }
@@ -229,34 +240,149 @@ static bool inject_fail(struct swap_dev *sd)
 	return k && (atomic_fetch_add_explicit(&sd->inject_count, 1, memory_order_relaxed) + 1) % k == 0;
 }
 
-static unsigned write_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
+/* Async-signal-safe. A free bounce buffer when some page of the batch
+ * has a home to move through it, else NULL: never waits. */
+static struct swap_bounce *bounce_get(struct swap_dev *sd, const struct swap_io *io, unsigned n)
 {
-	struct swap_batch b;
-	unsigned ok = 0;
+	bool any = false;
+	int k;
 
-	b.nruns = b.niov = 0;
+	if (!sd->bounce_mem || sd->home_fd < 0 ||
+	    !atomic_load_explicit(&sd->use_bounce, memory_order_relaxed))
+		return NULL;
+	for (unsigned i = 0; i < n && !any; i++)
+		any = io[i].flags & SWAP_IO_HOME;
+	if (!any)
+		return NULL;
+	k = flag_pick(sd, &sd->bounce[0].busy, sizeof(sd->bounce[0]), SWAP_BOUNCES);
+	return k < 0 ? NULL : &sd->bounce[k];
+}
+
+static void bounce_put(struct swap_bounce *b)
+{
+	/* Release: our use of the buffer is over before its next user's. */
+	if (b)
+		atomic_flag_clear_explicit(&b->busy, memory_order_release);
+}
+
+/* Async-signal-safe. Where page i of a batch is read or written: its
+ * bounce page when it has a home and there is a bounce buffer. */
+static char *io_buf(const struct swap_io *io, unsigned i, struct swap_bounce *bb)
+{
+	if (bb && (io[i].flags & SWAP_IO_HOME))
+		return bb->buf + (size_t)i * PAGE_SIZE;
+	return io[i].page;
+}
+
+/*
+ * Async-signal-safe. Copy the pages io[pos[k]], k < n, between their bounce
+ * pages and the home file (to_home: into it), a run of neighbours in both
+ * per call. A page the copy did not reach gets the error.
+ */
+static void home_rw(struct swap_dev *sd, bool to_home, struct swap_io *io, unsigned *pos,
+		    unsigned n, struct swap_bounce *bb)
+{
+	for (unsigned k = 0, j; k < n; k = j) {
+		char *buf = io_buf(io, pos[k], bb);
+		uint64_t off = io[pos[k]].home;
+		size_t len, done = 0;
+		int err = 0;
+
+		for (j = k + 1; j < n && pos[j] == pos[k] + (j - k) &&
+				io[pos[j]].home == off + (uint64_t)(j - k) * PAGE_SIZE; j++)
+			;
+		len = (size_t)(j - k) * PAGE_SIZE;
+		while (done < len && !err) {
+			ssize_t r = to_home ? pwrite(sd->home_fd, buf + done, len - done, (off_t)(off + done))
+					    : pread(sd->home_fd, buf + done, len - done, (off_t)(off + done));
+
+			if (r > 0)
+				done += (size_t)r;
+			else if (r == 0 || errno != EINTR)
+				err = r < 0 ? -errno : -EIO;
+		}
+		for (unsigned m = k; m < j; m++)
+			if ((m - k + 1) * PAGE_SIZE > done)
+				io[pos[m]].err = err ? err : -EIO;
+		stat_add(sd, bounced, j - k);
+	}
+}
+
+/* Async-signal-safe. The bounced pages of io[0..n) without an error, in
+ * pos; how many. */
+static unsigned bounced_ok(const struct swap_io *io, unsigned n, struct swap_bounce *bb,
+			   unsigned *pos)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; bb && i < n; i++)
+		if (!io[i].err && (io[i].flags & SWAP_IO_HOME))
+			pos[k++] = i;
+	return k;
+}
+
+/* Async-signal-safe. */
+bool swap_page_is_zero(const void *p)
+{
+	const uint64_t *w = p;
+
+	for (size_t i = 0; i < PAGE_SIZE / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* Async-signal-safe. Checks and the injection hook, for a write batch. */
+static void write_check(struct swap_dev *sd, struct swap_io *io, unsigned n)
+{
 	for (unsigned i = 0; i < n; i++) {
+		io[i].zero = false;
 		io[i].err = io_check(sd, &io[i]);
 		if (io[i].err)
 			continue;
 		/* The old contents are gone whatever happens to this write. */
 		atomic_fetch_and_explicit(&sd->swap_map[io[i].slot], (uint8_t)~SWAP_HAS_DATA,
 					  memory_order_relaxed);
-		if (inject_fail(sd)) {
+		if (inject_fail(sd))
 			io[i].err = -EIO;
+	}
+}
+
+static unsigned write_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
+{
+	struct swap_bounce *bb = bounce_get(sd, io, n);
+	unsigned pos[SWAP_BATCH], ok = 0, zero = 0, nb;
+	struct swap_batch b;
+
+	b.nruns = b.niov = 0;
+	write_check(sd, io, n);
+	/* Copy the pages in through the kernel: the CPU then reads warm bounce
+	 * pages, not a cold mapping of each page, for the zero check and the CRC. */
+	nb = bounced_ok(io, n, bb, pos);
+	home_rw(sd, false, io, pos, nb, bb);
+	for (unsigned i = 0; i < n; i++) {
+		char *buf = io_buf(io, i, bb);
+
+		if (io[i].err)
+			continue;
+		if ((io[i].flags & SWAP_IO_SKIP_ZERO) && swap_page_is_zero(buf)) {
+			io[i].zero = true;
 			continue;
 		}
-		b.crc[b.niov] = crc32c(0, io[i].page, PAGE_SIZE);
-		batch_add(&b, io, i);
+		b.crc[b.niov] = crc32c(0, buf, PAGE_SIZE);
+		batch_add(&b, io, i, buf);
 	}
 	runs_do(sd, true, b.runs, b.nruns);
+	bounce_put(bb);
 	batch_results(&b, io);
 	for (unsigned k = 0; k < b.niov; k++)
 		if (!io[b.pos[k]].err)
 			slot_set_data(sd, io[b.pos[k]].slot, b.crc[k]);
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
 		ok += !io[i].err;
-	stat_add(sd, writes, ok);
+		zero += io[i].zero;
+	}
+	stat_add(sd, writes, ok - zero);
 	stat_add(sd, write_errors, n - ok);
 	return ok;
 }
@@ -276,25 +402,30 @@ static int read_check(const struct swap_dev *sd, const struct swap_io *io, uint3
 
 static unsigned read_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
 {
+	struct swap_bounce *bb = bounce_get(sd, io, n);
+	unsigned pos[SWAP_BATCH], ok = 0, bad = 0, nb;
 	struct swap_batch b;
-	unsigned ok = 0, bad = 0;
 
 	b.nruns = b.niov = 0;
 	for (unsigned i = 0; i < n; i++) {
 		io[i].err = read_check(sd, &io[i], &b.crc[b.niov]);
 		if (!io[i].err)
-			batch_add(&b, io, i);
+			batch_add(&b, io, i, io_buf(io, i, bb));
 	}
 	runs_do(sd, false, b.runs, b.nruns);
 	batch_results(&b, io);
 	for (unsigned k = 0; k < b.niov; k++) {
 		struct swap_io *p = &io[b.pos[k]];
 
-		if (!p->err && crc32c(0, p->page, PAGE_SIZE) != b.crc[k]) {
+		if (!p->err && crc32c(0, b.iov[k].iov_base, PAGE_SIZE) != b.crc[k]) {
 			p->err = -EBADMSG;
 			bad++;
 		}
 	}
+	/* Checked: now into physmem, copied by the kernel. */
+	nb = bounced_ok(io, n, bb, pos);
+	home_rw(sd, true, io, pos, nb, bb);
+	bounce_put(bb);
 	for (unsigned i = 0; i < n; i++)
 		ok += !io[i].err;
 	stat_add(sd, reads, ok);
@@ -333,6 +464,18 @@ void swap_set_uring(struct swap_dev *sd, bool on)
 {
 	if (sd)
 		atomic_store_explicit(&sd->use_uring, on, memory_order_relaxed);
+}
+
+void swap_set_home(struct swap_dev *sd, int fd)
+{
+	if (sd)
+		sd->home_fd = fd;
+}
+
+void swap_set_bounce(struct swap_dev *sd, bool on)
+{
+	if (sd)
+		atomic_store_explicit(&sd->use_bounce, on, memory_order_relaxed);
 }
 
 bool swap_has_uring(const struct swap_dev *sd)
@@ -375,6 +518,7 @@ void swap_get_counters(const struct swap_dev *sd, struct swap_counters *c)
 		.csum_errors = atomic_load_explicit(&s->csum_errors, memory_order_relaxed),
 		.uring_reqs = atomic_load_explicit(&s->uring_reqs, memory_order_relaxed),
 		.sync_reqs = atomic_load_explicit(&s->sync_reqs, memory_order_relaxed),
+		.bounced = atomic_load_explicit(&s->bounced, memory_order_relaxed),
 	};
 }
 
@@ -447,4 +591,32 @@ void rings_exit(struct swap_dev *sd)
 {
 	for (unsigned i = 0; i < sd->nrings; i++)
 		io_uring_queue_exit(&sd->ring[i].ring);
+}
+
+/*
+ * The bounce buffers: one mapping, its page tables filled now, so that
+ * the CPU finds them warm (on a virtual machine with shadow page tables, a
+ * cold page costs a trap to the hypervisor, several times a 4 KiB copy).
+ * Without them, pages are read and written where they are.
+ */
+void bounce_init(struct swap_dev *sd)
+{
+	size_t one = (size_t)SWAP_BATCH * PAGE_SIZE;
+	char *p = mmap(NULL, SWAP_BOUNCES * one, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	for (unsigned i = 0; i < SWAP_BOUNCES; i++)
+		atomic_flag_clear(&sd->bounce[i].busy);
+	if (p == MAP_FAILED)
+		return;
+	madvise(p, SWAP_BOUNCES * one, MADV_POPULATE_WRITE);
+	sd->bounce_mem = p;
+	for (unsigned i = 0; i < SWAP_BOUNCES; i++)
+		sd->bounce[i].buf = p + i * one;
+}
+
+void bounce_exit(struct swap_dev *sd)
+{
+	if (sd->bounce_mem)
+		munmap(sd->bounce_mem, (size_t)SWAP_BOUNCES * SWAP_BATCH * PAGE_SIZE);
 }

@@ -297,6 +297,8 @@ static int dev_alloc(uint64_t npages, struct swap_dev **out)
 	for (unsigned i = 0; i < SWAP_RINGS; i++)
 		atomic_flag_clear(&sd->ring[i].busy);
 	atomic_init(&sd->use_uring, true);
+	atomic_init(&sd->use_bounce, true);
+	sd->home_fd = -1;
 	*out = sd;
 	return 0;
 }
@@ -408,6 +410,7 @@ static int size_file(int fd, uint64_t bytes)
 static void dev_free(struct swap_dev *sd)
 {
 	rings_exit(sd);
+	bounce_exit(sd);
 	if (sd->fd >= 0 && sd->named) {
 		/* Best effort: the pages are dead either way; this gives the space back. */
 		if (ftruncate(sd->fd, 0) < 0)
@@ -447,6 +450,7 @@ int swap_open(const char *path, uint64_t size, struct swap_dev **out)
 		return err;
 	}
 	rings_init(sd);
+	bounce_init(sd);
 	*out = sd;
 	return 0;
 }

@@ -5,6 +5,18 @@
 
 #include "internal.h"
 #include <signal.h>
+#include <sys/mman.h>
+
+/* The madvise advice emm uses that Debian 12's headers may lack (Linux 5.14, 6.1). */
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 
 struct sbuf { char *p; size_t len, cap; };
 void sb_puts(struct sbuf *b, const char *s);

@@ -187,17 +187,6 @@ static void shrink_active_list(struct emm *mm, struct lruvec *lv, struct reclaim
 	}
 }
 
-/* Async-signal-safe. Is the page all zeros? Then it needs no slot. */
-static bool page_is_zero(const void *p)
-{
-	const uint64_t *w = p;
-
-	for (size_t i = 0; i < PAGE_SIZE / sizeof(*w); i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
 /* Async-signal-safe. The page is out of memory now: free its frame; the
  * PTE keeps the slot (0: never touched again, reads zero). Its physmem
  * was punched by the caller. */
@@ -230,6 +219,27 @@ static void punch_gone(struct scan *sp, unsigned n)
 	}
 }
 
+/* Async-signal-safe. A stale slot of a page that goes as a zero page. */
+static void forget_slot(struct emm *mm, uint32_t *slot)
+{
+	if (*slot)
+		swap_free(mm->swap, *slot);
+	*slot = 0;
+}
+
+/* Async-signal-safe. A page to write that found no slot may still go if
+ * it is all zeros: it needs none. */
+static void drop_if_zero(struct emm *mm, struct scan *sp)
+{
+	uint32_t *old = &mm->lru->frames[sp->f].slot;
+
+	if (!swap_page_is_zero(rsv_alias(sp->r, sp->addr)))
+		return;
+	forget_slot(mm, old);
+	sp->gone = true;
+	sp->slot = 0;
+}
+
 /* Async-signal-safe. Write the pages marked write to fresh slots in one
  * batch; the ones written are marked gone. With swap full the rest stay. */
 static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
@@ -243,20 +253,34 @@ static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 	got = k && mm->swap ? swap_alloc_batch(mm->swap, rc->slots, k) : 0;
 	if (got < k)
 		rc->swap_full = true;
-	for (unsigned j = 0; j < got; j++)
-		rc->io[j] = (struct swap_io){ rc->slots[j],
-			rsv_alias(sp[rc->idx[j]].r, sp[rc->idx[j]].addr), 0 };
+	for (unsigned j = got; j < k; j++)
+		drop_if_zero(mm, &sp[rc->idx[j]]);
+	for (unsigned j = 0; j < got; j++) {
+		struct scan *p = &sp[rc->idx[j]];
+
+		rc->io[j] = (struct swap_io){ .slot = rc->slots[j], .page = rsv_alias(p->r, p->addr),
+					      .flags = SWAP_IO_HOME | SWAP_IO_SKIP_ZERO,
+					      .home = (uint64_t)rsv_ppn(p->r, p->addr) << PAGE_SHIFT };
+	}
 	if (got)
 		swap_writepages(mm->swap, rc->io, got);
 	for (unsigned j = 0; j < got; j++) {
 		struct scan *p = &sp[rc->idx[j]];
+		uint32_t *old = &mm->lru->frames[p->f].slot;
 
-		if (rc->io[j].err) {
+		if (rc->io[j].err || rc->io[j].zero)
 			swap_free(mm->swap, rc->io[j].slot);
+		if (rc->io[j].err) {
 			count_event(mm, io_errors);
 			continue;
 		}
 		p->gone = true;
+		if (rc->io[j].zero) {
+			/* Zero pages need no slot: they read zero when next touched. */
+			forget_slot(mm, old);
+			p->slot = 0;
+			continue;
+		}
 		p->slot = rc->io[j].slot;
 		count_event(mm, swapouts);
 		atomic_fetch_add_explicit(&frame_lruvec(mm->lru, p->f)->swapouts, 1,
@@ -321,13 +345,8 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 		} else if (f->slot && !(pval(&sp[i]) & PTE_DIRTY)) {
 			sp[i].gone = true;
 			sp[i].slot = f->slot;
-		} else if (page_is_zero(rsv_alias(sp[i].r, sp[i].addr))) {
-			if (f->slot)
-				swap_free(mm->swap, f->slot);
-			sp[i].gone = true;
-			sp[i].slot = 0;
 		} else {
-			sp[i].write = true;
+			sp[i].write = true;	/* or dropped by writeout if all zeros */
 		}
 	}
 	writeback_files(mm, sp, n);

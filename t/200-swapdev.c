@@ -547,6 +547,71 @@ static void test_threads(void)
 	swap_close(sd);
 }
 
+/*
+ * Pages with a home in a memfd move through bounce buffers: written from
+ * the home file, read back into it, with the page buffers never used;
+ * zero pages are skipped on request. Off, the page buffers are used.
+ */
+static void test_bounce(void)
+{
+	enum { N = 200 };
+	static struct swap_io io[N];
+	static uint32_t slots[N];
+	struct swap_counters c0, c1;
+	int fd = memfd_create("swapdev-home", MFD_CLOEXEC);
+	unsigned zero = 0, good = 0, untouched = 0;
+	struct swap_dev *sd;
+	uint8_t *home;
+
+	if (fd < 0 || ftruncate(fd, (off_t)N * PAGE) < 0)
+		bail("memfd: %s", strerror(errno));
+	home = mmap(NULL, (size_t)N * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (home == MAP_FAILED || swap_open(NULL, 4 * MIB, &sd) < 0 ||
+	    swap_alloc_batch(sd, slots, N) != N)
+		bail("bounce setup");
+	swap_set_home(sd, fd);
+	memset(buf, 0xa5, (size_t)N * PAGE);
+	for (unsigned i = 0; i < N; i++) {
+		/* Every 7th page zero; the home pages in reverse order of the slots. */
+		unsigned h = N - 1 - i;
+
+		io[i] = (struct swap_io){ .slot = slots[i], .page = page(i), .home = (uint64_t)h * PAGE,
+					  .flags = SWAP_IO_HOME | SWAP_IO_SKIP_ZERO };
+		if (i % 7)
+			fill(home + (size_t)h * PAGE, slots[i], 8);
+	}
+	swap_get_counters(sd, &c0);
+	is_int(swap_writepages(sd, io, N), N, "200 pages written from their home file");
+	for (unsigned i = 0; i < N; i++)
+		zero += io[i].zero == !(i % 7);
+	is_int(zero, N, "the zero pages, and only those, were skipped");
+	memset(home, 0, (size_t)N * PAGE);
+	for (unsigned i = 0; i < N; i++)
+		io[i].flags = SWAP_IO_HOME;
+	is_int(swap_readpages(sd, io, N), N - (N + 6) / 7, "read back but the zero ones (-ENODATA)");
+	for (unsigned i = 0; i < N; i++) {
+		good += (i % 7) ? !io[i].err && check(home + (size_t)(N - 1 - i) * PAGE, slots[i], 8)
+				: io[i].err == -ENODATA;
+		untouched += page(i)[0] == 0xa5 && page(i)[PAGE - 1] == 0xa5;
+	}
+	is_int(good, N, "into the home file, intact");
+	is_int(untouched, N, "the page buffers were not used");
+	swap_get_counters(sd, &c1);
+	ok(c1.bounced - c0.bounced >= 2 * (N - (N + 6) / 7), "through bounce buffers (%llu pages)",
+	   (unsigned long long)(c1.bounced - c0.bounced));
+	swap_set_bounce(sd, false);
+	for (unsigned i = 0; i < 64; i++)
+		io[i] = (struct swap_io){ .slot = slots[i], .page = page(i), .home = 0,
+					  .flags = SWAP_IO_HOME };
+	make_io(io, slots, 64, 9);
+	for (unsigned i = 0; i < 64; i++)
+		io[i].flags = SWAP_IO_HOME;
+	is_int(roundtrip(sd, io, 64, 9), 64, "bounce off: the page buffers are used");
+	swap_close(sd);
+	munmap(home, (size_t)N * PAGE);
+	close(fd);
+}
+
 int main(void)
 {
 	const char *base = getenv("TMPDIR");
@@ -565,6 +630,7 @@ int main(void)
 	test_full();
 	test_io();
 	test_inject();
+	test_bounce();
 	test_corrupt();
 	test_threads();
 	{
