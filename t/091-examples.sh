@@ -34,7 +34,8 @@ run() {
 # the major faults come from, in the report and in the collapsed stacks.
 profile() {
 	n=$((n + 1))
-	EMM_PROFILE=major EMM_PROFILE_FILE=$tmp/folded TMPDIR=$tmp \
+	# Code sites are sampled in the faulting thread: an in-thread backend.
+	EMM_BACKEND=signal EMM_PROFILE=major EMM_PROFILE_FILE=$tmp/folded TMPDIR=$tmp \
 		examples/bufferpool 16 4 10 >"$tmp/out" 2>&1
 	rc=$?
 	grep '^emm: ' "$tmp/out" | sed 's/^/# /'
