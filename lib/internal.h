@@ -357,6 +357,7 @@ void vma_table_free(struct rsv *r);
 int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool force);
 void kvma_global_add(long delta);
 int prot_to_sys(int prot);
+int prot_implied(int prot);
 void sig_fill_async(sigset_t *set);
 void sig_block(sigset_t *old);
 void sig_restore(const sigset_t *old);

@@ -112,7 +112,7 @@ static int vma_from_opts(struct emm_vma *v, uintptr_t addr, size_t len,
 		err = check_policy(o);
 	if (err)
 		return err;
-	v->prot = o->prot;
+	v->prot = prot_implied(o->prot);
 	v->policy = o->policy;
 	v->flags = o->flags;
 	v->trap = o->trap;
@@ -190,7 +190,7 @@ static int check_writable(struct rsv *r, const struct emm_vma *v, void *arg)
 
 static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
-	int prot = *(int *)arg, err = walk_vmas(r, s, e, check_writable, &prot);
+	int prot = prot_implied(*(int *)arg), err = walk_vmas(r, s, e, check_writable, &prot);
 
 	if (err)
 		return err;

@@ -42,6 +42,16 @@ static bool kvma_fits(const struct emm *mm, long delta)
 	       kvma_process_limit();
 }
 
+/* Async-signal-safe. The protection a VMA gets for prot: write and execute
+ * access imply read, as the kernel maps them on x86 and arm64. A clean page
+ * that keeps a copy elsewhere is mapped without write access until it is
+ * written; a write-only VMA would map it with no access at all, and a read
+ * of it would fault for ever. */
+int prot_implied(int prot)
+{
+	return prot & (EMM_PROT_WRITE | EMM_PROT_EXEC) ? prot | EMM_PROT_READ : prot;
+}
+
 /* Async-signal-safe. */
 int prot_to_sys(int prot)
 {
