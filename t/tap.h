@@ -128,6 +128,33 @@ TAP_FN void skip_all(const char *reason)
 	exit(0);
 }
 
+/* The sanitizer the test was built with, or NULL. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TAP_SANITIZER "AddressSanitizer"
+#elif defined(__SANITIZE_THREAD__)
+#define TAP_SANITIZER "ThreadSanitizer"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TAP_SANITIZER "AddressSanitizer"
+#elif __has_feature(thread_sanitizer)
+#define TAP_SANITIZER "ThreadSanitizer"
+#endif
+#endif
+#ifndef TAP_SANITIZER
+#define TAP_SANITIZER ((const char *)0)
+#endif
+
+/* Skip the whole test under a sanitizer, which it cannot work with. */
+TAP_FN void skip_all_sanitized(const char *why)
+{
+	char reason[256];
+
+	if (!TAP_SANITIZER)
+		return;
+	snprintf(reason, sizeof(reason), "under %s: %s", TAP_SANITIZER, why);
+	skip_all(reason);
+}
+
 TAP_FN TAP_PRINTF(1, 2) void bail(const char *fmt, ...)
 {
 	va_list ap;
