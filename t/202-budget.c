@@ -113,12 +113,35 @@ static void test_set_limit(struct emm *mm)
 	is_int(st.limit_bytes, 16 * MIB, "limit_bytes says 16 MiB");
 }
 
+/*
+ * The reclaim thread frees pages as well while resident memory is above
+ * its low watermark, and may be inside a pass when emm_set_limit returns:
+ * give it nothing to do, and wait until no page has been stolen for 100 ms,
+ * so that what resident memory loses next is what emm_reclaim freed.
+ */
+static void quiesce(struct emm *mm)
+{
+	uint64_t last = UINT64_MAX;
+
+	if (emm_set_limit(mm, LIMIT))
+		bail("emm_set_limit failed");
+	for (int still = 0; still < 5; usleep(20000)) {
+		uint64_t steal = stats(mm).pgsteal;
+
+		still = steal == last ? still + 1 : 0;
+		last = steal;
+	}
+}
+
 static void test_reclaim(struct emm *mm)
 {
-	uint64_t before = stats(mm).resident_bytes, after;
-	long got = emm_reclaim(mm, 8 * MIB);
+	uint64_t before, after;
+	long got;
 	int64_t drop;
 
+	quiesce(mm);
+	before = stats(mm).resident_bytes;
+	got = emm_reclaim(mm, 8 * MIB);
 	after = stats(mm).resident_bytes;
 	drop = (int64_t)before - (int64_t)after;
 	diag("emm_reclaim(8 MiB) = %ld KiB; resident %" PRIu64 " -> %" PRIu64 " KiB",
