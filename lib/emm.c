@@ -57,7 +57,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 	if (err >= 0)
 		err = lru_init(mm);
 	if (!err)
-		err = swap_open(mm->cfg.swap_path, mm->cfg.swap_size, &mm->swap);
+		err = swap_open(mm->cfg.swap_path, mm->cfg.swap_size ? mm->cfg.swap_size :
+				swap_room(mm->cfg.swap_path, mm->cfg.swap_margin), &mm->swap);
 	if (!err)
 		err = kswapd_start(mm);
 	if (!err)

@@ -139,6 +139,7 @@ struct emm_config {
 	uint64_t mem_limit;
 	char *swap_path;
 	uint64_t swap_size;
+	uint64_t swap_margin;
 	int backend;
 	int thp;
 	unsigned flags;

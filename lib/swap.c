@@ -11,6 +11,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -984,6 +985,48 @@ int swap_open(const char *path, uint64_t size, struct swap_dev **out)
 	rings_init(sd);
 	*out = sd;
 	return 0;
+}
+
+/* The directory a swap file at path (NULL: an unlinked one) is made in. */
+static void swap_dir(const char *path, char *dir, size_t cap)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *slash;
+
+	if (!path) {
+		snprintf(dir, cap, "%s", tmp && *tmp ? tmp : "/var/tmp");
+		return;
+	}
+	snprintf(dir, cap, "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, cap, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+}
+
+/*
+ * The file is sparse, so a size as large as the free space costs nothing
+ * until pages are written: the budget holds as long as the disk has room.
+ * Space taken by others later shows as failed writes (see swap_nospace).
+ */
+uint64_t swap_room(const char *path, uint64_t margin)
+{
+	uint64_t avail, total, size;
+	struct statvfs vfs;
+	char dir[4096];
+
+	swap_dir(path, dir, sizeof(dir));
+	if (statvfs(dir, &vfs) < 0)
+		return 2 * PAGE_SIZE;	/* swap_open then fails on the directory */
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	if (!margin)
+		margin = MIN(total / 20, 1ULL << 30);
+	size = avail > margin ? avail - margin : 0;
+	return MIN(MAX(size, 2 * PAGE_SIZE), SWAP_MAX_PAGES << PAGE_SHIFT);
 }
 
 /* Not async-signal-safe; nobody may use the device any more. */
