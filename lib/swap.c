@@ -22,6 +22,8 @@
 #define SWAP_BATCH	64		/* pages per round of I/O: bounds the stack a fault may use */
 #define SWAP_RINGS	4		/* io_uring instances shared by all callers */
 #define SWAP_REFILLS	8		/* clusters one allocation may walk before it scans */
+#define NOSPACE_RECHECK_NS (100 * 1000000L)	/* a full disk is looked at this often */
+#define NOSPACE_RESUME	(1ULL << 20)	/* free bytes on it that end the back-off */
 #define SWAP_MAX_PAGES	((1ULL << 32) - SWAP_CLUSTER)	/* slots are 32-bit */
 
 /* swap_map entry: a use count, and a bit saying the slot holds a checked page. */
@@ -63,6 +65,7 @@ struct swap_dev {
 	_Atomic uint64_t steal_hint;
 	_Atomic unsigned inject_k;
 	_Atomic bool inject_full;
+	_Atomic int64_t nospace_until;	/* full disk: next look for space (ns); 0: not full */
 	_Atomic uint64_t inject_count;
 	struct swap_stat st;
 	struct swap_cpu *cpu;
@@ -223,15 +226,55 @@ static uint32_t slot_steal(struct swap_dev *sd)
 	return 0;
 }
 
-static bool swap_full(const struct swap_dev *sd)
+/* Async-signal-safe: clock_gettime reads the vDSO. */
+static int64_t now_ns(void)
 {
-	return atomic_load_explicit(&sd->inject_full, memory_order_relaxed) ||
-	       atomic_load_explicit(&sd->used, memory_order_relaxed) >= sd->nslots - 1;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Async-signal-safe. Would an allocation find no slot (or the test hook
- * says so)? */
-bool swap_is_full(const struct swap_dev *sd)
+/*
+ * Async-signal-safe. A write found the disk full. Until space returns the
+ * device says it is full, so reclaim and faults stop writing pages that
+ * cannot be written (each failed batch cost a scan and a round of I/O).
+ */
+static void nospace_mark(struct swap_dev *sd)
+{
+	atomic_store_explicit(&sd->nospace_until, now_ns() + NOSPACE_RECHECK_NS,
+			      memory_order_relaxed);
+}
+
+/* Async-signal-safe. Is the disk still full? One caller at a time looks at
+ * the file system (fstatvfs, a plain system call), at most every 100 ms. */
+static bool nospace(struct swap_dev *sd)
+{
+	int64_t until = atomic_load_explicit(&sd->nospace_until, memory_order_relaxed), now;
+	struct statvfs v;
+
+	if (!until)
+		return false;
+	now = now_ns();
+	if (now < until || !atomic_compare_exchange_strong_explicit(&sd->nospace_until, &until,
+			now + NOSPACE_RECHECK_NS, memory_order_relaxed, memory_order_relaxed))
+		return true;
+	if (fstatvfs(sd->fd, &v) < 0 || (uint64_t)v.f_bavail * v.f_frsize < NOSPACE_RESUME)
+		return true;
+	atomic_store_explicit(&sd->nospace_until, 0, memory_order_relaxed);
+	return false;
+}
+
+static bool swap_full(struct swap_dev *sd)
+{
+	return atomic_load_explicit(&sd->inject_full, memory_order_relaxed) ||
+	       atomic_load_explicit(&sd->used, memory_order_relaxed) >= sd->nslots - 1 ||
+	       nospace(sd);
+}
+
+/* Async-signal-safe. Would an allocation find no slot (or the disk is
+ * full, or the test hook says so)? */
+bool swap_is_full(struct swap_dev *sd)
 {
 	return swap_full(sd);
 }
@@ -597,6 +640,8 @@ static unsigned write_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
 	for (unsigned k = 0; k < b.niov; k++)
 		if (!io[b.pos[k]].err)
 			slot_set_data(sd, io[b.pos[k]].slot, b.crc[k]);
+		else if (io[b.pos[k]].err == -ENOSPC || io[b.pos[k]].err == -EDQUOT)
+			nospace_mark(sd);
 	for (unsigned i = 0; i < n; i++)
 		ok += !io[i].err;
 	stat_add(sd, writes, ok);

@@ -40,7 +40,7 @@ uint64_t swap_room(const char *path, uint64_t margin);
 
 uint64_t swap_slots_total(const struct swap_dev *sd);	/* usable slots: pages - 1 */
 uint64_t swap_slots_used(const struct swap_dev *sd);
-bool swap_is_full(const struct swap_dev *sd);	/* no slot left, or the hook says full */
+bool swap_is_full(struct swap_dev *sd);	/* no slot left, the disk full, or the hook says so */
 
 /* A free slot with a use count of 1; 0 when the device is full. */
 uint32_t swap_alloc(struct swap_dev *sd);
