@@ -180,6 +180,7 @@ int main(void)
 	w.base = pss_shmem();
 	if (w.base == UINT64_MAX)
 		skip_all("no Pss_Shmem in /proc/self/smaps_rollup");
+	skip_all_tsan("it writes 256 MiB, whose shadow would take four times as much");
 	plan(15);
 	if (!is_int(emm_open(&o, &mm), 0, "emm_open: 32 MiB budget"))
 		bail("cannot open an instance");
