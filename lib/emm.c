@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "huge_memory.h"
+#include "memory.h"
 #include "swap.h"
 
 static int open_physmem(struct emm *mm)
@@ -36,7 +38,7 @@ static void teardown(struct emm *mm, bool backend)
 	kswapd_stop(mm);
 	pager_stop(mm);
 	if (backend)
-		signal_backend_put();
+		backend_close(mm);
 	if (mm->swap)
 		swap_close(mm->swap);
 	lru_destroy(mm);
@@ -50,8 +52,6 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 {
 	int err = config_load(&mm->cfg, opts);
 
-	if (!err && mm->cfg.backend == EMM_BACKEND_UFFD)
-		err = -EOPNOTSUPP;
 	if (!err)
 		err = mm->memfd = open_physmem(mm);
 	if (err >= 0)
@@ -80,13 +80,13 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 	pthread_mutex_init(&mm->lock, NULL);
 	err = open_parts(mm, opts);
 	if (!err)
-		err = signal_backend_get();
+		err = backend_open(mm);
 	if (err < 0) {
 		teardown(mm, false);
 		return err;
 	}
-	emm_log(mm, "open: limit %llu bytes, fault-around %u pages, signal backend",
-		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around);
+	emm_log(mm, "open: limit %llu bytes, fault-around %u pages, %s backend",
+		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around, mm->backend->name);
 	*mmp = mm;
 	return 0;
 }
@@ -104,6 +104,8 @@ static void release_one(struct emm *mm, struct rsv *r)
 	sig_block(&old);
 	if (sync_range(r, r->start, r->start + r->len))
 		emm_warn("writing back a FILE or PAGER range failed: data since the last emm_sync may be lost");
+	rsv_unregister(r);
+	zap_range(r, r->start, r->start + r->len, false);
 	rsv_destroy(r);
 	sig_restore(&old);
 }

@@ -3,6 +3,8 @@
 #include <errno.h>
 
 #include "internal.h"
+#include "huge_memory.h"
+#include "memory.h"
 
 static int dontneed(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/* 2 MiB huge pages: which extents may be huge, collapsing and splitting them. */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "huge_memory.h"
+#include "pte.h"
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Async-signal-safe. May the extent at a (PMD-aligned) be huge in vma? */
+bool vma_thp_allowed(const struct emm *mm, const struct emm_vma *vma, uintptr_t a)
+{
+	if (mm->cfg.thp == EMM_THP_NEVER || vma->policy != EMM_POLICY_ANON ||
+	    (vma->flags & EMM_MAP_NOHUGEPAGE))
+		return false;
+	if (mm->cfg.thp == EMM_THP_MADVISE && !(vma->flags & EMM_MAP_HUGEPAGE))
+		return false;
+	return a >= vma->start && a + PMD_SIZE <= vma->end && vma->prot != EMM_PROT_NONE;
+}
+
+/* Async-signal-safe. Should a first touch at addr map its whole extent? */
+bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
+{
+	struct emm *mm = r->mm;
+	long room = (long)((mm->cfg.mem_limit - mm->cfg.wmark_low) >> PAGE_SHIFT) -
+		    (long)atomic_load_explicit(&mm->c.resident_pages, memory_order_relaxed);
+
+	return vma_thp_allowed(mm, vma, ALIGN_DOWN(addr, PMD_SIZE)) &&
+	       room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
+}
+
+/*
+ * Async-signal-safe. The extent at a is locked, resident and mapped
+ * uniformly: make the kernel map it with one PMD, and make it one unit on
+ * the LRU (its first frame stands for all 512).
+ */
+int collapse_locked(struct rsv *r, uintptr_t a)
+{
+	struct emm *mm = r->mm;
+
+	if (madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
+		count_event(mm, thp_collapse_failed);
+		return -errno;
+	}
+	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
+		uint64_t v = pte_locked_val(pte_of(r, p));
+
+		if (v & PTE_LRU)
+			lru_take(mm, pte_val(v));
+		pte_set_locked(pte_of(r, p), v | PTE_LRU);	/* no list of its own */
+	}
+	frame_set_huge(mm, pte_val(pte_locked_val(pte_of(r, a))), true);
+	atomic_fetch_or_explicit(&extent_of(r, a)->flags, EXT_HUGE, memory_order_relaxed);
+	count_event(mm, thp_collapse);
+	atomic_fetch_add_explicit(&mm->c.thp_extents, 1, memory_order_relaxed);
+	return 0;
+}
+
+/*
+ * Async-signal-safe. split_huge_pmd: the extent at a (all its PTEs locked)
+ * becomes 512 pages again, each on the LRU by itself. The kernel splits
+ * its PMD when part of it is changed.
+ */
+void split_huge_locked(struct rsv *r, uintptr_t a)
+{
+	struct emm *mm = r->mm;
+
+	if (!(atomic_fetch_and_explicit(&extent_of(r, a)->flags, ~EXT_HUGE,
+					memory_order_relaxed) & EXT_HUGE))
+		return;
+	if (pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
+		frame_set_huge(mm, pte_val(pte_locked_val(pte_of(r, a))), false);
+	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
+		uint64_t v = pte_locked_val(pte_of(r, p));
+
+		if (pte_state(v) == PTE_RESIDENT)
+			lru_queue(mm, pte_val(v), PV_ADD);
+	}
+	count_event(mm, thp_split);
+	atomic_fetch_sub_explicit(&mm->c.thp_extents, 1, memory_order_relaxed);
+}
+
+/* Split the huge extents [s, e) covers only in part (all: every one).
+ * Signals blocked, mm->lock held. */
+void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all)
+{
+	for (uintptr_t a = ALIGN_DOWN(s, PMD_SIZE); a < e; a += PMD_SIZE) {
+		bool partial = a < s || a + PMD_SIZE > e;
+
+		if (!extent_huge(r, a) || !(all || partial))
+			continue;
+		lock_range(r, a, a + PMD_SIZE);
+		split_huge_locked(r, a);
+		unlock_untouched(r, a, a + PMD_SIZE);
+	}
+}
+
+/* Async-signal-safe. The extent at a was just made resident and mapped, all
+ * its PTEs locked: collapse it. The kernel collapses what is there, so it
+ * gets one page to start from; failing that, every page is populated. */
+void collapse_fresh(struct rsv *r, uintptr_t a)
+{
+	madvise((void *)a, PAGE_SIZE, MADV_POPULATE_WRITE);
+	if (collapse_locked(r, a) < 0)
+		madvise((void *)a, PMD_SIZE, MADV_POPULATE_WRITE);
+}
