@@ -73,6 +73,7 @@ struct rsv {
 	size_t meta_len;		/* bytes mapped for pte + ext */
 	struct vma_table *_Atomic vmas;	/* replaced whole; see srcu.c */
 	_Atomic long kvmas;		/* kernel VMAs the app view spans */
+	long kvma_need;			/* ... with every VMA mapped whole (mm->lock) */
 	void *backend_data;		/* the backend's own, per reservation */
 	_Atomic uint32_t prot_lock;	/* serialises app-view mprotect; a leaf */
 	_Atomic long resident;		/* pages of this reservation in physmem */
@@ -184,6 +185,7 @@ struct emm {
 	int memfd;
 	uint64_t phys_end;		/* physmem bytes handed to reservations */
 	pthread_mutex_t lock;		/* serialises reservation and VMA writers */
+	long kvma_need;			/* the kvma_need of its reservations (lock) */
 	struct rsv *rsvs;		/* RCU list: readers use rsv_first/rsv_next */
 	struct swap_dev *swap;
 	struct pager *pager;		/* started by the first PAGER VMA */
@@ -240,6 +242,7 @@ unsigned long sys_max_map_count(void);
 void kvma_global_add(long delta);
 long kvma_global(void);
 long kvma_process_limit(void);
+bool kvma_need_charge(long delta, bool force);
 void sig_fill_async(sigset_t *set);
 void sig_block(sigset_t *old);
 void sig_restore(const sigset_t *old);

@@ -125,6 +125,23 @@ long kvma_global(void)
 	return atomic_load_explicit(&kvma_total, memory_order_relaxed);
 }
 
+/* Kernel VMAs the VMA layouts of every reservation need (see vma.c). */
+static _Atomic long kvma_need_total;
+
+/* Count delta more kernel VMAs as needed; false (and nothing counted) when
+ * that would pass what emm may use, unless forced. Fewer always fit. */
+bool kvma_need_charge(long delta, bool force)
+{
+	long cur = atomic_load_explicit(&kvma_need_total, memory_order_relaxed);
+
+	do {
+		if (delta > 0 && !force && cur + delta > kvma_process_limit())
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&kvma_need_total, &cur, cur + delta,
+							memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
 /* Async-signal-safe. What emm may use of vm.max_map_count, leaving the
  * application its share. */
 long kvma_process_limit(void)

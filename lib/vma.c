@@ -97,6 +97,54 @@ static void file_refs(struct vma_table *t, long d)
 }
 
 /*
+ * The kernel VMAs r's app view would need with every page of every VMA of
+ * t mapped at its VMA's protection: one per run of equal protection, where
+ * the parts no VMA covers and guard VMAs are PROT_NONE. Pages reclaim
+ * leaves unmapped only split runs that a fault can merge again (mapping a
+ * whole VMA); runs of VMAs with different protections it cannot.
+ */
+static long layout_need(const struct rsv *r, const struct vma_table *t)
+{
+	uintptr_t at = r->start;
+	int prev = EMM_PROT_NONE;
+	long runs = 1;
+
+	for (size_t i = 0; t && i < t->nr; i++) {
+		const struct emm_vma *v = &t->v[i];
+		int p = v->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : v->prot;
+
+		if (v->start != at && prev != EMM_PROT_NONE)
+			runs++, prev = EMM_PROT_NONE;
+		runs += p != prev;
+		prev = p;
+		at = v->end;
+	}
+	return runs + (at != r->start + r->len && prev != EMM_PROT_NONE);
+}
+
+/*
+ * Writers hold mm->lock. Let r's layout need need kernel VMAs: -ENOMEM
+ * when that would pass what emm may use (max_kernel_vmas, or its share of
+ * vm.max_map_count), so that emm_map and emm_protect refuse a layout whose
+ * pages could not all be mapped, rather than faults failing later. Forced
+ * for removals: a hole cut in a VMA may add runs, yet unmapping must work.
+ */
+static int layout_charge(struct rsv *r, long need, bool force)
+{
+	struct emm *mm = r->mm;
+	long delta = need - r->kvma_need;
+
+	if (delta > 0 && !force && mm->cfg.max_kernel_vmas &&
+	    mm->kvma_need + delta > (long)mm->cfg.max_kernel_vmas)
+		return -ENOMEM;
+	if (!kvma_need_charge(delta, force))
+		return -ENOMEM;
+	r->kvma_need = need;
+	mm->kvma_need += delta;
+	return 0;
+}
+
+/*
  * Publish a new table where [start, end) is cut out of every VMA, the parts
  * inside changed by chg (or dropped when chg is NULL), and ins added (if not
  * NULL). Equal neighbours merge. Writers hold mm->lock.
@@ -141,6 +189,10 @@ static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end,
 	}
 	if (!placed)
 		table_push(t, ins);
+	if (layout_charge(r, layout_need(r, t), !chg && !ins)) {
+		free(t);
+		return -ENOMEM;
+	}
 	/* Release: readers that load the pointer see the filled table. */
 	atomic_store_explicit(&r->vmas, t, memory_order_release);
 	synchronize_srcu();
@@ -201,6 +253,7 @@ void vma_table_free(struct rsv *r)
 
 	if (t)
 		count_events(r->mm, vmas, -(uint64_t)t->nr);
+	layout_charge(r, 0, true);
 	file_refs(t, -1);
 	free(atomic_load_explicit(&r->vmas, memory_order_relaxed));
 	atomic_store_explicit(&r->vmas, NULL, memory_order_relaxed);
