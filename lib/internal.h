@@ -83,7 +83,7 @@ struct rsv {
 };
 
 struct emm_config {
-	uint64_t mem_limit;
+	_Atomic uint64_t mem_limit;	/* set by emm_set_limit, read by faults */
 	char *swap_path;
 	uint64_t swap_size;
 	uint64_t swap_margin;
@@ -95,7 +95,7 @@ struct emm_config {
 	int thp_max_ptes_none;		/* missing pages the scanner fills first */
 	bool thp_max_ptes_set;
 	unsigned thp_scan_ms;		/* scanner period */
-	uint64_t wmark_min, wmark_low, wmark_high;	/* headroom below mem_limit */
+	_Atomic uint64_t wmark_min, wmark_low, wmark_high;	/* headroom below mem_limit */
 	bool wmark_min_set, wmark_low_set, wmark_high_set;
 	void (*oom)(struct emm *mm, uint64_t excess_bytes, void *arg);
 	void *oom_arg;
@@ -129,11 +129,12 @@ struct frame {
 struct lruvec {
 	_Atomic uint32_t lock;		/* the node's lru_lock: lists and free frames */
 	int node;
-	uint64_t nr[2];			/* frames on the inactive and active lists */
+	_Atomic uint64_t nr[2];		/* frames on the inactive and active lists; written
+					 * under lock, read without it by reclaim (relaxed) */
 	uint32_t free_head;
 	size_t top, end;		/* the node's range of the frame table */
 	_Atomic long resident;		/* its frames in use */
-	long limit;			/* its share of the budget, in pages */
+	_Atomic long limit;		/* its share of the budget, in pages */
 	bool limit_set;			/* by emm_set_node_limit */
 	_Atomic uint64_t pgscan, pgsteal, swapouts, swapins;
 };

@@ -46,11 +46,14 @@ EMM_API int emm_set_limit(struct emm *mm, uint64_t bytes)
 
 	if (!mm)
 		return -EINVAL;
+	/* Under the lock: another emm_set_limit may be storing the fields. */
+	pthread_mutex_lock(&mm->lock);
 	cfg = mm->cfg;
 	err = config_limit(&cfg, bytes, false);
-	if (err)
+	if (err) {
+		pthread_mutex_unlock(&mm->lock);
 		return err;
-	pthread_mutex_lock(&mm->lock);
+	}
 	mm->cfg.wmark_min = cfg.wmark_min;
 	mm->cfg.wmark_low = cfg.wmark_low;
 	mm->cfg.wmark_high = cfg.wmark_high;

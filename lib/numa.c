@@ -27,8 +27,9 @@ EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st)
 	memset(st, 0, sz);
 	st->sz = sz;
 	st->resident_bytes = (uint64_t)MAX(atomic_load(&lv->resident), 0) * PAGE_SIZE;
-	st->active_bytes = lv->nr[LRU_ACTIVE] * PAGE_SIZE;
-	st->inactive_bytes = lv->nr[LRU_INACTIVE] * PAGE_SIZE;
+	st->active_bytes = atomic_load_explicit(&lv->nr[LRU_ACTIVE], memory_order_relaxed) * PAGE_SIZE;
+	st->inactive_bytes = atomic_load_explicit(&lv->nr[LRU_INACTIVE], memory_order_relaxed) *
+			     PAGE_SIZE;
 	st->limit_bytes = (uint64_t)lv->limit * PAGE_SIZE;
 	st->pgscan = atomic_load(&lv->pgscan);
 	st->pgsteal = atomic_load(&lv->pgsteal);
