@@ -157,6 +157,13 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	const struct emm_vma *vma;
 	int access = EMM_PROT_READ;
 
+	if (r && mm_foreign(r->mm)) {
+		static const char msg[] = "emm: a forked child touched memory of an emm instance "
+					  "of its parent, which it does not inherit\n";
+
+		write_all(STDERR_FILENO, msg, sizeof(msg) - 1);
+		r = NULL;
+	}
 	if (!r || (sig != SIGSEGV && sig != r->mm->backend->fault_signal)) {
 		chain(sig, si, uc, access, r, srcu);
 		goto out;

@@ -78,6 +78,7 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 		return -ENOMEM;
 	mm->memfd = -1;
 	pthread_mutex_init(&mm->lock, NULL);
+	mm->pid = getpid();
 	err = open_parts(mm, opts);
 	if (!err)
 		err = backend_open(mm);
@@ -114,6 +115,8 @@ EMM_API int emm_close(struct emm *mm)
 {
 	if (!mm)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	if (mm->cfg.flags & EMM_OPEN_SHOW_STATS)
 		emm_stats_print(mm, print_to_stderr, NULL);
 	khugepaged_stop(mm);
@@ -135,6 +138,8 @@ EMM_API int emm_reserve(struct emm *mm, size_t len, void **addrp)
 
 	if (!mm || !addrp || !len || !IS_ALIGNED(len, PAGE_SIZE) || len > (1ULL << 56))
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	pthread_mutex_lock(&mm->lock);
 	err = rsv_create(mm, len, &r);
 	if (!err) {
@@ -153,6 +158,8 @@ EMM_API int emm_release(struct emm *mm, void *addr)
 
 	if (!mm)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	pthread_mutex_lock(&mm->lock);
 	for (r = mm->rsvs; r && r->start != (uintptr_t)addr; r = r->next)
 		;

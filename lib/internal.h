@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "emm.h"
 
@@ -180,6 +181,7 @@ struct backend_ops;
 
 struct emm {
 	struct emm_config cfg;
+	pid_t pid;			/* the process that opened it (see mm_foreign) */
 	const struct backend_ops *backend;	/* backend.h; set by emm_open */
 	void *backend_data;		/* the backend's own, per instance */
 	struct lru *lru;
@@ -199,6 +201,18 @@ struct emm {
 	_Atomic uint32_t khugepaged_wake;
 	struct emm_counters c;
 };
+
+/*
+ * Async-signal-safe. Is mm an instance this process inherited through
+ * fork? A child has none of its threads, and its views are not mapped
+ * there (MADV_DONTFORK): every call on it fails with -ECHILD and a touch
+ * of its memory is not served, so the child cannot change the parent's
+ * pages, swap slots or rings behind its back.
+ */
+static inline bool mm_foreign(const struct emm *mm)
+{
+	return mm->pid != getpid();
+}
 
 #define count_event(mm, field)	\
 	atomic_fetch_add_explicit(&(mm)->c.field, 1, memory_order_relaxed)

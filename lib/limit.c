@@ -46,6 +46,8 @@ EMM_API int emm_set_limit(struct emm *mm, uint64_t bytes)
 
 	if (!mm)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	/* Under the lock: another emm_set_limit may be storing the fields. */
 	pthread_mutex_lock(&mm->lock);
 	cfg = mm->cfg;
@@ -71,6 +73,8 @@ EMM_API long emm_reclaim(struct emm *mm, uint64_t bytes)
 
 	if (!mm)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	/* More than is resident cannot be reclaimed: no need to round past it. */
 	pages = MIN(bytes >> PAGE_SHIFT, atomic_load(&mm->c.resident_pages)) +
 		!!(bytes & (PAGE_SIZE - 1));
@@ -87,6 +91,8 @@ EMM_API int emm_set_node_limit(struct emm *mm, int node, uint64_t bytes)
 
 	if (!mm || node < 0 || node >= mm->lru->nnodes || (bytes && bytes < (1ULL << 20)))
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	lv = &mm->lru->node[node];
 	pthread_mutex_lock(&mm->lock);
 	lv->limit_set = bytes != 0;
