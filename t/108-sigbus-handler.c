@@ -5,6 +5,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE	4096UL
 
@@ -28,19 +29,6 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	siglongjmp(env, 1);
 }
 
-static void install(int sig, void (*fn)(int, siginfo_t *, void *), void (*plain)(int))
-{
-	struct sigaction sa = { .sa_flags = fn ? SA_SIGINFO : 0 };
-
-	if (fn)
-		sa.sa_sigaction = fn;
-	else
-		sa.sa_handler = plain;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(sig, &sa, NULL))
-		bail("sigaction: %s", strerror(errno));
-}
-
 /* A PAGER VMA whose fill always fails: touching it is a SIGBUS from emm. */
 static char *failing_vma(struct emm **mmp)
 {
@@ -61,7 +49,7 @@ static void handler_after_open(void *arg)
 
 	(void)arg;
 	alarm(10);
-	install(SIGBUS, on_sigbus, NULL);
+	set_handler(SIGBUS, NULL, on_sigbus);
 	if (sigsetjmp(env, 1) == 0) {
 		(void)*(volatile char *)(p + 3 * PAGE + 5);
 		_exit(101);
@@ -78,10 +66,10 @@ static void default_after_open(void *arg)
 	char *p;
 
 	(void)arg;
-	install(SIGBUS, on_sigbus, NULL);	/* before emm: what it would chain to */
+	set_handler(SIGBUS, NULL, on_sigbus);	/* before emm: what it would chain to */
 	p = failing_vma(&mm);
 	alarm(10);
-	install(SIGBUS, NULL, SIG_DFL);
+	set_handler(SIGBUS, SIG_DFL, NULL);
 	(void)*(volatile char *)p;
 	_exit(101);
 }
@@ -94,7 +82,7 @@ static void ignored_after_open(void *arg)
 
 	(void)arg;
 	alarm(10);
-	install(SIGBUS, NULL, SIG_IGN);
+	set_handler(SIGBUS, SIG_IGN, NULL);
 	(void)*(volatile char *)p;
 	_exit(101);
 }
@@ -109,7 +97,7 @@ static void blocked_after_open(void *arg)
 
 	(void)arg;
 	alarm(10);
-	install(SIGBUS, on_sigbus, NULL);
+	set_handler(SIGBUS, NULL, on_sigbus);
 	sigemptyset(&set);
 	sigaddset(&set, SIGBUS);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);

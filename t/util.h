@@ -3,6 +3,7 @@
 #ifndef EMM_T_UTIL_H
 #define EMM_T_UTIL_H
 
+#include <signal.h>
 #include <time.h>
 
 #include "emm.h"
@@ -97,6 +98,20 @@ UTIL_FN size_t count_bad_words(const void *p, size_t len, uint64_t (*value)(cons
 		if (w[i] != value(w + i) && bad++ < 5)
 			diag("%p: got 0x%" PRIx64, (const void *)(w + i), w[i]);
 	return bad;
+}
+
+/* Install h (plain) or sa (SA_SIGINFO) for sig, nothing blocked, no flags. */
+UTIL_FN void set_handler(int sig, void (*h)(int), void (*sa)(int, siginfo_t *, void *))
+{
+	struct sigaction act = { .sa_flags = sa ? SA_SIGINFO : 0 };
+
+	if (sa)
+		act.sa_sigaction = sa;
+	else
+		act.sa_handler = h;
+	sigemptyset(&act.sa_mask);
+	if (sigaction(sig, &act, NULL))
+		bail("sigaction: %s", strerror(errno));
 }
 
 #endif /* EMM_T_UTIL_H */
