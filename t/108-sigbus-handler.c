@@ -105,6 +105,23 @@ static void blocked_after_open(void *arg)
 	_exit(101);
 }
 
+/* emm_map from a thread that blocks SIGSEGV warns. */
+static void map_while_blocked(void *arg)
+{
+	struct emm *mm;
+	sigset_t set;
+	char *p;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGSEGV);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (emm_open(NULL, &mm) || emm_reserve(mm, 2 << 20, (void **)&p) ||
+	    emm_map(mm, p, PAGE, NULL))
+		_exit(100);
+	_exit(0);
+}
+
 static void run(void (*fn)(void *), int want_sig, const char *what)
 {
 	char out[4096];
@@ -122,10 +139,17 @@ static void run(void (*fn)(void *), int want_sig, const char *what)
 
 int main(void)
 {
-	plan(4);
+	char out[4096];
+	int st;
+
+	plan(5);
 	run(handler_after_open, 0, "a handler installed after emm_open gets emm's SIGBUS, with its address");
 	run(default_after_open, SIGBUS, "SIG_DFL installed after emm_open: the process dies of SIGBUS");
 	run(ignored_after_open, SIGBUS, "SIG_IGN installed after emm_open: the process dies of SIGBUS");
 	run(blocked_after_open, SIGBUS, "SIGBUS blocked in the faulting thread: the process dies of SIGBUS");
+	if (fork_stderr(map_while_blocked, NULL, out, sizeof(out), &st))
+		bail("fork");
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "blocks SIGSEGV"),
+	   "emm_map from a thread that blocks SIGSEGV warns");
 	return done_testing();
 }
