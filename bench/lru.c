@@ -19,6 +19,7 @@
  */
 #undef PAGE_SIZE
 #include "../lib/internal.h"
+#include "../lib/lru.h"
 
 #define DEFAULT_LIMIT	(64ULL << 20)
 #define DEFAULT_THREADS	2

@@ -10,10 +10,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "arch.h"
 #include "backend.h"
 #include "fault.h"
+#include "physmem.h"
 #include "pte.h"
+#include "report.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma.h"
 
 /* si_errno of a SIGBUS emm makes up for a fault it could not serve. */
 #define EMM_SIGBUS_MARK	EIO
@@ -64,10 +70,12 @@ static void chain(int sig, siginfo_t *si, void *uc, int access, struct rsv *r, i
 		return;
 	}
 	srcu_read_unlock(srcu);
+	debug_handler_leave();		/* the program's handler is not emm's */
 	if (old->sa_flags & SA_SIGINFO)
 		old->sa_sigaction(sig, si, uc);
 	else
 		old->sa_handler(sig);
+	debug_handler_enter();
 }
 
 /* Async-signal-safe. The access when the architecture does not say: a
@@ -92,6 +100,7 @@ static void access_error(int sig, siginfo_t *si, void *uc, int access, struct rs
 	};
 	emm_trap_fn trap = vma->trap;
 	void *arg = vma->trap_arg;
+	int ret;
 
 	if (!trap) {
 		chain(sig, si, uc, access, r, srcu);
@@ -100,7 +109,10 @@ static void access_error(int sig, siginfo_t *si, void *uc, int access, struct rs
 	/* The callback may call emm_protect (which waits for readers) or
 	 * leave with siglongjmp: it must run outside the read section. */
 	srcu_read_unlock(srcu);
-	if (trap(&f, arg) == EMM_TRAP_RETRY)
+	debug_handler_leave();		/* the callback is the program's code */
+	ret = trap(&f, arg);
+	debug_handler_enter();
+	if (ret == EMM_TRAP_RETRY)
 		return;
 	chain(sig, si, uc, access, NULL, srcu_read_lock());
 }
@@ -151,11 +163,15 @@ static void fault_sigbus(siginfo_t *si, void *uc, int access, struct rsv *r, int
 /* Async-signal-safe: the process-wide handler (DESIGN.md, "The fault path"). */
 static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 {
-	int saved_errno = errno, srcu = srcu_read_lock();
+	int saved_errno = errno, srcu;
 	uintptr_t addr = (uintptr_t)si->si_addr;
-	struct rsv *r = si->si_code > 0 ? rsv_lookup(addr) : NULL;
 	const struct emm_vma *vma;
 	int access = EMM_PROT_READ;
+	struct rsv *r;
+
+	debug_handler_enter();
+	srcu = srcu_read_lock();
+	r = si->si_code > 0 ? rsv_lookup(addr) : NULL;
 
 	if (r && mm_foreign(r->mm)) {
 		static const char msg[] = "emm: a forked child touched memory of an emm instance "
@@ -185,6 +201,7 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 		srcu_read_unlock(srcu);
 	}
 out:
+	debug_handler_leave();
 	errno = saved_errno;
 }
 

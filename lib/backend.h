@@ -19,7 +19,9 @@
 #ifndef EMM_BACKEND_H
 #define EMM_BACKEND_H
 
+#include "debug.h"
 #include "internal.h"
+#include "pte.h"
 
 /* Flags of grant and revoke. */
 #define BACKEND_FORCE	0x1u	/* go ahead even past the kernel-VMA budget */
@@ -112,11 +114,13 @@ void backend_close(struct emm *mm);
 static inline int backend_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot,
 				unsigned flags)
 {
+	DEBUG_RANGE_LOCKED(r, s, e);
 	return r->mm->backend->grant(r, s, e, prot, flags);
 }
 
 static inline int backend_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
 {
+	DEBUG_RANGE_LOCKED(r, s, e);
 	return r->mm->backend->revoke(r, s, e, flags);
 }
 
@@ -131,11 +135,13 @@ static inline int backend_set_prot(struct rsv *r, uintptr_t s, uintptr_t e, int 
 
 static inline void backend_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
+	DEBUG_RANGE_LOCKED(r, s, e);
 	r->mm->backend->populate(r, s, e, prot);
 }
 
 static inline int backend_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
+	DEBUG_NOT_IN_HANDLER();
 	return r->mm->backend->vma_protect(r, s, e, prot);
 }
 

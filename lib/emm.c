@@ -8,9 +8,16 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "filemap.h"
 #include "huge_memory.h"
+#include "kswapd.h"
+#include "lru.h"
 #include "memory.h"
+#include "options.h"
+#include "pager.h"
+#include "physmem.h"
 #include "swap.h"
+#include "util.h"
 
 static int open_physmem(struct emm *mm)
 {

@@ -3,11 +3,14 @@
  * swap readahead, coalescing near the kernel-VMA budget. */
 #include <errno.h>
 
+#include "debug.h"
 #include "backend.h"
-#include "huge_memory.h"
 #include "fault.h"
+#include "huge_memory.h"
+#include "lru.h"
 #include "memory.h"
 #include "pte.h"
+#include "vma.h"
 
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
 #define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
@@ -376,8 +379,10 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
  */
 int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma **vmap)
 {
-	const struct emm_vma *vma = find_vma(r, addr);
+	const struct emm_vma *vma;
 
+	DEBUG_IN_SRCU();
+	vma = find_vma(r, addr);
 	*vmap = vma;
 	if (!vma || vma_access_error(vma, access)) {
 		count_event(r->mm, faults_bad);

@@ -5,7 +5,11 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "filemap.h"
+#include "pager.h"
+#include "physmem.h"
 #include "pte.h"
+#include "vma.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23

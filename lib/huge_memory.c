@@ -9,7 +9,9 @@
 
 #include "backend.h"
 #include "huge_memory.h"
+#include "lru.h"
 #include "pte.h"
+#include "vma.h"
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25

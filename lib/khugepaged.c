@@ -8,8 +8,12 @@
 
 #include "backend.h"
 #include "huge_memory.h"
+#include "lru.h"
 #include "memory.h"
 #include "pte.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma.h"
 
 #define SCAN_EXTENTS	64	/* extents the scanner looks at per wake-up */
 

@@ -3,6 +3,10 @@
 #include <errno.h>
 
 #include "internal.h"
+#include "lru.h"
+#include "options.h"
+#include "util.h"
+#include "vmscan.h"
 
 /* The node furthest over its share (its resident pages minus its limit). */
 static int most_over(const struct emm *mm)

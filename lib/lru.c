@@ -7,7 +7,8 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "numa.h"
+#include "lru.h"
+#include "emm_numa.h"
 
 /*
  * Frames are indices into one lazily backed array. Frame 0 is "none"; the

@@ -2,9 +2,13 @@
 /* emm_advise and emm_sync: hints and requests about ranges of VMAs. */
 #include <errno.h>
 
-#include "internal.h"
+#include "filemap.h"
 #include "huge_memory.h"
+#include "internal.h"
 #include "memory.h"
+#include "range.h"
+#include "vma.h"
+#include "vmscan.h"
 
 static int dontneed(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {

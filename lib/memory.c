@@ -7,12 +7,18 @@
 #include <errno.h>
 #include <sys/mman.h>
 
+#include "debug.h"
 #include "backend.h"
+#include "filemap.h"
 #include "huge_memory.h"
+#include "kswapd.h"
+#include "lru.h"
 #include "memory.h"
+#include "emm_numa.h"
+#include "physmem.h"
 #include "pte.h"
-#include "numa.h"
 #include "swap.h"
+#include "vma.h"
 
 #define IO_BATCH	64	/* pages per swap read request built on the stack */
 
@@ -45,6 +51,7 @@ static uint64_t page_dirty(struct rsv *r, uint64_t val)
  */
 void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set)
 {
+	DEBUG_RANGE_LOCKED(r, s, e);
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
 		uint64_t val = locked_val(r, a);
 
@@ -183,6 +190,8 @@ int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
 	long need = 0;
 	int err = 0;
 
+	DEBUG_RANGE_LOCKED(r, s, e);
+
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
 		need += pte_state(locked_val(r, a)) != PTE_RESIDENT;
 	if (need)
@@ -220,6 +229,7 @@ int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
  */
 void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e)
 {
+	DEBUG_RANGE_LOCKED(r, s, e);
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
 		uint64_t val = locked_val(r, a);
 

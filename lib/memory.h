@@ -4,6 +4,7 @@
 #define EMM_MEMORY_H
 
 #include "internal.h"
+#include "vma.h"
 
 /* Async-signal-safe. Do never-touched pages of this VMA have data elsewhere? */
 static inline bool vma_backed(const struct emm_vma *vma)

@@ -6,6 +6,8 @@
 #include "huge_memory.h"
 #include "internal.h"
 #include "memory.h"
+#include "range.h"
+#include "vma.h"
 
 struct prefault_args {
 	int access;

@@ -9,9 +9,17 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "filemap.h"
 #include "huge_memory.h"
+#include "lru.h"
 #include "memory.h"
-#include "numa.h"
+#include "emm_numa.h"
+#include "options.h"
+#include "pager.h"
+#include "util.h"
+#include "physmem.h"
+#include "range.h"
+#include "vma.h"
 
 #define MAP_FLAGS_KNOWN (EMM_MAP_HUGEPAGE | EMM_MAP_NOHUGEPAGE | EMM_MAP_LOCKED)
 

@@ -6,6 +6,9 @@
 #include "huge_memory.h"
 #include "memory.h"
 #include "pte.h"
+#include "util.h"
+#include "range.h"
+#include "vma.h"
 
 /*
  * New protection for the resident pages of [s, e) after emm_protect

@@ -4,10 +4,13 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "internal.h"
 #include "huge_memory.h"
+#include "internal.h"
+#include "lru.h"
+#include "emm_numa.h"
+#include "physmem.h"
 #include "pte.h"
-#include "numa.h"
+#include "range.h"
 
 EMM_API int emm_numa_nodes(struct emm *mm)
 {

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "options.h"
+#include "util.h"
 
 enum opt_type { OPT_SIZE, OPT_UINT, OPT_ENUM, OPT_FLAG, OPT_STRING };
 

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "pager.h"
+#include "util.h"
 
 #define PAGER_THREADS	2
 #define PAGER_QUEUE	256	/* a power of two */

@@ -7,8 +7,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "backend.h"
+#include "physmem.h"
 #include "pte.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma.h"
 
 /* At most 16 TiB of physmem per instance: frames name pages in 32 bits. */
 #define PHYSMEM_MAX	(1ULL << (32 + PAGE_SHIFT))
@@ -124,9 +129,11 @@ static int physmem_grow(struct emm *mm, size_t len, uint64_t *pgoff)
 
 int rsv_create(struct emm *mm, size_t len, struct rsv **rp)
 {
-	struct rsv *r = calloc(1, sizeof(*r));
+	struct rsv *r;
 	int err;
 
+	DEBUG_NOT_IN_HANDLER();
+	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->mm = mm;

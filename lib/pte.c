@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "internal.h"
 #include "pte.h"
 
@@ -80,6 +81,7 @@ void pte_unlock(_Atomic uint64_t *p, uint64_t val)
 	uint64_t old = atomic_exchange_explicit(p, val & ~(PTE_LOCKED | PTE_WAITERS),
 						memory_order_release);
 
+	DEBUG_ASSERT(old & PTE_LOCKED);
 	if (old & PTE_WAITERS)
 		futex_wake_all(p);
 }
@@ -100,6 +102,7 @@ void pte_set_locked(_Atomic uint64_t *p, uint64_t val)
 {
 	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
 
+	DEBUG_ASSERT(old & PTE_LOCKED);
 	val &= ~(PTE_LOCKED | PTE_WAITERS);
 	while (!atomic_compare_exchange_weak_explicit(p, &old,
 			val | (old & (PTE_LOCKED | PTE_WAITERS)),

@@ -89,6 +89,16 @@ static inline bool extent_huge(struct rsv *r, uintptr_t a)
 {
 	return atomic_load_explicit(&extent_of(r, a)->flags, memory_order_relaxed) & EXT_HUGE;
 }
+/* Async-signal-safe. Is every PTE of [s, e) locked (by someone: the word
+ * does not say by whom)? For debug assertions. */
+static inline bool pte_range_locked(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t a = ALIGN_DOWN(s, PAGE_SIZE); a < e; a += PAGE_SIZE)
+		if (!(atomic_load_explicit(pte_of(r, a), memory_order_relaxed) & PTE_LOCKED))
+			return false;
+	return true;
+}
+
 bool extent_used(struct rsv *r, uintptr_t a);
 void lock_range(struct rsv *r, uintptr_t s, uintptr_t e);
 void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e);

@@ -3,6 +3,10 @@
 #include <errno.h>
 
 #include "internal.h"
+#include "physmem.h"
+#include "range.h"
+#include "util.h"
+#include "vma.h"
 
 /* -EINVAL unless mm is set and [addr, addr + len) is a non-empty page range. */
 int check_range(const struct emm *mm, const void *addr, size_t len)

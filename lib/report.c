@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "report.h"
+#include "util.h"
+#include "vma.h"
 
 #define REPORT_MAX_VMAS	32
 #define REPORT_MAX_FRAMES 32

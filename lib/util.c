@@ -10,7 +10,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "internal.h"
+#include "util.h"
 
 /* Async-signal-safe. */
 void sb_puts(struct sbuf *b, const char *s)
@@ -77,6 +79,7 @@ void emm_warn(const char *fmt, ...)
 {
 	va_list ap;
 
+	DEBUG_NOT_IN_HANDLER();
 	va_start(ap, fmt);
 	vlog("warning: ", fmt, ap);
 	va_end(ap);

@@ -5,7 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "internal.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma.h"
 
 /* Async-signal-safe. Called inside an srcu read section; the VMA returned
  * stays valid until srcu_read_unlock. */
@@ -232,6 +236,7 @@ bool range_covered(struct rsv *r, uintptr_t start, uintptr_t end)
 
 int vma_insert(struct rsv *r, const struct emm_vma *v)
 {
+	DEBUG_NOT_IN_HANDLER();
 	if (range_overlaps(r, v->start, v->end))
 		return -EEXIST;
 	return vma_rewrite(r, v->start, v->start, NULL, v);
@@ -239,11 +244,13 @@ int vma_insert(struct rsv *r, const struct emm_vma *v)
 
 int vma_remove(struct rsv *r, uintptr_t start, uintptr_t end)
 {
+	DEBUG_NOT_IN_HANDLER();
 	return vma_rewrite(r, start, end, NULL, NULL);
 }
 
 int vma_change(struct rsv *r, uintptr_t start, uintptr_t end, const struct vma_change *chg)
 {
+	DEBUG_NOT_IN_HANDLER();
 	return vma_rewrite(r, start, end, chg, NULL);
 }
 

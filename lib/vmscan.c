@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Reclaim: shrink_active_list, shrink_inactive_list, shrink_page_list, kswapd. */
+/* Reclaim: shrink_active_list, shrink_inactive_list, shrink_page_list, pageout. */
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdlib.h>
@@ -8,13 +8,15 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "filemap.h"
 #include "huge_memory.h"
+#include "lru.h"
+#include "physmem.h"
 #include "pte.h"
+#include "srcu.h"
 #include "swap.h"
-
-/* The reclaim thread works in larger batches than a faulting thread:
- * revoking and freeing long runs costs far less per page. */
-#define KSWAPD_BATCH	512
+#include "vma.h"
+#include "vmscan.h"
 
 /* What reclaim does with a page it scanned. */
 enum { ACT_KEEP, ACT_SAMPLE, ACT_EVICT };
@@ -385,11 +387,6 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 	return freed;
 }
 
-/*
- * Async-signal-safe. Reclaim up to nr pages from the node: keep the
- * inactive list at least as long as the active one, and shrink it. Gives
- * up after two laps of both lists.
- */
 /* Async-signal-safe. Frames on one of lv's lists, read without its lock:
  * a hint for how much to scan, never trusted for more. */
 static long lru_size(struct lruvec *lv, int list)
@@ -397,7 +394,12 @@ static long lru_size(struct lruvec *lv, int list)
 	return (long)atomic_load_explicit(&lv->nr[list], memory_order_relaxed);
 }
 
-static long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *rc)
+/*
+ * Async-signal-safe. Reclaim up to nr pages from the node: keep the
+ * inactive list at least as long as the active one, and shrink it. Gives
+ * up after two laps of both lists.
+ */
+long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *rc)
 {
 	struct lruvec *lv = &mm->lru->node[node];
 	int srcu = srcu_read_lock();
@@ -430,188 +432,9 @@ long shrink_node(struct emm *mm, int node, long nr)
 	return shrink_node_with(mm, node, nr, &rc);
 }
 
-/* Async-signal-safe. No slot left for a dirty page. */
-static bool swap_exhausted(struct emm *mm)
-{
-	return !mm->swap || swap_is_full(mm->swap);
-}
-
-/* Async-signal-safe. Watermarks, in pages of resident memory: of the
- * instance, and of each node (its share, with headroom in proportion). */
-static long limit_pages(const struct emm *mm)
-{
-	return (long)(atomic_load_explicit(&mm->cfg.mem_limit, memory_order_relaxed) >> PAGE_SHIFT);
-}
-
-static long resident(const struct emm *mm)
-{
-	return (long)atomic_load_explicit(&mm->c.resident_pages, memory_order_relaxed);
-}
-
-/* Async-signal-safe. The limit and watermarks change under the program's
- * emm_set_limit while faults and the reclaim thread read them: relaxed,
- * each read on its own, since any recent value is a fine target. */
-static uint64_t wmark_of(const _Atomic uint64_t *wmark)
-{
-	return atomic_load_explicit(wmark, memory_order_relaxed);
-}
-
-static long node_limit(const struct emm *mm, int n)
-{
-	return atomic_load_explicit(&mm->lru->node[n].limit, memory_order_relaxed);
-}
-
-static long wmark(const struct emm *mm, uint64_t headroom)
-{
-	return limit_pages(mm) - (long)(headroom >> PAGE_SHIFT);
-}
-
-static long node_resident(const struct emm *mm, int n)
-{
-	return atomic_load_explicit(&mm->lru->node[n].resident, memory_order_relaxed);
-}
-
-static long node_wmark(const struct emm *mm, int n, uint64_t headroom)
-{
-	long lim = node_limit(mm, n);
-
-	return lim - (long)((headroom >> PAGE_SHIFT) * (uint64_t)lim / (uint64_t)MAX(limit_pages(mm), 1));
-}
-
-/* Async-signal-safe. The node furthest over its share: where reclaim for
- * the instance's budget starts. */
-static int busiest_node(const struct emm *mm)
-{
-	int best = 0;
-
-	for (int n = 1; n < mm->lru->nnodes; n++)
-		if (node_resident(mm, n) - node_limit(mm, n) >
-		    node_resident(mm, best) - node_limit(mm, best))
-			best = n;
-	return best;
-}
-
-/* Async-signal-safe. Is the node (or the instance, through its busiest
- * node) above the watermark? */
-static bool over(const struct emm *mm, int n, uint64_t headroom, long more)
-{
-	if (node_resident(mm, n) + more > node_wmark(mm, n, headroom))
-		return true;
-	return resident(mm) + more > wmark(mm, headroom) && busiest_node(mm) == n;
-}
-
-/* Async-signal-safe. */
-static void futex_wake_one(_Atomic uint32_t *w)
-{
-	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-/* Async-signal-safe. Wake a node's reclaim thread if it sleeps. */
-static void wakeup_kswapd(struct emm *mm, int n)
-{
-	struct kswapd *ks = &mm->kswapd[n];
-
-	if (!mm->kswapd || !ks->started || atomic_load_explicit(&ks->running, memory_order_relaxed))
-		return;
-	atomic_fetch_add_explicit(&ks->wake, 1, memory_order_relaxed);
-	futex_wake_one(&ks->wake);
-}
-
-/*
- * Async-signal-safe. pages more are about to become resident on node:
- * above the low watermark wake the node's reclaim thread; past min,
- * reclaim a batch here (direct reclaim). When nothing can be reclaimed the
- * budget is exceeded, never the data dropped.
- */
-void mm_charge(struct emm *mm, int node, long pages)
-{
-	int target = node;
-
-	if (!over(mm, node, wmark_of(&mm->cfg.wmark_low), pages)) {
-		if (resident(mm) + pages <= wmark(mm, wmark_of(&mm->cfg.wmark_low)))
-			return;
-		target = busiest_node(mm);
-	}
-	/* Tell the thread what is coming, so it frees room for it too. */
-	if (mm->kswapd)
-		atomic_store_explicit(&mm->kswapd[target].want,
-				      MIN(pages, node_limit(mm, target) / 8), memory_order_relaxed);
-	wakeup_kswapd(mm, target);
-	if (!over(mm, target, wmark_of(&mm->cfg.wmark_min), pages) &&
-	    resident(mm) + pages <= wmark(mm, wmark_of(&mm->cfg.wmark_min)))
-		return;
-	/* With swap full only clean and zero pages can go: leave that to the
-	 * reclaim thread rather than scan the lists at every fault. */
-	if (swap_exhausted(mm)) {
-		count_event(mm, oom_events);
-		return;
-	}
-	for (int i = 0; i < 4 && (over(mm, target, wmark_of(&mm->cfg.wmark_min), pages) ||
-				  resident(mm) + pages > wmark(mm, wmark_of(&mm->cfg.wmark_min))); i++)
-		if (!shrink_node(mm, target, MAX(pages, SWAP_CLUSTER_MAX)))
-			break;
-}
-
-
-static void kswapd_sleep(struct kswapd *ks, uint32_t seen, long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	syscall(SYS_futex, &ks->wake, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
-}
-
-/* The budget is exceeded and nothing more can go: tell the program. */
-static void out_of_memory(struct emm *mm)
-{
-	long over_by = resident(mm) - limit_pages(mm);
-
-	if (over_by <= 0)
-		return;
-	count_event(mm, oom_events);
-	if (mm->cfg.oom)
-		mm->cfg.oom(mm, (uint64_t)over_by << PAGE_SHIFT, mm->cfg.oom_arg);
-}
-
-/* A node's reclaim thread: sleeps until the node (or the instance, when
- * this node is the busiest) passes the low watermark, then reclaims down to
- * the high one. */
-static void *kswapd(void *arg)
-{
-	struct kswapd *ks = arg;
-	struct emm *mm = ks->mm;
-	sigset_t all;
-
-	/* The application's signals go to its threads; faults stay deliverable
-	 * (the oom callback may touch emm memory). */
-	sig_fill_async(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	while (!atomic_load(&mm->kswapd_stop)) {
-		uint32_t seen = atomic_load(&ks->wake);
-		long want = atomic_exchange(&ks->want, 0);	/* pages a fault is about to add */
-
-		if (!want && !over(mm, ks->node, wmark_of(&mm->cfg.wmark_low), 0)) {
-			atomic_store(&ks->running, false);
-			kswapd_sleep(ks, seen, 1000);
-			atomic_store(&ks->running, true);
-			continue;
-		}
-		while (!atomic_load(&mm->kswapd_stop) && over(mm, ks->node, wmark_of(&mm->cfg.wmark_high), want)) {
-			long need = node_resident(mm, ks->node) + want -
-				    node_wmark(mm, ks->node, wmark_of(&mm->cfg.wmark_high));
-			long got = shrink_node_with(mm, ks->node, need, ks->rc);
-
-			if (got)
-				continue;
-			out_of_memory(mm);
-			kswapd_sleep(ks, atomic_load(&ks->wake), 10);
-			break;
-		}
-	}
-	return NULL;
-}
 
 /* The reclaim thread's batch work space, one allocation. */
-static struct reclaim *reclaim_alloc(unsigned n)
+struct reclaim *reclaim_alloc(unsigned n)
 {
 	struct reclaim *rc = calloc(1, sizeof(*rc) + n * (sizeof(struct scan) +
 				    3 * sizeof(uint32_t) + sizeof(struct swap_io) + sizeof(unsigned)));
@@ -627,50 +450,6 @@ static struct reclaim *reclaim_alloc(unsigned n)
 	rc->slots = (uint32_t *)p, p += n * sizeof(uint32_t);
 	rc->idx = (unsigned *)p;
 	return rc;
-}
-
-/* One reclaim thread per node (one on a one-node machine). */
-int kswapd_start(struct emm *mm)
-{
-	int nodes = mm->lru->nnodes;
-
-	mm->kswapd = calloc((size_t)nodes, sizeof(*mm->kswapd));
-	if (!mm->kswapd)
-		return -ENOMEM;
-	for (int n = 0; n < nodes; n++) {
-		struct kswapd *ks = &mm->kswapd[n];
-		int err;
-
-		ks->mm = mm;
-		ks->node = n;
-		ks->rc = reclaim_alloc(KSWAPD_BATCH);
-		if (!ks->rc)
-			return -ENOMEM;
-		atomic_store(&ks->running, true);
-		err = pthread_create(&ks->thread, NULL, kswapd, ks);
-		if (err)
-			return -err;
-		ks->started = true;
-	}
-	return 0;
-}
-
-void kswapd_stop(struct emm *mm)
-{
-	if (!mm->kswapd)
-		return;
-	atomic_store(&mm->kswapd_stop, true);
-	for (int n = 0; n < mm->lru->nnodes; n++) {
-		struct kswapd *ks = &mm->kswapd[n];
-
-		atomic_fetch_add(&ks->wake, 1);
-		futex_wake_one(&ks->wake);
-		if (ks->started)
-			pthread_join(ks->thread, NULL);
-		free(ks->rc);
-	}
-	free(mm->kswapd);
-	mm->kswapd = NULL;
 }
 
 /* Lock the resident, unpinned pages of [*at, e), up to a batch, taking

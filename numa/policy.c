@@ -6,7 +6,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
-#include "numa.h"
+#include "emm_numa.h"
 
 /*
  * The raw system call wrappers of <numaif.h> are used rather than libnuma's

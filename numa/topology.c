@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The NUMA topology: nodes, their memory and the node of each CPU, discovered once through hwloc. */
 #include <hwloc.h>
+#include <numa.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -8,18 +9,11 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "numa.h"
+#include "emm_numa.h"
+#include "util.h"
 
 _Static_assert(NUMA_MAX_NODES == EMM_MAX_NODES, "one lruvec per node");
 _Static_assert(NUMA_MAX_NODES <= 64, "node masks are 64 bits");
-
-/* libnuma's <numa.h> is shadowed by numa/numa.h on the include path, so
- * the three calls needed here are declared as libnuma declares them. */
-int numa_available(void);
-int numa_max_node(void);
-int numa_num_task_nodes(void);
-int numa_num_configured_nodes(void);
-long long numa_node_size64(int node, long long *freep);
 
 static struct numa_topo topo;
 static pthread_once_t topo_once = PTHREAD_ONCE_INIT;

@@ -7,7 +7,7 @@
 #include <pthread.h>
 
 #include "numa.h"
-#include "../numa/numa.h"
+#include "../numa/emm_numa.h"
 
 #define GiB (1ULL << 30)
 

@@ -4,9 +4,9 @@
 #include <sys/mman.h>
 
 #include "tap.h"
-#include "../numa/numa.h"
+#include "../numa/emm_numa.h"
 
-/* From libnuma, declared here because numa/numa.h may shadow <numa.h>. */
+/* From libnuma, declared here because t/numa.h shadows <numa.h>. */
 int numa_available(void);
 
 #define NPAGES	64

@@ -5,9 +5,9 @@
 #include "emm.h"
 #include "tap.h"
 #include "util.h"
-#include "../numa/numa.h"
+#include "../numa/emm_numa.h"
 
-/* From libnuma, declared here because numa/numa.h may shadow <numa.h>. */
+/* From libnuma, declared here because t/numa.h shadows <numa.h>. */
 int numa_available(void);
 int numa_num_configured_nodes(void);
 

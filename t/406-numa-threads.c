@@ -2,10 +2,12 @@
 /* Two threads pinned to the CPUs of a faked 2-node machine fault at once, with and without pagevecs, roomy and tight: no page lost from the lists, local pages on their node. */
 #include <pthread.h>
 
-#include "numa.h"
-#include "util.h"
 #include "internal.h"
+#include "lru.h"
+#include "numa.h"
+#include "physmem.h"
 #include "pte.h"
+#include "util.h"
 
 #define MIB		(1UL << 20)
 #define ROOMY		(256 * MIB)	/* nothing is reclaimed */

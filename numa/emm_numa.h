@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The NUMA layer: the topology hwloc finds, and memory placement through the kernel's mempolicy calls. */
-#ifndef EMM_NUMA_H
-#define EMM_NUMA_H
+#ifndef EMM_EMM_NUMA_H
+#define EMM_EMM_NUMA_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -108,4 +108,4 @@ int numa_node_of_interleave(uint64_t nodes, uint64_t page_index);
  */
 int numa_policy_node(int policy, uint64_t nodes, uint64_t page_index);
 
-#endif /* EMM_NUMA_H */
+#endif /* EMM_EMM_NUMA_H */

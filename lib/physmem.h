@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/* Physmem and reservations: the memfd, the alias view, the registry. */
+#ifndef EMM_PHYSMEM_H
+#define EMM_PHYSMEM_H
+
+#include "internal.h"
+
+int rsv_create(struct emm *mm, size_t len, struct rsv **rp);
+void rsv_unregister(struct rsv *r);
+void rsv_destroy(struct rsv *r);
+struct rsv *rsv_lookup(uintptr_t addr);
+int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp);
+int physmem_punch(struct rsv *r, uintptr_t addr, size_t len);
+struct rsv *rsv_of_ppn(struct emm *mm, uint32_t ppn);
+static inline uint32_t rsv_ppn(const struct rsv *r, uintptr_t addr)
+{
+	return (uint32_t)((r->pgoff + (addr - r->start)) >> PAGE_SHIFT);
+}
+static inline char *rsv_alias(const struct rsv *r, uintptr_t addr)
+{
+	return r->alias + (addr - r->start);
+}
+
+#endif /* EMM_PHYSMEM_H */

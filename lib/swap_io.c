@@ -1,0 +1,464 @@
+/* SPDX-License-Identifier: MIT */
+/* Swap I/O: batches of pages to and from their slots, through io_uring or
+ * pwritev/preadv, O_DIRECT where the file system allows, with checksums. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "swap_dev.h"
+
+/* Async-signal-safe. A free ring, tried from this CPU's, or NULL: never waits. */
+static struct swap_ring *ring_get(struct swap_dev *sd)
+{
+	unsigned start;
+
+	if (!sd->nrings || !atomic_load_explicit(&sd->use_uring, memory_order_relaxed))
+		return NULL;
+	start = cpu_index(sd);
+	for (unsigned i = 0; i < sd->nrings; i++) {
+		struct swap_ring *r = &sd->ring[(start + i) % sd->nrings];
+
+		/* Acquire: see the ring as its last user left it. */
+		if (!atomic_flag_test_and_set_explicit(&r->busy, memory_order_acquire))
+			return r;
+	}
+	return NULL;
+}
+
+static void ring_put(struct swap_ring *r)
+{
+	/* Release: our updates of the ring's head and tail go to its next user. */
+	atomic_flag_clear_explicit(&r->busy, memory_order_release);
+}
+
+static size_t run_len(const struct swap_run *run)
+{
+	return (size_t)run->niov * PAGE_SIZE;
+}
+
+/*
+ * Async-signal-safe. Finish a run with pwritev/preadv from run->done on:
+ * a short transfer is continued, and fails only if the next call does.
+ */
+static void run_sync(struct swap_dev *sd, bool write, struct swap_run *run)
+{
+	while (!run->err && run->done < run_len(run)) {
+		unsigned skip = run->done / PAGE_SIZE;
+		size_t part = run->done % PAGE_SIZE;
+		struct iovec *iov = run->iov + skip, saved = *iov;
+		ssize_t r;
+
+		iov->iov_base = (char *)iov->iov_base + part;
+		iov->iov_len -= part;
+		r = write ? pwritev(sd->fd, iov, (int)(run->niov - skip), (off_t)(run->off + run->done))
+			  : preadv(sd->fd, iov, (int)(run->niov - skip), (off_t)(run->off + run->done));
+		*iov = saved;
+		stat_add(sd, sync_reqs, 1);
+		if (r < 0 && errno != EINTR)
+			run->err = -errno;
+		else if (r == 0)
+			run->err = -EIO;	/* end of file: the file was cut under us */
+		else if (r > 0)
+			run->done += (size_t)r;
+	}
+}
+
+static void ring_prep(struct swap_dev *sd, struct swap_ring *r, bool write,
+		      struct swap_run *runs, unsigned nruns)
+{
+	int fd = r->fixed ? 0 : sd->fd;
+
+	for (unsigned i = 0; i < nruns; i++) {
+		/* The ring has SWAP_BATCH entries and is empty: an SQE is always there. */
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+		if (write)
+			io_uring_prep_writev(sqe, fd, runs[i].iov, runs[i].niov, runs[i].off);
+		else
+			io_uring_prep_readv(sqe, fd, runs[i].iov, runs[i].niov, runs[i].off);
+		if (r->fixed)
+			sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data64(sqe, i);
+	}
+}
+
+static void ring_complete(struct swap_run *runs, struct io_uring_cqe *cqe)
+{
+	struct swap_run *run = &runs[cqe->user_data];
+
+	/* EAGAIN and EINTR leave the run to run_sync, like a short transfer. */
+	if (cqe->res >= 0)
+		run->done += (size_t)cqe->res;
+	else if (cqe->res != -EAGAIN && cqe->res != -EINTR)
+		run->err = cqe->res;
+}
+
+static bool transient(int err)
+{
+	return err == -EINTR || err == -EAGAIN || err == -EBUSY || err == -ETIME;
+}
+
+/*
+ * Async-signal-safe. Submit all runs on ring r and reap every completion
+ * before returning, so the ring is empty for its next user. Returns false
+ * if the ring broke (an SQE may be stuck in it): the caller then never gives
+ * it back, and the runs it could not finish are left to run_sync.
+ */
+static bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
+		    struct swap_run *runs, unsigned nruns)
+{
+	unsigned reaped = 0, inflight = 0, idle = 0;
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	ring_prep(sd, r, write, runs, nruns);
+	while (reaped < nruns) {
+		if (io_uring_sq_ready(&r->ring)) {
+			ret = io_uring_submit(&r->ring);
+			if (ret > 0)
+				inflight += (unsigned)ret;
+			else if (!inflight && ((ret < 0 && !transient(ret)) || ++idle > 100))
+				return false;
+		}
+		if (!inflight)
+			continue;
+		ret = io_uring_wait_cqe(&r->ring, &cqe);
+		if (ret < 0 && !transient(ret))
+			return false;
+		if (ret < 0)
+			continue;
+		ring_complete(runs, cqe);
+		io_uring_cqe_seen(&r->ring, cqe);
+		reaped++;
+		inflight--;
+	}
+	stat_add(sd, uring_reqs, nruns);
+	return true;
+}
+
+/*
+ * Async-signal-safe. Without O_DIRECT the data went through the page cache:
+ * push it to the file and drop it there, so the budget is real memory.
+ */
+static void run_uncache(struct swap_dev *sd, bool write, struct swap_run *run)
+{
+	if (sd->direct || !run->done)
+		return;
+	if (write && sync_file_range(sd->fd, (off_t)run->off, (off_t)run->done,
+				     SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				     SYNC_FILE_RANGE_WAIT_AFTER) < 0) {
+		run->err = -errno;
+		run->done = 0;
+	}
+	posix_fadvise(sd->fd, (off_t)run->off, (off_t)run_len(run), POSIX_FADV_DONTNEED);
+}
+
+/* Async-signal-safe. Do the runs through a free ring, else with plain calls. */
+static void runs_do(struct swap_dev *sd, bool write, struct swap_run *runs, unsigned nruns)
+{
+	struct swap_ring *r;
+
+	if (!nruns)
+		return;
+	r = ring_get(sd);
+	if (r && ring_rw(sd, r, write, runs, nruns))
+		ring_put(r);
+	for (unsigned i = 0; i < nruns; i++) {
+		run_sync(sd, write, &runs[i]);
+		run_uncache(sd, write, &runs[i]);
+	}
+}
+
+/*
+ * A batch being built: io[] entries that passed their checks, grouped into
+ * runs of consecutive slots. pos[k] is the io index of iov[k].
+ */
+struct swap_batch {
+	struct swap_run runs[SWAP_BATCH];
+	struct iovec iov[SWAP_BATCH];
+	unsigned pos[SWAP_BATCH];
+	uint32_t crc[SWAP_BATCH];
+	unsigned nruns, niov;
+};
+
+static void batch_add(struct swap_batch *b, struct swap_io *io, unsigned i)
+{
+	struct swap_run *last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
+	uint64_t off = (uint64_t)io[i].slot << PAGE_SHIFT;
+
+	if (!last || last->off + run_len(last) != off) {
+		last = &b->runs[b->nruns++];
+		*last = (struct swap_run){ .off = off, .iov = &b->iov[b->niov] };
+	}
+	b->iov[b->niov] = (struct iovec){ .iov_base = io[i].page, .iov_len = PAGE_SIZE };
+	b->pos[b->niov++] = i;
+	last->niov++;
+}
+
+/* Give each page of the batch the result of its run. */
+static void batch_results(struct swap_batch *b, struct swap_io *io)
+{
+	for (unsigned r = 0; r < b->nruns; r++) {
+		struct swap_run *run = &b->runs[r];
+		unsigned first = (unsigned)(run->iov - b->iov);
+
+		for (unsigned j = 0; j < run->niov; j++)
+			if ((j + 1) * PAGE_SIZE > run->done)
+				io[b->pos[first + j]].err = run->err ? run->err : -EIO;
+	}
+}
+
+/* Async-signal-safe. 0 if the page may go to or come from its slot. */
+static int io_check(const struct swap_dev *sd, const struct swap_io *io)
+{
+	if (!slot_valid(sd, io->slot) || !slot_count(sd, io->slot))
+		return -EINVAL;
+	if (!io->page || !IS_ALIGNED(io->page, PAGE_SIZE))
+		return -EINVAL;
+	return 0;
+}
+
+/* Async-signal-safe. The k-th write of the injection hook fails. */
+static bool inject_fail(struct swap_dev *sd)
+{
+	unsigned k = atomic_load_explicit(&sd->inject_k, memory_order_relaxed);
+
+	return k && (atomic_fetch_add_explicit(&sd->inject_count, 1, memory_order_relaxed) + 1) % k == 0;
+}
+
+/*
+ * Async-signal-safe. A write found the disk full. Until space returns the
+ * device says it is full (swapfile.c, nospace), so reclaim and faults stop
+ * writing pages that cannot be written: each failed batch cost a scan and
+ * a round of I/O.
+ */
+static void nospace_mark(struct swap_dev *sd)
+{
+	atomic_store_explicit(&sd->nospace_until, swap_now_ns() + NOSPACE_RECHECK_NS,
+			      memory_order_relaxed);
+}
+
+static unsigned write_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
+{
+	struct swap_batch b;
+	unsigned ok = 0;
+
+	b.nruns = b.niov = 0;
+	for (unsigned i = 0; i < n; i++) {
+		io[i].err = io_check(sd, &io[i]);
+		if (io[i].err)
+			continue;
+		/* The old contents are gone whatever happens to this write. */
+		atomic_fetch_and_explicit(&sd->swap_map[io[i].slot], (uint8_t)~SWAP_HAS_DATA,
+					  memory_order_relaxed);
+		if (inject_fail(sd)) {
+			io[i].err = -EIO;
+			continue;
+		}
+		b.crc[b.niov] = crc32c(0, io[i].page, PAGE_SIZE);
+		batch_add(&b, io, i);
+	}
+	runs_do(sd, true, b.runs, b.nruns);
+	batch_results(&b, io);
+	for (unsigned k = 0; k < b.niov; k++)
+		if (!io[b.pos[k]].err)
+			slot_set_data(sd, io[b.pos[k]].slot, b.crc[k]);
+		else if (io[b.pos[k]].err == -ENOSPC || io[b.pos[k]].err == -EDQUOT)
+			nospace_mark(sd);
+	for (unsigned i = 0; i < n; i++)
+		ok += !io[i].err;
+	stat_add(sd, writes, ok);
+	stat_add(sd, write_errors, n - ok);
+	return ok;
+}
+
+/* Async-signal-safe. Acquire: pairs with slot_set_data, so the CRC read is the new one. */
+static int read_check(const struct swap_dev *sd, const struct swap_io *io, uint32_t *crc)
+{
+	int err = io_check(sd, io);
+
+	if (err)
+		return err;
+	if (!(atomic_load_explicit(&sd->swap_map[io->slot], memory_order_acquire) & SWAP_HAS_DATA))
+		return -ENODATA;
+	*crc = sd->crc[io->slot];
+	return 0;
+}
+
+static unsigned read_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
+{
+	struct swap_batch b;
+	unsigned ok = 0, bad = 0;
+
+	b.nruns = b.niov = 0;
+	for (unsigned i = 0; i < n; i++) {
+		io[i].err = read_check(sd, &io[i], &b.crc[b.niov]);
+		if (!io[i].err)
+			batch_add(&b, io, i);
+	}
+	runs_do(sd, false, b.runs, b.nruns);
+	batch_results(&b, io);
+	for (unsigned k = 0; k < b.niov; k++) {
+		struct swap_io *p = &io[b.pos[k]];
+
+		if (!p->err && crc32c(0, p->page, PAGE_SIZE) != b.crc[k]) {
+			p->err = -EBADMSG;
+			bad++;
+		}
+	}
+	for (unsigned i = 0; i < n; i++)
+		ok += !io[i].err;
+	stat_add(sd, reads, ok);
+	stat_add(sd, read_errors, n - ok);
+	stat_add(sd, csum_errors, bad);
+	return ok;
+}
+
+/* Async-signal-safe. A batch of any size, SWAP_BATCH pages at a time
+ * (what one chunk keeps on the stack). */
+static int in_chunks(struct swap_dev *sd, struct swap_io *io, unsigned n,
+		     unsigned (*chunk)(struct swap_dev *, struct swap_io *, unsigned))
+{
+	unsigned ok = 0;
+
+	if (!sd || !io)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i += SWAP_BATCH)
+		ok += chunk(sd, io + i, MIN(n - i, SWAP_BATCH));
+	return (int)MIN(ok, (unsigned)INT32_MAX);
+}
+
+/* Async-signal-safe, never waits for another caller. */
+int swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n)
+{
+	return in_chunks(sd, io, n, write_chunk);
+}
+
+/* Async-signal-safe, never waits for another caller. */
+int swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n)
+{
+	return in_chunks(sd, io, n, read_chunk);
+}
+
+void swap_set_uring(struct swap_dev *sd, bool on)
+{
+	if (sd)
+		atomic_store_explicit(&sd->use_uring, on, memory_order_relaxed);
+}
+
+bool swap_has_uring(const struct swap_dev *sd)
+{
+	return sd && sd->nrings > 0;
+}
+
+bool swap_is_direct(const struct swap_dev *sd)
+{
+	return sd && sd->direct;
+}
+
+int swap_set_direct(struct swap_dev *sd, bool on)
+{
+	int fl;
+
+	if (!sd)
+		return -EINVAL;
+	fl = fcntl(sd->fd, F_GETFL);
+	if (fl < 0 || fcntl(sd->fd, F_SETFL, on ? fl | O_DIRECT : fl & ~O_DIRECT) < 0)
+		return -errno;
+	sd->direct = on;
+	if (!on)
+		posix_fadvise(sd->fd, 0, 0, POSIX_FADV_RANDOM);
+	return 0;
+}
+
+void swap_get_counters(const struct swap_dev *sd, struct swap_counters *c)
+{
+	const struct swap_stat *s;
+
+	if (!sd || !c)
+		return;
+	s = &sd->st;
+	*c = (struct swap_counters){
+		.reads = atomic_load_explicit(&s->reads, memory_order_relaxed),
+		.writes = atomic_load_explicit(&s->writes, memory_order_relaxed),
+		.read_errors = atomic_load_explicit(&s->read_errors, memory_order_relaxed),
+		.write_errors = atomic_load_explicit(&s->write_errors, memory_order_relaxed),
+		.csum_errors = atomic_load_explicit(&s->csum_errors, memory_order_relaxed),
+		.uring_reqs = atomic_load_explicit(&s->uring_reqs, memory_order_relaxed),
+		.sync_reqs = atomic_load_explicit(&s->sync_reqs, memory_order_relaxed),
+	};
+}
+
+/* Write slot 0 (never used) once: 0, or the -errno of the write. */
+static int probe_write(int fd)
+{
+	void *page = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ssize_t r;
+	int err;
+
+	if (page == MAP_FAILED)
+		return -ENOMEM;
+	r = pwrite(fd, page, PAGE_SIZE, 0);
+	err = r == PAGE_SIZE ? 0 : r < 0 ? -errno : -EIO;
+	munmap(page, PAGE_SIZE);
+	return err;
+}
+
+/*
+ * O_DIRECT keeps swapped pages out of the page cache. Some file systems
+ * refuse it at fcntl time, others only at the first transfer (or need a
+ * larger alignment than a page), so one page is written to find out.
+ */
+int setup_direct(struct swap_dev *sd)
+{
+	int fl = fcntl(sd->fd, F_GETFL), err;
+
+	if (fl < 0)
+		return -errno;
+	if (fcntl(sd->fd, F_SETFL, fl | O_DIRECT) == 0) {
+		err = probe_write(sd->fd);
+		if (err != -EINVAL) {
+			sd->direct = !err;
+			return err;
+		}
+		if (fcntl(sd->fd, F_SETFL, fl) < 0)
+			return -errno;
+	}
+	/* Page cache readahead would only read pages we drop again. */
+	posix_fadvise(sd->fd, 0, 0, POSIX_FADV_RANDOM);
+	return 0;
+}
+
+/*
+ * A few rings, not one per thread: a caller that finds them all busy uses
+ * pwritev/preadv instead of waiting. Without io_uring (old kernel, seccomp,
+ * io_uring_disabled) there are none, and every request is synchronous.
+ */
+void rings_init(struct swap_dev *sd)
+{
+	for (unsigned i = 0; i < SWAP_RINGS; i++) {
+		struct swap_ring *r = &sd->ring[i];
+		struct io_uring_params p = { .flags = IORING_SETUP_SUBMIT_ALL |
+						      IORING_SETUP_COOP_TASKRUN };
+		int ret = io_uring_queue_init_params(SWAP_BATCH, &r->ring, &p);
+
+		if (ret == -EINVAL) {	/* a kernel before 5.19 */
+			memset(&p, 0, sizeof(p));
+			ret = io_uring_queue_init_params(SWAP_BATCH, &r->ring, &p);
+		}
+		if (ret < 0)
+			break;
+		r->fixed = io_uring_register_files(&r->ring, &sd->fd, 1) == 0;
+		sd->nrings++;
+	}
+}
+
+/* The rings tear down (asynchronously: one may hold the file a little longer). */
+void rings_exit(struct swap_dev *sd)
+{
+	for (unsigned i = 0; i < sd->nrings; i++)
+		io_uring_queue_exit(&sd->ring[i].ring);
+}

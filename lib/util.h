@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers: async-signal-safe output, warnings, sysctls, signal masks, mappings. */
+#ifndef EMM_UTIL_H
+#define EMM_UTIL_H
+
+#include "internal.h"
+#include <signal.h>
+
+struct sbuf { char *p; size_t len, cap; };
+void sb_puts(struct sbuf *b, const char *s);
+void sb_putu(struct sbuf *b, uint64_t v, unsigned base, unsigned width);
+void sb_putx(struct sbuf *b, uint64_t v);
+void write_all(int fd, const char *s, size_t len);
+void emm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void emm_log(const struct emm *mm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+unsigned long sys_max_map_count(void);
+void kvma_global_add(long delta);
+long kvma_global(void);
+long kvma_process_limit(void);
+bool kvma_need_charge(long delta, bool force);
+void sig_fill_async(sigset_t *set);
+void sig_block(sigset_t *old);
+void sig_restore(const sigset_t *old);
+void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off);
+int prot_implied(int prot);
+
+#endif /* EMM_UTIL_H */
