@@ -116,21 +116,14 @@ static void test_set_limit(struct emm *mm)
 /*
  * The reclaim thread frees pages as well while resident memory is above
  * its low watermark, and may be inside a pass when emm_set_limit returns:
- * give it nothing to do, and wait until no page has been stolen for 100 ms,
- * so that what resident memory loses next is what emm_reclaim freed.
+ * give it nothing to do and let it settle, so that what resident memory
+ * loses next is what emm_reclaim freed.
  */
 static void quiesce(struct emm *mm)
 {
-	uint64_t last = UINT64_MAX;
-
 	if (emm_set_limit(mm, LIMIT))
 		bail("emm_set_limit failed");
-	for (int still = 0; still < 5; usleep(20000)) {
-		uint64_t steal = stats(mm).pgsteal;
-
-		still = steal == last ? still + 1 : 0;
-		last = steal;
-	}
+	reclaim_settle(mm);
 }
 
 static void test_reclaim(struct emm *mm)

@@ -100,6 +100,21 @@ UTIL_FN size_t count_bad_words(const void *p, size_t len, uint64_t (*value)(cons
 	return bad;
 }
 
+/* Wait until the reclaim thread has stolen no page for 100 ms: with the
+ * budget raised above what is resident, it then has nothing to do, and
+ * what the test measures next is not changed under it. */
+UTIL_FN void reclaim_settle(struct emm *mm)
+{
+	uint64_t last = UINT64_MAX;
+
+	for (int still = 0; still < 5; usleep(20000)) {
+		uint64_t steal = stats(mm).pgsteal;
+
+		still = steal == last ? still + 1 : 0;
+		last = steal;
+	}
+}
+
 /* Install h (plain) or sa (SA_SIGINFO) for sig, nothing blocked, no flags. */
 UTIL_FN void set_handler(int sig, void (*h)(int), void (*sa)(int, siginfo_t *, void *))
 {
