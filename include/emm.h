@@ -46,7 +46,7 @@ struct emm_opts {
 	size_t sz;
 	uint64_t mem_limit;      /* resident budget in bytes; 0: EMM_MEM_LIMIT, else half of RAM */
 	const char *swap_path;   /* NULL: unlinked temporary file in $TMPDIR (or /var/tmp) */
-	uint64_t swap_size;      /* bytes of swap; 0: 4 x mem_limit */
+	uint64_t swap_size;      /* bytes of swap; 0: what its file system has free */
 	int backend;             /* EMM_BACKEND_* */
 	int thp;                 /* EMM_THP_MADVISE (default), EMM_THP_ALWAYS, EMM_THP_NEVER */
 	unsigned flags;          /* EMM_OPEN_* */
@@ -69,6 +69,10 @@ struct emm_opts {
 	/* EMM_BACKEND_UFFD: fault-service threads (0: EMM_UFFD_THREADS, else
 	 * the number of CPUs, at most 4; at most 64). */
 	unsigned uffd_threads;
+	/* With swap_size 0, the swap file may grow into the free space of its
+	 * file system but leaves this much free (0: EMM_SWAP_MARGIN, else 5%
+	 * of the file system, at most 1 GiB). */
+	uint64_t swap_margin;
 };
 
 EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp);

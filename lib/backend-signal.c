@@ -115,15 +115,47 @@ static void access_error(int sig, siginfo_t *si, void *uc, int access, struct rs
 	chain(sig, si, uc, access, NULL, srcu_read_lock());
 }
 
-/* Async-signal-safe. The fault could not be served: SIGBUS, as the kernel does. */
+static void emm_sigaction(int sig, siginfo_t *si, void *uc);
+
+/* Async-signal-safe. Is emm's handler the one installed for sig? */
+static bool handler_is_emm(const struct sigaction *sa)
+{
+	return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == emm_sigaction;
+}
+
+/*
+ * Async-signal-safe. The fault could not be served: SIGBUS, as the kernel
+ * does, to whatever handler is installed for it now. Where that is emm's
+ * own, it goes to the handler emm replaced. Otherwise it is queued to this
+ * thread with the fault's siginfo, so the kernel runs the program's handler
+ * with its mask and flags; and as for a fault's signal from the kernel, one
+ * that is ignored or blocked is not: the default action kills the process.
+ */
 static void fault_sigbus(siginfo_t *si, void *uc, int access, struct rsv *r, int srcu)
 {
 	siginfo_t bus = *si;
+	struct sigaction cur;
+	sigset_t set;
 
 	bus.si_signo = SIGBUS;
 	bus.si_code = BUS_ADRERR;
 	bus.si_errno = EMM_SIGBUS_MARK;
-	chain(SIGBUS, &bus, uc, access, r, srcu);
+	if (sigaction(SIGBUS, NULL, &cur) == 0 && handler_is_emm(&cur)) {
+		chain(SIGBUS, &bus, uc, access, r, srcu);
+		return;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGBUS);
+	if (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN ||
+	    sigismember(&((ucontext_t *)uc)->uc_sigmask, SIGBUS)) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+		report_bad_fault(SIGBUS, &bus, uc, access, r);
+		sigaction(SIGBUS, &dfl, NULL);
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	}
+	srcu_read_unlock(srcu);
+	syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)syscall(SYS_gettid), SIGBUS, &bus);
 }
 
 /* Async-signal-safe: the process-wide handler (DESIGN.md, "The fault path"). */
@@ -139,10 +171,14 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	srcu = srcu_read_lock();
 	r = si->si_code > 0 ? rsv_lookup(addr) : NULL;
 
-	/* A child of a userfaultfd instance has no app view (emm(7), fork):
-	 * it must not act on its copy of the parent's state. */
-	if (!r || (sig != SIGSEGV && sig != r->mm->backend->fault_signal) ||
-	    (r->mm->backend->id != EMM_BACKEND_SIGNAL && getpid() != r->mm->pid)) {
+	if (r && mm_foreign(r->mm)) {
+		static const char msg[] = "emm: a forked child touched memory of an emm instance "
+					  "of its parent, which it does not inherit\n";
+
+		write_all(STDERR_FILENO, msg, sizeof(msg) - 1);
+		r = NULL;
+	}
+	if (!r || (sig != SIGSEGV && sig != r->mm->backend->fault_signal)) {
 		chain(sig, si, uc, access, r, srcu);
 		goto out;
 	}
@@ -199,8 +235,7 @@ void backend_signal_put(void)
 		for (size_t i = 0; i < ARRAY_SIZE(fault_signals); i++) {
 			struct sigaction cur;
 
-			if (sigaction(fault_signals[i], NULL, &cur) == 0 &&
-			    (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == emm_sigaction)
+			if (sigaction(fault_signals[i], NULL, &cur) == 0 && handler_is_emm(&cur))
 				sigaction(fault_signals[i], &old_action[i], NULL);
 		}
 	}

@@ -67,7 +67,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 	if (err >= 0)
 		err = lru_init(mm);
 	if (!err)
-		err = swap_open(mm->cfg.swap_path, mm->cfg.swap_size, &mm->swap);
+		err = swap_open(mm->cfg.swap_path, mm->cfg.swap_size ? mm->cfg.swap_size :
+				swap_room(mm->cfg.swap_path, mm->cfg.swap_margin), &mm->swap);
 	if (!err)
 		swap_set_home(mm->swap, mm->memfd);
 	if (!err)
@@ -129,6 +130,8 @@ EMM_API int emm_close(struct emm *mm)
 {
 	if (!mm)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	if (mm->cfg.flags & EMM_OPEN_SHOW_STATS)
 		emm_stats_print(mm, print_to_stderr, NULL);
 	stats_shm_close(mm);
@@ -151,6 +154,8 @@ EMM_API int emm_reserve(struct emm *mm, size_t len, void **addrp)
 
 	if (!mm || !addrp || !len || !IS_ALIGNED(len, PAGE_SIZE) || len > (1ULL << 56))
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	pthread_mutex_lock(&mm->lock);
 	err = rsv_create(mm, len, &r);
 	if (!err) {
@@ -169,6 +174,8 @@ EMM_API int emm_release(struct emm *mm, void *addr)
 
 	if (!mm)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	pthread_mutex_lock(&mm->lock);
 	for (r = mm->rsvs; r && r->start != (uintptr_t)addr; r = r->next)
 		;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "emm.h"
 
@@ -40,6 +41,7 @@ struct rsv {
 	size_t meta_len;		/* bytes mapped for pte + ext */
 	struct vma_table *_Atomic vmas;	/* replaced whole; see srcu.c */
 	_Atomic long kvmas;		/* kernel VMAs the app view spans */
+	long kvma_need;			/* ... with every VMA mapped whole (mm->lock) */
 	void *backend_data;		/* the backend's own, per reservation */
 	_Atomic uint32_t prot_lock;	/* serialises app-view mprotect; a leaf */
 	_Atomic long resident;		/* pages of this reservation in physmem */
@@ -51,9 +53,10 @@ struct rsv {
 #define UFFD_THREADS_MAX	64
 
 struct emm_config {
-	uint64_t mem_limit;
+	_Atomic uint64_t mem_limit;	/* set by emm_set_limit, read by faults */
 	char *swap_path;
 	uint64_t swap_size;
+	uint64_t swap_margin;
 	int backend;
 	int thp;
 	unsigned flags;
@@ -63,7 +66,7 @@ struct emm_config {
 	bool thp_max_ptes_set;
 	unsigned thp_scan_ms;		/* scanner period */
 	unsigned uffd_threads;		/* fault-service threads; 0: default */
-	uint64_t wmark_min, wmark_low, wmark_high;	/* headroom below mem_limit */
+	_Atomic uint64_t wmark_min, wmark_low, wmark_high;	/* headroom below mem_limit */
 	bool wmark_min_set, wmark_low_set, wmark_high_set;
 	void (*oom)(struct emm *mm, uint64_t excess_bytes, void *arg);
 	void *oom_arg;
@@ -96,11 +99,12 @@ struct emm {
 	struct emm_config cfg;
 	const struct backend_ops *backend;	/* backend.h; set by emm_open */
 	void *backend_data;		/* the backend's own, per instance */
-	pid_t pid;			/* the process that opened it (fork: emm(7)) */
 	struct lru *lru;
 	int memfd;
 	uint64_t phys_end;		/* physmem bytes handed to reservations */
 	pthread_mutex_t lock;		/* serialises reservation and VMA writers */
+	long kvma_need;			/* the kvma_need of its reservations (lock) */
+	pid_t pid;			/* the process that opened it (see mm_foreign) */
 	struct rsv *rsvs;		/* RCU list: readers use rsv_first/rsv_next */
 	struct swap_dev *swap;
 	struct pager *pager;		/* started by the first PAGER VMA */
@@ -115,6 +119,18 @@ struct emm {
 	struct stats_shm *stats_shm;	/* the page emmstat reads, or NULL */
 	struct profile *profile;	/* EMM_PROFILE's samples, or NULL */
 };
+
+/*
+ * Async-signal-safe. Is mm an instance this process inherited through
+ * fork? A child has none of its threads, and its views are not mapped
+ * there (MADV_DONTFORK): every call on it fails with -ECHILD and a touch
+ * of its memory is not served, so the child cannot change the parent's
+ * pages, swap slots or rings behind its back.
+ */
+static inline bool mm_foreign(const struct emm *mm)
+{
+	return mm->pid != getpid();
+}
 
 #define count_event(mm, field)	\
 	atomic_fetch_add_explicit(&(mm)->c.field, 1, memory_order_relaxed)

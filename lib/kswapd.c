@@ -27,12 +27,25 @@ static bool swap_exhausted(struct emm *mm)
  * instance, and of each node (its share, with headroom in proportion). */
 static long limit_pages(const struct emm *mm)
 {
-	return (long)(mm->cfg.mem_limit >> PAGE_SHIFT);
+	return (long)(atomic_load_explicit(&mm->cfg.mem_limit, memory_order_relaxed) >> PAGE_SHIFT);
 }
 
 static long resident(const struct emm *mm)
 {
 	return (long)atomic_load_explicit(&mm->c.resident_pages, memory_order_relaxed);
+}
+
+/* Async-signal-safe. The limit and watermarks change under the program's
+ * emm_set_limit while faults and the reclaim thread read them: relaxed,
+ * each read on its own, since any recent value is a fine target. */
+static uint64_t wmark_of(const _Atomic uint64_t *wmark)
+{
+	return atomic_load_explicit(wmark, memory_order_relaxed);
+}
+
+static long node_limit(const struct emm *mm, int n)
+{
+	return atomic_load_explicit(&mm->lru->node[n].limit, memory_order_relaxed);
 }
 
 static long wmark(const struct emm *mm, uint64_t headroom)
@@ -47,7 +60,7 @@ static long node_resident(const struct emm *mm, int n)
 
 static long node_wmark(const struct emm *mm, int n, uint64_t headroom)
 {
-	long lim = mm->lru->node[n].limit;
+	long lim = node_limit(mm, n);
 
 	return lim - (long)((headroom >> PAGE_SHIFT) * (uint64_t)lim / (uint64_t)MAX(limit_pages(mm), 1));
 }
@@ -59,8 +72,8 @@ static int busiest_node(const struct emm *mm)
 	int best = 0;
 
 	for (int n = 1; n < mm->lru->nnodes; n++)
-		if (node_resident(mm, n) - mm->lru->node[n].limit >
-		    node_resident(mm, best) - mm->lru->node[best].limit)
+		if (node_resident(mm, n) - node_limit(mm, n) >
+		    node_resident(mm, best) - node_limit(mm, best))
 			best = n;
 	return best;
 }
@@ -95,18 +108,18 @@ void mm_charge(struct emm *mm, int node, long pages)
 {
 	int target = node;
 
-	if (!over(mm, node, mm->cfg.wmark_low, pages)) {
-		if (resident(mm) + pages <= wmark(mm, mm->cfg.wmark_low))
+	if (!over(mm, node, wmark_of(&mm->cfg.wmark_low), pages)) {
+		if (resident(mm) + pages <= wmark(mm, wmark_of(&mm->cfg.wmark_low)))
 			return;
 		target = busiest_node(mm);
 	}
 	/* Tell the thread what is coming, so it frees room for it too. */
 	if (mm->kswapd)
 		atomic_store_explicit(&mm->kswapd[target].want,
-				      MIN(pages, mm->lru->node[target].limit / 8), memory_order_relaxed);
+				      MIN(pages, node_limit(mm, target) / 8), memory_order_relaxed);
 	wakeup_kswapd(mm, target);
-	if (!over(mm, target, mm->cfg.wmark_min, pages) &&
-	    resident(mm) + pages <= wmark(mm, mm->cfg.wmark_min))
+	if (!over(mm, target, wmark_of(&mm->cfg.wmark_min), pages) &&
+	    resident(mm) + pages <= wmark(mm, wmark_of(&mm->cfg.wmark_min)))
 		return;
 	/* With swap full only clean and zero pages can go: leave that to the
 	 * reclaim thread rather than scan the lists at every fault. */
@@ -114,8 +127,8 @@ void mm_charge(struct emm *mm, int node, long pages)
 		count_event(mm, oom_events);
 		return;
 	}
-	for (int i = 0; i < 4 && (over(mm, target, mm->cfg.wmark_min, pages) ||
-				  resident(mm) + pages > wmark(mm, mm->cfg.wmark_min)); i++)
+	for (int i = 0; i < 4 && (over(mm, target, wmark_of(&mm->cfg.wmark_min), pages) ||
+				  resident(mm) + pages > wmark(mm, wmark_of(&mm->cfg.wmark_min))); i++)
 		if (!shrink_node(mm, target, MAX(pages, SWAP_CLUSTER_MAX)))
 			break;
 }
@@ -154,15 +167,15 @@ static void *kswapd(void *arg)
 		uint32_t seen = atomic_load(&ks->wake);
 		long want = atomic_exchange(&ks->want, 0);	/* pages a fault is about to add */
 
-		if (!want && !over(mm, ks->node, mm->cfg.wmark_low, 0)) {
+		if (!want && !over(mm, ks->node, wmark_of(&mm->cfg.wmark_low), 0)) {
 			atomic_store(&ks->running, false);
 			kswapd_sleep(ks, seen, 1000);
 			atomic_store(&ks->running, true);
 			continue;
 		}
-		while (!atomic_load(&mm->kswapd_stop) && over(mm, ks->node, mm->cfg.wmark_high, want)) {
+		while (!atomic_load(&mm->kswapd_stop) && over(mm, ks->node, wmark_of(&mm->cfg.wmark_high), want)) {
 			long need = node_resident(mm, ks->node) + want -
-				    node_wmark(mm, ks->node, mm->cfg.wmark_high);
+				    node_wmark(mm, ks->node, wmark_of(&mm->cfg.wmark_high));
 			long got = shrink_node_with(mm, ks->node, need, ks->rc);
 
 			if (got)

@@ -51,11 +51,16 @@ EMM_API int emm_set_limit(struct emm *mm, uint64_t bytes)
 
 	if (!mm)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
+	/* Under the lock: another emm_set_limit may be storing the fields. */
+	pthread_mutex_lock(&mm->lock);
 	cfg = mm->cfg;
 	err = config_limit(&cfg, bytes, false);
-	if (err)
+	if (err) {
+		pthread_mutex_unlock(&mm->lock);
 		return err;
-	pthread_mutex_lock(&mm->lock);
+	}
 	mm->cfg.wmark_min = cfg.wmark_min;
 	mm->cfg.wmark_low = cfg.wmark_low;
 	mm->cfg.wmark_high = cfg.wmark_high;
@@ -73,6 +78,8 @@ EMM_API long emm_reclaim(struct emm *mm, uint64_t bytes)
 
 	if (!mm)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	backend_quiesce(mm);	/* faults being served finish their LRU work first */
 	/* More than is resident cannot be reclaimed: no need to round past it. */
 	pages = MIN(bytes >> PAGE_SHIFT, atomic_load(&mm->c.resident_pages)) +
@@ -90,6 +97,8 @@ EMM_API int emm_set_node_limit(struct emm *mm, int node, uint64_t bytes)
 
 	if (!mm || node < 0 || node >= mm->lru->nnodes || (bytes && bytes < (1ULL << 20)))
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	lv = &mm->lru->node[node];
 	pthread_mutex_lock(&mm->lock);
 	lv->limit_set = bytes != 0;

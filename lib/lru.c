@@ -70,12 +70,13 @@ static void list_add_to(struct lru *lru, struct lruvec *lv, uint32_t f, int list
 	fr[f].next |= FRAME_ONLRU;
 	if (list == LRU_ACTIVE)
 		fr[f].prev |= FRAME_ACTIVE;
-	lv->nr[list] += frame_weight(lru, f);
+	atomic_fetch_add_explicit(&lv->nr[list], frame_weight(lru, f), memory_order_relaxed);
 }
 
 static void list_remove(struct lru *lru, struct lruvec *lv, uint32_t f)
 {
-	lv->nr[frame_active(lru, f)] -= frame_weight(lru, f);
+	atomic_fetch_sub_explicit(&lv->nr[frame_active(lru, f)], frame_weight(lru, f),
+				  memory_order_relaxed);
 	list_del(lru, f);
 }
 
@@ -423,10 +424,12 @@ void frame_set_huge(struct emm *mm, uint32_t f, bool huge)
 	mutex_lock(&lv->lock);
 	on = frame_on_lru(lru, f);
 	if (on)
-		lv->nr[frame_active(lru, f)] -= frame_weight(lru, f);
+		atomic_fetch_sub_explicit(&lv->nr[frame_active(lru, f)], frame_weight(lru, f),
+					  memory_order_relaxed);
 	lru->frames[f].prev = huge ? lru->frames[f].prev | FRAME_HUGE
 				   : lru->frames[f].prev & ~FRAME_HUGE;
 	if (on)
-		lv->nr[frame_active(lru, f)] += frame_weight(lru, f);
+		atomic_fetch_add_explicit(&lv->nr[frame_active(lru, f)], frame_weight(lru, f),
+					  memory_order_relaxed);
 	mutex_unlock(&lv->lock);
 }

@@ -18,11 +18,12 @@ struct frame {
 struct lruvec {
 	_Atomic uint32_t lock;		/* the node's lru_lock: lists and free frames */
 	int node;
-	uint64_t nr[2];			/* frames on the inactive and active lists */
+	_Atomic uint64_t nr[2];		/* frames on the inactive and active lists; written
+					 * under lock, read without it by reclaim (relaxed) */
 	uint32_t free_head;
 	size_t top, end;		/* the node's range of the frame table */
 	_Atomic long resident;		/* its frames in use */
-	long limit;			/* its share of the budget, in pages */
+	_Atomic long limit;		/* its share of the budget, in pages */
 	bool limit_set;			/* by emm_set_node_limit */
 	_Atomic uint64_t pgscan, pgsteal, swapouts, swapins;
 };

@@ -16,6 +16,7 @@
 #include "emm_numa.h"
 #include "options.h"
 #include "pager.h"
+#include "util.h"
 #include "physmem.h"
 #include "range.h"
 #include "vma.h"
@@ -116,7 +117,7 @@ static int vma_from_opts(struct emm_vma *v, uintptr_t addr, size_t len,
 		err = check_policy(o);
 	if (err)
 		return err;
-	v->prot = o->prot;
+	v->prot = prot_implied(o->prot);
 	v->policy = o->policy;
 	v->flags = o->flags;
 	v->trap = o->trap;
@@ -129,6 +130,18 @@ static int vma_from_opts(struct emm_vma *v, uintptr_t addr, size_t len,
 	return 0;
 }
 
+/* A thread that blocks the fault signals dies at its first fault in emm
+ * memory, before emm's handler can run: say so while it can be said. */
+static void warn_blocked_faults(void)
+{
+	sigset_t cur;
+
+	if (pthread_sigmask(SIG_SETMASK, NULL, &cur) == 0 &&
+	    (sigismember(&cur, SIGSEGV) == 1 || sigismember(&cur, SIGBUS) == 1))
+		emm_warn("emm_map from a thread that blocks SIGSEGV or SIGBUS: its first fault "
+			 "in emm memory will kill the process (see emm(7))");
+}
+
 EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map_opts *opts)
 {
 	struct emm_vma v;
@@ -139,6 +152,7 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 		err = vma_from_opts(&v, (uintptr_t)addr, len, opts);
 	if (err)
 		return err;
+	warn_blocked_faults();
 	if (v.policy == EMM_POLICY_FILE && (err = file_get(opts->fd, &v.file)))
 		return err;
 	pthread_mutex_lock(&mm->lock);

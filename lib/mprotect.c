@@ -6,6 +6,7 @@
 #include "huge_memory.h"
 #include "memory.h"
 #include "pte.h"
+#include "util.h"
 #include "range.h"
 #include "vma.h"
 
@@ -62,7 +63,7 @@ static int vma_protect_one(struct rsv *r, const struct emm_vma *v, void *arg)
 
 static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
-	int prot = *(int *)arg, err = walk_vmas(r, s, e, check_writable, &prot);
+	int prot = prot_implied(*(int *)arg), err = walk_vmas(r, s, e, check_writable, &prot);
 
 	if (err)
 		return err;

@@ -29,8 +29,9 @@ EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st)
 	backend_quiesce(mm);
 	lv = &mm->lru->node[node];
 	s.resident_bytes = (uint64_t)MAX(atomic_load(&lv->resident), 0) * PAGE_SIZE;
-	s.active_bytes = lv->nr[LRU_ACTIVE] * PAGE_SIZE;
-	s.inactive_bytes = lv->nr[LRU_INACTIVE] * PAGE_SIZE;
+	s.active_bytes = atomic_load_explicit(&lv->nr[LRU_ACTIVE], memory_order_relaxed) * PAGE_SIZE;
+	s.inactive_bytes = atomic_load_explicit(&lv->nr[LRU_INACTIVE], memory_order_relaxed) *
+			   PAGE_SIZE;
 	s.limit_bytes = (uint64_t)lv->limit * PAGE_SIZE;
 	s.pgscan = atomic_load(&lv->pgscan);
 	s.pgsteal = atomic_load(&lv->pgsteal);

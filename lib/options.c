@@ -30,6 +30,7 @@ static const struct option options[] = {
 	{ "MEM_LIMIT", OPT_SIZE, CFG(mem_limit), NULL, 0, 0 },
 	{ "SWAP_PATH", OPT_STRING, CFG(swap_path), NULL, 0, 0 },
 	{ "SWAP_SIZE", OPT_SIZE, CFG(swap_size), NULL, 0, 0 },
+	{ "SWAP_MARGIN", OPT_SIZE, CFG(swap_margin), NULL, 0, 0 },
 	{ "BACKEND", OPT_ENUM, CFG(backend), backend_words, 0, 0 },
 	{ "THP", OPT_ENUM, CFG(thp), thp_words, 0, 0 },
 	{ "SHOW_STATS", OPT_FLAG, CFG(flags), NULL, EMM_OPEN_SHOW_STATS, 0 },
@@ -214,6 +215,8 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 	}
 	if (o->swap_size)
 		cfg->swap_size = o->swap_size;
+	if (o->swap_margin)
+		cfg->swap_margin = o->swap_margin;
 	if (o->backend)
 		cfg->backend = o->backend;
 	if (o->thp)
@@ -283,8 +286,6 @@ int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 	cfg->wmark_high_set = cfg->wmark_high != 0;
 	if (!cfg->mem_limit)
 		cfg->mem_limit = half_of_ram();
-	if (!cfg->swap_size)
-		cfg->swap_size = 4 * ALIGN_UP(cfg->mem_limit, PAGE_SIZE);
 	if (!cfg->fault_around)
 		cfg->fault_around = 16;
 	if (!cfg->thp_scan_ms)

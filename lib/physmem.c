@@ -92,6 +92,9 @@ static int rsv_map_views(struct emm *mm, struct rsv *r)
 	err = mm->backend->view_create(r);
 	if (err)
 		return err;
+	/* A forked child gets neither view: see mm_foreign. */
+	madvise(r->alias, r->len, MADV_DONTFORK);
+	madvise((void *)r->start, r->len, MADV_DONTFORK);
 	r->meta_len = ALIGN_UP(npages * sizeof(uint64_t) +
 			       (r->len >> PMD_SHIFT) * sizeof(struct extent), PAGE_SIZE);
 	meta = mmap(NULL, r->meta_len, PROT_READ | PROT_WRITE,

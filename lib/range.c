@@ -16,7 +16,7 @@ int check_range(const struct emm *mm, const void *addr, size_t len)
 	if (!mm || !len || !IS_ALIGNED(a, PAGE_SIZE) || !IS_ALIGNED(len, PAGE_SIZE) ||
 	    a + len < a)
 		return -EINVAL;
-	return 0;
+	return mm_foreign(mm) ? -ECHILD : 0;
 }
 
 /* Find the reservation holding all of [addr, addr + len), with no holes

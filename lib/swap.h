@@ -45,10 +45,15 @@ struct swap_io {
  */
 int  swap_open(const char *path, uint64_t size, struct swap_dev **out);
 void swap_close(struct swap_dev *sd);
+/* The default size of a swap file at path (NULL: the temporary directory):
+ * the free space of its file system less margin (0: 5% of the file system,
+ * at most 1 GiB), at least two pages and at most the most slots a device
+ * can have. */
+uint64_t swap_room(const char *path, uint64_t margin);
 
 uint64_t swap_slots_total(const struct swap_dev *sd);	/* usable slots: pages - 1 */
 uint64_t swap_slots_used(const struct swap_dev *sd);
-bool swap_is_full(const struct swap_dev *sd);	/* no slot left, or the hook says full */
+bool swap_is_full(struct swap_dev *sd);	/* no slot left, the disk full, or the hook says so */
 
 /* A free slot with a use count of 1; 0 when the device is full. */
 uint32_t swap_alloc(struct swap_dev *sd);

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "internal.h"
 #include "swap.h"
@@ -16,6 +17,8 @@
 #define SWAP_RINGS	4		/* io_uring instances shared by all callers */
 #define SWAP_BOUNCES	4		/* bounce buffers of SWAP_BATCH pages, shared by all callers */
 #define SWAP_REFILLS	8		/* clusters one allocation may walk before it scans */
+#define NOSPACE_RECHECK_NS (100 * 1000000L)	/* a full disk is looked at this often */
+#define NOSPACE_RESUME	(1ULL << 20)	/* free bytes on it that end the back-off */
 #define SWAP_MAX_PAGES	((1ULL << 32) - SWAP_CLUSTER)	/* slots are 32-bit */
 
 /* swap_map entry: a use count, and a bit saying the slot holds a checked page. */
@@ -66,6 +69,7 @@ struct swap_dev {
 	_Atomic uint64_t steal_hint;
 	_Atomic unsigned inject_k;
 	_Atomic bool inject_full;
+	_Atomic int64_t nospace_until;	/* full disk: next look for space (ns); 0: not full */
 	_Atomic uint64_t inject_count;
 	struct swap_stat st;
 	struct swap_cpu *cpu;
@@ -135,5 +139,14 @@ void rings_init(struct swap_dev *sd);
 void rings_exit(struct swap_dev *sd);
 void bounce_init(struct swap_dev *sd);
 void bounce_exit(struct swap_dev *sd);
+
+/* Async-signal-safe: clock_gettime reads the vDSO. */
+static inline int64_t swap_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 #endif /* EMM_SWAP_DEV_H */

@@ -240,6 +240,18 @@ static bool inject_fail(struct swap_dev *sd)
 	return k && (atomic_fetch_add_explicit(&sd->inject_count, 1, memory_order_relaxed) + 1) % k == 0;
 }
 
+/*
+ * Async-signal-safe. A write found the disk full. Until space returns the
+ * device says it is full (swapfile.c, nospace), so reclaim and faults stop
+ * writing pages that cannot be written: each failed batch cost a scan and
+ * a round of I/O.
+ */
+static void nospace_mark(struct swap_dev *sd)
+{
+	atomic_store_explicit(&sd->nospace_until, swap_now_ns() + NOSPACE_RECHECK_NS,
+			      memory_order_relaxed);
+}
+
 /* Async-signal-safe. A free bounce buffer when some page of the batch
  * has a home to move through it, else NULL: never waits. */
 static struct swap_bounce *bounce_get(struct swap_dev *sd, const struct swap_io *io, unsigned n)
@@ -378,6 +390,8 @@ static unsigned write_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
 	for (unsigned k = 0; k < b.niov; k++)
 		if (!io[b.pos[k]].err)
 			slot_set_data(sd, io[b.pos[k]].slot, b.crc[k]);
+		else if (io[b.pos[k]].err == -ENOSPC || io[b.pos[k]].err == -EDQUOT)
+			nospace_mark(sd);
 	for (unsigned i = 0; i < n; i++) {
 		ok += !io[i].err;
 		zero += io[i].zero;

@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -148,15 +149,36 @@ static uint32_t slot_steal(struct swap_dev *sd)
 	return 0;
 }
 
-static bool swap_full(const struct swap_dev *sd)
+/* Async-signal-safe. Is the disk still full (see swap_nospace_mark)? One
+ * caller at a time looks at the file system (fstatvfs, a plain system
+ * call), at most every 100 ms. */
+static bool nospace(struct swap_dev *sd)
 {
-	return atomic_load_explicit(&sd->inject_full, memory_order_relaxed) ||
-	       atomic_load_explicit(&sd->used, memory_order_relaxed) >= sd->nslots - 1;
+	int64_t until = atomic_load_explicit(&sd->nospace_until, memory_order_relaxed), now;
+	struct statvfs v;
+
+	if (!until)
+		return false;
+	now = swap_now_ns();
+	if (now < until || !atomic_compare_exchange_strong_explicit(&sd->nospace_until, &until,
+			now + NOSPACE_RECHECK_NS, memory_order_relaxed, memory_order_relaxed))
+		return true;
+	if (fstatvfs(sd->fd, &v) < 0 || (uint64_t)v.f_bavail * v.f_frsize < NOSPACE_RESUME)
+		return true;
+	atomic_store_explicit(&sd->nospace_until, 0, memory_order_relaxed);
+	return false;
 }
 
-/* Async-signal-safe. Would an allocation find no slot (or the test hook
- * says so)? */
-bool swap_is_full(const struct swap_dev *sd)
+static bool swap_full(struct swap_dev *sd)
+{
+	return atomic_load_explicit(&sd->inject_full, memory_order_relaxed) ||
+	       atomic_load_explicit(&sd->used, memory_order_relaxed) >= sd->nslots - 1 ||
+	       nospace(sd);
+}
+
+/* Async-signal-safe. Would an allocation find no slot (or the disk is
+ * full, or the test hook says so)? */
+bool swap_is_full(struct swap_dev *sd)
 {
 	return swap_full(sd);
 }
@@ -453,6 +475,48 @@ int swap_open(const char *path, uint64_t size, struct swap_dev **out)
 	bounce_init(sd);
 	*out = sd;
 	return 0;
+}
+
+/* The directory a swap file at path (NULL: an unlinked one) is made in. */
+static void swap_dir(const char *path, char *dir, size_t cap)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *slash;
+
+	if (!path) {
+		snprintf(dir, cap, "%s", tmp && *tmp ? tmp : "/var/tmp");
+		return;
+	}
+	snprintf(dir, cap, "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, cap, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+}
+
+/*
+ * The file is sparse, so a size as large as the free space costs nothing
+ * until pages are written: the budget holds as long as the disk has room.
+ * Space taken by others later shows as failed writes (see swap_nospace_mark).
+ */
+uint64_t swap_room(const char *path, uint64_t margin)
+{
+	uint64_t avail, total, size;
+	struct statvfs vfs;
+	char dir[4096];
+
+	swap_dir(path, dir, sizeof(dir));
+	if (statvfs(dir, &vfs) < 0)
+		return 2 * PAGE_SIZE;	/* swap_open then fails on the directory */
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	if (!margin)
+		margin = MIN(total / 20, 1ULL << 30);
+	size = avail > margin ? avail - margin : 0;
+	return MIN(MAX(size, 2 * PAGE_SIZE), SWAP_MAX_PAGES << PAGE_SHIFT);
 }
 
 /* Not async-signal-safe; nobody may use the device any more. */

@@ -136,6 +136,23 @@ long kvma_global(void)
 	return atomic_load_explicit(&kvma_total, memory_order_relaxed);
 }
 
+/* Kernel VMAs the VMA layouts of every reservation need (see vma.c). */
+static _Atomic long kvma_need_total;
+
+/* Count delta more kernel VMAs as needed; false (and nothing counted) when
+ * that would pass what emm may use, unless forced. Fewer always fit. */
+bool kvma_need_charge(long delta, bool force)
+{
+	long cur = atomic_load_explicit(&kvma_need_total, memory_order_relaxed);
+
+	do {
+		if (delta > 0 && !force && cur + delta > kvma_process_limit())
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&kvma_need_total, &cur, cur + delta,
+							memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
 /* Async-signal-safe. What emm may use of vm.max_map_count, leaving the
  * application its share. */
 long kvma_process_limit(void)
@@ -195,6 +212,16 @@ void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off)
 	if (a + len < p + len + PMD_SIZE)
 		munmap(a + len, (size_t)(p + len + PMD_SIZE - (a + len)));
 	return a;
+}
+
+/* Async-signal-safe. The protection a VMA gets for prot: write and execute
+ * access imply read, as the kernel maps them on x86 and arm64. A clean page
+ * that keeps a copy elsewhere is mapped without write access until it is
+ * written; a write-only VMA would map it with no access at all, and a read
+ * of it would fault for ever. */
+int prot_implied(int prot)
+{
+	return prot & (EMM_PROT_WRITE | EMM_PROT_EXEC) ? prot | EMM_PROT_READ : prot;
 }
 
 /* Async-signal-safe. */

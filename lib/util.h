@@ -30,9 +30,11 @@ void kvma_global_add(long delta);
 void kvma_add(struct rsv *r, long delta);
 long kvma_global(void);
 long kvma_process_limit(void);
+bool kvma_need_charge(long delta, bool force);
 void sig_fill_async(sigset_t *set);
 void sig_block(sigset_t *old);
 void sig_restore(const sigset_t *old);
 void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off);
+int prot_implied(int prot);
 
 #endif /* EMM_UTIL_H */

@@ -8,6 +8,7 @@
 #include "debug.h"
 #include "internal.h"
 #include "srcu.h"
+#include "util.h"
 #include "vma.h"
 
 static bool same_attrs(const struct emm_vma *a, const struct emm_vma *b)
@@ -462,6 +463,93 @@ static int tree_update(struct vma_update *u, struct vma_node **root, const struc
 }
 
 /*
+ * The kernel VMAs r's app view would need with every page of every VMA
+ * mapped at its VMA's protection count the runs of equal protection, where
+ * the parts no VMA covers and guard VMAs are PROT_NONE. Pages reclaim
+ * leaves unmapped only split runs that a fault can merge again (mapping a
+ * whole VMA); runs of VMAs with different protections it cannot. An update
+ * changes the runs only inside its window, so the count is kept as a
+ * running total: the changes of protection along the window [s, e), from
+ * left (the protection before s) to right (after e; -1 at the end of the
+ * reservation, where nothing follows).
+ */
+static int layout_prot(const struct emm_vma *v)
+{
+	return !v || v->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : v->prot;
+}
+
+static long layout_changes(const struct vma_list *l, uintptr_t s, uintptr_t e, int left,
+			   int right)
+{
+	int prev = left;
+	uintptr_t at = s;
+	long n = 0;
+
+	for (size_t i = 0; i < l->nr; i++) {
+		const struct emm_vma *v = &l->v[i];
+		int p = layout_prot(v);
+
+		if (v->start > at) {
+			n += prev != EMM_PROT_NONE;
+			prev = EMM_PROT_NONE;
+		}
+		n += p != prev;
+		prev = p;
+		at = v->end;
+	}
+	if (at < e) {
+		n += prev != EMM_PROT_NONE;
+		prev = EMM_PROT_NONE;
+	}
+	return n + (right >= 0 && prev != right);
+}
+
+/* Writers hold mm->lock. The runs r's layout needs once the window's VMAs
+ * old are replaced by nw. */
+static long layout_need(struct rsv *r, const struct vma_list *old, const struct vma_list *nw,
+			uintptr_t s, uintptr_t e)
+{
+	uintptr_t rend = r->start + r->len;
+	int left = s > r->start ? layout_prot(find_vma(r, s - 1)) : EMM_PROT_NONE;
+	int right = e < rend ? layout_prot(find_vma(r, e)) : -1;
+	long base = r->kvma_need ? r->kvma_need : 1;	/* an empty layout: one run */
+
+	return base - layout_changes(old, s, e, left, right) + layout_changes(nw, s, e, left, right);
+}
+
+/*
+ * Writers hold mm->lock. Let r's layout need need kernel VMAs: -ENOMEM
+ * when that would pass what emm may use (max_kernel_vmas, or its share of
+ * vm.max_map_count), so that emm_map and emm_protect refuse a layout whose
+ * pages could not all be mapped, rather than faults failing later. Forced
+ * for removals: a hole cut in a VMA may add runs, yet unmapping must work.
+ */
+static int layout_charge(struct rsv *r, long need, bool force)
+{
+	struct emm *mm = r->mm;
+	long delta = need - r->kvma_need;
+
+	if (delta > 0 && !force && mm->cfg.max_kernel_vmas &&
+	    mm->kvma_need + delta > (long)mm->cfg.max_kernel_vmas)
+		return -ENOMEM;
+	if (!kvma_need_charge(delta, force))
+		return -ENOMEM;
+	r->kvma_need = need;
+	mm->kvma_need += delta;
+	return 0;
+}
+
+/* Where the window of an update begins: its first VMA, the range, or
+ * the VMA inserted, whichever comes first. */
+static uintptr_t window_start(const struct vma_list *win, uintptr_t start,
+			      const struct emm_vma *ins)
+{
+	uintptr_t s = ins ? MIN(start, ins->start) : start;
+
+	return win->nr ? MIN(s, win->v[0].start) : s;
+}
+
+/*
  * Publish a tree where [start, end) is cut out of every VMA, the parts
  * inside changed by chg (or dropped when chg is NULL), and ins added (if
  * not NULL). Only the VMAs overlapping or touching the range are read and
@@ -476,6 +564,8 @@ static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end,
 	struct vma_list win = { 0 }, nw = { 0 };
 	struct vma_node *root = old ? old->root : NULL;
 	uintptr_t wend = ins ? MAX(end, ins->end) : end;
+	long need_before = r->kvma_need;
+	bool charged = true;
 	int err = 0;
 
 	/* The window: what overlaps the range, and the neighbours touching
@@ -486,11 +576,19 @@ static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end,
 	if (!err)
 		err = window_rewrite(&win, &nw, start, end, chg, ins);
 	if (!err)
+		err = layout_charge(r, layout_need(r, &win, &nw, window_start(&win, start, ins),
+						   MAX(wend, win.nr ? win.v[win.nr - 1].end : wend)),
+				    !chg && !ins);
+	else
+		charged = false;
+	if (!err)
 		err = tree_update(&u, &root, &win, &nw);
 	t = err ? NULL : malloc(sizeof(*t));
 	if (!t) {
 		for (size_t i = 0; i < u.nmade; i++)
 			free(u.made[i]);
+		if (charged)
+			layout_charge(r, need_before, true);
 		err = err ? err : -ENOMEM;
 	} else {
 		*t = (struct vma_table){ root, (old ? old->nr : 0) + nw.nr - win.nr, u.gen };
@@ -554,5 +652,6 @@ void vma_table_free(struct rsv *r)
 		node_free(t->root);
 	count_events(r->mm, vmas, -(uint64_t)t->nr);
 	free(t);
+	layout_charge(r, 0, true);
 	atomic_store_explicit(&r->vmas, NULL, memory_order_relaxed);
 }

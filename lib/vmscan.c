@@ -406,6 +406,13 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 	return freed;
 }
 
+/* Async-signal-safe. Frames on one of lv's lists, read without its lock:
+ * a hint for how much to scan, never trusted for more. */
+static long lru_size(struct lruvec *lv, int list)
+{
+	return (long)atomic_load_explicit(&lv->nr[list], memory_order_relaxed);
+}
+
 /*
  * Async-signal-safe. Reclaim up to nr pages from the node: keep the
  * inactive list at least as long as the active one, and shrink it. Gives
@@ -422,12 +429,12 @@ long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *rc)
 	/* Batches no larger than what is still wanted: a small node is not
 	 * emptied by one, and emm_reclaim frees no more than it was asked. */
 	rc->batch = (unsigned)MIN((long)rc->max, MAX(nr, 1));
-	laps = 2 * (long)(lv->nr[LRU_ACTIVE] + lv->nr[LRU_INACTIVE]) / rc->batch + 2;
+	laps = 2 * (lru_size(lv, LRU_ACTIVE) + lru_size(lv, LRU_INACTIVE)) / rc->batch + 2;
 	for (long i = 0; i < laps && freed < nr && !rc->swap_full; i++) {
 		rc->batch = (unsigned)MIN((long)rc->max, nr - freed);
-		if (lv->nr[LRU_INACTIVE] < lv->nr[LRU_ACTIVE] || !lv->nr[LRU_INACTIVE])
+		if (lru_size(lv, LRU_INACTIVE) < lru_size(lv, LRU_ACTIVE) || !lru_size(lv, LRU_INACTIVE))
 			shrink_active_list(mm, lv, rc);
-		if (!lv->nr[LRU_INACTIVE] && !lv->nr[LRU_ACTIVE])
+		if (!lru_size(lv, LRU_INACTIVE) && !lru_size(lv, LRU_ACTIVE))
 			break;
 		freed += shrink_inactive_list(mm, lv, rc);
 	}

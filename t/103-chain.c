@@ -13,6 +13,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
@@ -45,19 +46,6 @@ static int touch(volatile char *p, int write)
 	else
 		(void)*p;
 	return 0;
-}
-
-static void set_handler(int sig, void (*h)(int), void (*sa)(int, siginfo_t *, void *))
-{
-	struct sigaction act = { .sa_flags = sa ? SA_SIGINFO : 0 };
-
-	if (sa)
-		act.sa_sigaction = sa;
-	else
-		act.sa_handler = h;
-	sigemptyset(&act.sa_mask);
-	if (sigaction(sig, &act, NULL))
-		bail("sigaction: %s", strerror(errno));
 }
 
 /* Open, reserve 4 MiB and map its first MiB; returns the reservation. */

@@ -75,6 +75,7 @@ int main(void)
 	struct emm *mm;
 	void *r;
 
+	skip_all_tsan("it writes 512 MiB, whose shadow would take four times as much");
 	plan(10);
 	diag("seed 0x%" PRIx64, seed);
 	if (!is_int(emm_open(&o, &mm), 0, "emm_open: 32 MiB budget, 1 GiB of swap"))

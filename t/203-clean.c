@@ -66,6 +66,7 @@ int main(void)
 	struct emm *mm;
 	void *r;
 
+	skip_all_tsan("it writes 128 MiB, whose shadow would take four times as much");
 	plan(14);
 	if (!is_int(emm_open(&o, &mm), 0, "emm_open: 16 MiB budget"))
 		bail("cannot open an instance");

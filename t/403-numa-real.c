@@ -60,12 +60,18 @@ static void policies_node0(void)
 }
 
 /* In a child with stderr to a pipe: each policy naming node 1 is refused
- * and leaves nothing behind. Exits with one bit per wrong answer. */
+ * and leaves nothing behind. Exits with one bit per wrong answer. The
+ * parent's instance is not the child's (emm(7)): it opens its own. */
 static void node1_child(void *arg)
 {
-	char *free_slot = slot(4);
-	uint64_t vmas = stats(mm).vmas;
+	char *free_slot;
+	uint64_t vmas;
 	int bad = 0;
+
+	if (emm_open(NULL, &mm) || emm_reserve(mm, 16 * VLEN, (void **)&rsv))
+		_exit(255);
+	free_slot = slot(4);
+	vmas = stats(mm).vmas;
 
 	bad |= (map_policy(free_slot, VLEN, EMM_NUMA_BIND, 2) != -EINVAL) << 0;
 	bad |= (map_policy(free_slot, VLEN, EMM_NUMA_BIND, 3) != -EINVAL) << 1;

@@ -40,11 +40,12 @@ NUMA_FN TAP_PRINTF(1, 2) void note(const char *fmt, ...)
 	putchar('\n');
 }
 
-/* A minute at most, and stdout by lines: a child that dies still said how
- * far it got. */
+/* A minute at most (five under ThreadSanitizer, which runs the threads
+ * several times slower), and stdout by lines: a child that dies still said
+ * how far it got. */
 NUMA_FN void child_begin(void)
 {
-	alarm(60);
+	alarm(TAP_TSAN ? 300 : 60);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 }
 

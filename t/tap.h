@@ -128,6 +128,47 @@ TAP_FN void skip_all(const char *reason)
 	exit(0);
 }
 
+/* The sanitizer the test was built with, or NULL. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TAP_SANITIZER "AddressSanitizer"
+#elif defined(__SANITIZE_THREAD__)
+#define TAP_SANITIZER "ThreadSanitizer"
+#define TAP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TAP_SANITIZER "AddressSanitizer"
+#elif __has_feature(thread_sanitizer)
+#define TAP_SANITIZER "ThreadSanitizer"
+#define TAP_TSAN 1
+#endif
+#endif
+#ifndef TAP_TSAN
+#define TAP_TSAN 0
+#endif
+#ifndef TAP_SANITIZER
+#define TAP_SANITIZER ((const char *)0)
+#endif
+
+/* Skip the whole test under a sanitizer, which it cannot work with. */
+TAP_FN void skip_all_sanitized(const char *why)
+{
+	char reason[256];
+
+	if (!TAP_SANITIZER)
+		return;
+	snprintf(reason, sizeof(reason), "under %s: %s", TAP_SANITIZER, why);
+	skip_all(reason);
+}
+
+/* Skip the whole test under ThreadSanitizer only: for tests that touch
+ * more memory than its shadow (four bytes for each byte touched) can
+ * have on a small machine. */
+TAP_FN void skip_all_tsan(const char *why)
+{
+	if (TAP_TSAN)
+		skip_all_sanitized(why);
+}
+
 TAP_FN TAP_PRINTF(1, 2) void bail(const char *fmt, ...)
 {
 	va_list ap;

@@ -3,6 +3,7 @@
 #ifndef EMM_T_UTIL_H
 #define EMM_T_UTIL_H
 
+#include <signal.h>
 #include <time.h>
 
 #include "emm.h"
@@ -97,6 +98,35 @@ UTIL_FN size_t count_bad_words(const void *p, size_t len, uint64_t (*value)(cons
 		if (w[i] != value(w + i) && bad++ < 5)
 			diag("%p: got 0x%" PRIx64, (const void *)(w + i), w[i]);
 	return bad;
+}
+
+/* Wait until the reclaim thread has stolen no page for 100 ms: with the
+ * budget raised above what is resident, it then has nothing to do, and
+ * what the test measures next is not changed under it. */
+UTIL_FN void reclaim_settle(struct emm *mm)
+{
+	uint64_t last = UINT64_MAX;
+
+	for (int still = 0; still < 5; usleep(20000)) {
+		uint64_t steal = stats(mm).pgsteal;
+
+		still = steal == last ? still + 1 : 0;
+		last = steal;
+	}
+}
+
+/* Install h (plain) or sa (SA_SIGINFO) for sig, nothing blocked, no flags. */
+UTIL_FN void set_handler(int sig, void (*h)(int), void (*sa)(int, siginfo_t *, void *))
+{
+	struct sigaction act = { .sa_flags = sa ? SA_SIGINFO : 0 };
+
+	if (sa)
+		act.sa_sigaction = sa;
+	else
+		act.sa_handler = h;
+	sigemptyset(&act.sa_mask);
+	if (sigaction(sig, &act, NULL))
+		bail("sigaction: %s", strerror(errno));
 }
 
 #endif /* EMM_T_UTIL_H */

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/* A forked child cannot use or touch its parent's instance, and whatever it tries leaves the parent unaffected. */
+#include <signal.h>
+
+#include "emm.h"
+#include "tap.h"
+#include "util.h"
+
+#define PAGE	4096UL
+#define MIB	(1UL << 20)
+#define LIMIT	(4 * MIB)
+#define LEN	(32 * MIB)
+
+static struct emm *mm;
+static char *mem;
+
+/* Every call on the inherited instance: -ECHILD. Exit status: how many did not. */
+static void child_calls(void *arg)
+{
+	int bad = 0;
+	void *p;
+
+	(void)arg;
+	alarm(20);
+	bad += emm_map(mm, mem + LEN - PAGE, PAGE, NULL) != -ECHILD;
+	bad += emm_unmap(mm, mem, PAGE) != -ECHILD;
+	bad += emm_protect(mm, mem, PAGE, EMM_PROT_READ) != -ECHILD;
+	bad += emm_advise(mm, mem, LEN, EMM_ADV_WILLNEED) != -ECHILD;
+	bad += emm_prefault(mm, mem, LEN, 1) != -ECHILD;
+	bad += emm_pin(mm, mem, PAGE) != -ECHILD;
+	bad += emm_set_limit(mm, 2 * MIB) != -ECHILD;
+	bad += emm_reclaim(mm, MIB) != -ECHILD;
+	bad += emm_reserve(mm, 2 * MIB, &p) != -ECHILD;
+	bad += emm_close(mm) != -ECHILD;
+	_exit(bad);
+}
+
+/* Touching the memory: not served, the child dies of SIGSEGV. */
+static void child_touch(void *arg)
+{
+	(void)arg;
+	alarm(20);
+	(void)*(volatile char *)(mem + LEN / 2);	/* swapped out in the parent */
+	_exit(0);
+}
+
+int main(void)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = 4 * LEN);
+	char out[4096];
+	int st;
+
+	plan(6);
+	if (emm_open(&o, &mm) || emm_reserve(mm, LEN, (void **)&mem) || emm_map(mm, mem, LEN, NULL))
+		bail("emm_open/emm_reserve/emm_map failed");
+	fill_words(mem, LEN, word_value);
+	alarm(120);	/* a parent hung by its child fails rather than hangs */
+
+	if (fork_stderr(child_calls, NULL, out, sizeof(out), &st))
+		bail("fork");
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	   "in a child, every call on the parent's instance fails with -ECHILD");
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		diag("status 0x%x: %s", st, out);
+
+	if (fork_stderr(child_touch, NULL, out, sizeof(out), &st))
+		bail("fork");
+	/* A sanitizer takes the fatal SIGSEGV over (emm passes it on to the
+	 * handler installed before it) and ends the process its own way:
+	 * there, that the child did not go on is what can be checked. */
+	ok(TAP_SANITIZER ? !(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			 : WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV,
+	   "a child touching the parent's emm memory dies of SIGSEGV");
+	if (TAP_SANITIZER)
+		diag("child status 0x%x", st);
+	ok(strstr(out, "forked child") != NULL, "and emm says why");
+	if (!strstr(out, "forked child"))
+		diag("status 0x%x, stderr: %s", st, out);
+
+	is_int(count_bad_words(mem, LEN, word_value), 0, "the parent reads back all it wrote");
+	ok(stats(mm).swapins > 0, "through swap");
+	is_int(emm_close(mm), 0, "emm_close");
+	return done_testing();
+}
