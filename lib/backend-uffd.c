@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
@@ -32,31 +31,8 @@
 #include "util.h"
 #include "vma.h"
 #include "pte.h"
+#include "uffd.h"
 
-/* Debian 12's headers are Linux 6.1's: what came later is probed at run time. */
-#ifndef UFFD_FEATURE_POISON
-#define UFFD_FEATURE_POISON		(1 << 14)
-#endif
-#ifndef UFFDIO_CONTINUE_MODE_WP
-#define UFFDIO_CONTINUE_MODE_WP		((__u64)1 << 1)
-#endif
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW		_IO(0xAA, 0x00)
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY		1
-#endif
-
-/*
- * Shmem missing and minor faults (5.14), write-protection of shmem (5.19)
- * and UFFDIO_CONTINUE_MODE_WP (6.6, which came with UFFD_FEATURE_POISON:
- * that bit says the kernel has both): clean pages are mapped without write
- * access so that their first write is seen.
- */
-#define UFFD_NEEDED	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | \
-			 UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON)
-#define UFFD_REG_MODE	(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR | \
-			 UFFDIO_REGISTER_MODE_WP)
 #define UFFD_MSGS	16		/* fault messages taken per read */
 #define UFFD_SPIN_NS	20000		/* a service thread polls this long before sleeping */
 #define UFFD_THREADS_DEFAULT 4
@@ -82,155 +58,10 @@ struct uffd_rsv {
 	_Atomic long huge;
 };
 
-/* A userfaultfd: from the system call, else from /dev/userfaultfd (which
- * needs access to the device, not privilege). user_only: faults in kernel
- * mode are not reported (and need no privilege). */
-static int uffd_new(bool user_only)
-{
-	int flags = O_CLOEXEC | O_NONBLOCK | (user_only ? UFFD_USER_MODE_ONLY : 0);
-	int fd = (int)syscall(SYS_userfaultfd, flags), dev, err;
-
-	if (fd >= 0)
-		return fd;
-	err = -errno;
-	if (user_only || err == -ENOSYS)
-		return err;
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0)
-		return err;
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-	err = fd < 0 ? -errno : fd;
-	close(dev);
-	return err;
-}
-
-/* The features the kernel offers a userfaultfd like this one. */
-static int uffd_features(bool user_only, uint64_t *features)
-{
-	struct uffdio_api api = { .api = UFFD_API };
-	int fd = uffd_new(user_only), err = 0;
-
-	if (fd < 0)
-		return fd;
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		err = -errno;
-	close(fd);
-	*features = api.features;
-	return err;
-}
-
-/*
- * A userfaultfd for backend (EMM_BACKEND_UFFD or _UFFD_SIGBUS), handshaken,
- * or -errno: -EPERM (or -EACCES) where the system does not allow it,
- * -EOPNOTSUPP where the kernel lacks what emm needs.
- */
-static int uffd_open_fd(int backend)
-{
-	bool sigbus = backend == EMM_BACKEND_UFFD_SIGBUS;
-	uint64_t want = UFFD_NEEDED | (sigbus ? UFFD_FEATURE_SIGBUS : UFFD_FEATURE_THREAD_ID);
-	uint64_t have;
-	struct uffdio_api api = { .api = UFFD_API };
-	int fd, err = uffd_features(sigbus, &have);
-
-	if (err == -ENOSYS || err == -EINVAL)
-		return -EOPNOTSUPP;
-	if (err)
-		return err;
-	if ((have & want) != want)
-		return -EOPNOTSUPP;
-	/* A SIGBUS emm sends names the byte touched, as the kernel's would. */
-	api.features = want | (have & UFFD_FEATURE_EXACT_ADDRESS);
-	fd = uffd_new(sigbus);
-	if (fd < 0)
-		return fd;
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		err = -errno;
-		close(fd);
-		return err == -EINVAL ? -EOPNOTSUPP : err;
-	}
-	return fd;
-}
-
 /* Async-signal-safe. The instance's userfaultfd state. */
 static inline struct uffd *uffd_of(const struct rsv *r)
 {
 	return r->mm->backend_data;
-}
-
-/*
- * What a service thread mapped while serving one message: the threads
- * waiting there are woken once emm is done with the fault (its counters,
- * LRU and PTE locks), not as soon as the page is mapped. Only service
- * threads wake; elsewhere this range just grows, unused.
- */
-static __thread uintptr_t wake_lo __attribute__((tls_model("initial-exec")));
-static __thread uintptr_t wake_hi __attribute__((tls_model("initial-exec")));
-
-/* Async-signal-safe. [s, e) was mapped: wake its waiters later. */
-static void wake_later(uintptr_t s, uintptr_t e)
-{
-	if (!wake_hi || s < wake_lo)
-		wake_lo = s;
-	if (e > wake_hi)
-		wake_hi = e;
-}
-
-/* Wake the threads waiting on [s, e) and on what was mapped since the last wake. */
-static void uffd_wake(struct uffd *u, uintptr_t s, uintptr_t e)
-{
-	struct uffdio_range rg;
-
-	wake_later(s, e);
-	rg.start = wake_lo;
-	rg.len = wake_hi - wake_lo;
-	ioctl(u->fd, UFFDIO_WAKE, &rg);
-	wake_lo = wake_hi = 0;
-}
-
-/* Async-signal-safe. Write-protect [s, e) (wp) or give write access back. */
-static int uffd_wp(struct uffd *u, uintptr_t s, uintptr_t e, bool wp)
-{
-	struct uffdio_writeprotect w = {
-		.range = { .start = s, .len = e - s },
-		/* Taking write access wakes nobody (the kernel refuses DONTWAKE then). */
-		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
-	};
-
-	if (!wp)
-		wake_later(s, e);
-	while (ioctl(u->fd, UFFDIO_WRITEPROTECT, &w) < 0)
-		if (errno != EAGAIN)
-			return -errno;
-	return 0;
-}
-
-/*
- * Async-signal-safe. Map [s, e) of the app view over the pages physmem
- * holds, without write access if wp, in as few calls as it takes. A page
- * the kernel already maps (EEXIST) is given the write access asked for.
- */
-static int uffd_continue(struct uffd *u, uintptr_t s, uintptr_t e, bool wp)
-{
-	while (s < e) {
-		struct uffdio_continue c = {
-			.range = { .start = s, .len = e - s },
-			.mode = (wp ? UFFDIO_CONTINUE_MODE_WP : 0) | UFFDIO_CONTINUE_MODE_DONTWAKE,
-		};
-		int err;
-
-		wake_later(s, e);
-		if (ioctl(u->fd, UFFDIO_CONTINUE, &c) == 0)
-			return 0;
-		err = errno;
-		s += c.mapped > 0 ? (uintptr_t)c.mapped : 0;
-		if (err == EEXIST) {
-			uffd_wp(u, s, s + PAGE_SIZE, wp);
-			s += PAGE_SIZE;
-		} else if (err != EAGAIN) {
-			return -err;
-		}
-	}
-	return 0;
 }
 
 /* Async-signal-safe. PTE locks of [s, e) held on entry and exit. The
@@ -262,9 +93,9 @@ static int grant_runs(struct rsv *r, uintptr_t s, uintptr_t e, bool wp, bool rem
 		if (kind == run_kind)
 			continue;
 		if (run_kind == 0)
-			err = uffd_continue(u, run, a, wp);
+			err = uffd_continue(u->fd, run, a, wp);
 		else if (run_kind == 1)
-			err = uffd_wp(u, run, a, wp);
+			err = uffd_wp(u->fd, run, a, wp);
 		run = a;
 		run_kind = kind;
 	}
@@ -322,29 +153,6 @@ static void uffd_sigbus(pid_t pid, pid_t tid, uintptr_t addr)
 	syscall(SYS_rt_tgsigqueueinfo, pid, tid, SIGBUS, &si);
 }
 
-/* The CPU thread tid last ran on (it sleeps in its fault now): field 39 of
- * its stat. Only asked on NUMA machines, where LOCAL means its node. */
-static int thread_cpu(pid_t tid)
-{
-	char path[48], buf[512], *p;
-	ssize_t n;
-	int fd, i;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	for (i = 3; p && i <= 39; i++)
-		p = strchr(p + 1, ' ');
-	return p ? atoi(p + 1) : -1;
-}
-
 /*
  * A fault on a page emm maps already for this access: another thread's
  * fault mapped it meanwhile, or the kernel retried a fault it had woken
@@ -392,7 +200,7 @@ static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
 		return;
 	atomic_fetch_add_explicit(serving, 1, memory_order_relaxed);
 	if (mm->lru->nnodes > 1)
-		numa_set_fault_cpu(thread_cpu((pid_t)m->arg.pagefault.feat.ptid));
+		numa_set_fault_cpu(uffd_thread_cpu((pid_t)m->arg.pagefault.feat.ptid));
 	idx = srcu_read_lock();
 	r = rsv_lookup(addr);
 	if (r && r->mm == mm && !uffd_remap(r, ALIGN_DOWN(addr, PAGE_SIZE), access))
@@ -401,7 +209,7 @@ static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
 	if (ret == FAULT_SIGBUS)
 		uffd_sigbus(mm->pid, (pid_t)m->arg.pagefault.feat.ptid, addr);
 	addr = ALIGN_DOWN(addr, PAGE_SIZE);
-	uffd_wake(u, addr, addr + PAGE_SIZE);
+	uffd_wake(u->fd, addr, addr + PAGE_SIZE);
 	/* Release: the fault's counters are written before it reads as served. */
 	atomic_fetch_add_explicit(serving, 1, memory_order_release);
 }
@@ -555,7 +363,7 @@ static int uffd_open_as(struct emm *mm, int backend, const char *name)
 
 	if (!err) {
 		u->stopfd = -1;
-		u->fd = uffd_open_fd(backend);
+		u->fd = uffd_open_fd(backend == EMM_BACKEND_UFFD_SIGBUS);
 		err = u->fd < 0 ? u->fd : 0;
 	}
 	if (!err && backend == EMM_BACKEND_UFFD)
@@ -582,14 +390,6 @@ static int uffd_sigbus_open(struct emm *mm)
 	return uffd_open_as(mm, EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus");
 }
 
-/* Async-signal-safe. (Re-)register [s, e) of the app view in mode. */
-static int uffd_register(struct uffd *u, uintptr_t s, uintptr_t e, uint64_t mode)
-{
-	struct uffdio_register reg = { .range = { .start = s, .len = e - s }, .mode = mode };
-
-	return ioctl(u->fd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
-}
-
 /*
  * mm->lock held. The app view starts PROT_NONE (no VMA yet) and
  * registered. Neither view is inherited by a child: with no one to serve
@@ -610,7 +410,7 @@ static int uffd_view_create(struct rsv *r)
 	if (madvise(app, r->len, MADV_DONTFORK) < 0 ||
 	    madvise(r->alias, r->len, MADV_DONTFORK) < 0)
 		return -errno;
-	return uffd_register(uffd_of(r), r->start, r->start + r->len, UFFD_REG_MODE);
+	return uffd_register(uffd_of(r)->fd, r->start, r->start + r->len, UFFD_REG_MODE);
 }
 
 /* mm->lock held; no fault can be running in r. Unmapping unregisters. */
@@ -689,8 +489,8 @@ static int uffd_huge_begin(struct rsv *r, uintptr_t a)
 
 	if (ioctl(u->fd, UFFDIO_UNREGISTER, &rg) < 0)
 		return -errno;
-	if (uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE & ~UFFDIO_REGISTER_MODE_WP) < 0)
-		return uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE) ? -EIO : -EAGAIN;
+	if (uffd_register(u->fd, a, a + PMD_SIZE, UFFD_REG_MODE & ~UFFDIO_REGISTER_MODE_WP) < 0)
+		return uffd_register(u->fd, a, a + PMD_SIZE, UFFD_REG_MODE) ? -EIO : -EAGAIN;
 	atomic_fetch_add_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
 				  memory_order_relaxed);
 	kvma_add(r, 2);
@@ -703,7 +503,7 @@ static void uffd_huge_end(struct rsv *r, uintptr_t a)
 {
 	struct uffd *u = uffd_of(r);
 
-	if (uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE))
+	if (uffd_register(u->fd, a, a + PMD_SIZE, UFFD_REG_MODE))
 		return;
 	atomic_fetch_sub_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
 				  memory_order_relaxed);

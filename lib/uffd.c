@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/* The userfaultfd primitives the userfaultfd backends use: opening one, mapping, write-protecting, waking, registering, and what a service thread needs to know of a faulting thread. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "uffd.h"
+
+/* A userfaultfd: from the system call, else from /dev/userfaultfd (which
+ * needs access to the device, not privilege). user_only: faults in kernel
+ * mode are not reported (and need no privilege). */
+static int uffd_new(bool user_only)
+{
+	int flags = O_CLOEXEC | O_NONBLOCK | (user_only ? UFFD_USER_MODE_ONLY : 0);
+	int fd = (int)syscall(SYS_userfaultfd, flags), dev, err;
+
+	if (fd >= 0)
+		return fd;
+	err = -errno;
+	if (user_only || err == -ENOSYS)
+		return err;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return err;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+	err = fd < 0 ? -errno : fd;
+	close(dev);
+	return err;
+}
+
+/* The features the kernel offers a userfaultfd like this one. */
+static int uffd_features(bool user_only, uint64_t *features)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd = uffd_new(user_only), err = 0;
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		err = -errno;
+	close(fd);
+	*features = api.features;
+	return err;
+}
+
+/*
+ * A userfaultfd, handshaken, with SIGBUS delivery (sigbus) or for service threads,
+ * or -errno: -EPERM (or -EACCES) where the system does not allow it,
+ * -EOPNOTSUPP where the kernel lacks what emm needs.
+ */
+int uffd_open_fd(bool sigbus)
+{
+	uint64_t want = UFFD_NEEDED | (sigbus ? UFFD_FEATURE_SIGBUS : UFFD_FEATURE_THREAD_ID);
+	uint64_t have;
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd, err = uffd_features(sigbus, &have);
+
+	if (err == -ENOSYS || err == -EINVAL)
+		return -EOPNOTSUPP;
+	if (err)
+		return err;
+	if ((have & want) != want)
+		return -EOPNOTSUPP;
+	/* A SIGBUS emm sends names the byte touched, as the kernel's would. */
+	api.features = want | (have & UFFD_FEATURE_EXACT_ADDRESS);
+	fd = uffd_new(sigbus);
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		err = -errno;
+		close(fd);
+		return err == -EINVAL ? -EOPNOTSUPP : err;
+	}
+	return fd;
+}
+
+/*
+ * What a service thread mapped while serving one message: the threads
+ * waiting there are woken once emm is done with the fault (its counters,
+ * LRU and PTE locks), not as soon as the page is mapped. Only service
+ * threads wake; elsewhere this range just grows, unused.
+ */
+static __thread uintptr_t wake_lo __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t wake_hi __attribute__((tls_model("initial-exec")));
+
+/* Async-signal-safe. [s, e) was mapped: wake its waiters later. */
+void uffd_wake_later(uintptr_t s, uintptr_t e)
+{
+	if (!wake_hi || s < wake_lo)
+		wake_lo = s;
+	if (e > wake_hi)
+		wake_hi = e;
+}
+
+/* Wake the threads waiting on [s, e) and on what was mapped since the last wake. */
+void uffd_wake(int fd, uintptr_t s, uintptr_t e)
+{
+	struct uffdio_range rg;
+
+	uffd_wake_later(s, e);
+	rg.start = wake_lo;
+	rg.len = wake_hi - wake_lo;
+	ioctl(fd, UFFDIO_WAKE, &rg);
+	wake_lo = wake_hi = 0;
+}
+
+/* Async-signal-safe. Write-protect [s, e) (wp) or give write access back. */
+int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = s, .len = e - s },
+		/* Taking write access wakes nobody (the kernel refuses DONTWAKE then). */
+		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+	};
+
+	if (!wp)
+		uffd_wake_later(s, e);
+	while (ioctl(fd, UFFDIO_WRITEPROTECT, &w) < 0)
+		if (errno != EAGAIN)
+			return -errno;
+	return 0;
+}
+
+/*
+ * Async-signal-safe. Map [s, e) of the app view over the pages physmem
+ * holds, without write access if wp, in as few calls as it takes. A page
+ * the kernel already maps (EEXIST) is given the write access asked for.
+ */
+int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp)
+{
+	while (s < e) {
+		struct uffdio_continue c = {
+			.range = { .start = s, .len = e - s },
+			.mode = (wp ? UFFDIO_CONTINUE_MODE_WP : 0) | UFFDIO_CONTINUE_MODE_DONTWAKE,
+		};
+		int err;
+
+		uffd_wake_later(s, e);
+		if (ioctl(fd, UFFDIO_CONTINUE, &c) == 0)
+			return 0;
+		err = errno;
+		s += c.mapped > 0 ? (uintptr_t)c.mapped : 0;
+		if (err == EEXIST) {
+			uffd_wp(fd, s, s + PAGE_SIZE, wp);
+			s += PAGE_SIZE;
+		} else if (err != EAGAIN) {
+			return -err;
+		}
+	}
+	return 0;
+}
+
+/* Async-signal-safe. (Re-)register [s, e) of the app view in mode. */
+int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode)
+{
+	struct uffdio_register reg = { .range = { .start = s, .len = e - s }, .mode = mode };
+
+	return ioctl(fd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+}
+
+/* The CPU thread tid last ran on (it sleeps in its fault now): field 39 of
+ * its stat. Only asked on NUMA machines, where LOCAL means its node. */
+int uffd_thread_cpu(pid_t tid)
+{
+	char path[48], buf[512], *p;
+	ssize_t n;
+	int fd, i;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	for (i = 3; p && i <= 39; i++)
+		p = strchr(p + 1, ' ');
+	return p ? atoi(p + 1) : -1;
+}
+

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* The userfaultfd primitives (uffd.c), for lib/backend-uffd.c. */
+#ifndef EMM_UFFD_H
+#define EMM_UFFD_H
+
+#include <linux/userfaultfd.h>
+
+#include "internal.h"
+
+/* Debian 12's headers are Linux 6.1's: what came later is probed at run time. */
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON		(1 << 14)
+#endif
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP		((__u64)1 << 1)
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW		_IO(0xAA, 0x00)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY		1
+#endif
+
+/*
+ * Shmem missing and minor faults (5.14), write-protection of shmem (5.19)
+ * and UFFDIO_CONTINUE_MODE_WP (6.6, which came with UFFD_FEATURE_POISON:
+ * that bit says the kernel has both): clean pages are mapped without write
+ * access so that their first write is seen.
+ */
+#define UFFD_NEEDED	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | \
+			 UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON)
+#define UFFD_REG_MODE	(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR | \
+			 UFFDIO_REGISTER_MODE_WP)
+int uffd_open_fd(bool sigbus);
+void uffd_wake_later(uintptr_t s, uintptr_t e);
+void uffd_wake(int fd, uintptr_t s, uintptr_t e);
+int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp);
+int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp);
+int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode);
+int uffd_thread_cpu(pid_t tid);
+
+#endif /* EMM_UFFD_H */
