@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Instances and reservations: emm_open, emm_close, emm_reserve, emm_release. */
+/* Instances and reservations: emm_open, emm_close, emm_reserve(_ex), emm_release. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,13 +127,31 @@ EMM_API int emm_close(struct emm *mm)
 
 EMM_API int emm_reserve(struct emm *mm, size_t len, void **addrp)
 {
+	return emm_reserve_ex(mm, len, NULL, addrp);
+}
+
+EMM_API int emm_reserve_ex(struct emm *mm, size_t len, const struct emm_reserve_opts *o,
+			   void **addrp)
+{
+	size_t align = PMD_SIZE;
 	struct rsv *r;
 	int err;
 
 	if (!mm || !addrp || !len || !IS_ALIGNED(len, PAGE_SIZE) || len > (1ULL << 56))
 		return -EINVAL;
+	if (o) {
+		err = opts_check(o, o->sz, sizeof(o->sz), sizeof(*o));
+		if (err)
+			return err;
+		if (o->sz >= offsetof(struct emm_reserve_opts, align) + sizeof(o->align) &&
+		    o->align)
+			align = o->align;
+	}
+	/* An alignment beyond 2^56 could not be found in the address space. */
+	if (align < PMD_SIZE || (align & (align - 1)) || align > (1ULL << 56))
+		return -EINVAL;
 	pthread_mutex_lock(&mm->lock);
-	err = rsv_create(mm, len, &r);
+	err = rsv_create(mm, len, align, &r);
 	if (!err) {
 		r->next = mm->rsvs;
 		/* Release: as in release_one. */

@@ -316,7 +316,7 @@ static inline uint64_t pte_locked_val(_Atomic uint64_t *p)
 }
 
 /* physmem.c: reservations and the process-wide lookup */
-int rsv_create(struct emm *mm, size_t len, struct rsv **rp);
+int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp);
 void rsv_destroy(struct rsv *r);
 struct rsv *rsv_lookup(uintptr_t addr);
 int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp);

@@ -74,37 +74,38 @@ static int registry_update(struct rsv *r, bool add)
 
 /* Map len bytes at a PMD-aligned address: a reservation of address space
  * large enough to align in, then the real mapping over it. */
-static void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off)
+/* align: a power of two, PMD_SIZE or more. */
+static void *mmap_aligned(size_t len, size_t align, int prot, int flags, int fd, off_t off)
 {
-	char *p = mmap(NULL, len + PMD_SIZE, PROT_NONE,
+	char *p = mmap(NULL, len + align, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	char *a;
 
 	if (p == MAP_FAILED)
 		return NULL;
-	a = (char *)ALIGN_UP((uintptr_t)p, PMD_SIZE);
+	a = (char *)ALIGN_UP((uintptr_t)p, align);
 	if (mmap(a, len, prot, flags | MAP_FIXED, fd, off) == MAP_FAILED) {
-		munmap(p, len + PMD_SIZE);
+		munmap(p, len + align);
 		return NULL;
 	}
 	if (a > p)
 		munmap(p, (size_t)(a - p));
-	if (a + len < p + len + PMD_SIZE)
-		munmap(a + len, (size_t)(p + len + PMD_SIZE - (a + len)));
+	if (a + len < p + len + align)
+		munmap(a + len, (size_t)(p + len + align - (a + len)));
 	return a;
 }
 
-static int rsv_map_views(struct emm *mm, struct rsv *r)
+static int rsv_map_views(struct emm *mm, struct rsv *r, size_t align)
 {
 	size_t npages = r->len >> PAGE_SHIFT;
 	char *app, *meta;
 
-	r->alias = mmap_aligned(r->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-				mm->memfd, (off_t)r->pgoff);
+	r->alias = mmap_aligned(r->len, PMD_SIZE, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_NORESERVE, mm->memfd, (off_t)r->pgoff);
 	if (!r->alias)
 		return -errno;
 	madvise(r->alias, r->len, MADV_DONTDUMP);
-	app = mmap_aligned(r->len, PROT_NONE, MAP_SHARED | MAP_NORESERVE, mm->memfd,
+	app = mmap_aligned(r->len, align, PROT_NONE, MAP_SHARED | MAP_NORESERVE, mm->memfd,
 			   (off_t)r->pgoff);
 	if (!app)
 		return -errno;
@@ -142,7 +143,8 @@ static int physmem_grow(struct emm *mm, size_t len, uint64_t *pgoff)
 	return 0;
 }
 
-int rsv_create(struct emm *mm, size_t len, struct rsv **rp)
+/* align: the app view's, a power of two, PMD_SIZE or more. */
+int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp)
 {
 	struct rsv *r = calloc(1, sizeof(*r));
 	int err;
@@ -153,7 +155,7 @@ int rsv_create(struct emm *mm, size_t len, struct rsv **rp)
 	r->len = ALIGN_UP(len, PMD_SIZE);
 	err = physmem_grow(mm, r->len, &r->pgoff);
 	if (!err)
-		err = rsv_map_views(mm, r);
+		err = rsv_map_views(mm, r, align);
 	if (!err)
 		err = registry_update(r, true);
 	if (err) {
