@@ -113,15 +113,35 @@ static bool in_heap(struct emm_heap *h, const void *p)
 	return (const char *)p >= h->base && (const char *)p < h->base + h->len;
 }
 
+/*
+ * mimalloc keeps a freed block in its page until the whole page is free,
+ * and decommits an empty page only later (decommit_delay): dead data would
+ * be swapped out and in. So the whole OS pages inside a large block go back
+ * to emm as it is freed -- all but the first, where mimalloc writes its
+ * free-list link. Before mi_free: after it, another thread may reuse it.
+ */
+static void drop_inside(struct emm_heap *h, void *p, size_t n)
+{
+	uintptr_t lo = ((uintptr_t)p + 2 * sizeof(void *) + OS_PAGE - 1) & ~(OS_PAGE - 1);
+	uintptr_t hi = ((uintptr_t)p + n) & ~(OS_PAGE - 1);
+
+	if (hi > lo)
+		emm_advise(h->mm, (void *)lo, hi - lo, EMM_ADV_DONTNEED);
+}
+
 EMM_API void emm_heap_free(struct emm_heap *h, void *p)
 {
 	struct heap_thread *t;
+	size_t n;
 
 	if (!p || !h || !in_heap(h, p))
 		return;
+	n = mi_usable_size(p);
 	t = this_thread(h, false);
 	if (t)
-		count(&t->freed, mi_usable_size(p));
+		count(&t->freed, n);
+	if (n >= DROP_MIN)
+		drop_inside(h, p, n);
 	mi_free(p);
 }
 

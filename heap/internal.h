@@ -20,6 +20,7 @@
 #define SEGMENT_SIZE	(32UL << 20)
 #define COMMIT_SHIFT	16		/* mimalloc commits in 64 KiB steps */
 #define OS_PAGE		4096UL
+#define DROP_MIN	(32UL << 10)	/* a freed block this large gives its pages back */
 
 /* What one thread allocated and freed through one heap. */
 struct heap_thread {
