@@ -32,7 +32,9 @@ extern "C" {
 
 struct emm;
 
-enum { EMM_BACKEND_AUTO, EMM_BACKEND_SIGNAL, EMM_BACKEND_UFFD };
+/* Fault backends (emm(7)): AUTO picks UFFD where a userfaultfd that serves
+ * kernel-mode faults can be had, else UFFD_SIGBUS, else SIGNAL. */
+enum { EMM_BACKEND_AUTO, EMM_BACKEND_SIGNAL, EMM_BACKEND_UFFD, EMM_BACKEND_UFFD_SIGBUS };
 enum { EMM_THP_MADVISE, EMM_THP_ALWAYS, EMM_THP_NEVER };
 
 /* emm_opts.flags */
@@ -45,7 +47,7 @@ struct emm_opts {
 	uint64_t mem_limit;      /* resident budget in bytes; 0: EMM_MEM_LIMIT, else half of RAM */
 	const char *swap_path;   /* NULL: unlinked temporary file in $TMPDIR (or /var/tmp) */
 	uint64_t swap_size;      /* bytes of swap; 0: 4 x mem_limit */
-	int backend;             /* EMM_BACKEND_AUTO, EMM_BACKEND_SIGNAL, EMM_BACKEND_UFFD */
+	int backend;             /* EMM_BACKEND_* */
 	int thp;                 /* EMM_THP_MADVISE (default), EMM_THP_ALWAYS, EMM_THP_NEVER */
 	unsigned flags;          /* EMM_OPEN_* */
 	unsigned fault_around;   /* pages a first-touch fault maps; 0: EMM_FAULT_AROUND, else 16 */
@@ -64,10 +66,15 @@ struct emm_opts {
 	 * 511), and how often it scans (0: every 100 ms). */
 	int thp_max_ptes_none;
 	unsigned thp_scan_ms;
+	/* EMM_BACKEND_UFFD: fault-service threads (0: EMM_UFFD_THREADS, else
+	 * the number of CPUs, at most 4; at most 64). */
+	unsigned uffd_threads;
 };
 
 EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp);
 EMM_API int emm_close(struct emm *mm);
+/* The EMM_BACKEND_* the instance uses (never AUTO), or -EINVAL. */
+EMM_API int emm_backend(struct emm *mm);
 
 EMM_API int emm_reserve(struct emm *mm, size_t len, void **addrp);
 struct emm_reserve_opts {

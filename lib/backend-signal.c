@@ -8,9 +8,6 @@
 #include "arch.h"
 #include "internal.h"
 
-/* si_errno of a SIGBUS emm makes up for a fault it could not serve. */
-#define EMM_SIGBUS_MARK	EIO
-
 static const int fault_signals[] = { SIGSEGV, SIGBUS };
 static struct sigaction old_action[ARRAY_SIZE(fault_signals)];
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -110,6 +107,20 @@ static void fault_sigbus(siginfo_t *si, void *uc, int access, struct rsv *r, int
 	chain(SIGBUS, &bus, uc, access, r, srcu);
 }
 
+/* Async-signal-safe. EMM_BACKEND_UFFD_SIGBUS: the userfaultfd turned a fault
+ * on a page the app view does not map into SIGBUS; serve it here. */
+static void uffd_sigbus_fault(siginfo_t *si, void *uc, struct rsv *r, int srcu)
+{
+	int access = arch_fault_access(si, uc);
+
+	if (access == ARCH_ACCESS_UNKNOWN)
+		access = EMM_PROT_WRITE;	/* a read would then be served writable */
+	if (uffd_fault(r, (uintptr_t)si->si_addr, access) == FAULT_SIGBUS)
+		fault_sigbus(si, uc, access, r, srcu);
+	else
+		srcu_read_unlock(srcu);
+}
+
 /* Async-signal-safe: the process-wide handler (DESIGN.md, "The fault path"). */
 static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 {
@@ -119,7 +130,11 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	const struct emm_vma *vma;
 	int access = EMM_PROT_READ;
 
-	if (!r || sig != SIGSEGV) {
+	if (r && sig == SIGBUS && uffd_sigbus_ours(r, si)) {
+		uffd_sigbus_fault(si, uc, r, srcu);
+		goto out;
+	}
+	if (!r || sig != SIGSEGV || uffd_foreign(r)) {
 		chain(sig, si, uc, access, r, srcu);
 		goto out;
 	}
@@ -127,7 +142,11 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	if (access == ARCH_ACCESS_UNKNOWN)
 		access = infer_access(r, addr);
 	vma = find_vma(r, addr);
-	if (!vma) {
+	if (vma && r->mm->uffd && !vma_access_error(vma, access)) {
+		/* The kernel VMA forbade what the emm VMA allows: emm_protect
+		 * is changing it. Retry. */
+		srcu_read_unlock(srcu);
+	} else if (!vma) {
 		count_event(r->mm, faults_bad);
 		chain(sig, si, uc, access, r, srcu);
 	} else if (vma_access_error(vma, access)) {

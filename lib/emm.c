@@ -37,6 +37,7 @@ static void teardown(struct emm *mm, bool backend)
 	pager_stop(mm);
 	if (backend)
 		signal_backend_put();
+	uffd_close(mm);
 	if (mm->swap)
 		swap_close(mm->swap);
 	lru_destroy(mm);
@@ -50,8 +51,6 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 {
 	int err = config_load(&mm->cfg, opts);
 
-	if (!err && mm->cfg.backend == EMM_BACKEND_UFFD)
-		err = -EOPNOTSUPP;
 	if (!err)
 		err = mm->memfd = open_physmem(mm);
 	if (err >= 0)
@@ -62,6 +61,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 		err = kswapd_start(mm);
 	if (!err)
 		err = khugepaged_start(mm);
+	if (!err)
+		err = uffd_open(mm);
 	return err;
 }
 
@@ -84,8 +85,8 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 		teardown(mm, false);
 		return err;
 	}
-	emm_log(mm, "open: limit %llu bytes, fault-around %u pages, signal backend",
-		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around);
+	emm_log(mm, "open: limit %llu bytes, fault-around %u pages, %s backend",
+		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around, backend_name_of(mm));
 	*mmp = mm;
 	return 0;
 }

@@ -112,9 +112,11 @@ int target_prot(const struct emm_vma *vma)
 
 /* Async-signal-safe. Let the kernel fill the page tables of a fresh cluster
  * in one call rather than one trap per page. */
-static void populate(uintptr_t s, uintptr_t e, int prot)
+static void populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
-	if (e - s > PAGE_SIZE)
+	/* A userfaultfd's UFFDIO_CONTINUE has filled them already; and a
+	 * service thread must never fault on the app view itself. */
+	if (e - s > PAGE_SIZE && !r->mm->uffd)
 		madvise((void *)s, e - s, (prot & EMM_PROT_WRITE) ? MADV_POPULATE_WRITE
 								 : MADV_POPULATE_READ);
 }
@@ -488,7 +490,7 @@ static int do_none_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 	atomic_store_explicit(&r->fa_next, e, memory_order_relaxed);
 	atomic_store_explicit(&r->fa_win, e - s, memory_order_relaxed);
 	if (!vma_backed(vma)) {
-		populate(s, e, prot);
+		populate(r, s, e, prot);
 		count_event(r->mm, faults_zero);
 	}
 	unlock_range(r, s, e, access, 0);
@@ -647,7 +649,7 @@ int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintpt
 			unlock_range(r, c, ce, 0, 0);
 			break;
 		}
-		populate(c, ce, (access & EMM_PROT_WRITE) ? prot : prot & ~EMM_PROT_WRITE);
+		populate(r, c, ce, (access & EMM_PROT_WRITE) ? prot : prot & ~EMM_PROT_WRITE);
 		unlock_range(r, c, ce, access, pin ? PTE_PINNED : 0);
 		c = ce;
 	}

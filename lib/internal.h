@@ -135,6 +135,8 @@ struct rsv {
 	struct rsv *next;
 };
 
+#define UFFD_THREADS_MAX	64
+
 struct emm_config {
 	uint64_t mem_limit;
 	char *swap_path;
@@ -147,6 +149,7 @@ struct emm_config {
 	int thp_max_ptes_none;		/* missing pages the scanner fills first */
 	bool thp_max_ptes_set;
 	unsigned thp_scan_ms;		/* scanner period */
+	unsigned uffd_threads;		/* fault-service threads; 0: default */
 	uint64_t wmark_min, wmark_low, wmark_high;	/* headroom below mem_limit */
 	bool wmark_min_set, wmark_low_set, wmark_high_set;
 	void (*oom)(struct emm *mm, uint64_t excess_bytes, void *arg);
@@ -243,6 +246,7 @@ struct emm {
 	bool khugepaged_started;
 	_Atomic bool khugepaged_stop;
 	_Atomic uint32_t khugepaged_wake;
+	struct uffd *uffd;		/* the userfaultfd backends' state, or NULL */
 	struct emm_counters c;
 };
 
@@ -355,6 +359,7 @@ void vma_table_free(struct rsv *r);
 
 /* mprotect.c: the app view's protection and the kernel VMAs it costs */
 int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool force);
+void app_set_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot);
 void kvma_global_add(long delta);
 int prot_to_sys(int prot);
 void sig_fill_async(sigset_t *set);
@@ -425,8 +430,23 @@ int khugepaged_start(struct emm *mm);
 void khugepaged_stop(struct emm *mm);
 
 /* backend-signal.c */
+#define EMM_SIGBUS_MARK	EIO	/* si_errno of a SIGBUS emm makes up for a fault it could not serve */
 int signal_backend_get(void);
 void signal_backend_put(void);
+
+/* backend-uffd.c: the userfaultfd backends (NULL mm->uffd: signal) */
+int uffd_open(struct emm *mm);
+void uffd_close(struct emm *mm);
+void uffd_quiesce(struct emm *mm);
+int uffd_rsv_init(struct rsv *r);
+int uffd_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
+int uffd_fault(struct rsv *r, uintptr_t addr, int access);
+bool uffd_sigbus_ours(const struct rsv *r, const siginfo_t *si);
+bool uffd_foreign(const struct rsv *r);
+int backend_vma_sync(struct rsv *r, uintptr_t s, uintptr_t e);
+int uffd_huge_begin(struct rsv *r, uintptr_t a);
+void uffd_huge_end(struct rsv *r, uintptr_t a);
+const char *backend_name_of(const struct emm *mm);
 
 /* report.c */
 void report_bad_fault(int sig, const siginfo_t *si, void *uc, int access, struct rsv *r);

@@ -143,6 +143,8 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 		err = pager_start(mm);
 	if (!err)
 		err = vma_insert(r, &v);
+	if (!err && (err = backend_vma_sync(r, v.start, v.end)))
+		vma_remove(r, v.start, v.end);
 	if (!err && (v.numa_policy != EMM_NUMA_LOCAL || mm->lru->nnodes > 1)) {
 		/* The policy lives with physmem, so both views follow it. */
 		err = numa_apply_fd(mm->memfd, r->pgoff + (v.start - r->start), len,
@@ -172,6 +174,8 @@ static int unmap_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 		err = vma_remove(r, s, e);
 	}
 	if (!err)
+		err = backend_vma_sync(r, s, e);
+	if (!err)
 		zap_range(r, s, e, true);
 	return err;
 }
@@ -196,6 +200,8 @@ static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 		return err;
 	thp_split_range(r, s, e, false);
 	err = vma_change(r, s, e, &(struct vma_change){ prot, 0, 0 });
+	if (!err)
+		err = backend_vma_sync(r, s, e);
 	return err ? err : change_range_prot(r, s, e, prot);
 }
 

@@ -71,9 +71,12 @@ static long runs_delta(struct rsv *r, size_t a, size_t b, int prot)
 	return after - before;
 }
 
-/* Async-signal-safe. Store prot in the PTEs of [a, b), keeping their other bits. */
-static void set_pte_prot(struct rsv *r, size_t a, size_t b, int prot)
+/* Async-signal-safe. Store prot in the PTEs of [start, end), keeping their
+ * other bits; the caller holds their locks. */
+void app_set_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot)
 {
+	size_t a = (start - r->start) >> PAGE_SHIFT, b = (end - r->start) >> PAGE_SHIFT;
+
 	for (size_t i = a; i < b; i++) {
 		atomic_fetch_and_explicit(&r->pte[i], ~PTE_MAP_MASK, memory_order_relaxed);
 		atomic_fetch_or_explicit(&r->pte[i], (uint64_t)prot << PTE_MAP_SHIFT,
@@ -93,6 +96,8 @@ int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool fo
 	struct emm *mm = r->mm;
 	long delta;
 
+	if (mm->uffd)
+		return uffd_protect(r, start, end, prot);	/* no kernel VMA per run */
 	mutex_lock(&r->prot_lock);
 	delta = runs_delta(r, a, b, prot);
 	if (!force && !kvma_fits(mm, delta)) {
@@ -105,7 +110,7 @@ int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool fo
 		mutex_unlock(&r->prot_lock);
 		return -err;
 	}
-	set_pte_prot(r, a, b, prot);
+	app_set_prot(r, start, end, prot);
 	atomic_fetch_add_explicit(&r->kvmas, delta, memory_order_relaxed);
 	atomic_fetch_add_explicit(&mm->c.kernel_vmas, delta, memory_order_relaxed);
 	kvma_global_add(delta);

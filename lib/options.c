@@ -19,7 +19,7 @@ struct option {
 	uint64_t max;			/* OPT_UINT: largest value */
 };
 
-static const char *const backend_words[] = { "auto", "signal", "uffd", NULL };
+static const char *const backend_words[] = { "auto", "signal", "uffd", "uffd-sigbus", NULL };
 static const char *const thp_words[] = { "madvise", "always", "never", NULL };
 
 #define CFG(f) offsetof(struct emm_config, f)
@@ -39,6 +39,7 @@ static const struct option options[] = {
 	{ "WMARK_HIGH", OPT_SIZE, CFG(wmark_high), NULL, 0, 0 },
 	{ "THP_MAX_PTES_NONE", OPT_UINT, CFG(thp_max_ptes_none), NULL, 0, 511 },
 	{ "THP_SCAN_MS", OPT_UINT, CFG(thp_scan_ms), NULL, 0, 600000 },
+	{ "UFFD_THREADS", OPT_UINT, CFG(uffd_threads), NULL, 0, UFFD_THREADS_MAX },
 };
 
 int opts_check(const void *opts, size_t opts_sz, size_t min_sz, size_t known_sz)
@@ -160,11 +161,11 @@ static void config_env(struct emm_config *cfg)
 
 static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 {
-	if (o->backend < EMM_BACKEND_AUTO || o->backend > EMM_BACKEND_UFFD ||
+	if (o->backend < EMM_BACKEND_AUTO || o->backend > EMM_BACKEND_UFFD_SIGBUS ||
 	    o->thp < EMM_THP_MADVISE || o->thp > EMM_THP_NEVER ||
 	    (o->flags & ~(EMM_OPEN_SHOW_STATS | EMM_OPEN_VERBOSE | EMM_OPEN_NO_PAGEVEC)) ||
 	    o->fault_around > 512 || o->thp_max_ptes_none < -1 || o->thp_max_ptes_none > 511 ||
-	    o->thp_scan_ms > 600000)
+	    o->thp_scan_ms > 600000 || o->uffd_threads > UFFD_THREADS_MAX)
 		return -EINVAL;
 	if (o->mem_limit)
 		cfg->mem_limit = o->mem_limit;
@@ -198,6 +199,8 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 		cfg->thp_max_ptes_none = 64;
 	if (o->thp_scan_ms)
 		cfg->thp_scan_ms = o->thp_scan_ms;
+	if (o->uffd_threads)
+		cfg->uffd_threads = o->uffd_threads;
 	return 0;
 }
 

@@ -157,6 +157,8 @@ int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp)
 	if (!err)
 		err = rsv_map_views(mm, r, align);
 	if (!err)
+		err = uffd_rsv_init(r);
+	if (!err)
 		err = registry_update(r, true);
 	if (err) {
 		rsv_unmap_views(r);

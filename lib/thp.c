@@ -68,9 +68,15 @@ static int collapse_locked(struct rsv *r, uintptr_t a)
 {
 	struct emm *mm = r->mm;
 
-	if (madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
+	int err = uffd_huge_begin(r, a);
+
+	if (!err && madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
+		err = -errno;
+		uffd_huge_end(r, a);
+	}
+	if (err) {
 		count_event(mm, thp_collapse_failed);
-		return -errno;
+		return err;
 	}
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
 		uint64_t v = pte_locked_val(pte_of(r, p));
@@ -108,8 +114,9 @@ int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int 
 		return -1;
 	}
 	/* The kernel collapses what is there: give it one page to start from. */
-	madvise((void *)a, PAGE_SIZE, MADV_POPULATE_WRITE);
-	if (collapse_locked(r, a) < 0)
+	if (!r->mm->uffd)	/* else UFFDIO_CONTINUE has mapped it all */
+		madvise((void *)a, PAGE_SIZE, MADV_POPULATE_WRITE);
+	if (collapse_locked(r, a) < 0 && !r->mm->uffd)
 		madvise((void *)a, PMD_SIZE, MADV_POPULATE_WRITE);
 	unlock_range(r, a, a + PMD_SIZE, access, 0);
 	count_event(r->mm, faults_zero);
@@ -151,6 +158,7 @@ void split_huge_locked(struct rsv *r, uintptr_t a)
 	if (!(atomic_fetch_and_explicit(&extent_of(r, a)->flags, ~EXT_HUGE,
 					memory_order_relaxed) & EXT_HUGE))
 		return;
+	uffd_huge_end(r, a);
 	if (pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
 		frame_set_huge(mm, pte_val(pte_locked_val(pte_of(r, a))), false);
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {

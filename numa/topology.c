@@ -239,8 +239,17 @@ int numa_cpu_node(int cpu)
 	return tp->cpu_node[cpu];
 }
 
-/* Async-signal-safe: sched_getcpu reads rseq or the vDSO. */
+/* The CPU a fault-service thread serves a fault for, or -1: its own. */
+static __thread int fault_cpu __attribute__((tls_model("initial-exec"))) = -1;
+
+void numa_set_fault_cpu(int cpu)
+{
+	fault_cpu = cpu;
+}
+
+/* Async-signal-safe: sched_getcpu reads rseq or the vDSO. The node of the
+ * CPU whose fault this thread serves. */
 int numa_current_node(void)
 {
-	return numa_cpu_node(sched_getcpu());
+	return numa_cpu_node(fault_cpu >= 0 ? fault_cpu : sched_getcpu());
 }

@@ -79,7 +79,7 @@ static void test_bad_values(void)
 {
 	EMM_OPTS(emm_opts, o);
 
-	o.backend = EMM_BACKEND_UFFD + 1;
+	o.backend = EMM_BACKEND_UFFD_SIGBUS + 1;
 	is_int(try_open(&o), -EINVAL, "unknown backend: -EINVAL");
 	o.backend = -1;
 	is_int(try_open(&o), -EINVAL, "negative backend: -EINVAL");
@@ -94,10 +94,38 @@ static void test_bad_values(void)
 	o.flags = 0x80000000u;
 	is_int(try_open(&o), -EINVAL, "unknown flag 0x80000000: -EINVAL");
 	o.flags = 0;
-	o.backend = EMM_BACKEND_UFFD;
-	is_int(try_open(&o), -EOPNOTSUPP, "EMM_BACKEND_UFFD: -EOPNOTSUPP");
 	o.backend = EMM_BACKEND_SIGNAL;
 	is_int(try_open(&o), 0, "EMM_BACKEND_SIGNAL: accepted");
+	o.uffd_threads = 65;
+	is_int(try_open(&o), -EINVAL, "uffd_threads 65: -EINVAL");
+}
+
+/* Each backend opens, or is refused with -EOPNOTSUPP or -EPERM where the
+ * kernel or the system does not offer it; emm_backend says which is used. */
+static void test_backends(void)
+{
+	static const char *const names[] = { "AUTO", "SIGNAL", "UFFD", "UFFD_SIGBUS" };
+
+	is_int(emm_backend(NULL), -EINVAL, "emm_backend(NULL): -EINVAL");
+	for (int b = EMM_BACKEND_AUTO; b <= EMM_BACKEND_UFFD_SIGBUS; b++) {
+		EMM_OPTS(emm_opts, o, .backend = b, .mem_limit = 16 << 20);
+		struct emm *mm;
+		int err = emm_open(&o, &mm), got;
+
+		if (err) {
+			ok(b >= EMM_BACKEND_UFFD && (err == -EOPNOTSUPP || err == -EPERM ||
+						   err == -EACCES),
+			   "EMM_BACKEND_%s: not offered here (%s)", names[b], strerror(-err));
+			continue;
+		}
+		got = emm_backend(mm);
+		if (b == EMM_BACKEND_AUTO)
+			ok(got >= EMM_BACKEND_SIGNAL && got <= EMM_BACKEND_UFFD_SIGBUS,
+			   "EMM_BACKEND_AUTO picked %s", names[got > 0 && got < 4 ? got : 0]);
+		else
+			is_int(got, b, "EMM_BACKEND_%s: emm_backend says so", names[b]);
+		emm_close(mm);
+	}
 }
 
 static uint64_t limit_of(const struct emm_opts *o, int *err)
@@ -219,7 +247,7 @@ int main(void)
 		{ "EMM_THP", "sometimes" },
 	};
 
-	plan(7 + 4 + 3 + 8 + 5 + 4 * 4);
+	plan(7 + 4 + 3 + 8 + 5 + 4 * 4 + 5);
 	/* The tests set these themselves. */
 	unsetenv("EMM_MEM_LIMIT");
 	unsetenv("EMM_BACKEND");
@@ -229,6 +257,7 @@ int main(void)
 	test_sz();
 	test_newer_struct();
 	test_bad_values();
+	test_backends();
 	test_limit();
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		test_bad_env(&bad[i]);

@@ -195,7 +195,11 @@ static void test_after(void)
 	for (size_t i = 0; i < MIB; i += 64)
 		bad += r[i] != (char)(i / 64 * 7);
 	is_int(bad, 0, "emm faults passed on by it are served: data written and read back");
-	ok(app_passed > 0, "it passed %d faults on", app_passed);
+	if (emm_backend(mm) != EMM_BACKEND_SIGNAL)
+		ok(app_passed == 0, "it passed %d faults on: the userfaultfd reports them "
+		   "(to a service thread, or as SIGBUS), not as SIGSEGV", app_passed);
+	else
+		ok(app_passed > 0, "it passed %d faults on", app_passed);
 	own[5] = 9;
 	ok(app_own == 1 && own[5] == 9, "it handled the fault in its own page");
 	sigaction(SIGSEGV, &emm_act, NULL);
