@@ -41,7 +41,7 @@ static void watch(void)
 
 static uint32_t len_of(uint32_t id)
 {
-	return 8 + (id * 2654435761u >> 20) % 33;	/* 8 .. 40 bytes of data */
+	return 24 + (id * 2654435761u >> 20) % 49;	/* 24 .. 72 bytes of data */
 }
 
 static struct node *node_new(uint32_t id, struct node *back)
