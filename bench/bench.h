@@ -35,6 +35,7 @@ int bench_out_of_core(const struct bench_opts *o);
 int bench_file(const struct bench_opts *o);
 int bench_thp(const struct bench_opts *o);
 int bench_lru(const struct bench_opts *o);
+int bench_heap(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
 int bench_parse_size(const char *s, uint64_t *out);

@@ -22,6 +22,8 @@ static const struct bench_mode modes[] = {
 	  bench_thp, 1ULL << 30, 3 },
 	{ "lru", "two threads faulting and reclaiming, per-CPU pagevecs on against off",
 	  bench_lru, 64ULL << 20, 2 },
+	{ "heap", "threads allocating and freeing: libemm-heap vs mimalloc vs glibc; under a budget",
+	  bench_heap, 128ULL << 20, 3 },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))
@@ -106,14 +108,15 @@ static void usage(FILE *f)
 		   "       emm-bench --help\n"
 		   "  --size BYTES  memory each run touches, K/M/G/T suffixes (default 256M;\n"
 		   "                out-of-core 4G; file: the file, 2G; thp 1G; lru: each\n"
-		   "                thread's region, 64M)\n"
+		   "                thread's region, 64M; heap: live data, 128M)\n"
 		   "  --runs N      repeat each measurement N times, keep the best (default 3;\n"
 		   "                out-of-core and file 1, lru 2)\n"
-		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M)\n"
+		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M;\n"
+		   "                heap: a quarter of the live data)\n"
 		   "  --ops N       random accesses per pattern (out-of-core 64K, file 32K;\n"
-		   "                thp: reads per pass, 16M)\n"
+		   "                thp: reads per pass, 16M; heap: per thread, 2M)\n"
 		   "  --threads N   out-of-core: threads for the random patterns (default 1);\n"
-		   "                lru: threads faulting at once (default 2)\n"
+		   "                lru: threads faulting at once (default 2); heap: 2\n"
 		   "modes:\n");
 	for (size_t i = 0; i < NR_MODES; i++)
 		fprintf(f, "  %-12s  %s\n", modes[i].name, modes[i].help);

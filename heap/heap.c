@@ -119,14 +119,15 @@ static bool in_heap(struct emm_heap *h, const void *p)
  * be swapped out and in. So the whole OS pages inside a large block go back
  * to emm as it is freed -- all but the first, where mimalloc writes its
  * free-list link. Before mi_free: after it, another thread may reuse it.
+ * Only under pressure (see purge.c): otherwise the drop and the faults when
+ * the block is reused cost more than the memory is worth.
  */
 static void drop_inside(struct emm_heap *h, void *p, size_t n)
 {
 	uintptr_t lo = ((uintptr_t)p + 2 * sizeof(void *) + OS_PAGE - 1) & ~(OS_PAGE - 1);
-	uintptr_t hi = ((uintptr_t)p + n) & ~(OS_PAGE - 1);
 
-	if (hi > lo)
-		emm_advise(h->mm, (void *)lo, hi - lo, EMM_ADV_DONTNEED);
+	if ((uintptr_t)p + n > lo)
+		purge_drop(h, (void *)lo, (uintptr_t)p + n - lo);
 }
 
 EMM_API void emm_heap_free(struct emm_heap *h, void *p)
@@ -140,7 +141,7 @@ EMM_API void emm_heap_free(struct emm_heap *h, void *p)
 	t = this_thread(h, false);
 	if (t)
 		count(&t->freed, n);
-	if (n >= DROP_MIN)
+	if (n >= DROP_MIN && purge_pressure(h))
 		drop_inside(h, p, n);
 	mi_free(p);
 }
@@ -188,6 +189,7 @@ EMM_API int emm_heap_collect(struct emm_heap *h, int force)
 	/* The thread's backing heap frees abandoned segments and decommits
 	 * the segment cache, both of which hold arena blocks. */
 	mi_collect(force != 0);
+	purge_flush(h);
 	return 0;
 }
 
@@ -218,20 +220,21 @@ static int region_map(struct emm_heap *h, size_t len)
 	h->base = base;
 	h->len = len;
 	h->committed_len = ((len >> COMMIT_SHIFT) + 63) / 64 * sizeof(uint64_t);
-	h->committed = mmap(NULL, h->committed_len, PROT_READ | PROT_WRITE,
+	h->committed = mmap(NULL, 2 * h->committed_len, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (h->committed == MAP_FAILED) {
 		h->committed = NULL;
 		emm_release(h->mm, base);
 		return -ENOMEM;
 	}
+	h->pending = (_Atomic uint64_t *)((char *)h->committed + h->committed_len);
 	return 0;
 }
 
 static void region_unmap(struct emm_heap *h)
 {
 	emm_release(h->mm, h->base);
-	munmap((void *)h->committed, h->committed_len);
+	munmap((void *)h->committed, 2 * h->committed_len);
 }
 
 static int arena_add(struct emm_heap *h)
@@ -266,6 +269,7 @@ EMM_API int emm_heap_create(struct emm *mm, size_t len, const struct emm_heap_op
 	if (!h)
 		return -ENOMEM;
 	h->mm = mm;
+	pthread_mutex_init(&h->purge_lock, NULL);
 	err = region_map(h, (len + SEGMENT_SIZE - 1) & ~(SEGMENT_SIZE - 1));
 	if (!err && (err = arena_add(h)))
 		region_unmap(h);
@@ -310,7 +314,7 @@ EMM_API int emm_heap_destroy(struct emm_heap *h)
 	}
 	/* Free what threads that ended left empty, decommit cached segments. */
 	mi_collect(true);
-	if (hook_committed_bytes(h)) {
+	if (purge_committed_bytes(h)) {
 		/* A segment still holds blocks of a thread that ended: mimalloc
 		 * keeps it on its abandoned list, so its memory must stay. */
 		return -EBUSY;
@@ -327,6 +331,7 @@ EMM_API int emm_heap_destroy(struct emm_heap *h)
 		mi_free(t);
 	}
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->purge_lock);
 	mi_free(h);
 	return 0;
 }
@@ -347,7 +352,7 @@ EMM_API int emm_heap_stats(struct emm_heap *h, struct emm_heap_stats *st)
 				  atomic_load_explicit(&t->freed, memory_order_relaxed));
 	pthread_mutex_unlock(&h->lock);
 	s.allocated_bytes = live > 0 ? (uint64_t)live : 0;
-	s.region_used_bytes = hook_committed_bytes(h);
+	s.region_used_bytes = purge_committed_bytes(h);
 	err = emm_stats(h->mm, &es);
 	if (err)
 		return err;

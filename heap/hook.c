@@ -21,9 +21,8 @@
  * emm has not mapped. So the companion rewrites libmimalloc's own GOT slots
  * for these three functions (and only mimalloc's: no other code in the
  * process is affected) to the functions below, which pass every call on
- * unchanged except those inside a region: there a decommit or reset
- * becomes emm_advise(EMM_ADV_DONTNEED) -- the page leaves physmem and swap,
- * and reads as zeros next time -- and a commit changes nothing, since the
+ * unchanged except those inside a region, which purge.c handles: a
+ * decommit gives the pages back to emm, a commit changes nothing, since the
  * region is mapped read-write in emm already.
  */
 
@@ -53,51 +52,16 @@ static struct emm_heap *region_of(const void *p, size_t len)
 	return NULL;
 }
 
-/* Set or clear the committed bits of [p, p + len): only whole 64 KiB steps
- * are cleared, every step touched is set (mimalloc commits liberally and
- * decommits conservatively). */
-static void mark_committed(struct emm_heap *h, const char *p, size_t len, bool set)
-{
-	size_t step = 1UL << COMMIT_SHIFT;
-	uintptr_t off = (uintptr_t)(p - h->base), end = off + len;
-	uintptr_t lo = set ? off >> COMMIT_SHIFT : (off + step - 1) >> COMMIT_SHIFT;
-	uintptr_t hi = set ? (end + step - 1) >> COMMIT_SHIFT : end >> COMMIT_SHIFT;
-
-	for (uintptr_t i = lo; i < hi; i++) {
-		uint64_t bit = 1ULL << (i & 63);
-
-		if (set)
-			atomic_fetch_or_explicit(&h->committed[i >> 6], bit, memory_order_relaxed);
-		else
-			atomic_fetch_and_explicit(&h->committed[i >> 6], ~bit, memory_order_relaxed);
-	}
-}
-
-static int drop(struct emm_heap *h, void *p, size_t len, bool decommit)
-{
-	char *lo = (char *)(((uintptr_t)p + OS_PAGE - 1) & ~(OS_PAGE - 1));
-	char *hi = (char *)(((uintptr_t)p + len) & ~(OS_PAGE - 1));
-	int err = 0;
-
-	if (decommit)
-		mark_committed(h, p, len, false);
-	if (hi > lo)
-		err = emm_advise(h->mm, lo, (size_t)(hi - lo), EMM_ADV_DONTNEED);
-	if (err) {
-		errno = -err;
-		return -1;
-	}
-	return 0;
-}
-
 static int hook_madvise(void *p, size_t len, int advice)
 {
 	struct emm_heap *h = region_of(p, len);
 
 	if (!h)
 		return (int)syscall(SYS_madvise, p, len, advice);
-	if (advice == MADV_DONTNEED || advice == MADV_FREE)
-		return drop(h, p, len, advice == MADV_DONTNEED);
+	if (advice == MADV_DONTNEED)
+		return purge_decommit(h, p, len);
+	if (advice == MADV_FREE)
+		return purge_reset(h, p, len);
 	return 0;	/* hints: emm decides huge pages itself */
 }
 
@@ -108,8 +72,8 @@ static int hook_mprotect(void *p, size_t len, int prot)
 	if (!h)
 		return (int)syscall(SYS_mprotect, p, len, prot);
 	if (prot == PROT_NONE)
-		return drop(h, p, len, true);
-	mark_committed(h, p, len, true);
+		return purge_decommit(h, p, len);
+	purge_commit(h, p, len);
 	return 0;
 }
 
@@ -120,9 +84,7 @@ static void *hook_mmap(void *p, size_t len, int prot, int flags, int fd, off_t o
 	if (!h)
 		return mmap(p, len, prot, flags, fd, off);
 	/* Older mimalloc builds decommit with mmap(MAP_FIXED | MAP_ANONYMOUS). */
-	if (drop(h, p, len, true))
-		return MAP_FAILED;
-	return p;
+	return purge_decommit(h, p, len) ? MAP_FAILED : p;
 }
 
 static const struct { const char *name; void *fn; } hooks[] = {
@@ -273,16 +235,6 @@ void hook_remove(struct emm_heap *h)
 		atomic_compare_exchange_strong_explicit(&regions[i], &want, NULL,
 							memory_order_relaxed, memory_order_relaxed);
 	}
-}
-
-uint64_t hook_committed_bytes(struct emm_heap *h)
-{
-	uint64_t n = 0;
-
-	for (size_t i = 0; i < h->committed_len / sizeof(uint64_t); i++)
-		n += (uint64_t)__builtin_popcountll(atomic_load_explicit(&h->committed[i],
-									 memory_order_relaxed));
-	return n << COMMIT_SHIFT;
 }
 
 struct emm_heap *heap_of(const void *p)

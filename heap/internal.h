@@ -38,7 +38,11 @@ struct emm_heap {
 	pthread_mutex_t lock;		/* the threads list */
 	struct heap_thread *threads;
 	_Atomic uint64_t *committed;	/* one bit per 64 KiB mimalloc committed */
-	size_t committed_len;
+	_Atomic uint64_t *pending;	/* one bit per 64 KiB decommitted, not yet dropped */
+	size_t committed_len;		/* bytes of each bitmap */
+	pthread_mutex_t purge_lock;	/* pending: drops against recommits */
+	_Atomic long checked_ms;	/* when pressure was last looked at */
+	_Atomic bool pressure;		/* the instance's resident is half its limit or more */
 	_Atomic bool dead;
 };
 
@@ -46,7 +50,15 @@ struct emm_heap {
 HEAP_INTERNAL int hook_install(void);
 HEAP_INTERNAL int hook_add(struct emm_heap *h);
 HEAP_INTERNAL void hook_remove(struct emm_heap *h);
-HEAP_INTERNAL uint64_t hook_committed_bytes(struct emm_heap *h);
+
+/* purge.c: what mimalloc commits and decommits, and when emm gets it back. */
+HEAP_INTERNAL int purge_decommit(struct emm_heap *h, void *p, size_t len);
+HEAP_INTERNAL int purge_reset(struct emm_heap *h, void *p, size_t len);
+HEAP_INTERNAL void purge_commit(struct emm_heap *h, void *p, size_t len);
+HEAP_INTERNAL void purge_flush(struct emm_heap *h);
+HEAP_INTERNAL bool purge_pressure(struct emm_heap *h);
+HEAP_INTERNAL int purge_drop(struct emm_heap *h, void *p, size_t len);
+HEAP_INTERNAL uint64_t purge_committed_bytes(struct emm_heap *h);
 
 /* hook.c: the heap whose region holds p, or NULL. */
 HEAP_INTERNAL struct emm_heap *heap_of(const void *p);
