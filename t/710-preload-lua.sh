@@ -6,6 +6,7 @@
 skip_unless lua5.4
 
 cat >"$tmp/s.lua" <<'LUA'
+collectgarbage("generational")
 local n = 400000
 local t = {}
 for i = 1, n do
