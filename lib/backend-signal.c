@@ -1,12 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* The signal backend: one process-wide SIGSEGV/SIGBUS handler, and chaining. */
+/*
+ * The signal backend: the app view is PROT_NONE where a page is not mapped,
+ * access is granted with mprotect, and a fault arrives at one process-wide
+ * SIGSEGV/SIGBUS handler, which chains what emm does not own.
+ */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "arch.h"
-#include "internal.h"
+#include "backend.h"
+#include "fault.h"
+#include "pte.h"
 
 static const int fault_signals[] = { SIGSEGV, SIGBUS };
 static struct sigaction old_action[ARRAY_SIZE(fault_signals)];
@@ -83,7 +90,6 @@ static void access_error(int sig, siginfo_t *si, void *uc, int access, struct rs
 	emm_trap_fn trap = vma->trap;
 	void *arg = vma->trap_arg;
 
-	count_event(r->mm, faults_bad);
 	if (!trap) {
 		chain(sig, si, uc, access, r, srcu);
 		return;
@@ -107,20 +113,6 @@ static void fault_sigbus(siginfo_t *si, void *uc, int access, struct rsv *r, int
 	chain(SIGBUS, &bus, uc, access, r, srcu);
 }
 
-/* Async-signal-safe. EMM_BACKEND_UFFD_SIGBUS: the userfaultfd turned a fault
- * on a page the app view does not map into SIGBUS; serve it here. */
-static void uffd_sigbus_fault(siginfo_t *si, void *uc, struct rsv *r, int srcu)
-{
-	int access = arch_fault_access(si, uc);
-
-	if (access == ARCH_ACCESS_UNKNOWN)
-		access = EMM_PROT_WRITE;	/* a read would then be served writable */
-	if (uffd_fault(r, (uintptr_t)si->si_addr, access) == FAULT_SIGBUS)
-		fault_sigbus(si, uc, access, r, srcu);
-	else
-		srcu_read_unlock(srcu);
-}
-
 /* Async-signal-safe: the process-wide handler (DESIGN.md, "The fault path"). */
 static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 {
@@ -130,30 +122,27 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	const struct emm_vma *vma;
 	int access = EMM_PROT_READ;
 
-	if (r && sig == SIGBUS && uffd_sigbus_ours(r, si)) {
-		uffd_sigbus_fault(si, uc, r, srcu);
-		goto out;
-	}
-	if (!r || sig != SIGSEGV || uffd_foreign(r)) {
+	/* A child of a userfaultfd instance has no app view (emm(7), fork):
+	 * it must not act on its copy of the parent's state. */
+	if (!r || (sig != SIGSEGV && sig != r->mm->backend->fault_signal) ||
+	    (r->mm->backend->id != EMM_BACKEND_SIGNAL && getpid() != r->mm->pid)) {
 		chain(sig, si, uc, access, r, srcu);
 		goto out;
 	}
 	access = arch_fault_access(si, uc);
 	if (access == ARCH_ACCESS_UNKNOWN)
 		access = infer_access(r, addr);
-	vma = find_vma(r, addr);
-	if (vma && r->mm->uffd && !vma_access_error(vma, access)) {
-		/* The kernel VMA forbade what the emm VMA allows: emm_protect
-		 * is changing it. Retry. */
-		srcu_read_unlock(srcu);
-	} else if (!vma) {
-		count_event(r->mm, faults_bad);
+	switch (do_user_fault(r, addr, access, &vma)) {
+	case FAULT_BAD_AREA:
 		chain(sig, si, uc, access, r, srcu);
-	} else if (vma_access_error(vma, access)) {
+		break;
+	case FAULT_ACCESS:
 		access_error(sig, si, uc, access, r, vma, srcu);
-	} else if (handle_mm_fault(r, addr, access, vma) == FAULT_SIGBUS) {
+		break;
+	case FAULT_SIGBUS:
 		fault_sigbus(si, uc, access, r, srcu);
-	} else {
+		break;
+	default:
 		srcu_read_unlock(srcu);
 	}
 out:
@@ -161,7 +150,7 @@ out:
 }
 
 /* Install the handler for the first instance; remember what it replaces. */
-int signal_backend_get(void)
+int backend_signal_get(void)
 {
 	struct sigaction sa = { .sa_sigaction = emm_sigaction,
 				.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER };
@@ -184,7 +173,7 @@ int signal_backend_get(void)
 
 /* The last instance is gone: put back what was there, unless the
  * application has installed a handler of its own since. */
-void signal_backend_put(void)
+void backend_signal_put(void)
 {
 	pthread_mutex_lock(&install_lock);
 	if (--users == 0) {
@@ -198,3 +187,150 @@ void signal_backend_put(void)
 	}
 	pthread_mutex_unlock(&install_lock);
 }
+
+/* Async-signal-safe. The app-view protection of page i (i in pages). */
+static int prot_at(struct rsv *r, size_t i)
+{
+	return pte_prot(atomic_load_explicit(&r->pte[i], memory_order_relaxed));
+}
+
+/* Async-signal-safe. Boundaries between different protections in [a-1, b]. */
+static long runs_delta(struct rsv *r, size_t a, size_t b, int prot)
+{
+	size_t n = r->len >> PAGE_SHIFT;
+	long before = 0, after = 0;
+
+	for (size_t i = a ? a : 1; i <= b && i < n; i++)
+		before += prot_at(r, i - 1) != prot_at(r, i);
+	if (a > 0)
+		after += prot_at(r, a - 1) != prot;
+	if (b < n)
+		after += prot_at(r, b) != prot;
+	return after - before;
+}
+
+/* Async-signal-safe. Would delta more kernel VMAs stay within budget? */
+static bool kvma_fits(const struct emm *mm, long delta)
+{
+	long mine = atomic_load_explicit(&mm->c.kernel_vmas, memory_order_relaxed);
+
+	if (delta <= 0)
+		return true;
+	if (mm->cfg.max_kernel_vmas && mine + delta > (long)mm->cfg.max_kernel_vmas)
+		return false;
+	return kvma_global() + delta <= kvma_process_limit();
+}
+
+/*
+ * Async-signal-safe. Give [start, end) of the app view protection prot
+ * (EMM_PROT_*); the caller holds the PTE locks of the range. Every
+ * protection boundary is a kernel VMA: -EAGAIN when the change would take
+ * emm past its budget (BACKEND_FORCE goes ahead anyway), -ENOMEM when the
+ * kernel refused. prot_lock keeps the neighbours' protections, which
+ * runs_delta reads, from changing under it.
+ */
+static int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, unsigned flags)
+{
+	size_t a = (start - r->start) >> PAGE_SHIFT, b = (end - r->start) >> PAGE_SHIFT;
+	long delta;
+
+	mutex_lock(&r->prot_lock);
+	delta = runs_delta(r, a, b, prot);
+	if (!(flags & BACKEND_FORCE) && !kvma_fits(r->mm, delta)) {
+		mutex_unlock(&r->prot_lock);
+		return -EAGAIN;
+	}
+	if (mprotect((void *)start, end - start, prot_to_sys(prot)) < 0) {
+		int err = errno;
+
+		mutex_unlock(&r->prot_lock);
+		return -err;
+	}
+	backend_set_pte_prot(r, start, end, prot);
+	backend_kvma_add(r, delta);
+	mutex_unlock(&r->prot_lock);
+	return 0;
+}
+
+/* Async-signal-safe. PTE locks of [s, e) held on entry and exit. */
+static int signal_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigned flags)
+{
+	return app_protect(r, s, e, prot, flags);
+}
+
+/* Async-signal-safe. PTE locks of [s, e) held on entry and exit. */
+static int signal_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
+{
+	return app_protect(r, s, e, EMM_PROT_NONE, flags);
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Async-signal-safe. PTE locks of [s, e) held. One call fills the page
+ * tables of a fresh cluster rather than one trap per page. */
+static void signal_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+{
+	(void)r;
+	if (e - s > PAGE_SIZE)
+		madvise((void *)s, e - s, (prot & EMM_PROT_WRITE) ? MADV_POPULATE_WRITE
+								 : MADV_POPULATE_READ);
+}
+
+/* mm->lock held. Pages are granted one by one: a VMA's protection reaches
+ * the app view when its pages are (re)granted. */
+static int signal_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+{
+	(void)r, (void)s, (void)e, (void)prot;
+	return 0;
+}
+
+/* mm->lock held. The app view starts PROT_NONE: one kernel VMA. */
+static int signal_view_create(struct rsv *r)
+{
+	void *app = mmap_aligned(r->len, r->align, PROT_NONE, MAP_SHARED | MAP_NORESERVE,
+				 r->mm->memfd, (off_t)r->pgoff);
+
+	if (!app)
+		return -errno;
+	r->start = (uintptr_t)app;
+	backend_kvma_add(r, 1);
+	return 0;
+}
+
+/* mm->lock held; no fault can be running in r. */
+static void signal_view_destroy(struct rsv *r)
+{
+	if (!r->start)
+		return;
+	munmap((void *)r->start, r->len);
+	backend_kvma_add(r, -atomic_load_explicit(&r->kvmas, memory_order_relaxed));
+}
+
+static int signal_open(struct emm *mm)
+{
+	(void)mm;
+	return backend_signal_get();
+}
+
+static void signal_close(struct emm *mm)
+{
+	(void)mm;
+	backend_signal_put();
+}
+
+const struct backend_ops backend_signal_ops = {
+	.name = "signal",
+	.id = EMM_BACKEND_SIGNAL,
+	.fault_signal = SIGSEGV,
+	.open = signal_open,
+	.close = signal_close,
+	.view_create = signal_view_create,
+	.view_destroy = signal_view_destroy,
+	.grant = signal_grant,
+	.revoke = signal_revoke,
+	.populate = signal_populate,
+	.vma_protect = signal_vma_protect,
+};

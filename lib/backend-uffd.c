@@ -1,5 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* The userfaultfd backends: the app view registered with a userfaultfd, faults served by service threads (uffd) or in the faulting thread (uffd-sigbus). */
+/*
+ * The userfaultfd backends: the app view is a shared mapping of physmem
+ * registered with a userfaultfd (missing, minor and write-protect faults);
+ * a grant maps physmem's pages with UFFDIO_CONTINUE, a revoke zaps the
+ * kernel's page table entries. Faults are served by fault-service threads
+ * (uffd: the faulting thread sleeps, in user or kernel mode) or in the
+ * faulting thread, which gets SIGBUS (uffd-sigbus).
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -15,8 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "fault.h"
+#include "memory.h"
 #include "numa.h"
+#include "pte.h"
 
 /* Debian 12's headers are Linux 6.1's: what came later is probed at run time. */
 #ifndef UFFD_FEATURE_POISON
@@ -49,18 +59,22 @@
 /* A fault-service thread. */
 struct uffd_worker {
 	struct emm *mm;
+	struct uffd *u;
 	pthread_t thread;
 	_Atomic uint64_t serving;	/* odd while it serves a message */
 };
 
 struct uffd {
 	int fd;
-	int backend;			/* EMM_BACKEND_UFFD or EMM_BACKEND_UFFD_SIGBUS */
-	pid_t pid;			/* of the process that opened it: a child gets no service */
 	int stopfd;			/* eventfd: wakes sleeping service threads to exit */
 	_Atomic bool stop;
 	unsigned nthreads;
 	struct uffd_worker *workers;
+};
+
+/* Per reservation: its extents registered without write-protection. */
+struct uffd_rsv {
+	_Atomic long huge;
 };
 
 /* A userfaultfd: from the system call, else from /dev/userfaultfd (which
@@ -110,7 +124,7 @@ static int uffd_open_fd(int backend)
 	bool sigbus = backend == EMM_BACKEND_UFFD_SIGBUS;
 	uint64_t want = UFFD_NEEDED | (sigbus ? UFFD_FEATURE_SIGBUS : UFFD_FEATURE_THREAD_ID);
 	uint64_t have;
-	struct uffdio_api api = { .api = UFFD_API, .features = want };
+	struct uffdio_api api = { .api = UFFD_API };
 	int fd, err = uffd_features(sigbus, &have);
 
 	if (err == -ENOSYS || err == -EINVAL)
@@ -119,6 +133,8 @@ static int uffd_open_fd(int backend)
 		return err;
 	if ((have & want) != want)
 		return -EOPNOTSUPP;
+	/* A SIGBUS emm sends names the byte touched, as the kernel's would. */
+	api.features = want | (have & UFFD_FEATURE_EXACT_ADDRESS);
 	fd = uffd_new(sigbus);
 	if (fd < 0)
 		return fd;
@@ -130,17 +146,17 @@ static int uffd_open_fd(int backend)
 	return fd;
 }
 
-/* Async-signal-safe. Is this instance served by a userfaultfd? */
+/* Async-signal-safe. The instance's userfaultfd state. */
 static inline struct uffd *uffd_of(const struct rsv *r)
 {
-	return r->mm->uffd;
+	return r->mm->backend_data;
 }
 
 /*
  * What a service thread mapped while serving one message: the threads
  * waiting there are woken once emm is done with the fault (its counters,
  * LRU and PTE locks), not as soon as the page is mapped. Only service
- * threads wake; on the others these stay empty.
+ * threads wake; elsewhere this range just grows, unused.
  */
 static __thread uintptr_t wake_lo __attribute__((tls_model("initial-exec")));
 static __thread uintptr_t wake_hi __attribute__((tls_model("initial-exec")));
@@ -212,35 +228,30 @@ static int uffd_continue(struct uffd *u, uintptr_t s, uintptr_t e, bool wp)
 	return 0;
 }
 
-/*
- * Async-signal-safe. Give [s, e) of the app view the protection prot (the
- * PTE locks of the range held): EMM_PROT_NONE zaps the kernel's page table
- * entries (the data stays in physmem; the next touch is a minor fault);
- * otherwise pages not mapped are mapped, over runs, and write access is
- * taken or given where it changes. The kernel VMA's protection (the emm
- * VMA's) caps what the page gets.
- */
-int uffd_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+/* Async-signal-safe. PTE locks of [s, e) held on entry and exit. The
+ * kernel's page table entries go; physmem keeps the data, so the next
+ * touch is a minor fault. */
+static int uffd_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
+{
+	(void)flags;
+	if (madvise((void *)s, e - s, MADV_DONTNEED) < 0)
+		return -errno;
+	backend_set_pte_prot(r, s, e, EMM_PROT_NONE);
+	return 0;
+}
+
+/* Async-signal-safe. Map the runs of [s, e) emm has not mapped (all of it:
+ * remap), and change write access where it differs from prot (wp: without it). */
+static int grant_runs(struct rsv *r, uintptr_t s, uintptr_t e, bool wp, bool remap)
 {
 	struct uffd *u = uffd_of(r);
-	bool wp = !(prot & EMM_PROT_WRITE);
 	uintptr_t run = s;
 	int run_kind = -1, err = 0;
 
-	if (prot == EMM_PROT_NONE) {
-		if (madvise((void *)s, e - s, MADV_DONTNEED) < 0)
-			return -errno;
-		app_set_prot(r, s, e, prot);
-		return 0;
-	}
-	/* Never-touched anonymous pages are holes in physmem: give them zeroed
-	 * pages there first, as UFFDIO_CONTINUE maps only what physmem holds. */
-	if (fallocate(r->mm->memfd, 0, (off_t)(r->pgoff + (s - r->start)), (off_t)(e - s)) < 0)
-		return -errno;
-	/* Runs of one kind: 0 unmapped, 1 mapped with other write access, 2 as wanted. */
+	/* Kinds: 0 not mapped, 1 mapped with the other write access, 2 as wanted. */
 	for (uintptr_t a = s; a <= e && !err; a += PAGE_SIZE) {
 		int old = a < e ? pte_prot(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)) : 0;
-		int kind = a == e ? -2 : old == EMM_PROT_NONE ? 0 :
+		int kind = a == e ? -2 : old == EMM_PROT_NONE || remap ? 0 :
 			   !(old & EMM_PROT_WRITE) != wp ? 1 : 2;
 
 		if (kind == run_kind)
@@ -252,87 +263,49 @@ int uffd_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 		run = a;
 		run_kind = kind;
 	}
-	if (err && wp) {
-		/* Where the range is not registered for write-protection (a
-		 * huge extent), no access is what keeps a write from going unseen. */
-		if (madvise((void *)s, e - s, MADV_DONTNEED) < 0)
-			return -errno;
-		prot = EMM_PROT_NONE;
-		err = 0;
-	}
-	if (!err)
-		app_set_prot(r, s, e, prot);
 	return err;
 }
 
-/* Async-signal-safe. Does a page mapped with prot allow the access? */
-static bool uffd_allows(int prot, int access)
-{
-	return (access & EMM_PROT_WRITE) ? (prot & EMM_PROT_WRITE) != 0 : prot != EMM_PROT_NONE;
-}
-
 /*
- * Async-signal-safe. A fault on a page emm maps already: another thread's
- * fault mapped it meanwhile, or the kernel took the mapping away on its own
- * (its reclaim, a migration). Map it again. false: the page is not mapped
- * for this access, and handle_mm_fault must see it.
+ * Async-signal-safe; PTE locks of [s, e) held on entry and exit; may run in
+ * a service thread or a signal handler. The kernel VMA's protection (the
+ * emm VMA's, set by vma_protect) caps what the pages get; no kernel VMA is
+ * created per run, so the budget of BACKEND_FORCE does not apply.
  */
-static bool uffd_remap(struct rsv *r, uintptr_t addr, int access)
+static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigned flags)
 {
-	_Atomic uint64_t *p = pte_of(r, addr);
-	uint64_t v = atomic_load_explicit(p, memory_order_relaxed);
-	bool mapped;
+	bool wp = !(prot & EMM_PROT_WRITE);
+	int err;
 
-	if (pte_state(v) != PTE_RESIDENT || !uffd_allows(pte_prot(v), access))
-		return false;
-	v = pte_lock(p);
-	mapped = pte_state(v) == PTE_RESIDENT && uffd_allows(pte_prot(v), access);
-	if (mapped)
-		uffd_continue(uffd_of(r), addr, addr + PAGE_SIZE, !(pte_prot(v) & EMM_PROT_WRITE));
-	pte_unlock(p, v);
-	return mapped;
+	(void)flags;
+	/* A never-touched anonymous page is a hole in physmem: give it a
+	 * zeroed page there first, as UFFDIO_CONTINUE maps only what is. */
+	if (fallocate(r->mm->memfd, 0, (off_t)(r->pgoff + (s - r->start)), (off_t)(e - s)) < 0)
+		return -errno;
+	/* The kernel drops page table entries on its own too: splitting a
+	 * huge page's PMD, its reclaim. Then the PTEs are wrong: remap. */
+	err = grant_runs(r, s, e, wp, flags & BACKEND_REMAP);
+	if (err && wp) {
+		/* Not registered for write-protection there (a huge extent): no
+		 * access is what keeps a write from going unseen. */
+		return uffd_revoke(r, s, e, flags);
+	}
+	if (!err)
+		backend_set_pte_prot(r, s, e, prot);
+	return err;
 }
 
-/*
- * Async-signal-safe. Serve one fault at addr in r (inside an srcu read
- * section, no lock held). FAULT_DONE also when there is nothing to do here:
- * no VMA, or one that forbids the access (emm_unmap or emm_protect is
- * changing it); the retried access then meets the kernel VMA's protection.
- */
-int uffd_fault(struct rsv *r, uintptr_t addr, int access)
+/* Async-signal-safe. UFFDIO_CONTINUE has filled the page tables already; and
+ * a service thread must never fault on the app view itself. */
+static void uffd_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
-	const struct emm_vma *vma = find_vma(r, addr);
-
-	addr = ALIGN_DOWN(addr, PAGE_SIZE);
-	if (!vma || vma_access_error(vma, access) || uffd_remap(r, addr, access))
-		return FAULT_DONE;
-	return handle_mm_fault(r, addr, access, vma);
-}
-
-/* Async-signal-safe. Is this SIGBUS one for emm to serve in the faulting
- * thread (EMM_BACKEND_UFFD_SIGBUS, a fault the userfaultfd turned into
- * SIGBUS, in the process that opened the instance)? */
-bool uffd_sigbus_ours(const struct rsv *r, const siginfo_t *si)
-{
-	struct uffd *u = uffd_of(r);
-
-	return u && u->backend == EMM_BACKEND_UFFD_SIGBUS && si->si_code == BUS_ADRERR &&
-	       getpid() == u->pid;
-}
-
-/* Async-signal-safe. Must a SIGSEGV at r be left alone to chain? A forked
- * child of a userfaultfd instance has no app view (emm(7), fork). */
-bool uffd_foreign(const struct rsv *r)
-{
-	struct uffd *u = uffd_of(r);
-
-	return u && getpid() != u->pid;
+	(void)r, (void)s, (void)e, (void)prot;
 }
 
 /* A fault emm could not serve (its data unreadable): SIGBUS to the thread
  * that made it, marked as emm's, at the address. Only the kernel may send
  * a fault's si_code (BUS_ADRERR) to another thread: this one is SI_QUEUE. */
-static void uffd_sigbus(struct uffd *u, pid_t tid, uintptr_t addr)
+static void uffd_sigbus(pid_t pid, pid_t tid, uintptr_t addr)
 {
 	siginfo_t si;
 
@@ -341,7 +314,7 @@ static void uffd_sigbus(struct uffd *u, pid_t tid, uintptr_t addr)
 	si.si_code = SI_QUEUE;
 	si.si_errno = EMM_SIGBUS_MARK;
 	si.si_addr = (void *)addr;
-	syscall(SYS_rt_tgsigqueueinfo, u->pid, tid, SIGBUS, &si);
+	syscall(SYS_rt_tgsigqueueinfo, pid, tid, SIGBUS, &si);
 }
 
 /* The CPU thread tid last ran on (it sleeps in its fault now): field 39 of
@@ -367,14 +340,19 @@ static int thread_cpu(pid_t tid)
 	return p ? atoi(p + 1) : -1;
 }
 
-/* A service thread serves one message: a page fault of a thread of this
- * process, in user or kernel mode, which sleeps until woken. */
-static void uffd_serve(struct emm *mm, const struct uffd_msg *m, _Atomic uint64_t *serving)
+/*
+ * A service thread serves one message: a page fault of a thread of this
+ * process, in user or kernel mode, which sleeps until woken. No VMA, or one
+ * that forbids the access (emm_unmap or emm_protect is changing it): the
+ * thread is woken and its access meets the kernel VMA's protection.
+ */
+static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
+		       _Atomic uint64_t *serving)
 {
-	struct uffd *u = mm->uffd;
 	uintptr_t addr = (uintptr_t)m->arg.pagefault.address;
 	int access = (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? EMM_PROT_WRITE
 									  : EMM_PROT_READ;
+	const struct emm_vma *vma;
 	int idx, ret = FAULT_DONE;
 	struct rsv *r;
 
@@ -386,10 +364,10 @@ static void uffd_serve(struct emm *mm, const struct uffd_msg *m, _Atomic uint64_
 	idx = srcu_read_lock();
 	r = rsv_lookup(addr);
 	if (r && r->mm == mm)
-		ret = uffd_fault(r, addr, access);
+		ret = do_user_fault(r, addr, access, &vma);
 	srcu_read_unlock(idx);
 	if (ret == FAULT_SIGBUS)
-		uffd_sigbus(u, (pid_t)m->arg.pagefault.feat.ptid, addr);
+		uffd_sigbus(mm->pid, (pid_t)m->arg.pagefault.feat.ptid, addr);
 	addr = ALIGN_DOWN(addr, PAGE_SIZE);
 	uffd_wake(u, addr, addr + PAGE_SIZE);
 	/* Release: the fault's counters are written before it reads as served. */
@@ -402,13 +380,13 @@ static void uffd_serve(struct emm *mm, const struct uffd_msg *m, _Atomic uint64_
  * for a huge page wakes it): emm_stats waits here, so that what a thread
  * reads counts the faults it has taken. Waits for one message per thread.
  */
-void uffd_quiesce(struct emm *mm)
+static void uffd_quiesce(struct emm *mm)
 {
-	struct uffd *u = mm->uffd;
+	struct uffd *u = mm->backend_data;
 
-	for (unsigned i = 0; u && i < u->nthreads; i++) {
-		/* Acquire: pairs with the release at the end of uffd_serve. */
+	for (unsigned i = 0; i < u->nthreads; i++) {
 		_Atomic uint64_t *serving = &u->workers[i].serving;
+		/* Acquire: pairs with the release at the end of uffd_serve. */
 		uint64_t s = atomic_load_explicit(serving, memory_order_acquire);
 
 		while ((s & 1) && atomic_load_explicit(serving, memory_order_acquire) == s)
@@ -436,13 +414,12 @@ static void uffd_sleep(struct uffd *u)
 /*
  * A fault-service thread: takes every pending message in one read, serves
  * them, and polls a little while before it sleeps, since waking a sleeping
- * thread costs more than the fault itself.
+ * thread costs more than the fault itself. Pager callbacks run on it.
  */
 static void *uffd_thread(void *arg)
 {
 	struct uffd_worker *w = arg;
-	struct emm *mm = w->mm;
-	struct uffd *u = mm->uffd;
+	struct uffd *u = w->u;
 	struct uffd_msg msg[UFFD_MSGS];
 	uint64_t idle_since = 0;
 	sigset_t old;
@@ -453,15 +430,15 @@ static void *uffd_thread(void *arg)
 
 		if (n > 0) {
 			for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
-				uffd_serve(mm, &msg[i], &w->serving);
+				uffd_serve(w->mm, u, &msg[i], &w->serving);
 			idle_since = 0;
 			continue;
 		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			break;
-		if (!idle_since)
+		if (!idle_since) {
 			idle_since = now_ns();
-		else if (now_ns() - idle_since > UFFD_SPIN_NS) {
+		} else if (now_ns() - idle_since > UFFD_SPIN_NS) {
 			uffd_sleep(u);
 			idle_since = 0;
 		}
@@ -478,9 +455,8 @@ static unsigned uffd_nthreads(const struct emm *mm)
 	return (unsigned)MIN(MAX(cpus, 1), UFFD_THREADS_DEFAULT);
 }
 
-static int uffd_start_threads(struct emm *mm)
+static int uffd_start_threads(struct emm *mm, struct uffd *u)
 {
-	struct uffd *u = mm->uffd;
 	unsigned n = uffd_nthreads(mm);
 
 	u->stopfd = eventfd(0, EFD_CLOEXEC);
@@ -492,8 +468,8 @@ static int uffd_start_threads(struct emm *mm)
 		int err;
 
 		w->mm = mm;
+		w->u = u;
 		err = pthread_create(&w->thread, NULL, uffd_thread, w);
-
 		if (err)
 			return -err;
 	}
@@ -501,13 +477,10 @@ static int uffd_start_threads(struct emm *mm)
 }
 
 /* Stop the service threads, close the userfaultfd. */
-void uffd_close(struct emm *mm)
+static void uffd_free(struct uffd *u)
 {
-	struct uffd *u = mm->uffd;
 	uint64_t one = 1;
 
-	if (!u)
-		return;
 	atomic_store_explicit(&u->stop, true, memory_order_relaxed);
 	if (u->stopfd >= 0 && write(u->stopfd, &one, sizeof(one)) < 0)
 		emm_warn("cannot wake the fault-service threads");
@@ -516,97 +489,65 @@ void uffd_close(struct emm *mm)
 	free(u->workers);
 	if (u->stopfd >= 0)
 		close(u->stopfd);
-	close(u->fd);
+	if (u->fd >= 0)
+		close(u->fd);
 	free(u);
-	mm->uffd = NULL;
 }
 
-/* Open backend (EMM_BACKEND_UFFD or _UFFD_SIGBUS) for mm. */
-static int uffd_open_one(struct emm *mm, int backend)
+static void uffd_close(struct emm *mm)
 {
-	struct uffd *u;
-	int fd = uffd_open_fd(backend), err = 0;
-
-	if (fd < 0)
-		return fd;
-	u = calloc(1, sizeof(*u));
-	if (!u) {
-		close(fd);
-		return -ENOMEM;
-	}
-	u->fd = fd;
-	u->backend = backend;
-	u->pid = getpid();
-	u->stopfd = -1;
-	mm->uffd = u;
-	if (backend == EMM_BACKEND_UFFD)
-		err = uffd_start_threads(mm);
-	if (err)
-		uffd_close(mm);
-	return err;
-}
-
-static const char *backend_name(int backend)
-{
-	static const char *const names[] = { "auto", "signal", "uffd", "uffd-sigbus" };
-
-	return names[backend];
+	uffd_free(mm->backend_data);
+	mm->backend_data = NULL;
+	backend_signal_put();
 }
 
 static const char *uffd_why(int err)
 {
-	return err == -EOPNOTSUPP ? "the kernel lacks a userfaultfd feature emm needs"
-	       : err == -EPERM || err == -EACCES ? "not allowed (privilege, /dev/userfaultfd, vm.unprivileged_userfaultfd, seccomp)"
+	return err == -EOPNOTSUPP ? "the kernel lacks a userfaultfd feature emm needs (Linux 6.6)"
+	       : err == -EPERM || err == -EACCES ?
+	       "not allowed (privilege, /dev/userfaultfd, vm.unprivileged_userfaultfd, seccomp)"
 	       : strerror(-err);
 }
 
 /*
- * Settle mm->cfg.backend: what the caller asked for, or for AUTO the first
- * of UFFD, UFFD_SIGBUS, SIGNAL that this process may have. An explicit
- * request the system refuses fails (-EOPNOTSUPP, -EPERM).
+ * Open the userfaultfd of backend (EMM_BACKEND_UFFD or _UFFD_SIGBUS), its
+ * service threads, and the process-wide handler (VMA-level protection
+ * faults still arrive as SIGSEGV; uffd-sigbus's faults as SIGBUS). Every
+ * reason it cannot be had is -EOPNOTSUPP, so AUTO tries the next backend;
+ * EMM_VERBOSE says which reason it was.
  */
-int uffd_open(struct emm *mm)
+static int uffd_open_as(struct emm *mm, int backend, const char *name)
 {
-	static const int order[] = { EMM_BACKEND_UFFD, EMM_BACKEND_UFFD_SIGBUS };
-	int want = mm->cfg.backend, err;
+	struct uffd *u = calloc(1, sizeof(*u));
+	int err = u ? 0 : -ENOMEM;
 
-	if (want == EMM_BACKEND_SIGNAL)
-		return 0;
-	if (want != EMM_BACKEND_AUTO) {
-		err = uffd_open_one(mm, want);
-		if (err)
-			emm_log(mm, "backend %s: %s", backend_name(want), uffd_why(err));
-		return err;
+	if (!err) {
+		u->stopfd = -1;
+		u->fd = uffd_open_fd(backend);
+		err = u->fd < 0 ? u->fd : 0;
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
-		err = uffd_open_one(mm, order[i]);
-		if (!err) {
-			mm->cfg.backend = order[i];
-			return 0;
-		}
-		emm_log(mm, "backend auto: not %s: %s", backend_name(order[i]), uffd_why(err));
+	if (!err && backend == EMM_BACKEND_UFFD)
+		err = uffd_start_threads(mm, u);
+	if (!err)
+		err = backend_signal_get();
+	if (err && u)
+		uffd_free(u);
+	if (err) {
+		emm_log(mm, "backend %s not used: %s", name, uffd_why(err));
+		return err == -ENOMEM ? err : -EOPNOTSUPP;
 	}
-	mm->cfg.backend = EMM_BACKEND_SIGNAL;
+	mm->backend_data = u;
 	return 0;
 }
 
-/* The app view of a new reservation: registered, and kept from children. */
-int uffd_rsv_init(struct rsv *r)
+static int uffd_open(struct emm *mm)
 {
-	struct uffd *u = uffd_of(r);
-	struct uffdio_register reg = {
-		.range = { .start = r->start, .len = r->len }, .mode = UFFD_REG_MODE,
-	};
+	return uffd_open_as(mm, EMM_BACKEND_UFFD, "uffd");
+}
 
-	if (!u)
-		return 0;
-	/* A child has no fault service: it must not map the memfd over holes. */
-	if (madvise((void *)r->start, r->len, MADV_DONTFORK) < 0 ||
-	    madvise(r->alias, r->len, MADV_DONTFORK) < 0)
-		return -errno;
-	if (ioctl(u->fd, UFFDIO_REGISTER, &reg) < 0)
-		return errno == EINVAL ? -EOPNOTSUPP : -errno;
-	return 0;
+static int uffd_sigbus_open(struct emm *mm)
+{
+	return uffd_open_as(mm, EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus");
 }
 
 /* Async-signal-safe. (Re-)register [s, e) of the app view in mode. */
@@ -618,49 +559,49 @@ static int uffd_register(struct uffd *u, uintptr_t s, uintptr_t e, uint64_t mode
 }
 
 /*
- * Async-signal-safe. MADV_COLLAPSE refuses a range registered for
- * write-protection: while the extent at a is huge it is registered without
- * it (it is mapped whole, so nothing faults in between), at the cost of up
- * to two kernel VMAs. All its PTE locks are held.
+ * mm->lock held. The app view starts PROT_NONE (no VMA yet) and
+ * registered. Neither view is inherited by a child: with no one to serve
+ * its faults, it would fill physmem's holes behind emm's back.
  */
-int uffd_huge_begin(struct rsv *r, uintptr_t a)
+static int uffd_view_create(struct rsv *r)
 {
-	struct uffd *u = uffd_of(r);
-	struct uffdio_range rg = { .start = a, .len = PMD_SIZE };
+	void *app = mmap_aligned(r->len, r->align, PROT_NONE, MAP_SHARED | MAP_NORESERVE,
+				 r->mm->memfd, (off_t)r->pgoff);
 
-	if (!u)
-		return 0;
-	if (ioctl(u->fd, UFFDIO_UNREGISTER, &rg) < 0)
+	if (!app)
 		return -errno;
-	if (uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE & ~UFFDIO_REGISTER_MODE_WP) < 0)
-		return uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE) ? -EIO : -EAGAIN;
-	atomic_fetch_add_explicit(&r->kvmas, 2, memory_order_relaxed);
-	count_events(r->mm, kernel_vmas, 2);
-	kvma_global_add(2);
-	return 0;
+	r->start = (uintptr_t)app;
+	backend_kvma_add(r, 1);
+	r->backend_data = calloc(1, sizeof(struct uffd_rsv));
+	if (!r->backend_data)
+		return -ENOMEM;
+	if (madvise(app, r->len, MADV_DONTFORK) < 0 ||
+	    madvise(r->alias, r->len, MADV_DONTFORK) < 0)
+		return -errno;
+	return uffd_register(uffd_of(r), r->start, r->start + r->len, UFFD_REG_MODE);
 }
 
-/* Async-signal-safe. The extent at a is 512 pages again (or never became
- * huge): write-protection comes back. All its PTE locks are held. */
-void uffd_huge_end(struct rsv *r, uintptr_t a)
+/* mm->lock held; no fault can be running in r. Unmapping unregisters. */
+static void uffd_view_destroy(struct rsv *r)
 {
-	struct uffd *u = uffd_of(r);
-
-	if (!u || uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE))
+	free(r->backend_data);
+	r->backend_data = NULL;
+	if (!r->start)
 		return;
-	atomic_fetch_sub_explicit(&r->kvmas, 2, memory_order_relaxed);
-	count_events(r->mm, kernel_vmas, -2);
-	kvma_global_add(-2);
+	munmap((void *)r->start, r->len);
+	backend_kvma_add(r, -atomic_load_explicit(&r->kvmas, memory_order_relaxed));
 }
 
 /* Kernel VMAs the app view of r spans: one per run of equal protection,
- * the gaps between emm VMAs having none. mm->lock held. */
+ * the gaps between emm VMAs having none; huge extents add theirs
+ * (huge_begin). mm->lock held. */
 static long uffd_count_kvmas(struct rsv *r)
 {
 	struct vma_table *t = atomic_load_explicit(&r->vmas, memory_order_relaxed);
 	uintptr_t at = r->start;
 	int last = -1;
-	long n = 0;
+	long n = 2 * atomic_load_explicit(&((struct uffd_rsv *)r->backend_data)->huge,
+					  memory_order_relaxed);
 
 	for (size_t i = 0; t && i < t->nr; i++) {
 		int p = prot_to_sys(target_prot(&t->v[i]));
@@ -678,48 +619,89 @@ static long uffd_count_kvmas(struct rsv *r)
 	return n;
 }
 
-/* The kernel protection of one piece of [s, e): the VMA's, none in a gap. */
-static int vma_sync_one(struct rsv *r, const struct emm_vma *v, void *arg)
+/*
+ * mm->lock held, signals blocked. The kernel VMA carries each emm VMA's
+ * protection, so an access a VMA forbids arrives as SIGSEGV and reaches
+ * its trap callback; resident pages stay mapped under it.
+ */
+static int uffd_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
-	uintptr_t *at = arg;
-
-	if (v->start > *at && mprotect((void *)*at, v->start - *at, PROT_NONE) < 0)
+	if (mprotect((void *)s, e - s, prot_to_sys(prot)) < 0)
 		return -errno;
-	*at = v->end;
-	return mprotect((void *)v->start, v->end - v->start,
-			prot_to_sys(target_prot(v))) < 0 ? -errno : 0;
+	backend_kvma_add(r, uffd_count_kvmas(r) - atomic_load_explicit(&r->kvmas,
+								      memory_order_relaxed));
+	return 0;
 }
 
 /*
- * The emm VMAs of [s, e) changed (emm_map, emm_protect, emm_unmap): on the
- * uffd backends the kernel VMA carries each one's protection, so accesses
- * a VMA forbids arrive as SIGSEGV and reach its trap callback. mm->lock
- * held; a no-op on the signal backend, whose pages carry it.
+ * Async-signal-safe. MADV_COLLAPSE refuses a range registered for
+ * write-protection: while the extent at a is huge it is registered without
+ * it (it is mapped whole, so nothing faults in between; unregistering wakes
+ * its waiters, who find it mapped), at the cost of up to two kernel VMAs.
  */
-int backend_vma_sync(struct rsv *r, uintptr_t s, uintptr_t e)
+static int uffd_huge_begin(struct rsv *r, uintptr_t a)
 {
-	uintptr_t at = s;
-	long n, delta;
-	int err;
+	struct uffd *u = uffd_of(r);
+	struct uffdio_range rg = { .start = a, .len = PMD_SIZE };
 
-	if (!uffd_of(r))
-		return 0;
-	err = walk_vmas(r, s, e, vma_sync_one, &at);
-	if (!err && at < e && mprotect((void *)at, e - at, PROT_NONE) < 0)
-		err = -errno;
-	n = uffd_count_kvmas(r);
-	delta = n - atomic_exchange_explicit(&r->kvmas, n, memory_order_relaxed);
-	count_events(r->mm, kernel_vmas, delta);
-	kvma_global_add(delta);
-	return err;
+	if (ioctl(u->fd, UFFDIO_UNREGISTER, &rg) < 0)
+		return -errno;
+	if (uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE & ~UFFDIO_REGISTER_MODE_WP) < 0)
+		return uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE) ? -EIO : -EAGAIN;
+	atomic_fetch_add_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
+				  memory_order_relaxed);
+	backend_kvma_add(r, 2);
+	return 0;
 }
+
+/* Async-signal-safe. The extent at a is 512 pages again: write-protection
+ * comes back. */
+static void uffd_huge_end(struct rsv *r, uintptr_t a)
+{
+	struct uffd *u = uffd_of(r);
+
+	if (uffd_register(u, a, a + PMD_SIZE, UFFD_REG_MODE))
+		return;
+	atomic_fetch_sub_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
+				  memory_order_relaxed);
+	backend_kvma_add(r, -2);
+}
+
+const struct backend_ops backend_uffd_ops = {
+	.name = "uffd",
+	.id = EMM_BACKEND_UFFD,
+	.fault_signal = 0,
+	.open = uffd_open,
+	.close = uffd_close,
+	.view_create = uffd_view_create,
+	.view_destroy = uffd_view_destroy,
+	.grant = uffd_grant,
+	.revoke = uffd_revoke,
+	.populate = uffd_populate,
+	.vma_protect = uffd_vma_protect,
+	.huge_begin = uffd_huge_begin,
+	.huge_end = uffd_huge_end,
+	.quiesce = uffd_quiesce,
+};
+
+const struct backend_ops backend_uffd_sigbus_ops = {
+	.name = "uffd-sigbus",
+	.id = EMM_BACKEND_UFFD_SIGBUS,
+	.fault_signal = SIGBUS,
+	.open = uffd_sigbus_open,
+	.close = uffd_close,
+	.view_create = uffd_view_create,
+	.view_destroy = uffd_view_destroy,
+	.grant = uffd_grant,
+	.revoke = uffd_revoke,
+	.populate = uffd_populate,
+	.vma_protect = uffd_vma_protect,
+	.huge_begin = uffd_huge_begin,
+	.huge_end = uffd_huge_end,
+	.quiesce = uffd_quiesce,
+};
 
 EMM_API int emm_backend(struct emm *mm)
 {
-	return mm ? mm->cfg.backend : -EINVAL;
-}
-
-const char *backend_name_of(const struct emm *mm)
-{
-	return backend_name(mm->cfg.backend);
+	return mm ? mm->backend->id : -EINVAL;
 }

@@ -7,7 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "memory.h"
 #include "swap.h"
 
 static int open_physmem(struct emm *mm)
@@ -36,8 +37,7 @@ static void teardown(struct emm *mm, bool backend)
 	kswapd_stop(mm);
 	pager_stop(mm);
 	if (backend)
-		signal_backend_put();
-	uffd_close(mm);
+		backend_close(mm);
 	if (mm->swap)
 		swap_close(mm->swap);
 	lru_destroy(mm);
@@ -61,8 +61,6 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 		err = kswapd_start(mm);
 	if (!err)
 		err = khugepaged_start(mm);
-	if (!err)
-		err = uffd_open(mm);
 	return err;
 }
 
@@ -77,16 +75,17 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 	if (!mm)
 		return -ENOMEM;
 	mm->memfd = -1;
+	mm->pid = getpid();
 	pthread_mutex_init(&mm->lock, NULL);
 	err = open_parts(mm, opts);
 	if (!err)
-		err = signal_backend_get();
+		err = backend_open(mm);
 	if (err < 0) {
 		teardown(mm, false);
 		return err;
 	}
 	emm_log(mm, "open: limit %llu bytes, fault-around %u pages, %s backend",
-		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around, backend_name_of(mm));
+		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around, mm->backend->name);
 	*mmp = mm;
 	return 0;
 }
@@ -104,6 +103,8 @@ static void release_one(struct emm *mm, struct rsv *r)
 	sig_block(&old);
 	if (sync_range(r, r->start, r->start + r->len))
 		emm_warn("writing back a FILE or PAGER range failed: data since the last emm_sync may be lost");
+	rsv_unregister(r);
+	zap_range(r, r->start, r->start + r->len, false);
 	rsv_destroy(r);
 	sig_restore(&old);
 }

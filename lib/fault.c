@@ -1,26 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* The fault path shared by the backends: PTE states, fault-around, swap-in, coalescing. */
+/* The fault handler: handle_mm_fault and the do_*_page handlers, fault-around,
+ * swap readahead, coalescing near the kernel-VMA budget. */
 #include <errno.h>
-#include <sys/mman.h>
 
-#include "internal.h"
-#include "numa.h"
-#include "swap.h"
-
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#define MADV_POPULATE_WRITE 23
-#endif
+#include "backend.h"
+#include "fault.h"
+#include "memory.h"
+#include "pte.h"
 
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
 #define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
-#define IO_BATCH	64	/* pages per swap read request built on the stack */
-
-/* Async-signal-safe. The word of a page whose lock the caller holds. */
-static uint64_t locked_val(struct rsv *r, uintptr_t addr)
-{
-	return pte_locked_val(pte_of(r, addr));
-}
 
 /* Async-signal-safe. Does prot allow the access (EMM_PROT_* bits)? */
 static bool prot_allows(int prot, int access)
@@ -36,250 +25,6 @@ static bool prot_allows(int prot, int access)
 bool vma_access_error(const struct emm_vma *vma, int access)
 {
 	return vma->policy == EMM_POLICY_GUARD || !prot_allows(vma->prot, access);
-}
-
-/* Async-signal-safe. Lock the PTEs of [s, e) in ascending order. */
-void lock_range(struct rsv *r, uintptr_t s, uintptr_t e)
-{
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
-		pte_lock(pte_of(r, a));
-}
-
-/* Async-signal-safe. Unlock [s, e) leaving every word as it is. */
-void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e)
-{
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
-		pte_unlock(pte_of(r, a), locked_val(r, a));
-}
-
-/* Async-signal-safe. Is the resident page clean, with a copy of its data
- * elsewhere (its swap slot, its file, its pager)? Then a write must fault,
- * so it is mapped without write access. */
-static bool page_clean_copy(struct rsv *r, uint64_t val)
-{
-	if (pte_state(val) != PTE_RESIDENT || (val & PTE_DIRTY))
-		return false;
-	return (val & PTE_FILE) || r->mm->lru->frames[pte_val(val)].slot;
-}
-
-/* Async-signal-safe. Do never-touched pages of this VMA have data elsewhere? */
-static bool vma_backed(const struct emm_vma *vma)
-{
-	return vma->policy == EMM_POLICY_FILE || vma->policy == EMM_POLICY_PAGER;
-}
-
-/* Async-signal-safe. The page is about to be written: its swap copy is stale. */
-static uint64_t page_dirty(struct rsv *r, uint64_t val)
-{
-	struct frame *f = &r->mm->lru->frames[pte_val(val)];
-
-	if (f->slot) {
-		swap_free(r->mm->swap, f->slot);
-		f->slot = 0;
-	}
-	return val | PTE_DIRTY;
-}
-
-/*
- * Async-signal-safe. Unlock [s, e) after mapping it: a page mapped
- * writable is dirty; a frame new to the LRU is queued on this CPU's add
- * pagevec; set holds extra bits (referenced, pinned).
- */
-void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set)
-{
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
-		uint64_t val = locked_val(r, a);
-
-		if (pte_state(val) == PTE_RESIDENT) {
-			if ((pte_prot(val) & EMM_PROT_WRITE) &&
-			    ((access & EMM_PROT_WRITE) || page_clean_copy(r, val)))
-				val = page_dirty(r, val);
-			if (!(val & PTE_LRU)) {
-				lru_queue(r->mm, pte_val(val), PV_ADD);
-				val |= PTE_LRU;
-			}
-			val |= set;
-		}
-		pte_unlock(pte_of(r, a), val);
-	}
-}
-
-/* Async-signal-safe. The protection a page of vma gets when mapped. */
-int target_prot(const struct emm_vma *vma)
-{
-	return vma->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : vma->prot;
-}
-
-/* Async-signal-safe. Let the kernel fill the page tables of a fresh cluster
- * in one call rather than one trap per page. */
-static void populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
-{
-	/* A userfaultfd's UFFDIO_CONTINUE has filled them already; and a
-	 * service thread must never fault on the app view itself. */
-	if (e - s > PAGE_SIZE && !r->mm->uffd)
-		madvise((void *)s, e - s, (prot & EMM_PROT_WRITE) ? MADV_POPULATE_WRITE
-								 : MADV_POPULATE_READ);
-}
-
-/* Async-signal-safe. The node a new page of vma at a lands on: the one its
- * memory policy gives (what the kernel does with a memfd page). */
-static int page_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
-{
-	int n;
-
-	if (r->mm->lru->nnodes == 1)
-		return 0;
-	n = numa_policy_node(vma->numa_policy, vma->numa_nodes, rsv_ppn(r, a) + r->mm->ino_bias);
-	return n < 0 || n >= r->mm->lru->nnodes ? 0 : n;
-}
-
-/* Async-signal-safe. A new frame for the locked, never-touched page at a
- * (or a swapped one about to be read); file: its data lives in a file or
- * pager. */
-static int alloc_page(struct rsv *r, const struct emm_vma *vma, uintptr_t a, bool file)
-{
-	uint32_t f = frame_alloc(r->mm, rsv_ppn(r, a), page_node(r, vma, a));
-	uint64_t old = locked_val(r, a), val;
-
-	if (!f)
-		return -ENOMEM;
-	val = pte_set_val(pte_mk(old & ~(PTE_DIRTY | PTE_LRU | PTE_REFERENCED | PTE_ACTIVE |
-					 PTE_FILE), PTE_RESIDENT, pte_prot(old)), f);
-	if (file)
-		val |= PTE_FILE;
-	pte_set_used(r, a, old, val);
-	pte_set_locked(pte_of(r, a), val);
-	atomic_fetch_add_explicit(&r->resident, 1, memory_order_relaxed);
-	return 0;
-}
-
-/* Async-signal-safe. Undo alloc_page or a failed swap-in: the page goes
- * back to what it was (never touched, or swapped in slot). */
-static void unalloc_page(struct rsv *r, uintptr_t a, uint32_t slot)
-{
-	uint64_t val = locked_val(r, a);
-
-	frame_free(r->mm, pte_val(val));
-	atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
-	physmem_punch(r, a, PAGE_SIZE);
-	pte_set_locked(pte_of(r, a), slot ? pte_set_val(pte_mk(val, PTE_SWAPPED, 0), slot)
-				      : pte_mk(pte_set_val(val, 0), PTE_NONE, 0));
-	pte_set_used(r, a, val, locked_val(r, a));
-}
-
-/*
- * Async-signal-safe. Read n swapped, locked pages (their addresses in
- * pages[]) into physmem with one batch of I/O. A page whose read fails (or
- * fails its checksum) stays swapped; the first error is returned.
- */
-static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_t *pages,
-			unsigned n)
-{
-	struct swap_io io[IO_BATCH];
-	int err = 0;
-
-	for (unsigned i = 0; i < n; i++) {
-		io[i].slot = pte_val(locked_val(r, pages[i]));
-		io[i].page = rsv_alias(r, pages[i]);
-		if (alloc_page(r, vma, pages[i], false) < 0) {
-			while (i--)
-				unalloc_page(r, pages[i], io[i].slot);
-			return -ENOMEM;
-		}
-	}
-	swap_readpages(r->mm->swap, io, n);
-	for (unsigned i = 0; i < n; i++) {
-		uint32_t f;
-
-		if (io[i].err) {
-			unalloc_page(r, pages[i], io[i].slot);
-			count_event(r->mm, io_errors);
-			err = err ? err : io[i].err;
-			continue;
-		}
-		f = pte_val(locked_val(r, pages[i]));
-		r->mm->lru->frames[f].slot = io[i].slot;
-		count_event(r->mm, swapins);
-		atomic_fetch_add_explicit(&frame_lruvec(r->mm->lru, f)->swapins, 1,
-					  memory_order_relaxed);
-	}
-	return err;
-}
-
-/* Async-signal-safe. Read a run of fresh FILE/PAGER pages; on failure
- * they go back to never-touched. */
-static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
-{
-	int err = filemap_read(r, vma, s, e);
-
-	if (err) {
-		for (uintptr_t a = s; a < e; a += PAGE_SIZE)
-			unalloc_page(r, a, 0);
-		count_event(r->mm, io_errors);
-		return -EIO;	/* whatever the source said: not a VMA shortage */
-	}
-	count_event(r->mm, faults_major);
-	return 0;
-}
-
-/*
- * Async-signal-safe. Every page of the locked range [s, e) of vma gets
- * physmem: never-touched pages a zeroed frame, or their data from the file
- * or pager; swapped pages their data back. The budget is charged first
- * (direct reclaim when it is exhausted).
- */
-int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
-{
-	uintptr_t swapped[IO_BATCH], run = 0;
-	bool backed = vma_backed(vma);
-	unsigned nsw = 0;
-	long need = 0;
-	int err = 0;
-
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
-		need += pte_state(locked_val(r, a)) != PTE_RESIDENT;
-	if (need)
-		mm_charge(r->mm, page_node(r, vma, s), need);
-	for (uintptr_t a = s; a <= e && !err; a += PAGE_SIZE) {
-		unsigned st = a < e ? pte_state(locked_val(r, a)) : PTE_RESIDENT;
-
-		if (run && st != PTE_NONE) {
-			err = fill_run(r, vma, run, a);
-			run = 0;
-		}
-		if (err || a == e)
-			break;
-		if (st == PTE_NONE) {
-			err = alloc_page(r, vma, a, backed);
-			if (!err && backed && !run)
-				run = a;
-		} else if (st == PTE_SWAPPED) {
-			swapped[nsw++] = a;
-		}
-		if (nsw == IO_BATCH) {
-			err = swapin_batch(r, vma, swapped, nsw);
-			nsw = 0;
-		}
-	}
-	if (nsw && !err)
-		err = swapin_batch(r, vma, swapped, nsw);
-	return err;
-}
-
-/*
- * Async-signal-safe. make_resident failed part way: pages it gave a frame
- * that never got mapped go back to never-touched (their contents are zero:
- * a swapped page that came back keeps its data and stays resident).
- */
-void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e)
-{
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
-		uint64_t val = locked_val(r, a);
-
-		if (pte_state(val) == PTE_RESIDENT && !(val & PTE_LRU) &&
-		    !page_clean_copy(r, val))
-			unalloc_page(r, a, 0);
-	}
 }
 
 /*
@@ -312,16 +57,6 @@ static void fault_around(struct rsv *r, uintptr_t addr, uintptr_t lo, uintptr_t 
 	*ep = e;
 }
 
-/* Async-signal-safe. The protection a locked page gets for an access:
- * without write while it is clean with a copy elsewhere and the access
- * does not write. */
-static int page_want(struct rsv *r, uint64_t val, int prot, int access)
-{
-	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
-		return prot & ~EMM_PROT_WRITE;
-	return prot;
-}
-
 /* Async-signal-safe. Does the locked range hold pages that mapping would
  * cost I/O or a clean copy: swapped ones, or clean FILE/PAGER/swap-cache
  * ones (mapping them writable would make them dirty)? */
@@ -349,14 +84,15 @@ static int coalesce_step(struct rsv *r, const struct emm_vma *vma, uintptr_t s, 
 
 	if (!range_has_copies(r, s, e)) {
 		err = make_resident(r, vma, s, e);
-		return err ? err : app_protect(r, s, e, prot, force);
+		return err ? err : backend_set_prot(r, s, e, prot, force ? BACKEND_FORCE : 0);
 	}
-	err = app_protect(r, s, e, EMM_PROT_NONE, true);
+	err = backend_revoke(r, s, e, BACKEND_FORCE);
 	if (!err)
 		err = make_resident(r, vma, addr, addr + PAGE_SIZE);
 	if (!err)
-		err = app_protect(r, addr, addr + PAGE_SIZE,
-				  page_want(r, locked_val(r, addr), prot, access), force);
+		err = backend_set_prot(r, addr, addr + PAGE_SIZE,
+				       page_want(r, locked_val(r, addr), prot, access),
+				       force ? BACKEND_FORCE : 0);
 	return err;
 }
 
@@ -400,7 +136,7 @@ static int map_locked(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 	int err = make_resident(r, vma, s, e);
 
 	if (!err)
-		err = app_protect(r, s, e, prot, false);
+		err = backend_set_prot(r, s, e, prot, 0);
 	if (err) {
 		unmake_fresh(r, s, e);
 		unlock_range(r, s, e, 0, 0);
@@ -413,7 +149,7 @@ static int map_locked(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
  * map_locked does. */
 static int map_written(struct rsv *r, uintptr_t s, uintptr_t e, uintptr_t addr, int prot)
 {
-	int err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
+	int err = backend_set_prot(r, addr, addr + PAGE_SIZE, prot, 0);
 
 	if (err)
 		unlock_range(r, s, e, 0, 0);
@@ -428,6 +164,56 @@ static int map_failed(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, 
 	if (err == -EAGAIN || err == -ENOMEM)
 		return coalesce(r, vma, addr, access);
 	return FAULT_SIGBUS;
+}
+
+/*
+ * Async-signal-safe. A first touch in an eligible, empty extent: map all of
+ * it and collapse it, one fault for 512 pages. Returns -1 when it cannot
+ * (a neighbour busy, no memory): the caller maps the 4 KiB way. The PTE at
+ * addr is locked on entry; everything is unlocked on success.
+ */
+static int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
+{
+	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
+	int prot = target_prot(vma);
+
+	if (!trylock_extent(r, a, ALIGN_DOWN(addr, PAGE_SIZE)))
+		return -1;
+	if (make_resident(r, vma, a, a + PMD_SIZE) ||
+	    backend_grant(r, a, a + PMD_SIZE, prot, 0)) {
+		unmake_fresh(r, a, a + PMD_SIZE);
+		for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE)
+			if (p != ALIGN_DOWN(addr, PAGE_SIZE))
+				pte_unlock(pte_of(r, p), pte_locked_val(pte_of(r, p)));
+		return -1;
+	}
+	collapse_fresh(r, a);
+	unlock_range(r, a, a + PMD_SIZE, access, 0);
+	count_event(r->mm, faults_zero);
+	return 0;
+}
+
+/*
+ * Async-signal-safe. A huge extent whose access was revoked (reclaim
+ * sampled it as one unit) is touched: map all of it again, mark it
+ * referenced and active. No PTE lock is held on entry.
+ */
+static int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
+{
+	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
+	int err = 0;
+
+	lock_range(r, a, a + PMD_SIZE);
+	if (extent_huge(r, a) && pte_prot(pte_locked_val(pte_of(r, addr))) == EMM_PROT_NONE) {
+		err = backend_set_prot(r, a, a + PMD_SIZE, target_prot(vma), BACKEND_FORCE);
+		if (!err) {
+			count_event(r->mm, faults_minor);
+			lru_queue(r->mm, pte_val(pte_locked_val(pte_of(r, a))), PV_ACTIVATE);
+			pte_set_locked(pte_of(r, a), pte_locked_val(pte_of(r, a)) | PTE_REFERENCED);
+		}
+	}
+	unlock_untouched(r, a, a + PMD_SIZE);
+	return err;
 }
 
 /*
@@ -490,7 +276,7 @@ static int do_none_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 	atomic_store_explicit(&r->fa_next, e, memory_order_relaxed);
 	atomic_store_explicit(&r->fa_win, e - s, memory_order_relaxed);
 	if (!vma_backed(vma)) {
-		populate(r, s, e, prot);
+		backend_populate(r, s, e, prot);
 		count_event(r->mm, faults_zero);
 	}
 	unlock_range(r, s, e, access, 0);
@@ -557,7 +343,10 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 	int prot = target_prot(vma), err;
 
 	if (prot_allows(pte_prot(val), access)) {
-		pte_unlock(pte_of(r, addr), val);	/* raced with another fault */
+		/* Raced with another fault; or the kernel dropped the mapping on
+		 * its own (a userfaultfd view: a PMD split, its reclaim). */
+		backend_grant(r, addr, addr + PAGE_SIZE, pte_prot(val), BACKEND_FORCE | BACKEND_REMAP);
+		pte_unlock(pte_of(r, addr), val);
 		return FAULT_DONE;
 	}
 	if (extent_huge(r, addr)) {
@@ -566,7 +355,7 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 	}
 	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
 		prot &= ~EMM_PROT_WRITE;
-	err = app_protect(r, addr, addr + PAGE_SIZE, prot, false);
+	err = backend_set_prot(r, addr, addr + PAGE_SIZE, prot, 0);
 	if (err) {
 		pte_unlock(pte_of(r, addr), val);
 		return coalesce(r, vma, addr, access);
@@ -579,6 +368,24 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 	}
 	unlock_range(r, addr, addr + PAGE_SIZE, access, PTE_REFERENCED);
 	return FAULT_DONE;
+}
+
+/*
+ * Async-signal-safe. DESIGN.md steps 2-8 for a backend: the VMA at addr,
+ * the access check, then handle_mm_fault. *vmap gets the VMA (NULL for a
+ * bad area). Called inside an srcu read section, no lock held; returns
+ * with none held.
+ */
+int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma **vmap)
+{
+	const struct emm_vma *vma = find_vma(r, addr);
+
+	*vmap = vma;
+	if (!vma || vma_access_error(vma, access)) {
+		count_event(r->mm, faults_bad);
+		return vma ? FAULT_ACCESS : FAULT_BAD_AREA;
+	}
+	return handle_mm_fault(r, addr, access, vma);
 }
 
 /*
@@ -600,217 +407,4 @@ int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_
 	default:
 		return do_resident_page(r, vma, addr, access, val);
 	}
-}
-
-
-/* Async-signal-safe. Map the locked, resident [s, e) for access, a run of
- * equal protection per call. */
-static int map_runs(struct rsv *r, uintptr_t s, uintptr_t e, int prot, int access)
-{
-	uintptr_t run = s;
-	int run_prot = -1;
-
-	for (uintptr_t a = s; a <= e; a += PAGE_SIZE) {
-		int want = a < e ? page_want(r, locked_val(r, a), prot, access) : -2;
-
-		if (want == run_prot)
-			continue;
-		if (run_prot >= 0) {
-			int err = app_protect(r, run, a, run_prot, true);
-
-			if (err)
-				return err;
-		}
-		run = a;
-		run_prot = want;
-	}
-	return 0;
-}
-
-/*
- * Make [s, e) of one VMA resident and mapped for access, a PMD-sized
- * chunk at a time. Signals blocked, mm->lock held.
- */
-int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
-		   int access, bool pin)
-{
-	int prot = target_prot(vma);
-	int err = 0;
-
-	for (uintptr_t c = s; c < e && !err;) {
-		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, e);
-
-		lock_range(r, c, ce);
-		err = make_resident(r, vma, c, ce);
-		if (!err)
-			err = map_runs(r, c, ce, prot, access);
-		if (err) {
-			unmake_fresh(r, c, ce);
-			unlock_range(r, c, ce, 0, 0);
-			break;
-		}
-		populate(r, c, ce, (access & EMM_PROT_WRITE) ? prot : prot & ~EMM_PROT_WRITE);
-		unlock_range(r, c, ce, access, pin ? PTE_PINNED : 0);
-		c = ce;
-	}
-	return err == -EBADMSG ? -EIO : err;
-}
-
-/* Async-signal-safe. Does the extent hold any page that is not PTE_NONE? */
-bool extent_used(struct rsv *r, uintptr_t a)
-{
-	return atomic_load_explicit(&extent_of(r, a)->used, memory_order_relaxed) != 0;
-}
-
-/* Async-signal-safe. Forget a locked page: frame, slot, state. */
-static void drop_page(struct rsv *r, uintptr_t a)
-{
-	uint64_t old = locked_val(r, a);
-	struct emm *mm = r->mm;
-
-	if (pte_state(old) == PTE_RESIDENT) {
-		struct frame *f = &mm->lru->frames[pte_val(old)];
-
-		if (f->slot)
-			swap_free(mm->swap, f->slot);
-		frame_free(mm, pte_val(old));
-		atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
-	} else if (pte_state(old) == PTE_SWAPPED) {
-		swap_free(mm->swap, pte_val(old));
-	}
-	pte_set_used(r, a, old, 0);
-	pte_set_locked(pte_of(r, a), 0);
-}
-
-/*
- * Drop every page of [s, e): the app view loses access, physmem gives the
- * memory back, swap slots are freed, the PTEs return to never-touched. No
- * fault can be in the range (its VMAs are gone and synchronize_srcu has
- * run, or the caller holds it off). Signals blocked.
- */
-void zap_range(struct rsv *r, uintptr_t s, uintptr_t e, bool revoke)
-{
-	for (uintptr_t a = s; a < e; a = ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE) {
-		uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e);
-
-		if (!extent_used(r, a))
-			continue;
-		lock_range(r, a, ae);
-		if (extent_huge(r, a))
-			split_huge_locked(r, a);	/* API callers split partial ones first */
-		if (revoke)
-			app_protect(r, a, ae, EMM_PROT_NONE, true);
-		physmem_punch(r, a, ae - a);
-		for (uintptr_t p = a; p < ae; p += PAGE_SIZE)
-			drop_page(r, p);
-		unlock_untouched(r, a, ae);
-	}
-}
-
-/*
- * New protection for the resident pages of [s, e) after emm_protect
- * changed their VMAs: runs of pages get it at once (clean swap-cache pages
- * without write, so their first write is still seen). Signals blocked.
- */
-int change_range_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
-{
-	int ret = 0;
-
-	for (uintptr_t a = s; a < e; a = ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE) {
-		uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e), run = 0;
-		int run_prot = 0;
-
-		if (!extent_used(r, a))
-			continue;
-		lock_range(r, a, ae);
-		for (uintptr_t p = a; p <= ae; p += PAGE_SIZE) {
-			uint64_t v = p < ae ? locked_val(r, p) : 0;
-			bool mapped = pte_state(v) == PTE_RESIDENT && pte_prot(v);
-			int want = page_clean_copy(r, v) ? prot & ~EMM_PROT_WRITE : prot;
-
-			if (run && (!mapped || want != run_prot)) {
-				int err = app_protect(r, run, p, run_prot, true);
-
-				ret = ret ? ret : err;
-				run = 0;
-			}
-			if (mapped && !run) {
-				run = p;
-				run_prot = want;
-			}
-		}
-		unlock_untouched(r, a, ae);
-	}
-	return ret;
-}
-
-/* Pinned pages of [s, e) may be evicted again. Signals blocked. */
-void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e)
-{
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
-		if (IS_ALIGNED(a, PMD_SIZE) && !extent_used(r, a)) {
-			a = MIN(a + PMD_SIZE, e) - PAGE_SIZE;
-			continue;
-		}
-		pte_unlock(pte_of(r, a), pte_lock(pte_of(r, a)) & ~PTE_PINNED);
-	}
-}
-
-/* Is the locked page one WILLNEED reads in? */
-static bool willneed_page(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
-{
-	unsigned st = pte_state(locked_val(r, a));
-
-	return st == PTE_SWAPPED || (st == PTE_NONE && vma_backed(vma));
-}
-
-/* Read one locked run in and unlock it: the pages stay unmapped until
- * touched (then a minor fault). */
-static int willneed_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
-{
-	int err = make_resident(r, vma, s, e);
-
-	if (err)
-		unmake_fresh(r, s, e);
-	unlock_range(r, s, e, 0, 0);
-	return err;
-}
-
-/* EMM_ADV_WILLNEED on one VMA piece: read its swapped pages back now,
- * and the never-touched pages of FILE and PAGER VMAs, by runs of at most
- * 32 pages. Signals blocked, mm->lock held. */
-static int willneed_vma(struct rsv *r, const struct emm_vma *vma, void *arg)
-{
-	uintptr_t run = 0;
-	int err = 0;
-
-	(void)arg;
-	for (uintptr_t a = vma->start; a < vma->end && !err; a += PAGE_SIZE) {
-		if (!vma_backed(vma) && !run && IS_ALIGNED(a, PMD_SIZE) && !extent_used(r, a)) {
-			a = MIN(a + PMD_SIZE, vma->end) - PAGE_SIZE;
-			continue;
-		}
-		pte_lock(pte_of(r, a));
-		if (!willneed_page(r, vma, a)) {
-			pte_unlock(pte_of(r, a), locked_val(r, a));
-			if (run)
-				err = willneed_run(r, vma, run, a);
-			run = 0;
-			continue;
-		}
-		if (!run)
-			run = a;
-		if (a + PAGE_SIZE - run == IO_BATCH * PAGE_SIZE) {
-			err = willneed_run(r, vma, run, a + PAGE_SIZE);
-			run = 0;
-		}
-	}
-	if (run && !err)
-		err = willneed_run(r, vma, run, vma->end);
-	return err == -EBADMSG ? -EIO : err;
-}
-
-int willneed_range(struct rsv *r, uintptr_t s, uintptr_t e)
-{
-	return walk_vmas(r, s, e, willneed_vma, NULL);
 }

@@ -4,7 +4,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "pte.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -117,7 +118,7 @@ static int sync_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
 		int prot = pte_prot(pte_locked_val(pte_of(r, a)));
 
 		if (prot & EMM_PROT_WRITE)
-			app_protect(r, a, a + PAGE_SIZE, prot & ~EMM_PROT_WRITE, true);
+			backend_set_prot(r, a, a + PAGE_SIZE, prot & ~EMM_PROT_WRITE, BACKEND_FORCE);
 	}
 	err = filemap_write(r, vma, s, e);
 	if (err) {

@@ -26,61 +26,6 @@
 #define MAX(a, b)		((a) > (b) ? (a) : (b))
 #define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
 
-/*
- * The PTE word. The low 32 bits hold the lock and the flags, so a futex on
- * that half sleeps on the lock; the high 32 bits hold a frame index (while
- * resident) or a swap slot (while swapped).
- */
-#define PTE_LOCKED	(1ULL << 0)
-#define PTE_WAITERS	(1ULL << 1)
-#define PTE_STATE_SHIFT	2
-#define PTE_STATE_MASK	(3ULL << PTE_STATE_SHIFT)
-#define PTE_MAP_SHIFT	4		/* the app view's protection, EMM_PROT_* */
-#define PTE_MAP_MASK	(7ULL << PTE_MAP_SHIFT)
-#define PTE_DIRTY	(1ULL << 7)
-#define PTE_REFERENCED	(1ULL << 8)
-#define PTE_ACTIVE	(1ULL << 9)
-#define PTE_PINNED	(1ULL << 10)
-#define PTE_LRU		(1ULL << 11)
-#define PTE_FILE	(1ULL << 12)	/* data has a home in a file or pager */
-#define PTE_VAL_SHIFT	32
-
-enum pte_state { PTE_NONE, PTE_RESIDENT, PTE_SWAPPED };
-
-static inline unsigned pte_state(uint64_t pte)
-{
-	return (pte & PTE_STATE_MASK) >> PTE_STATE_SHIFT;
-}
-
-static inline int pte_prot(uint64_t pte)
-{
-	return (int)((pte & PTE_MAP_MASK) >> PTE_MAP_SHIFT);
-}
-
-static inline uint64_t pte_mk(uint64_t pte, unsigned state, int prot)
-{
-	pte &= ~(PTE_STATE_MASK | PTE_MAP_MASK);
-	return pte | (uint64_t)state << PTE_STATE_SHIFT | (uint64_t)prot << PTE_MAP_SHIFT;
-}
-
-/* The frame (resident) or swap slot (swapped) in the high half. */
-static inline uint32_t pte_val(uint64_t pte)
-{
-	return (uint32_t)(pte >> PTE_VAL_SHIFT);
-}
-
-static inline uint64_t pte_set_val(uint64_t pte, uint32_t v)
-{
-	return (pte & ((1ULL << PTE_VAL_SHIFT) - 1)) | (uint64_t)v << PTE_VAL_SHIFT;
-}
-
-/* One 2 MiB extent of a reservation. */
-struct extent {
-	_Atomic uint32_t used;		/* PTEs of the extent not in PTE_NONE */
-	_Atomic uint32_t flags;		/* EXT_*, changed with all its PTEs locked */
-};
-#define EXT_HUGE	0x1u		/* collapsed: one PMD, one unit on the LRU */
-
 /* The file of FILE VMAs: emm's own descriptor, shared by the VMA pieces. */
 struct emm_file {
 	int fd;
@@ -121,6 +66,7 @@ struct rsv {
 	struct emm *mm;
 	uintptr_t start;
 	size_t len;
+	size_t align;			/* of the app view's start: PMD_SIZE or more */
 	char *alias;
 	uint64_t pgoff;			/* byte offset of the range in physmem */
 	_Atomic uint64_t *pte;		/* one word per page, lazily backed */
@@ -128,6 +74,7 @@ struct rsv {
 	size_t meta_len;		/* bytes mapped for pte + ext */
 	struct vma_table *_Atomic vmas;	/* replaced whole; see srcu.c */
 	_Atomic long kvmas;		/* kernel VMAs the app view spans */
+	void *backend_data;		/* the backend's own, per reservation */
 	_Atomic uint32_t prot_lock;	/* serialises app-view mprotect; a leaf */
 	_Atomic long resident;		/* pages of this reservation in physmem */
 	_Atomic uintptr_t ra_lo, ra_hi;	/* the last swap-in window: streams continue it */
@@ -230,8 +177,13 @@ struct kswapd {
 	struct reclaim *rc;		/* its batch work space */
 };
 
+struct backend_ops;
+
 struct emm {
 	struct emm_config cfg;
+	const struct backend_ops *backend;	/* backend.h; set by emm_open */
+	void *backend_data;		/* the backend's own, per instance */
+	pid_t pid;			/* the process that opened it (fork: emm(7)) */
 	struct lru *lru;
 	int memfd;
 	uint64_t phys_end;		/* physmem bytes handed to reservations */
@@ -246,7 +198,6 @@ struct emm {
 	bool khugepaged_started;
 	_Atomic bool khugepaged_stop;
 	_Atomic uint32_t khugepaged_wake;
-	struct uffd *uffd;		/* the userfaultfd backends' state, or NULL */
 	struct emm_counters c;
 };
 
@@ -290,6 +241,13 @@ void write_all(int fd, const char *s, size_t len);
 void emm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void emm_log(const struct emm *mm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 unsigned long sys_max_map_count(void);
+void kvma_global_add(long delta);
+long kvma_global(void);
+long kvma_process_limit(void);
+void sig_fill_async(sigset_t *set);
+void sig_block(sigset_t *old);
+void sig_restore(const sigset_t *old);
+void *mmap_aligned(size_t len, size_t align, int prot, int flags, int fd, off_t off);
 
 /* srcu.c: readers never block, writers wait for readers to leave */
 struct emm_srcu {
@@ -300,27 +258,9 @@ int srcu_read_lock(void);
 void srcu_read_unlock(int idx);
 void synchronize_srcu(void);
 
-/* pte.c */
-uint64_t pte_lock(_Atomic uint64_t *p);
-bool pte_trylock(_Atomic uint64_t *p, uint64_t *old);
-void pte_unlock(_Atomic uint64_t *p, uint64_t val);
-static inline _Atomic uint64_t *pte_of(struct rsv *r, uintptr_t addr)
-{
-	return &r->pte[(addr - r->start) >> PAGE_SHIFT];
-}
-static inline struct extent *extent_of(struct rsv *r, uintptr_t addr)
-{
-	return &r->ext[(addr - r->start) >> PMD_SHIFT];
-}
-void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val);
-void pte_set_locked(_Atomic uint64_t *p, uint64_t val);
-static inline uint64_t pte_locked_val(_Atomic uint64_t *p)
-{
-	return atomic_load_explicit(p, memory_order_relaxed) & ~(PTE_LOCKED | PTE_WAITERS);
-}
-
 /* physmem.c: reservations and the process-wide lookup */
 int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp);
+void rsv_unregister(struct rsv *r);
 void rsv_destroy(struct rsv *r);
 struct rsv *rsv_lookup(uintptr_t addr);
 int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp);
@@ -349,40 +289,13 @@ int vma_change(struct rsv *r, uintptr_t start, uintptr_t end, const struct vma_c
 int walk_vmas(struct rsv *r, uintptr_t s, uintptr_t e,
 	      int (*fn)(struct rsv *r, const struct emm_vma *v, void *arg), void *arg);
 
-/* mmap.c, mlock.c */
+/* range.c: an API call's range */
 int check_range(const struct emm *mm, const void *addr, size_t len);
 typedef int (*range_fn)(struct rsv *r, uintptr_t s, uintptr_t e, void *arg);
 int with_range(struct emm *mm, void *addr, size_t len, range_fn fn, void *arg);
 int with_range_holes(struct emm *mm, void *addr, size_t len, bool holes_ok, range_fn fn,
 		     void *arg);
 void vma_table_free(struct rsv *r);
-
-/* mprotect.c: the app view's protection and the kernel VMAs it costs */
-int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool force);
-void app_set_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot);
-void kvma_global_add(long delta);
-int prot_to_sys(int prot);
-void sig_fill_async(sigset_t *set);
-void sig_block(sigset_t *old);
-void sig_restore(const sigset_t *old);
-
-/* fault.c */
-enum fault_result { FAULT_DONE, FAULT_RETRY, FAULT_BAD_AREA, FAULT_ACCESS, FAULT_SIGBUS };
-bool vma_access_error(const struct emm_vma *vma, int access);
-int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma *vma);
-void lock_range(struct rsv *r, uintptr_t s, uintptr_t e);
-void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e);
-void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set);
-int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
-void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e);
-int target_prot(const struct emm_vma *vma);
-bool extent_used(struct rsv *r, uintptr_t a);
-int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
-		   int access, bool pin);
-void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e);
-int willneed_range(struct rsv *r, uintptr_t s, uintptr_t e);
-void zap_range(struct rsv *r, uintptr_t start, uintptr_t end, bool revoke);
-int change_range_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot);
 
 /* vmscan.c: reclaim */
 #define SWAP_CLUSTER_MAX	32
@@ -416,37 +329,12 @@ int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
 int sync_range(struct rsv *r, uintptr_t s, uintptr_t e);
 
 /* thp.c: 2 MiB extents */
-static inline bool extent_huge(struct rsv *r, uintptr_t a)
-{
-	return atomic_load_explicit(&extent_of(r, a)->flags, memory_order_relaxed) & EXT_HUGE;
-}
 bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
-int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access);
-int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
 void split_huge_locked(struct rsv *r, uintptr_t a);
-bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held);
+void collapse_fresh(struct rsv *r, uintptr_t a);
 void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all);
 int khugepaged_start(struct emm *mm);
 void khugepaged_stop(struct emm *mm);
-
-/* backend-signal.c */
-#define EMM_SIGBUS_MARK	EIO	/* si_errno of a SIGBUS emm makes up for a fault it could not serve */
-int signal_backend_get(void);
-void signal_backend_put(void);
-
-/* backend-uffd.c: the userfaultfd backends (NULL mm->uffd: signal) */
-int uffd_open(struct emm *mm);
-void uffd_close(struct emm *mm);
-void uffd_quiesce(struct emm *mm);
-int uffd_rsv_init(struct rsv *r);
-int uffd_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
-int uffd_fault(struct rsv *r, uintptr_t addr, int access);
-bool uffd_sigbus_ours(const struct rsv *r, const siginfo_t *si);
-bool uffd_foreign(const struct rsv *r);
-int backend_vma_sync(struct rsv *r, uintptr_t s, uintptr_t e);
-int uffd_huge_begin(struct rsv *r, uintptr_t a);
-void uffd_huge_end(struct rsv *r, uintptr_t a);
-const char *backend_name_of(const struct emm *mm);
 
 /* report.c */
 void report_bad_fault(int sig, const siginfo_t *si, void *uc, int access, struct rsv *r);

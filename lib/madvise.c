@@ -3,6 +3,7 @@
 #include <errno.h>
 
 #include "internal.h"
+#include "memory.h"
 
 static int dontneed(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {

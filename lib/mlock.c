@@ -2,7 +2,9 @@
 /* emm_pin, emm_unpin, emm_prefault: making ranges resident and mapped now. */
 #include <errno.h>
 
+#include "fault.h"
 #include "internal.h"
+#include "memory.h"
 
 struct prefault_args {
 	int access;
@@ -26,36 +28,6 @@ static int pin_vma(struct rsv *r, const struct emm_vma *v, void *arg)
 
 	(void)arg;
 	return prefault_vma(r, v, &a);
-}
-
-/* Find the reservation holding all of [addr, addr + len), with no holes
- * unless holes_ok, and run fn on the range with signals blocked and
- * mm->lock held. */
-int with_range_holes(struct emm *mm, void *addr, size_t len, bool holes_ok, range_fn fn,
-		     void *arg)
-{
-	uintptr_t s = (uintptr_t)addr;
-	struct rsv *r;
-	sigset_t old;
-	int err = check_range(mm, addr, len);
-
-	if (err)
-		return err;
-	sig_block(&old);
-	pthread_mutex_lock(&mm->lock);
-	err = rsv_find_range(mm, s, len, &r);
-	if (!err && !holes_ok && !range_covered(r, s, s + len))
-		err = -ENOMEM;
-	if (!err && fn)
-		err = fn(r, s, s + len, arg);
-	pthread_mutex_unlock(&mm->lock);
-	sig_restore(&old);
-	return err;
-}
-
-int with_range(struct emm *mm, void *addr, size_t len, range_fn fn, void *arg)
-{
-	return with_range_holes(mm, addr, len, false, fn, arg);
 }
 
 static int prefault_all(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)

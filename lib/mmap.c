@@ -8,21 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "memory.h"
 #include "numa.h"
 
 #define MAP_FLAGS_KNOWN (EMM_MAP_HUGEPAGE | EMM_MAP_NOHUGEPAGE | EMM_MAP_LOCKED)
-
-/* -EINVAL unless mm is set and [addr, addr + len) is a non-empty page range. */
-int check_range(const struct emm *mm, const void *addr, size_t len)
-{
-	uintptr_t a = (uintptr_t)addr;
-
-	if (!mm || !len || !IS_ALIGNED(a, PAGE_SIZE) || !IS_ALIGNED(len, PAGE_SIZE) ||
-	    a + len < a)
-		return -EINVAL;
-	return 0;
-}
 
 /* The descriptor of a FILE VMA: readable, writable if the VMA is, not
  * append-only (writeback writes in place), a regular file or a device. */
@@ -143,7 +133,7 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 		err = pager_start(mm);
 	if (!err)
 		err = vma_insert(r, &v);
-	if (!err && (err = backend_vma_sync(r, v.start, v.end)))
+	if (!err && (err = backend_vma_protect(r, v.start, v.end, target_prot(&v))))
 		vma_remove(r, v.start, v.end);
 	if (!err && (v.numa_policy != EMM_NUMA_LOCAL || mm->lru->nnodes > 1)) {
 		/* The policy lives with physmem, so both views follow it. */
@@ -174,7 +164,7 @@ static int unmap_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 		err = vma_remove(r, s, e);
 	}
 	if (!err)
-		err = backend_vma_sync(r, s, e);
+		err = backend_vma_protect(r, s, e, EMM_PROT_NONE);
 	if (!err)
 		zap_range(r, s, e, true);
 	return err;
@@ -183,31 +173,4 @@ static int unmap_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len)
 {
 	return with_range_holes(mm, addr, len, true, unmap_range, NULL);
-}
-
-/* Write access to a FILE VMA needs a descriptor it can write back through. */
-static int check_writable(struct rsv *r, const struct emm_vma *v, void *arg)
-{
-	(void)r;
-	return v->file && (*(int *)arg & EMM_PROT_WRITE) && !v->file->writable ? -EACCES : 0;
-}
-
-static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
-{
-	int prot = *(int *)arg, err = walk_vmas(r, s, e, check_writable, &prot);
-
-	if (err)
-		return err;
-	thp_split_range(r, s, e, false);
-	err = vma_change(r, s, e, &(struct vma_change){ prot, 0, 0 });
-	if (!err)
-		err = backend_vma_sync(r, s, e);
-	return err ? err : change_range_prot(r, s, e, prot);
-}
-
-EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
-{
-	if (mm && (prot & ~(EMM_PROT_READ | EMM_PROT_WRITE | EMM_PROT_EXEC)))
-		return -EINVAL;
-	return with_range(mm, addr, len, protect_range, &prot);
 }

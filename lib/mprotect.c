@@ -1,143 +1,78 @@
 /* SPDX-License-Identifier: MIT */
-/* The app view's protection, and the kernel VMAs each protection run costs. */
+/* emm_protect: new protections for VMAs and for the pages mapped in them. */
 #include <errno.h>
-#include <sched.h>
-#include <sys/mman.h>
 
-#include "internal.h"
-
-/* Kernel VMAs emm holds in this process: every instance, every view. */
-static _Atomic long kvma_total;
-static _Atomic long kvma_limit;
-
-void kvma_global_add(long delta)
-{
-	atomic_fetch_add_explicit(&kvma_total, delta, memory_order_relaxed);
-}
-
-/* What emm may use of vm.max_map_count, leaving the application its share. */
-static long kvma_process_limit(void)
-{
-	long lim = atomic_load_explicit(&kvma_limit, memory_order_relaxed);
-
-	if (!lim) {
-		long max = (long)sys_max_map_count();
-
-		lim = MAX(max - MAX(4096, max / 8), 64);
-		atomic_store_explicit(&kvma_limit, lim, memory_order_relaxed);
-	}
-	return lim;
-}
-
-/* Async-signal-safe. Would delta more kernel VMAs stay within budget? */
-static bool kvma_fits(const struct emm *mm, long delta)
-{
-	long mine = atomic_load_explicit(&mm->c.kernel_vmas, memory_order_relaxed);
-
-	if (delta <= 0)
-		return true;
-	if (mm->cfg.max_kernel_vmas && mine + delta > (long)mm->cfg.max_kernel_vmas)
-		return false;
-	return atomic_load_explicit(&kvma_total, memory_order_relaxed) + delta <=
-	       kvma_process_limit();
-}
-
-/* Async-signal-safe. */
-int prot_to_sys(int prot)
-{
-	return (prot & EMM_PROT_READ ? PROT_READ : 0) |
-	       (prot & EMM_PROT_WRITE ? PROT_READ | PROT_WRITE : 0) |
-	       (prot & EMM_PROT_EXEC ? PROT_READ | PROT_EXEC : 0);
-}
-
-/* Async-signal-safe. The app-view protection of page i (i in pages). */
-static int prot_at(struct rsv *r, size_t i)
-{
-	return pte_prot(atomic_load_explicit(&r->pte[i], memory_order_relaxed));
-}
-
-/* Async-signal-safe. Boundaries between different protections in [a-1, b]. */
-static long runs_delta(struct rsv *r, size_t a, size_t b, int prot)
-{
-	size_t n = r->len >> PAGE_SHIFT;
-	long before = 0, after = 0;
-
-	for (size_t i = a ? a : 1; i <= b && i < n; i++)
-		before += prot_at(r, i - 1) != prot_at(r, i);
-	if (a > 0)
-		after += prot_at(r, a - 1) != prot;
-	if (b < n)
-		after += prot_at(r, b) != prot;
-	return after - before;
-}
-
-/* Async-signal-safe. Store prot in the PTEs of [start, end), keeping their
- * other bits; the caller holds their locks. */
-void app_set_prot(struct rsv *r, uintptr_t start, uintptr_t end, int prot)
-{
-	size_t a = (start - r->start) >> PAGE_SHIFT, b = (end - r->start) >> PAGE_SHIFT;
-
-	for (size_t i = a; i < b; i++) {
-		atomic_fetch_and_explicit(&r->pte[i], ~PTE_MAP_MASK, memory_order_relaxed);
-		atomic_fetch_or_explicit(&r->pte[i], (uint64_t)prot << PTE_MAP_SHIFT,
-					 memory_order_relaxed);
-	}
-}
+#include "backend.h"
+#include "memory.h"
+#include "pte.h"
 
 /*
- * Async-signal-safe. Give [start, end) of the app view protection prot
- * (EMM_PROT_*); the caller holds the PTE locks of the range. -EAGAIN when
- * the change would take emm past its kernel-VMA budget (the caller should
- * coalesce; force goes ahead anyway), -ENOMEM when the kernel refused.
+ * New protection for the resident pages of [s, e) after emm_protect
+ * changed their VMAs: runs of pages get it at once (clean swap-cache pages
+ * without write, so their first write is still seen). Signals blocked.
  */
-int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, bool force)
+static int change_range_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
-	size_t a = (start - r->start) >> PAGE_SHIFT, b = (end - r->start) >> PAGE_SHIFT;
-	struct emm *mm = r->mm;
-	long delta;
+	int ret = 0;
 
-	if (mm->uffd)
-		return uffd_protect(r, start, end, prot);	/* no kernel VMA per run */
-	mutex_lock(&r->prot_lock);
-	delta = runs_delta(r, a, b, prot);
-	if (!force && !kvma_fits(mm, delta)) {
-		mutex_unlock(&r->prot_lock);
-		return -EAGAIN;
+	for (uintptr_t a = s; a < e; a = ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE) {
+		uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e), run = 0;
+		int run_prot = 0;
+
+		if (!extent_used(r, a))
+			continue;
+		lock_range(r, a, ae);
+		for (uintptr_t p = a; p <= ae; p += PAGE_SIZE) {
+			uint64_t v = p < ae ? locked_val(r, p) : 0;
+			bool mapped = pte_state(v) == PTE_RESIDENT && pte_prot(v);
+			int want = page_clean_copy(r, v) ? prot & ~EMM_PROT_WRITE : prot;
+
+			if (run && (!mapped || want != run_prot)) {
+				int err = backend_set_prot(r, run, p, run_prot, BACKEND_FORCE);
+
+				ret = ret ? ret : err;
+				run = 0;
+			}
+			if (mapped && !run) {
+				run = p;
+				run_prot = want;
+			}
+		}
+		unlock_untouched(r, a, ae);
 	}
-	if (mprotect((void *)start, end - start, prot_to_sys(prot)) < 0) {
-		int err = errno;
-
-		mutex_unlock(&r->prot_lock);
-		return -err;
-	}
-	app_set_prot(r, start, end, prot);
-	atomic_fetch_add_explicit(&r->kvmas, delta, memory_order_relaxed);
-	atomic_fetch_add_explicit(&mm->c.kernel_vmas, delta, memory_order_relaxed);
-	kvma_global_add(delta);
-	mutex_unlock(&r->prot_lock);
-	return 0;
+	return ret;
 }
 
-/* Async-signal-safe. Every signal but the synchronous faults: blocking a
- * fault would make the kernel kill the process when one happens. */
-void sig_fill_async(sigset_t *set)
+/* Write access to a FILE VMA needs a descriptor it can write back through. */
+static int check_writable(struct rsv *r, const struct emm_vma *v, void *arg)
 {
-	sigfillset(set);
-	sigdelset(set, SIGSEGV);
-	sigdelset(set, SIGBUS);
+	(void)r;
+	return v->file && (*(int *)arg & EMM_PROT_WRITE) && !v->file->writable ? -EACCES : 0;
 }
 
-/* Block every asynchronous signal, so no handler runs while emm holds a
- * PTE or protection lock. */
-void sig_block(sigset_t *old)
+/* The backend learns each changed VMA's protection (a guard VMA's is none). */
+static int vma_protect_one(struct rsv *r, const struct emm_vma *v, void *arg)
 {
-	sigset_t all;
-
-	sig_fill_async(&all);
-	pthread_sigmask(SIG_BLOCK, &all, old);
+	(void)arg;
+	return backend_vma_protect(r, v->start, v->end, target_prot(v));
 }
 
-void sig_restore(const sigset_t *old)
+static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
-	pthread_sigmask(SIG_SETMASK, old, NULL);
+	int prot = *(int *)arg, err = walk_vmas(r, s, e, check_writable, &prot);
+
+	if (err)
+		return err;
+	thp_split_range(r, s, e, false);
+	err = vma_change(r, s, e, &(struct vma_change){ prot, 0, 0 });
+	if (!err)
+		err = walk_vmas(r, s, e, vma_protect_one, NULL);
+	return err ? err : change_range_prot(r, s, e, prot);
+}
+
+EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
+{
+	if (mm && (prot & ~(EMM_PROT_READ | EMM_PROT_WRITE | EMM_PROT_EXEC)))
+		return -EINVAL;
+	return with_range(mm, addr, len, protect_range, &prot);
 }

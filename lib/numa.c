@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "pte.h"
 #include "numa.h"
 
 EMM_API int emm_numa_nodes(struct emm *mm)

@@ -7,7 +7,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "pte.h"
 
 /* At most 16 TiB of physmem per instance: frames name pages in 32 bits. */
 #define PHYSMEM_MAX	(1ULL << (32 + PAGE_SHIFT))
@@ -72,44 +73,20 @@ static int registry_update(struct rsv *r, bool add)
 	return 0;
 }
 
-/* Map len bytes at a PMD-aligned address: a reservation of address space
- * large enough to align in, then the real mapping over it. */
-/* align: a power of two, PMD_SIZE or more. */
-static void *mmap_aligned(size_t len, size_t align, int prot, int flags, int fd, off_t off)
-{
-	char *p = mmap(NULL, len + align, PROT_NONE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	char *a;
-
-	if (p == MAP_FAILED)
-		return NULL;
-	a = (char *)ALIGN_UP((uintptr_t)p, align);
-	if (mmap(a, len, prot, flags | MAP_FIXED, fd, off) == MAP_FAILED) {
-		munmap(p, len + align);
-		return NULL;
-	}
-	if (a > p)
-		munmap(p, (size_t)(a - p));
-	if (a + len < p + len + align)
-		munmap(a + len, (size_t)(p + len + align - (a + len)));
-	return a;
-}
-
-static int rsv_map_views(struct emm *mm, struct rsv *r, size_t align)
+static int rsv_map_views(struct emm *mm, struct rsv *r)
 {
 	size_t npages = r->len >> PAGE_SHIFT;
-	char *app, *meta;
+	char *meta;
+	int err;
 
 	r->alias = mmap_aligned(r->len, PMD_SIZE, PROT_READ | PROT_WRITE,
 				MAP_SHARED | MAP_NORESERVE, mm->memfd, (off_t)r->pgoff);
 	if (!r->alias)
 		return -errno;
 	madvise(r->alias, r->len, MADV_DONTDUMP);
-	app = mmap_aligned(r->len, align, PROT_NONE, MAP_SHARED | MAP_NORESERVE, mm->memfd,
-			   (off_t)r->pgoff);
-	if (!app)
-		return -errno;
-	r->start = (uintptr_t)app;
+	err = mm->backend->view_create(r);
+	if (err)
+		return err;
 	r->meta_len = ALIGN_UP(npages * sizeof(uint64_t) +
 			       (r->len >> PMD_SHIFT) * sizeof(struct extent), PAGE_SIZE);
 	meta = mmap(NULL, r->meta_len, PROT_READ | PROT_WRITE,
@@ -123,8 +100,7 @@ static int rsv_map_views(struct emm *mm, struct rsv *r, size_t align)
 
 static void rsv_unmap_views(struct rsv *r)
 {
-	if (r->start)
-		munmap((void *)r->start, r->len);
+	r->mm->backend->view_destroy(r);
 	if (r->alias)
 		munmap(r->alias, r->len);
 	if (r->pte)
@@ -153,11 +129,10 @@ int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp)
 		return -ENOMEM;
 	r->mm = mm;
 	r->len = ALIGN_UP(len, PMD_SIZE);
+	r->align = align;
 	err = physmem_grow(mm, r->len, &r->pgoff);
 	if (!err)
-		err = rsv_map_views(mm, r, align);
-	if (!err)
-		err = uffd_rsv_init(r);
+		err = rsv_map_views(mm, r);
 	if (!err)
 		err = registry_update(r, true);
 	if (err) {
@@ -165,22 +140,21 @@ int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp)
 		free(r);
 		return err;
 	}
-	atomic_store_explicit(&r->kvmas, 1, memory_order_relaxed);
-	count_events(mm, kernel_vmas, 1);
-	kvma_global_add(3);
+	kvma_global_add(2);	/* the alias view and the PTEs */
 	*rp = r;
 	return 0;
 }
 
-/* Take r out of the registry, wait for faults in it to end, unmap it all. */
+/* Take r out of the registry and wait for faults in it to end. */
+void rsv_unregister(struct rsv *r)
+{
+	registry_update(r, false);
+}
+
+/* Unmap r and free it: out of the registry, its pages dropped (zap_range). */
 void rsv_destroy(struct rsv *r)
 {
-	struct emm *mm = r->mm;
-
-	registry_update(r, false);
-	zap_range(r, r->start, r->start + r->len, false);
-	count_events(mm, kernel_vmas, -atomic_load(&r->kvmas));
-	kvma_global_add(-2 - atomic_load(&r->kvmas));
+	kvma_global_add(-2);
 	rsv_unmap_views(r);
 	vma_table_free(r);
 	free(r);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "pte.h"
 
 /* The futex sleeps on the 32-bit half of the word that holds the lock bit. */
 static uint32_t *pte_futex_word(_Atomic uint64_t *p)
@@ -104,4 +105,54 @@ void pte_set_locked(_Atomic uint64_t *p, uint64_t val)
 			val | (old & (PTE_LOCKED | PTE_WAITERS)),
 			memory_order_relaxed, memory_order_relaxed))
 		;
+}
+
+/* Async-signal-safe. Lock the PTEs of [s, e) in ascending order. */
+void lock_range(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+		pte_lock(pte_of(r, a));
+}
+
+/* Async-signal-safe. Unlock [s, e) leaving every word as it is. */
+void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+		pte_unlock(pte_of(r, a), locked_val(r, a));
+}
+
+/* Async-signal-safe. Does the extent hold any page that is not PTE_NONE? */
+bool extent_used(struct rsv *r, uintptr_t a)
+{
+	return atomic_load_explicit(&extent_of(r, a)->used, memory_order_relaxed) != 0;
+}
+
+/* Async-signal-safe. Lock every PTE of the extent at a but the one at
+ * held, which the caller holds; false (nothing left locked) if one is busy. */
+bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held)
+{
+	for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE) {
+		uint64_t old;
+
+		if (p == held)
+			continue;
+		if (!pte_trylock(pte_of(r, p), &old)) {
+			for (uintptr_t q = a; q < p; q += PAGE_SIZE)
+				if (q != held)
+					pte_unlock(pte_of(r, q), pte_locked_val(pte_of(r, q)));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Async-signal-safe. The caller holds the PTE locks of [s, e). */
+void backend_set_pte_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
+		_Atomic uint64_t *p = pte_of(r, a);
+
+		atomic_fetch_and_explicit(p, ~PTE_MAP_MASK, memory_order_relaxed);
+		atomic_fetch_or_explicit(p, (uint64_t)prot << PTE_MAP_SHIFT, memory_order_relaxed);
+	}
 }

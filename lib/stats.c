@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
 #include "swap.h"
 
 #define LOAD(mm, f) atomic_load_explicit(&(mm)->c.f, memory_order_relaxed)
@@ -52,7 +52,7 @@ EMM_API int emm_stats(struct emm *mm, struct emm_stats *st)
 	if (!mm || !st || st->sz < offsetof(struct emm_stats, vmas))
 		return -EINVAL;
 	sz = st->sz;
-	uffd_quiesce(mm);
+	backend_quiesce(mm);
 	stats_fill(mm, &s);
 	if (sz > sizeof(s))
 		memset((char *)st + sizeof(s), 0, sz - sizeof(s));

@@ -7,7 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "memory.h"
+#include "pte.h"
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
@@ -40,25 +42,6 @@ bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 	       room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
 }
 
-/* Async-signal-safe. Lock every PTE of the extent at a but the one at
- * held, which the caller holds; false (nothing left locked) if one is busy. */
-bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held)
-{
-	for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE) {
-		uint64_t old;
-
-		if (p == held)
-			continue;
-		if (!pte_trylock(pte_of(r, p), &old)) {
-			for (uintptr_t q = a; q < p; q += PAGE_SIZE)
-				if (q != held)
-					pte_unlock(pte_of(r, q), pte_locked_val(pte_of(r, q)));
-			return false;
-		}
-	}
-	return true;
-}
-
 /*
  * Async-signal-safe. The extent at a is locked, resident and mapped
  * uniformly: make the kernel map it with one PMD, and make it one unit on
@@ -67,12 +50,11 @@ bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held)
 static int collapse_locked(struct rsv *r, uintptr_t a)
 {
 	struct emm *mm = r->mm;
-
-	int err = uffd_huge_begin(r, a);
+	int err = backend_huge_begin(r, a);
 
 	if (!err && madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
 		err = -errno;
-		uffd_huge_end(r, a);
+		backend_huge_end(r, a);
 	}
 	if (err) {
 		count_event(mm, thp_collapse_failed);
@@ -93,60 +75,6 @@ static int collapse_locked(struct rsv *r, uintptr_t a)
 }
 
 /*
- * Async-signal-safe. A first touch in an eligible, empty extent: map all of
- * it and collapse it, one fault for 512 pages. Returns -1 when it cannot
- * (a neighbour busy, no memory): the caller maps the 4 KiB way. The PTE at
- * addr is locked on entry; everything is unlocked on success.
- */
-int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
-{
-	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
-	int prot = target_prot(vma);
-
-	if (!trylock_extent(r, a, ALIGN_DOWN(addr, PAGE_SIZE)))
-		return -1;
-	if (make_resident(r, vma, a, a + PMD_SIZE) ||
-	    app_protect(r, a, a + PMD_SIZE, prot, false)) {
-		unmake_fresh(r, a, a + PMD_SIZE);
-		for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE)
-			if (p != ALIGN_DOWN(addr, PAGE_SIZE))
-				pte_unlock(pte_of(r, p), pte_locked_val(pte_of(r, p)));
-		return -1;
-	}
-	/* The kernel collapses what is there: give it one page to start from. */
-	if (!r->mm->uffd)	/* else UFFDIO_CONTINUE has mapped it all */
-		madvise((void *)a, PAGE_SIZE, MADV_POPULATE_WRITE);
-	if (collapse_locked(r, a) < 0 && !r->mm->uffd)
-		madvise((void *)a, PMD_SIZE, MADV_POPULATE_WRITE);
-	unlock_range(r, a, a + PMD_SIZE, access, 0);
-	count_event(r->mm, faults_zero);
-	return 0;
-}
-
-/*
- * Async-signal-safe. A huge extent whose access was revoked (reclaim
- * sampled it as one unit) is touched: map all of it again, mark it
- * referenced and active. No PTE lock is held on entry.
- */
-int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
-{
-	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
-	int err = 0;
-
-	lock_range(r, a, a + PMD_SIZE);
-	if (extent_huge(r, a) && pte_prot(pte_locked_val(pte_of(r, addr))) == EMM_PROT_NONE) {
-		err = app_protect(r, a, a + PMD_SIZE, target_prot(vma), true);
-		if (!err) {
-			count_event(r->mm, faults_minor);
-			lru_queue(r->mm, pte_val(pte_locked_val(pte_of(r, a))), PV_ACTIVATE);
-			pte_set_locked(pte_of(r, a), pte_locked_val(pte_of(r, a)) | PTE_REFERENCED);
-		}
-	}
-	unlock_untouched(r, a, a + PMD_SIZE);
-	return err;
-}
-
-/*
  * Async-signal-safe. split_huge_pmd: the extent at a (all its PTEs locked)
  * becomes 512 pages again, each on the LRU by itself. The kernel splits
  * its PMD when part of it is changed.
@@ -158,7 +86,7 @@ void split_huge_locked(struct rsv *r, uintptr_t a)
 	if (!(atomic_fetch_and_explicit(&extent_of(r, a)->flags, ~EXT_HUGE,
 					memory_order_relaxed) & EXT_HUGE))
 		return;
-	uffd_huge_end(r, a);
+	backend_huge_end(r, a);
 	if (pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
 		frame_set_huge(mm, pte_val(pte_locked_val(pte_of(r, a))), false);
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
@@ -217,7 +145,7 @@ static void scan_extent(struct rsv *r, uintptr_t a)
 	if (!trylock_extent(r, a, 0))
 		return;
 	if (extent_ready(r, a, vma, max_none) && !make_resident(r, vma, a, a + PMD_SIZE) &&
-	    !app_protect(r, a, a + PMD_SIZE, target_prot(vma), true))
+	    !backend_set_prot(r, a, a + PMD_SIZE, target_prot(vma), BACKEND_FORCE))
 		collapse_locked(r, a);
 	else
 		unmake_fresh(r, a, a + PMD_SIZE);
@@ -292,4 +220,15 @@ void khugepaged_stop(struct emm *mm)
 	syscall(SYS_futex, &mm->khugepaged_wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	pthread_join(mm->khugepaged, NULL);
 	mm->khugepaged_started = false;
+}
+
+/* Async-signal-safe. The extent at a was just made resident and mapped, all
+ * its PTEs locked: collapse it. The kernel collapses what is there, so it
+ * gets one page to start from; failing that, every page is populated. */
+void collapse_fresh(struct rsv *r, uintptr_t a)
+{
+	if (r->mm->backend->id == EMM_BACKEND_SIGNAL)	/* a userfaultfd grant mapped it all */
+		madvise((void *)a, PAGE_SIZE, MADV_POPULATE_WRITE);
+	if (collapse_locked(r, a) < 0)
+		backend_populate(r, a, a + PMD_SIZE, EMM_PROT_READ | EMM_PROT_WRITE);
 }

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* Small helpers: async-signal-safe formatting and output, warnings, sysctls. */
+/* Small helpers: async-signal-safe formatting and output, warnings, sysctls,
+ * signal masks, aligned mappings, the count of kernel VMAs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -105,4 +107,90 @@ unsigned long sys_max_map_count(void)
 		return 65530;
 	buf[n] = '\0';
 	return strtoul(buf, NULL, 10) ?: 65530;
+}
+
+/* Kernel VMAs emm holds in this process: every instance, every view. */
+static _Atomic long kvma_total;
+static _Atomic long kvma_limit;
+
+/* Async-signal-safe. */
+void kvma_global_add(long delta)
+{
+	atomic_fetch_add_explicit(&kvma_total, delta, memory_order_relaxed);
+}
+
+/* Async-signal-safe. */
+long kvma_global(void)
+{
+	return atomic_load_explicit(&kvma_total, memory_order_relaxed);
+}
+
+/* Async-signal-safe. What emm may use of vm.max_map_count, leaving the
+ * application its share. */
+long kvma_process_limit(void)
+{
+	long lim = atomic_load_explicit(&kvma_limit, memory_order_relaxed);
+
+	if (!lim) {
+		long max = (long)sys_max_map_count();
+
+		lim = MAX(max - MAX(4096, max / 8), 64);
+		atomic_store_explicit(&kvma_limit, lim, memory_order_relaxed);
+	}
+	return lim;
+}
+
+/* Async-signal-safe. Every signal but the synchronous faults: blocking a
+ * fault would make the kernel kill the process when one happens. */
+void sig_fill_async(sigset_t *set)
+{
+	sigfillset(set);
+	sigdelset(set, SIGSEGV);
+	sigdelset(set, SIGBUS);
+}
+
+/* Block every asynchronous signal, so no handler runs while emm holds a
+ * PTE or protection lock. */
+void sig_block(sigset_t *old)
+{
+	sigset_t all;
+
+	sig_fill_async(&all);
+	pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+void sig_restore(const sigset_t *old)
+{
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+/* Map len bytes at an address aligned to align (a power of two, PMD_SIZE or
+ * more): a reservation of address space large enough to align in, then the
+ * real mapping over it. */
+void *mmap_aligned(size_t len, size_t align, int prot, int flags, int fd, off_t off)
+{
+	char *p = mmap(NULL, len + align, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *a;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (char *)ALIGN_UP((uintptr_t)p, align);
+	if (mmap(a, len, prot, flags | MAP_FIXED, fd, off) == MAP_FAILED) {
+		munmap(p, len + align);
+		return NULL;
+	}
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	if (a + len < p + len + align)
+		munmap(a + len, (size_t)(p + len + align - (a + len)));
+	return a;
+}
+
+/* Async-signal-safe. */
+int prot_to_sys(int prot)
+{
+	return (prot & EMM_PROT_READ ? PROT_READ : 0) |
+	       (prot & EMM_PROT_WRITE ? PROT_READ | PROT_WRITE : 0) |
+	       (prot & EMM_PROT_EXEC ? PROT_READ | PROT_EXEC : 0);
 }

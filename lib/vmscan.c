@@ -7,7 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "backend.h"
+#include "pte.h"
 #include "swap.h"
 
 /* The reclaim thread works in larger batches than a faulting thread:
@@ -128,7 +129,7 @@ static bool next_to(const struct scan *sp, unsigned i, unsigned n)
 }
 
 /* Async-signal-safe. The app view loses access to the mapped pages whose
- * act is act (locked, sorted), a run of neighbours per mprotect. A page
+ * act is act (locked, sorted), a run of neighbours per call. A page
  * the kernel would not revoke is kept: nothing mapped is ever evicted. */
 static void revoke_batch(struct scan *sp, unsigned n, uint8_t act)
 {
@@ -138,14 +139,14 @@ static void revoke_batch(struct scan *sp, unsigned n, uint8_t act)
 		if (sp[i].act != act || !pte_prot(pval(&sp[i])))
 			continue;
 		if (sp[i].huge) {
-			if (app_protect(sp[i].r, sp[i].addr, sp[i].addr + PMD_SIZE, EMM_PROT_NONE, true))
+			if (backend_revoke(sp[i].r, sp[i].addr, sp[i].addr + PMD_SIZE, BACKEND_FORCE))
 				sp[i].act = ACT_KEEP;
 			continue;
 		}
 		while (next_to(sp, j, n) && sp[j + 1].act == act && !sp[j + 1].huge &&
 		       pte_prot(pval(&sp[j + 1])))
 			j++;
-		if (app_protect(sp[i].r, sp[i].addr, sp[j].addr + PAGE_SIZE, EMM_PROT_NONE, true))
+		if (backend_revoke(sp[i].r, sp[i].addr, sp[j].addr + PAGE_SIZE, BACKEND_FORCE))
 			for (unsigned k = i; k <= j; k++)
 				sp[k].act = ACT_KEEP;
 		i = j;

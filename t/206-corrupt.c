@@ -11,6 +11,7 @@
 
 #include "emm.h"
 #include "internal.h"
+#include "pte.h"
 #include "tap.h"
 
 #define PAGE 4096UL

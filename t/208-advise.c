@@ -5,6 +5,7 @@
 
 #include "emm.h"
 #include "internal.h"
+#include "pte.h"
 #include "tap.h"
 #include "util.h"
 

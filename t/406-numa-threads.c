@@ -5,6 +5,7 @@
 #include "numa.h"
 #include "util.h"
 #include "internal.h"
+#include "pte.h"
 
 #define MIB		(1UL << 20)
 #define ROOMY		(256 * MIB)	/* nothing is reclaimed */

@@ -205,6 +205,13 @@ int main(void)
 	char *r;
 	int file;
 
+	if (emm_open(&o, &mm))
+		bail("emm_open failed");
+	if (emm_backend(mm) == EMM_BACKEND_UFFD) {
+		emm_close(mm);
+		skip_all("the uffd backend serves system calls' faults: t/110-uffd-syscalls.t");
+	}
+	emm_close(mm);
 	plan(44);
 	file = pattern_file();
 	is_int(emm_open(&o, &mm), 0, "emm_open");

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fault-backend contract: how the app view of a reservation is created,
+ * how access to its pages is granted and revoked, and how faults reach the
+ * core. One implementation per file, lib/backend-<name>.c; nothing outside
+ * those files changes the app view's protection (DESIGN.md, "Fault backends").
+ *
+ * The core owns the PTE words: state, frame, and the app-view protection
+ * bits (PTE_MAP_*). A backend owns the kernel side of the app view: its
+ * mapping, its protections, its fault delivery. After a successful grant or
+ * revoke, the PTEs of the range carry the new protection (backend_set_pte_prot):
+ * the core reads them to decide what a fault means.
+ *
+ * A backend keeps its per-instance state in mm->backend_data and its
+ * per-reservation state in r->backend_data.
+ *
+ * Return convention: 0 or -errno, as everywhere in emm.
+ */
+#ifndef EMM_BACKEND_H
+#define EMM_BACKEND_H
+
+#include "internal.h"
+
+/* si_errno of a SIGBUS emm makes up for a fault it could not serve. */
+#define EMM_SIGBUS_MARK	EIO
+
+/* Flags of grant and revoke. */
+#define BACKEND_FORCE	0x1u	/* go ahead even past the kernel-VMA budget */
+#define BACKEND_REMAP	0x2u	/* grant: the PTEs say mapped, the kernel faulted anyway */
+
+struct backend_ops {
+	const char *name;		/* "signal", "uffd", ... (EMM_VERBOSE logs it) */
+	int id;				/* EMM_BACKEND_*, what emm_backend() reports */
+	/*
+	 * The signal a missing page raises in the faulting thread: SIGSEGV
+	 * (signal backend), SIGBUS (userfaultfd with UFFD_FEATURE_SIGBUS), or
+	 * 0 when faults are served by service threads. The process-wide
+	 * handler of backend-signal.c serves this signal and SIGSEGV (an
+	 * access a VMA's protection forbids, under any backend) through
+	 * do_user_fault, and chains every other.
+	 */
+	int fault_signal;
+
+	/*
+	 * Not async-signal-safe; no emm lock held. Make the backend ready for
+	 * mm (install a handler, open a userfaultfd, start service threads).
+	 * -EOPNOTSUPP when this machine or process cannot have it: with
+	 * EMM_BACKEND_AUTO the next backend is tried.
+	 */
+	int (*open)(struct emm *mm);
+	/* Not async-signal-safe; no emm lock held; every reservation of mm is
+	 * gone. Undo open. */
+	void (*close)(struct emm *mm);
+
+	/*
+	 * Not async-signal-safe; mm->lock held. Map the app view of r: r->len
+	 * bytes of mm->memfd from r->pgoff, PMD-aligned, no page accessible
+	 * yet; set r->start and account the kernel VMAs it costs. -errno when
+	 * it cannot.
+	 */
+	int (*view_create)(struct rsv *r);
+	/* Not async-signal-safe; mm->lock held; no fault can be running in r
+	 * (it left the registry and synchronize_srcu ran). Unmap the app view. */
+	void (*view_destroy)(struct rsv *r);
+
+	/*
+	 * Async-signal-safe; may run in a signal handler or a service thread.
+	 * The PTE locks of [s, e) are held (on entry and on exit), the pages
+	 * are resident and their data is in physmem (a never-touched anonymous
+	 * page may still be a hole there: it reads as zeros). Give the app view access prot (EMM_PROT_*,
+	 * never EMM_PROT_NONE) to the whole range in one step: one call per
+	 * cluster, not per page. A prot without EMM_PROT_WRITE over pages that
+	 * had it takes write access away (dirty tracking). -EAGAIN: the change
+	 * would take emm past its kernel-VMA budget and BACKEND_FORCE is not
+	 * set (the caller coalesces); -ENOMEM: the kernel refused. On failure
+	 * nothing changed.
+	 */
+	int (*grant)(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigned flags);
+	/*
+	 * Async-signal-safe; may run in a signal handler or a service thread.
+	 * The PTE locks of [s, e) are held (on entry and on exit). Take all access away from the
+	 * range while physmem keeps the data: the next touch faults, and finds
+	 * the page resident (a minor fault). flags as for grant.
+	 */
+	int (*revoke)(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags);
+	/*
+	 * Async-signal-safe; PTE locks of [s, e) held. The range was just
+	 * granted prot: let the kernel fill its page tables now rather than one
+	 * trap per page. A hint: it may do nothing.
+	 */
+	void (*populate)(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
+	/*
+	 * Not async-signal-safe; mm->lock held, signals blocked. The VMAs of
+	 * [s, e) now have protection prot (EMM_PROT_NONE for a guard VMA, or
+	 * when the range was unmapped). A backend that keeps resident pages
+	 * mapped by default (uffd) applies it to the whole range here; one that
+	 * grants page by page (signal) has nothing to do: the core grants the
+	 * resident pages again through grant and revoke.
+	 */
+	int (*vma_protect)(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
+
+	/* Optional (NULL: nothing to do). */
+	/*
+	 * Async-signal-safe; all PTE locks of the extent at a held, the extent
+	 * resident and granted whole. It is about to be collapsed
+	 * (MADV_COLLAPSE): make the app view collapsible there. -errno: do not
+	 * collapse it.
+	 */
+	int (*huge_begin)(struct rsv *r, uintptr_t a);
+	/* Async-signal-safe; all PTE locks of the extent held. The extent at a
+	 * is 512 pages again, or its collapse failed: undo huge_begin. */
+	void (*huge_end)(struct rsv *r, uintptr_t a);
+	/* Not async-signal-safe; no lock held. Wait until the faults being
+	 * served when called are done (emm_stats: a thread that resumed from a
+	 * fault finds it counted). */
+	void (*quiesce)(struct emm *mm);
+};
+
+/*
+ * The backends emm knows, in the order EMM_BACKEND_AUTO tries them. Each
+ * lib/backend-<name>.c defines its ops; lib/backend.c lists them.
+ */
+extern const struct backend_ops backend_signal_ops;
+extern const struct backend_ops backend_uffd_ops;
+extern const struct backend_ops backend_uffd_sigbus_ops;
+
+/* backend.c: pick the backend of mm->cfg.backend and open it (mm->backend),
+ * or close it. Not async-signal-safe; no emm lock held. */
+int backend_open(struct emm *mm);
+void backend_close(struct emm *mm);
+
+/* The core's calls into the backend of a reservation's instance. */
+static inline int backend_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot,
+				unsigned flags)
+{
+	return r->mm->backend->grant(r, s, e, prot, flags);
+}
+
+static inline int backend_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
+{
+	return r->mm->backend->revoke(r, s, e, flags);
+}
+
+/* grant, or revoke when prot is EMM_PROT_NONE: for callers that carry a
+ * protection computed from a VMA (a guard VMA's is EMM_PROT_NONE). */
+static inline int backend_set_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot,
+				   unsigned flags)
+{
+	return prot == EMM_PROT_NONE ? backend_revoke(r, s, e, flags)
+				     : backend_grant(r, s, e, prot, flags);
+}
+
+static inline void backend_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+{
+	r->mm->backend->populate(r, s, e, prot);
+}
+
+static inline int backend_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+{
+	return r->mm->backend->vma_protect(r, s, e, prot);
+}
+
+static inline int backend_huge_begin(struct rsv *r, uintptr_t a)
+{
+	return r->mm->backend->huge_begin ? r->mm->backend->huge_begin(r, a) : 0;
+}
+
+static inline void backend_huge_end(struct rsv *r, uintptr_t a)
+{
+	if (r->mm->backend->huge_end)
+		r->mm->backend->huge_end(r, a);
+}
+
+static inline void backend_quiesce(struct emm *mm)
+{
+	if (mm->backend->quiesce)
+		mm->backend->quiesce(mm);
+}
+
+/*
+ * What a backend may use of the core (declared in internal.h and the
+ * subsystem headers):
+ *
+ * - srcu_read_lock/srcu_read_unlock: every fault is served inside a read
+ *   section, so the reservation and its VMA table stay valid;
+ * - rsv_lookup(addr): the reservation holding addr, lock-free;
+ * - do_user_fault(r, addr, access, &vma) (fault.h): find_vma, the access check and
+ *   handle_mm_fault in one call. It returns FAULT_DONE (retry the access),
+ *   FAULT_BAD_AREA (no VMA: chain or report), FAULT_ACCESS (the VMA forbids
+ *   the access: its trap callback decides, else chain) or FAULT_SIGBUS (the
+ *   fault could not be served: the faulting thread must get SIGBUS, as from
+ *   the kernel). Any thread may call it: a signal handler or a service
+ *   thread. It sleeps only on PTE locks (futex) and on I/O.
+ * - report_bad_fault: the report printed when nobody takes a bad fault;
+ * - backend_set_pte_prot: record a granted protection in the PTEs;
+ * - backend_signal_get/put: the process-wide SIGSEGV/SIGBUS handler, for a
+ *   backend whose VMA-level protection faults arrive as signals.
+ */
+
+/* Async-signal-safe. Store prot in the PTE words of [s, e) (their locks
+ * held by the caller), keeping their other bits. */
+void backend_set_pte_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
+/* Async-signal-safe. EMM_PROT_* to the PROT_* of mmap and mprotect. */
+int prot_to_sys(int prot);
+/* Async-signal-safe. Count delta kernel VMAs more (or fewer) for r's app view. */
+void backend_kvma_add(struct rsv *r, long delta);
+
+/* backend-signal.c: install the process-wide fault handler for the first
+ * user, put back what it replaced after the last. Not async-signal-safe. */
+int backend_signal_get(void);
+void backend_signal_put(void);
+
+#endif /* EMM_BACKEND_H */

@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory operations under the PTE locks: pages get a frame and their data
+ * (zero, swap, file, pager), are mapped, made dirty, dropped; and the range
+ * operations of the API built on them (prefault, unpin, willneed, zap).
+ */
+#include <errno.h>
+#include <sys/mman.h>
+
+#include "backend.h"
+#include "memory.h"
+#include "pte.h"
+#include "numa.h"
+#include "swap.h"
+
+#define IO_BATCH	64	/* pages per swap read request built on the stack */
+
+/* Async-signal-safe. Is the resident page clean, with a copy of its data
+ * elsewhere (its swap slot, its file, its pager)? Then a write must fault,
+ * so it is mapped without write access. */
+bool page_clean_copy(struct rsv *r, uint64_t val)
+{
+	if (pte_state(val) != PTE_RESIDENT || (val & PTE_DIRTY))
+		return false;
+	return (val & PTE_FILE) || r->mm->lru->frames[pte_val(val)].slot;
+}
+
+/* Async-signal-safe. The page is about to be written: its swap copy is stale. */
+static uint64_t page_dirty(struct rsv *r, uint64_t val)
+{
+	struct frame *f = &r->mm->lru->frames[pte_val(val)];
+
+	if (f->slot) {
+		swap_free(r->mm->swap, f->slot);
+		f->slot = 0;
+	}
+	return val | PTE_DIRTY;
+}
+
+/*
+ * Async-signal-safe. Unlock [s, e) after mapping it: a page mapped
+ * writable is dirty; a frame new to the LRU is queued on this CPU's add
+ * pagevec; set holds extra bits (referenced, pinned).
+ */
+void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
+		uint64_t val = locked_val(r, a);
+
+		if (pte_state(val) == PTE_RESIDENT) {
+			if ((pte_prot(val) & EMM_PROT_WRITE) &&
+			    ((access & EMM_PROT_WRITE) || page_clean_copy(r, val)))
+				val = page_dirty(r, val);
+			if (!(val & PTE_LRU)) {
+				lru_queue(r->mm, pte_val(val), PV_ADD);
+				val |= PTE_LRU;
+			}
+			val |= set;
+		}
+		pte_unlock(pte_of(r, a), val);
+	}
+}
+
+/* Async-signal-safe. The protection a page of vma gets when mapped. */
+int target_prot(const struct emm_vma *vma)
+{
+	return vma->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : vma->prot;
+}
+
+/* Async-signal-safe. The node a new page of vma at a lands on: the one its
+ * memory policy gives (what the kernel does with a memfd page). */
+static int page_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+{
+	int n;
+
+	if (r->mm->lru->nnodes == 1)
+		return 0;
+	n = numa_policy_node(vma->numa_policy, vma->numa_nodes, rsv_ppn(r, a) + r->mm->ino_bias);
+	return n < 0 || n >= r->mm->lru->nnodes ? 0 : n;
+}
+
+/* Async-signal-safe. A new frame for the locked, never-touched page at a
+ * (or a swapped one about to be read); file: its data lives in a file or
+ * pager. */
+static int alloc_page(struct rsv *r, const struct emm_vma *vma, uintptr_t a, bool file)
+{
+	uint32_t f = frame_alloc(r->mm, rsv_ppn(r, a), page_node(r, vma, a));
+	uint64_t old = locked_val(r, a), val;
+
+	if (!f)
+		return -ENOMEM;
+	val = pte_set_val(pte_mk(old & ~(PTE_DIRTY | PTE_LRU | PTE_REFERENCED | PTE_ACTIVE |
+					 PTE_FILE), PTE_RESIDENT, pte_prot(old)), f);
+	if (file)
+		val |= PTE_FILE;
+	pte_set_used(r, a, old, val);
+	pte_set_locked(pte_of(r, a), val);
+	atomic_fetch_add_explicit(&r->resident, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* Async-signal-safe. Undo alloc_page or a failed swap-in: the page goes
+ * back to what it was (never touched, or swapped in slot). */
+static void unalloc_page(struct rsv *r, uintptr_t a, uint32_t slot)
+{
+	uint64_t val = locked_val(r, a);
+
+	frame_free(r->mm, pte_val(val));
+	atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
+	physmem_punch(r, a, PAGE_SIZE);
+	pte_set_locked(pte_of(r, a), slot ? pte_set_val(pte_mk(val, PTE_SWAPPED, 0), slot)
+				      : pte_mk(pte_set_val(val, 0), PTE_NONE, 0));
+	pte_set_used(r, a, val, locked_val(r, a));
+}
+
+/*
+ * Async-signal-safe. Read n swapped, locked pages (their addresses in
+ * pages[]) into physmem with one batch of I/O. A page whose read fails (or
+ * fails its checksum) stays swapped; the first error is returned.
+ */
+static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_t *pages,
+			unsigned n)
+{
+	struct swap_io io[IO_BATCH];
+	int err = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		io[i].slot = pte_val(locked_val(r, pages[i]));
+		io[i].page = rsv_alias(r, pages[i]);
+		if (alloc_page(r, vma, pages[i], false) < 0) {
+			while (i--)
+				unalloc_page(r, pages[i], io[i].slot);
+			return -ENOMEM;
+		}
+	}
+	swap_readpages(r->mm->swap, io, n);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t f;
+
+		if (io[i].err) {
+			unalloc_page(r, pages[i], io[i].slot);
+			count_event(r->mm, io_errors);
+			err = err ? err : io[i].err;
+			continue;
+		}
+		f = pte_val(locked_val(r, pages[i]));
+		r->mm->lru->frames[f].slot = io[i].slot;
+		count_event(r->mm, swapins);
+		atomic_fetch_add_explicit(&frame_lruvec(r->mm->lru, f)->swapins, 1,
+					  memory_order_relaxed);
+	}
+	return err;
+}
+
+/* Async-signal-safe. Read a run of fresh FILE/PAGER pages; on failure
+ * they go back to never-touched. */
+static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	int err = filemap_read(r, vma, s, e);
+
+	if (err) {
+		for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+			unalloc_page(r, a, 0);
+		count_event(r->mm, io_errors);
+		return -EIO;	/* whatever the source said: not a VMA shortage */
+	}
+	count_event(r->mm, faults_major);
+	return 0;
+}
+
+/*
+ * Async-signal-safe. Every page of the locked range [s, e) of vma gets
+ * physmem: never-touched pages a zeroed frame, or their data from the file
+ * or pager; swapped pages their data back. The budget is charged first
+ * (direct reclaim when it is exhausted).
+ */
+int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	uintptr_t swapped[IO_BATCH], run = 0;
+	bool backed = vma_backed(vma);
+	unsigned nsw = 0;
+	long need = 0;
+	int err = 0;
+
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+		need += pte_state(locked_val(r, a)) != PTE_RESIDENT;
+	if (need)
+		mm_charge(r->mm, page_node(r, vma, s), need);
+	for (uintptr_t a = s; a <= e && !err; a += PAGE_SIZE) {
+		unsigned st = a < e ? pte_state(locked_val(r, a)) : PTE_RESIDENT;
+
+		if (run && st != PTE_NONE) {
+			err = fill_run(r, vma, run, a);
+			run = 0;
+		}
+		if (err || a == e)
+			break;
+		if (st == PTE_NONE) {
+			err = alloc_page(r, vma, a, backed);
+			if (!err && backed && !run)
+				run = a;
+		} else if (st == PTE_SWAPPED) {
+			swapped[nsw++] = a;
+		}
+		if (nsw == IO_BATCH) {
+			err = swapin_batch(r, vma, swapped, nsw);
+			nsw = 0;
+		}
+	}
+	if (nsw && !err)
+		err = swapin_batch(r, vma, swapped, nsw);
+	return err;
+}
+
+/*
+ * Async-signal-safe. make_resident failed part way: pages it gave a frame
+ * that never got mapped go back to never-touched (their contents are zero:
+ * a swapped page that came back keeps its data and stays resident).
+ */
+void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
+		uint64_t val = locked_val(r, a);
+
+		if (pte_state(val) == PTE_RESIDENT && !(val & PTE_LRU) &&
+		    !page_clean_copy(r, val))
+			unalloc_page(r, a, 0);
+	}
+}
+
+/* Async-signal-safe. The protection a locked page gets for an access:
+ * without write while it is clean with a copy elsewhere and the access
+ * does not write. */
+int page_want(struct rsv *r, uint64_t val, int prot, int access)
+{
+	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
+		return prot & ~EMM_PROT_WRITE;
+	return prot;
+}
+
+
+/* Async-signal-safe. Map the locked, resident [s, e) for access, a run of
+ * equal protection per call. */
+static int map_runs(struct rsv *r, uintptr_t s, uintptr_t e, int prot, int access)
+{
+	uintptr_t run = s;
+	int run_prot = -1;
+
+	for (uintptr_t a = s; a <= e; a += PAGE_SIZE) {
+		int want = a < e ? page_want(r, locked_val(r, a), prot, access) : -2;
+
+		if (want == run_prot)
+			continue;
+		if (run_prot >= 0) {
+			int err = backend_set_prot(r, run, a, run_prot, BACKEND_FORCE);
+
+			if (err)
+				return err;
+		}
+		run = a;
+		run_prot = want;
+	}
+	return 0;
+}
+
+/*
+ * Make [s, e) of one VMA resident and mapped for access, a PMD-sized
+ * chunk at a time. Signals blocked, mm->lock held.
+ */
+int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+		   int access, bool pin)
+{
+	int prot = target_prot(vma);
+	int err = 0;
+
+	for (uintptr_t c = s; c < e && !err;) {
+		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, e);
+
+		lock_range(r, c, ce);
+		err = make_resident(r, vma, c, ce);
+		if (!err)
+			err = map_runs(r, c, ce, prot, access);
+		if (err) {
+			unmake_fresh(r, c, ce);
+			unlock_range(r, c, ce, 0, 0);
+			break;
+		}
+		backend_populate(r, c, ce, (access & EMM_PROT_WRITE) ? prot : prot & ~EMM_PROT_WRITE);
+		unlock_range(r, c, ce, access, pin ? PTE_PINNED : 0);
+		c = ce;
+	}
+	return err == -EBADMSG ? -EIO : err;
+}
+
+/* Async-signal-safe. Forget a locked page: frame, slot, state. */
+static void drop_page(struct rsv *r, uintptr_t a)
+{
+	uint64_t old = locked_val(r, a);
+	struct emm *mm = r->mm;
+
+	if (pte_state(old) == PTE_RESIDENT) {
+		struct frame *f = &mm->lru->frames[pte_val(old)];
+
+		if (f->slot)
+			swap_free(mm->swap, f->slot);
+		frame_free(mm, pte_val(old));
+		atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
+	} else if (pte_state(old) == PTE_SWAPPED) {
+		swap_free(mm->swap, pte_val(old));
+	}
+	pte_set_used(r, a, old, 0);
+	pte_set_locked(pte_of(r, a), 0);
+}
+
+/*
+ * Drop every page of [s, e): the app view loses access, physmem gives the
+ * memory back, swap slots are freed, the PTEs return to never-touched. No
+ * fault can be in the range (its VMAs are gone and synchronize_srcu has
+ * run, or the caller holds it off). Signals blocked.
+ */
+void zap_range(struct rsv *r, uintptr_t s, uintptr_t e, bool revoke)
+{
+	for (uintptr_t a = s; a < e; a = ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE) {
+		uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e);
+
+		if (!extent_used(r, a))
+			continue;
+		lock_range(r, a, ae);
+		if (extent_huge(r, a))
+			split_huge_locked(r, a);	/* API callers split partial ones first */
+		if (revoke)
+			backend_revoke(r, a, ae, BACKEND_FORCE);
+		physmem_punch(r, a, ae - a);
+		for (uintptr_t p = a; p < ae; p += PAGE_SIZE)
+			drop_page(r, p);
+		unlock_untouched(r, a, ae);
+	}
+}
+
+/* Pinned pages of [s, e) may be evicted again. Signals blocked. */
+void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
+		if (IS_ALIGNED(a, PMD_SIZE) && !extent_used(r, a)) {
+			a = MIN(a + PMD_SIZE, e) - PAGE_SIZE;
+			continue;
+		}
+		pte_unlock(pte_of(r, a), pte_lock(pte_of(r, a)) & ~PTE_PINNED);
+	}
+}
+
+/* Is the locked page one WILLNEED reads in? */
+static bool willneed_page(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+{
+	unsigned st = pte_state(locked_val(r, a));
+
+	return st == PTE_SWAPPED || (st == PTE_NONE && vma_backed(vma));
+}
+
+/* Read one locked run in and unlock it: the pages stay unmapped until
+ * touched (then a minor fault). */
+static int willneed_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	int err = make_resident(r, vma, s, e);
+
+	if (err)
+		unmake_fresh(r, s, e);
+	unlock_range(r, s, e, 0, 0);
+	return err;
+}
+
+/* EMM_ADV_WILLNEED on one VMA piece: read its swapped pages back now,
+ * and the never-touched pages of FILE and PAGER VMAs, by runs of at most
+ * 32 pages. Signals blocked, mm->lock held. */
+static int willneed_vma(struct rsv *r, const struct emm_vma *vma, void *arg)
+{
+	uintptr_t run = 0;
+	int err = 0;
+
+	(void)arg;
+	for (uintptr_t a = vma->start; a < vma->end && !err; a += PAGE_SIZE) {
+		if (!vma_backed(vma) && !run && IS_ALIGNED(a, PMD_SIZE) && !extent_used(r, a)) {
+			a = MIN(a + PMD_SIZE, vma->end) - PAGE_SIZE;
+			continue;
+		}
+		pte_lock(pte_of(r, a));
+		if (!willneed_page(r, vma, a)) {
+			pte_unlock(pte_of(r, a), locked_val(r, a));
+			if (run)
+				err = willneed_run(r, vma, run, a);
+			run = 0;
+			continue;
+		}
+		if (!run)
+			run = a;
+		if (a + PAGE_SIZE - run == IO_BATCH * PAGE_SIZE) {
+			err = willneed_run(r, vma, run, a + PAGE_SIZE);
+			run = 0;
+		}
+	}
+	if (run && !err)
+		err = willneed_run(r, vma, run, vma->end);
+	return err == -EBADMSG ? -EIO : err;
+}
+
+int willneed_range(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	return walk_vmas(r, s, e, willneed_vma, NULL);
+}

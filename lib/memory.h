@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* Memory operations: pages made resident, mapped, dropped; range operations. */
+#ifndef EMM_MEMORY_H
+#define EMM_MEMORY_H
+
+#include "internal.h"
+
+/* Async-signal-safe. Do never-touched pages of this VMA have data elsewhere? */
+static inline bool vma_backed(const struct emm_vma *vma)
+{
+	return vma->policy == EMM_POLICY_FILE || vma->policy == EMM_POLICY_PAGER;
+}
+
+int target_prot(const struct emm_vma *vma);
+bool page_clean_copy(struct rsv *r, uint64_t val);
+int page_want(struct rsv *r, uint64_t val, int prot, int access);
+int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
+void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e);
+void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set);
+int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+		   int access, bool pin);
+void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e);
+int willneed_range(struct rsv *r, uintptr_t s, uintptr_t e);
+void zap_range(struct rsv *r, uintptr_t start, uintptr_t end, bool revoke);
+
+#endif /* EMM_MEMORY_H */

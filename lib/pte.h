@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/* PTE words and 2 MiB extents: their layout, the page lock, range locks. */
+#ifndef EMM_PTE_H
+#define EMM_PTE_H
+
+#include "internal.h"
+
+/*
+ * The PTE word. The low 32 bits hold the lock and the flags, so a futex on
+ * that half sleeps on the lock; the high 32 bits hold a frame index (while
+ * resident) or a swap slot (while swapped).
+ */
+#define PTE_LOCKED	(1ULL << 0)
+#define PTE_WAITERS	(1ULL << 1)
+#define PTE_STATE_SHIFT	2
+#define PTE_STATE_MASK	(3ULL << PTE_STATE_SHIFT)
+#define PTE_MAP_SHIFT	4		/* the app view's protection, EMM_PROT_* */
+#define PTE_MAP_MASK	(7ULL << PTE_MAP_SHIFT)
+#define PTE_DIRTY	(1ULL << 7)
+#define PTE_REFERENCED	(1ULL << 8)
+#define PTE_ACTIVE	(1ULL << 9)
+#define PTE_PINNED	(1ULL << 10)
+#define PTE_LRU		(1ULL << 11)
+#define PTE_FILE	(1ULL << 12)	/* data has a home in a file or pager */
+#define PTE_VAL_SHIFT	32
+
+enum pte_state { PTE_NONE, PTE_RESIDENT, PTE_SWAPPED };
+
+static inline unsigned pte_state(uint64_t pte)
+{
+	return (pte & PTE_STATE_MASK) >> PTE_STATE_SHIFT;
+}
+
+static inline int pte_prot(uint64_t pte)
+{
+	return (int)((pte & PTE_MAP_MASK) >> PTE_MAP_SHIFT);
+}
+
+static inline uint64_t pte_mk(uint64_t pte, unsigned state, int prot)
+{
+	pte &= ~(PTE_STATE_MASK | PTE_MAP_MASK);
+	return pte | (uint64_t)state << PTE_STATE_SHIFT | (uint64_t)prot << PTE_MAP_SHIFT;
+}
+
+/* The frame (resident) or swap slot (swapped) in the high half. */
+static inline uint32_t pte_val(uint64_t pte)
+{
+	return (uint32_t)(pte >> PTE_VAL_SHIFT);
+}
+
+static inline uint64_t pte_set_val(uint64_t pte, uint32_t v)
+{
+	return (pte & ((1ULL << PTE_VAL_SHIFT) - 1)) | (uint64_t)v << PTE_VAL_SHIFT;
+}
+
+/* One 2 MiB extent of a reservation. */
+struct extent {
+	_Atomic uint32_t used;		/* PTEs of the extent not in PTE_NONE */
+	_Atomic uint32_t flags;		/* EXT_*, changed with all its PTEs locked */
+};
+#define EXT_HUGE	0x1u		/* collapsed: one PMD, one unit on the LRU */
+
+uint64_t pte_lock(_Atomic uint64_t *p);
+bool pte_trylock(_Atomic uint64_t *p, uint64_t *old);
+void pte_unlock(_Atomic uint64_t *p, uint64_t val);
+static inline _Atomic uint64_t *pte_of(struct rsv *r, uintptr_t addr)
+{
+	return &r->pte[(addr - r->start) >> PAGE_SHIFT];
+}
+static inline struct extent *extent_of(struct rsv *r, uintptr_t addr)
+{
+	return &r->ext[(addr - r->start) >> PMD_SHIFT];
+}
+void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val);
+void pte_set_locked(_Atomic uint64_t *p, uint64_t val);
+static inline uint64_t pte_locked_val(_Atomic uint64_t *p)
+{
+	return atomic_load_explicit(p, memory_order_relaxed) & ~(PTE_LOCKED | PTE_WAITERS);
+}
+
+/* Async-signal-safe. The word of a page whose lock the caller holds. */
+static inline uint64_t locked_val(struct rsv *r, uintptr_t addr)
+{
+	return pte_locked_val(pte_of(r, addr));
+}
+
+/* Async-signal-safe. Is the extent at a collapsed (EXT_HUGE)? */
+static inline bool extent_huge(struct rsv *r, uintptr_t a)
+{
+	return atomic_load_explicit(&extent_of(r, a)->flags, memory_order_relaxed) & EXT_HUGE;
+}
+bool extent_used(struct rsv *r, uintptr_t a);
+void lock_range(struct rsv *r, uintptr_t s, uintptr_t e);
+void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e);
+bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held);
+
+#endif /* EMM_PTE_H */
