@@ -42,7 +42,7 @@ struct emm_heap {
 	size_t committed_len;		/* bytes of each bitmap */
 	pthread_mutex_t purge_lock;	/* pending: drops against recommits */
 	_Atomic long checked_ms;	/* when pressure was last looked at */
-	_Atomic bool pressure;		/* the instance's resident is half its limit or more */
+	_Atomic bool pressure;		/* resident is half the limit or more, or swap in use */
 	_Atomic bool dead;
 };
 

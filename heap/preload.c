@@ -26,8 +26,6 @@
 #define PRELOAD_API __attribute__((visibility("default")))
 #define DEFAULT_HEAP_SIZE (64ULL << 30)
 
-extern int emm_backend(struct emm *mm) __attribute__((weak));
-
 static struct emm *mm;
 static struct emm_heap *_Atomic heap;
 static __thread bool emm_thread __attribute__((tls_model("initial-exec")));
@@ -259,7 +257,7 @@ static bool env_on(const char *name)
 static const char *backend_name(void)
 {
 	static const char *const names[] = { "auto", "signal", "uffd", "uffd-sigbus" };
-	int b = emm_backend ? emm_backend(mm) : EMM_BACKEND_SIGNAL;
+	int b = emm_backend(mm);
 
 	return b >= 0 && b < 4 ? names[b] : "unknown";
 }
@@ -286,10 +284,11 @@ __attribute__((constructor)) static void preload_init(void)
 	if (env_on("EMM_VERBOSE"))
 		say("emm-preload: heap of %llu bytes at %p, backend %s\n",
 		    (unsigned long long)size, (void *)h->base, backend_name());
-	if (env_on("EMM_VERBOSE") && !strcmp(backend_name(), "signal"))
-		say("emm-preload: warning: with the signal backend, a system call given a heap "
+	if (env_on("EMM_VERBOSE") && strcmp(backend_name(), "uffd"))
+		say("emm-preload: warning: with the %s backend, a system call given a heap "
 		    "page that is not resident fails with EFAULT (a read into or write from a "
-		    "large buffer may fail or come up short); use EMM_BACKEND=uffd\n");
+		    "large buffer may fail or come up short); use EMM_BACKEND=uffd\n",
+		    backend_name());
 	/* Release: pairs with target(). */
 	atomic_store_explicit(&heap, h, memory_order_release);
 }

@@ -14,7 +14,8 @@
  * 64 KiB steps are only marked pending; a commit of a pending step (mimalloc
  * always commits before reuse) just clears the mark, and the pending steps
  * are dropped together when the instance comes under pressure -- resident
- * at half the limit or more, looked at every PRESSURE_MS -- or at
+ * at half the limit or more, or anything in swap (freed data there would
+ * cost swap space and I/O), looked at every PRESSURE_MS -- or at
  * emm_heap_collect. Dead data is then never written to swap, and never
  * costs a fault while memory is plentiful.
  */
@@ -93,13 +94,13 @@ static long now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* Whether the instance is at half its limit or more; looked at every
- * PRESSURE_MS at most. Coming under pressure drops what is pending. */
+/* Whether the instance is at half its limit or more, or swaps; looked at
+ * every PRESSURE_MS at most. Coming under pressure drops what is pending. */
 bool purge_pressure(struct emm_heap *h)
 {
 	long now = now_ms(), then = atomic_load_explicit(&h->checked_ms, memory_order_relaxed);
 	EMM_OPTS(emm_stats, st);
-	bool was;
+	bool was, now_under;
 
 	if (now - then < PRESSURE_MS ||
 	    !atomic_compare_exchange_strong_explicit(&h->checked_ms, &then, now,
@@ -107,11 +108,11 @@ bool purge_pressure(struct emm_heap *h)
 		return atomic_load_explicit(&h->pressure, memory_order_relaxed);
 	if (emm_stats(h->mm, &st))
 		return true;
-	was = atomic_exchange_explicit(&h->pressure, st.resident_bytes * 2 >= st.limit_bytes,
-				       memory_order_relaxed);
-	if (!was && st.resident_bytes * 2 >= st.limit_bytes)
+	now_under = st.resident_bytes * 2 >= st.limit_bytes || st.swap_used_bytes;
+	was = atomic_exchange_explicit(&h->pressure, now_under, memory_order_relaxed);
+	if (!was && now_under)
 		purge_flush(h);
-	return st.resident_bytes * 2 >= st.limit_bytes;
+	return now_under;
 }
 
 int purge_decommit(struct emm_heap *h, void *p, size_t len)
