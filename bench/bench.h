@@ -42,6 +42,7 @@ int bench_syscalls(const struct bench_opts *o);
 
 /* A mode's headline figure for one pattern, for the table across backends. */
 void bench_record(const char *pattern, double rate, const char *unit);
+int bench_heap(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
 int bench_parse_size(const char *s, uint64_t *out);

@@ -26,6 +26,8 @@ static const struct bench_mode modes[] = {
 	  "against resident memory", bench_syscalls, 256ULL << 20, 3, false },
 	{ "vmas", "--ops one-page VMAs (20000) mapped, protected, unmapped, against the kernel's mmap",
 	  bench_vmas, 0, 1, false },
+	{ "heap", "threads allocating and freeing: libemm-heap vs mimalloc vs glibc; under a budget",
+	  bench_heap, 128ULL << 20, 3, false },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))
@@ -140,14 +142,15 @@ static void usage(FILE *f)
 		   "       emm-bench --help\n"
 		   "  --size BYTES  memory each run touches, K/M/G/T suffixes (default 256M;\n"
 		   "                out-of-core 4G; file: the file, 2G; thp 1G; lru: each\n"
-		   "                thread's region, 64M)\n"
+		   "                thread's region, 64M; heap: live data, 128M)\n"
 		   "  --runs N      repeat each measurement N times, keep the best (default 3;\n"
 		   "                out-of-core and file 1, lru 2)\n"
-		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M)\n"
+		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M;\n"
+		   "                heap: a quarter of the live data)\n"
 		   "  --ops N       random accesses per pattern (out-of-core 64K, file 32K;\n"
-		   "                thp: reads per pass, 16M)\n"
+		   "                thp: reads per pass, 16M; heap: per thread, 2M)\n"
 		   "  --threads N   out-of-core: threads for the random patterns (default 1);\n"
-		   "                lru: threads faulting at once (default 2)\n"
+		   "                lru: threads faulting at once (default 2); heap: 2\n"
 		   "  --backend NAME  signal, uffd, uffd-sigbus or auto (default: first-touch,\n"
 		   "                out-of-core and file run every backend offered, side by side;\n"
 		   "                the others auto)\n"

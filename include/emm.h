@@ -81,6 +81,12 @@ EMM_API int emm_close(struct emm *mm);
 EMM_API int emm_backend(struct emm *mm);
 
 EMM_API int emm_reserve(struct emm *mm, size_t len, void **addrp);
+struct emm_reserve_opts {
+	size_t sz;
+	size_t align;            /* of the start: a power of two >= 2 MiB; 0: 2 MiB */
+};
+EMM_API int emm_reserve_ex(struct emm *mm, size_t len, const struct emm_reserve_opts *o,
+			   void **addrp);
 EMM_API int emm_release(struct emm *mm, void *addr);
 
 enum { EMM_POLICY_ANON, EMM_POLICY_FILE, EMM_POLICY_PAGER, EMM_POLICY_GUARD };

@@ -339,8 +339,8 @@ static int signal_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 /* mm->lock held. The app view starts PROT_NONE: one kernel VMA. */
 static int signal_view_create(struct rsv *r)
 {
-	void *app = mmap_aligned(r->len, PROT_NONE, MAP_SHARED | MAP_NORESERVE, r->mm->memfd,
-				 (off_t)r->pgoff);
+	void *app = mmap_aligned(r->len, r->align, PROT_NONE, MAP_SHARED | MAP_NORESERVE,
+				 r->mm->memfd, (off_t)r->pgoff);
 
 	if (!app)
 		return -errno;

@@ -397,8 +397,8 @@ static int uffd_sigbus_open(struct emm *mm)
  */
 static int uffd_view_create(struct rsv *r)
 {
-	void *app = mmap_aligned(r->len, PROT_NONE, MAP_SHARED | MAP_NORESERVE, r->mm->memfd,
-				 (off_t)r->pgoff);
+	void *app = mmap_aligned(r->len, r->align, PROT_NONE, MAP_SHARED | MAP_NORESERVE,
+				 r->mm->memfd, (off_t)r->pgoff);
 
 	if (!app)
 		return -errno;

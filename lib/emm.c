@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Instances and reservations: emm_open, emm_close, emm_reserve, emm_release. */
+/* Instances and reservations: emm_open, emm_close, emm_reserve(_ex), emm_release. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +149,13 @@ EMM_API int emm_close(struct emm *mm)
 
 EMM_API int emm_reserve(struct emm *mm, size_t len, void **addrp)
 {
+	return emm_reserve_ex(mm, len, NULL, addrp);
+}
+
+EMM_API int emm_reserve_ex(struct emm *mm, size_t len, const struct emm_reserve_opts *o,
+			   void **addrp)
+{
+	size_t align = PMD_SIZE;
 	struct rsv *r;
 	int err;
 
@@ -156,8 +163,20 @@ EMM_API int emm_reserve(struct emm *mm, size_t len, void **addrp)
 		return -EINVAL;
 	if (mm_foreign(mm))
 		return -ECHILD;
+	if (o) {
+		struct emm_reserve_opts def = { .sz = sizeof(def) }, got;
+
+		err = opts_get(&got, &def, o, sizeof(got));
+		if (err)
+			return err;
+		if (got.align)
+			align = got.align;
+	}
+	/* An alignment beyond 2^56 could not be found in the address space. */
+	if (align < PMD_SIZE || (align & (align - 1)) || align > (1ULL << 56))
+		return -EINVAL;
 	pthread_mutex_lock(&mm->lock);
-	err = rsv_create(mm, len, &r);
+	err = rsv_create(mm, len, align, &r);
 	if (!err) {
 		r->next = mm->rsvs;
 		/* Release: as in release_one. */

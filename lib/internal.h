@@ -34,6 +34,7 @@ struct rsv {
 	struct emm *mm;
 	uintptr_t start;
 	size_t len;
+	size_t align;			/* of the app view's start: PMD_SIZE or more */
 	char *alias;
 	uint64_t pgoff;			/* byte offset of the range in physmem */
 	_Atomic uint64_t *pte;		/* one word per page, lazily backed */

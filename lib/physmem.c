@@ -84,8 +84,8 @@ static int rsv_map_views(struct emm *mm, struct rsv *r)
 	char *meta;
 	int err;
 
-	r->alias = mmap_aligned(r->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-				mm->memfd, (off_t)r->pgoff);
+	r->alias = mmap_aligned(r->len, PMD_SIZE, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_NORESERVE, mm->memfd, (off_t)r->pgoff);
 	if (!r->alias)
 		return -errno;
 	madvise(r->alias, r->len, MADV_DONTDUMP);
@@ -127,7 +127,8 @@ static int physmem_grow(struct emm *mm, size_t len, uint64_t *pgoff)
 	return 0;
 }
 
-int rsv_create(struct emm *mm, size_t len, struct rsv **rp)
+/* align: the app view's, a power of two, PMD_SIZE or more. */
+int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp)
 {
 	struct rsv *r;
 	int err;
@@ -138,6 +139,7 @@ int rsv_create(struct emm *mm, size_t len, struct rsv **rp)
 		return -ENOMEM;
 	r->mm = mm;
 	r->len = ALIGN_UP(len, PMD_SIZE);
+	r->align = align;
 	err = physmem_grow(mm, r->len, &r->pgoff);
 	if (!err)
 		err = rsv_map_views(mm, r);

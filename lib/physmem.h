@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-int rsv_create(struct emm *mm, size_t len, struct rsv **rp);
+int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp);
 void rsv_unregister(struct rsv *r);
 void rsv_destroy(struct rsv *r);
 struct rsv *rsv_lookup(uintptr_t addr);

@@ -192,25 +192,26 @@ void sig_restore(const sigset_t *old)
 	pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
-/* Map len bytes at a PMD-aligned address: a reservation of address space
- * large enough to align in, then the real mapping over it. */
-void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off)
+/* Map len bytes at an address aligned to align (a power of two, PMD_SIZE or
+ * more): a reservation of address space large enough to align in, then the
+ * real mapping over it. */
+void *mmap_aligned(size_t len, size_t align, int prot, int flags, int fd, off_t off)
 {
-	char *p = mmap(NULL, len + PMD_SIZE, PROT_NONE,
+	char *p = mmap(NULL, len + align, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	char *a;
 
 	if (p == MAP_FAILED)
 		return NULL;
-	a = (char *)ALIGN_UP((uintptr_t)p, PMD_SIZE);
+	a = (char *)ALIGN_UP((uintptr_t)p, align);
 	if (mmap(a, len, prot, flags | MAP_FIXED, fd, off) == MAP_FAILED) {
-		munmap(p, len + PMD_SIZE);
+		munmap(p, len + align);
 		return NULL;
 	}
 	if (a > p)
 		munmap(p, (size_t)(a - p));
-	if (a + len < p + len + PMD_SIZE)
-		munmap(a + len, (size_t)(p + len + PMD_SIZE - (a + len)));
+	if (a + len < p + len + align)
+		munmap(a + len, (size_t)(p + len + align - (a + len)));
 	return a;
 }
 

@@ -34,7 +34,7 @@ bool kvma_need_charge(long delta, bool force);
 void sig_fill_async(sigset_t *set);
 void sig_block(sigset_t *old);
 void sig_restore(const sigset_t *old);
-void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off);
+void *mmap_aligned(size_t len, size_t align, int prot, int flags, int fd, off_t off);
 int prot_implied(int prot);
 
 #endif /* EMM_UTIL_H */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* emm_reserve and emm_release: alignment, no access, many ranges and instances, errors. */
+/* emm_reserve, emm_reserve_ex and emm_release: alignment, no access, many ranges and instances, errors. */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -131,11 +131,51 @@ static void test_errors(struct emm *mm)
 	is_int(emm_release(mm, b), -EINVAL, "release it again: -EINVAL");
 }
 
+/* emm_reserve_ex: the alignment asked for, and the options struct rules. */
+static void test_ex(struct emm *mm)
+{
+	static const size_t aligns[] = { 0, HUGE, 32 * MIB, GIB };
+	EMM_OPTS(emm_reserve_opts, o);
+	struct { struct emm_reserve_opts o; uint64_t more; } big = { o, 0 };
+	void *a = NULL;
+	int okay = 1;
+
+	for (int i = 0; i < 4; i++) {
+		o.align = aligns[i];
+		okay &= emm_reserve_ex(mm, 3 * HUGE, &o, &a) == 0 &&
+			aligned(a, aligns[i] ? aligns[i] : HUGE) &&
+			emm_map(mm, (char *)a + 2 * HUGE, HUGE, NULL) == 0 &&
+			emm_release(mm, a) == 0;
+	}
+	ok(okay, "align 0, 2 MiB, 32 MiB and 1 GiB give starts so aligned, lengths as asked");
+	is_int(emm_reserve_ex(mm, HUGE, NULL, &a), 0, "NULL options: as emm_reserve");
+	ok(aligned(a, HUGE) && emm_release(mm, a) == 0, "2 MiB-aligned, released");
+	o.align = 3 * HUGE;
+	is_int(emm_reserve_ex(mm, HUGE, &o, &a), -EINVAL, "align not a power of two: -EINVAL");
+	o.align = MIB;
+	is_int(emm_reserve_ex(mm, HUGE, &o, &a), -EINVAL, "align below 2 MiB: -EINVAL");
+	o.align = 32 * MIB;
+	is_int(emm_reserve_ex(NULL, HUGE, &o, &a), -EINVAL, "mm NULL: -EINVAL");
+	is_int(emm_reserve_ex(mm, 0, &o, &a), -EINVAL, "length 0: -EINVAL");
+	is_int(emm_reserve_ex(mm, HUGE, &o, NULL), -EINVAL, "addrp NULL: -EINVAL");
+	o.sz = 4;
+	is_int(emm_reserve_ex(mm, HUGE, &o, &a), -EINVAL, "sz smaller than its first field: -EINVAL");
+	o.sz = sizeof(size_t);
+	ok(emm_reserve_ex(mm, HUGE, &o, &a) == 0 && aligned(a, HUGE) && emm_release(mm, a) == 0,
+	   "sz of an older struct: the align it lacks is the default");
+	big.o.sz = sizeof(big);
+	big.more = 1;
+	is_int(emm_reserve_ex(mm, HUGE, &big.o, &a), -EINVAL, "non-zero bytes past the struct: -EINVAL");
+	big.more = 0;
+	ok(emm_reserve_ex(mm, HUGE, &big.o, &a) == 0 && emm_release(mm, a) == 0,
+	   "zero bytes past the struct: accepted");
+}
+
 int main(void)
 {
 	struct emm *mm = NULL;
 
-	plan(7 + 4 + 8 + 13 + 2);
+	plan(7 + 4 + 8 + 13 + 12 + 2);
 	probe_install();
 	if (emm_open(NULL, &mm))
 		bail("emm_open failed");
@@ -143,6 +183,7 @@ int main(void)
 	test_many(mm);
 	test_two_instances(mm);
 	test_errors(mm);
+	test_ex(mm);
 	is_int(chains, 3, "exactly the three probes reached the prior handler");
 	is_int(emm_close(mm), 0, "emm_close");
 	return done_testing();

@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# 090-install: make install stages a library, header, pkg-config file and man
+# 090-install: make install stages the libraries, headers, pkg-config files and man
 # pages that an out-of-tree program can build and run against.
 # shellcheck disable=SC2046,SC2086 # $cc and pkg-config's flags split on purpose
 
@@ -155,6 +155,36 @@ soname() {
 		grep -qF '[libemm.so.0]'
 }
 
+# The heap companion: out of tree with pkg-config emm-heap (Requires: emm).
+build_heap_example() {
+	mkdir -p "$tmp/src" && cp examples/heap.c "$tmp/src/" &&
+	flags=$(pc --cflags --libs emm-heap) && echo "pkg-config: $flags" &&
+	case $flags in *"-lemm-heap"*"-lemm"*) ;; *) false ;; esac &&
+	$cc -o "$tmp/src/heap" "$tmp/src/heap.c" $flags
+}
+
+run_heap_example() {
+	readelf -d "$tmp/src/heap" | grep -F '(NEEDED)' | grep -qF '[libemm-heap.so.0]' &&
+	LD_LIBRARY_PATH=$lib "$tmp/src/heap" >"$tmp/heap.out" && cat "$tmp/heap.out" &&
+	grep -q '^walked .* 0 bad$' "$tmp/heap.out"
+}
+
+# libemm-heap exports emm_heap_* only; the preload the malloc family only.
+heap_exports() {
+	nm -D --defined-only "$lib/libemm-heap.so.0.1.0" |
+		awk '!($2 == "A") { sub(/@.*/, "", $3); print $3 }' | sort -u >"$tmp/hsyms" &&
+	sed -n 's/^EMM_API [^(]*[ *]\(emm_heap_[a-z_0-9]*\)(.*/\1/p' include/emm-heap.h |
+		sort -u >"$tmp/hdecl" &&
+	cat "$tmp/hsyms" && cmp "$tmp/hsyms" "$tmp/hdecl"
+}
+
+preload_exports() {
+	nm -D --defined-only "$lib/libemm-preload.so" | awk '{ print $3 }' | sort -u >"$tmp/psyms" &&
+	printf '%s\n' aligned_alloc calloc free malloc malloc_usable_size memalign \
+		posix_memalign pvalloc realloc reallocarray valloc >"$tmp/pwant" &&
+	cat "$tmp/psyms" && cmp "$tmp/psyms" "$tmp/pwant"
+}
+
 uninstall_clean() {
 	"$make" uninstall DESTDIR="$stage" PREFIX=/usr &&
 	! find "$stage" ! -type d | grep .
@@ -198,7 +228,7 @@ ldconfig_as_root() {
 
 # An outer make's flags (jobserver, variables) are not this make's business.
 unset MAKEFLAGS MFLAGS MAKELEVEL
-echo 1..26
+echo 1..35
 check "make install DESTDIR=... PREFIX=/usr" "$make" install DESTDIR="$stage" PREFIX=/usr
 test -f "$lib/libemm.so.0.1.0" || failed="make install failed"
 check "libemm.so.0.1.0 is a file" is_file "$lib/libemm.so.0.1.0"
@@ -222,6 +252,15 @@ check "libemm.so exports only emm_* symbols" only_emm_exported
 check "libemm.a defines no global symbol outside emm_*" archive_only_emm
 check "libemm.so exports every function emm.h declares" header_exported
 check "libemm.so has SONAME libemm.so.0" soname
+check "libemm-heap.so.0 -> libemm-heap.so.0.1.0" is_link "$lib/libemm-heap.so.0" libemm-heap.so.0.1.0
+check "libemm-heap.a and libemm-preload.so installed" test -s "$lib/libemm-heap.a" -a -s "$lib/libemm-preload.so"
+check "include/emm-heap.h installed" cmp include/emm-heap.h "$stage/usr/include/emm-heap.h"
+check "emm-heap.pc requires emm" has_line "$lib/pkgconfig/emm-heap.pc" "Requires: emm"
+check "emm_heap(3) and emm-preload(7) installed" test -f "$stage/usr/share/man/man3/emm_heap.3" -a -f "$stage/usr/share/man/man7/emm-preload.7"
+check "examples/heap.c builds out of tree with pkg-config --libs emm-heap" build_heap_example
+check "the heap example runs against the staged libraries" run_heap_example
+check "libemm-heap.so exports exactly what emm-heap.h declares" heap_exports
+check "libemm-preload.so exports the malloc family only" preload_exports
 check "make uninstall removes every file" uninstall_clean
 check "make uninstall removes the directories it left empty" uninstall_dirs
 fake_ldconfig

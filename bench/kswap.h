@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* The kernel's swap as a baseline: a child in a memory cgroup v1 with a swap file of its own. */
+#ifndef EMM_BENCH_KSWAP_H
+#define EMM_BENCH_KSWAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct bench_kswap {
+	char cgroup[256];	/* the cgroup's directory, made here */
+	char swapfile[256];	/* the swap file, made and swapon'ed here */
+	bool swap_on;
+	char why[256];		/* why the baseline cannot run */
+};
+
+/*
+ * Make a memory cgroup limited to limit bytes and swapon a swap_size file in
+ * $TMPDIR (else /var/tmp). 0 on success; else -errno, with k->why saying
+ * what is missing (not root, no cgroup v1 memory controller, no swap on that
+ * file system), and nothing left behind.
+ */
+int bench_kswap_setup(struct bench_kswap *k, uint64_t limit, uint64_t swap_size);
+
+/*
+ * Run fn(arg) in a child moved into the cgroup; the child's result (up to
+ * len bytes written to out by fn) comes back through a pipe. 0 when the
+ * child exited with 0, else -errno or -ECHILD.
+ */
+int bench_kswap_run(struct bench_kswap *k, int (*fn)(void *arg, void *out), void *arg,
+		    void *out, size_t len);
+
+/* The cgroup's peak memory usage and swap written, from its own counters. */
+uint64_t bench_kswap_max_usage(struct bench_kswap *k);
+
+/* swapoff, remove the file and the cgroup. */
+void bench_kswap_teardown(struct bench_kswap *k);
+
+#endif /* EMM_BENCH_KSWAP_H */

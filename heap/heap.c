@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: MIT */
+/* libemm-heap: mimalloc heaps whose one arena is an emm region. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+/*
+ * The region is reserved aligned to mimalloc's segment size, mapped as one
+ * anonymous VMA, and given to mimalloc as an exclusive arena declared not
+ * committed: mimalloc then commits before use and decommits what it frees,
+ * through the calls hook.c routes to emm. A mimalloc heap belongs to one
+ * thread, so each thread gets its own heap in the arena, made on its first
+ * allocation; mimalloc frees a block from any thread.
+ */
+
+/* Owner thread only: no atomic read-modify-write on the fast path. */
+static void count(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+/* The key's destructor: mimalloc deletes the thread's heaps itself when the
+ * thread ends (its live blocks stay in the arena, freeable from anywhere). */
+static void thread_gone(void *arg)
+{
+	struct heap_thread *t = arg;
+
+	t->mh = NULL;
+}
+
+static struct heap_thread *thread_new(struct emm_heap *h)
+{
+	struct heap_thread *t = mi_calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	pthread_mutex_lock(&h->lock);
+	t->next = h->threads;
+	h->threads = t;
+	pthread_mutex_unlock(&h->lock);
+	pthread_setspecific(h->key, t);
+	return t;
+}
+
+/* The calling thread's record, made on first use; with_heap: its mimalloc
+ * heap too. NULL with errno set. */
+static struct heap_thread *this_thread(struct emm_heap *h, bool with_heap)
+{
+	struct heap_thread *t = pthread_getspecific(h->key);
+
+	if (!t && !(t = thread_new(h))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (with_heap && !t->mh) {
+		t->mh = mi_heap_new_in_arena(h->arena);
+		if (!t->mh) {
+			errno = ENOMEM;
+			return NULL;
+		}
+	}
+	return t;
+}
+
+static bool heap_ok(struct emm_heap *h)
+{
+	if (h && !atomic_load_explicit(&h->dead, memory_order_relaxed))
+		return true;
+	errno = EINVAL;
+	return false;
+}
+
+static void *counted(struct heap_thread *t, void *p)
+{
+	if (!p)
+		errno = ENOMEM;
+	else
+		count(&t->allocated, mi_usable_size(p));
+	return p;
+}
+
+EMM_API void *emm_heap_malloc(struct emm_heap *h, size_t n)
+{
+	struct heap_thread *t = heap_ok(h) ? this_thread(h, true) : NULL;
+
+	return t ? counted(t, mi_heap_malloc(t->mh, n)) : NULL;
+}
+
+EMM_API void *emm_heap_calloc(struct emm_heap *h, size_t n, size_t size)
+{
+	struct heap_thread *t = heap_ok(h) ? this_thread(h, true) : NULL;
+
+	return t ? counted(t, mi_heap_calloc(t->mh, n, size)) : NULL;
+}
+
+EMM_API void *emm_heap_aligned_alloc(struct emm_heap *h, size_t align, size_t n)
+{
+	struct heap_thread *t = heap_ok(h) ? this_thread(h, true) : NULL;
+
+	if (t && (!align || (align & (align - 1)))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return t ? counted(t, mi_heap_malloc_aligned(t->mh, n, align)) : NULL;
+}
+
+static bool in_heap(struct emm_heap *h, const void *p)
+{
+	return (const char *)p >= h->base && (const char *)p < h->base + h->len;
+}
+
+/*
+ * mimalloc keeps a freed block in its page until the whole page is free,
+ * and decommits an empty page only later (decommit_delay): dead data would
+ * be swapped out and in. So the whole OS pages inside a large block go back
+ * to emm as it is freed -- all but the first, where mimalloc writes its
+ * free-list link. Before mi_free: after it, another thread may reuse it.
+ * Only under pressure (see purge.c): otherwise the drop and the faults when
+ * the block is reused cost more than the memory is worth.
+ */
+static void drop_inside(struct emm_heap *h, void *p, size_t n)
+{
+	uintptr_t lo = ((uintptr_t)p + 2 * sizeof(void *) + OS_PAGE - 1) & ~(OS_PAGE - 1);
+
+	if ((uintptr_t)p + n > lo)
+		purge_drop(h, (void *)lo, (uintptr_t)p + n - lo);
+}
+
+EMM_API void emm_heap_free(struct emm_heap *h, void *p)
+{
+	struct heap_thread *t;
+	size_t n;
+
+	if (!p || !h || !in_heap(h, p))
+		return;
+	n = mi_usable_size(p);
+	t = this_thread(h, false);
+	if (t)
+		count(&t->freed, n);
+	if (n >= DROP_MIN && purge_pressure(h))
+		drop_inside(h, p, n);
+	mi_free(p);
+}
+
+EMM_API void *emm_heap_realloc(struct emm_heap *h, void *p, size_t n)
+{
+	struct heap_thread *t;
+	size_t old;
+	void *q;
+
+	if (!p)
+		return emm_heap_malloc(h, n);
+	if (!heap_ok(h) || !in_heap(h, p)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	t = this_thread(h, true);
+	if (!t)
+		return NULL;
+	old = mi_usable_size(p);
+	q = mi_heap_realloc(t->mh, p, n);
+	if (!q) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	count(&t->freed, old);
+	count(&t->allocated, mi_usable_size(q));
+	return q;
+}
+
+EMM_API size_t emm_heap_usable_size(struct emm_heap *h, const void *p)
+{
+	return p && h && in_heap(h, p) ? mi_usable_size(p) : 0;
+}
+
+EMM_API int emm_heap_collect(struct emm_heap *h, int force)
+{
+	struct heap_thread *t;
+
+	if (!h || atomic_load(&h->dead))
+		return -EINVAL;
+	t = pthread_getspecific(h->key);
+	if (t && t->mh)
+		mi_heap_collect(t->mh, force != 0);
+	/* The thread's backing heap frees abandoned segments and decommits
+	 * the segment cache, both of which hold arena blocks. */
+	mi_collect(force != 0);
+	purge_flush(h);
+	return 0;
+}
+
+/* sz first, as every emm struct; bytes past what this version knows are 0. */
+static int opts_ok(const void *o, size_t sz, size_t known)
+{
+	if (sz < sizeof(size_t))
+		return 0;
+	for (size_t i = known; i < sz; i++)
+		if (((const unsigned char *)o)[i])
+			return 0;
+	return 1;
+}
+
+static int region_map(struct emm_heap *h, size_t len)
+{
+	EMM_OPTS(emm_reserve_opts, ro, .align = SEGMENT_SIZE);
+	void *base;
+	int err = emm_reserve_ex(h->mm, len, &ro, &base);
+
+	if (err)
+		return err;
+	err = emm_map(h->mm, base, len, NULL);
+	if (err) {
+		emm_release(h->mm, base);
+		return err;
+	}
+	h->base = base;
+	h->len = len;
+	h->committed_len = ((len >> COMMIT_SHIFT) + 63) / 64 * sizeof(uint64_t);
+	h->committed = mmap(NULL, 2 * h->committed_len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (h->committed == MAP_FAILED) {
+		h->committed = NULL;
+		emm_release(h->mm, base);
+		return -ENOMEM;
+	}
+	h->pending = (_Atomic uint64_t *)((char *)h->committed + h->committed_len);
+	return 0;
+}
+
+static void region_unmap(struct emm_heap *h)
+{
+	emm_release(h->mm, h->base);
+	munmap((void *)h->committed, 2 * h->committed_len);
+}
+
+static int arena_add(struct emm_heap *h)
+{
+	/* Without the hook, mimalloc must believe the region committed, or
+	 * its mprotect would open pages emm has not mapped; freed memory
+	 * then never goes back. */
+	bool hooked = hook_install() == 0;
+	int err = hook_add(h);
+
+	if (err)
+		return err;
+	if (!hooked)
+		memset((void *)h->committed, 0xff, h->committed_len);
+	if (!mi_manage_os_memory_ex(h->base, h->len, !hooked, false, true, -1, true, &h->arena)) {
+		hook_remove(h);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+EMM_API int emm_heap_create(struct emm *mm, size_t len, const struct emm_heap_opts *opts,
+			    struct emm_heap **hp)
+{
+	struct emm_heap *h;
+	int err;
+
+	if (!mm || !hp || !len || len > (1ULL << 46) ||
+	    (opts && !opts_ok(opts, opts->sz, sizeof(*opts))))
+		return -EINVAL;
+	h = mi_calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->mm = mm;
+	pthread_mutex_init(&h->purge_lock, NULL);
+	err = region_map(h, (len + SEGMENT_SIZE - 1) & ~(SEGMENT_SIZE - 1));
+	if (!err && (err = arena_add(h)))
+		region_unmap(h);
+	if (!err && (err = -pthread_key_create(&h->key, thread_gone))) {
+		hook_remove(h);
+		region_unmap(h);
+	}
+	if (err) {
+		mi_free(h);
+		return err;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	*hp = h;
+	return 0;
+}
+
+/* Whether a thread other than the caller still has a heap in h. */
+static bool others_active(struct emm_heap *h, struct heap_thread *self)
+{
+	for (struct heap_thread *t = h->threads; t; t = t->next)
+		if (t != self && t->mh)
+			return true;
+	return false;
+}
+
+EMM_API int emm_heap_destroy(struct emm_heap *h)
+{
+	struct heap_thread *self;
+
+	if (!h || atomic_load(&h->dead))
+		return -EINVAL;
+	self = pthread_getspecific(h->key);
+	pthread_mutex_lock(&h->lock);
+	if (others_active(h, self)) {
+		pthread_mutex_unlock(&h->lock);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (self && self->mh) {
+		mi_heap_destroy(self->mh);
+		self->mh = NULL;
+	}
+	/* Free what threads that ended left empty, decommit cached segments. */
+	mi_collect(true);
+	if (purge_committed_bytes(h)) {
+		/* A segment still holds blocks of a thread that ended: mimalloc
+		 * keeps it on its abandoned list, so its memory must stay. */
+		return -EBUSY;
+	}
+	atomic_store(&h->dead, true);
+	pthread_setspecific(h->key, NULL);
+	pthread_key_delete(h->key);
+	hook_remove(h);
+	region_unmap(h);
+	while (h->threads) {
+		struct heap_thread *t = h->threads;
+
+		h->threads = t->next;
+		mi_free(t);
+	}
+	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->purge_lock);
+	mi_free(h);
+	return 0;
+}
+
+EMM_API int emm_heap_stats(struct emm_heap *h, struct emm_heap_stats *st)
+{
+	struct emm_heap_stats s = { .sz = sizeof(s) };
+	EMM_OPTS(emm_stats, es);
+	int64_t live = 0;
+	size_t sz;
+	int err;
+
+	if (!h || !st || st->sz < sizeof(size_t))
+		return -EINVAL;
+	pthread_mutex_lock(&h->lock);
+	for (struct heap_thread *t = h->threads; t; t = t->next)
+		live += (int64_t)(atomic_load_explicit(&t->allocated, memory_order_relaxed) -
+				  atomic_load_explicit(&t->freed, memory_order_relaxed));
+	pthread_mutex_unlock(&h->lock);
+	s.allocated_bytes = live > 0 ? (uint64_t)live : 0;
+	s.region_used_bytes = purge_committed_bytes(h);
+	err = emm_stats(h->mm, &es);
+	if (err)
+		return err;
+	s.resident_bytes = es.resident_bytes;
+	s.swapped_bytes = es.swap_used_bytes;
+	sz = st->sz < sizeof(s) ? st->sz : sizeof(s);
+	memcpy(st, &s, sz);
+	st->sz = sz;
+	return 0;
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* The heap companion's private header: regions, per-thread heaps, the OS hook. */
+#ifndef EMM_HEAP_INTERNAL_H
+#define EMM_HEAP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mimalloc.h>
+
+#include "emm.h"
+#include "emm-heap.h"
+
+#define HEAP_INTERNAL __attribute__((visibility("hidden")))
+
+/* mimalloc 2.0.9 hands out its arena in 32 MiB segments: the region starts
+ * on such a boundary and is a whole number of them. */
+#define SEGMENT_SIZE	(32UL << 20)
+#define COMMIT_SHIFT	16		/* mimalloc commits in 64 KiB steps */
+#define OS_PAGE		4096UL
+#define DROP_MIN	(32UL << 10)	/* a freed block this large gives its pages back */
+
+/* What one thread allocated and freed through one heap. */
+struct heap_thread {
+	mi_heap_t *mh;			/* NULL once the thread exited */
+	_Atomic uint64_t allocated, freed;	/* bytes; written by the owner only */
+	struct heap_thread *next;
+};
+
+struct emm_heap {
+	struct emm *mm;
+	char *base;
+	size_t len;
+	mi_arena_id_t arena;
+	pthread_key_t key;
+	pthread_mutex_t lock;		/* the threads list */
+	struct heap_thread *threads;
+	_Atomic uint64_t *committed;	/* one bit per 64 KiB mimalloc committed */
+	_Atomic uint64_t *pending;	/* one bit per 64 KiB decommitted, not yet dropped */
+	size_t committed_len;		/* bytes of each bitmap */
+	pthread_mutex_t purge_lock;	/* pending: drops against recommits */
+	_Atomic long checked_ms;	/* when pressure was last looked at */
+	_Atomic bool pressure;		/* resident is half the limit or more, or swap in use */
+	_Atomic bool dead;
+};
+
+/* hook.c: mimalloc's own madvise, mprotect and mmap on a region go to emm. */
+HEAP_INTERNAL int hook_install(void);
+HEAP_INTERNAL int hook_add(struct emm_heap *h);
+HEAP_INTERNAL void hook_remove(struct emm_heap *h);
+
+/* purge.c: what mimalloc commits and decommits, and when emm gets it back. */
+HEAP_INTERNAL int purge_decommit(struct emm_heap *h, void *p, size_t len);
+HEAP_INTERNAL int purge_reset(struct emm_heap *h, void *p, size_t len);
+HEAP_INTERNAL void purge_commit(struct emm_heap *h, void *p, size_t len);
+HEAP_INTERNAL void purge_flush(struct emm_heap *h);
+HEAP_INTERNAL bool purge_pressure(struct emm_heap *h);
+HEAP_INTERNAL int purge_drop(struct emm_heap *h, void *p, size_t len);
+HEAP_INTERNAL uint64_t purge_committed_bytes(struct emm_heap *h);
+
+/* hook.c: the heap whose region holds p, or NULL. */
+HEAP_INTERNAL struct emm_heap *heap_of(const void *p);
+
+#endif

@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT */
+/* libemm-preload.so: a whole process's malloc served from one emm heap. */
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/*
+ * The process's malloc family comes here. Until the constructor has made
+ * the heap, and always on emm's own threads and for emm's own memory, the
+ * memory comes from mimalloc's ordinary heaps instead: emm must never wait
+ * for a page of the heap it is serving (a reclaim or fault-service thread
+ * that did would wait for itself). The build renames emm's references to
+ * malloc, calloc, realloc, free, posix_memalign, aligned_alloc and
+ * pthread_create to the emm_preload_* functions below; a thread emm starts
+ * is marked, and everything it allocates, through libc or not, is ordinary
+ * memory. free tells the two kinds apart by address.
+ */
+
+#define PRELOAD_API __attribute__((visibility("default")))
+#define DEFAULT_HEAP_SIZE (64ULL << 30)
+
+static struct emm *mm;
+static struct emm_heap *_Atomic heap;
+static __thread bool emm_thread __attribute__((tls_model("initial-exec")));
+
+/* Where an allocation of the calling thread goes: NULL for mimalloc's own. */
+static struct emm_heap *target(void)
+{
+	if (emm_thread)
+		return NULL;
+	/* Acquire: the heap is whole before anyone allocates from it. */
+	return atomic_load_explicit(&heap, memory_order_acquire);
+}
+
+static void say(const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		(void)!write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+PRELOAD_API void *malloc(size_t n)
+{
+	struct emm_heap *h = target();
+
+	return h ? emm_heap_malloc(h, n) : mi_malloc(n);
+}
+
+PRELOAD_API void free(void *p)
+{
+	struct emm_heap *h = p ? heap_of(p) : NULL;
+
+	if (h)
+		emm_heap_free(h, p);
+	else
+		mi_free(p);
+}
+
+PRELOAD_API void *calloc(size_t n, size_t size)
+{
+	struct emm_heap *h = target();
+
+	return h ? emm_heap_calloc(h, n, size) : mi_calloc(n, size);
+}
+
+/* A block moves between the two kinds only by copying. */
+static void *realloc_across(struct emm_heap *h, void *p, size_t n)
+{
+	size_t old = malloc_usable_size(p);
+	void *q = h ? emm_heap_malloc(h, n) : mi_malloc(n);
+
+	if (q) {
+		memcpy(q, p, old < n ? old : n);
+		free(p);
+	}
+	return q;
+}
+
+PRELOAD_API void *realloc(void *p, size_t n)
+{
+	struct emm_heap *h = target(), *ph = p ? heap_of(p) : NULL;
+
+	if (!p)
+		return malloc(n);
+	if (h && h == ph)
+		return emm_heap_realloc(h, p, n);
+	if (!h && !ph)
+		return mi_realloc(p, n);
+	return realloc_across(h, p, n);
+}
+
+PRELOAD_API void *reallocarray(void *p, size_t n, size_t size)
+{
+	size_t total;
+
+	if (__builtin_mul_overflow(n, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(p, total);
+}
+
+static void *aligned(size_t align, size_t n)
+{
+	struct emm_heap *h = target();
+
+	return h ? emm_heap_aligned_alloc(h, align, n) : mi_malloc_aligned(n, align);
+}
+
+PRELOAD_API int posix_memalign(void **pp, size_t align, size_t n)
+{
+	void *p;
+
+	if (!align || (align & (align - 1)) || align % sizeof(void *))
+		return EINVAL;
+	p = aligned(align, n);
+	if (!p)
+		return ENOMEM;
+	*pp = p;
+	return 0;
+}
+
+PRELOAD_API void *aligned_alloc(size_t align, size_t n)
+{
+	if (!align || (align & (align - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return aligned(align, n);
+}
+
+PRELOAD_API void *memalign(size_t align, size_t n)
+{
+	return aligned_alloc(align, n);
+}
+
+PRELOAD_API void *valloc(size_t n)
+{
+	return aligned(OS_PAGE, n);
+}
+
+PRELOAD_API void *pvalloc(size_t n)
+{
+	return aligned(OS_PAGE, (n + OS_PAGE - 1) & ~(OS_PAGE - 1));
+}
+
+PRELOAD_API size_t malloc_usable_size(void *p)
+{
+	struct emm_heap *h = p ? heap_of(p) : NULL;
+
+	return h ? emm_heap_usable_size(h, p) : mi_usable_size(p);
+}
+
+/* emm's own calls (renamed at build time): never the heap. */
+__attribute__((visibility("hidden"))) void *emm_preload_malloc(size_t n)
+{
+	return mi_malloc(n);
+}
+
+__attribute__((visibility("hidden"))) void *emm_preload_calloc(size_t n, size_t size)
+{
+	return mi_calloc(n, size);
+}
+
+__attribute__((visibility("hidden"))) void *emm_preload_realloc(void *p, size_t n)
+{
+	return p && heap_of(p) ? realloc_across(NULL, p, n) : mi_realloc(p, n);
+}
+
+__attribute__((visibility("hidden"))) void emm_preload_free(void *p)
+{
+	free(p);
+}
+
+__attribute__((visibility("hidden"))) int emm_preload_posix_memalign(void **pp, size_t align,
+								     size_t n)
+{
+	return mi_posix_memalign(pp, align, n);
+}
+
+__attribute__((visibility("hidden"))) void *emm_preload_aligned_alloc(size_t align, size_t n)
+{
+	return mi_aligned_alloc(align, n);
+}
+
+struct start { void *(*fn)(void *); void *arg; };
+
+static void *emm_thread_start(void *arg)
+{
+	struct start s = *(struct start *)arg;
+
+	emm_thread = true;
+	mi_free(arg);
+	return s.fn(s.arg);
+}
+
+__attribute__((visibility("hidden"))) int
+emm_preload_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+			   void *arg)
+{
+	struct start *s = mi_malloc(sizeof(*s));
+	int err;
+
+	if (!s)
+		return EAGAIN;
+	s->fn = fn;
+	s->arg = arg;
+	err = pthread_create(t, attr, emm_thread_start, s);
+	if (err)
+		mi_free(s);
+	return err;
+}
+
+/* Sizes take K, M, G or T (powers of 1024). */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	}
+	if (*end || !v || v > (~0ULL >> shift))
+		return -EINVAL;
+	*out = v << shift;
+	return 0;
+}
+
+static bool env_on(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v && strcmp(v, "0");
+}
+
+static const char *backend_name(void)
+{
+	static const char *const names[] = { "auto", "signal", "uffd", "uffd-sigbus" };
+	int b = emm_backend(mm);
+
+	return b >= 0 && b < 4 ? names[b] : "unknown";
+}
+
+__attribute__((constructor)) static void preload_init(void)
+{
+	const char *v = getenv("EMM_HEAP_SIZE");
+	uint64_t size = DEFAULT_HEAP_SIZE;
+	struct emm_heap *h;
+	int err;
+
+	if (v && parse_size(v, &size)) {
+		say("emm-preload: bad EMM_HEAP_SIZE \"%s\", using 64G\n", v);
+		size = DEFAULT_HEAP_SIZE;
+	}
+	err = emm_open(NULL, &mm);
+	if (!err && (err = emm_heap_create(mm, size, NULL, &h)))
+		emm_close(mm);
+	if (err) {
+		say("emm-preload: no emm heap (%s): malloc is mimalloc's, without a budget\n",
+		    strerror(-err));
+		return;
+	}
+	if (env_on("EMM_VERBOSE"))
+		say("emm-preload: heap of %llu bytes at %p, backend %s\n",
+		    (unsigned long long)size, (void *)h->base, backend_name());
+	if (env_on("EMM_VERBOSE") && strcmp(backend_name(), "uffd"))
+		say("emm-preload: warning: with the %s backend, a system call given a heap "
+		    "page that is not resident fails with EFAULT (a read into or write from a "
+		    "large buffer may fail or come up short); use EMM_BACKEND=uffd\n",
+		    backend_name());
+	/* Release: pairs with target(). */
+	atomic_store_explicit(&heap, h, memory_order_release);
+}
+
+static void print_line(const char *line, void *arg)
+{
+	say("%s\n", line);
+}
+
+/* The heap stays to the end: destructors and atexit handlers still free. */
+__attribute__((destructor)) static void preload_fini(void)
+{
+	struct emm_heap *h = atomic_load(&heap);
+	EMM_OPTS(emm_heap_stats, st);
+
+	if (!h || !env_on("EMM_SHOW_STATS") || emm_heap_stats(h, &st))
+		return;
+	say("emm-preload: heap allocated %llu, region used %llu, resident %llu, swapped %llu bytes\n",
+	    (unsigned long long)st.allocated_bytes, (unsigned long long)st.region_used_bytes,
+	    (unsigned long long)st.resident_bytes, (unsigned long long)st.swapped_bytes);
+	emm_stats_print(mm, print_line, NULL);
+}
