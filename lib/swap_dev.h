@@ -149,4 +149,22 @@ static inline int64_t swap_now_ns(void)
 	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Async-signal-safe. Take the first free of n flags (stride bytes apart),
+ * starting from this CPU's; -1 if all are busy: never waits. */
+static inline int flag_pick(struct swap_dev *sd, atomic_flag *first, size_t stride, unsigned n)
+{
+	unsigned start = cpu_index(sd);
+
+	for (unsigned i = 0; i < n; i++) {
+		unsigned k = (start + i) % n;
+		atomic_flag *f = (atomic_flag *)((char *)first + k * stride);
+
+		/* Acquire: see the ring or buffer as its last user left it. */
+		if (!atomic_flag_test_and_set_explicit(f, memory_order_acquire))
+			return (int)k;
+	}
+	return -1;
+}
+
+
 #endif /* EMM_SWAP_DEV_H */

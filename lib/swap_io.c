@@ -8,25 +8,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "swap_bounce.h"
 #include "swap_dev.h"
 #include "util.h"
-
-/* Async-signal-safe. Take the first free of n flags (stride bytes apart),
- * starting from this CPU's; -1 if all are busy: never waits. */
-static int flag_pick(struct swap_dev *sd, atomic_flag *first, size_t stride, unsigned n)
-{
-	unsigned start = cpu_index(sd);
-
-	for (unsigned i = 0; i < n; i++) {
-		unsigned k = (start + i) % n;
-		atomic_flag *f = (atomic_flag *)((char *)first + k * stride);
-
-		/* Acquire: see the ring or buffer as its last user left it. */
-		if (!atomic_flag_test_and_set_explicit(f, memory_order_acquire))
-			return (int)k;
-	}
-	return -1;
-}
 
 /* Async-signal-safe. A free ring, or NULL: never waits. */
 static struct swap_ring *ring_get(struct swap_dev *sd)
@@ -252,87 +236,6 @@ static void nospace_mark(struct swap_dev *sd)
 			      memory_order_relaxed);
 }
 
-/* Async-signal-safe. A free bounce buffer when some page of the batch
- * has a home to move through it, else NULL: never waits. */
-static struct swap_bounce *bounce_get(struct swap_dev *sd, const struct swap_io *io, unsigned n)
-{
-	bool any = false;
-	int k;
-
-	if (!sd->bounce_mem || sd->home_fd < 0 ||
-	    !atomic_load_explicit(&sd->use_bounce, memory_order_relaxed))
-		return NULL;
-	for (unsigned i = 0; i < n && !any; i++)
-		any = io[i].flags & SWAP_IO_HOME;
-	if (!any)
-		return NULL;
-	k = flag_pick(sd, &sd->bounce[0].busy, sizeof(sd->bounce[0]), SWAP_BOUNCES);
-	return k < 0 ? NULL : &sd->bounce[k];
-}
-
-static void bounce_put(struct swap_bounce *b)
-{
-	/* Release: our use of the buffer is over before its next user's. */
-	if (b)
-		atomic_flag_clear_explicit(&b->busy, memory_order_release);
-}
-
-/* Async-signal-safe. Where page i of a batch is read or written: its
- * bounce page when it has a home and there is a bounce buffer. */
-static char *io_buf(const struct swap_io *io, unsigned i, struct swap_bounce *bb)
-{
-	if (bb && (io[i].flags & SWAP_IO_HOME))
-		return bb->buf + (size_t)i * PAGE_SIZE;
-	return io[i].page;
-}
-
-/*
- * Async-signal-safe. Copy the pages io[pos[k]], k < n, between their bounce
- * pages and the home file (to_home: into it), a run of neighbours in both
- * per call. A page the copy did not reach gets the error.
- */
-static void home_rw(struct swap_dev *sd, bool to_home, struct swap_io *io, unsigned *pos,
-		    unsigned n, struct swap_bounce *bb)
-{
-	for (unsigned k = 0, j; k < n; k = j) {
-		char *buf = io_buf(io, pos[k], bb);
-		uint64_t off = io[pos[k]].home;
-		size_t len, done = 0;
-		int err = 0;
-
-		for (j = k + 1; j < n && pos[j] == pos[k] + (j - k) &&
-				io[pos[j]].home == off + (uint64_t)(j - k) * PAGE_SIZE; j++)
-			;
-		len = (size_t)(j - k) * PAGE_SIZE;
-		while (done < len && !err) {
-			ssize_t r = to_home ? pwrite(sd->home_fd, buf + done, len - done, (off_t)(off + done))
-					    : pread(sd->home_fd, buf + done, len - done, (off_t)(off + done));
-
-			if (r > 0)
-				done += (size_t)r;
-			else if (r == 0 || errno != EINTR)
-				err = r < 0 ? -errno : -EIO;
-		}
-		for (unsigned m = k; m < j; m++)
-			if ((m - k + 1) * PAGE_SIZE > done)
-				io[pos[m]].err = err ? err : -EIO;
-		stat_add(sd, bounced, j - k);
-	}
-}
-
-/* Async-signal-safe. The bounced pages of io[0..n) without an error, in
- * pos; how many. */
-static unsigned bounced_ok(const struct swap_io *io, unsigned n, struct swap_bounce *bb,
-			   unsigned *pos)
-{
-	unsigned k = 0;
-
-	for (unsigned i = 0; bb && i < n; i++)
-		if (!io[i].err && (io[i].flags & SWAP_IO_HOME))
-			pos[k++] = i;
-	return k;
-}
-
 /* Async-signal-safe. */
 bool swap_page_is_zero(const void *p)
 {
@@ -480,18 +383,6 @@ void swap_set_uring(struct swap_dev *sd, bool on)
 		atomic_store_explicit(&sd->use_uring, on, memory_order_relaxed);
 }
 
-void swap_set_home(struct swap_dev *sd, int fd)
-{
-	if (sd)
-		sd->home_fd = fd;
-}
-
-void swap_set_bounce(struct swap_dev *sd, bool on)
-{
-	if (sd)
-		atomic_store_explicit(&sd->use_bounce, on, memory_order_relaxed);
-}
-
 bool swap_has_uring(const struct swap_dev *sd)
 {
 	return sd && sd->nrings > 0;
@@ -605,32 +496,4 @@ void rings_exit(struct swap_dev *sd)
 {
 	for (unsigned i = 0; i < sd->nrings; i++)
 		io_uring_queue_exit(&sd->ring[i].ring);
-}
-
-/*
- * The bounce buffers: one mapping, its page tables filled now, so that
- * the CPU finds them warm (on a virtual machine with shadow page tables, a
- * cold page costs a trap to the hypervisor, several times a 4 KiB copy).
- * Without them, pages are read and written where they are.
- */
-void bounce_init(struct swap_dev *sd)
-{
-	size_t one = (size_t)SWAP_BATCH * PAGE_SIZE;
-	char *p = mmap(NULL, SWAP_BOUNCES * one, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	for (unsigned i = 0; i < SWAP_BOUNCES; i++)
-		atomic_flag_clear(&sd->bounce[i].busy);
-	if (p == MAP_FAILED)
-		return;
-	madvise(p, SWAP_BOUNCES * one, MADV_POPULATE_WRITE);
-	sd->bounce_mem = p;
-	for (unsigned i = 0; i < SWAP_BOUNCES; i++)
-		sd->bounce[i].buf = p + i * one;
-}
-
-void bounce_exit(struct swap_dev *sd)
-{
-	if (sd->bounce_mem)
-		munmap(sd->bounce_mem, (size_t)SWAP_BOUNCES * SWAP_BATCH * PAGE_SIZE);
 }
