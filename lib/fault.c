@@ -377,7 +377,7 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 /*
  * Async-signal-safe. DESIGN.md steps 2-8 for a backend: the VMA at addr,
  * the access check, then handle_mm_fault. *vmap gets the VMA (NULL for a
- * bad area). Called inside an srcu read section, no lock held; returns
+ * bad area). Called inside mm->srcu's read section, no lock held; returns
  * with none held.
  */
 int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma **vmap)
@@ -396,7 +396,7 @@ int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vm
 
 /*
  * Async-signal-safe. DESIGN.md steps 4-8 for one fault at addr inside vma,
- * whose access the caller has checked. Called inside an srcu read section.
+ * whose access the caller has checked. Called inside mm->srcu's read section.
  */
 int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma *vma)
 {

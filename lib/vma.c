@@ -48,7 +48,7 @@ void file_put(struct emm_file *f)
 	free(f);
 }
 
-/* ---- readers: lock-free, inside an srcu read section (or mm->lock held) ---- */
+/* ---- readers: lock-free, inside mm->srcu's read section (or mm->lock held) ---- */
 
 /* Async-signal-safe. The lowest start under n (keys are kept exact). */
 static uintptr_t node_min(const struct vma_node *n)
@@ -81,8 +81,8 @@ static const struct vma_node *tree_root(struct rsv *r)
 	return t ? t->root : NULL;
 }
 
-/* Async-signal-safe. Called inside an srcu read section; the VMA returned
- * stays valid until srcu_read_unlock. O(log n). */
+/* Async-signal-safe. Called inside mm->srcu's read section; the VMA returned
+ * stays valid until it is left. O(log n). */
 const struct emm_vma *find_vma(struct rsv *r, uintptr_t addr)
 {
 	const struct vma_node *n = tree_root(r);
@@ -497,7 +497,7 @@ static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end,
 		file_refs(&nw, 1);
 		/* Release: readers that load the pointer see the filled nodes. */
 		atomic_store_explicit(&r->vmas, t, memory_order_release);
-		synchronize_srcu();
+		synchronize_srcu(&r->mm->srcu);
 		file_refs(&win, -1);
 		count_events(r->mm, vmas, (uint64_t)nw.nr - win.nr);
 		for (size_t i = 0; i < u.nold; i++)

@@ -37,8 +37,8 @@ struct emm_vma {
  * The VMAs of a reservation: a B+tree keyed by start address whose nodes
  * are never changed once published. A writer (mm->lock held) copies the
  * nodes on the path it changes, publishes a new root with one store and
- * frees what it replaced after synchronize_srcu: readers never lock, and an
- * update costs O(log n), not a copy of the table.
+ * frees what it replaced after synchronize_srcu(&mm->srcu): readers never
+ * lock, and an update costs O(log n), not a copy of the table.
  */
 #define VMA_NODE_MAX	16
 
