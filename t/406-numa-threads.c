@@ -4,7 +4,7 @@
 
 #include "internal.h"
 #include "lru.h"
-#include "numa.h"
+#include "numa-fake.h"
 #include "physmem.h"
 #include "pte.h"
 #include "util.h"
