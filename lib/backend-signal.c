@@ -17,7 +17,6 @@
 #include "physmem.h"
 #include "pte.h"
 #include "report.h"
-#include "srcu.h"
 #include "util.h"
 #include "vma.h"
 #include "profile.h"
@@ -39,12 +38,20 @@ static void reraise(int sig)
 	syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
 }
 
+/* Async-signal-safe. Leave r's instance's read section, if r. */
+static void leave(struct rsv *r, int srcu)
+{
+	if (r)
+		rsv_leave(r, srcu);
+}
+
 /*
  * Async-signal-safe. Hand the signal to whoever had it before emm. With
  * nobody (SIG_DFL, or SIG_IGN, which the kernel does not honour for a real
  * fault either): report, put the default back and let it act, so the process
- * dies of this signal with a core. Called inside an srcu read section, which
- * is left here before any foreign code runs.
+ * dies of this signal with a core. Called inside r's instance's read section
+ * (rsv_enter), which is left here before any foreign code runs; with none
+ * when r is NULL.
  */
 static void chain(int sig, siginfo_t *si, void *uc, int access, struct rsv *r, int srcu)
 {
@@ -52,14 +59,14 @@ static void chain(int sig, siginfo_t *si, void *uc, int access, struct rsv *r, i
 	bool user_sent = si->si_code <= 0;
 
 	if (old->sa_handler == SIG_IGN && user_sent) {
-		srcu_read_unlock(srcu);
+		leave(r, srcu);
 		return;
 	}
 	if (old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN) {
 		struct sigaction dfl = { .sa_handler = SIG_DFL };
 
 		report_bad_fault(sig, si, uc, access, r);
-		srcu_read_unlock(srcu);
+		leave(r, srcu);
 		sigaction(sig, &dfl, NULL);
 		/* A fault the instruction repeats kills by itself; a signal that
 		 * was sent, or a SIGBUS emm decided on, must be raised again. */
@@ -67,7 +74,7 @@ static void chain(int sig, siginfo_t *si, void *uc, int access, struct rsv *r, i
 			reraise(sig);
 		return;
 	}
-	srcu_read_unlock(srcu);
+	leave(r, srcu);
 	debug_handler_leave();		/* the program's handler is not emm's */
 	if (old->sa_flags & SA_SIGINFO)
 		old->sa_sigaction(sig, si, uc);
@@ -106,13 +113,13 @@ static void access_error(int sig, siginfo_t *si, void *uc, int access, struct rs
 	}
 	/* The callback may call emm_protect (which waits for readers) or
 	 * leave with siglongjmp: it must run outside the read section. */
-	srcu_read_unlock(srcu);
+	leave(r, srcu);
 	debug_handler_leave();		/* the callback is the program's code */
 	ret = trap(&f, arg);
 	debug_handler_enter();
 	if (ret == EMM_TRAP_RETRY)
 		return;
-	chain(sig, si, uc, access, NULL, srcu_read_lock());
+	chain(sig, si, uc, access, NULL, 0);
 }
 
 static void emm_sigaction(int sig, siginfo_t *si, void *uc);
@@ -154,28 +161,28 @@ static void fault_sigbus(siginfo_t *si, void *uc, int access, struct rsv *r, int
 		sigaction(SIGBUS, &dfl, NULL);
 		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	}
-	srcu_read_unlock(srcu);
+	leave(r, srcu);
 	syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)syscall(SYS_gettid), SIGBUS, &bus);
 }
 
 /* Async-signal-safe: the process-wide handler (DESIGN.md, "The fault path"). */
 static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 {
-	int saved_errno = errno, srcu;
+	int saved_errno = errno, srcu = 0;
 	uintptr_t addr = (uintptr_t)si->si_addr;
 	const struct emm_vma *vma;
 	int access = EMM_PROT_READ;
 	struct rsv *r;
 
 	debug_handler_enter();
-	srcu = srcu_read_lock();
-	r = si->si_code > 0 ? rsv_lookup(addr) : NULL;
+	r = si->si_code > 0 ? rsv_enter(addr, &srcu) : NULL;
 
 	if (r && mm_foreign(r->mm)) {
 		static const char msg[] = "emm: a forked child touched memory of an emm instance "
 					  "of its parent, which it does not inherit\n";
 
 		write_all(STDERR_FILENO, msg, sizeof(msg) - 1);
+		leave(r, srcu);
 		r = NULL;
 	}
 	if (!r || (sig != SIGSEGV && sig != r->mm->backend->fault_signal)) {
@@ -197,7 +204,7 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 		fault_sigbus(si, uc, access, r, srcu);
 		break;
 	default:
-		srcu_read_unlock(srcu);
+		rsv_leave(r, srcu);
 	}
 out:
 	debug_handler_leave();

@@ -27,7 +27,6 @@
 #include "emm_numa.h"
 #include "lru.h"
 #include "physmem.h"
-#include "srcu.h"
 #include "util.h"
 #include "vma.h"
 #include "pte.h"
@@ -201,11 +200,11 @@ static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
 	atomic_fetch_add_explicit(serving, 1, memory_order_relaxed);
 	if (mm->lru->nnodes > 1)
 		numa_set_fault_cpu(uffd_thread_cpu((pid_t)m->arg.pagefault.feat.ptid));
-	idx = srcu_read_lock();
-	r = rsv_lookup(addr);
+	r = rsv_enter(addr, &idx);
 	if (r && r->mm == mm && !uffd_remap(r, ALIGN_DOWN(addr, PAGE_SIZE), access))
 		ret = do_user_fault(r, addr, access, &vma);
-	srcu_read_unlock(idx);
+	if (r)
+		rsv_leave(r, idx);
 	if (ret == FAULT_SIGBUS)
 		uffd_sigbus(mm->pid, (pid_t)m->arg.pagefault.feat.ptid, addr);
 	addr = ALIGN_DOWN(addr, PAGE_SIZE);

@@ -62,7 +62,8 @@ struct backend_ops {
 	 */
 	int (*view_create)(struct rsv *r);
 	/* Not async-signal-safe; mm->lock held; no fault can be running in r
-	 * (it left the registry and synchronize_srcu ran). Unmap the app view. */
+	 * (rsv_unregister took it out of the registry and waited for the
+	 * registry's and the instance's readers). Unmap the app view. */
 	void (*view_destroy)(struct rsv *r);
 
 	/*
@@ -187,9 +188,10 @@ static inline void backend_quiesce(struct emm *mm)
  * What a backend may use of the core (declared in internal.h and the
  * subsystem headers):
  *
- * - srcu_read_lock/srcu_read_unlock: every fault is served inside a read
- *   section, so the reservation and its VMA table stay valid;
- * - rsv_lookup(addr): the reservation holding addr, lock-free;
+ * - rsv_enter(addr, &idx)/rsv_leave(r, idx) (physmem.h): the reservation
+ *   holding addr, found lock-free, and its instance's read section around
+ *   the fault, so the reservation and its VMA table stay valid; a fault
+ *   delays writers of that instance only;
  * - do_user_fault(r, addr, access, &vma) (fault.h): find_vma, the access check and
  *   handle_mm_fault in one call. It returns FAULT_DONE (retry the access),
  *   FAULT_BAD_AREA (no VMA: chain or report), FAULT_ACCESS (the VMA forbids

@@ -103,9 +103,11 @@ static int coalesce_step(struct rsv *r, const struct emm_vma *vma, uintptr_t s, 
 /*
  * Async-signal-safe. Near the kernel-VMA budget: coalesce a whole aligned
  * cluster around addr (growing until it fits) so that runs merge instead
- * of multiplying. No PTE lock is held on entry.
+ * of multiplying. No PTE lock is held on entry or on exit. FAULT_DONE or
+ * FAULT_SIGBUS.
  */
-static int coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
+static enum fault_result coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
+				  int access)
 {
 	static const unsigned shifts[] = { PMD_SHIFT, PMD_SHIFT + 4, PMD_SHIFT + 9, 63 };
 
@@ -160,10 +162,11 @@ static int map_written(struct rsv *r, uintptr_t s, uintptr_t e, uintptr_t addr, 
 	return err;
 }
 
-/* Async-signal-safe. What a failed map_locked turns into: short of kernel
- * VMAs, a coalesced mapping; otherwise SIGBUS. */
-static int map_failed(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access,
-		      int err)
+/* Async-signal-safe. What a failed map_locked (err, -errno) turns into:
+ * short of kernel VMAs, a coalesced mapping; otherwise SIGBUS. No PTE lock
+ * is held on entry (the failure unlocked the range) or on exit. */
+static enum fault_result map_failed(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
+				    int access, int err)
 {
 	if (err == -EAGAIN || err == -ENOMEM)
 		return coalesce(r, vma, addr, access);
@@ -172,37 +175,41 @@ static int map_failed(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, 
 
 /*
  * Async-signal-safe. A first touch in an eligible, empty extent: map all of
- * it and collapse it, one fault for 512 pages. Returns -1 when it cannot
- * (a neighbour busy, no memory): the caller maps the 4 KiB way. The PTE at
- * addr is locked on entry; everything is unlocked on success.
+ * it and collapse it, one fault for 512 pages. The PTE at addr is locked
+ * on entry. FAULT_DONE: mapped, every PTE of the extent unlocked.
+ * FAULT_FALLBACK when it cannot (a neighbour busy, no memory): nothing
+ * changed, the PTE at addr still locked, and the caller maps the 4 KiB way.
  */
-static int do_huge_fault(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
+static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
+				       uintptr_t addr, int access)
 {
 	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
 	int prot = target_prot(vma);
 
 	if (!trylock_extent(r, a, ALIGN_DOWN(addr, PAGE_SIZE)))
-		return -1;
+		return FAULT_FALLBACK;
 	if (make_resident(r, vma, a, a + PMD_SIZE) ||
 	    backend_grant(r, a, a + PMD_SIZE, prot, 0)) {
 		unmake_fresh(r, a, a + PMD_SIZE);
 		for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE)
 			if (p != ALIGN_DOWN(addr, PAGE_SIZE))
 				pte_unlock(pte_of(r, p), pte_locked_val(pte_of(r, p)));
-		return -1;
+		return FAULT_FALLBACK;
 	}
 	collapse_fresh(r, a);
 	unlock_range(r, a, a + PMD_SIZE, access, 0);
 	count_event(r->mm, faults_zero);
-	return 0;
+	return FAULT_DONE;
 }
 
 /*
  * Async-signal-safe. A huge extent whose access was revoked (reclaim
  * sampled it as one unit) is touched: map all of it again, mark it
- * referenced and active. No PTE lock is held on entry.
+ * referenced and active. No PTE lock is held on entry or on exit (it takes
+ * and drops the extent's). FAULT_DONE, or FAULT_SIGBUS when the backend
+ * could not map it.
  */
-static int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
+static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
 {
 	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
 	int err = 0;
@@ -217,7 +224,7 @@ static int do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t add
 		}
 	}
 	unlock_untouched(r, a, a + PMD_SIZE);
-	return err;
+	return err ? FAULT_SIGBUS : FAULT_DONE;
 }
 
 /*
@@ -251,14 +258,17 @@ static void first_touch_window(struct rsv *r, const struct emm_vma *vma, uintptr
  * Async-signal-safe. A never-touched page: map it and its neighbours.
  * Anonymous ones read zero; FILE and PAGER ones are read in (readahead for
  * a stream), mapped without write access while clean, the written page
- * alone with it.
+ * alone with it. The PTE at addr is locked on entry (PTE_NONE); no PTE lock
+ * is held on exit, whatever the result. FAULT_DONE or FAULT_SIGBUS.
  */
-static int do_none_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
+static enum fault_result do_none_page(struct rsv *r, const struct emm_vma *vma,
+				      uintptr_t addr, int access)
 {
 	int prot = target_prot(vma), err;
 	uintptr_t s, e, lo, hi;
 
-	if (thp_fault_eligible(r, vma, addr) && do_huge_fault(r, vma, addr, access) == 0)
+	if (thp_fault_eligible(r, vma, addr) &&
+	    do_huge_fault(r, vma, addr, access) == FAULT_DONE)
 		return FAULT_DONE;
 	first_touch_window(r, vma, addr, &lo, &hi);
 	fault_around(r, addr, lo, hi, &s, &e);
@@ -314,9 +324,12 @@ static void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t a
 /*
  * Async-signal-safe. A swapped page (major fault): read it back, with its
  * neighbours when the access is a stream. Clean pages keep their slot and
- * are mapped read-only, so a write is seen (faults_wp).
+ * are mapped read-only, so a write is seen (faults_wp). The PTE at addr is
+ * locked on entry (PTE_SWAPPED); no PTE lock is held on exit, whatever the
+ * result. FAULT_DONE or FAULT_SIGBUS.
  */
-static int do_swap_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access)
+static enum fault_result do_swap_page(struct rsv *r, const struct emm_vma *vma,
+				      uintptr_t addr, int access)
 {
 	int prot = target_prot(vma), err;
 	uintptr_t s = addr, e = addr + PAGE_SIZE, lo, hi;
@@ -340,9 +353,11 @@ static int do_swap_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 }
 
 /* Async-signal-safe. A resident page the app view does not (fully) map:
- * a minor fault (deactivated page) or a write to a clean swap-cache page. */
-static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
-			    int access, uint64_t val)
+ * a minor fault (deactivated page) or a write to a clean swap-cache page.
+ * The PTE at addr is locked on entry (its value val); no PTE lock is held
+ * on exit, whatever the result. FAULT_DONE or FAULT_SIGBUS. */
+static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
+					  int access, uint64_t val)
 {
 	int prot = target_prot(vma), err;
 
@@ -355,7 +370,7 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 	}
 	if (extent_huge(r, addr)) {
 		pte_unlock(pte_of(r, addr), val);
-		return do_huge_minor(r, vma, addr) ? FAULT_SIGBUS : FAULT_DONE;
+		return do_huge_minor(r, vma, addr);
 	}
 	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
 		prot &= ~EMM_PROT_WRITE;
@@ -377,10 +392,11 @@ static int do_resident_page(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 /*
  * Async-signal-safe. DESIGN.md steps 2-8 for a backend: the VMA at addr,
  * the access check, then handle_mm_fault. *vmap gets the VMA (NULL for a
- * bad area). Called inside an srcu read section, no lock held; returns
- * with none held.
+ * bad area). Called inside mm->srcu's read section, no lock held; returns
+ * with none held. Any enum fault_result but FAULT_FALLBACK.
  */
-int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma **vmap)
+enum fault_result do_user_fault(struct rsv *r, uintptr_t addr, int access,
+				const struct emm_vma **vmap)
 {
 	const struct emm_vma *vma;
 
@@ -396,9 +412,13 @@ int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vm
 
 /*
  * Async-signal-safe. DESIGN.md steps 4-8 for one fault at addr inside vma,
- * whose access the caller has checked. Called inside an srcu read section.
+ * whose access the caller has checked. Called inside mm->srcu's read
+ * section, no PTE lock held; it locks the PTE at addr and hands it to the
+ * do_* handler for its state, which unlocks it. Returns with no PTE lock
+ * held: FAULT_DONE or FAULT_SIGBUS.
  */
-int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma *vma)
+enum fault_result handle_mm_fault(struct rsv *r, uintptr_t addr, int access,
+				  const struct emm_vma *vma)
 {
 	uint64_t val;
 

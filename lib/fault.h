@@ -6,10 +6,25 @@
 #include "internal.h"
 
 /* What a fault came to; the backend acts on it (backend.h). */
-enum fault_result { FAULT_DONE, FAULT_BAD_AREA, FAULT_ACCESS, FAULT_SIGBUS };
+/*
+ * What every fault handler (handle_mm_fault, do_user_fault and the do_*
+ * handlers of fault.c) returns; never -errno. The helpers under them
+ * (map_locked, make_resident, the backend's calls) return -errno, and the
+ * handler turns that into one of these.
+ */
+enum fault_result {
+	FAULT_DONE,	/* served, or raced with another fault: retry the access */
+	FAULT_BAD_AREA,	/* no VMA at the address */
+	FAULT_ACCESS,	/* the VMA forbids the access */
+	FAULT_SIGBUS,	/* it could not be served: the faulting thread gets SIGBUS */
+	FAULT_FALLBACK,	/* between handlers only: not served this way (a huge
+			 * page), nothing changed; serve it with small pages */
+};
 
 bool vma_access_error(const struct emm_vma *vma, int access);
-int do_user_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma **vmap);
-int handle_mm_fault(struct rsv *r, uintptr_t addr, int access, const struct emm_vma *vma);
+enum fault_result do_user_fault(struct rsv *r, uintptr_t addr, int access,
+				const struct emm_vma **vmap);
+enum fault_result handle_mm_fault(struct rsv *r, uintptr_t addr, int access,
+				  const struct emm_vma *vma);
 
 #endif /* EMM_FAULT_H */

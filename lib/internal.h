@@ -96,6 +96,16 @@ struct pager;
 struct swap_dev;
 struct vma_table;
 
+/* Sleepable RCU (srcu.c): lock-free readers, writers sleep until they have
+ * left. One per instance, one for the reservation registry. Zeroes: idle. */
+struct emm_srcu {
+	_Atomic unsigned idx;
+	_Atomic long cnt[2];
+	_Atomic uint32_t wake;		/* futex word: bumped by the last reader out */
+	_Atomic uint32_t waiters;	/* a writer sleeps on wake */
+	_Atomic uint32_t wlock;		/* writers serialise on it (mutex_lock) */
+};
+
 struct emm {
 	struct emm_config cfg;
 	const struct backend_ops *backend;	/* backend.h; set by emm_open */
@@ -107,6 +117,7 @@ struct emm {
 	long kvma_need;			/* the kvma_need of its reservations (lock) */
 	pid_t pid;			/* the process that opened it (see mm_foreign) */
 	struct rsv *rsvs;		/* RCU list: readers use rsv_first/rsv_next */
+	struct emm_srcu srcu;		/* read side of rsvs and of the VMA tables */
 	struct swap_dev *swap;
 	struct pager *pager;		/* started by the first PAGER VMA */
 	struct kswapd *kswapd;		/* one reclaim thread per node */

@@ -57,7 +57,7 @@ static void scan_extent(struct rsv *r, uintptr_t a)
 /* One round: up to SCAN_EXTENTS extents, resuming where the last stopped. */
 static void scan_round(struct emm *mm, uintptr_t *cursor)
 {
-	int srcu = srcu_read_lock();
+	int srcu = srcu_read_lock(&mm->srcu);
 	unsigned budget = SCAN_EXTENTS;
 
 	lru_add_drain_all(mm);	/* no frame of a candidate still waits to be listed */
@@ -75,7 +75,7 @@ static void scan_round(struct emm *mm, uintptr_t *cursor)
 		if (*cursor)
 			break;
 	}
-	srcu_read_unlock(srcu);
+	srcu_read_unlock(&mm->srcu, srcu);
 }
 
 /* The promotion scanner thread (khugepaged). */

@@ -25,9 +25,13 @@ struct rsv_table {
 };
 static struct rsv_table *_Atomic registry;
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The registry's own read side: a lookup holds it only until it is inside
+ * the instance's (rsv_enter), so no instance's writer waits for another's
+ * fault. */
+static struct emm_srcu registry_srcu;
 
-/* Async-signal-safe. Called inside an srcu read section. */
-struct rsv *rsv_lookup(uintptr_t addr)
+/* Async-signal-safe. Called inside the registry's read section (rsv_enter). */
+static struct rsv *rsv_lookup(uintptr_t addr)
 {
 	/* Acquire: the table's contents were written before it was published. */
 	struct rsv_table *t = atomic_load_explicit(&registry, memory_order_acquire);
@@ -45,6 +49,31 @@ struct rsv *rsv_lookup(uintptr_t addr)
 			return r;
 	}
 	return NULL;
+}
+
+/*
+ * Async-signal-safe. The reservation holding addr, with its instance's read
+ * section entered (*idx for rsv_leave): r, its VMA table and what the table
+ * points to stay valid until rsv_leave. The instance's section is entered
+ * before the registry's is left, so a reservation being released, which
+ * waits for both in turn (rsv_unregister), is not freed in between. NULL,
+ * with no section held, when no reservation holds addr.
+ */
+struct rsv *rsv_enter(uintptr_t addr, int *idx)
+{
+	int ridx = srcu_read_lock(&registry_srcu);
+	struct rsv *r = rsv_lookup(addr);
+
+	if (r)
+		*idx = srcu_read_lock(&r->mm->srcu);
+	srcu_read_unlock(&registry_srcu, ridx);
+	return r;
+}
+
+/* Async-signal-safe. Leave the read section rsv_enter entered. */
+void rsv_leave(struct rsv *r, int idx)
+{
+	srcu_read_unlock(&r->mm->srcu, idx);
 }
 
 /* Publish a copy of the registry with r added (add) or removed. */
@@ -72,7 +101,7 @@ static int registry_update(struct rsv *r, bool add)
 	t->nr = j;
 	/* Release: readers that see the pointer see the entries. */
 	atomic_store_explicit(&registry, t, memory_order_release);
-	synchronize_srcu();
+	synchronize_srcu(&registry_srcu);
 	free(old);
 	pthread_mutex_unlock(&registry_lock);
 	return 0;
@@ -155,10 +184,12 @@ int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp)
 	return 0;
 }
 
-/* Take r out of the registry and wait for faults in it to end. */
+/* Take r out of the registry and wait for faults in it to end: lookups
+ * that may have found it, then the instance's readers (rsv_enter). */
 void rsv_unregister(struct rsv *r)
 {
 	registry_update(r, false);
+	synchronize_srcu(&r->mm->srcu);
 }
 
 /* Unmap r and free it: out of the registry, its pages dropped (zap_range). */
@@ -170,9 +201,9 @@ void rsv_destroy(struct rsv *r)
 	free(r);
 }
 
-/* Async-signal-safe. The reservation holding physmem page ppn; inside an
- * srcu read section (the list is changed under mm->lock, and a reservation
- * is freed only after synchronize_srcu). */
+/* Async-signal-safe. The reservation holding physmem page ppn; inside
+ * mm->srcu's read section (the list is changed under mm->lock, and a
+ * reservation is freed only after synchronize_srcu(&mm->srcu)). */
 struct rsv *rsv_of_ppn(struct emm *mm, uint32_t ppn)
 {
 	uint64_t off = (uint64_t)ppn << PAGE_SHIFT;

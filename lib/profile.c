@@ -172,7 +172,7 @@ static bool fault_is_major(struct rsv *r, uintptr_t addr)
 
 /*
  * Async-signal-safe; called by the backend in the faulting thread, inside
- * an srcu read section, before the fault is served, with the signal's
+ * mm->srcu's read section, before the fault is served, with the signal's
  * ucontext. Costs one load when profiling is off; no allocation, no lock.
  */
 void profile_fault(struct rsv *r, uintptr_t addr, void *uc)

@@ -53,7 +53,7 @@ static void put_policy(struct sbuf *b, int policy)
 	sb_puts(b, policy >= 0 && policy < 4 ? names[policy] : " ?");
 }
 
-/* Async-signal-safe. Called inside an srcu read section. */
+/* Async-signal-safe. Called inside mm->srcu's read section. */
 static void report_vmas(struct sbuf *b, struct rsv *r)
 {
 	size_t n = vma_count(r), i = 0;

@@ -317,7 +317,7 @@ static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end,
 		file_refs(&nw, 1);
 		/* Release: readers that load the pointer see the filled nodes. */
 		atomic_store_explicit(&r->vmas, t, memory_order_release);
-		synchronize_srcu();
+		synchronize_srcu(&r->mm->srcu);
 		file_refs(&win, -1);
 		count_events(r->mm, vmas, (uint64_t)nw.nr - win.nr);
 		for (size_t i = 0; i < u.nold; i++)

@@ -7,7 +7,7 @@
 
 #include "vma_tree.h"
 
-/* ---- readers: lock-free, inside an srcu read section (or mm->lock held) ---- */
+/* ---- readers: lock-free, inside mm->srcu's read section (or mm->lock held) ---- */
 
 /* Async-signal-safe. The lowest start under n (keys are kept exact). */
 static uintptr_t node_min(const struct vma_node *n)

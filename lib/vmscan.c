@@ -290,7 +290,7 @@ static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 
 /* Async-signal-safe. Write dirty FILE and PAGER pages home, a run of
  * neighbours in one VMA at a time; those written are marked gone. Inside
- * an srcu read section (for find_vma). */
+ * mm->srcu's read section (for find_vma). */
 static void writeback_files(struct emm *mm, struct scan *sp, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -421,7 +421,7 @@ static long lru_size(struct lruvec *lv, int list)
 long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *rc)
 {
 	struct lruvec *lv = &mm->lru->node[node];
-	int srcu = srcu_read_lock();
+	int srcu = srcu_read_lock(&mm->srcu);
 	long freed = 0, laps;
 
 	lru_add_drain_all(mm);
@@ -438,7 +438,7 @@ long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *rc)
 			break;
 		freed += shrink_inactive_list(mm, lv, rc);
 	}
-	srcu_read_unlock(srcu);
+	srcu_read_unlock(&mm->srcu, srcu);
 	return freed;
 }
 
@@ -502,7 +502,7 @@ static unsigned collect(struct rsv *r, uintptr_t *at, uintptr_t e, struct scan *
 long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e)
 {
 	RECLAIM_ON_STACK(rc, SWAP_CLUSTER_MAX);
-	int srcu = srcu_read_lock();
+	int srcu = srcu_read_lock(&r->mm->srcu);
 	long freed = 0;
 
 	for (uintptr_t at = s; at < e;) {
@@ -517,7 +517,7 @@ long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e)
 			scan_unlock(&rc.sp[i], 0);
 		}
 	}
-	srcu_read_unlock(srcu);
+	srcu_read_unlock(&r->mm->srcu, srcu);
 	return freed;
 }
 

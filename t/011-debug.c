@@ -45,17 +45,19 @@ static void unlock_locked(void)
 	pte_unlock(&word, 0);
 }
 
+static struct emm_srcu srcu;
+
 static void synchronize_in_reader(void)
 {
-	int idx = srcu_read_lock();
+	int idx = srcu_read_lock(&srcu);
 
-	synchronize_srcu();	/* would wait for itself */
-	srcu_read_unlock(idx);
+	synchronize_srcu(&srcu);	/* would wait for itself */
+	srcu_read_unlock(&srcu, idx);
 }
 
 static void synchronize_outside(void)
 {
-	synchronize_srcu();
+	synchronize_srcu(&srcu);
 }
 
 int main(void)

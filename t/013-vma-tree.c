@@ -77,8 +77,8 @@ static bool step(struct emm *mm, char *base)
 /* Every page's VMA, as find_vma sees it, against the model. */
 static size_t check_pages(char *base)
 {
-	int idx = srcu_read_lock();
-	struct rsv *r = rsv_lookup((uintptr_t)base);
+	int idx = 0;
+	struct rsv *r = rsv_enter((uintptr_t)base, &idx);
 	size_t bad = 0;
 
 	for (size_t i = 0; r && i < NPAGES; i++) {
@@ -87,7 +87,8 @@ static size_t check_pages(char *base)
 
 		bad += have != model[i];
 	}
-	srcu_read_unlock(idx);
+	if (r)
+		rsv_leave(r, idx);
 	return r ? bad : NPAGES;
 }
 

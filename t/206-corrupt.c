@@ -101,12 +101,14 @@ static int install_handler(void)
 static uint32_t slot_of(size_t pg)
 {
 	uintptr_t a = (uintptr_t)(mem + pg * WORDS_PER_PAGE);
-	struct rsv *r = rsv_lookup(a);
+	int idx = 0;
+	struct rsv *r = rsv_enter(a, &idx);
 	uint64_t pte;
 
 	if (!r)
 		return 0;
 	pte = atomic_load(pte_of(r, a));
+	rsv_leave(r, idx);
 	return pte_state(pte) == PTE_SWAPPED ? pte_val(pte) : 0;
 }
 

@@ -28,11 +28,14 @@ static size_t nonzero_words(const uint64_t *p, size_t len)
 /* Pages of [p, p + len) whose PTE says swapped. */
 static size_t swapped_pages(const void *p, size_t len)
 {
-	struct rsv *r = rsv_lookup((uintptr_t)p);
+	int idx = 0;
+	struct rsv *r = rsv_enter((uintptr_t)p, &idx);
 	size_t n = 0;
 
 	for (uintptr_t a = (uintptr_t)p; r && a < (uintptr_t)p + len; a += PAGE)
 		n += pte_state(atomic_load(pte_of(r, a))) == PTE_SWAPPED;
+	if (r)
+		rsv_leave(r, idx);
 	return n;
 }
 

@@ -6,7 +6,7 @@
 #include <numaif.h>
 #include <pthread.h>
 
-#include "numa.h"
+#include "numa-fake.h"
 #include "../numa/emm_numa.h"
 
 #define GiB (1ULL << 30)

@@ -1,13 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* NUMA placement on the real machine: policies set with mbind before the first touch, pages found and moved with move_pages, a missing node refused in silence. */
+#include <numa.h>
 #include <numaif.h>
 #include <sys/mman.h>
 
 #include "tap.h"
 #include "../numa/emm_numa.h"
-
-/* From libnuma, declared here because t/numa.h shadows <numa.h>. */
-int numa_available(void);
 
 #define NPAGES	64
 #define LEN	(NPAGES * 4096UL)

@@ -1,15 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* NUMA on the real one-node machine: policies for node 0 accepted and node 1 refused in silence, pages on node 0, node 0's statistics, emm_migrate's errors. */
+#include <numa.h>
 #include <numaif.h>
 
 #include "emm.h"
 #include "tap.h"
 #include "util.h"
 #include "../numa/emm_numa.h"
-
-/* From libnuma, declared here because t/numa.h shadows <numa.h>. */
-int numa_available(void);
-int numa_num_configured_nodes(void);
 
 #define PAGE	4096UL
 #define MIB	(1UL << 20)

@@ -3,7 +3,7 @@
 #include <pthread.h>
 
 #include "emm.h"
-#include "numa.h"
+#include "numa-fake.h"
 
 #define PAGE	4096UL
 #define MIB	(1UL << 20)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-node reclaim on a faked 2-node machine: a small share on node 0 evicts from node 0 alone, emm_set_node_limit's errors and its reclaim at once, emm_migrate between nodes. */
 #include "emm.h"
-#include "numa.h"
+#include "numa-fake.h"
 #include "util.h"
 
 #define PAGE	4096UL

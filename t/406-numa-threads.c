@@ -4,7 +4,7 @@
 
 #include "internal.h"
 #include "lru.h"
-#include "numa.h"
+#include "numa-fake.h"
 #include "physmem.h"
 #include "pte.h"
 #include "util.h"
@@ -97,12 +97,14 @@ static void settle(struct emm *mm)
  * the page's PTE for its frame, and the frame table for the frame's node. */
 static int page_node(struct emm *mm, char *a)
 {
-	struct rsv *r = rsv_lookup((uintptr_t)a);
+	int idx = 0;
+	struct rsv *r = rsv_enter((uintptr_t)a, &idx);
 	uint64_t v;
 
 	if (!r)
 		return -2;
 	v = pte_locked_val(pte_of(r, (uintptr_t)a));
+	rsv_leave(r, idx);
 	if (pte_state(v) != PTE_RESIDENT)
 		return -1;
 	return frame_lruvec(mm->lru, pte_val(v))->node;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Faked NUMA machines for tests: a copy of the test re-executed under a faked topology reports its checks, which the parent makes TAP of; threads pinned to a CPU. */
-#ifndef EMM_T_NUMA_H
-#define EMM_T_NUMA_H
+#ifndef EMM_T_NUMA_FAKE_H
+#define EMM_T_NUMA_FAKE_H
 
 #include <sched.h>
 #include <stdbool.h>
@@ -168,4 +168,4 @@ NUMA_FN void run_faked(const char *name, const char *synthetic, const char *cons
 	child_quiet(name, rep);
 }
 
-#endif /* EMM_T_NUMA_H */
+#endif /* EMM_T_NUMA_FAKE_H */
