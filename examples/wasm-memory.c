@@ -113,16 +113,19 @@ static int64_t memory_grow(struct wasm_memory *m, uint32_t delta)
  * no bounds check. Kept out of line and volatile so the access is really
  * made where the trap can catch it.
  */
+/* wasm accesses need no alignment: an i32 may straddle anything. */
+typedef uint32_t __attribute__((aligned(1))) wasm_u32;
+
 static __attribute__((noinline)) uint32_t i32_load(struct wasm_memory *m, uint32_t idx,
 						   uint32_t off)
 {
-	return *(volatile uint32_t *)(m->base + (uint64_t)idx + off);
+	return *(volatile wasm_u32 *)(m->base + (uint64_t)idx + off);
 }
 
 static __attribute__((noinline)) void i32_store(struct wasm_memory *m, uint32_t idx,
 						uint32_t off, uint32_t v)
 {
-	*(volatile uint32_t *)(m->base + (uint64_t)idx + off) = v;
+	*(volatile wasm_u32 *)(m->base + (uint64_t)idx + off) = v;
 }
 
 /* One wasm call that makes one access: 0, or -1 for "trapped: out of
