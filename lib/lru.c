@@ -165,7 +165,11 @@ uint32_t frame_alloc(struct emm *mm, uint32_t ppn, int node)
 	}
 	if (!f)
 		return 0;
+	/* Under the node lock: a pagevec entry queued while f held another
+	 * page may still be applied, and pagevec_apply reads f under it. */
+	mutex_lock(&frame_lruvec(lru, f)->lock);
 	lru->frames[f] = (struct frame){ .ppn = ppn };
+	mutex_unlock(&frame_lruvec(lru, f)->lock);
 	count_event(mm, resident_pages);
 	atomic_fetch_add_explicit(&lru->node[node].resident, 1, memory_order_relaxed);
 	return f;
