@@ -135,6 +135,10 @@ EMM_API int emm_close(struct emm *mm)
 	if (mm->cfg.flags & EMM_OPEN_SHOW_STATS)
 		emm_stats_print(mm, print_to_stderr, NULL);
 	stats_shm_close(mm);
+	/* A service thread may still be finishing a fault whose thread has
+	 * already resumed: it charges the budget and wakes the reclaim thread,
+	 * which must still be there. */
+	backend_quiesce(mm);
 	khugepaged_stop(mm);
 	kswapd_stop(mm);
 	pthread_mutex_lock(&mm->lock);
