@@ -162,7 +162,11 @@ static void fault_sigbus(siginfo_t *si, void *uc, int access, struct rsv *r, int
 		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	}
 	leave(r, srcu);
+	/* The signal is taken at once, by the program's handler, which may
+	 * leave with siglongjmp: that is not emm's handler any more. */
+	debug_handler_leave();
 	syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)syscall(SYS_gettid), SIGBUS, &bus);
+	debug_handler_enter();
 }
 
 /* Async-signal-safe: the process-wide handler (DESIGN.md, "The fault path"). */
