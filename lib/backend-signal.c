@@ -350,14 +350,7 @@ static int signal_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 /* mm->lock held. The app view starts PROT_NONE: one kernel VMA. */
 static int signal_view_create(struct rsv *r)
 {
-	void *app = mmap_aligned(r->len, r->align, PROT_NONE, MAP_SHARED | MAP_NORESERVE,
-				 r->mm->memfd, (off_t)r->pgoff);
-
-	if (!app)
-		return -errno;
-	r->start = (uintptr_t)app;
-	kvma_add(r, 1);
-	return 0;
+	return physmem_map_app_view(r);
 }
 
 /* mm->lock held; no fault can be running in r. */

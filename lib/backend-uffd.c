@@ -396,17 +396,14 @@ static int uffd_sigbus_open(struct emm *mm)
  */
 static int uffd_view_create(struct rsv *r)
 {
-	void *app = mmap_aligned(r->len, r->align, PROT_NONE, MAP_SHARED | MAP_NORESERVE,
-				 r->mm->memfd, (off_t)r->pgoff);
+	int err = physmem_map_app_view(r);
 
-	if (!app)
-		return -errno;
-	r->start = (uintptr_t)app;
-	kvma_add(r, 1);
+	if (err)
+		return err;
 	r->backend_data = calloc(1, sizeof(struct uffd_rsv));
 	if (!r->backend_data)
 		return -ENOMEM;
-	if (madvise(app, r->len, MADV_DONTFORK) < 0 ||
+	if (madvise((void *)r->start, r->len, MADV_DONTFORK) < 0 ||
 	    madvise(r->alias, r->len, MADV_DONTFORK) < 0)
 		return -errno;
 	return uffd_register(uffd_of(r)->fd, r->start, r->start + r->len, UFFD_REG_MODE);

@@ -237,3 +237,18 @@ int physmem_punch(struct rsv *r, uintptr_t addr, size_t len)
 		return -errno;
 	return 0;
 }
+
+/* mm->lock held. Map r's app view: r->len bytes of physmem from r->pgoff,
+ * aligned to r->align, no access yet; one kernel VMA. For the backends'
+ * view_create. */
+int physmem_map_app_view(struct rsv *r)
+{
+	void *app = mmap_aligned(r->len, r->align, PROT_NONE, MAP_SHARED | MAP_NORESERVE,
+				 r->mm->memfd, (off_t)r->pgoff);
+
+	if (!app)
+		return -errno;
+	r->start = (uintptr_t)app;
+	kvma_add(r, 1);
+	return 0;
+}

@@ -6,6 +6,7 @@
 #include "internal.h"
 
 int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp);
+int physmem_map_app_view(struct rsv *r);
 void rsv_unregister(struct rsv *r);
 void rsv_destroy(struct rsv *r);
 struct rsv *rsv_enter(uintptr_t addr, int *idx);
