@@ -37,6 +37,8 @@ bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 	       room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
 }
 
+#define COLLAPSE_TRIES 4	/* MADV_COLLAPSE calls on an EAGAIN streak */
+
 /*
  * Async-signal-safe. The extent at a is locked, resident and mapped
  * uniformly: make the kernel map it with one PMD, and make it one unit on
@@ -46,9 +48,19 @@ int collapse_locked(struct rsv *r, uintptr_t a)
 {
 	struct emm *mm = r->mm;
 	int err = backend_huge_begin(r, a);
+	int tries = 0;
 
-	if (!err && madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
+	/*
+	 * EAGAIN is the kernel's "transient": a page of the extent was still
+	 * in another CPU's LRU batch or locked for a moment. Try again a few
+	 * times; ENOMEM (no huge page to be had) is final.
+	 */
+	while (!err && madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
 		err = -errno;
+		if (err == -EAGAIN && ++tries < COLLAPSE_TRIES) {
+			err = 0;
+			continue;
+		}
 		backend_huge_end(r, a);
 	}
 	if (err) {

@@ -155,6 +155,8 @@ static void test_always(void)
 	is_int(thp_pmd_mapped(plain, 8 * MIB), 8 * MIB, "thp always: plain VMA PMD-mapped");
 	is_int(thp_pmd_mapped(no, 8 * MIB), 0, "thp always: NOHUGEPAGE VMA not PMD-mapped");
 	is_int(s.thp_collapse, 4, "thp always: 4 collapses, all in the plain VMA");
+	if (s.thp_collapse_failed)
+		diag("thp always: %" PRIu64 " collapses failed", s.thp_collapse_failed);
 	emm_close(mm);
 }
 
