@@ -14,6 +14,10 @@ skip_unless() {
 		echo "1..0 # SKIP $1 not installed (make deps)"
 		exit 0
 	fi
+	if [ -n "${SANITIZER-}" ]; then
+		echo "1..0 # SKIP a $SANITIZER build's preload cannot go into $1: the sanitizer's runtime must be the first library loaded"
+		exit 0
+	fi
 	if ! test -f "$so"; then
 		echo "1..0 # SKIP $so not built"
 		exit 0
