@@ -412,7 +412,7 @@ int main(void)
 
 	seed = env_ul("FUZZ_SEED", 0x5eed0600);
 	if (!secs)
-		secs = 60;	/* a bound for slow (sanitizer) builds */
+		secs = 30;	/* a bound for slow (sanitizer) builds */
 	plan(5);
 	diag("seed 0x%" PRIx64 " (FUZZ_SEED), %lu s at most", seed, secs);
 	fuzz_open();
