@@ -27,6 +27,7 @@
 #include "emm_numa.h"
 #include "lru.h"
 #include "physmem.h"
+#include "profile.h"
 #include "util.h"
 #include "vma.h"
 #include "pte.h"
@@ -201,8 +202,10 @@ static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
 	if (mm->lru->nnodes > 1)
 		numa_set_fault_cpu(uffd_thread_cpu((pid_t)m->arg.pagefault.feat.ptid));
 	r = rsv_enter(addr, &idx);
-	if (r && r->mm == mm && !uffd_remap(r, ALIGN_DOWN(addr, PAGE_SIZE), access))
+	if (r && r->mm == mm && !uffd_remap(r, ALIGN_DOWN(addr, PAGE_SIZE), access)) {
+		profile_fault(r, addr, NULL);
 		ret = do_user_fault(r, addr, access, &vma);
+	}
 	if (r)
 		rsv_leave(r, idx);
 	if (ret == FAULT_SIGBUS)

@@ -22,6 +22,8 @@
 #define PROF_PROBES	32		/* slots an insertion looks at */
 #define PROF_TOP	10		/* sites the report shows */
 #define PROF_CALLERS	4		/* callers shown per site */
+#define PROF_REGIONS	64		/* sites per VMA, without a backtrace */
+#define PROF_REGION_MIN	(64u << 10)	/* the smallest region a site covers */
 
 enum { PROF_MAJOR, PROF_ALL };
 enum { SLOT_EMPTY, SLOT_FILLING, SLOT_READY };
@@ -39,6 +41,7 @@ struct prof_stack {
 
 struct profile {
 	int mode;
+	_Atomic bool regions;		/* sites are regions of VMAs, not code */
 	unsigned rate;			/* one fault in rate is sampled */
 	char *file;			/* EMM_PROFILE_FILE, or NULL */
 	_Atomic uint64_t seen;		/* faults of the sampled kind */
@@ -117,7 +120,12 @@ static uint64_t hash_ips(const uintptr_t *ip, unsigned n)
 
 	for (unsigned i = 0; i < n; i++)
 		h = (h ^ ip[i]) * 0x100000001b3ull;
-	return h;
+	/* The low bits pick the slot: mix every bit into them (splitmix64's
+	 * finalizer), or addresses a multiple of the table's size apart would
+	 * crowd the same few slots. */
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+	return h ^ (h >> 31);
 }
 
 /* Async-signal-safe. Count the backtrace in its slot, claiming an empty one
@@ -170,10 +178,75 @@ static bool fault_is_major(struct rsv *r, uintptr_t addr)
 	}
 }
 
+/* Async-signal-safe. "vma@0x<start>", without snprintf. */
+static void vma_name(char *buf, uintptr_t start)
+{
+	static const char hex[] = "0123456789abcdef";
+	char digits[2 * sizeof(start)];
+	unsigned n = 0;
+
+	do {
+		digits[n++] = hex[start & 15];
+		start >>= 4;
+	} while (start);
+	memcpy(buf, "vma@0x", 6);
+	buf += 6;
+	while (n)
+		*buf++ = digits[--n];
+	*buf = '\0';
+}
+
+/* Async-signal-safe. The site of a fault where no backtrace can be had: the
+ * region of its VMA, one of at most PROF_REGIONS, each a power of two of
+ * at least PROF_REGION_MIN bytes. Its one frame is the region's start,
+ * named after the VMA, with the region's offset in the VMA. */
+static void record_region(struct profile *p, struct rsv *r, uintptr_t addr)
+{
+	const struct emm_vma *vma = find_vma(r, addr);
+	uintptr_t region = PROF_REGION_MIN, ip;
+	uint64_t h;
+
+	if (!vma) {
+		atomic_fetch_add_explicit(&p->lost, 1, memory_order_relaxed);
+		return;
+	}
+	while (region * PROF_REGIONS < vma->end - vma->start)
+		region <<= 1;
+	ip = vma->start + ALIGN_DOWN(addr - vma->start, region);
+	h = hash_ips(&ip, 1);
+	for (unsigned i = 0; i < PROF_PROBES; i++) {
+		struct prof_stack *s = &p->stack[(h + i) % PROF_STACKS];
+		uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+
+		if (st == SLOT_READY && s->depth == 1 && s->ip[0] == ip) {
+			atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&p->samples, 1, memory_order_relaxed);
+			return;
+		}
+		if (st != SLOT_EMPTY ||
+		    !atomic_compare_exchange_strong_explicit(&s->state, &st, SLOT_FILLING,
+							     memory_order_relaxed,
+							     memory_order_relaxed))
+			continue;
+		s->hash = h;
+		s->depth = 1;
+		s->ip[0] = ip;
+		s->off[0] = ip - vma->start;
+		vma_name(s->name[0], vma->start);
+		atomic_store_explicit(&s->count, 1, memory_order_relaxed);
+		atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
+		atomic_fetch_add_explicit(&p->samples, 1, memory_order_relaxed);
+		return;
+	}
+	atomic_fetch_add_explicit(&p->lost, 1, memory_order_relaxed);
+}
+
 /*
- * Async-signal-safe; called by the backend in the faulting thread, inside
- * mm->srcu's read section, before the fault is served, with the signal's
- * ucontext. Costs one load when profiling is off; no allocation, no lock.
+ * Async-signal-safe; called by the backend inside mm->srcu's read section,
+ * before the fault is served: in the faulting thread with the signal's
+ * ucontext, or, with uc NULL, on a thread that serves another's fault
+ * (the uffd backend), where the site is the VMA and offset. Costs one load
+ * when profiling is off; no allocation, no lock.
  */
 void profile_fault(struct rsv *r, uintptr_t addr, void *uc)
 {
@@ -185,6 +258,11 @@ void profile_fault(struct rsv *r, uintptr_t addr, void *uc)
 		return;
 	if (atomic_fetch_add_explicit(&p->seen, 1, memory_order_relaxed) % p->rate)
 		return;
+	if (!uc) {
+		atomic_store_explicit(&p->regions, true, memory_order_relaxed);
+		record_region(p, r, addr);
+		return;
+	}
 	n = collect(uc, ip);
 	if (n)
 		record(p, uc, ip, n);
@@ -293,7 +371,10 @@ static void report(const struct profile *p, void (*out)(const char *line, void *
 	if (!sites)
 		return;
 	n = gather_sites(p, sites);
-	if (n)
+	if (n && atomic_load_explicit(&p->regions, memory_order_relaxed))
+		out("emm:    samples      %  site (vma@start+offset: the faulting code is not "
+		    "seen on this backend's service threads)", arg);
+	else if (n)
 		out("emm:    samples      %  site (the faulting instruction) <- its callers", arg);
 	for (size_t i = 0; i < n && i < PROF_TOP; i++)
 		print_site(&sites[i], samples, out, arg);
@@ -377,6 +458,7 @@ int profile_open(struct emm *mm)
 	}
 	p->mode = mode;
 	p->rate = rate;
+
 	p->mm = mm;
 	pthread_once(&atexit_once, register_atexit);
 	pthread_mutex_lock(&profiles_lock);
