@@ -42,8 +42,11 @@ static int run_emmstat(const char *args, char *buf, size_t cap)
 	char cmd[8192];
 	size_t len = 0;
 	FILE *p;
+	/* TEST_RUNNER: what runs a program of this build (an emulator). */
+	const char *runner = getenv("TEST_RUNNER");
 
-	snprintf(cmd, sizeof(cmd), "%s %d %s 2>&1", emmstat, (int)getpid(), args);
+	snprintf(cmd, sizeof(cmd), "%s %s %d %s 2>&1", runner ? runner : "", emmstat,
+		 (int)getpid(), args);
 	p = popen(cmd, "r");
 	if (!p)
 		bail("popen: %s", strerror(errno));
