@@ -92,14 +92,14 @@ static unsigned collect(void *uc, uintptr_t *ip)
 	return n;
 }
 
-/* Async-signal-safe. Symbol names of a new backtrace: a second unwind,
- * only the first time a backtrace is seen. */
-static void name_frames(void *uc, struct prof_stack *s)
+/* Async-signal-safe. Symbol names of a new backtrace: a second unwind of
+ * the signal's context uc, only the first time a backtrace is seen. */
+static void name_frames(struct prof_stack *s, const void *uc)
 {
 	unw_cursor_t cursor;
 	unw_context_t ctx;
 
-	if (unwind_init(&cursor, &ctx, uc) < 0)
+	if (unwind_init(&cursor, &ctx, (void *)uc) < 0)
 		return;
 	for (unsigned i = 0; i < s->depth; i++) {
 		unw_word_t off = 0;
@@ -129,9 +129,11 @@ static uint64_t hash_ips(const uintptr_t *ip, unsigned n)
 }
 
 /* Async-signal-safe. Count the backtrace in its slot, claiming an empty one
- * for a new backtrace; a slot being filled by another thread is passed by
- * (the same backtrace may then get two slots; the report adds them up). */
-static void record(struct profile *p, void *uc, const uintptr_t *ip, unsigned n)
+ * for a new backtrace, whose frames name() then names; a slot being filled
+ * by another thread is passed by (the same backtrace may then get two
+ * slots; the report adds them up). */
+static void record(struct profile *p, const uintptr_t *ip, unsigned n,
+		   void (*name)(struct prof_stack *s, const void *arg), const void *arg)
 {
 	uint64_t h = hash_ips(ip, n);
 
@@ -153,7 +155,7 @@ static void record(struct profile *p, void *uc, const uintptr_t *ip, unsigned n)
 		s->hash = h;
 		s->depth = n;
 		memcpy(s->ip, ip, n * sizeof(*ip));
-		name_frames(uc, s);
+		name(s, arg);
 		atomic_store_explicit(&s->count, 1, memory_order_relaxed);
 		/* Release: a reader that sees READY sees the frames. */
 		atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
@@ -196,15 +198,24 @@ static void vma_name(char *buf, uintptr_t start)
 	*buf = '\0';
 }
 
+/* Async-signal-safe. A region's one frame: named after its VMA, the
+ * region's offset in it. */
+static void name_region(struct prof_stack *s, const void *vma)
+{
+	uintptr_t start = ((const struct emm_vma *)vma)->start;
+
+	s->off[0] = s->ip[0] - start;
+	vma_name(s->name[0], start);
+}
+
 /* Async-signal-safe. The site of a fault where no backtrace can be had: the
  * region of its VMA, one of at most PROF_REGIONS, each a power of two of
- * at least PROF_REGION_MIN bytes. Its one frame is the region's start,
- * named after the VMA, with the region's offset in the VMA. */
+ * at least PROF_REGION_MIN bytes, recorded as a backtrace of one frame,
+ * the region's start. */
 static void record_region(struct profile *p, struct rsv *r, uintptr_t addr)
 {
 	const struct emm_vma *vma = find_vma(r, addr);
 	uintptr_t region = PROF_REGION_MIN, ip;
-	uint64_t h;
 
 	if (!vma) {
 		atomic_fetch_add_explicit(&p->lost, 1, memory_order_relaxed);
@@ -213,32 +224,7 @@ static void record_region(struct profile *p, struct rsv *r, uintptr_t addr)
 	while (region * PROF_REGIONS < vma->end - vma->start)
 		region <<= 1;
 	ip = vma->start + ALIGN_DOWN(addr - vma->start, region);
-	h = hash_ips(&ip, 1);
-	for (unsigned i = 0; i < PROF_PROBES; i++) {
-		struct prof_stack *s = &p->stack[(h + i) % PROF_STACKS];
-		uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
-
-		if (st == SLOT_READY && s->depth == 1 && s->ip[0] == ip) {
-			atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
-			atomic_fetch_add_explicit(&p->samples, 1, memory_order_relaxed);
-			return;
-		}
-		if (st != SLOT_EMPTY ||
-		    !atomic_compare_exchange_strong_explicit(&s->state, &st, SLOT_FILLING,
-							     memory_order_relaxed,
-							     memory_order_relaxed))
-			continue;
-		s->hash = h;
-		s->depth = 1;
-		s->ip[0] = ip;
-		s->off[0] = ip - vma->start;
-		vma_name(s->name[0], vma->start);
-		atomic_store_explicit(&s->count, 1, memory_order_relaxed);
-		atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
-		atomic_fetch_add_explicit(&p->samples, 1, memory_order_relaxed);
-		return;
-	}
-	atomic_fetch_add_explicit(&p->lost, 1, memory_order_relaxed);
+	record(p, &ip, 1, name_region, vma);
 }
 
 /*
@@ -265,7 +251,7 @@ void profile_fault(struct rsv *r, uintptr_t addr, void *uc)
 	}
 	n = collect(uc, ip);
 	if (n)
-		record(p, uc, ip, n);
+		record(p, ip, n, name_frames, uc);
 }
 
 /* ---- reports: outside the fault path ---- */
