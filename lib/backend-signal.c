@@ -105,17 +105,21 @@ static void access_error(int sig, siginfo_t *si, void *uc, int access, struct rs
 	};
 	emm_trap_fn trap = vma->trap;
 	void *arg = vma->trap_arg;
+	struct trap_mark mark;
 	int ret;
 
 	if (!trap) {
 		chain(sig, si, uc, access, r, srcu);
 		return;
 	}
-	/* The callback may call emm_protect (which waits for readers) or
-	 * leave with siglongjmp: it must run outside the read section. */
+	/* The callback may leave with siglongjmp: it must run outside the
+	 * read section. emm_map, emm_unmap and emm_protect refuse to run
+	 * inside it (in_trap_callback). */
 	leave(r, srcu);
 	debug_handler_leave();		/* the callback is the program's code */
+	trap_callback_enter(&mark);
 	ret = trap(&f, arg);
+	trap_callback_leave(&mark);
 	debug_handler_enter();
 	if (ret == EMM_TRAP_RETRY)
 		return;

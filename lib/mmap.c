@@ -154,6 +154,8 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 		err = vma_from_opts(&v, (uintptr_t)addr, len, opts);
 	if (err)
 		return err;
+	if (in_trap_callback())
+		return -EDEADLK;
 	warn_blocked_faults(mm);
 	if (v.policy == EMM_POLICY_FILE && (err = file_get(opts->fd, &v.file)))
 		return err;
@@ -202,5 +204,7 @@ static int unmap_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 
 EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len)
 {
+	if (in_trap_callback())
+		return -EDEADLK;
 	return with_range_holes(mm, addr, len, true, unmap_range, NULL);
 }
