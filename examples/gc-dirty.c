@@ -14,8 +14,11 @@
  *    (a page swapped out and back in stays read-only);
  *  - the first write to an old page is an access error that emm hands to
  *    the VMA's trap callback, in the writing thread: the callback marks the
- *    page in the card table, gives the page write access back with
- *    emm_protect() and returns EMM_TRAP_RETRY, so the store completes;
+ *    page in the card table and asks a helper thread to give the page write
+ *    access back with emm_protect() (which refuses to run inside a trap
+ *    callback, -EDEADLK: it allocates and takes the instance's lock), waits
+ *    for its answer on a pipe, and returns EMM_TRAP_RETRY, so the store
+ *    completes;
  *  - the next writes to that page cost nothing; at the next collection the
  *    card table is the set of pages written since the last one.
  *
@@ -43,6 +46,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #define PAGE	4096UL
 #define MIB	(1UL << 20)
@@ -55,6 +60,8 @@ struct gc {
 	_Atomic uint8_t *cards;		/* one per page: written since the last GC */
 	uint8_t *truth;			/* what the mutator wrote; for the check */
 	_Atomic long traps, trap_errors;
+	int req[2], ack[2];		/* pipes to the barrier's helper thread and back */
+	pthread_t helper;
 };
 
 static struct gc gc;
@@ -76,22 +83,45 @@ static uint64_t next_rand(void)
 }
 
 /*
+ * The barrier's helper thread: gives back write access to the pages the
+ * trap callback names, outside any signal handler, and answers with
+ * emm_protect's result.
+ */
+static void *barrier_helper(void *arg)
+{
+	struct gc *g = arg;
+	size_t page;
+
+	while (read(g->req[0], &page, sizeof(page)) == sizeof(page)) {
+		int err = emm_protect(g->mm, (char *)g->old + page, PAGE,
+				      EMM_PROT_READ | EMM_PROT_WRITE);
+
+		if (write(g->ack[1], &err, sizeof(err)) != sizeof(err))
+			break;
+	}
+	return NULL;
+}
+
+/*
  * The write barrier. Runs in emm's signal handler, in the thread that
- * wrote: only async-signal-safe work (an atomic store, emm_protect), then
- * the store is restarted. Anything but a write to the old generation is
- * not the barrier's business: pass it on.
+ * wrote: only async-signal-safe work (an atomic store, write(2) and
+ * read(2) to ask the helper thread), then the store is restarted. Anything
+ * but a write to the old generation is not the barrier's business: pass
+ * it on.
  */
 static int barrier_trap(const struct emm_fault *f, void *arg)
 {
 	struct gc *g = arg;
 	uintptr_t off = (uintptr_t)f->addr - (uintptr_t)g->old;
-	uintptr_t page = off & ~(PAGE - 1);
+	size_t page = off & ~(PAGE - 1);
+	int err = -EIO;
 
 	if (!f->write || off >= g->npages * PAGE)
 		return EMM_TRAP_CHAIN;
 	atomic_store_explicit(&g->cards[off / PAGE], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&g->traps, 1, memory_order_relaxed);
-	if (emm_protect(g->mm, (char *)g->old + page, PAGE, EMM_PROT_READ | EMM_PROT_WRITE) < 0) {
+	if (write(g->req[1], &page, sizeof(page)) != sizeof(page) ||
+	    read(g->ack[0], &err, sizeof(err)) != sizeof(err) || err < 0) {
 		atomic_fetch_add_explicit(&g->trap_errors, 1, memory_order_relaxed);
 		return EMM_TRAP_CHAIN;
 	}
@@ -163,6 +193,8 @@ static void setup(struct gc *g, size_t old_mib, size_t budget_mib)
 	g->truth = calloc(g->npages, 1);
 	if (!g->cards || !g->truth)
 		die("calloc", -ENOMEM);
+	if (pipe(g->req) || pipe(g->ack) || pthread_create(&g->helper, NULL, barrier_helper, g))
+		die("the barrier's helper thread", -errno);
 	err = emm_open(&o, &g->mm);
 	if (err == 0)
 		err = emm_reserve(g->mm, g->npages * PAGE, (void **)&g->old);
@@ -199,6 +231,8 @@ int main(int argc, char **argv)
 	       " swap read-only\n", atomic_load(&gc.traps), atomic_load(&gc.trap_errors),
 	       st.swapins);
 	ok &= atomic_load(&gc.trap_errors) == 0;
+	close(gc.req[1]);
+	pthread_join(gc.helper, NULL);
 	if (emm_close(gc.mm) < 0)
 		ok = 0;
 	printf("%s\n", ok ? "every cycle matched" : "MISMATCH");

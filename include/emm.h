@@ -106,7 +106,8 @@ struct emm_fault {
 
 /* What a trap callback returns: retry the access after fixing its cause, or
  * pass the signal on to the handler installed before emm. It may also leave
- * with siglongjmp. */
+ * with siglongjmp. It runs in a signal handler: emm_map, emm_unmap and
+ * emm_protect fail there with -EDEADLK (emm_map(3), "Trap callbacks"). */
 enum { EMM_TRAP_RETRY, EMM_TRAP_CHAIN };
 typedef int (*emm_trap_fn)(const struct emm_fault *f, void *arg);
 

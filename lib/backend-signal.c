@@ -105,17 +105,21 @@ static void access_error(int sig, siginfo_t *si, void *uc, int access, struct rs
 	};
 	emm_trap_fn trap = vma->trap;
 	void *arg = vma->trap_arg;
+	struct trap_mark mark;
 	int ret;
 
 	if (!trap) {
 		chain(sig, si, uc, access, r, srcu);
 		return;
 	}
-	/* The callback may call emm_protect (which waits for readers) or
-	 * leave with siglongjmp: it must run outside the read section. */
+	/* The callback may leave with siglongjmp: it must run outside the
+	 * read section. emm_map, emm_unmap and emm_protect refuse to run
+	 * inside it (in_trap_callback). */
 	leave(r, srcu);
 	debug_handler_leave();		/* the callback is the program's code */
+	trap_callback_enter(&mark);
 	ret = trap(&f, arg);
+	trap_callback_leave(&mark);
 	debug_handler_enter();
 	if (ret == EMM_TRAP_RETRY)
 		return;
@@ -169,6 +173,24 @@ static void fault_sigbus(siginfo_t *si, void *uc, int access, struct rsv *r, int
 	debug_handler_enter();
 }
 
+/* Async-signal-safe. Is si a SIGBUS a service thread sent for a fault it
+ * could not serve (backend_sigbus_send)? */
+static bool deferred_sigbus(const siginfo_t *si)
+{
+	return si->si_code == SI_QUEUE && si->si_errno == EMM_SIGBUS_MARK;
+}
+
+/* Async-signal-safe. Deliver, in this thread, the SIGBUS a service thread
+ * deferred to it, as if the fault had been served here. */
+static void deliver_deferred(siginfo_t *si, void *uc)
+{
+	int access = si->si_addr_lsb, srcu = 0;
+	struct rsv *r = rsv_enter((uintptr_t)si->si_addr, &srcu);
+
+	si->si_addr_lsb = 0;
+	fault_sigbus(si, uc, access, r, srcu);
+}
+
 /* Async-signal-safe: the process-wide handler (DESIGN.md, "The fault path"). */
 static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 {
@@ -179,6 +201,10 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	struct rsv *r;
 
 	debug_handler_enter();
+	if (deferred_sigbus(si)) {
+		deliver_deferred(si, uc);
+		goto out;
+	}
 	r = si->si_code > 0 ? rsv_enter(addr, &srcu) : NULL;
 
 	if (r && mm_foreign(r->mm)) {
@@ -213,6 +239,53 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 out:
 	debug_handler_leave();
 	errno = saved_errno;
+}
+
+/*
+ * A fault of thread tid at addr that a service thread could not serve: its
+ * SIGBUS, as the kernel's would be, to the handler installed for SIGBUS now.
+ * The signal a fault raises (BUS_ADRERR) can only be sent by a thread to
+ * itself: where emm's handler takes SIGSEGV in that thread, the SIGBUS goes
+ * there marked, and that thread raises it (deliver_deferred); else, where
+ * a handler takes SIGBUS there, it gets it marked, with SI_QUEUE; else
+ * (SIGBUS ignored, default or blocked in tid) the process dies of it here,
+ * as the kernel kills a process whose fault's SIGBUS is ignored or blocked.
+ * blocked: the signals tid blocks. Not in a signal handler: a service thread.
+ */
+void backend_sigbus_send(pid_t tid, uint64_t blocked, uintptr_t addr, int access, struct rsv *r)
+{
+	siginfo_t si;
+	struct sigaction cur, *eff = &cur;
+	sigset_t set;
+
+	memset(&si, 0, sizeof(si));
+	si.si_code = SI_QUEUE;
+	si.si_errno = EMM_SIGBUS_MARK;
+	si.si_addr = (void *)addr;
+	si.si_addr_lsb = (short)access;
+	if (sigaction(SIGSEGV, NULL, &cur) == 0 && handler_is_emm(&cur) &&
+	    !(blocked & (1ull << (SIGSEGV - 1)))) {
+		si.si_signo = SIGSEGV;
+		syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGSEGV, &si);
+		return;
+	}
+	si.si_signo = SIGBUS;
+	if (sigaction(SIGBUS, NULL, &cur) == 0 && handler_is_emm(&cur))
+		eff = old_for(SIGBUS);
+	if (eff->sa_handler != SIG_DFL && eff->sa_handler != SIG_IGN &&
+	    !(blocked & (1ull << (SIGBUS - 1)))) {
+		syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si);
+		return;
+	}
+	si.si_code = BUS_ADRERR;
+	si.si_addr_lsb = 0;
+	report_bad_fault(SIGBUS, &si, NULL, access, r);
+	cur = (struct sigaction){ .sa_handler = SIG_DFL };
+	sigaction(SIGBUS, &cur, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	reraise(SIGBUS);
 }
 
 /* Install the handler for the first instance; remember what it replaces. */

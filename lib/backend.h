@@ -216,5 +216,6 @@ int prot_to_sys(int prot);
  * user, put back what it replaced after the last. Not async-signal-safe. */
 int backend_signal_get(void);
 void backend_signal_put(void);
+void backend_sigbus_send(pid_t tid, uint64_t blocked, uintptr_t addr, int access, struct rsv *r);
 
 #endif /* EMM_BACKEND_H */

@@ -18,6 +18,22 @@
 
 #include "internal.h"
 
+/*
+ * In every build: is this thread inside a trap callback that emm's handler
+ * called? The calls that take an instance's lock and allocate (emm_map,
+ * emm_unmap, emm_protect) refuse there with -EDEADLK (in_trap_callback).
+ * The callback may leave with siglongjmp, never returning to the code that
+ * would clear the mark: a mark is believed only while it still holds,
+ * see debug.c.
+ */
+struct trap_mark {
+	volatile uint64_t words[4];	/* on the handler's stack */
+	uintptr_t prev;			/* the mark of an outer callback */
+};
+void trap_callback_enter(struct trap_mark *m);
+void trap_callback_leave(struct trap_mark *m);
+bool in_trap_callback(void);
+
 #ifdef EMM_DEBUG
 /* Async-signal-safe: report the broken contract and abort. */
 void debug_fail(const char *what, const char *file, int line) __attribute__((noreturn));

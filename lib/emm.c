@@ -93,6 +93,7 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 	mm->memfd = -1;
 	mm->pid = getpid();
 	pthread_mutex_init(&mm->lock, NULL);
+	kvma_limit_refresh();
 	err = open_parts(mm, opts);
 	if (!err)
 		err = backend_open(mm);

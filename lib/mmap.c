@@ -130,16 +130,18 @@ static int vma_from_opts(struct emm_vma *v, uintptr_t addr, size_t len,
 	return 0;
 }
 
-/* A thread that blocks the fault signals dies at its first fault in emm
- * memory, before emm's handler can run: say so while it can be said. */
-static void warn_blocked_faults(void)
+/* A thread that blocks the signal its faults raise (the backend's; none
+ * on uffd, whose faults service threads serve) dies at its first fault in
+ * emm memory, before emm's handler can run: say so while it can be said. */
+static void warn_blocked_faults(const struct emm *mm)
 {
+	int sig = mm->backend->fault_signal;
 	sigset_t cur;
 
-	if (pthread_sigmask(SIG_SETMASK, NULL, &cur) == 0 &&
-	    (sigismember(&cur, SIGSEGV) == 1 || sigismember(&cur, SIGBUS) == 1))
-		emm_warn("emm_map from a thread that blocks SIGSEGV or SIGBUS: its first fault "
-			 "in emm memory will kill the process (see emm(7))");
+	if (sig && pthread_sigmask(SIG_SETMASK, NULL, &cur) == 0 && sigismember(&cur, sig) == 1)
+		emm_warn("emm_map from a thread that blocks %s: its first fault on a page emm "
+			 "has not mapped will kill the process (see emm(7))",
+			 sig == SIGSEGV ? "SIGSEGV" : "SIGBUS");
 }
 
 EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map_opts *opts)
@@ -152,7 +154,9 @@ EMM_API int emm_map(struct emm *mm, void *addr, size_t len, const struct emm_map
 		err = vma_from_opts(&v, (uintptr_t)addr, len, opts);
 	if (err)
 		return err;
-	warn_blocked_faults();
+	if (in_trap_callback())
+		return -EDEADLK;
+	warn_blocked_faults(mm);
 	if (v.policy == EMM_POLICY_FILE && (err = file_get(opts->fd, &v.file)))
 		return err;
 	pthread_mutex_lock(&mm->lock);
@@ -200,5 +204,7 @@ static int unmap_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 
 EMM_API int emm_unmap(struct emm *mm, void *addr, size_t len)
 {
+	if (in_trap_callback())
+		return -EDEADLK;
 	return with_range_holes(mm, addr, len, true, unmap_range, NULL);
 }

@@ -78,5 +78,7 @@ EMM_API int emm_protect(struct emm *mm, void *addr, size_t len, int prot)
 {
 	if (mm && (prot & ~(EMM_PROT_READ | EMM_PROT_WRITE | EMM_PROT_EXEC)))
 		return -EINVAL;
+	if (in_trap_callback())
+		return -EDEADLK;
 	return with_range(mm, addr, len, protect_range, &prot);
 }

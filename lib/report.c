@@ -151,5 +151,6 @@ void report_bad_fault(int sig, const siginfo_t *si, void *uc, int access, struct
 	flush(&b);
 	if (r)
 		report_vmas(&b, r);
-	report_backtrace(&b, uc);
+	if (uc)		/* NULL: not in the faulting thread, which has no backtrace to give */
+		report_backtrace(&b, uc);
 }

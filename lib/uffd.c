@@ -164,23 +164,70 @@ int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode)
 	return ioctl(fd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
 }
 
+/* Poison [s, e) of the app view: an access there now fails (a system
+ * call's with EFAULT) until the range is zapped. Wakes its waiters. */
+int uffd_poison(int fd, uintptr_t s, uintptr_t e)
+{
+	struct uffdio_poison p = { .range = { .start = s, .len = e - s } };
+
+	while (ioctl(fd, UFFDIO_POISON, &p) < 0)
+		if (errno != EAGAIN)
+			return -errno;
+	return 0;
+}
+
+/* A file of /proc/self/task/tid/, whole in buf (cap bytes with the NUL):
+ * its length, or -errno. */
+static int read_task_file(pid_t tid, const char *name, char *buf, size_t cap)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/%s", (int)tid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return (int)n;
+}
+
+/*
+ * What thread tid (asleep in a fault) is doing, as the kernel says: the
+ * number and arguments of the system call it is in, "-1 ..." in none (a
+ * fault in user mode), "running". Returns the system call's number, -1 in
+ * none or when it cannot be told.
+ */
+int uffd_thread_syscall(pid_t tid, char *buf, size_t cap)
+{
+	if (read_task_file(tid, "syscall", buf, cap) <= 0 || !strcmp(buf, "running\n"))
+		return -1;
+	return atoi(buf);
+}
+
+/* The signals thread tid blocks (bit sig - 1); all of them when it cannot be told. */
+uint64_t uffd_thread_blocked(pid_t tid)
+{
+	char buf[2048], *p;
+
+	if (read_task_file(tid, "status", buf, sizeof(buf)) <= 0 || !(p = strstr(buf, "\nSigBlk:")))
+		return ~0ull;
+	return strtoull(p + 8, NULL, 16);
+}
+
 /* The CPU thread tid last ran on (it sleeps in its fault now): field 39 of
  * its stat. Only asked on NUMA machines, where LOCAL means its node. */
 int uffd_thread_cpu(pid_t tid)
 {
-	char path[48], buf[512], *p;
-	ssize_t n;
-	int fd, i;
+	char buf[512], *p;
+	int i;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_task_file(tid, "stat", buf, sizeof(buf)) <= 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
 	p = strrchr(buf, ')');
 	for (i = 3; p && i <= 39; i++)
 		p = strchr(p + 1, ' ');

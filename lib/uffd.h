@@ -11,6 +11,14 @@
 #ifndef UFFD_FEATURE_POISON
 #define UFFD_FEATURE_POISON		(1 << 14)
 #endif
+#ifndef UFFDIO_POISON
+struct uffdio_poison {
+	struct uffdio_range range;
+	__u64 mode;
+	__s64 updated;
+};
+#define UFFDIO_POISON			_IOWR(UFFDIO, 0x08, struct uffdio_poison)
+#endif
 #ifndef UFFDIO_CONTINUE_MODE_WP
 #define UFFDIO_CONTINUE_MODE_WP		((__u64)1 << 1)
 #endif
@@ -37,6 +45,9 @@ void uffd_wake(int fd, uintptr_t s, uintptr_t e);
 int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp);
 int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp);
 int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode);
+int uffd_poison(int fd, uintptr_t s, uintptr_t e);
 int uffd_thread_cpu(pid_t tid);
+int uffd_thread_syscall(pid_t tid, char *buf, size_t cap);
+uint64_t uffd_thread_blocked(pid_t tid);
 
 #endif /* EMM_UFFD_H */

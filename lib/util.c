@@ -153,19 +153,24 @@ bool kvma_need_charge(long delta, bool force)
 	return true;
 }
 
+/* Read vm.max_map_count again (emm_open does: the administrator may have
+ * changed it since an earlier instance) and keep emm's share of it. */
+long kvma_limit_refresh(void)
+{
+	long max = (long)sys_max_map_count();
+	long lim = MAX(max - MAX(4096, max / 8), 64);
+
+	atomic_store_explicit(&kvma_limit, lim, memory_order_relaxed);
+	return lim;
+}
+
 /* Async-signal-safe. What emm may use of vm.max_map_count, leaving the
  * application its share. */
 long kvma_process_limit(void)
 {
 	long lim = atomic_load_explicit(&kvma_limit, memory_order_relaxed);
 
-	if (!lim) {
-		long max = (long)sys_max_map_count();
-
-		lim = MAX(max - MAX(4096, max / 8), 64);
-		atomic_store_explicit(&kvma_limit, lim, memory_order_relaxed);
-	}
-	return lim;
+	return lim ? lim : kvma_limit_refresh();
 }
 
 /* Async-signal-safe. Every signal but the synchronous faults: blocking a

@@ -30,6 +30,7 @@ void kvma_global_add(long delta);
 void kvma_add(struct rsv *r, long delta);
 long kvma_global(void);
 long kvma_process_limit(void);
+long kvma_limit_refresh(void);
 bool kvma_need_charge(long delta, bool force);
 void sig_fill_async(sigset_t *set);
 void sig_block(sigset_t *old);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Guard VMAs and writes to a read-only VMA left by siglongjmp 10,000 times without drift, and a trap that fixes and retries. */
+/* Guard VMAs and writes to a read-only VMA left by siglongjmp 10,000 times without drift, and a trap that fixes and retries: emm_protect, emm_map and emm_unmap refuse inside it with -EDEADLK, a helper thread makes the change. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "access.h"
 #include "emm.h"
@@ -157,24 +159,69 @@ static void test_readonly(char *ro)
 }
 
 static sigjmp_buf retry_env;
-static volatile int retry_traps, retry_protect = 1;
+static volatile int retry_traps, retry_protect = 1, retry_map = 1, retry_unmap = 1, helper_protect = 1;
+static int req[2], ack[2];	/* to the helper thread, and back */
 
-/* Makes the VMA writable, as a copy-on-write or a growing buffer would. */
+/* Applies the protection changes trap callbacks ask for, outside the handler. */
+static void *protect_helper(void *arg)
+{
+	struct { void *addr; size_t len; } rq;
+
+	(void)arg;
+	while (read(req[0], &rq, sizeof(rq)) == sizeof(rq)) {
+		int err = emm_protect(mm, rq.addr, rq.len, EMM_PROT_READ | EMM_PROT_WRITE);
+
+		if (write(ack[1], &err, sizeof(err)) != sizeof(err))
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * Makes the VMA writable, as a copy-on-write or a growing buffer would:
+ * emm_protect, emm_map and emm_unmap refuse inside the callback, so it
+ * asks the helper thread (write(2) and read(2) are async-signal-safe) and
+ * waits for it, then retries the access.
+ */
 static int retry_trap(const struct emm_fault *f, void *arg)
 {
+	struct { void *addr; size_t len; } rq = { f->vma_start, f->vma_len };
+	int err;
+
+	(void)arg;
 	if (++retry_traps > 3)
 		siglongjmp(retry_env, 1);	/* not fixed: do not loop for ever */
-	retry_protect = emm_protect(mm, f->vma_start, f->vma_len,
-				    EMM_PROT_READ | EMM_PROT_WRITE);
+	retry_protect = emm_protect(mm, f->vma_start, f->vma_len, EMM_PROT_READ | EMM_PROT_WRITE);
+	retry_map = emm_map(mm, R + 12 * PAGE, PAGE, NULL);
+	retry_unmap = emm_unmap(mm, R, PAGE);
+	if (write(req[1], &rq, sizeof(rq)) != sizeof(rq) || read(ack[0], &err, sizeof(err)) != sizeof(err))
+		siglongjmp(retry_env, 1);
+	helper_protect = err;
 	return EMM_TRAP_RETRY;
+}
+
+/* Calls emm_protect with frames written over the stack a trap callback that
+ * left with siglongjmp used: no stale mark may make it refuse. */
+static __attribute__((noinline)) int protect_deep(int depth, void *p)
+{
+	volatile char frame[256];
+	int ret;
+
+	memset((char *)frame, depth, sizeof(frame));
+	ret = depth ? protect_deep(depth - 1, p) : emm_protect(mm, p, PAGE, EMM_PROT_READ);
+	return ret + frame[0] - (char)depth;
 }
 
 static void test_retry(void)
 {
 	EMM_OPTS(emm_map_opts, o, .prot = EMM_PROT_READ, .trap = retry_trap);
 	volatile uint64_t *q = (volatile uint64_t *)(R + PAGE);
+	pthread_t helper;
 	int escaped;
 
+	if (pipe(req) || pipe(ack) || pthread_create(&helper, NULL, protect_helper, NULL))
+		bail("pipe/pthread_create");
+	alarm(60);
 	is_int(emm_map(mm, R, 4 * PAGE, &o), 0, "map a read-only VMA with a fixing trap");
 	is_int(q[3], 0, "it reads zero");
 	is_int(retry_traps, 0, "a read did not trap");
@@ -183,17 +230,25 @@ static void test_retry(void)
 		q[3] = 0x1234abcd;
 	ok(!escaped, "a write returned after the trap retried it");
 	is_int(retry_traps, 1, "one trap");
-	is_int(retry_protect, 0, "emm_protect in the trap succeeded");
+	is_int(retry_protect, -EDEADLK, "emm_protect in the trap callback: -EDEADLK");
+	is_int(retry_map, -EDEADLK, "emm_map in the trap callback: -EDEADLK");
+	is_int(retry_unmap, -EDEADLK, "emm_unmap in the trap callback: -EDEADLK");
+	is_int(helper_protect, 0, "emm_protect by a helper thread, asked from the trap callback, succeeded");
 	is_int(q[3], 0x1234abcd, "the write landed");
 	q[4] = 5;
 	is_int(retry_traps, 1, "the next write did not trap");
+	is_int(protect_deep(64, R + 3 * PAGE), 0,
+	       "after callbacks that left with siglongjmp, emm_protect from deep frames works");
+	close(req[1]);
+	pthread_join(helper, NULL);
+	alarm(0);
 }
 
 int main(void)
 {
 	void *r;
 
-	plan(10 + 5 + 8 + 1);
+	plan(10 + 5 + 12 + 1);
 	if (emm_open(NULL, &mm) || emm_reserve(mm, 2 << 20, &r))
 		bail("cannot open and reserve");
 	G1 = r;

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* A SIGBUS emm raises for a fault it cannot serve goes to the handler installed at that moment, as the kernel's would. */
+/* A SIGBUS emm raises for a fault it cannot serve goes to the handler installed at that moment, as the kernel's would; a system call there fails with EFAULT; what a thread that blocks the fault signals gets. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "emm.h"
 #include "tap.h"
@@ -12,6 +14,8 @@
 static sigjmp_buf env;
 static void *volatile bus_addr;
 static volatile int bus_code;
+static volatile int bus_calls;
+static int backend;
 
 static int failing_fill(void *arg, uint64_t off, void *buf, size_t len)
 {
@@ -27,6 +31,25 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	bus_addr = si->si_addr;
 	bus_code = si->si_code;
 	siglongjmp(env, 1);
+}
+
+/* Returns twice (the access is made again, as after the kernel's SIGBUS),
+ * then leaves. */
+static void on_sigbus_returning(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)uc;
+	bus_addr = si->si_addr;
+	if (++bus_calls == 3)
+		siglongjmp(env, 1);
+}
+
+static void block(int sig)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
 /* A PAGER VMA whose fill always fails: touching it is a SIGBUS from emm. */
@@ -105,17 +128,99 @@ static void blocked_after_open(void *arg)
 	_exit(101);
 }
 
-/* emm_map from a thread that blocks SIGSEGV warns. */
-static void map_while_blocked(void *arg)
+/* A handler that returns is called again: the access is made again. */
+static void handler_returns(void *arg)
 {
 	struct emm *mm;
-	sigset_t set;
+	char *p = failing_vma(&mm);
+
+	(void)arg;
+	alarm(10);
+	set_handler(SIGBUS, NULL, on_sigbus_returning);
+	if (sigsetjmp(env, 1) == 0) {
+		(void)*(volatile char *)(p + PAGE);
+		_exit(101);
+	}
+	_exit(bus_calls == 3 && bus_addr == p + PAGE ? 0 : 102);
+}
+
+/* A system call on a page emm cannot serve fails with EFAULT, as under the
+ * kernel's swap, and raises no signal; nothing waits for ever. */
+static void syscall_efault(void *arg)
+{
+	struct emm *mm;
+	char *p = failing_vma(&mm);
+	int zero = open("/dev/zero", O_RDONLY), pipefd[2];
+	ssize_t r, w;
+
+	(void)arg;
+	alarm(10);
+	set_handler(SIGBUS, NULL, on_sigbus);
+	if (zero < 0 || pipe(pipefd))
+		_exit(100);
+	if (sigsetjmp(env, 1)) {
+		fprintf(stderr, "SIGBUS at %p\n", bus_addr);
+		_exit(101);
+	}
+	r = read(zero, p + 2 * PAGE, PAGE);
+	if (r != -1 || errno != EFAULT)
+		_exit(102);
+	w = write(pipefd[1], p + 4 * PAGE, PAGE);
+	if (w != -1 || errno != EFAULT)
+		_exit(103);
+	_exit(emm_close(mm) ? 104 : 0);
+}
+
+/* SIGSEGV blocked, a handler for SIGBUS: on the userfaultfd backends the
+ * handler gets emm's SIGBUS; on signal, the first fault (a SIGSEGV) kills. */
+static void segv_blocked(void *arg)
+{
+	struct emm *mm;
+	char *p = failing_vma(&mm);
+
+	(void)arg;
+	alarm(10);
+	set_handler(SIGBUS, NULL, on_sigbus);
+	block(SIGSEGV);
+	if (sigsetjmp(env, 1) == 0) {
+		(void)*(volatile char *)(p + 7 * PAGE + 1);
+		_exit(101);
+	}
+	_exit(bus_addr == p + 7 * PAGE + 1 ? 0 : 102);
+}
+
+/* A thread that blocks SIGSEGV and SIGBUS touches anonymous memory: served
+ * on uffd; on signal and uffd-sigbus the kernel kills the process at the
+ * first fault emm must serve (its handler cannot run). */
+static void faults_blocked(void *arg)
+{
+	struct emm *mm;
 	char *p;
 
 	(void)arg;
-	sigemptyset(&set);
-	sigaddset(&set, SIGSEGV);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	alarm(10);
+	if (emm_open(NULL, &mm) || emm_reserve(mm, 2 << 20, (void **)&p) ||
+	    emm_map(mm, p, 64 * PAGE, NULL))
+		_exit(100);
+	block(SIGSEGV);
+	block(SIGBUS);
+	for (int i = 0; i < 64; i++)
+		p[i * PAGE] = (char)i;
+	for (int i = 0; i < 64; i++)
+		if (p[i * PAGE] != (char)i)
+			_exit(102);
+	_exit(emm_close(mm) ? 103 : 0);
+}
+
+/* emm_map from a thread that blocks the signal its faults raise warns. */
+static void map_while_blocked(void *arg)
+{
+	struct emm *mm;
+	char *p;
+
+	(void)arg;
+	block(SIGSEGV);
+	block(SIGBUS);
 	if (emm_open(NULL, &mm) || emm_reserve(mm, 2 << 20, (void **)&p) ||
 	    emm_map(mm, p, PAGE, NULL))
 		_exit(100);
@@ -144,27 +249,37 @@ int main(void)
 
 	{
 		struct emm *mm;
-		int b;
 
 		if (emm_open(NULL, &mm))
 			bail("emm_open");
-		b = emm_backend(mm);
+		backend = emm_backend(mm);
 		emm_close(mm);
-		/* Known gap: the service thread queues SIGBUS to the faulting
-		 * thread and wakes it; a handler that returns, SIG_IGN or a
-		 * blocked SIGBUS let it fault again and wait for ever. */
-		if (b == EMM_BACKEND_UFFD)
-			skip_all("on the uffd backend emm's SIGBUS is queued by a service thread, "
-				 "and an ignored or blocked one is not yet turned into a kill");
 	}
-	plan(5);
+	plan(9);
 	run(handler_after_open, 0, "a handler installed after emm_open gets emm's SIGBUS, with its address");
 	run(default_after_open, SIGBUS, "SIG_DFL installed after emm_open: the process dies of SIGBUS");
 	run(ignored_after_open, SIGBUS, "SIG_IGN installed after emm_open: the process dies of SIGBUS");
 	run(blocked_after_open, SIGBUS, "SIGBUS blocked in the faulting thread: the process dies of SIGBUS");
+	run(handler_returns, 0, "a handler that returns is called again for the same address");
+	run(syscall_efault, 0, "read(2) into and write(2) from a page emm cannot serve: EFAULT, no signal");
+	if (backend == EMM_BACKEND_SIGNAL) {
+		run(segv_blocked, SIGSEGV, "SIGSEGV blocked on signal: the first fault kills with SIGSEGV");
+		run(faults_blocked, SIGSEGV, "SIGSEGV and SIGBUS blocked on signal: the first fault kills with SIGSEGV");
+	} else {
+		run(segv_blocked, 0, "SIGSEGV blocked: the SIGBUS handler still gets emm's SIGBUS");
+		if (backend == EMM_BACKEND_UFFD)
+			run(faults_blocked, 0, "SIGSEGV and SIGBUS blocked on uffd: faults are served");
+		else
+			run(faults_blocked, SIGBUS, "SIGSEGV and SIGBUS blocked on uffd-sigbus: the first fault kills with SIGBUS");
+	}
 	if (fork_stderr(map_while_blocked, NULL, out, sizeof(out), &st))
 		bail("fork");
-	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "blocks SIGSEGV"),
-	   "emm_map from a thread that blocks SIGSEGV warns");
+	if (backend == EMM_BACKEND_UFFD)
+		ok(WIFEXITED(st) && WEXITSTATUS(st) == 0 && !strstr(out, "blocks"),
+		   "emm_map from a thread that blocks SIGSEGV and SIGBUS: no warning on uffd");
+	else
+		ok(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, backend == EMM_BACKEND_SIGNAL ?
+			"blocks SIGSEGV" : "blocks SIGBUS"),
+		   "emm_map from a thread that blocks its backend's fault signal warns");
 	return done_testing();
 }
