@@ -42,6 +42,10 @@ int bench_syscalls(const struct bench_opts *o);
 
 /* A mode's headline figure for one pattern, for the table across backends. */
 void bench_record(const char *pattern, double rate, const char *unit);
+/* The same pattern's baseline (one per pattern), for emm/baseline in that table. */
+void bench_record_baseline(const char *pattern, const char *subject, double rate);
+/* Can this process have an instance on backend b (EMM_BACKEND_*)? */
+bool bench_offered(int b);
 int bench_heap(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);

@@ -173,26 +173,46 @@ static int backend_of(const char *name)
 static struct figure {
 	const char *pattern, *unit;
 	double rate[NR_BACKENDS];
+	const char *base;	/* the baseline's subject, or NULL */
+	double base_rate;
 } figures[MAX_FIGURES];
 static int nr_figures;
 static const char *cur_mode;
 
-void bench_record(const char *pattern, double rate, const char *unit)
+static struct figure *figure_of(const char *pattern)
 {
 	int i;
 
 	for (i = 0; i < nr_figures && strcmp(figures[i].pattern, pattern); i++)
 		;
 	if (i == MAX_FIGURES)
-		return;
-	if (i == nr_figures) {
-		figures[nr_figures++] = (struct figure){ .pattern = pattern, .unit = unit };
-	}
-	figures[i].rate[cur_backend] = rate;
+		return NULL;
+	if (i == nr_figures)
+		figures[nr_figures++] = (struct figure){ .pattern = pattern };
+	return &figures[i];
 }
 
-/* Can this process have backend b? */
-static bool offered(int b)
+void bench_record(const char *pattern, double rate, const char *unit)
+{
+	struct figure *f = figure_of(pattern);
+
+	if (f) {
+		f->unit = unit;
+		f->rate[cur_backend] = rate;
+	}
+}
+
+void bench_record_baseline(const char *pattern, const char *subject, double rate)
+{
+	struct figure *f = figure_of(pattern);
+
+	if (f) {
+		f->base = subject;
+		f->base_rate = rate;
+	}
+}
+
+bool bench_offered(int b)
 {
 	struct emm_opts o = { .sz = sizeof(o), .mem_limit = 16 << 20, .backend = b };
 	struct emm *mm;
@@ -210,7 +230,7 @@ static int run_all(const struct bench_mode *m, struct bench_opts *o)
 	int rc = 0, ran[NR_BACKENDS] = { 0 };
 
 	for (int b = EMM_BACKEND_SIGNAL; b < NR_BACKENDS; b++) {
-		if (!offered(b)) {
+		if (!bench_offered(b)) {
 			printf("== backend %s: not offered here\n", backend_names[b]);
 			continue;
 		}
@@ -235,6 +255,14 @@ static int run_all(const struct bench_mode *m, struct bench_opts *o)
 			if (ran[b] && ran[EMM_BACKEND_SIGNAL] && f->rate[EMM_BACKEND_SIGNAL] > 0)
 				printf("  %s/signal %5.2f", backend_names[b],
 				       f->rate[b] / f->rate[EMM_BACKEND_SIGNAL]);
+		printf("\n");
+		if (!f->base || f->base_rate <= 0)
+			continue;
+		printf("%-12s  %s %9.0f %s", "", f->base, f->base_rate, f->unit);
+		for (int b = EMM_BACKEND_SIGNAL; b < NR_BACKENDS; b++)
+			if (ran[b])
+				printf("  %s/%s %5.2f", backend_names[b], f->base,
+				       f->rate[b] / f->base_rate);
 		printf("\n");
 	}
 	return rc;
