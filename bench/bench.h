@@ -13,6 +13,8 @@ struct bench_opts {
 	uint64_t size;		/* bytes each run touches */
 	unsigned runs;		/* repeats per measurement; the best counts */
 	uint64_t limit;		/* emm's memory budget; 0: the mode's default */
+	uint64_t limits[8];	/* --limit A,B,...: every budget given (limit is the first) */
+	unsigned nr_limits;
 	uint64_t ops;		/* random accesses per pattern; 0: the mode's default */
 	unsigned threads;	/* threads doing them; 0: the mode's default */
 	int backend;		/* EMM_BACKEND_*; -1: every backend offered, side by side */
@@ -47,6 +49,7 @@ void bench_record_baseline(const char *pattern, const char *subject, double rate
 /* Can this process have an instance on backend b (EMM_BACKEND_*)? */
 bool bench_offered(int b);
 int bench_heap(const struct bench_opts *o);
+int bench_clients(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
 int bench_parse_size(const char *s, uint64_t *out);

@@ -28,6 +28,8 @@ static const struct bench_mode modes[] = {
 	  bench_vmas, 0, 1, false },
 	{ "heap", "threads allocating and freeing: libemm-heap vs mimalloc vs glibc; under a budget",
 	  bench_heap, 128ULL << 20, 3, false },
+	{ "clients", "Lua and the sqlite3 shell under a budget: libemm-preload.so against the kernel's\n"
+	  "                swap in a memory cgroup, and unconstrained", bench_clients, 0, 1, false },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))
@@ -146,14 +148,21 @@ static void usage(FILE *f)
 		   "  --runs N      repeat each measurement N times, keep the best (default 3;\n"
 		   "                out-of-core and file 1, lru 2)\n"
 		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M;\n"
-		   "                heap: a quarter of the live data)\n"
+		   "                heap: a quarter of the live data); clients takes a list,\n"
+		   "                each budget in turn (default 64M,48M)\n"
 		   "  --ops N       random accesses per pattern (out-of-core 64K, file 32K;\n"
-		   "                thp: reads per pass, 16M; heap: per thread, 2M)\n"
-		   "  --threads N   out-of-core: threads for the random patterns (default 1);\n"
+		   "                thp: reads per pass, 16M; heap: per thread, 2M); clients:\n"
+		   "                the Lua script's strings (400000; SQLite's rows are 5/8 of it)\n"
+		   "  --threads N   out-of-core: threads for the random patterns, on emm and on\n"
+		   "                the kernel's swap (default 1);\n"
 		   "                lru: threads faulting at once (default 2); heap: 2\n"
 		   "  --backend NAME  signal, uffd, uffd-sigbus or auto (default: first-touch,\n"
 		   "                out-of-core and file run every backend offered, side by side;\n"
 		   "                the others auto)\n"
+		   "out-of-core and clients measure the kernel's swap too when run as root\n"
+		   "with a cgroup v1 memory controller: a memory cgroup limited to the budget\n"
+		   "and a swap file in $TMPDIR (else /var/tmp), both removed at the end (or\n"
+		   "by the next run, if this one was killed)\n"
 		   "modes:\n");
 	for (size_t i = 0; i < NR_MODES; i++)
 		fprintf(f, "  %-12s  %s\n", modes[i].name, modes[i].help);
@@ -276,6 +285,25 @@ static const struct bench_mode *find_mode(const char *name)
 	return NULL;
 }
 
+/* One budget, or a comma-separated list of them. */
+static int parse_limits(const char *arg, struct bench_opts *o)
+{
+	char buf[256], *save, *tok;
+
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf))
+		return -1;
+	o->nr_limits = 0;
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+
+		if (o->nr_limits == 8 || bench_parse_size(tok, &v) || v < PAGE_SIZE)
+			return -1;
+		o->limits[o->nr_limits++] = v;
+	}
+	o->limit = o->nr_limits ? o->limits[0] : 0;
+	return o->nr_limits ? 0 : -1;
+}
+
 static int parse_opts(int argc, char **argv, struct bench_opts *o)
 {
 	static const struct option longopts[] = {
@@ -297,7 +325,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			continue;
 		if (c == 'r' && (o->runs = (unsigned)atoi(optarg)) > 0)
 			continue;
-		if (c == 'l' && bench_parse_size(optarg, &o->limit) == 0 && o->limit >= PAGE_SIZE)
+		if (c == 'l' && parse_limits(optarg, o) == 0)
 			continue;
 		if (c == 'n' && bench_parse_size(optarg, &o->ops) == 0 && o->ops > 0)
 			continue;

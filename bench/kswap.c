@@ -224,13 +224,13 @@ void bench_kswap_child(struct bench_kswap *k, pid_t pid)
 	active_child = pid;
 }
 
-uint64_t bench_kswap_stat(struct bench_kswap *k, const char *name)
+uint64_t bench_kswap_counter(struct bench_kswap *k, const char *file, const char *name)
 {
 	char path[512], key[64];
 	unsigned long long v, found = 0;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/memory.stat", k->cgroup);
+	snprintf(path, sizeof(path), "%s/%s", k->cgroup, file);
 	if (!(f = fopen(path, "re")))
 		return 0;
 	while (fscanf(f, "%63s %llu", key, &v) == 2)

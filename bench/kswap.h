@@ -39,8 +39,9 @@ int bench_kswap_join(struct bench_kswap *k);
  */
 void bench_kswap_child(struct bench_kswap *k, pid_t pid);
 
-/* A counter of the cgroup's memory.stat (pgmajfault, swap, ...); 0 if absent. */
-uint64_t bench_kswap_stat(struct bench_kswap *k, const char *name);
+/* A "name value" counter of the cgroup's file (memory.stat: pgmajfault, swap, ...;
+ * memory.oom_control: oom_kill); 0 if absent. */
+uint64_t bench_kswap_counter(struct bench_kswap *k, const char *file, const char *name);
 
 /*
  * Run fn(arg) in a child moved into the cgroup; the child's result (up to

@@ -493,7 +493,7 @@ static int kernel_child(void *arg, void *out)
 	b->region = p;
 	kspan_start(&sp);
 	mem_fill(b);
-	kspan_end(&sp, &r[WRITEBACK], (double)bench_kswap_stat(b->ks, "swap"), true, 0);
+	kspan_end(&sp, &r[WRITEBACK], (double)bench_kswap_counter(b->ks, "memory.stat", "swap"), true, 0);
 	kspan_start(&sp);
 	mem_seq_read(b, &bad);
 	kspan_end(&sp, &r[SEQ_READ], (double)b->size, true, bad);
