@@ -52,6 +52,9 @@ int bench_heap(const struct bench_opts *o);
 int bench_clients(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
+/* The number after name in a file of "name value" lines (memory.stat, emm's
+ * statistics); 0 if absent. */
+uint64_t bench_counter(const char *path, const char *name);
 int bench_parse_size(const char *s, uint64_t *out);
 void bench_shuffle(size_t *v, size_t n, uint64_t seed);
 double bench_rate(uint64_t events, uint64_t ns);

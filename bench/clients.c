@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,7 @@ static const char *const subject_names[NR_SUBJECTS] = { "unconstrained", "emm-uf
 /* What one run of a program cost, and what it printed. */
 struct outcome {
 	bool ran, ok, same, oom;
+	bool no_stats;			/* emm: none printed, so the preload did not take */
 	double sec, cpu;
 	uint64_t maxrss, majflt;	/* as the kernel saw the process */
 	uint64_t swapins, faults_major;	/* emm's (EMM_SHOW_STATS), or the cgroup's */
@@ -95,6 +97,52 @@ static char *path_of(char *path, const char *fmt, ...)
 	vsnprintf(path, PATH_MAX, fmt, ap);
 	va_end(ap);
 	return path;
+}
+
+/*
+ * What a signal must not leave behind: the program running, the files in
+ * the directory, the directory. Set before the runs, so that the handler
+ * only calls kill, waitpid, unlink and rmdir.
+ */
+static struct {
+	char dir[PATH_MAX];
+	char files[24][64];
+	int nr_files;
+	volatile pid_t running;
+	struct sigaction old[3];
+} leftovers;
+
+static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
+
+static void on_signal(int sig)
+{
+	char path[PATH_MAX];
+	pid_t pid = leftovers.running;
+	int i;
+
+	if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	for (i = 0; i < leftovers.nr_files; i++) {
+		size_t n = strlen(leftovers.dir);
+
+		memcpy(path, leftovers.dir, n);
+		path[n] = '/';
+		memcpy(path + n + 1, leftovers.files[i], strlen(leftovers.files[i]) + 1);
+		unlink(path);
+	}
+	rmdir(leftovers.dir);
+	for (i = 0; i < 3 && signals[i] != sig; i++)
+		;
+	sigaction(sig, i < 3 ? &leftovers.old[i] : NULL, NULL);
+	raise(sig);
+}
+
+static void leftover(const char *name)
+{
+	if (leftovers.nr_files < 24)
+		snprintf(leftovers.files[leftovers.nr_files++], 64, "%s", name);
 }
 
 static int write_text(const char *dir, const char *name, const char *text)
@@ -153,6 +201,8 @@ static const struct client clients[] = {
 	  sqlite_argv, "build.sql" },
 };
 
+#define NR_CLIENTS	(sizeof(clients) / sizeof(clients[0]))
+
 /* Is the program on PATH? */
 static bool installed(const char *program)
 {
@@ -162,39 +212,19 @@ static bool installed(const char *program)
 	return system(cmd) == 0;
 }
 
-/* libemm-preload.so next to this program's tree, else the one ld.so finds. */
+/* libemm-preload.so of this program's tree: bench/../heap/. */
 static void find_preload(struct ctx *c)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	char *slash;
 
-	snprintf(c->preload, sizeof(c->preload), "libemm-preload.so");
-	if (n <= 0)
-		return;
-	self[n] = 0;
-	if (!(slash = strrchr(self, '/')))
-		return;
-	*slash = 0;
+	self[n > 0 ? n : 0] = 0;
+	if ((slash = strrchr(self, '/')))
+		*slash = 0;
 	path_of(c->preload, "%s/../heap/libemm-preload.so", self);
-	if (access(c->preload, R_OK))
-		snprintf(c->preload, sizeof(c->preload), "libemm-preload.so");
 }
 
-/* A number emm's statistics printed at exit: "name value" lines. */
-static uint64_t emm_stat(const char *path, const char *name)
-{
-	char line[256], key[64];
-	unsigned long long v, found = 0;
-	FILE *f = fopen(path, "re");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "%63s %llu", key, &v) == 2 && strcmp(key, name) == 0)
-			found = v;
-	if (f)
-		fclose(f);
-	return found;
-}
 
 static bool same_file(const char *a, const char *b)
 {
@@ -271,8 +301,10 @@ static void counters(struct ctx *c, const struct client *cl, enum subject s, str
 	path_of(plain, "%s/%s.%s", c->dir, cl->name, subject_names[PLAIN]);
 	o->same = same_file(out, plain);
 	if (s == EMM) {
-		o->swapins = emm_stat(err, "swapins");
-		o->faults_major = emm_stat(err, "faults_major");
+		o->swapins = bench_counter(err, "swapins");
+		o->faults_major = bench_counter(err, "faults_major");
+		o->no_stats = !bench_counter(err, "limit_bytes");
+		o->ok = o->ok && !o->no_stats;
 	} else if (s == KERNEL) {
 		o->swapins = bench_kswap_counter(&c->k, "memory.stat", "workingset_refault_anon") -
 			     before[0];
@@ -307,8 +339,10 @@ static int run_program(struct ctx *c, const struct client *cl, enum subject s, u
 		child(c, cl, s, budget, av);
 	if (s == KERNEL)
 		bench_kswap_child(&c->k, pid);
+	leftovers.running = pid;
 	if (wait4(pid, &status, 0, &ru) < 0)
 		return -errno;
+	leftovers.running = 0;
 	*o = (struct outcome){ .ran = true, .sec = (bench_now_ns() - t0) / 1e9,
 			       .cpu = tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime),
 			       .maxrss = (uint64_t)ru.ru_maxrss * 1024, .majflt = (uint64_t)ru.ru_majflt,
@@ -348,13 +382,17 @@ static void row(const char *budget, enum subject s, const struct outcome *o)
 	else
 		printf(" %9llu %9llu", (unsigned long long)o->swapins,
 		       (unsigned long long)o->faults_major);
-	printf("  %s%s\n", !o->ok ? "FAILED" : o->same ? "same" : "DIFFERENT",
-	       o->oom ? ", killed by the OOM killer" : "");
+	printf("  %s%s%s\n", !o->ok ? "FAILED" : o->same ? "same" : "DIFFERENT",
+	       o->oom ? ", killed by the OOM killer" : "",
+	       o->no_stats ? ", no emm statistics at exit: the preload did not take" : "");
 }
 
-/* pattern (client-budget) and the subject's figures as data lines. */
+/* pattern (client-budget) and the subject's figures as data lines; a run
+ * that failed (killed by the OOM killer, an error) as unit=failed. */
 static void data(const char *pattern, enum subject s, const struct outcome *o)
 {
+	if (o->ran && !o->ok)
+		bench_data("clients", pattern, subject_names[s], 1, "failed");
 	if (!o->ran || !o->ok)
 		return;
 	bench_data("clients", pattern, subject_names[s], o->sec * 1000, "ms");
@@ -439,8 +477,8 @@ static void subjects(struct ctx *c, const struct bench_opts *o, uint64_t peak)
 	if (!bench_offered(EMM_BACKEND_UFFD))
 		c->no_emm = "no instance on the uffd backend here; on signal, the programs' "
 			    "system calls on non-resident heap pages fail with EFAULT";
-	else if (strchr(c->preload, '/') && access(c->preload, R_OK))
-		c->no_emm = "libemm-preload.so not built";
+	else if (access(c->preload, R_OK))
+		c->no_emm = "no libemm-preload.so in the tree (make)";
 	for (unsigned i = 0; i < o->nr_limits; i++)
 		top = o->limits[i] > top ? o->limits[i] : top;
 	if (bench_kswap_setup(&c->k, top, 2 * peak + (256ULL << 20)) < 0) {
@@ -455,24 +493,41 @@ static int make_dir(struct ctx *c)
 {
 	const char *tmp = getenv("TMPDIR");
 
+	struct sigaction sa = { .sa_handler = on_signal };
+	char name[64];
+
 	snprintf(c->dir, sizeof(c->dir), "%s/emm-bench-clients-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
 	if (!mkdtemp(c->dir)) {
 		fprintf(stderr, "emm-bench: clients: %s: %s\n", c->dir, strerror(errno));
 		return -1;
 	}
+	snprintf(leftovers.dir, sizeof(leftovers.dir), "%s", c->dir);
+	leftover("s.lua"), leftover("lua.out"), leftover("build.sql"), leftover("t.db");
+	for (size_t i = 0; i < NR_CLIENTS; i++)
+		for (int s = 0; s < NR_SUBJECTS; s++) {
+			snprintf(name, sizeof(name), "%s.%s", clients[i].name, subject_names[s]);
+			leftover(name);
+			snprintf(name, sizeof(name), "%s.%s.err", clients[i].name, subject_names[s]);
+			leftover(name);
+		}
+	sigemptyset(&sa.sa_mask);
+	for (int i = 0; i < 3; i++)
+		sigaction(signals[i], &sa, &leftovers.old[i]);
 	return 0;
 }
 
 static void remove_dir(struct ctx *c)
 {
-	char cmd[PATH_MAX + 16];
+	char path[PATH_MAX];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->dir);
-	if (system(cmd))
-		fprintf(stderr, "emm-bench: clients: could not remove %s\n", c->dir);
+	for (int i = 0; i < 3; i++)
+		sigaction(signals[i], &leftovers.old[i], NULL);
+	for (int i = 0; i < leftovers.nr_files; i++)
+		unlink(path_of(path, "%s/%s", c->dir, leftovers.files[i]));
+	if (rmdir(c->dir))
+		fprintf(stderr, "emm-bench: clients: could not remove %s: %s\n", c->dir,
+			strerror(errno));
 }
-
-#define NR_CLIENTS	(sizeof(clients) / sizeof(clients[0]))
 
 int bench_clients(const struct bench_opts *o)
 {

@@ -14,7 +14,8 @@
 static const struct bench_mode modes[] = {
 	{ "first-touch", "sequential and random first touch, emm vs kernel anonymous memory",
 	  bench_first_touch, 0, 0, true },
-	{ "out-of-core", "a region larger than the budget: swap against O_DIRECT on a plain file",
+	{ "out-of-core", "a region larger than the budget: emm's swap against the kernel's swap\n"
+	  "                and O_DIRECT on a plain file",
 	  bench_out_of_core, 4ULL << 30, 1, true },
 	{ "file", "a file larger than the budget: FILE VMA reads against O_DIRECT pread and mmap",
 	  bench_file, 2ULL << 30, 1, true },
@@ -40,6 +41,20 @@ uint64_t bench_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bench_counter(const char *path, const char *name)
+{
+	char line[256], key[64];
+	unsigned long long v, found = 0;
+	FILE *f = fopen(path, "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %llu", key, &v) == 2 && strcmp(key, name) == 0)
+			found = v;
+	if (f)
+		fclose(f);
+	return found;
 }
 
 /* emm's counters now, whatever the library's struct size. */
@@ -159,7 +174,7 @@ static void usage(FILE *f)
 		   "  --backend NAME  signal, uffd, uffd-sigbus or auto (default: first-touch,\n"
 		   "                out-of-core and file run every backend offered, side by side;\n"
 		   "                the others auto)\n"
-		   "out-of-core and clients measure the kernel's swap too when run as root\n"
+		   "out-of-core, heap and clients measure the kernel's swap too when run as root\n"
 		   "with a cgroup v1 memory controller: a memory cgroup limited to the budget\n"
 		   "and a swap file in $TMPDIR (else /var/tmp), both removed at the end (or\n"
 		   "by the next run, if this one was killed)\n"

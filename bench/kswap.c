@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The kernel's swap as a baseline: a child in a memory cgroup v1 with a swap file of its own. */
 #include "kswap.h"
+#include "bench.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -226,18 +227,10 @@ void bench_kswap_child(struct bench_kswap *k, pid_t pid)
 
 uint64_t bench_kswap_counter(struct bench_kswap *k, const char *file, const char *name)
 {
-	char path[512], key[64];
-	unsigned long long v, found = 0;
-	FILE *f;
+	char path[512];
 
 	snprintf(path, sizeof(path), "%s/%s", k->cgroup, file);
-	if (!(f = fopen(path, "re")))
-		return 0;
-	while (fscanf(f, "%63s %llu", key, &v) == 2)
-		if (strcmp(key, name) == 0)
-			found = v;
-	fclose(f);
-	return found;
+	return bench_counter(path, name);
 }
 
 int bench_kswap_run(struct bench_kswap *k, int (*fn)(void *arg, void *out), void *arg,
