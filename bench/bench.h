@@ -13,6 +13,8 @@ struct bench_opts {
 	uint64_t size;		/* bytes each run touches */
 	unsigned runs;		/* repeats per measurement; the best counts */
 	uint64_t limit;		/* emm's memory budget; 0: the mode's default */
+	uint64_t limits[8];	/* --limit A,B,...: every budget given (limit is the first) */
+	unsigned nr_limits;
 	uint64_t ops;		/* random accesses per pattern; 0: the mode's default */
 	unsigned threads;	/* threads doing them; 0: the mode's default */
 	int backend;		/* EMM_BACKEND_*; -1: every backend offered, side by side */
@@ -42,9 +44,17 @@ int bench_syscalls(const struct bench_opts *o);
 
 /* A mode's headline figure for one pattern, for the table across backends. */
 void bench_record(const char *pattern, double rate, const char *unit);
+/* The same pattern's baseline (one per pattern), for emm/baseline in that table. */
+void bench_record_baseline(const char *pattern, const char *subject, double rate);
+/* Can this process have an instance on backend b (EMM_BACKEND_*)? */
+bool bench_offered(int b);
 int bench_heap(const struct bench_opts *o);
+int bench_clients(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
+/* The number after name in a file of "name value" lines (memory.stat, emm's
+ * statistics); 0 if absent. */
+uint64_t bench_counter(const char *path, const char *name);
 int bench_parse_size(const char *s, uint64_t *out);
 void bench_shuffle(size_t *v, size_t n, uint64_t seed);
 double bench_rate(uint64_t events, uint64_t ns);

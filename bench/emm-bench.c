@@ -14,7 +14,8 @@
 static const struct bench_mode modes[] = {
 	{ "first-touch", "sequential and random first touch, emm vs kernel anonymous memory",
 	  bench_first_touch, 0, 0, true },
-	{ "out-of-core", "a region larger than the budget: swap against O_DIRECT on a plain file",
+	{ "out-of-core", "a region larger than the budget: emm's swap against the kernel's swap\n"
+	  "                and O_DIRECT on a plain file",
 	  bench_out_of_core, 4ULL << 30, 1, true },
 	{ "file", "a file larger than the budget: FILE VMA reads against O_DIRECT pread and mmap",
 	  bench_file, 2ULL << 30, 1, true },
@@ -28,6 +29,8 @@ static const struct bench_mode modes[] = {
 	  bench_vmas, 0, 1, false },
 	{ "heap", "threads allocating and freeing: libemm-heap vs mimalloc vs glibc; under a budget",
 	  bench_heap, 128ULL << 20, 3, false },
+	{ "clients", "Lua and the sqlite3 shell under a budget: libemm-preload.so against the kernel's\n"
+	  "                swap in a memory cgroup, and unconstrained", bench_clients, 0, 1, false },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))
@@ -38,6 +41,20 @@ uint64_t bench_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bench_counter(const char *path, const char *name)
+{
+	char line[256], key[64];
+	unsigned long long v, found = 0;
+	FILE *f = fopen(path, "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %llu", key, &v) == 2 && strcmp(key, name) == 0)
+			found = v;
+	if (f)
+		fclose(f);
+	return found;
 }
 
 /* emm's counters now, whatever the library's struct size. */
@@ -146,14 +163,21 @@ static void usage(FILE *f)
 		   "  --runs N      repeat each measurement N times, keep the best (default 3;\n"
 		   "                out-of-core and file 1, lru 2)\n"
 		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M;\n"
-		   "                heap: a quarter of the live data)\n"
+		   "                heap: a quarter of the live data); clients takes a list,\n"
+		   "                each budget in turn (default 64M,48M)\n"
 		   "  --ops N       random accesses per pattern (out-of-core 64K, file 32K;\n"
-		   "                thp: reads per pass, 16M; heap: per thread, 2M)\n"
-		   "  --threads N   out-of-core: threads for the random patterns (default 1);\n"
+		   "                thp: reads per pass, 16M; heap: per thread, 2M); clients:\n"
+		   "                the Lua script's strings (400000; SQLite's rows are 5/8 of it)\n"
+		   "  --threads N   out-of-core: threads for the random patterns, on emm and on\n"
+		   "                the kernel's swap (default 1);\n"
 		   "                lru: threads faulting at once (default 2); heap: 2\n"
 		   "  --backend NAME  signal, uffd, uffd-sigbus or auto (default: first-touch,\n"
 		   "                out-of-core and file run every backend offered, side by side;\n"
 		   "                the others auto)\n"
+		   "out-of-core, heap and clients measure the kernel's swap too when run as root\n"
+		   "with a cgroup v1 memory controller: a memory cgroup limited to the budget\n"
+		   "and a swap file in $TMPDIR (else /var/tmp), both removed at the end (or\n"
+		   "by the next run, if this one was killed)\n"
 		   "modes:\n");
 	for (size_t i = 0; i < NR_MODES; i++)
 		fprintf(f, "  %-12s  %s\n", modes[i].name, modes[i].help);
@@ -173,26 +197,46 @@ static int backend_of(const char *name)
 static struct figure {
 	const char *pattern, *unit;
 	double rate[NR_BACKENDS];
+	const char *base;	/* the baseline's subject, or NULL */
+	double base_rate;
 } figures[MAX_FIGURES];
 static int nr_figures;
 static const char *cur_mode;
 
-void bench_record(const char *pattern, double rate, const char *unit)
+static struct figure *figure_of(const char *pattern)
 {
 	int i;
 
 	for (i = 0; i < nr_figures && strcmp(figures[i].pattern, pattern); i++)
 		;
 	if (i == MAX_FIGURES)
-		return;
-	if (i == nr_figures) {
-		figures[nr_figures++] = (struct figure){ .pattern = pattern, .unit = unit };
-	}
-	figures[i].rate[cur_backend] = rate;
+		return NULL;
+	if (i == nr_figures)
+		figures[nr_figures++] = (struct figure){ .pattern = pattern };
+	return &figures[i];
 }
 
-/* Can this process have backend b? */
-static bool offered(int b)
+void bench_record(const char *pattern, double rate, const char *unit)
+{
+	struct figure *f = figure_of(pattern);
+
+	if (f) {
+		f->unit = unit;
+		f->rate[cur_backend] = rate;
+	}
+}
+
+void bench_record_baseline(const char *pattern, const char *subject, double rate)
+{
+	struct figure *f = figure_of(pattern);
+
+	if (f) {
+		f->base = subject;
+		f->base_rate = rate;
+	}
+}
+
+bool bench_offered(int b)
 {
 	struct emm_opts o = { .sz = sizeof(o), .mem_limit = 16 << 20, .backend = b };
 	struct emm *mm;
@@ -210,7 +254,7 @@ static int run_all(const struct bench_mode *m, struct bench_opts *o)
 	int rc = 0, ran[NR_BACKENDS] = { 0 };
 
 	for (int b = EMM_BACKEND_SIGNAL; b < NR_BACKENDS; b++) {
-		if (!offered(b)) {
+		if (!bench_offered(b)) {
 			printf("== backend %s: not offered here\n", backend_names[b]);
 			continue;
 		}
@@ -236,6 +280,14 @@ static int run_all(const struct bench_mode *m, struct bench_opts *o)
 				printf("  %s/signal %5.2f", backend_names[b],
 				       f->rate[b] / f->rate[EMM_BACKEND_SIGNAL]);
 		printf("\n");
+		if (!f->base || f->base_rate <= 0)
+			continue;
+		printf("%-12s  %s %9.0f %s", "", f->base, f->base_rate, f->unit);
+		for (int b = EMM_BACKEND_SIGNAL; b < NR_BACKENDS; b++)
+			if (ran[b])
+				printf("  %s/%s %5.2f", backend_names[b], f->base,
+				       f->rate[b] / f->base_rate);
+		printf("\n");
 	}
 	return rc;
 }
@@ -246,6 +298,25 @@ static const struct bench_mode *find_mode(const char *name)
 		if (strcmp(modes[i].name, name) == 0)
 			return &modes[i];
 	return NULL;
+}
+
+/* One budget, or a comma-separated list of them. */
+static int parse_limits(const char *arg, struct bench_opts *o)
+{
+	char buf[256], *save, *tok;
+
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf))
+		return -1;
+	o->nr_limits = 0;
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+
+		if (o->nr_limits == 8 || bench_parse_size(tok, &v) || v < PAGE_SIZE)
+			return -1;
+		o->limits[o->nr_limits++] = v;
+	}
+	o->limit = o->nr_limits ? o->limits[0] : 0;
+	return o->nr_limits ? 0 : -1;
 }
 
 static int parse_opts(int argc, char **argv, struct bench_opts *o)
@@ -269,7 +340,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			continue;
 		if (c == 'r' && (o->runs = (unsigned)atoi(optarg)) > 0)
 			continue;
-		if (c == 'l' && bench_parse_size(optarg, &o->limit) == 0 && o->limit >= PAGE_SIZE)
+		if (c == 'l' && parse_limits(optarg, o) == 0)
 			continue;
 		if (c == 'n' && bench_parse_size(optarg, &o->ops) == 0 && o->ops > 0)
 			continue;

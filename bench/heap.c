@@ -289,7 +289,7 @@ static void budget_runs(const struct bench_opts *o, unsigned threads, size_t slo
 	printf("  %.3fx the unconstrained libemm-heap run; swapouts %llu, swapins %llu, faults %llu\n",
 	       hr.rate / free_rate, (unsigned long long)hr.delta.swapouts,
 	       (unsigned long long)hr.delta.swapins, (unsigned long long)hr.delta.faults);
-	printf("heap\tbudget\temm\t%.0f\tops/s\t%.4f\n", hr.rate, hr.rate / free_rate);
+	bench_data("heap", "budget", "libemm-heap", hr.rate, "ops/s");
 	err = bench_kswap_setup(&k, limit, 4 * live + (256ULL << 20));
 	if (err) {
 		printf("kernel swap baseline skipped: %s\n", k.why);
@@ -300,7 +300,7 @@ static void budget_runs(const struct bench_opts *o, unsigned threads, size_t slo
 		line("mimalloc, kernel swap (cgroup)", ko.rate, free_rate, ko.bad);
 		printf("  libemm-heap / kernel swap: %.3fx (cgroup peak usage %.0f MiB)\n",
 		       hr.rate / ko.rate, bench_kswap_max_usage(&k) / MIB);
-		printf("heap\tbudget\tkswap\t%.0f\tops/s\t%.4f\n", ko.rate, hr.rate / ko.rate);
+		bench_data("heap", "budget", "mimalloc-kernel-swap", ko.rate, "ops/s");
 	} else {
 		printf("kernel swap baseline failed: %s\n", strerror(-err));
 	}
@@ -339,9 +339,9 @@ int bench_heap(const struct bench_opts *o)
 	line("libemm-heap, no pressure", re, rm, bad[2]);
 	printf("  libemm-heap / mimalloc %.3f (goal >= %.3f: %s)\n", re / rm, GOAL,
 	       re / rm >= GOAL ? "met" : "NOT met");
-	printf("heap\tfree\tglibc\t%.0f\tops/s\t%.4f\n", rg, rg / rm);
-	printf("heap\tfree\tmimalloc\t%.0f\tops/s\t1\n", rm);
-	printf("heap\tfree\temm\t%.0f\tops/s\t%.4f\n", re, re / rm);
+	bench_data("heap", "unconstrained", "glibc", rg, "ops/s");
+	bench_data("heap", "unconstrained", "mimalloc", rm, "ops/s");
+	bench_data("heap", "unconstrained", "libemm-heap", re, "ops/s");
 	budget_runs(o, threads, slots, hr.peak_region ? hr.peak_region : o->size, re);
 	return bad[0] || bad[1] || bad[2];
 }

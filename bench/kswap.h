@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct bench_kswap {
 	char cgroup[256];	/* the cgroup's directory, made here */
@@ -22,6 +23,26 @@ struct bench_kswap {
  */
 int bench_kswap_setup(struct bench_kswap *k, uint64_t limit, uint64_t swap_size);
 
+/* Set the cgroup's limit anew (no task in it), and start its peak again. */
+int bench_kswap_set_limit(struct bench_kswap *k, uint64_t limit);
+
+/* Reclaim all the cgroup can give back (memory.force_empty), from inside it too. */
+int bench_kswap_force_empty(struct bench_kswap *k);
+
+/* Move the calling process into the cgroup: for a child, before it execs. */
+int bench_kswap_join(struct bench_kswap *k);
+
+/*
+ * The child now running in the cgroup, or 0 when none: on SIGINT, SIGTERM
+ * or SIGHUP it is killed and waited for, and everything set up torn down,
+ * before the signal takes its course.
+ */
+void bench_kswap_child(struct bench_kswap *k, pid_t pid);
+
+/* A "name value" counter of the cgroup's file (memory.stat: pgmajfault, swap, ...;
+ * memory.oom_control: oom_kill); 0 if absent. */
+uint64_t bench_kswap_counter(struct bench_kswap *k, const char *file, const char *name);
+
 /*
  * Run fn(arg) in a child moved into the cgroup; the child's result (up to
  * len bytes written to out by fn) comes back through a pipe. 0 when the
@@ -33,7 +54,7 @@ int bench_kswap_run(struct bench_kswap *k, int (*fn)(void *arg, void *out), void
 /* The cgroup's peak memory usage and swap written, from its own counters. */
 uint64_t bench_kswap_max_usage(struct bench_kswap *k);
 
-/* swapoff, remove the file and the cgroup. */
+/* swapoff, remove the file and the cgroup; the signal handlers go. */
 void bench_kswap_teardown(struct bench_kswap *k);
 
 #endif /* EMM_BENCH_KSWAP_H */

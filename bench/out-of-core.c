@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* out-of-core: a region larger than the memory budget, emm's swap against O_DIRECT I/O on a plain file. */
+/* out-of-core: a region larger than the memory budget, emm's swap against the kernel's swap and O_DIRECT I/O. */
 #include "bench.h"
+#include "kswap.h"
 
 #include <emm.h>
 
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -39,9 +42,15 @@ static const struct bench_pattern patterns[NR_PATTERNS] = {
 struct result {
 	double emm, dev;
 	double emm_alone;	/* rand-write: the writes without the final writeback */
-	double emm_sec;
+	double emm_sec, emm_cpu;	/* wall and CPU seconds of emm's best run */
 	struct emm_stats st;	/* growth over the phase */
 	uint64_t bad;		/* words that read back wrong, all runs */
+};
+
+/* The kernel's swap on one pattern: best of the runs, as the child saw it. */
+struct kresult {
+	double rate, sec, cpu;
+	uint64_t majflt, bad;
 };
 
 struct ooc {
@@ -55,13 +64,24 @@ struct ooc {
 	struct emm *mm;
 	volatile uint64_t *region;
 	struct result res[NR_PATTERNS];
+	struct bench_kswap *ks;	/* the kernel's swap, when measured in this pass */
 };
+
+/*
+ * The kernel's swap does not depend on emm's backend: it is measured in the
+ * first pass (of the backends run side by side) and shown again in the others.
+ */
+static struct {
+	bool measured;
+	char why[256];		/* why it was not, else "" */
+	struct kresult res[NR_PATTERNS];
+} kernel;
 
 /* One thread's share of a random pattern. */
 struct worker {
 	const struct ooc *b;
 	size_t from, to;
-	bool write, on_emm, started;
+	bool write, on_memory, started;
 	void *page;		/* O_DIRECT buffer for the baseline */
 	uint64_t bad;
 	int err;
@@ -95,10 +115,11 @@ static const char *swap_dir(void)
 	return dir && *dir ? dir : "/var/tmp";
 }
 
-/* The plain file and emm's swap file together take up to 2.25 x size. */
-static bool disk_ok(const struct ooc *b)
+/* The plain file and emm's swap file together take up to 2.25 x size; the
+ * kernel's swap file 1.25 x more. */
+static bool disk_ok(const struct ooc *b, bool kernel_too)
 {
-	uint64_t need = b->size / 2 * 5, have;
+	uint64_t need = b->size / 2 * (kernel_too ? 8 : 5), have;
 	struct statvfs sv;
 
 	if (statvfs(b->dir, &sv) < 0) {
@@ -108,9 +129,10 @@ static bool disk_ok(const struct ooc *b)
 	have = (uint64_t)sv.f_bavail * sv.f_frsize;
 	if (have >= need)
 		return true;
-	fprintf(stderr, "emm-bench: out-of-core needs %.1f GiB free in %s (2.5 x --size, for a plain\n"
-			"file and emm's swap file) and finds %.1f GiB; try a smaller --size, or point\n"
-			"TMPDIR at a roomier file system\n", need / GIB, b->dir, have / GIB);
+	fprintf(stderr, "emm-bench: out-of-core needs %.1f GiB free in %s (%s x --size, for a plain\n"
+			"file and the swap files) and finds %.1f GiB; try a smaller --size, or point\n"
+			"TMPDIR at a roomier file system\n", need / GIB, b->dir,
+		kernel_too ? "4" : "2.5", have / GIB);
 	return false;
 }
 
@@ -166,7 +188,8 @@ static void dev_random(struct worker *w)
 	}
 }
 
-static void emm_random(struct worker *w)
+/* On emm, or on the kernel's anonymous memory: the same loads and stores. */
+static void mem_random(struct worker *w)
 {
 	volatile uint64_t *region = w->b->region;
 
@@ -184,18 +207,18 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	if (w->on_emm)
-		emm_random(w);
+	if (w->on_memory)
+		mem_random(w);
 	else
 		dev_random(w);
 	return NULL;
 }
 
 /* Split the ops into equal slices; buffers are made before the clock starts. */
-static int worker_setup(struct ooc *b, struct worker *w, bool write, bool on_emm)
+static int worker_setup(struct ooc *b, struct worker *w, bool write, bool on_memory)
 {
 	for (unsigned t = 0; t < b->threads; t++) {
-		w[t] = (struct worker){ .b = b, .write = write, .on_emm = on_emm,
+		w[t] = (struct worker){ .b = b, .write = write, .on_memory = on_memory,
 					.from = b->nops * t / b->threads,
 					.to = b->nops * (t + 1) / b->threads };
 		w[t].page = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
@@ -224,7 +247,7 @@ static uint64_t worker_run(struct worker *w, unsigned n)
 }
 
 /* Nanoseconds for the b->nops accesses, or -errno; wrong words add to *bad. */
-static int64_t run_random(struct ooc *b, bool write, bool on_emm, uint64_t *bad)
+static int64_t run_random(struct ooc *b, bool write, bool on_memory, uint64_t *bad)
 {
 	struct worker *w = calloc(b->threads, sizeof(*w));
 	int64_t ns;
@@ -232,7 +255,7 @@ static int64_t run_random(struct ooc *b, bool write, bool on_emm, uint64_t *bad)
 
 	if (!w)
 		return -ENOMEM;
-	err = worker_setup(b, w, write, on_emm);
+	err = worker_setup(b, w, write, on_memory);
 	ns = err < 0 ? err : (int64_t)worker_run(w, b->threads);
 	for (unsigned t = 0; t < b->threads; t++) {
 		if (w[t].err < 0 && ns >= 0)
@@ -266,7 +289,7 @@ static int emm_setup(struct ooc *b)
 	return 0;
 }
 
-static uint64_t emm_fill(struct ooc *b)
+static uint64_t mem_fill(struct ooc *b)
 {
 	uint64_t t0 = bench_now_ns();
 
@@ -275,7 +298,7 @@ static uint64_t emm_fill(struct ooc *b)
 	return bench_now_ns() - t0;
 }
 
-static uint64_t emm_seq_read(struct ooc *b, uint64_t *bad)
+static uint64_t mem_seq_read(struct ooc *b, uint64_t *bad)
 {
 	uint64_t t0 = bench_now_ns();
 
@@ -284,6 +307,17 @@ static uint64_t emm_seq_read(struct ooc *b, uint64_t *bad)
 	return bench_now_ns() - t0;
 }
 
+/* CPU time of this process, all its threads (emm's own included), and its major faults. */
+static uint64_t cpu_ns(uint64_t *majflt)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	if (majflt)
+		*majflt = (uint64_t)ru.ru_majflt;
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
+}
 
 static struct emm_stats stats_delta(const struct emm_stats *a, const struct emm_stats *b)
 {
@@ -294,7 +328,7 @@ static struct emm_stats stats_delta(const struct emm_stats *a, const struct emm_
 }
 
 /* Keep the better rate of each side; emm's counters go with its rate. */
-static void record(struct result *r, double dev, double emm, uint64_t emm_ns,
+static void record(struct result *r, double dev, double emm, uint64_t emm_ns, uint64_t cpu,
 		   const struct emm_stats *d, uint64_t bad)
 {
 	if (dev > r->dev)
@@ -302,6 +336,7 @@ static void record(struct result *r, double dev, double emm, uint64_t emm_ns,
 	if (emm >= r->emm) {
 		r->emm = emm;
 		r->emm_sec = emm_ns / 1e9;
+		r->emm_cpu = cpu / 1e9;
 		r->st = *d;
 	}
 	r->bad += bad;
@@ -314,17 +349,19 @@ static int writeback_phase(struct ooc *b)
 {
 	int64_t dev = dev_seq(b, true);
 	struct emm_stats s0, s1, d;
-	uint64_t ns;
+	uint64_t ns, cpu;
 
 	if (dev < 0)
 		return complain("sequential write of the plain file", dev);
 	fdatasync(b->fd);
 	bench_stats(b->mm, &s0);
-	ns = emm_fill(b);
+	cpu = cpu_ns(NULL);
+	ns = mem_fill(b);
+	cpu = cpu_ns(NULL) - cpu;
 	bench_stats(b->mm, &s1);
 	d = stats_delta(&s0, &s1);
 	record(&b->res[WRITEBACK], mib_rate(b->size, (uint64_t)dev),
-	       mib_rate(d.swapouts * PAGE_SIZE, ns), ns, &d, 0);
+	       mib_rate(d.swapouts * PAGE_SIZE, ns), ns, cpu, &d, 0);
 	return 0;
 }
 
@@ -332,16 +369,18 @@ static int seq_read_phase(struct ooc *b)
 {
 	int64_t dev = dev_seq(b, false);
 	struct emm_stats s0, s1, d;
-	uint64_t ns, bad = 0;
+	uint64_t ns, bad = 0, cpu;
 
 	if (dev < 0)
 		return complain("sequential read of the plain file", dev);
 	bench_stats(b->mm, &s0);
-	ns = emm_seq_read(b, &bad);
+	cpu = cpu_ns(NULL);
+	ns = mem_seq_read(b, &bad);
+	cpu = cpu_ns(NULL) - cpu;
 	bench_stats(b->mm, &s1);
 	d = stats_delta(&s0, &s1);
 	record(&b->res[SEQ_READ], mib_rate(b->size, (uint64_t)dev),
-	       mib_rate(b->size, ns), ns, &d, bad);
+	       mib_rate(b->size, ns), ns, cpu, &d, bad);
 	return 0;
 }
 
@@ -355,7 +394,7 @@ static int rand_phase(struct ooc *b, int pat)
 	bool write = pat == RAND_WRITE;
 	int64_t dev = run_random(b, write, false, &(uint64_t){ 0 }), ns;
 	struct emm_stats s0, s1, d;
-	uint64_t bad = 0, t0, flush = 0;
+	uint64_t bad = 0, t0, flush = 0, cpu;
 	int err;
 
 	if (dev < 0)
@@ -364,6 +403,7 @@ static int rand_phase(struct ooc *b, int pat)
 	if (err < 0)
 		return complain("emm_advise(EMM_ADV_PAGEOUT)", err);
 	bench_stats(b->mm, &s0);
+	cpu = cpu_ns(NULL);
 	ns = run_random(b, write, true, &bad);
 	if (ns < 0)
 		return complain("emm threads", ns);
@@ -371,12 +411,115 @@ static int rand_phase(struct ooc *b, int pat)
 	if (write && (err = emm_advise(b->mm, (void *)b->region, b->size, EMM_ADV_PAGEOUT)) < 0)
 		return complain("emm_advise(EMM_ADV_PAGEOUT)", err);
 	flush = bench_now_ns() - t0;
+	cpu = cpu_ns(NULL) - cpu;
 	bench_stats(b->mm, &s1);
 	d = stats_delta(&s0, &s1);
 	if (bench_rate(b->nops, (uint64_t)ns) > b->res[pat].emm_alone)
 		b->res[pat].emm_alone = bench_rate(b->nops, (uint64_t)ns);
 	record(&b->res[pat], bench_rate(b->nops, (uint64_t)dev),
-	       bench_rate(b->nops, (uint64_t)ns + flush), (uint64_t)ns + flush, &d, bad);
+	       bench_rate(b->nops, (uint64_t)ns + flush), (uint64_t)ns + flush, cpu, &d, bad);
+	return 0;
+}
+
+/* ---- the kernel's swap: the same phases in a child in a memory cgroup ---- */
+
+/* One phase's wall time, CPU time and major faults, in the child. */
+struct kspan {
+	uint64_t t0, cpu0, flt0;
+};
+
+static void kspan_start(struct kspan *sp)
+{
+	sp->cpu0 = cpu_ns(&sp->flt0);
+	sp->t0 = bench_now_ns();
+}
+
+/* Close the span: the rate is events (pages, or bytes when mib) over its time. */
+static void kspan_end(const struct kspan *sp, struct kresult *r, double events, bool mib,
+		      uint64_t bad)
+{
+	uint64_t ns = bench_now_ns() - sp->t0, flt, cpu = cpu_ns(&flt) - sp->cpu0;
+
+	*r = (struct kresult){ .rate = mib ? mib_rate((uint64_t)events, ns) : bench_rate((uint64_t)events, ns),
+			       .sec = ns / 1e9, .cpu = cpu / 1e9, .majflt = flt - sp->flt0,
+			       .bad = bad };
+}
+
+/*
+ * The region paged out and its pages gone, as EMM_ADV_PAGEOUT leaves emm's:
+ * MADV_PAGEOUT alone leaves dirty pages in the swap cache under writeback,
+ * where the next fault finds them without I/O; emptying the cgroup waits
+ * for the writes and frees them.
+ */
+static int kernel_pageout(struct ooc *b)
+{
+	if (madvise((void *)b->region, b->size, MADV_PAGEOUT))
+		return -errno;
+	return bench_kswap_force_empty(b->ks);
+}
+
+static int kernel_random(struct ooc *b, struct kresult *r, bool write)
+{
+	struct kspan sp;
+	uint64_t bad = 0;
+	int64_t ns;
+
+	if (kernel_pageout(b))
+		return -1;
+	kspan_start(&sp);
+	ns = run_random(b, write, true, &bad);
+	if (ns < 0 || (write && kernel_pageout(b)))
+		return -1;
+	kspan_end(&sp, r, (double)b->nops, false, bad);
+	return 0;
+}
+
+/*
+ * In the child, in the cgroup: the fill's rate is the bytes the kernel wrote
+ * to swap over its time, as emm's is; then the reads and the random patterns.
+ */
+static int kernel_child(void *arg, void *out)
+{
+	struct ooc *b = arg;
+	struct kresult *r = out;
+	struct kspan sp;
+	uint64_t bad = 0;
+	void *p = mmap(NULL, b->size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -1;
+	madvise(p, b->size, MADV_NOHUGEPAGE);	/* 4 KiB pages, as emm's here */
+	b->region = p;
+	kspan_start(&sp);
+	mem_fill(b);
+	kspan_end(&sp, &r[WRITEBACK], (double)bench_kswap_counter(b->ks, "memory.stat", "swap"), true, 0);
+	kspan_start(&sp);
+	mem_seq_read(b, &bad);
+	kspan_end(&sp, &r[SEQ_READ], (double)b->size, true, bad);
+	if (kernel_random(b, &r[RAND_READ], false) || kernel_random(b, &r[RAND_WRITE], true))
+		return -1;
+	return 0;
+}
+
+/* One run of the kernel's side; keep each pattern's best. */
+static int kernel_run(struct ooc *b)
+{
+	struct kresult r[NR_PATTERNS];
+	int err = bench_kswap_run(b->ks, kernel_child, b, r, sizeof(r));
+
+	if (err < 0) {
+		snprintf(kernel.why, sizeof(kernel.why), "its child failed: %s", strerror(-err));
+		return err;
+	}
+	for (int i = 0; i < NR_PATTERNS; i++) {
+		uint64_t bad = kernel.res[i].bad + r[i].bad;
+
+		if (r[i].rate > kernel.res[i].rate)
+			kernel.res[i] = r[i];
+		kernel.res[i].bad = bad;
+	}
+	kernel.measured = true;
 	return 0;
 }
 
@@ -395,6 +538,10 @@ static int run_once(struct ooc *b)
 	if (err == 0)
 		err = rand_phase(b, RAND_WRITE);
 	emm_close(b->mm);
+	if (err == 0 && b->ks && kernel_run(b) < 0) {
+		bench_kswap_teardown(b->ks);
+		b->ks = NULL;
+	}
 	return err;
 }
 
@@ -421,34 +568,99 @@ static void header(const struct ooc *b, unsigned runs)
 {
 	printf("out-of-core: region %.0f MiB under a %.0f MiB budget, swap %.0f MiB in %s;\n"
 	       "  %zu random pages, %u thread(s), best of %u run(s); one word per page;\n"
-	       "  baselines: O_DIRECT on a plain file in the same directory; random patterns\n"
-	       "  start with the region paged out, rand-write includes writing it back\n",
+	       "  baselines: the kernel's swap (anonymous memory in a memory cgroup v1 limited\n"
+	       "  to the budget, a swap file in the same directory) and O_DIRECT on a plain\n"
+	       "  file there; random patterns start with the region paged out, rand-write\n"
+	       "  includes writing it back\n",
 	       b->size / MIB, b->limit / MIB, b->swap / MIB, b->dir, b->nops, b->threads, runs);
 	if (b->limit >= b->size)
 		printf("  note: the budget holds the whole region, so little goes to swap\n");
 }
 
-static double report(const struct ooc *b, int pat)
+/* The kernel's swap as a baseline for this pass: set up in the first pass only. */
+static void kernel_setup(struct ooc *b, struct bench_kswap *k)
+{
+	if (kernel.measured || kernel.why[0])
+		return;
+	if (bench_kswap_setup(k, b->limit, b->swap) < 0)
+		snprintf(kernel.why, sizeof(kernel.why), "%s", k->why);
+	else
+		b->ks = k;
+}
+
+static double ratio_of(double a, double b)
+{
+	return b > 0 ? a / b : 0;
+}
+
+static void report_row(const struct ooc *b, int pat)
 {
 	const struct bench_pattern *p = &patterns[pat];
 	const struct result *r = &b->res[pat];
-	const char *unit = p->random ? "ops/s" : "MiB/s";
-	double ratio = r->dev > 0 ? r->emm / r->dev : 0;
+	const struct kresult *k = &kernel.res[pat];
 
-	bench_record(p->name, r->emm, unit);
-	printf("%-10s  emm %8.0f %s  device (%s) %8.0f %s  emm/device %5.2f"
-	       "  (emm %.1f s; faults_major %llu swapins %llu swapouts %llu io_errors %llu",
-	       p->name, r->emm, unit, p->device, r->dev, unit, ratio, r->emm_sec,
+	printf("%-10s %-5s", p->name, p->random ? "ops/s" : "MiB/s");
+	if (kernel.measured)
+		printf(" %11.0f", k->rate);
+	else
+		printf(" %11s", "-");
+	printf(" %9.0f", r->emm);
+	if (kernel.measured)
+		printf(" %10.2f", ratio_of(r->emm, k->rate));
+	else
+		printf(" %10s", "-");
+	printf(" %9.0f %-12s %10.2f\n", r->dev, p->device, ratio_of(r->emm, r->dev));
+}
+
+/* What each side spent on a pattern, and anything that read back wrong. */
+static void report_detail(const struct ooc *b, int pat)
+{
+	const struct result *r = &b->res[pat];
+	const struct kresult *k = &kernel.res[pat];
+
+	printf("  %-10s emm %.2f s, cpu %.2f s, faults_major %llu swapins %llu swapouts %llu"
+	       " io_errors %llu", patterns[pat].name, r->emm_sec, r->emm_cpu,
 	       (unsigned long long)r->st.faults_major, (unsigned long long)r->st.swapins,
 	       (unsigned long long)r->st.swapouts, (unsigned long long)r->st.io_errors);
 	if (pat == RAND_WRITE)
 		printf("; writes alone %.0f ops/s", r->emm_alone);
 	if (r->bad)
 		printf("; %llu WRONG words", (unsigned long long)r->bad);
-	printf(")\n");
-	bench_data_pattern("out-of-core", p, "emm", r->emm);
-	bench_data_pattern("out-of-core", p, "device", r->dev);
-	return ratio;
+	printf("\n");
+	if (!kernel.measured)
+		return;
+	printf("  %-10s kernel-swap %.2f s, cpu %.2f s, major faults %llu", "", k->sec, k->cpu,
+	       (unsigned long long)k->majflt);
+	if (k->bad)
+		printf("; %llu WRONG words", (unsigned long long)k->bad);
+	printf("\n");
+}
+
+/* The table: the kernel's swap, emm, the device; ratios; then the costs; then data lines. */
+static void report(const struct ooc *b, bool kernel_data, double *ratio)
+{
+	printf("%-10s %-5s %11s %9s %10s %9s %-12s %10s\n", "pattern", "unit", "kernel-swap",
+	       "emm", "emm/kernel", "device", "(device)", "emm/device");
+	for (int i = 0; i < NR_PATTERNS; i++) {
+		report_row(b, i);
+		ratio[i] = ratio_of(b->res[i].emm, b->res[i].dev);
+	}
+	if (!kernel.measured)
+		printf("kernel-swap: skipped: %s\n", kernel.why);
+	printf("costs (wall and CPU time, faults):\n");
+	for (int i = 0; i < NR_PATTERNS; i++)
+		report_detail(b, i);
+	for (int i = 0; i < NR_PATTERNS; i++) {
+		const struct bench_pattern *p = &patterns[i];
+
+		bench_record(p->name, b->res[i].emm, p->random ? "ops/s" : "MiB/s");
+		if (kernel.measured)
+			bench_record_baseline(p->name, "kernel-swap", kernel.res[i].rate);
+		bench_data_pattern("out-of-core", p, "emm", b->res[i].emm);
+		bench_data_pattern("out-of-core", p, "device", b->res[i].dev);
+		if (kernel.measured && kernel_data)
+			bench_data_pattern("out-of-core", p, "kernel-swap", kernel.res[i].rate);
+	}
 }
 
 static void goals(const struct ooc *b, const double *ratio)
@@ -459,6 +671,10 @@ static void goals(const struct ooc *b, const double *ratio)
 		if (p->goal > 0)
 			printf("goal: %-10s emm >= %.1fx device %-12s: %s (%.2fx)\n", p->name,
 			       p->goal, p->device, ratio[i] >= p->goal ? "met" : "NOT met", ratio[i]);
+		if ((p->random || i == WRITEBACK || i == SEQ_READ) && kernel.measured)
+			printf("goal: %-10s emm >= 1.0x kernel-swap       : %s (%.2fx)\n", p->name,
+			       b->res[i].emm >= kernel.res[i].rate ? "met" : "NOT met",
+			       ratio_of(b->res[i].emm, kernel.res[i].rate));
 	}
 }
 
@@ -467,6 +683,8 @@ int bench_out_of_core(const struct bench_opts *o)
 	struct ooc b = { .size = o->size, .limit = o->limit ? o->limit : DEFAULT_LIMIT,
 			 .pages = o->size / PAGE_SIZE, .dir = swap_dir(), .fd = -1 };
 	double ratio[NR_PATTERNS];
+	struct bench_kswap k;
+	bool first = !kernel.measured && !kernel.why[0];
 	int err = 0;
 
 	b.nops = o->ops && o->ops < b.pages ? o->ops : b.pages;
@@ -476,16 +694,21 @@ int bench_out_of_core(const struct bench_opts *o)
 	if (b.threads > b.nops)
 		b.threads = (unsigned)b.nops;
 	b.swap = b.size + b.size / 4;
-	if (!disk_ok(&b) || prepare(&b) < 0) {
+	if (!disk_ok(&b, first) || prepare(&b) < 0) {
 		err = -1;
 		goto out;
 	}
 	header(&b, o->runs);
+	if (first)
+		kernel_setup(&b, &k);
 	for (unsigned r = 0; r < o->runs && err == 0; r++)
 		err = run_once(&b);
+	if (b.ks)
+		bench_kswap_teardown(b.ks);
 	if (err == 0) {
-		for (int i = 0; i < NR_PATTERNS; i++)
-			ratio[i] = report(&b, i);
+		report(&b, first, ratio);
+		if (!first && kernel.measured)
+			printf("(kernel-swap: as measured in the first pass)\n");
 		goals(&b, ratio);
 	}
 out:

@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: MIT */
+/* emm-bench clients: unmodified programs under a budget, libemm-preload.so against the kernel's swap in a memory cgroup. */
+#include "bench.h"
+#include "kswap.h"
+
+#include <emm.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MIB		(1024.0 * 1024.0)
+#define DEFAULT_N	400000		/* the Lua script's strings */
+
+/* The Lua script of the preload's test: n strings built, sorted, concatenated, written and read back. */
+static const char lua_script[] =
+	"collectgarbage(\"generational\")\n"
+	"local n = tonumber(arg[2])\n"
+	"local t = {}\n"
+	"for i = 1, n do\n"
+	"\t-- keys out of order in runs of 16: the sort has work, with locality\n"
+	"\tlocal k = i + 15 - 2 * ((i - 1) % 16)\n"
+	"\tt[i] = string.format(\"%08d:\", k) .. string.rep(string.char(65 + k % 26), 130 + k % 64)\n"
+	"end\n"
+	"table.sort(t)\n"
+	"local sorted = true\n"
+	"for i = 2, n do if t[i - 1] >= t[i] then sorted = false end end\n"
+	"local s = table.concat(t, \"\\n\")\n"
+	"print(\"sorted\", sorted, \"strings\", #t, \"bytes\", #s)\n"
+	"t = nil\n"
+	"local big = s:sub(1, 64 * 1024 * 1024)\n"
+	"local f = assert(io.open(arg[1], \"wb\"))\n"
+	"assert(f:write(big))\n"
+	"assert(f:close())\n"
+	"f = assert(io.open(arg[1], \"rb\"))\n"
+	"local back = f:read(\"a\")\n"
+	"f:close()\n"
+	"print(\"wrote\", #big, \"read\", #back, \"same\", back == big)\n";
+
+/* The sqlite3 shell script of the preload's test: a table and its index in a large page cache. */
+static const char sqlite_script[] =
+	"PRAGMA cache_size = -200000;\n"
+	"CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v TEXT);\n"
+	"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %llu)\n"
+	"INSERT INTO t SELECT i, printf('%%08x-%%d', (i * 2654435761) %% 4294967296, i), "
+	"printf('%%0150d', i) FROM n;\n"
+	"CREATE INDEX t_k ON t(k);\n"
+	"PRAGMA integrity_check;\n"
+	"SELECT count(*), sum(length(v)), min(k), max(k) FROM t;\n"
+	"SELECT id, k FROM t ORDER BY k LIMIT 3 OFFSET %llu;\n";
+
+enum subject { PLAIN, EMM, KERNEL, NR_SUBJECTS };
+
+static const char *const subject_names[NR_SUBJECTS] = { "unconstrained", "emm-uffd",
+							 "kernel-swap" };
+
+/* What one run of a program cost, and what it printed. */
+struct outcome {
+	bool ran, ok, same, oom;
+	bool no_stats;			/* emm: none printed, so the preload did not take */
+	double sec, cpu;
+	uint64_t maxrss, majflt;	/* as the kernel saw the process */
+	uint64_t swapins, faults_major;	/* emm's (EMM_SHOW_STATS), or the cgroup's */
+};
+
+struct client {
+	const char *name, *program, *what;
+	int (*prepare)(const char *dir, uint64_t n);
+	void (*argv)(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX]);
+	const char *stdin_name;		/* in the directory, or NULL */
+};
+
+struct ctx {
+	char dir[PATH_MAX];
+	uint64_t n;			/* the Lua script's strings */
+	char preload[PATH_MAX];
+	const char *no_emm, *no_kernel;	/* why a subject is skipped, or NULL */
+	struct bench_kswap k;
+	bool kswap;
+};
+
+/* A path of PATH_MAX bytes, cut short if it must be (it then names nothing). */
+static char *path_of(char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(path, PATH_MAX, fmt, ap);
+	va_end(ap);
+	return path;
+}
+
+/*
+ * What a signal must not leave behind: the program running, the files in
+ * the directory, the directory. Set before the runs, so that the handler
+ * only calls kill, waitpid, unlink and rmdir.
+ */
+static struct {
+	char dir[PATH_MAX];
+	char files[24][64];
+	int nr_files;
+	volatile pid_t running;
+	struct sigaction old[3];
+} leftovers;
+
+static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
+
+static void on_signal(int sig)
+{
+	char path[PATH_MAX];
+	pid_t pid = leftovers.running;
+	int i;
+
+	if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	for (i = 0; i < leftovers.nr_files; i++) {
+		size_t n = strlen(leftovers.dir);
+
+		memcpy(path, leftovers.dir, n);
+		path[n] = '/';
+		memcpy(path + n + 1, leftovers.files[i], strlen(leftovers.files[i]) + 1);
+		unlink(path);
+	}
+	rmdir(leftovers.dir);
+	for (i = 0; i < 3 && signals[i] != sig; i++)
+		;
+	sigaction(sig, i < 3 ? &leftovers.old[i] : NULL, NULL);
+	raise(sig);
+}
+
+static void leftover(const char *name)
+{
+	if (leftovers.nr_files < 24)
+		snprintf(leftovers.files[leftovers.nr_files++], 64, "%s", name);
+}
+
+static int write_text(const char *dir, const char *name, const char *text)
+{
+	char path[PATH_MAX];
+	FILE *f;
+	int err = 0;
+
+	path_of(path, "%s/%s", dir, name);
+	if (!(f = fopen(path, "we")))
+		return -errno;
+	if (fputs(text, f) < 0)
+		err = -EIO;
+	if (fclose(f) && !err)
+		err = -errno;
+	return err;
+}
+
+static int lua_prepare(const char *dir, uint64_t n)
+{
+	return write_text(dir, "s.lua", lua_script);
+}
+
+static void lua_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX])
+{
+	path_of(buf[0], "%s/s.lua", dir);
+	path_of(buf[1], "%s/lua.out", dir);
+	path_of(buf[2], "%llu", (unsigned long long)n);
+	av[0] = "lua5.4", av[1] = buf[0], av[2] = buf[1], av[3] = buf[2], av[4] = NULL;
+}
+
+/* SQLite's rows: 5/8 of the Lua strings, 250000 at the default. */
+static uint64_t sqlite_rows(uint64_t n)
+{
+	return n * 5 / 8;
+}
+
+static int sqlite_prepare(const char *dir, uint64_t n)
+{
+	char sql[sizeof(sqlite_script) + 64];
+
+	snprintf(sql, sizeof(sql), sqlite_script, (unsigned long long)sqlite_rows(n),
+		 (unsigned long long)sqlite_rows(n) * 2 / 5);
+	return write_text(dir, "build.sql", sql);
+}
+
+static void sqlite_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX])
+{
+	path_of(buf[0], "%s/t.db", dir);
+	av[0] = "sqlite3", av[1] = buf[0], av[2] = NULL;
+}
+
+static const struct client clients[] = {
+	{ "lua", "lua5.4", "strings built, sorted, concatenated", lua_prepare, lua_argv, NULL },
+	{ "sqlite", "sqlite3", "rows in a table and its index, a 200 MB page cache", sqlite_prepare,
+	  sqlite_argv, "build.sql" },
+};
+
+#define NR_CLIENTS	(sizeof(clients) / sizeof(clients[0]))
+
+/* Is the program on PATH? */
+static bool installed(const char *program)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", program);
+	return system(cmd) == 0;
+}
+
+/* libemm-preload.so of this program's tree: bench/../heap/. */
+static void find_preload(struct ctx *c)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	self[n > 0 ? n : 0] = 0;
+	if ((slash = strrchr(self, '/')))
+		*slash = 0;
+	path_of(c->preload, "%s/../heap/libemm-preload.so", self);
+}
+
+
+static bool same_file(const char *a, const char *b)
+{
+	FILE *fa = fopen(a, "re"), *fb = fopen(b, "re");
+	bool same = fa && fb;
+	int ca, cb;
+
+	while (same && ((ca = getc(fa)) != EOF) | ((cb = getc(fb)) != EOF))
+		same = ca == cb;
+	if (fa)
+		fclose(fa);
+	if (fb)
+		fclose(fb);
+	return same;
+}
+
+/* In the child: the subject's set-up, the files, then the program. */
+static void child(struct ctx *c, const struct client *cl, enum subject s, uint64_t budget,
+		  char **av)
+{
+	char path[PATH_MAX], val[32];
+	int fd;
+
+	if (s == KERNEL && bench_kswap_join(&c->k))
+		_exit(126);
+	if (s == EMM) {
+		snprintf(val, sizeof(val), "%llu", (unsigned long long)budget);
+		setenv("EMM_BACKEND", "uffd", 1);
+		setenv("EMM_MEM_LIMIT", val, 1);
+		setenv("EMM_SWAP_SIZE", "4G", 1);
+		setenv("EMM_SHOW_STATS", "1", 1);
+		setenv("LD_PRELOAD", c->preload, 1);
+	}
+	path_of(path, "%s/%s.%s", c->dir, cl->name, subject_names[s]);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || dup2(fd, 1) < 0)
+		_exit(126);
+	path_of(path, "%s/%s.%s.err", c->dir, cl->name, subject_names[s]);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || dup2(fd, 2) < 0)
+		_exit(126);
+	path_of(path, "%s/%s", c->dir, cl->stdin_name ? cl->stdin_name : "");
+	fd = open(cl->stdin_name ? path : "/dev/null", O_RDONLY);
+	if (fd < 0 || dup2(fd, 0) < 0)
+		_exit(126);
+	execvp(av[0], av);
+	_exit(127);
+}
+
+/* The program's output files from a run go, so the next one starts afresh. */
+static void clean(struct ctx *c)
+{
+	char path[PATH_MAX];
+
+	path_of(path, "%s/lua.out", c->dir);
+	unlink(path);
+	path_of(path, "%s/t.db", c->dir);
+	unlink(path);
+}
+
+static double tv_sec(struct timeval tv)
+{
+	return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+/* The counters each subject reports for itself, after the run. */
+static void counters(struct ctx *c, const struct client *cl, enum subject s, struct outcome *o,
+		     const uint64_t *before)
+{
+	char err[PATH_MAX], out[PATH_MAX], plain[PATH_MAX];
+
+	path_of(err, "%s/%s.%s.err", c->dir, cl->name, subject_names[s]);
+	path_of(out, "%s/%s.%s", c->dir, cl->name, subject_names[s]);
+	path_of(plain, "%s/%s.%s", c->dir, cl->name, subject_names[PLAIN]);
+	o->same = same_file(out, plain);
+	if (s == EMM) {
+		o->swapins = bench_counter(err, "swapins");
+		o->faults_major = bench_counter(err, "faults_major");
+		o->no_stats = !bench_counter(err, "limit_bytes");
+		o->ok = o->ok && !o->no_stats;
+	} else if (s == KERNEL) {
+		o->swapins = bench_kswap_counter(&c->k, "memory.stat", "workingset_refault_anon") -
+			     before[0];
+		o->faults_major = bench_kswap_counter(&c->k, "memory.stat", "pgmajfault") - before[1];
+		o->oom = bench_kswap_counter(&c->k, "memory.oom_control", "oom_kill") > before[2];
+	}
+}
+
+/* One run of the program as the subject has it. */
+static int run_program(struct ctx *c, const struct client *cl, enum subject s, uint64_t budget,
+		       struct outcome *o)
+{
+	char buf[3][PATH_MAX], *av[8];
+	uint64_t before[3] = { 0 }, t0;
+	struct rusage ru;
+	int status;
+	pid_t pid;
+
+	cl->argv(c->dir, c->n, av, buf);
+	if (s == KERNEL) {
+		bench_kswap_set_limit(&c->k, budget);
+		before[0] = bench_kswap_counter(&c->k, "memory.stat", "workingset_refault_anon");
+		before[1] = bench_kswap_counter(&c->k, "memory.stat", "pgmajfault");
+		before[2] = bench_kswap_counter(&c->k, "memory.oom_control", "oom_kill");
+	}
+	fflush(stdout);
+	t0 = bench_now_ns();
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0)
+		child(c, cl, s, budget, av);
+	if (s == KERNEL)
+		bench_kswap_child(&c->k, pid);
+	leftovers.running = pid;
+	if (wait4(pid, &status, 0, &ru) < 0)
+		return -errno;
+	leftovers.running = 0;
+	*o = (struct outcome){ .ran = true, .sec = (bench_now_ns() - t0) / 1e9,
+			       .cpu = tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime),
+			       .maxrss = (uint64_t)ru.ru_maxrss * 1024, .majflt = (uint64_t)ru.ru_majflt,
+			       .ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 };
+	if (s == KERNEL)
+		bench_kswap_child(&c->k, 0);
+	counters(c, cl, s, o, before);
+	clean(c);
+	return 0;
+}
+
+/* The best (fastest successful) of the runs. */
+static void best_of(struct ctx *c, const struct client *cl, enum subject s, uint64_t budget,
+		    unsigned runs, struct outcome *best)
+{
+	*best = (struct outcome){ 0 };
+	for (unsigned r = 0; r < runs; r++) {
+		struct outcome o;
+
+		if (run_program(c, cl, s, budget, &o) < 0)
+			continue;
+		if (!best->ran || (o.ok && (!best->ok || o.sec < best->sec)))
+			*best = o;
+	}
+}
+
+static void row(const char *budget, enum subject s, const struct outcome *o)
+{
+	printf("  %-6s %-13s", budget, subject_names[s]);
+	if (!o->ran) {
+		printf(" did not start\n");
+		return;
+	}
+	printf(" %8.2f %7.2f %8.0f", o->sec, o->cpu, o->maxrss / MIB);
+	if (s == PLAIN)
+		printf(" %9s %9s", "-", "-");
+	else
+		printf(" %9llu %9llu", (unsigned long long)o->swapins,
+		       (unsigned long long)o->faults_major);
+	printf("  %s%s%s\n", !o->ok ? "FAILED" : o->same ? "same" : "DIFFERENT",
+	       o->oom ? ", killed by the OOM killer" : "",
+	       o->no_stats ? ", no emm statistics at exit: the preload did not take" : "");
+}
+
+/* pattern (client-budget) and the subject's figures as data lines; a run
+ * that failed (killed by the OOM killer, an error) as unit=failed. */
+static void data(const char *pattern, enum subject s, const struct outcome *o)
+{
+	if (o->ran && !o->ok)
+		bench_data("clients", pattern, subject_names[s], 1, "failed");
+	if (!o->ran || !o->ok)
+		return;
+	bench_data("clients", pattern, subject_names[s], o->sec * 1000, "ms");
+	if (s != PLAIN)
+		bench_data("clients", pattern, subject_names[s], (double)o->swapins, "swapins");
+}
+
+static void budget_name(uint64_t b, char *out, size_t len)
+{
+	if (b % (1 << 20) == 0)
+		snprintf(out, len, "%lluM", (unsigned long long)(b >> 20));
+	else
+		snprintf(out, len, "%lluK", (unsigned long long)(b >> 10));
+}
+
+/* The subjects under one budget, their rows, the ratio, the data lines. */
+static void under_budget(struct ctx *c, const struct client *cl, uint64_t budget, unsigned runs,
+			 const struct outcome *plain)
+{
+	struct outcome e = { 0 }, k = { 0 };
+	char name[32], pattern[64];
+
+	budget_name(budget, name, sizeof(name));
+	snprintf(pattern, sizeof(pattern), "%s-%s", cl->name, name);
+	if (!c->no_emm) {
+		best_of(c, cl, EMM, budget, runs, &e);
+		row(name, EMM, &e);
+	}
+	if (!c->no_kernel) {
+		best_of(c, cl, KERNEL, budget, runs, &k);
+		row(name, KERNEL, &k);
+	}
+	if (e.ok && k.ok)
+		printf("  %-6s emm/kernel: speed %.2f, swap-ins %.2fx\n", name, k.sec / e.sec,
+		       k.swapins ? (double)e.swapins / k.swapins : 0.0);
+	data(pattern, PLAIN, plain);
+	data(pattern, EMM, &e);
+	data(pattern, KERNEL, &k);
+}
+
+static void one_client(struct ctx *c, const struct client *cl, const struct bench_opts *o,
+		       const struct outcome *plain)
+{
+	uint64_t n = cl->prepare == sqlite_prepare ? sqlite_rows(c->n) : c->n;
+
+	printf("\n%s: %llu %s\n", cl->name, (unsigned long long)n, cl->what);
+	printf("  %-6s %-13s %8s %7s %8s %9s %9s  %s\n", "budget", "subject", "wall s", "cpu s",
+	       "peak MiB", "swap-ins", "major", "output");
+	row("-", PLAIN, plain);
+	if (!plain->ok) {
+		printf("  the unconstrained run failed: the client is skipped\n");
+		return;
+	}
+	for (unsigned i = 0; i < o->nr_limits; i++)
+		under_budget(c, cl, o->limits[i], o->runs, plain);
+}
+
+static void header(const struct ctx *c, const struct bench_opts *o)
+{
+	printf("clients: unmodified programs, each unconstrained, under emm and under the\n"
+	       "  kernel's swap; best of %u run(s); output compared with the unconstrained run's\n"
+	       "  emm-uffd: LD_PRELOAD=%s EMM_BACKEND=uffd\n"
+	       "    EMM_MEM_LIMIT=budget EMM_SWAP_SIZE=4G; swap-ins and major faults from its\n"
+	       "    statistics at exit (EMM_SHOW_STATS=1)\n"
+	       "  kernel-swap: a memory cgroup v1 with memory.limit_in_bytes = budget (which holds\n"
+	       "    the program's page cache too) and a swap file; swap-ins are the cgroup's\n"
+	       "    workingset_refault_anon, major faults its pgmajfault\n"
+	       "  peak MiB: the process's maximum resident set as the kernel counts it\n",
+	       o->runs, c->preload);
+	if (c->no_emm)
+		printf("emm-uffd: skipped: %s\n", c->no_emm);
+	if (c->no_kernel)
+		printf("kernel-swap: skipped: %s\n", c->no_kernel);
+}
+
+/* Which subjects can run; the kernel's swap is sized from the programs' peaks. */
+static void subjects(struct ctx *c, const struct bench_opts *o, uint64_t peak)
+{
+	static char why[300];
+	uint64_t top = 0;
+
+	if (!bench_offered(EMM_BACKEND_UFFD))
+		c->no_emm = "no instance on the uffd backend here; on signal, the programs' "
+			    "system calls on non-resident heap pages fail with EFAULT";
+	else if (access(c->preload, R_OK))
+		c->no_emm = "no libemm-preload.so in the tree (make)";
+	for (unsigned i = 0; i < o->nr_limits; i++)
+		top = o->limits[i] > top ? o->limits[i] : top;
+	if (bench_kswap_setup(&c->k, top, 2 * peak + (256ULL << 20)) < 0) {
+		snprintf(why, sizeof(why), "%s", c->k.why);
+		c->no_kernel = why;
+	} else {
+		c->kswap = true;
+	}
+}
+
+static int make_dir(struct ctx *c)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	struct sigaction sa = { .sa_handler = on_signal };
+	char name[64];
+
+	snprintf(c->dir, sizeof(c->dir), "%s/emm-bench-clients-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+	if (!mkdtemp(c->dir)) {
+		fprintf(stderr, "emm-bench: clients: %s: %s\n", c->dir, strerror(errno));
+		return -1;
+	}
+	snprintf(leftovers.dir, sizeof(leftovers.dir), "%s", c->dir);
+	leftover("s.lua"), leftover("lua.out"), leftover("build.sql"), leftover("t.db");
+	for (size_t i = 0; i < NR_CLIENTS; i++)
+		for (int s = 0; s < NR_SUBJECTS; s++) {
+			snprintf(name, sizeof(name), "%s.%s", clients[i].name, subject_names[s]);
+			leftover(name);
+			snprintf(name, sizeof(name), "%s.%s.err", clients[i].name, subject_names[s]);
+			leftover(name);
+		}
+	sigemptyset(&sa.sa_mask);
+	for (int i = 0; i < 3; i++)
+		sigaction(signals[i], &sa, &leftovers.old[i]);
+	return 0;
+}
+
+static void remove_dir(struct ctx *c)
+{
+	char path[PATH_MAX];
+
+	for (int i = 0; i < 3; i++)
+		sigaction(signals[i], &leftovers.old[i], NULL);
+	for (int i = 0; i < leftovers.nr_files; i++)
+		unlink(path_of(path, "%s/%s", c->dir, leftovers.files[i]));
+	if (rmdir(c->dir))
+		fprintf(stderr, "emm-bench: clients: could not remove %s: %s\n", c->dir,
+			strerror(errno));
+}
+
+int bench_clients(const struct bench_opts *o)
+{
+	struct bench_opts opts = *o;
+	struct ctx c = { .n = o->ops ? o->ops : DEFAULT_N };
+	struct outcome plain[NR_CLIENTS] = { 0 };
+	bool have[NR_CLIENTS];
+	uint64_t peak = 0;
+
+	if (!opts.nr_limits) {
+		opts.limits[0] = 64ULL << 20, opts.limits[1] = 48ULL << 20;
+		opts.nr_limits = 2;
+	}
+	find_preload(&c);
+	if (make_dir(&c) < 0)
+		return 1;
+	/* Unconstrained first: their peaks size the kernel's swap file. */
+	for (size_t i = 0; i < NR_CLIENTS; i++) {
+		have[i] = installed(clients[i].program) && clients[i].prepare(c.dir, c.n) == 0;
+		if (have[i])
+			best_of(&c, &clients[i], PLAIN, 0, opts.runs, &plain[i]);
+		peak = plain[i].maxrss > peak ? plain[i].maxrss : peak;
+	}
+	subjects(&c, &opts, peak);
+	header(&c, &opts);
+	for (size_t i = 0; i < NR_CLIENTS; i++) {
+		if (have[i])
+			one_client(&c, &clients[i], &opts, &plain[i]);
+		else
+			printf("\n%s: skipped: %s not installed (make deps)\n", clients[i].name,
+			       clients[i].program);
+	}
+	if (c.kswap)
+		bench_kswap_teardown(&c.k);
+	remove_dir(&c);
+	return 0;
+}
