@@ -29,18 +29,16 @@ bool page_clean_copy(struct rsv *r, uint64_t val)
 {
 	if (pte_state(val) != PTE_RESIDENT || (val & PTE_DIRTY))
 		return false;
-	return (val & PTE_FILE) || r->mm->lru->frames[pte_val(val)].slot;
+	return (val & PTE_FILE) || frame_slot(r->mm->lru, pte_val(val));
 }
 
 /* Async-signal-safe. The page is about to be written: its swap copy is stale. */
 static uint64_t page_dirty(struct rsv *r, uint64_t val)
 {
-	struct frame *f = &r->mm->lru->frames[pte_val(val)];
+	uint32_t slot = frame_take_slot(r->mm->lru, pte_val(val));
 
-	if (f->slot) {
-		swap_free(r->mm->swap, f->slot);
-		f->slot = 0;
-	}
+	if (slot)
+		swap_free(r->mm->swap, slot);
 	return val | PTE_DIRTY;
 }
 
@@ -153,7 +151,7 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 			continue;
 		}
 		f = pte_val(locked_val(r, pages[i]));
-		r->mm->lru->frames[f].slot = io[i].slot;
+		frame_set_slot(r->mm->lru, f, io[i].slot);
 		count_event(r->mm, swapins);
 		atomic_fetch_add_explicit(&frame_lruvec(r->mm->lru, f)->swapins, 1,
 					  memory_order_relaxed);
@@ -311,10 +309,10 @@ static void drop_page(struct rsv *r, uintptr_t a)
 	struct emm *mm = r->mm;
 
 	if (pte_state(old) == PTE_RESIDENT) {
-		struct frame *f = &mm->lru->frames[pte_val(old)];
+		uint32_t slot = frame_take_slot(mm->lru, pte_val(old));
 
-		if (f->slot)
-			swap_free(mm->swap, f->slot);
+		if (slot)
+			swap_free(mm->swap, slot);
 		frame_free(mm, pte_val(old));
 		atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
 	} else if (pte_state(old) == PTE_SWAPPED) {
