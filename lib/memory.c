@@ -67,22 +67,20 @@ void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t 
 	}
 }
 
-/* Async-signal-safe. The protection a page of vma gets when mapped. */
-int target_prot(const struct emm_vma *vma)
+/* Async-signal-safe. page_node on a machine of several nodes. */
+static int policy_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
-	return vma->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : vma->prot;
+	int n = numa_policy_node(vma->numa_policy, vma->numa_nodes, rsv_ppn(r, a) + r->mm->ino_bias);
+
+	return n < 0 || n >= r->mm->lru->nnodes ? 0 : n;
 }
 
 /* Async-signal-safe. The node a new page of vma at a lands on: the one its
- * memory policy gives (what the kernel does with a memfd page). */
-static int page_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+ * memory policy gives (what the kernel does with a memfd page). Inline for
+ * the machines of one node, where the answer needs no policy. */
+static inline int page_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
-	int n;
-
-	if (r->mm->lru->nnodes == 1)
-		return 0;
-	n = numa_policy_node(vma->numa_policy, vma->numa_nodes, rsv_ppn(r, a) + r->mm->ino_bias);
-	return n < 0 || n >= r->mm->lru->nnodes ? 0 : n;
+	return r->mm->lru->nnodes == 1 ? 0 : policy_node(r, vma, a);
 }
 
 /* Async-signal-safe. A new frame for the locked, never-touched page at a
