@@ -132,11 +132,15 @@ static void charge_over_low(struct emm *mm, int target, long pages)
  */
 void mm_charge(struct emm *mm, int node, long pages)
 {
-	if (!over(mm, node, wmark_of(&mm->cfg.wmark_low), pages)) {
-		if (resident(mm) + pages <= wmark(mm, wmark_of(&mm->cfg.wmark_low)))
-			return;
+	uint64_t low = wmark_of(&mm->cfg.wmark_low);
+
+	/* Below the watermark, the node and the instance both (so not over()):
+	 * nothing to do, the case of nearly every fault. */
+	if (node_resident(mm, node) + pages <= node_wmark(mm, node, low) &&
+	    resident(mm) + pages <= wmark(mm, low))
+		return;
+	if (!over(mm, node, low, pages))
 		node = busiest_node(mm);
-	}
 	charge_over_low(mm, node, pages);
 }
 
