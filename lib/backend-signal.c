@@ -25,6 +25,31 @@ static const int fault_signals[] = { SIGSEGV, SIGBUS };
 static struct sigaction old_action[ARRAY_SIZE(fault_signals)];
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 static int users;
+static bool atfork_set;
+/* This process's pid, renewed in a child by fork(3)'s atfork handler, so
+ * that a fault asks no getpid system call (see fault_foreign). */
+static _Atomic pid_t self_pid;
+
+/* Async-signal-safe (it runs in a forked child too). */
+static void self_pid_renew(void)
+{
+	atomic_store_explicit(&self_pid, getpid(), memory_order_relaxed);
+}
+
+/*
+ * Async-signal-safe. Is this a forked child touching its parent's instance
+ * (mm_foreign)? A child made by fork(3) knows its pid from the atfork
+ * handler; one made without it (_Fork, clone) is asked the kernel only
+ * when the address has no mapping at all, as the views it did not inherit
+ * (MADV_DONTFORK) have none: in the instance's own process an app-view
+ * fault is always an access error (SIGSEGV) or the userfaultfd's SIGBUS.
+ */
+static bool fault_foreign(const struct emm *mm, int sig, const siginfo_t *si)
+{
+	if (atomic_load_explicit(&self_pid, memory_order_relaxed) != mm->pid)
+		return true;
+	return sig == SIGSEGV && si->si_code == SEGV_MAPERR && mm_foreign(mm);
+}
 
 /* Async-signal-safe. */
 static struct sigaction *old_for(int sig)
@@ -207,7 +232,7 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	}
 	r = si->si_code > 0 ? rsv_enter(addr, &srcu) : NULL;
 
-	if (r && mm_foreign(r->mm)) {
+	if (r && fault_foreign(r->mm, sig, si)) {
 		static const char msg[] = "emm: a forked child touched memory of an emm instance "
 					  "of its parent, which it does not inherit\n";
 
@@ -301,6 +326,9 @@ int backend_signal_get(void)
 	 * (a fill on a pager thread, a trap callback) may touch emm memory. */
 	sig_fill_async(&sa.sa_mask);
 	pthread_mutex_lock(&install_lock);
+	if (!atfork_set && pthread_atfork(NULL, NULL, self_pid_renew) == 0)
+		atfork_set = true;
+	self_pid_renew();
 	for (size_t i = 0; !users && i < ARRAY_SIZE(fault_signals); i++)
 		if (sigaction(fault_signals[i], &sa, &old_action[i]) < 0)
 			err = -errno;
@@ -385,7 +413,8 @@ static int app_protect(struct rsv *r, uintptr_t start, uintptr_t end, int prot, 
 		return -err;
 	}
 	backend_set_pte_prot(r, start, end, prot);
-	kvma_add(r, delta);
+	if (delta)	/* a run that grows by a page: most faults */
+		kvma_add(r, delta);
 	mutex_unlock(&r->prot_lock);
 	return 0;
 }

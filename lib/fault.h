@@ -24,7 +24,5 @@ enum fault_result {
 bool vma_access_error(const struct emm_vma *vma, int access);
 enum fault_result do_user_fault(struct rsv *r, uintptr_t addr, int access,
 				const struct emm_vma **vmap);
-enum fault_result handle_mm_fault(struct rsv *r, uintptr_t addr, int access,
-				  const struct emm_vma *vma);
 
 #endif /* EMM_FAULT_H */

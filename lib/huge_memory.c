@@ -15,28 +15,6 @@
 #include "vma.h"
 
 
-/* Async-signal-safe. May the extent at a (PMD-aligned) be huge in vma? */
-bool vma_thp_allowed(const struct emm *mm, const struct emm_vma *vma, uintptr_t a)
-{
-	if (mm->cfg.thp == EMM_THP_NEVER || vma->policy != EMM_POLICY_ANON ||
-	    (vma->flags & EMM_MAP_NOHUGEPAGE))
-		return false;
-	if (mm->cfg.thp == EMM_THP_MADVISE && !(vma->flags & EMM_MAP_HUGEPAGE))
-		return false;
-	return a >= vma->start && a + PMD_SIZE <= vma->end && vma->prot != EMM_PROT_NONE;
-}
-
-/* Async-signal-safe. Should a first touch at addr map its whole extent? */
-bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
-{
-	struct emm *mm = r->mm;
-	long room = (long)((mm->cfg.mem_limit - mm->cfg.wmark_low) >> PAGE_SHIFT) -
-		    (long)atomic_load_explicit(&mm->c.resident_pages, memory_order_relaxed);
-
-	return vma_thp_allowed(mm, vma, ALIGN_DOWN(addr, PMD_SIZE)) &&
-	       room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
-}
-
 #define COLLAPSE_TRIES 4	/* MADV_COLLAPSE calls on an EAGAIN streak */
 
 /*

@@ -4,10 +4,35 @@
 #define EMM_HUGE_MEMORY_H
 
 #include "internal.h"
+#include "pte.h"
+#include "vma_tree.h"
+
+/* Async-signal-safe. May the extent at a (PMD-aligned) be huge in vma? */
+static inline bool vma_thp_allowed(const struct emm *mm, const struct emm_vma *vma, uintptr_t a)
+{
+	if (mm->cfg.thp == EMM_THP_NEVER || vma->policy != EMM_POLICY_ANON ||
+	    (vma->flags & EMM_MAP_NOHUGEPAGE))
+		return false;
+	if (mm->cfg.thp == EMM_THP_MADVISE && !(vma->flags & EMM_MAP_HUGEPAGE))
+		return false;
+	return a >= vma->start && a + PMD_SIZE <= vma->end && vma->prot != EMM_PROT_NONE;
+}
+
+/* Async-signal-safe. Should a first touch at addr map its whole extent?
+ * Inline: every first touch asks, and most are told no at once. */
+static inline bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
+{
+	struct emm *mm = r->mm;
+	long room;
+
+	if (!vma_thp_allowed(mm, vma, ALIGN_DOWN(addr, PMD_SIZE)))
+		return false;
+	room = (long)((mm->cfg.mem_limit - mm->cfg.wmark_low) >> PAGE_SHIFT) -
+	       (long)atomic_load_explicit(&mm->c.resident_pages, memory_order_relaxed);
+	return room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
+}
 
 /* huge_memory.c */
-bool vma_thp_allowed(const struct emm *mm, const struct emm_vma *vma, uintptr_t a);
-bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr);
 int collapse_locked(struct rsv *r, uintptr_t a);
 void collapse_fresh(struct rsv *r, uintptr_t a);
 void split_huge_locked(struct rsv *r, uintptr_t a);

@@ -58,7 +58,7 @@ static long node_resident(const struct emm *mm, int n)
 	return atomic_load_explicit(&mm->lru->node[n].resident, memory_order_relaxed);
 }
 
-static long node_wmark(const struct emm *mm, int n, uint64_t headroom)
+static inline long node_wmark(const struct emm *mm, int n, uint64_t headroom)
 {
 	long lim = node_limit(mm, n);
 
@@ -80,7 +80,7 @@ static int busiest_node(const struct emm *mm)
 
 /* Async-signal-safe. Is the node (or the instance, through its busiest
  * node) above the watermark? */
-static bool over(const struct emm *mm, int n, uint64_t headroom, long more)
+static inline bool over(const struct emm *mm, int n, uint64_t headroom, long more)
 {
 	if (node_resident(mm, n) + more > node_wmark(mm, n, headroom))
 		return true;
@@ -98,21 +98,12 @@ static void wakeup_kswapd(struct emm *mm, int n)
 	futex_wake(&ks->wake, 1);
 }
 
-/*
- * Async-signal-safe. pages more are about to become resident on node:
- * above the low watermark wake the node's reclaim thread; past min,
- * reclaim a batch here (direct reclaim). When nothing can be reclaimed the
- * budget is exceeded, never the data dropped.
- */
-void mm_charge(struct emm *mm, int node, long pages)
+/* Async-signal-safe. mm_charge above the low watermark: target is the
+ * node whose reclaim thread to wake, and where to reclaim past min. Out of
+ * line, so that a charge below the watermark costs a few loads. */
+__attribute__((noinline))
+static void charge_over_low(struct emm *mm, int target, long pages)
 {
-	int target = node;
-
-	if (!over(mm, node, wmark_of(&mm->cfg.wmark_low), pages)) {
-		if (resident(mm) + pages <= wmark(mm, wmark_of(&mm->cfg.wmark_low)))
-			return;
-		target = busiest_node(mm);
-	}
 	/* Tell the thread what is coming, so it frees room for it too. */
 	if (mm->kswapd)
 		atomic_store_explicit(&mm->kswapd[target].want,
@@ -131,6 +122,26 @@ void mm_charge(struct emm *mm, int node, long pages)
 				  resident(mm) + pages > wmark(mm, wmark_of(&mm->cfg.wmark_min))); i++)
 		if (!shrink_node(mm, target, MAX(pages, SWAP_CLUSTER_MAX)))
 			break;
+}
+
+/*
+ * Async-signal-safe. pages more are about to become resident on node:
+ * above the low watermark wake the node's reclaim thread; past min,
+ * reclaim a batch here (direct reclaim). When nothing can be reclaimed the
+ * budget is exceeded, never the data dropped.
+ */
+void mm_charge(struct emm *mm, int node, long pages)
+{
+	uint64_t low = wmark_of(&mm->cfg.wmark_low);
+
+	/* Below the watermark, the node and the instance both (so not over()):
+	 * nothing to do, the case of nearly every fault. */
+	if (node_resident(mm, node) + pages <= node_wmark(mm, node, low) &&
+	    resident(mm) + pages <= wmark(mm, low))
+		return;
+	if (!over(mm, node, low, pages))
+		node = busiest_node(mm);
+	charge_over_low(mm, node, pages);
 }
 
 static void kswapd_sleep(struct kswapd *ks, uint32_t seen, long ms)

@@ -54,6 +54,35 @@ struct lru {
 	struct lruvec node[EMM_MAX_NODES];
 };
 
+/*
+ * Outside lru.c a frame's fields are read and written only through these,
+ * as the kernel's folio_* helpers: the list links and their flag bits
+ * belong to lru.c (frame_on_lru, frame_active, frame_set_huge); the others
+ * are the callers', under the page's PTE lock.
+ */
+
+/* Async-signal-safe. The swap slot the page keeps while clean, or 0. */
+static inline uint32_t frame_slot(const struct lru *lru, uint32_t f)
+{
+	return lru->frames[f].slot;
+}
+
+/* Async-signal-safe. The page's data is now also in slot (0: nowhere). */
+static inline void frame_set_slot(struct lru *lru, uint32_t f, uint32_t slot)
+{
+	lru->frames[f].slot = slot;
+}
+
+/* Async-signal-safe. The page's slot, which it keeps no more: the caller
+ * frees it (swap_free) or hands it on. */
+static inline uint32_t frame_take_slot(struct lru *lru, uint32_t f)
+{
+	uint32_t slot = lru->frames[f].slot;
+
+	if (slot)
+		lru->frames[f].slot = 0;
+	return slot;
+}
 
 int lru_init(struct emm *mm);
 void lru_destroy(struct emm *mm);

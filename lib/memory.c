@@ -29,18 +29,16 @@ bool page_clean_copy(struct rsv *r, uint64_t val)
 {
 	if (pte_state(val) != PTE_RESIDENT || (val & PTE_DIRTY))
 		return false;
-	return (val & PTE_FILE) || r->mm->lru->frames[pte_val(val)].slot;
+	return (val & PTE_FILE) || frame_slot(r->mm->lru, pte_val(val));
 }
 
 /* Async-signal-safe. The page is about to be written: its swap copy is stale. */
 static uint64_t page_dirty(struct rsv *r, uint64_t val)
 {
-	struct frame *f = &r->mm->lru->frames[pte_val(val)];
+	uint32_t slot = frame_take_slot(r->mm->lru, pte_val(val));
 
-	if (f->slot) {
-		swap_free(r->mm->swap, f->slot);
-		f->slot = 0;
-	}
+	if (slot)
+		swap_free(r->mm->swap, slot);
 	return val | PTE_DIRTY;
 }
 
@@ -69,22 +67,20 @@ void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t 
 	}
 }
 
-/* Async-signal-safe. The protection a page of vma gets when mapped. */
-int target_prot(const struct emm_vma *vma)
+/* Async-signal-safe. page_node on a machine of several nodes. */
+static int policy_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
-	return vma->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : vma->prot;
+	int n = numa_policy_node(vma->numa_policy, vma->numa_nodes, rsv_ppn(r, a) + r->mm->ino_bias);
+
+	return n < 0 || n >= r->mm->lru->nnodes ? 0 : n;
 }
 
 /* Async-signal-safe. The node a new page of vma at a lands on: the one its
- * memory policy gives (what the kernel does with a memfd page). */
-static int page_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+ * memory policy gives (what the kernel does with a memfd page). Inline for
+ * the machines of one node, where the answer needs no policy. */
+static inline int page_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
-	int n;
-
-	if (r->mm->lru->nnodes == 1)
-		return 0;
-	n = numa_policy_node(vma->numa_policy, vma->numa_nodes, rsv_ppn(r, a) + r->mm->ino_bias);
-	return n < 0 || n >= r->mm->lru->nnodes ? 0 : n;
+	return r->mm->lru->nnodes == 1 ? 0 : policy_node(r, vma, a);
 }
 
 /* Async-signal-safe. A new frame for the locked, never-touched page at a
@@ -153,7 +149,7 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 			continue;
 		}
 		f = pte_val(locked_val(r, pages[i]));
-		r->mm->lru->frames[f].slot = io[i].slot;
+		frame_set_slot(r->mm->lru, f, io[i].slot);
 		count_event(r->mm, swapins);
 		atomic_fetch_add_explicit(&frame_lruvec(r->mm->lru, f)->swapins, 1,
 					  memory_order_relaxed);
@@ -311,10 +307,10 @@ static void drop_page(struct rsv *r, uintptr_t a)
 	struct emm *mm = r->mm;
 
 	if (pte_state(old) == PTE_RESIDENT) {
-		struct frame *f = &mm->lru->frames[pte_val(old)];
+		uint32_t slot = frame_take_slot(mm->lru, pte_val(old));
 
-		if (f->slot)
-			swap_free(mm->swap, f->slot);
+		if (slot)
+			swap_free(mm->swap, slot);
 		frame_free(mm, pte_val(old));
 		atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
 	} else if (pte_state(old) == PTE_SWAPPED) {

@@ -12,7 +12,11 @@ static inline bool vma_backed(const struct emm_vma *vma)
 	return vma->policy == EMM_POLICY_FILE || vma->policy == EMM_POLICY_PAGER;
 }
 
-int target_prot(const struct emm_vma *vma);
+/* Async-signal-safe. The protection a page of vma gets when mapped. */
+static inline int target_prot(const struct emm_vma *vma)
+{
+	return vma->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : vma->prot;
+}
 bool page_clean_copy(struct rsv *r, uint64_t val);
 int page_want(struct rsv *r, uint64_t val, int prot, int access);
 int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);

@@ -53,10 +53,9 @@ static void move_frame(struct rsv *r, uintptr_t a, int node)
 
 	if (frame_lruvec(lru, old)->node == node || !(f = frame_alloc(mm, rsv_ppn(r, a), node)))
 		return;
-	lru->frames[f].slot = lru->frames[old].slot;
+	frame_set_slot(lru, f, frame_take_slot(lru, old));
 	listed = frame_on_lru(lru, old);
 	list = frame_active(lru, old);
-	lru->frames[old].slot = 0;
 	frame_free(mm, old);
 	pte_set_locked(pte_of(r, a), pte_set_val(v, f));
 	if (listed)

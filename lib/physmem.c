@@ -70,12 +70,6 @@ struct rsv *rsv_enter(uintptr_t addr, int *idx)
 	return r;
 }
 
-/* Async-signal-safe. Leave the read section rsv_enter entered. */
-void rsv_leave(struct rsv *r, int idx)
-{
-	srcu_read_unlock(&r->mm->srcu, idx);
-}
-
 /* Publish a copy of the registry with r added (add) or removed. */
 static int registry_update(struct rsv *r, bool add)
 {

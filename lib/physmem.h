@@ -4,13 +4,19 @@
 #define EMM_PHYSMEM_H
 
 #include "internal.h"
+#include "srcu.h"
 
 int rsv_create(struct emm *mm, size_t len, size_t align, struct rsv **rp);
 int physmem_map_app_view(struct rsv *r);
 void rsv_unregister(struct rsv *r);
 void rsv_destroy(struct rsv *r);
 struct rsv *rsv_enter(uintptr_t addr, int *idx);
-void rsv_leave(struct rsv *r, int idx);
+
+/* Async-signal-safe. Leave the read section rsv_enter entered. */
+static inline void rsv_leave(struct rsv *r, int idx)
+{
+	srcu_read_unlock(&r->mm->srcu, idx);
+}
 int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp);
 int physmem_punch(struct rsv *r, uintptr_t addr, size_t len);
 struct rsv *rsv_of_ppn(struct emm *mm, uint32_t ppn);

@@ -228,19 +228,19 @@ static void record_region(struct profile *p, struct rsv *r, uintptr_t addr)
 }
 
 /*
- * Async-signal-safe; called by the backend inside mm->srcu's read section,
- * before the fault is served: in the faulting thread with the signal's
- * ucontext, or, with uc NULL, on a thread that serves another's fault
- * (the uffd backend), where the site is the VMA and offset. Costs one load
- * when profiling is off; no allocation, no lock.
+ * Async-signal-safe; profile_fault (profile.h) with profiling on: sample
+ * the fault if it is of the kind and its turn. uc is the signal's context
+ * in the faulting thread; NULL on a thread that serves another's fault
+ * (the uffd backend), where the site is the VMA and offset. No allocation,
+ * no lock.
  */
-void profile_fault(struct rsv *r, uintptr_t addr, void *uc)
+void profile_sample(struct rsv *r, uintptr_t addr, void *uc)
 {
 	struct profile *p = r->mm->profile;
 	uintptr_t ip[PROF_DEPTH];
 	unsigned n;
 
-	if (!p || (p->mode == PROF_MAJOR && !fault_is_major(r, addr)))
+	if (p->mode == PROF_MAJOR && !fault_is_major(r, addr))
 		return;
 	if (atomic_fetch_add_explicit(&p->seen, 1, memory_order_relaxed) % p->rate)
 		return;

@@ -18,11 +18,10 @@ static uint32_t *pte_futex_word(_Atomic uint64_t *p)
 }
 
 /*
- * Async-signal-safe. Take the page's lock; returns the word as it was,
- * without the lock bits. Acquire pairs with the release in pte_unlock so
- * the holder sees everything the previous holder wrote.
+ * Async-signal-safe. pte_lock (pte.h) found the lock taken, or lost a
+ * race for it: wait for it on the futex. Acquire as in pte_lock.
  */
-uint64_t pte_lock(_Atomic uint64_t *p)
+uint64_t pte_lock_wait(_Atomic uint64_t *p)
 {
 	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
 
@@ -58,6 +57,15 @@ bool pte_trylock(_Atomic uint64_t *p, uint64_t *oldp)
 	return false;
 }
 
+/* Async-signal-safe. pte_unlock dropped a lock that has waiters. */
+void pte_wake(_Atomic uint64_t *p)
+{
+	futex_wake(pte_futex_word(p), INT32_MAX);
+}
+
+#ifdef EMM_DEBUG
+/* pte.h's inline pte_unlock and pte_set_locked, with their contracts checked. */
+
 /*
  * Async-signal-safe. Store the new value and drop the lock; release
  * publishes the page's new state (and the data written through the alias
@@ -70,17 +78,7 @@ void pte_unlock(_Atomic uint64_t *p, uint64_t val)
 
 	DEBUG_ASSERT(old & PTE_LOCKED);
 	if (old & PTE_WAITERS)
-		futex_wake(pte_futex_word(p), INT32_MAX);
-}
-
-/* Async-signal-safe. Keep the extent's count of non-empty PTEs; PTE lock held. */
-void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val)
-{
-	bool was = pte_state(old) != PTE_NONE, is = pte_state(val) != PTE_NONE;
-
-	if (was != is)
-		atomic_fetch_add_explicit(&extent_of(r, addr)->used, is ? 1 : (uint32_t)-1,
-					  memory_order_relaxed);
+		pte_wake(p);
 }
 
 /* Async-signal-safe. Change the word of a page whose lock the caller
@@ -96,6 +94,7 @@ void pte_set_locked(_Atomic uint64_t *p, uint64_t val)
 			memory_order_relaxed, memory_order_relaxed))
 		;
 }
+#endif
 
 /* Async-signal-safe. Lock the PTEs of [s, e) in ascending order. */
 void lock_range(struct rsv *r, uintptr_t s, uintptr_t e)
@@ -109,12 +108,6 @@ void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e)
 {
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
 		pte_unlock(pte_of(r, a), locked_val(r, a));
-}
-
-/* Async-signal-safe. Does the extent hold any page that is not PTE_NONE? */
-bool extent_used(struct rsv *r, uintptr_t a)
-{
-	return atomic_load_explicit(&extent_of(r, a)->used, memory_order_relaxed) != 0;
 }
 
 /* Async-signal-safe. Lock every PTE of the extent at a but the one at
@@ -139,10 +132,15 @@ bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held)
 /* Async-signal-safe. The caller holds the PTE locks of [s, e). */
 void backend_set_pte_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 {
+	/* One compare-and-swap per word, not an and then an or: a waiter may
+	 * set PTE_WAITERS meanwhile, nobody else changes the word. */
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
 		_Atomic uint64_t *p = pte_of(r, a);
+		uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
 
-		atomic_fetch_and_explicit(p, ~PTE_MAP_MASK, memory_order_relaxed);
-		atomic_fetch_or_explicit(p, (uint64_t)prot << PTE_MAP_SHIFT, memory_order_relaxed);
+		while (!atomic_compare_exchange_weak_explicit(p, &old,
+				(old & ~PTE_MAP_MASK) | (uint64_t)prot << PTE_MAP_SHIFT,
+				memory_order_relaxed, memory_order_relaxed))
+			;
 	}
 }

@@ -60,9 +60,63 @@ struct extent {
 };
 #define EXT_HUGE	0x1u		/* collapsed: one PMD, one unit on the LRU */
 
-uint64_t pte_lock(_Atomic uint64_t *p);
+/*
+ * The page lock and the word's changes under it run several times in
+ * every fault: their common paths are inline, the wait and the wake-up out
+ * of line in pte.c. Under make DEBUG=1 pte_unlock and pte_set_locked are
+ * pte.c's, with their assertions (debug.h), for every caller.
+ */
+uint64_t pte_lock_wait(_Atomic uint64_t *p);
 bool pte_trylock(_Atomic uint64_t *p, uint64_t *old);
+void pte_wake(_Atomic uint64_t *p);
+#ifdef EMM_DEBUG
 void pte_unlock(_Atomic uint64_t *p, uint64_t val);
+void pte_set_locked(_Atomic uint64_t *p, uint64_t val);
+#else
+/*
+ * Async-signal-safe. Store the new value and drop the lock; release
+ * publishes the page's new state (and the data written through the alias
+ * view) to the next holder.
+ */
+static inline void pte_unlock(_Atomic uint64_t *p, uint64_t val)
+{
+	uint64_t old = atomic_exchange_explicit(p, val & ~(PTE_LOCKED | PTE_WAITERS),
+						memory_order_release);
+
+	if (old & PTE_WAITERS)
+		pte_wake(p);
+}
+
+/* Async-signal-safe. Change the word of a page whose lock the caller
+ * holds, keeping the lock bits (a waiter may be setting PTE_WAITERS). */
+static inline void pte_set_locked(_Atomic uint64_t *p, uint64_t val)
+{
+	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
+
+	val &= ~(PTE_LOCKED | PTE_WAITERS);
+	while (!atomic_compare_exchange_weak_explicit(p, &old,
+			val | (old & (PTE_LOCKED | PTE_WAITERS)),
+			memory_order_relaxed, memory_order_relaxed))
+		;
+}
+#endif
+
+/*
+ * Async-signal-safe. Take the page's lock; returns the word as it was,
+ * without the lock bits. Acquire pairs with the release in pte_unlock so
+ * the holder sees everything the previous holder wrote.
+ */
+static inline uint64_t pte_lock(_Atomic uint64_t *p)
+{
+	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
+
+	if (!(old & PTE_LOCKED) &&
+	    atomic_compare_exchange_strong_explicit(p, &old, old | PTE_LOCKED,
+						    memory_order_acquire, memory_order_relaxed))
+		return old & ~(PTE_LOCKED | PTE_WAITERS);
+	return pte_lock_wait(p);
+}
+
 static inline _Atomic uint64_t *pte_of(struct rsv *r, uintptr_t addr)
 {
 	return &r->pte[(addr - r->start) >> PAGE_SHIFT];
@@ -71,8 +125,16 @@ static inline struct extent *extent_of(struct rsv *r, uintptr_t addr)
 {
 	return &r->ext[(addr - r->start) >> PMD_SHIFT];
 }
-void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val);
-void pte_set_locked(_Atomic uint64_t *p, uint64_t val);
+
+/* Async-signal-safe. Keep the extent's count of non-empty PTEs; PTE lock held. */
+static inline void pte_set_used(struct rsv *r, uintptr_t addr, uint64_t old, uint64_t val)
+{
+	bool was = pte_state(old) != PTE_NONE, is = pte_state(val) != PTE_NONE;
+
+	if (was != is)
+		atomic_fetch_add_explicit(&extent_of(r, addr)->used, is ? 1 : (uint32_t)-1,
+					  memory_order_relaxed);
+}
 static inline uint64_t pte_locked_val(_Atomic uint64_t *p)
 {
 	return atomic_load_explicit(p, memory_order_relaxed) & ~(PTE_LOCKED | PTE_WAITERS);
@@ -82,6 +144,12 @@ static inline uint64_t pte_locked_val(_Atomic uint64_t *p)
 static inline uint64_t locked_val(struct rsv *r, uintptr_t addr)
 {
 	return pte_locked_val(pte_of(r, addr));
+}
+
+/* Async-signal-safe. Does the extent hold any page that is not PTE_NONE? */
+static inline bool extent_used(struct rsv *r, uintptr_t a)
+{
+	return atomic_load_explicit(&extent_of(r, a)->used, memory_order_relaxed) != 0;
 }
 
 /* Async-signal-safe. Is the extent at a collapsed (EXT_HUGE)? */
@@ -99,7 +167,6 @@ static inline bool pte_range_locked(struct rsv *r, uintptr_t s, uintptr_t e)
 	return true;
 }
 
-bool extent_used(struct rsv *r, uintptr_t a);
 void lock_range(struct rsv *r, uintptr_t s, uintptr_t e);
 void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e);
 bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held);

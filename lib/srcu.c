@@ -5,6 +5,16 @@
 #include "internal.h"
 #include "srcu.h"
 
+/* Async-signal-safe. The last reader left while a writer waits. */
+void srcu_wake_writer(struct emm_srcu *sp)
+{
+	atomic_fetch_add_explicit(&sp->wake, 1, memory_order_relaxed);
+	futex_wake(&sp->wake, INT32_MAX);
+}
+
+#ifdef EMM_DEBUG
+/* srcu.h's inline read side, counting the caller's read sections. */
+
 /*
  * Async-signal-safe. seq_cst: the increment must be ordered before the
  * reader's loads of the tables it protects, against the writer's flip and
@@ -30,11 +40,10 @@ void srcu_read_unlock(struct emm_srcu *sp, int idx)
 {
 	debug_srcu_leave();
 	if (atomic_fetch_sub_explicit(&sp->cnt[idx], 1, memory_order_seq_cst) == 1 &&
-	    atomic_load_explicit(&sp->waiters, memory_order_seq_cst)) {
-		atomic_fetch_add_explicit(&sp->wake, 1, memory_order_relaxed);
-		futex_wake(&sp->wake, INT32_MAX);
-	}
+	    atomic_load_explicit(&sp->waiters, memory_order_seq_cst))
+		srcu_wake_writer(sp);
 }
+#endif
 
 /* Sleep until no reader holds index i: writers do not spin. */
 static void srcu_wait_idle(struct emm_srcu *sp, unsigned i)

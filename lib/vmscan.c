@@ -194,7 +194,7 @@ static void evict(struct emm *mm, struct scan *sp)
 {
 	uint64_t old = pval(sp), val;
 
-	mm->lru->frames[sp->f].slot = 0;	/* the slot moves to the PTE */
+	frame_set_slot(mm->lru, sp->f, 0);	/* the slot moves to the PTE */
 	frame_free(mm, sp->f);
 	atomic_fetch_sub_explicit(&sp->r->resident, 1, memory_order_relaxed);
 	val = sp->slot ? pte_set_val(pte_mk(0, PTE_SWAPPED, 0), sp->slot) : 0;
@@ -220,22 +220,21 @@ static void punch_gone(struct scan *sp, unsigned n)
 }
 
 /* Async-signal-safe. A stale slot of a page that goes as a zero page. */
-static void forget_slot(struct emm *mm, uint32_t *slot)
+static void forget_slot(struct emm *mm, uint32_t f)
 {
-	if (*slot)
-		swap_free(mm->swap, *slot);
-	*slot = 0;
+	uint32_t slot = frame_take_slot(mm->lru, f);
+
+	if (slot)
+		swap_free(mm->swap, slot);
 }
 
 /* Async-signal-safe. A page to write that found no slot may still go if
  * it is all zeros: it needs none. */
 static void drop_if_zero(struct emm *mm, struct scan *sp)
 {
-	uint32_t *old = &mm->lru->frames[sp->f].slot;
-
 	if (!swap_page_is_zero(rsv_alias(sp->r, sp->addr)))
 		return;
-	forget_slot(mm, old);
+	forget_slot(mm, sp->f);
 	sp->gone = true;
 	sp->slot = 0;
 }
@@ -266,7 +265,6 @@ static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 		swap_writepages(mm->swap, rc->io, got);
 	for (unsigned j = 0; j < got; j++) {
 		struct scan *p = &sp[rc->idx[j]];
-		uint32_t *old = &mm->lru->frames[p->f].slot;
 
 		if (rc->io[j].err || rc->io[j].zero)
 			swap_free(mm->swap, rc->io[j].slot);
@@ -277,7 +275,7 @@ static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 		p->gone = true;
 		if (rc->io[j].zero) {
 			/* Zero pages need no slot: they read zero when next touched. */
-			forget_slot(mm, old);
+			forget_slot(mm, p->f);
 			p->slot = 0;
 			continue;
 		}
@@ -332,7 +330,7 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 	long freed = 0;
 
 	for (unsigned i = 0; i < n; i++) {
-		struct frame *f = &mm->lru->frames[sp[i].f];
+		uint32_t slot = frame_slot(mm->lru, sp[i].f);
 
 		sp[i].write = sp[i].filewrite = sp[i].gone = false;
 		if (sp[i].act != ACT_EVICT)
@@ -342,9 +340,9 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 			sp[i].gone = !(pval(&sp[i]) & PTE_DIRTY);
 			sp[i].filewrite = !sp[i].gone;
 			sp[i].slot = 0;
-		} else if (f->slot && !(pval(&sp[i]) & PTE_DIRTY)) {
+		} else if (slot && !(pval(&sp[i]) & PTE_DIRTY)) {
 			sp[i].gone = true;
-			sp[i].slot = f->slot;
+			sp[i].slot = slot;
 		} else {
 			sp[i].write = true;	/* or dropped by writeout if all zeros */
 		}
