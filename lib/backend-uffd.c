@@ -52,6 +52,8 @@ struct uffd {
 	_Atomic bool stop;
 	unsigned nthreads;
 	struct uffd_worker *workers;
+	bool zap;			/* revoke_many: process_madvise(2) takes MADV_DONTNEED */
+	int zap_fd;			/* ... through this pidfd (zap_open) */
 };
 
 /* Per reservation: its extents registered without write-protection. */
@@ -83,6 +85,31 @@ static int uffd_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
 		return -errno;
 	backend_set_pte_prot(r, s, e, EMM_PROT_NONE);
 	return 0;
+}
+
+/*
+ * Async-signal-safe; the PTE locks of every range of v held on entry and
+ * exit. All the ranges zapped in one process_madvise(2) call, which the
+ * kernel (6.16) serves with one TLB flush: a batch of scattered pages
+ * costs one IPI, not one per page. The ranges after the bytes it advised
+ * are left to the caller.
+ */
+static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
+{
+	struct uffd *u = mm->backend_data;
+	ssize_t left;
+	unsigned i;
+
+	if (!u->zap)
+		return 0;
+	left = zap_many(u->zap_fd, v->iov, v->n);
+	for (i = 0; i < v->n && left >= (ssize_t)v->iov[i].iov_len; i++) {
+		uintptr_t s = (uintptr_t)v->iov[i].iov_base;
+
+		left -= (ssize_t)v->iov[i].iov_len;
+		backend_set_pte_prot(v->rsv[i], s, s + v->iov[i].iov_len, EMM_PROT_NONE);
+	}
+	return i;
 }
 
 /* Async-signal-safe. Map the runs of [s, e) emm has not mapped (all of it:
@@ -359,6 +386,8 @@ static void uffd_free(struct uffd *u)
 		close(u->stopfd);
 	if (u->fd >= 0)
 		close(u->fd);
+	if (u->zap && u->zap_fd >= 0)
+		close(u->zap_fd);
 	free(u);
 }
 
@@ -375,6 +404,20 @@ static const char *uffd_why(int err)
 	       : err == -EPERM || err == -EACCES ?
 	       "not allowed (privilege, /dev/userfaultfd, vm.unprivileged_userfaultfd, seccomp)"
 	       : strerror(-err);
+}
+
+/* Revoke in batches where process_madvise(2) allows it; EMM_VERBOSE
+ * says which way it is. */
+static void uffd_zap_probe(struct emm *mm, struct uffd *u)
+{
+	const char *how = "";
+	int err = zap_open(&u->zap_fd, &how);
+
+	u->zap = !err;
+	if (u->zap)
+		emm_log(mm, "revoke: a batch per process_madvise(2) call, through %s", how);
+	else
+		emm_log(mm, "revoke: madvise(2) run by run (process_madvise: %s)", strerror(-err));
 }
 
 /*
@@ -398,6 +441,8 @@ static int uffd_open_as(struct emm *mm, int backend, const char *name)
 		err = uffd_start_threads(mm, u);
 	if (!err)
 		err = backend_signal_get();
+	if (!err)
+		uffd_zap_probe(mm, u);
 	if (err && u)
 		uffd_free(u);
 	if (err) {
@@ -545,6 +590,7 @@ const struct backend_ops backend_uffd_ops = {
 	.view_destroy = uffd_view_destroy,
 	.grant = uffd_grant,
 	.revoke = uffd_revoke,
+	.revoke_many = uffd_revoke_many,
 	.populate = uffd_populate,
 	.vma_protect = uffd_vma_protect,
 	.huge_begin = uffd_huge_begin,
@@ -562,6 +608,7 @@ const struct backend_ops backend_uffd_sigbus_ops = {
 	.view_destroy = uffd_view_destroy,
 	.grant = uffd_grant,
 	.revoke = uffd_revoke,
+	.revoke_many = uffd_revoke_many,
 	.populate = uffd_populate,
 	.vma_protect = uffd_vma_protect,
 	.huge_begin = uffd_huge_begin,

@@ -19,6 +19,8 @@
 #ifndef EMM_BACKEND_H
 #define EMM_BACKEND_H
 
+#include <sys/uio.h>
+
 #include "debug.h"
 #include "internal.h"
 #include "pte.h"
@@ -29,6 +31,17 @@
 /* Flags of grant and revoke. */
 #define BACKEND_FORCE	0x1u	/* go ahead even past the kernel-VMA budget */
 #define BACKEND_REMAP	0x2u	/* grant: the PTEs say mapped, the kernel faulted anyway */
+
+/*
+ * Ranges to revoke in one call (backend_revoke_many): the caller's arrays
+ * of n, in address order, all of one instance, every range's PTE locks
+ * held. Reclaim keeps them in its batch work space: nothing is allocated.
+ */
+struct revoke_vec {
+	unsigned n;
+	const struct iovec *iov;	/* iov_base: the range's start; iov_len: its bytes */
+	struct rsv *const *rsv;		/* the reservation of each range */
+};
 
 struct backend_ops {
 	const char *name;		/* "signal", "uffd", ... (EMM_VERBOSE logs it) */
@@ -87,6 +100,17 @@ struct backend_ops {
 	 */
 	int (*revoke)(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags);
 	/*
+	 * Optional (NULL: the caller revokes range by range). Async-signal-safe;
+	 * may run in a signal handler or a service thread; allocates nothing.
+	 * Every range's PTE locks are held (on entry and on exit). revoke, with
+	 * BACKEND_FORCE, for all of v's ranges at once: one system call and,
+	 * where the kernel can, one TLB flush for them all. Returns how many
+	 * of the first ranges were revoked (their PTEs say so); the others may
+	 * have lost some access or none, and the caller revokes them one by
+	 * one (a page whose revoke fails stays mapped, as with revoke).
+	 */
+	unsigned (*revoke_many)(struct emm *mm, const struct revoke_vec *v);
+	/*
 	 * Async-signal-safe; PTE locks of [s, e) held. The range was just
 	 * granted prot: let the kernel fill its page tables now rather than one
 	 * trap per page. A hint: it may do nothing.
@@ -144,6 +168,19 @@ static inline int backend_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsign
 {
 	DEBUG_RANGE_LOCKED(r, s, e);
 	return r->mm->backend->revoke(r, s, e, flags);
+}
+
+/* Async-signal-safe. The first ranges of v revoked in one call, by a
+ * backend that can: how many (backend_ops.revoke_many). A single range
+ * goes through revoke, cheaper than a vector of one. */
+static inline unsigned backend_revoke_many(struct emm *mm, const struct revoke_vec *v)
+{
+	if (v->n < 2 || !mm->backend->revoke_many)
+		return 0;
+	for (unsigned i = 0; i < v->n; i++)
+		DEBUG_RANGE_LOCKED(v->rsv[i], (uintptr_t)v->iov[i].iov_base,
+				   (uintptr_t)v->iov[i].iov_base + v->iov[i].iov_len);
+	return mm->backend->revoke_many(mm, v);
 }
 
 /* grant, or revoke when prot is EMM_PROT_NONE: for callers that carry a

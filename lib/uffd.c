@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The userfaultfd primitives the userfaultfd backends use: opening one, mapping, write-protecting, waking, registering, and what a service thread needs to know of a faulting thread. */
+/* The userfaultfd primitives the userfaultfd backends use: opening one, mapping, write-protecting, waking, registering, zapping many ranges in one call, and what a service thread needs to know of a faulting thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "uffd.h"
@@ -234,3 +236,68 @@ int uffd_thread_cpu(pid_t tid)
 	return p ? atoi(p + 1) : -1;
 }
 
+
+/*
+ * Async-signal-safe. MADV_DONTNEED over the n ranges of iov of this
+ * process's own memory in one process_madvise(2) call (pidfd: from
+ * zap_open), up to UIO_MAXIOV at a time. Returns the bytes advised: the
+ * ranges are taken in order, and the kernel stops at the first it
+ * refuses; -errno when it advised none.
+ */
+ssize_t zap_many(int pidfd, const struct iovec *iov, unsigned n)
+{
+	ssize_t done = 0;
+
+	while (n) {
+		unsigned k = MIN(n, ZAP_IOV_MAX);
+		size_t want = 0;
+		ssize_t got;
+
+		for (unsigned i = 0; i < k; i++)
+			want += iov[i].iov_len;
+		got = syscall(SYS_process_madvise, pidfd, iov, (size_t)k, MADV_DONTNEED, 0u);
+		if (got < 0)
+			return done ? done : -errno;
+		done += got;
+		if ((size_t)got < want)
+			break;
+		iov += k;
+		n -= k;
+	}
+	return done;
+}
+
+/*
+ * *pidfd: what zap_many takes as this process: PIDFD_SELF (Linux 6.14),
+ * else a pidfd of its own (the caller closes it; it is not inherited
+ * across exec), once process_madvise(2) was seen to take MADV_DONTNEED
+ * from a process for itself (6.13; a seccomp filter may still refuse it).
+ * -errno when it cannot be had; *how says which it is, for EMM_VERBOSE.
+ */
+int zap_open(int *pidfd, const char **how)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	struct iovec v = { .iov_base = p, .iov_len = (size_t)page };
+	int fd = PIDFD_SELF_GROUP;
+	ssize_t got;
+
+	if (p == MAP_FAILED)
+		return -errno;
+	*how = "PIDFD_SELF";
+	got = zap_many(fd, &v, 1);
+	if (got == -EBADF || got == -ESRCH) {
+		*how = "a pidfd of its own";
+		fd = (int)syscall(SYS_pidfd_open, getpid(), 0u);
+		got = fd < 0 ? -errno : zap_many(fd, &v, 1);
+	}
+	munmap(p, (size_t)page);
+	if (got == page) {
+		*pidfd = fd;
+		return 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	return got < 0 ? (int)got : -EIO;
+}

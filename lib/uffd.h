@@ -4,6 +4,7 @@
 #define EMM_UFFD_H
 
 #include <linux/userfaultfd.h>
+#include <sys/uio.h>
 
 #include "internal.h"
 
@@ -29,6 +30,17 @@ struct uffdio_poison {
 #define UFFD_USER_MODE_ONLY		1
 #endif
 
+/* process_madvise(2) (5.10) taking any advice from a process for itself
+ * (6.13) through PIDFD_SELF (6.14): zapping many ranges in one call. */
+#ifndef SYS_process_madvise
+#define SYS_process_madvise		440
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open			434
+#endif
+#define PIDFD_SELF_GROUP		(-10001)	/* PIDFD_SELF_THREAD_GROUP, linux/fcntl.h */
+#define ZAP_IOV_MAX			1024		/* UIO_MAXIOV */
+
 /*
  * Shmem missing and minor faults (5.14), write-protection of shmem (5.19)
  * and UFFDIO_CONTINUE_MODE_WP (6.6, which came with UFFD_FEATURE_POISON:
@@ -47,6 +59,8 @@ int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp);
 int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode);
 int uffd_poison(int fd, uintptr_t s, uintptr_t e);
 int uffd_thread_cpu(pid_t tid);
+int zap_open(int *pidfd, const char **how);
+ssize_t zap_many(int pidfd, const struct iovec *iov, unsigned n);
 int uffd_thread_syscall(pid_t tid, char *buf, size_t cap);
 uint64_t uffd_thread_blocked(pid_t tid);
 

@@ -32,6 +32,11 @@ struct scan {
 	bool huge;		/* the head of a huge extent: all 512 PTEs locked */
 };
 
+/* A run of neighbouring pages revoked as one range: sp[first..last]. */
+struct run {
+	unsigned first, last;
+};
+
 /* Work space for one batch: on the stack of a faulting thread, on the
  * heap for the reclaim thread. */
 struct reclaim {
@@ -42,6 +47,10 @@ struct reclaim {
 	uint32_t *f, *ppn, *slots;
 	struct swap_io *io;
 	unsigned *idx;
+	/* revoke_batch's ranges, for backend_revoke_many */
+	struct iovec *iov;
+	struct rsv **rsv;
+	struct run *run;
 };
 
 #define RECLAIM_ON_STACK(name, n)					\
@@ -49,9 +58,14 @@ struct reclaim {
 	uint32_t name##_f[n], name##_ppn[n], name##_slots[n];		\
 	struct swap_io name##_io[n];					\
 	unsigned name##_idx[n];						\
+	struct iovec name##_iov[n];					\
+	struct rsv *name##_rsv[n];					\
+	struct run name##_run[n];					\
 	struct reclaim name = { .max = n, .sp = name##_sp, .f = name##_f,	\
 				.ppn = name##_ppn, .slots = name##_slots,	\
-				.io = name##_io, .idx = name##_idx }
+				.io = name##_io, .idx = name##_idx,		\
+				.iov = name##_iov, .rsv = name##_rsv,		\
+				.run = name##_run }
 
 /* Async-signal-safe. Lock the page frame f describes, if it still does and
  * nobody holds it now (reclaim never waits on a page lock). */
@@ -131,28 +145,51 @@ static bool next_to(const struct scan *sp, unsigned i, unsigned n)
 	return i + 1 < n && sp[i + 1].r == sp[i].r && sp[i + 1].addr == sp[i].addr + PAGE_SIZE;
 }
 
-/* Async-signal-safe. The app view loses access to the mapped pages whose
- * act is act (locked, sorted), a run of neighbours per call. A page
- * the kernel would not revoke is kept: nothing mapped is ever evicted. */
-static void revoke_batch(struct scan *sp, unsigned n, uint8_t act)
+/* Async-signal-safe. The ranges revoke_batch revokes: runs of mapped
+ * neighbours in one reservation whose act is act, a huge extent alone. */
+static unsigned collect_runs(struct reclaim *rc, unsigned n, uint8_t act)
 {
+	struct scan *sp = rc->sp;
+	unsigned nr = 0;
+
 	for (unsigned i = 0; i < n; i++) {
 		unsigned j = i;
 
 		if (sp[i].act != act || !pte_prot(pval(&sp[i])))
 			continue;
-		if (sp[i].huge) {
-			if (backend_revoke(sp[i].r, sp[i].addr, sp[i].addr + PMD_SIZE, BACKEND_FORCE))
-				sp[i].act = ACT_KEEP;
-			continue;
-		}
-		while (next_to(sp, j, n) && sp[j + 1].act == act && !sp[j + 1].huge &&
-		       pte_prot(pval(&sp[j + 1])))
+		while (!sp[i].huge && next_to(sp, j, n) && sp[j + 1].act == act &&
+		       !sp[j + 1].huge && pte_prot(pval(&sp[j + 1])))
 			j++;
-		if (backend_revoke(sp[i].r, sp[i].addr, sp[j].addr + PAGE_SIZE, BACKEND_FORCE))
-			for (unsigned k = i; k <= j; k++)
-				sp[k].act = ACT_KEEP;
+		rc->run[nr] = (struct run){ .first = i, .last = j };
+		rc->iov[nr] = (struct iovec){ .iov_base = (void *)sp[i].addr,
+					      .iov_len = sp[i].huge ? PMD_SIZE
+								    : (j - i + 1) * PAGE_SIZE };
+		rc->rsv[nr++] = sp[i].r;
 		i = j;
+	}
+	return nr;
+}
+
+/*
+ * Async-signal-safe. The app view loses access to the mapped pages of
+ * rc->sp[0..n) whose act is act (locked, sorted): all the runs in one call
+ * where the backend can (one TLB flush for the batch), else a call per
+ * run. A page the kernel would not revoke is kept: nothing mapped is ever
+ * evicted.
+ */
+static void revoke_batch(struct reclaim *rc, unsigned n, uint8_t act)
+{
+	unsigned nr = collect_runs(rc, n, act), k;
+	struct revoke_vec v = { .n = nr, .iov = rc->iov, .rsv = rc->rsv };
+
+	if (!nr)
+		return;
+	for (k = backend_revoke_many(rc->rsv[0]->mm, &v); k < nr; k++) {
+		uintptr_t s = (uintptr_t)rc->iov[k].iov_base;
+
+		if (backend_revoke(rc->rsv[k], s, s + rc->iov[k].iov_len, BACKEND_FORCE))
+			for (unsigned i = rc->run[k].first; i <= rc->run[k].last; i++)
+				rc->sp[i].act = ACT_KEEP;
 	}
 }
 
@@ -176,7 +213,7 @@ static void shrink_active_list(struct emm *mm, struct lruvec *lv, struct reclaim
 
 	for (unsigned i = 0; i < n; i++)
 		sp[i].act = (pval(&sp[i]) & PTE_PINNED) ? ACT_KEEP : ACT_SAMPLE;
-	revoke_batch(sp, n, ACT_SAMPLE);
+	revoke_batch(rc, n, ACT_SAMPLE);
 	for (unsigned i = 0; i < n; i++) {
 		bool pinned = sp[i].act == ACT_KEEP;
 
@@ -387,7 +424,7 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 			sp[i].huge = false;
 		}
 	}
-	revoke_batch(sp, n, ACT_SAMPLE);
+	revoke_batch(rc, n, ACT_SAMPLE);
 	freed = shrink_page_list(mm, rc, n);
 	for (unsigned i = 0; i < n; i++) {
 		if (sp[i].act == ACT_EVICT)
@@ -454,7 +491,8 @@ long shrink_node(struct emm *mm, int node, long nr)
 struct reclaim *reclaim_alloc(unsigned n)
 {
 	struct reclaim *rc = calloc(1, sizeof(*rc) + n * (sizeof(struct scan) +
-				    3 * sizeof(uint32_t) + sizeof(struct swap_io) + sizeof(unsigned)));
+				    sizeof(struct swap_io) + sizeof(struct iovec) + sizeof(struct run) +
+				    sizeof(struct rsv *) + 3 * sizeof(uint32_t) + sizeof(unsigned)));
 	char *p = (char *)(rc + 1);
 
 	if (!rc)
@@ -462,6 +500,9 @@ struct reclaim *reclaim_alloc(unsigned n)
 	rc->max = n;
 	rc->sp = (struct scan *)p, p += n * sizeof(struct scan);
 	rc->io = (struct swap_io *)p, p += n * sizeof(struct swap_io);
+	rc->iov = (struct iovec *)p, p += n * sizeof(struct iovec);
+	rc->run = (struct run *)p, p += n * sizeof(struct run);
+	rc->rsv = (struct rsv **)p, p += n * sizeof(struct rsv *);
 	rc->f = (uint32_t *)p, p += n * sizeof(uint32_t);
 	rc->ppn = (uint32_t *)p, p += n * sizeof(uint32_t);
 	rc->slots = (uint32_t *)p, p += n * sizeof(uint32_t);
@@ -506,7 +547,7 @@ long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e)
 	for (uintptr_t at = s; at < e;) {
 		unsigned n = collect(r, &at, e, rc.sp, rc.max, ACT_EVICT);
 
-		revoke_batch(rc.sp, n, ACT_EVICT);
+		revoke_batch(&rc, n, ACT_EVICT);
 		freed += shrink_page_list(r->mm, &rc, n);
 		for (unsigned i = 0; i < n; i++) {
 			if (rc.sp[i].act != ACT_KEEP)
@@ -523,12 +564,13 @@ long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e)
  * tail, first in line for reclaim. Signals blocked, mm->lock held. */
 void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e)
 {
-	struct scan sp[SWAP_CLUSTER_MAX];
+	RECLAIM_ON_STACK(rc, SWAP_CLUSTER_MAX);
+	struct scan *sp = rc.sp;
 
 	for (uintptr_t at = s; at < e;) {
-		unsigned n = collect(r, &at, e, sp, SWAP_CLUSTER_MAX, ACT_SAMPLE);
+		unsigned n = collect(r, &at, e, sp, rc.max, ACT_SAMPLE);
 
-		revoke_batch(sp, n, ACT_SAMPLE);
+		revoke_batch(&rc, n, ACT_SAMPLE);
 		for (unsigned i = 0; i < n; i++) {
 			lru_putback(r->mm, sp[i].f, sp[i].act == ACT_KEEP ? LRU_ACTIVE : LRU_INACTIVE,
 				    sp[i].act != ACT_KEEP);
