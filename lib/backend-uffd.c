@@ -32,11 +32,11 @@
 #include "vma.h"
 #include "pte.h"
 #include "uffd.h"
+#include "uffd_fail.h"
 
 #define UFFD_MSGS	16		/* fault messages taken per read */
 #define UFFD_SPIN_NS	20000		/* a service thread polls this long before sleeping */
 #define UFFD_THREADS_DEFAULT 4
-#define UFFD_FAIL_WAIT_MS 20		/* longest a page stays poisoned for a system call */
 
 /* A fault-service thread. */
 struct uffd_worker {
@@ -60,14 +60,6 @@ struct uffd {
 struct uffd_rsv {
 	_Atomic long huge;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Async-signal-safe. The instance's userfaultfd state. */
 static inline struct uffd *uffd_of(const struct rsv *r)
@@ -175,46 +167,6 @@ static void uffd_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 }
 
 /*
- * A system call's access to a page emm could not serve fails with EFAULT,
- * as under the kernel's swap: the page is poisoned, which fails the access
- * the woken thread makes again, until that thread has left the system
- * call (or UFFD_FAIL_WAIT_MS passed); then the poison is zapped. The PTE
- * lock, held all along, keeps emm from mapping the page meanwhile; another
- * thread's access in that window gets the kernel's own SIGBUS.
- */
-static void uffd_fail_syscall(struct uffd *u, struct rsv *r, pid_t tid, uintptr_t page)
-{
-	_Atomic uint64_t *p = pte_of(r, page);
-	uint64_t v = pte_lock(p);
-	char was[256], now[256];
-	uint64_t t0 = now_ns();
-
-	if (pte_prot(v) == EMM_PROT_NONE && uffd_thread_syscall(tid, was, sizeof(was)) >= 0 &&
-	    uffd_poison(u->fd, page, page + PAGE_SIZE) == 0) {
-		while (uffd_thread_syscall(tid, now, sizeof(now)) >= 0 && !strcmp(was, now) &&
-		       now_ns() - t0 < UFFD_FAIL_WAIT_MS * 1000000ull)
-			usleep(50);
-		madvise((void *)page, PAGE_SIZE, MADV_DONTNEED);
-	}
-	pte_unlock(p, v);
-}
-
-/*
- * A fault emm could not serve (its data unreadable): in a system call,
- * EFAULT; else the SIGBUS the kernel would raise, to the handler installed
- * for it now, or the process dies of it (backend_sigbus_send).
- */
-static void uffd_sigbus(struct uffd *u, struct rsv *r, pid_t tid, uintptr_t addr, int access)
-{
-	char buf[256];
-
-	if (uffd_thread_syscall(tid, buf, sizeof(buf)) >= 0)
-		uffd_fail_syscall(u, r, tid, ALIGN_DOWN(addr, PAGE_SIZE));
-	else
-		backend_sigbus_send(tid, uffd_thread_blocked(tid), addr, access, r);
-}
-
-/*
  * A fault on a page emm maps already for this access: another thread's
  * fault mapped it meanwhile, or the kernel retried a fault it had woken
  * early (unregistering a range wakes its waiters), or the kernel dropped
@@ -268,7 +220,7 @@ static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
 		ret = do_user_fault(r, addr, access, &vma);
 	}
 	if (ret == FAULT_SIGBUS)
-		uffd_sigbus(u, r, (pid_t)m->arg.pagefault.feat.ptid, addr, access);
+		uffd_fail(u->fd, r, (pid_t)m->arg.pagefault.feat.ptid, addr, access);
 	if (r)
 		rsv_leave(r, idx);
 	addr = ALIGN_DOWN(addr, PAGE_SIZE);

@@ -41,14 +41,6 @@ static void shared_wait(_Atomic uint32_t *w, uint32_t seen)
 	syscall(SYS_futex, w, FUTEX_WAIT, seen, NULL, NULL, 0);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Copy the counters into the page under its seqlock. */
 static void publish(struct emm *mm, struct stats_shm_page *pg)
 {

@@ -140,15 +140,6 @@ void rings_exit(struct swap_dev *sd);
 void bounce_init(struct swap_dev *sd);
 void bounce_exit(struct swap_dev *sd);
 
-/* Async-signal-safe: clock_gettime reads the vDSO. */
-static inline int64_t swap_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* Async-signal-safe. Take the first free of n flags (stride bytes apart),
  * starting from this CPU's; -1 if all are busy: never waits. */
 static inline int flag_pick(struct swap_dev *sd, atomic_flag *first, size_t stride, unsigned n)

@@ -232,7 +232,7 @@ static bool inject_fail(struct swap_dev *sd)
  */
 static void nospace_mark(struct swap_dev *sd)
 {
-	atomic_store_explicit(&sd->nospace_until, swap_now_ns() + NOSPACE_RECHECK_NS,
+	atomic_store_explicit(&sd->nospace_until, (int64_t)now_ns() + NOSPACE_RECHECK_NS,
 			      memory_order_relaxed);
 }
 

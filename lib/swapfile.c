@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "swap_dev.h"
+#include "util.h"
 
 /* ---- allocation ---- */
 
@@ -159,7 +160,7 @@ static bool nospace(struct swap_dev *sd)
 
 	if (!until)
 		return false;
-	now = swap_now_ns();
+	now = (int64_t)now_ns();
 	if (now < until || !atomic_compare_exchange_strong_explicit(&sd->nospace_until, &until,
 			now + NOSPACE_RECHECK_NS, memory_order_relaxed, memory_order_relaxed))
 		return true;

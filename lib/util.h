@@ -6,6 +6,7 @@
 #include "internal.h"
 #include <signal.h>
 #include <sys/mman.h>
+#include <time.h>
 
 /* The madvise advice emm uses that Debian 12's headers may lack (Linux 5.14, 6.1). */
 #ifndef MADV_POPULATE_READ
@@ -17,6 +18,15 @@
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
+
+/* Async-signal-safe: clock_gettime reads the vDSO. CLOCK_MONOTONIC in ns. */
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 struct sbuf { char *p; size_t len, cap; };
 void sb_puts(struct sbuf *b, const char *s);
