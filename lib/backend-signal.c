@@ -108,15 +108,20 @@ static void chain(int sig, siginfo_t *si, void *uc, int access, struct rsv *r, i
 	debug_handler_enter();
 }
 
-/* Async-signal-safe. The access when the architecture does not say: a
- * fault on a page that is mapped must be one its mapping forbids. */
-static int infer_access(struct rsv *r, uintptr_t addr)
+/* Async-signal-safe. The access when the architecture does not say (or
+ * says only ARCH_ACCESS_DATA): a fault on a page that is mapped must be
+ * one its mapping forbids. A data fault on a page mapped for reading and
+ * writing is one another thread has served since: taken as a read, it
+ * finds the page mapped and the access is made again. */
+static int infer_access(struct rsv *r, uintptr_t addr, int said)
 {
 	int prot = pte_prot(atomic_load_explicit(pte_of(r, addr), memory_order_relaxed));
 
 	if (prot == EMM_PROT_NONE)
 		return EMM_PROT_READ;
-	return (prot & EMM_PROT_WRITE) ? EMM_PROT_EXEC : EMM_PROT_WRITE;
+	if (!(prot & EMM_PROT_WRITE))
+		return EMM_PROT_WRITE;
+	return said == ARCH_ACCESS_DATA ? EMM_PROT_READ : EMM_PROT_EXEC;
 }
 
 /* Async-signal-safe. An access the VMA forbids: its trap callback decides. */
@@ -245,8 +250,8 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 		goto out;
 	}
 	access = arch_fault_access(si, uc);
-	if (access == ARCH_ACCESS_UNKNOWN)
-		access = infer_access(r, addr);
+	if (access == ARCH_ACCESS_UNKNOWN || access == ARCH_ACCESS_DATA)
+		access = infer_access(r, addr, access);
 	profile_fault(r, addr, uc);
 	switch (do_user_fault(r, addr, access, &vma)) {
 	case FAULT_BAD_AREA:

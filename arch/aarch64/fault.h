@@ -17,7 +17,6 @@ static inline int arch_fault_access(const siginfo_t *si, const void *ctx)
 	const ucontext_t *uc = ctx;
 	const struct _aarch64_ctx *h = (const void *)uc->uc_mcontext.__reserved;
 
-	(void)si;
 	while (h->magic && h->size) {
 		if (h->magic == ESR_MAGIC) {
 			unsigned long esr = ((const struct esr_context *)h)->esr;
@@ -31,7 +30,11 @@ static inline int arch_fault_access(const siginfo_t *si, const void *ctx)
 		}
 		h = (const void *)((const char *)h + h->size);
 	}
-	return ARCH_ACCESS_UNKNOWN;
+	/* No ESR record (qemu-user writes none): an instruction fetch faults
+	 * at the instruction itself, a data access elsewhere. */
+	if ((unsigned long)si->si_addr == uc->uc_mcontext.pc)
+		return 4;	/* EMM_PROT_EXEC */
+	return ARCH_ACCESS_DATA;
 }
 
 #endif
