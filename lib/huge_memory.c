@@ -16,6 +16,7 @@
 
 
 #define COLLAPSE_TRIES 4	/* MADV_COLLAPSE calls on an EAGAIN streak */
+static const long collapse_wait_ns[COLLAPSE_TRIES - 1] = { 100000, 1000000, 10000000 };
 
 /*
  * Async-signal-safe. The extent at a is locked, resident and mapped
@@ -29,13 +30,17 @@ int collapse_locked(struct rsv *r, uintptr_t a)
 	int tries = 0;
 
 	/*
-	 * EAGAIN is the kernel's "transient": a page of the extent was still
-	 * in another CPU's LRU batch or locked for a moment. Try again a few
-	 * times; ENOMEM (no huge page to be had) is final.
+	 * EAGAIN is the kernel's "transient": a page of the extent was locked
+	 * or held by someone for a moment (an I/O in flight, another CPU's
+	 * LRU batch). Try again after 0.1, 1 and 10 ms; ENOMEM (no huge page
+	 * to be had) is final.
 	 */
 	while (!err && madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
 		err = -errno;
-		if (err == -EAGAIN && ++tries < COLLAPSE_TRIES) {
+		if (err == -EAGAIN && tries < COLLAPSE_TRIES - 1) {
+			struct timespec ts = { 0, collapse_wait_ns[tries++] };
+
+			nanosleep(&ts, NULL);
 			err = 0;
 			continue;
 		}
