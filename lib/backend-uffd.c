@@ -532,22 +532,26 @@ static void uffd_huge_end(struct rsv *r, uintptr_t a)
 	kvma_add(r, -2);
 }
 
+/* The two backends differ only in how a fault reaches emm. */
+#define UFFD_OPS_SHARED \
+	.close = uffd_close, \
+	.view_create = uffd_view_create, \
+	.view_destroy = uffd_view_destroy, \
+	.grant = uffd_grant, \
+	.revoke = uffd_revoke, \
+	.revoke_many = uffd_revoke_many, \
+	.populate = uffd_populate, \
+	.vma_protect = uffd_vma_protect, \
+	.huge_begin = uffd_huge_begin, \
+	.huge_end = uffd_huge_end, \
+	.quiesce = uffd_quiesce,
+
 const struct backend_ops backend_uffd_ops = {
 	.name = "uffd",
 	.id = EMM_BACKEND_UFFD,
 	.fault_signal = 0,
 	.open = uffd_open,
-	.close = uffd_close,
-	.view_create = uffd_view_create,
-	.view_destroy = uffd_view_destroy,
-	.grant = uffd_grant,
-	.revoke = uffd_revoke,
-	.revoke_many = uffd_revoke_many,
-	.populate = uffd_populate,
-	.vma_protect = uffd_vma_protect,
-	.huge_begin = uffd_huge_begin,
-	.huge_end = uffd_huge_end,
-	.quiesce = uffd_quiesce,
+	UFFD_OPS_SHARED
 };
 
 const struct backend_ops backend_uffd_sigbus_ops = {
@@ -555,17 +559,7 @@ const struct backend_ops backend_uffd_sigbus_ops = {
 	.id = EMM_BACKEND_UFFD_SIGBUS,
 	.fault_signal = SIGBUS,
 	.open = uffd_sigbus_open,
-	.close = uffd_close,
-	.view_create = uffd_view_create,
-	.view_destroy = uffd_view_destroy,
-	.grant = uffd_grant,
-	.revoke = uffd_revoke,
-	.revoke_many = uffd_revoke_many,
-	.populate = uffd_populate,
-	.vma_protect = uffd_vma_protect,
-	.huge_begin = uffd_huge_begin,
-	.huge_end = uffd_huge_end,
-	.quiesce = uffd_quiesce,
+	UFFD_OPS_SHARED
 };
 
 EMM_API int emm_backend(struct emm *mm)
