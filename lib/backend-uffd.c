@@ -446,42 +446,13 @@ static void uffd_view_destroy(struct rsv *r)
 	kvma_add(r, -atomic_load_explicit(&r->kvmas, memory_order_relaxed));
 }
 
-/* Counting kernel VMAs: runs of equal kernel protection so far. */
-struct kvma_count {
-	uintptr_t at;
-	int last;
-	long n;
-};
-
-static int count_one(struct rsv *r, const struct emm_vma *v, void *arg)
-{
-	struct kvma_count *c = arg;
-	int p = prot_to_sys(target_prot(v));
-
-	(void)r;
-	if (v->start > c->at) {
-		c->n += c->last != PROT_NONE;
-		c->last = PROT_NONE;
-	}
-	c->n += p != c->last;
-	c->last = p;
-	c->at = v->end;
-	return 0;
-}
-
-/* Kernel VMAs the app view of r spans: one per run of equal protection,
- * the gaps between emm VMAs having none; huge extents add theirs
- * (huge_begin). mm->lock held. */
+/* Kernel VMAs the app view of r spans: one per run of equal protection
+ * (the layout's count, see vma.c), the gaps between emm VMAs having none;
+ * a huge extent adds up to two (huge_begin). mm->lock held. */
 static long uffd_count_kvmas(struct rsv *r)
 {
-	struct kvma_count c = { .at = r->start, .last = -1 };
-
-	c.n = 2 * atomic_load_explicit(&((struct uffd_rsv *)r->backend_data)->huge,
-				       memory_order_relaxed);
-	walk_vmas(r, r->start, r->start + r->len, count_one, &c);
-	if (c.at < r->start + r->len)
-		c.n += c.last != PROT_NONE;
-	return c.n;
+	return r->kvma_need + 2 * atomic_load_explicit(&((struct uffd_rsv *)r->backend_data)->huge,
+						     memory_order_relaxed);
 }
 
 /*

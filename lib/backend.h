@@ -245,8 +245,6 @@ static inline void backend_quiesce(struct emm *mm)
 /* Async-signal-safe. Store prot in the PTE words of [s, e) (their locks
  * held by the caller), keeping their other bits. */
 void backend_set_pte_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
-/* Async-signal-safe. EMM_PROT_* to the PROT_* of mmap and mprotect. */
-int prot_to_sys(int prot);
 
 
 /* backend-signal.c: install the process-wide fault handler for the first

@@ -42,6 +42,8 @@ long kvma_global(void);
 long kvma_process_limit(void);
 long kvma_limit_refresh(void);
 bool kvma_need_charge(long delta, bool force);
+/* Async-signal-safe. EMM_PROT_* to the PROT_* of mmap and mprotect. */
+int prot_to_sys(int prot);
 void sig_fill_async(sigset_t *set);
 void sig_block(sigset_t *old);
 void sig_restore(const sigset_t *old);

@@ -192,12 +192,15 @@ static int tree_update(struct vma_update *u, struct vma_node **root, const struc
  * whole VMA); runs of VMAs with different protections it cannot. An update
  * changes the runs only inside its window, so the count is kept as a
  * running total: the changes of protection along the window [s, e), from
- * left (the protection before s) to right (after e; -1 at the end of the
- * reservation, where nothing follows).
+ * left (the protection before s; -1 at the start of the reservation, where
+ * the first run begins) to right (after e; -1 at the end of the
+ * reservation, where nothing follows). Protections are compared as the
+ * kernel sees them: a write-only VMA is mapped read-write, and merges with
+ * its read-write neighbours.
  */
 static int layout_prot(const struct emm_vma *v)
 {
-	return !v || v->policy == EMM_POLICY_GUARD ? EMM_PROT_NONE : v->prot;
+	return !v || v->policy == EMM_POLICY_GUARD ? PROT_NONE : prot_to_sys(v->prot);
 }
 
 static long layout_changes(const struct vma_list *l, uintptr_t s, uintptr_t e, int left,
@@ -212,16 +215,16 @@ static long layout_changes(const struct vma_list *l, uintptr_t s, uintptr_t e, i
 		int p = layout_prot(v);
 
 		if (v->start > at) {
-			n += prev != EMM_PROT_NONE;
-			prev = EMM_PROT_NONE;
+			n += prev != PROT_NONE;
+			prev = PROT_NONE;
 		}
 		n += p != prev;
 		prev = p;
 		at = v->end;
 	}
 	if (at < e) {
-		n += prev != EMM_PROT_NONE;
-		prev = EMM_PROT_NONE;
+		n += prev != PROT_NONE;
+		prev = PROT_NONE;
 	}
 	return n + (right >= 0 && prev != right);
 }
@@ -232,7 +235,7 @@ static long layout_need(struct rsv *r, const struct vma_list *old, const struct 
 			uintptr_t s, uintptr_t e)
 {
 	uintptr_t rend = r->start + r->len;
-	int left = s > r->start ? layout_prot(find_vma(r, s - 1)) : EMM_PROT_NONE;
+	int left = s > r->start ? layout_prot(find_vma(r, s - 1)) : -1;
 	int right = e < rend ? layout_prot(find_vma(r, e)) : -1;
 	long base = r->kvma_need ? r->kvma_need : 1;	/* an empty layout: one run */
 

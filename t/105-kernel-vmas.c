@@ -109,6 +109,37 @@ static void test_default_count(void)
 	emm_close(mm);
 }
 
+/* Layouts whose runs begin or end at the reservation's edges, or whose
+ * neighbours merge in the kernel: the count follows /proc/self/maps. */
+static void test_layouts(void)
+{
+	EMM_OPTS(emm_map_opts, wo, .prot = EMM_PROT_WRITE);
+	struct emm *mm;
+	char *base;
+	void *r;
+
+	is_int(emm_open(NULL, &mm), 0, "open for the layouts");
+	is_int(emm_reserve(mm, LEN, &r), 0, "reserve 256 MiB");
+	base = r;
+	is_int(kernel_vmas(mm), lines_in(r), "empty: %ld kernel VMAs", kernel_vmas(mm));
+	is_int(emm_map(mm, base, LEN, NULL), 0, "map it whole");
+	is_int(kernel_vmas(mm), lines_in(r), "mapped whole: %ld", kernel_vmas(mm));
+	is_int(emm_protect(mm, base, MIB, EMM_PROT_READ), 0, "protect its first MiB read-only");
+	is_int(kernel_vmas(mm), lines_in(r), "read-only at the start: %ld", kernel_vmas(mm));
+	is_int(emm_protect(mm, base + LEN - MIB, MIB, EMM_PROT_READ), 0, "and its last MiB");
+	is_int(kernel_vmas(mm), lines_in(r), "read-only at both ends: %ld", kernel_vmas(mm));
+	is_int(emm_unmap(mm, base, 2 * MIB), 0, "unmap its first 2 MiB");
+	is_int(kernel_vmas(mm), lines_in(r), "a hole at the start: %ld", kernel_vmas(mm));
+	is_int(emm_unmap(mm, base + 64 * MIB, MIB), 0, "unmap a MiB in the middle");
+	is_int(kernel_vmas(mm), lines_in(r), "a hole in the middle: %ld", kernel_vmas(mm));
+	is_int(emm_map(mm, base + 64 * MIB, MIB, &wo), 0, "map it again write-only");
+	is_int(kernel_vmas(mm), lines_in(r), "write-only between read-write: %ld",
+	       kernel_vmas(mm));
+	is_int(emm_unmap(mm, base, LEN), 0, "unmap it all");
+	is_int(kernel_vmas(mm), lines_in(r), "empty again: %ld", kernel_vmas(mm));
+	emm_close(mm);
+}
+
 int main(void)
 {
 	unsetenv("EMM_FAULT_AROUND");
@@ -116,5 +147,6 @@ int main(void)
 	diag("seed 0x%" PRIx64, seed);
 	test_limit();
 	test_default_count();
+	test_layouts();
 	return done_testing();
 }
