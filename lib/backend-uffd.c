@@ -120,8 +120,15 @@ static int grant_runs(struct rsv *r, uintptr_t s, uintptr_t e, bool wp, bool rem
 
 		if (kind == run_kind)
 			continue;
-		if (run_kind == 0)
+		if (run_kind == 0) {
 			err = uffd_continue(u->fd, run, a, wp);
+			/* A page physmem does not hold (a never-touched one the
+			 * caller did not say of): give it a zeroed one. */
+			if (err == -EFAULT &&
+			    fallocate(r->mm->memfd, 0, (off_t)(r->pgoff + (run - r->start)),
+				      (off_t)(a - run)) == 0)
+				err = uffd_continue(u->fd, run, a, wp);
+		}
 		else if (run_kind == 1)
 			err = uffd_wp(u->fd, run, a, wp);
 		run = a;
@@ -141,10 +148,11 @@ static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigne
 	bool wp = !(prot & EMM_PROT_WRITE);
 	int err;
 
-	(void)flags;
 	/* A never-touched anonymous page is a hole in physmem: give it a
-	 * zeroed page there first, as UFFDIO_CONTINUE maps only what is. */
-	if (fallocate(r->mm->memfd, 0, (off_t)(r->pgoff + (s - r->start)), (off_t)(e - s)) < 0)
+	 * zeroed page there first, as UFFDIO_CONTINUE maps only what is.
+	 * Pages read in or resident are there already: no system call. */
+	if ((flags & BACKEND_HOLES) &&
+	    fallocate(r->mm->memfd, 0, (off_t)(r->pgoff + (s - r->start)), (off_t)(e - s)) < 0)
 		return -errno;
 	/* The kernel drops page table entries on its own too: splitting a
 	 * huge page's PMD, its reclaim. Then the PTEs are wrong: remap. */

@@ -31,6 +31,7 @@
 /* Flags of grant and revoke. */
 #define BACKEND_FORCE	0x1u	/* go ahead even past the kernel-VMA budget */
 #define BACKEND_REMAP	0x2u	/* grant: the PTEs say mapped, the kernel faulted anyway */
+#define BACKEND_HOLES	0x4u	/* grant: never-touched pages, with nothing in physmem yet */
 
 /*
  * Ranges to revoke in one call (backend_revoke_many): the caller's arrays
@@ -82,8 +83,11 @@ struct backend_ops {
 	/*
 	 * Async-signal-safe; may run in a signal handler or a service thread.
 	 * The PTE locks of [s, e) are held (on entry and on exit), the pages
-	 * are resident and their data is in physmem (a never-touched anonymous
-	 * page may still be a hole there: it reads as zeros). Give the app view access prot (EMM_PROT_*,
+	 * are resident and their data is in physmem, except never-touched
+	 * anonymous pages, which may still be holes there (they read as
+	 * zeros): BACKEND_HOLES says the range may have some, and a backend
+	 * that maps only what physmem holds must give them a zeroed page
+	 * first. Give the app view access prot (EMM_PROT_*,
 	 * never EMM_PROT_NONE) to the whole range in one step: one call per
 	 * cluster, not per page. A prot without EMM_PROT_WRITE over pages that
 	 * had it takes write access away (dirty tracking). -EAGAIN: the change

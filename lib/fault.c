@@ -78,6 +78,18 @@ static bool range_has_copies(struct rsv *r, uintptr_t s, uintptr_t e)
 	return false;
 }
 
+/* Async-signal-safe. BACKEND_HOLES when make_resident will leave some page
+ * of the locked [s, e) a hole in physmem: a never-touched anonymous one. */
+static unsigned range_holes(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	if (vma_backed(vma))
+		return 0;
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+		if (pte_state(locked_val(r, a)) == PTE_NONE)
+			return BACKEND_HOLES;
+	return 0;
+}
+
 /*
  * Async-signal-safe. One coalescing step over the locked [s, e): map it
  * all alike, where that costs no I/O and dirties nothing (never-touched
@@ -88,18 +100,21 @@ static int coalesce_step(struct rsv *r, const struct emm_vma *vma, uintptr_t s, 
 			 uintptr_t addr, int access, bool force)
 {
 	int prot = target_prot(vma), err;
+	unsigned flags = force ? BACKEND_FORCE : 0;
 
 	if (!range_has_copies(r, s, e)) {
+		flags |= range_holes(r, vma, s, e);
 		err = make_resident(r, vma, s, e);
-		return err ? err : backend_set_prot(r, s, e, prot, force ? BACKEND_FORCE : 0);
+		return err ? err : backend_set_prot(r, s, e, prot, flags);
 	}
 	err = backend_revoke(r, s, e, BACKEND_FORCE);
-	if (!err)
+	if (!err) {
+		flags |= range_holes(r, vma, addr, addr + PAGE_SIZE);
 		err = make_resident(r, vma, addr, addr + PAGE_SIZE);
+	}
 	if (!err)
 		err = backend_set_prot(r, addr, addr + PAGE_SIZE,
-				       page_want(r, locked_val(r, addr), prot, access),
-				       force ? BACKEND_FORCE : 0);
+				       page_want(r, locked_val(r, addr), prot, access), flags);
 	return err;
 }
 
@@ -142,10 +157,11 @@ static enum fault_result coalesce(struct rsv *r, const struct emm_vma *vma, uint
 static int map_locked(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
 		      int prot)
 {
+	unsigned holes = range_holes(r, vma, s, e);
 	int err = make_resident(r, vma, s, e);
 
 	if (!err)
-		err = backend_set_prot(r, s, e, prot, 0);
+		err = backend_set_prot(r, s, e, prot, holes);
 	if (err) {
 		unmake_fresh(r, s, e);
 		unlock_range(r, s, e, 0, 0);
@@ -192,7 +208,7 @@ static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
 	if (!trylock_extent(r, a, ALIGN_DOWN(addr, PAGE_SIZE)))
 		return FAULT_FALLBACK;
 	if (make_resident(r, vma, a, a + PMD_SIZE) ||
-	    backend_grant(r, a, a + PMD_SIZE, prot, 0)) {
+	    backend_grant(r, a, a + PMD_SIZE, prot, BACKEND_HOLES)) {
 		unmake_fresh(r, a, a + PMD_SIZE);
 		for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE)
 			if (p != ALIGN_DOWN(addr, PAGE_SIZE))

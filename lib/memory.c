@@ -260,7 +260,8 @@ static int map_runs(struct rsv *r, uintptr_t s, uintptr_t e, int prot, int acces
 		if (want == run_prot)
 			continue;
 		if (run_prot >= 0) {
-			int err = backend_set_prot(r, run, a, run_prot, BACKEND_FORCE);
+			int err = backend_set_prot(r, run, a, run_prot,
+						   BACKEND_FORCE | BACKEND_HOLES);
 
 			if (err)
 				return err;
