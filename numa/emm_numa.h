@@ -78,7 +78,8 @@ int numa_apply_fd(int fd, uint64_t offset, size_t len, int policy, uint64_t node
  * MPOL_PREFERRED. node -1 gives it back the default policy. A thread
  * whose policy the program set (numactl, set_mempolicy) keeps that one.
  * 0, -EINVAL for a node beyond nnodes, -errno of the system call; a no-op
- * when the topology is not real.
+ * when the topology is not real. Not async-signal-safe (numa_topology):
+ * for threads of emm's own, not for the fault path of a signal handler.
  */
 int numa_prefer_node(int node);
 
