@@ -202,6 +202,21 @@ static bool uffd_remap(struct rsv *r, uintptr_t addr, int access)
 }
 
 /*
+ * On a machine of several nodes, LOCAL means the node of the thread that
+ * faulted, asleep now, not this service thread's: emm counts the page
+ * there (numa_set_fault_cpu), and the pages this thread allocates for it,
+ * zeroed by fallocate or read in through the alias view, are taken there.
+ * A CPU that cannot be told leaves both to this thread's own node.
+ */
+static void uffd_follow_node(pid_t tid)
+{
+	int cpu = uffd_thread_cpu(tid);
+
+	numa_set_fault_cpu(cpu);
+	numa_prefer_node(cpu < 0 ? -1 : numa_cpu_node(cpu));
+}
+
+/*
  * A service thread serves one message: a page fault of a thread of this
  * process, in user or kernel mode, which sleeps until woken. No VMA, or one
  * that forbids the access (emm_unmap or emm_protect is changing it): the
@@ -221,7 +236,7 @@ static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
 		return;
 	atomic_fetch_add_explicit(serving, 1, memory_order_relaxed);
 	if (mm->lru->nnodes > 1)
-		numa_set_fault_cpu(uffd_thread_cpu((pid_t)m->arg.pagefault.feat.ptid));
+		uffd_follow_node((pid_t)m->arg.pagefault.feat.ptid);
 	r = rsv_enter(addr, &idx);
 	if (r && r->mm == mm && !uffd_remap(r, ALIGN_DOWN(addr, PAGE_SIZE), access)) {
 		profile_fault(r, addr, NULL);
@@ -269,7 +284,8 @@ static void uffd_sleep(struct uffd *u)
 /*
  * A fault-service thread: takes every pending message in one read, serves
  * them, and polls a little while before it sleeps, since waking a sleeping
- * thread costs more than the fault itself. Pager callbacks run on it.
+ * thread costs more than the fault itself. A pager's fill still runs on
+ * the pager threads, which this thread waits for.
  */
 static void *uffd_thread(void *arg)
 {

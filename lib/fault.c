@@ -251,8 +251,10 @@ static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma,
  * aligned group of fault_around pages; when the touch continues the last
  * window (or the VMA was advised EMM_ADV_SEQUENTIAL), a window ahead that
  * doubles each time, up to 32 groups (at most 2 MiB), as readahead grows
- * for a stream. fault_around 1 turns both off; EMM_ADV_RANDOM reads one
- * page of a FILE or PAGER VMA.
+ * for a stream. fault_around 1 turns both off, and so does EMM_ADV_RANDOM,
+ * as MADV_RANDOM does in Linux: under random access the neighbours would
+ * be charged to the budget, zero pages as much as pages read, and mostly
+ * never used.
  */
 static void first_touch_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 			       uintptr_t *lo, uintptr_t *hi)
@@ -263,7 +265,7 @@ static void first_touch_window(struct rsv *r, const struct emm_vma *vma, uintptr
 
 	*lo = MAX(ALIGN_DOWN(addr, n), vma->start);
 	*hi = MIN(ALIGN_DOWN(addr, n) + n, vma->end);
-	if ((vma->flags & VMA_RANDOM) && vma_backed(vma)) {
+	if (vma->flags & VMA_RANDOM) {
 		*lo = addr;
 		*hi = addr + PAGE_SIZE;
 	} else if (n > PAGE_SIZE && (addr == last || (vma->flags & VMA_SEQUENTIAL))) {

@@ -72,6 +72,18 @@ int numa_apply(void *addr, size_t len, int policy, uint64_t nodes);
 int numa_apply_fd(int fd, uint64_t offset, size_t len, int policy, uint64_t nodes);
 
 /*
+ * Pages the calling thread allocates from now on where the range has no
+ * policy (EMM_NUMA_LOCAL) go to logical node node, falling back to the
+ * others as local allocation does: the thread's policy becomes
+ * MPOL_PREFERRED. node -1 gives it back the default policy. A thread
+ * whose policy the program set (numactl, set_mempolicy) keeps that one.
+ * 0, -EINVAL for a node beyond nnodes, -errno of the system call; a no-op
+ * when the topology is not real. Not async-signal-safe (numa_topology):
+ * for threads of emm's own, not for the fault path of a signal handler.
+ */
+int numa_prefer_node(int node);
+
+/*
  * move_pages query: node[i] gets the logical node of pages[i], or -errno
  * for that page (-ENOENT: not allocated, or not yet mapped in this view's
  * page tables: ask through the view that faulted it in; -EFAULT: no

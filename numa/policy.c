@@ -130,6 +130,56 @@ int numa_apply_fd(int fd, uint64_t offset, size_t len, int policy, uint64_t node
 	return err;
 }
 
+/*
+ * The calling thread's own policy, as numa_prefer_node left it: the
+ * default (-1), preferring a node (>= 0), not looked at yet, or one the
+ * program gave the thread (numactl), which stays.
+ */
+#define PREFER_UNKNOWN	(-2)
+#define PREFER_OFF	(-3)
+static __thread int prefer __attribute__((tls_model("initial-exec"))) = PREFER_UNKNOWN;
+
+static int prefer_set(int node)
+{
+	unsigned long mask[OS_NODE_BITS / LONG_BITS] = { 0 };
+	int err = node >= 0 ? os_mask(1ULL << node, mask) : 0;
+
+	if (err)
+		return err;
+	if (node < 0 ? set_mempolicy(MPOL_DEFAULT, NULL, 0) < 0
+		     : set_mempolicy(MPOL_PREFERRED, mask, OS_NODE_BITS + 1) < 0)
+		return -errno;
+	prefer = node;
+	return 0;
+}
+
+/*
+ * A thread that fills pages for a thread of another node (a fault-service
+ * thread) allocates them on that node: where the range has no policy of
+ * its own (LOCAL), a memfd page goes where the allocating thread's policy
+ * says, and MPOL_PREFERRED says node, falling back as local allocation
+ * does. One system call per change of node.
+ */
+int numa_prefer_node(int node)
+{
+	const struct numa_topo *tp = numa_topology();
+	int mode = MPOL_DEFAULT;
+
+	if (node >= tp->nnodes)
+		return -EINVAL;
+	node = MAX(node, -1);
+	if (!tp->real)
+		return 0;
+	if (prefer == PREFER_UNKNOWN) {
+		if (get_mempolicy(&mode, NULL, 0, NULL, 0) < 0)
+			return -errno;
+		prefer = mode == MPOL_DEFAULT ? -1 : PREFER_OFF;
+	}
+	if (prefer == PREFER_OFF || prefer == node)
+		return 0;
+	return prefer_set(node);
+}
+
 /* The logical node of a kernel node, -ENODEV for one emm does not know. */
 static int logical_node(const struct numa_topo *tp, int os)
 {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* emm_advise: DONTNEED drops, PAGEOUT writes out, COLD goes first, WILLNEED reads back, errors. */
+/* emm_advise: DONTNEED drops, PAGEOUT writes out, COLD goes first, WILLNEED reads back, RANDOM maps no neighbour, errors. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -152,6 +152,45 @@ static void test_hints(struct emm *mm, uint64_t *p)
 	is_int(count_bad_words(p, RANGE, word_value), 0, "and the hints leave the data alone");
 }
 
+/* Pages made resident, and zero faults taken, by a first touch of every
+ * STRIDE-th page of [p, p + RANGE): no touch continues the last window, so
+ * none of them looks like a stream. */
+#define STRIDE 32
+static void touch_strided(struct emm *mm, char *p, uint64_t *pages, uint64_t *faults)
+{
+	struct emm_stats s0 = stats(mm), s1;
+
+	for (size_t a = 0; a < RANGE; a += STRIDE * PAGE)
+		p[a] = 1;
+	s1 = stats(mm);
+	*pages = (s1.resident_bytes - s0.resident_bytes) / PAGE;
+	*faults = s1.faults_zero - s0.faults_zero;
+}
+
+/* Anonymous memory under EMM_ADV_RANDOM: a first touch maps no neighbour,
+ * which would be charged to the budget and, touched at random, mostly
+ * never used. fault_around is set: the caller's EMM_FAULT_AROUND does not
+ * count here. */
+static void test_random_anon(void)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = 256 * MIB, .swap_size = 256 * MIB, .fault_around = 16);
+	uint64_t pages, faults;
+	struct emm *mm;
+	char *r;
+
+	if (emm_open(&o, &mm) || emm_reserve(mm, 2 * RANGE, (void **)&r) ||
+	    emm_map(mm, r, 2 * RANGE, NULL))
+		bail("cannot open and map an instance");
+	touch_strided(mm, r, &pages, &faults);
+	is_int(pages, RPAGES / STRIDE * 16, "anonymous, NORMAL: each first touch maps 16 pages");
+	is_int(faults, RPAGES / STRIDE, "one zero fault each");
+	is_int(emm_advise(mm, r + RANGE, RANGE, EMM_ADV_RANDOM), 0, "EMM_ADV_RANDOM on another range");
+	touch_strided(mm, r + RANGE, &pages, &faults);
+	is_int(pages, RPAGES / STRIDE, "anonymous, RANDOM: each first touch maps its page alone");
+	is_int(faults, RPAGES / STRIDE, "one zero fault each");
+	is_int(emm_close(mm), 0, "emm_close");
+}
+
 static void test_errors(struct emm *mm, uint64_t *p, void *hole)
 {
 	is_int(emm_advise(mm, p, RANGE, 99), -EINVAL, "unknown advice 99: -EINVAL");
@@ -169,7 +208,7 @@ int main(void)
 	struct emm *mm;
 	char *r;
 
-	plan(39);
+	plan(39 + 6);
 	/* five ranges, then a hole */
 	mm = open_big((void **)&r, 5 * RANGE);
 	test_dontneed(mm, (uint64_t *)r);
@@ -184,5 +223,6 @@ int main(void)
 	test_hints(mm, (uint64_t *)(r + RANGE));
 	test_errors(mm, (uint64_t *)(r + RANGE), r + 3 * RANGE);
 	is_int(emm_close(mm), 0, "emm_close");
+	test_random_anon();
 	return done_testing();
 }
