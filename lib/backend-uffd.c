@@ -506,8 +506,20 @@ static int uffd_huge_begin(struct rsv *r, uintptr_t a)
 
 	if (ioctl(u->fd, UFFDIO_UNREGISTER, &rg) < 0)
 		return -errno;
-	if (uffd_register(u->fd, a, a + PMD_SIZE, UFFD_REG_MODE & ~UFFDIO_REGISTER_MODE_WP) < 0)
-		return uffd_register(u->fd, a, a + PMD_SIZE, UFFD_REG_MODE) ? -EIO : -EAGAIN;
+	if (uffd_register(u->fd, a, a + PMD_SIZE, UFFD_REG_MODE & ~UFFDIO_REGISTER_MODE_WP) < 0) {
+		/* The extent must not stay unregistered: its faults would no
+		 * longer reach emm, and an evicted page would read as zeros.
+		 * The range is a kernel VMA of its own now, so registering it
+		 * again needs no split; a refusal is a passing shortage. */
+		for (int i = 0; i < 100; i++) {
+			struct timespec ts = { 0, 1000000 };
+
+			if (!uffd_register(u->fd, a, a + PMD_SIZE, UFFD_REG_MODE))
+				return -EAGAIN;
+			nanosleep(&ts, NULL);
+		}
+		return -EIO;
+	}
 	atomic_fetch_add_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
 				  memory_order_relaxed);
 	kvma_add(r, 2);
