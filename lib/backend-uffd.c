@@ -124,9 +124,7 @@ static int grant_runs(struct rsv *r, uintptr_t s, uintptr_t e, bool wp, bool rem
 			err = uffd_continue(u->fd, run, a, wp);
 			/* A page physmem does not hold (a never-touched one the
 			 * caller did not say of): give it a zeroed one. */
-			if (err == -EFAULT &&
-			    fallocate(r->mm->memfd, 0, (off_t)(r->pgoff + (run - r->start)),
-				      (off_t)(a - run)) == 0)
+			if (err == -EFAULT && !physmem_fill(r, run, a - run))
 				err = uffd_continue(u->fd, run, a, wp);
 		}
 		else if (run_kind == 1)
@@ -151,9 +149,8 @@ static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigne
 	/* A never-touched anonymous page is a hole in physmem: give it a
 	 * zeroed page there first, as UFFDIO_CONTINUE maps only what is.
 	 * Pages read in or resident are there already: no system call. */
-	if ((flags & BACKEND_HOLES) &&
-	    fallocate(r->mm->memfd, 0, (off_t)(r->pgoff + (s - r->start)), (off_t)(e - s)) < 0)
-		return -errno;
+	if ((flags & BACKEND_HOLES) && (err = physmem_fill(r, s, e - s)))
+		return err;
 	/* The kernel drops page table entries on its own too: splitting a
 	 * huge page's PMD, its reclaim. Then the PTEs are wrong: remap. */
 	err = grant_runs(r, s, e, wp, flags & BACKEND_REMAP);

@@ -223,6 +223,14 @@ int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp)
 	return -ENOMEM;
 }
 
+/* Async-signal-safe. Give the holes of a range of physmem zeroed pages. */
+int physmem_fill(struct rsv *r, uintptr_t addr, size_t len)
+{
+	if (fallocate(r->mm->memfd, 0, (off_t)(r->pgoff + (addr - r->start)), (off_t)len) < 0)
+		return -errno;
+	return 0;
+}
+
 /* Give a range of physmem back to the system. */
 int physmem_punch(struct rsv *r, uintptr_t addr, size_t len)
 {
