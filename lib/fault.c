@@ -388,6 +388,9 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 		 * its own (a userfaultfd view: a PMD split, its reclaim). */
 		backend_grant(r, addr, addr + PAGE_SIZE, pte_prot(val), BACKEND_FORCE | BACKEND_REMAP);
 		pte_unlock(pte_of(r, addr), val);
+		/* Nothing was faulted in: not a fault of its own, as with
+		 * uffd_remap (the kernel may deliver one fault twice). */
+		count_events(r->mm, faults, -(uint64_t)1);
 		return FAULT_DONE;
 	}
 	if (extent_huge(r, addr)) {
