@@ -14,6 +14,7 @@
 
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
 #define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
+#define SWAP_CLUSTER	8	/* read-around of a swap-in outside a stream */
 
 /* Async-signal-safe. Does prot allow the access (EMM_PROT_* bits)? */
 static bool prot_allows(int prot, int access)
@@ -320,13 +321,93 @@ static enum fault_result do_none_page(struct rsv *r, const struct emm_vma *vma,
 }
 
 /*
+ * Async-signal-safe. Map the clean anonymous pages coming back from swap
+ * writable (so dirty: their slot goes) instead of read-only? A read-only
+ * clean page costs a second fault when written, a trap as dear as the
+ * swap-in's own on userfaultfd; a writable one costs a write to swap when
+ * evicted, though its data may not have changed. The kernel has neither
+ * cost (the MMU's dirty bit); emm weighs them by what the pages of this
+ * reservation did: when more than half of the clean pages mapped read-only
+ * were written soon after (a heap whose collector marks what it reads, a
+ * B-tree being filled), new ones are mapped writable. One decision in
+ * eight still maps read-only, so the figure follows the program.
+ */
+static bool predict_write(struct rsv *r, const struct emm_vma *vma)
+{
+	uint32_t maps = atomic_load_explicit(&r->clean_maps, memory_order_relaxed);
+	uint32_t writes = atomic_load_explicit(&r->clean_writes, memory_order_relaxed);
+
+	if (vma_backed(vma) || maps < 64 || 2 * writes <= maps)
+		return false;
+	return atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 8;
+}
+
+/* Async-signal-safe. n clean anonymous pages were mapped read-only
+ * (predict_write's sample), the counts halved now and then so that they
+ * follow the program's phases. */
+static void note_clean_maps(struct rsv *r, uint32_t n)
+{
+	if (atomic_fetch_add_explicit(&r->clean_maps, n, memory_order_relaxed) + n < 4096)
+		return;
+	atomic_store_explicit(&r->clean_maps, atomic_load(&r->clean_maps) / 2, memory_order_relaxed);
+	atomic_store_explicit(&r->clean_writes, atomic_load(&r->clean_writes) / 2,
+			      memory_order_relaxed);
+}
+
+/* Async-signal-safe. n pages were read around a fault (RA_READ) or one
+ * of them touched (RA_HIT); the counts halved now and then, as in
+ * note_clean_maps. */
+enum { RA_READ, RA_HIT };
+
+static void note_ra(struct rsv *r, int what, uint32_t n)
+{
+	if (what == RA_HIT) {
+		atomic_fetch_add_explicit(&r->ra_hits, n, memory_order_relaxed);
+		return;
+	}
+	if (atomic_fetch_add_explicit(&r->ra_read, n, memory_order_relaxed) + n < 1024)
+		return;
+	atomic_store_explicit(&r->ra_read, atomic_load(&r->ra_read) / 2, memory_order_relaxed);
+	atomic_store_explicit(&r->ra_hits, atomic_load(&r->ra_hits) / 2, memory_order_relaxed);
+}
+
+/*
+ * Async-signal-safe. Read around a swap-in outside a stream? The kernel
+ * reads a cluster of neighbours at every swap-in and sizes it by how many
+ * of the last ones were used; emm does the same, by the counts of this
+ * reservation: the pages read around are left unmapped (PTE_RA), so that
+ * their first touch, a minor fault, says the read was worth it. A swap-in
+ * near the last one (same 64 KiB) tries a cluster even when the counts
+ * say no, so a program that turns local again is seen; reads at random
+ * over a large region are never near each other and read one page.
+ * RA_MAP when the cluster pays so well (7 pages in 8 touched) that its
+ * pages are mapped at once, saving the minor faults: one time in four
+ * they are not, to keep the count.
+ */
+enum { RA_NONE, RA_UNMAPPED, RA_MAP };
+
+static int swap_cluster(struct rsv *r, uintptr_t addr)
+{
+	uint32_t read = atomic_load_explicit(&r->ra_read, memory_order_relaxed);
+	uint32_t hits = atomic_load_explicit(&r->ra_hits, memory_order_relaxed);
+	uintptr_t last = atomic_exchange_explicit(&r->ra_last, addr, memory_order_relaxed);
+	bool near = ALIGN_DOWN(addr, 16 * PAGE_SIZE) == ALIGN_DOWN(last, 16 * PAGE_SIZE);
+
+	if (read >= 64 && 8 * hits >= 7 * read &&
+	    atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 4)
+		return RA_MAP;
+	return (read >= 64 && 2 * hits >= read) || near ? RA_UNMAPPED : RA_NONE;
+}
+
+/*
  * Async-signal-safe. The readahead window of a swap-in at addr: forward
  * when it continues the last window upwards, backward when it continues it
- * downwards (or always forward under EMM_ADV_SEQUENTIAL), none for random
- * access or under EMM_ADV_RANDOM.
+ * downwards (or always forward under EMM_ADV_SEQUENTIAL), none under
+ * EMM_ADV_RANDOM; otherwise the aligned cluster around it when
+ * swap_cluster says so (*ra).
  */
 static void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
-			   uintptr_t *lo, uintptr_t *hi)
+			   uintptr_t *lo, uintptr_t *hi, int *ra)
 {
 	uintptr_t last_lo = atomic_load_explicit(&r->ra_lo, memory_order_relaxed);
 	uintptr_t last_hi = atomic_load_explicit(&r->ra_hi, memory_order_relaxed);
@@ -335,12 +416,49 @@ static void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t a
 
 	*lo = addr;
 	*hi = addr + PAGE_SIZE;
+	*ra = RA_NONE;
 	if (vma->flags & VMA_RANDOM)
 		return;
 	if ((vma->flags & VMA_SEQUENTIAL) || (addr >= last_hi && addr - last_hi < 4 * PAGE_SIZE))
 		*hi = MIN(addr + n, vma->end);
 	else if (addr < last_lo && last_lo - addr <= 4 * PAGE_SIZE)
 		*lo = MAX(addr + PAGE_SIZE - n, vma->start);
+	else if ((*ra = swap_cluster(r, addr)) != RA_NONE) {
+		*lo = MAX(ALIGN_DOWN(addr, SWAP_CLUSTER * PAGE_SIZE), vma->start);
+		*hi = MIN(ALIGN_DOWN(addr, SWAP_CLUSTER * PAGE_SIZE) + SWAP_CLUSTER * PAGE_SIZE,
+			  vma->end);
+	}
+}
+
+/*
+ * Async-signal-safe. do_swap_page for a cluster read around addr: all of
+ * the locked [s, e) is read, the page at addr alone mapped; the others
+ * stay unmapped with PTE_RA until touched (do_resident_page). Exits with
+ * no PTE lock held. FAULT_DONE or FAULT_SIGBUS.
+ */
+static enum fault_result swap_read_around(struct rsv *r, const struct emm_vma *vma,
+					  uintptr_t addr, uintptr_t s, uintptr_t e, int access,
+					  bool dirty)
+{
+	int prot = target_prot(vma), err;
+
+	err = map_locked(r, vma, s, e, EMM_PROT_NONE);
+	if (!err)
+		err = map_written(r, s, e, addr, (dirty || (access & EMM_PROT_WRITE)) ? prot
+							: prot & ~EMM_PROT_WRITE);
+	if (err && err != -EAGAIN && err != -ENOMEM &&
+	    pte_state(atomic_load(pte_of(r, addr))) != PTE_SWAPPED)
+		return FAULT_DONE;	/* a page read around failed, not this one: retry */
+	if (err)
+		return map_failed(r, vma, addr, access, err);
+	note_ra(r, RA_READ, (uint32_t)((e - s) >> PAGE_SHIFT) - 1);
+	if (!dirty && !vma_backed(vma) && (prot & EMM_PROT_WRITE) && !(access & EMM_PROT_WRITE))
+		note_clean_maps(r, 1);
+	unlock_range(r, s, addr, 0, PTE_RA);
+	unlock_range(r, addr, addr + PAGE_SIZE, access, 0);
+	unlock_range(r, addr + PAGE_SIZE, e, 0, PTE_RA);
+	count_event(r->mm, faults_major);
+	return FAULT_DONE;
 }
 
 /*
@@ -353,14 +471,18 @@ static void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t a
 static enum fault_result do_swap_page(struct rsv *r, const struct emm_vma *vma,
 				      uintptr_t addr, int access)
 {
-	int prot = target_prot(vma), err;
+	int prot = target_prot(vma), err, ra;
 	uintptr_t s = addr, e = addr + PAGE_SIZE, lo, hi;
+	bool dirty = (prot & EMM_PROT_WRITE) && predict_write(r, vma);
 
-	swap_readahead(r, vma, addr, &lo, &hi);
+	swap_readahead(r, vma, addr, &lo, &hi, &ra);
 	fault_around(r, addr, lo, hi, &s, &e);
-	/* The pages read stay clean (mapped without write) but the one written. */
-	err = map_locked(r, vma, s, e, prot & ~EMM_PROT_WRITE);
-	if (!err && (access & EMM_PROT_WRITE))
+	if (ra == RA_UNMAPPED && e - s > PAGE_SIZE)
+		return swap_read_around(r, vma, addr, s, e, access, dirty);
+	/* The pages read stay clean (mapped without write) but the one
+	 * written, unless the program is expected to write them all. */
+	err = map_locked(r, vma, s, e, dirty ? prot : prot & ~EMM_PROT_WRITE);
+	if (!err && !dirty && (access & EMM_PROT_WRITE))
 		err = map_written(r, s, e, addr, prot);
 	if (err && e - s > PAGE_SIZE && err != -EAGAIN && err != -ENOMEM &&
 	    pte_state(atomic_load(pte_of(r, addr))) != PTE_SWAPPED)
@@ -369,6 +491,8 @@ static enum fault_result do_swap_page(struct rsv *r, const struct emm_vma *vma,
 		return map_failed(r, vma, addr, access, err);
 	atomic_store_explicit(&r->ra_lo, s, memory_order_relaxed);
 	atomic_store_explicit(&r->ra_hi, e, memory_order_relaxed);
+	if (!dirty && !vma_backed(vma) && (prot & EMM_PROT_WRITE))
+		note_clean_maps(r, (uint32_t)((e - s) >> PAGE_SHIFT) - !!(access & EMM_PROT_WRITE));
 	unlock_range(r, s, e, access, 0);
 	count_event(r->mm, faults_major);
 	return FAULT_DONE;
@@ -382,6 +506,7 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 					  int access, uint64_t val)
 {
 	int prot = target_prot(vma), err;
+	bool swap_clean;
 
 	if (prot_allows(pte_prot(val), access)) {
 		/* Raced with another fault; or the kernel dropped the mapping on
@@ -397,19 +522,30 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 		pte_unlock(pte_of(r, addr), val);
 		return do_huge_minor(r, vma, addr);
 	}
-	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val))
+	swap_clean = !(val & PTE_FILE) && page_clean_copy(r, val) && (prot & EMM_PROT_WRITE);
+	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val) &&
+	    !(swap_clean && predict_write(r, vma)))
 		prot &= ~EMM_PROT_WRITE;
 	err = backend_set_prot(r, addr, addr + PAGE_SIZE, prot, 0);
 	if (err) {
 		pte_unlock(pte_of(r, addr), val);
 		return coalesce(r, vma, addr, access);
 	}
-	if (pte_prot(val) == EMM_PROT_NONE) {
+	if (swap_clean && !(prot & EMM_PROT_WRITE))
+		note_clean_maps(r, 1);
+	if (pte_prot(val) == EMM_PROT_NONE && (val & PTE_RA)) {
+		/* The first touch of a page read around a fault: a hit. */
+		count_event(r->mm, faults_minor);
+		note_ra(r, RA_HIT, 1);
+	} else if (pte_prot(val) == EMM_PROT_NONE) {
 		count_event(r->mm, faults_minor);
 		lru_queue(r->mm, pte_val(val), PV_ACTIVATE);	/* second touch */
 	} else {
 		count_event(r->mm, faults_wp);
+		if (swap_clean)
+			atomic_fetch_add_explicit(&r->clean_writes, 1, memory_order_relaxed);
 	}
+	pte_set_locked(pte_of(r, addr), locked_val(r, addr) & ~PTE_RA);
 	unlock_range(r, addr, addr + PAGE_SIZE, access, PTE_REFERENCED);
 	return FAULT_DONE;
 }

@@ -48,6 +48,11 @@ struct rsv {
 	_Atomic long resident;		/* pages of this reservation in physmem */
 	_Atomic uintptr_t ra_lo, ra_hi;	/* the last swap-in window: streams continue it */
 	_Atomic uintptr_t fa_next, fa_win;	/* the last fault-around window's end, size */
+	_Atomic uint32_t clean_maps, clean_writes;	/* clean anonymous pages mapped read-only,
+							 * and writes to them since: fault.c */
+	_Atomic uint32_t clean_seq;
+	_Atomic uint32_t ra_read, ra_hits;	/* pages read around faults, and touched */
+	_Atomic uintptr_t ra_last;		/* the last swap-in outside a stream */
 	struct rsv *next;
 };
 

@@ -94,7 +94,7 @@ static int alloc_page(struct rsv *r, const struct emm_vma *vma, uintptr_t a, boo
 	if (!f)
 		return -ENOMEM;
 	val = pte_set_val(pte_mk(old & ~(PTE_DIRTY | PTE_LRU | PTE_REFERENCED | PTE_ACTIVE |
-					 PTE_FILE), PTE_RESIDENT, pte_prot(old)), f);
+					 PTE_FILE | PTE_RA), PTE_RESIDENT, pte_prot(old)), f);
 	if (file)
 		val |= PTE_FILE;
 	pte_set_used(r, a, old, val);

@@ -22,6 +22,7 @@
 #define PTE_PINNED	(1ULL << 10)
 #define PTE_LRU		(1ULL << 11)
 #define PTE_FILE	(1ULL << 12)	/* data has a home in a file or pager */
+#define PTE_RA		(1ULL << 13)	/* read around a fault, not touched yet */
 #define PTE_VAL_SHIFT	32
 
 enum pte_state { PTE_NONE, PTE_RESIDENT, PTE_SWAPPED };

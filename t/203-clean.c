@@ -44,8 +44,9 @@ static size_t read_pass(int rewritten)
 	return bad;
 }
 
-/* Read a word of every page, then write another: each page comes in clean
- * (read-only), so its first write is a write-protect fault. */
+/* Read a word of every page, then write another: pages come in clean
+ * (read-only), so a first write is a write-protect fault, until emm sees
+ * the pass write what it reads and maps them writable as they come. */
 static void rewrite_pass(void)
 {
 	volatile uint64_t sink = 0;
@@ -94,8 +95,9 @@ int main(void)
 	     s3.faults_major - s2.faults_major, s3.swapouts - s2.swapouts);
 	ok(s3.swapouts - s2.swapouts >= (LEN - LIMIT) / PAGE,
 	   "writing a word per page made them dirty: at least 112 MiB written out again");
-	ok(s3.faults_wp - s2.faults_wp >= PAGES * 9 / 10 && s3.faults_wp - s2.faults_wp <= PAGES,
-	   "faults_wp counts those first writes to clean pages (90%%..100%% of %lu)", PAGES);
+	ok(s3.faults_wp - s2.faults_wp >= PAGES / 32 && s3.faults_wp - s2.faults_wp <= PAGES / 2,
+	   "faults_wp counts the first writes to pages that came in clean: some, not most "
+	   "(once the pass is seen writing what it reads, pages come back writable)");
 	is_int(read_pass(1), 0, "and the data reads back with the rewritten words");
 	is_int(stats(mm).io_errors, 0, "no I/O errors");
 	is_int(emm_close(mm), 0, "emm_close");
