@@ -302,7 +302,7 @@ static void budget_runs(const struct bench_opts *o, unsigned threads, size_t slo
 		       hr.rate / ko.rate, bench_kswap_max_usage(&k) / MIB);
 		bench_data("heap", "budget", "mimalloc-kernel-swap", ko.rate, "ops/s");
 	} else {
-		printf("kernel swap baseline failed: %s\n", strerror(-err));
+		printf("kernel swap baseline failed: %s\n", k.why);
 	}
 	bench_kswap_teardown(&k);
 }

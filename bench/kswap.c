@@ -257,9 +257,19 @@ int bench_kswap_run(struct bench_kswap *k, int (*fn)(void *arg, void *out), void
 	close(pfd[0]);
 	err = waitpid(pid, &status, 0) < 0 ? -errno : 0;
 	bench_kswap_child(k, 0);
-	if (err)
+	if (err) {
+		snprintf(k->why, sizeof(k->why), "waitpid: %s", strerror(-err));
 		return err;
-	return WIFEXITED(status) && !WEXITSTATUS(status) && got == (ssize_t)len ? 0 : -ECHILD;
+	}
+	if (WIFSIGNALED(status))
+		snprintf(k->why, sizeof(k->why), "the program was killed by signal %d%s",
+			 WTERMSIG(status), WTERMSIG(status) == SIGKILL ? " (the OOM killer)" : "");
+	else if (!WIFEXITED(status) || WEXITSTATUS(status) || got != (ssize_t)len)
+		snprintf(k->why, sizeof(k->why), "the program failed (exit status %d)",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	else
+		return 0;
+	return -ECHILD;
 }
 
 uint64_t bench_kswap_max_usage(struct bench_kswap *k)

@@ -12,7 +12,7 @@ struct bench_kswap {
 	char cgroup[256];	/* the cgroup's directory, made here */
 	char swapfile[256];	/* the swap file, made and swapon'ed here */
 	bool swap_on;
-	char why[256];		/* why the baseline cannot run */
+	char why[256];		/* why the baseline cannot run, or why its run failed */
 };
 
 /*

@@ -509,7 +509,7 @@ static int kernel_run(struct ooc *b)
 	int err = bench_kswap_run(b->ks, kernel_child, b, r, sizeof(r));
 
 	if (err < 0) {
-		snprintf(kernel.why, sizeof(kernel.why), "its child failed: %s", strerror(-err));
+		snprintf(kernel.why, sizeof(kernel.why), "its child failed: %.200s", b->ks->why);
 		return err;
 	}
 	for (int i = 0; i < NR_PATTERNS; i++) {
