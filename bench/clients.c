@@ -283,6 +283,10 @@ static void clean(struct ctx *c)
 	unlink(path);
 	path_of(path, "%s/t.db", c->dir);
 	unlink(path);
+	/* A run the OOM killer stopped leaves SQLite's journal: the next run
+	 * would take it for its own database's. */
+	path_of(path, "%s/t.db-journal", c->dir);
+	unlink(path);
 }
 
 static double tv_sec(struct timeval tv)
@@ -503,6 +507,7 @@ static int make_dir(struct ctx *c)
 	}
 	snprintf(leftovers.dir, sizeof(leftovers.dir), "%s", c->dir);
 	leftover("s.lua"), leftover("lua.out"), leftover("build.sql"), leftover("t.db");
+	leftover("t.db-journal");
 	for (size_t i = 0; i < NR_CLIENTS; i++)
 		for (int s = 0; s < NR_SUBJECTS; s++) {
 			snprintf(name, sizeof(name), "%s.%s", clients[i].name, subject_names[s]);
