@@ -284,7 +284,8 @@ __attribute__((constructor)) static void preload_init(void)
 	if (env_on("EMM_VERBOSE"))
 		say("emm-preload: heap of %llu bytes at %p, backend %s\n",
 		    (unsigned long long)size, (void *)h->base, backend_name());
-	if (env_on("EMM_VERBOSE") && strcmp(backend_name(), "uffd"))
+	/* Always: a program that loses data to EFAULT must be told why. */
+	if (strcmp(backend_name(), "uffd"))
 		say("emm-preload: warning: with the %s backend, a system call given a heap "
 		    "page that is not resident fails with EFAULT (a read into or write from a "
 		    "large buffer may fail or come up short); use EMM_BACKEND=uffd\n",
