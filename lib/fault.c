@@ -342,33 +342,29 @@ static bool predict_write(struct rsv *r, const struct emm_vma *vma)
 	return atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 8;
 }
 
-/* Async-signal-safe. n clean anonymous pages were mapped read-only
- * (predict_write's sample), the counts halved now and then so that they
- * follow the program's phases. */
-static void note_clean_maps(struct rsv *r, uint32_t n)
+/*
+ * Async-signal-safe. Add n to *tries, of which *wins are the successes;
+ * once tries reach cap both are halved, so that the ratio follows the
+ * program's phases. Relaxed: a lost update only blurs a statistic.
+ */
+static void count_tries(_Atomic uint32_t *tries, _Atomic uint32_t *wins, uint32_t n, uint32_t cap)
 {
-	if (atomic_fetch_add_explicit(&r->clean_maps, n, memory_order_relaxed) + n < 4096)
+	if (atomic_fetch_add_explicit(tries, n, memory_order_relaxed) + n < cap)
 		return;
-	atomic_store_explicit(&r->clean_maps, atomic_load(&r->clean_maps) / 2, memory_order_relaxed);
-	atomic_store_explicit(&r->clean_writes, atomic_load(&r->clean_writes) / 2,
+	atomic_store_explicit(tries, atomic_load_explicit(tries, memory_order_relaxed) / 2,
+			      memory_order_relaxed);
+	atomic_store_explicit(wins, atomic_load_explicit(wins, memory_order_relaxed) / 2,
 			      memory_order_relaxed);
 }
 
-/* Async-signal-safe. n pages were read around a fault (RA_READ) or one
- * of them touched (RA_HIT); the counts halved now and then, as in
- * note_clean_maps. */
-enum { RA_READ, RA_HIT };
-
-static void note_ra(struct rsv *r, int what, uint32_t n)
+/* Async-signal-safe. n clean anonymous pages of a VMA with prot were
+ * mapped read-only (dirty: or writable, by predict_write): predict_write's
+ * sample counts the read-only ones. */
+static void note_clean_maps(struct rsv *r, const struct emm_vma *vma, int prot, bool dirty,
+			    uint32_t n)
 {
-	if (what == RA_HIT) {
-		atomic_fetch_add_explicit(&r->ra_hits, n, memory_order_relaxed);
-		return;
-	}
-	if (atomic_fetch_add_explicit(&r->ra_read, n, memory_order_relaxed) + n < 1024)
-		return;
-	atomic_store_explicit(&r->ra_read, atomic_load(&r->ra_read) / 2, memory_order_relaxed);
-	atomic_store_explicit(&r->ra_hits, atomic_load(&r->ra_hits) / 2, memory_order_relaxed);
+	if (!dirty && n && !vma_backed(vma) && (prot & EMM_PROT_WRITE))
+		count_tries(&r->clean_maps, &r->clean_writes, n, 4096);
 }
 
 /*
@@ -431,6 +427,20 @@ static void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t a
 }
 
 /*
+ * Async-signal-safe. A swap-in of a window around addr failed (err,
+ * -errno; the range is unlocked). If addr itself came in, a neighbour's
+ * read failed, not this page's: the access retries. Else as map_failed.
+ */
+static enum fault_result swapin_failed(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
+				       int access, int err)
+{
+	if (err != -EAGAIN && err != -ENOMEM &&
+	    pte_state(atomic_load(pte_of(r, addr))) != PTE_SWAPPED)
+		return FAULT_DONE;
+	return map_failed(r, vma, addr, access, err);
+}
+
+/*
  * Async-signal-safe. do_swap_page for a cluster read around addr: all of
  * the locked [s, e) is read, the page at addr alone mapped; the others
  * stay unmapped with PTE_RA until touched (do_resident_page). Exits with
@@ -446,14 +456,10 @@ static enum fault_result swap_read_around(struct rsv *r, const struct emm_vma *v
 	if (!err)
 		err = map_written(r, s, e, addr, (dirty || (access & EMM_PROT_WRITE)) ? prot
 							: prot & ~EMM_PROT_WRITE);
-	if (err && err != -EAGAIN && err != -ENOMEM &&
-	    pte_state(atomic_load(pte_of(r, addr))) != PTE_SWAPPED)
-		return FAULT_DONE;	/* a page read around failed, not this one: retry */
 	if (err)
-		return map_failed(r, vma, addr, access, err);
-	note_ra(r, RA_READ, (uint32_t)((e - s) >> PAGE_SHIFT) - 1);
-	if (!dirty && !vma_backed(vma) && (prot & EMM_PROT_WRITE) && !(access & EMM_PROT_WRITE))
-		note_clean_maps(r, 1);
+		return swapin_failed(r, vma, addr, access, err);
+	count_tries(&r->ra_read, &r->ra_hits, (uint32_t)((e - s) >> PAGE_SHIFT) - 1, 1024);
+	note_clean_maps(r, vma, prot, dirty, !(access & EMM_PROT_WRITE));
 	unlock_range(r, s, addr, 0, PTE_RA);
 	unlock_range(r, addr, addr + PAGE_SIZE, access, 0);
 	unlock_range(r, addr + PAGE_SIZE, e, 0, PTE_RA);
@@ -484,15 +490,12 @@ static enum fault_result do_swap_page(struct rsv *r, const struct emm_vma *vma,
 	err = map_locked(r, vma, s, e, dirty ? prot : prot & ~EMM_PROT_WRITE);
 	if (!err && !dirty && (access & EMM_PROT_WRITE))
 		err = map_written(r, s, e, addr, prot);
-	if (err && e - s > PAGE_SIZE && err != -EAGAIN && err != -ENOMEM &&
-	    pte_state(atomic_load(pte_of(r, addr))) != PTE_SWAPPED)
-		return FAULT_DONE;	/* a page read ahead failed, not this one: retry */
 	if (err)
-		return map_failed(r, vma, addr, access, err);
+		return swapin_failed(r, vma, addr, access, err);
 	atomic_store_explicit(&r->ra_lo, s, memory_order_relaxed);
 	atomic_store_explicit(&r->ra_hi, e, memory_order_relaxed);
-	if (!dirty && !vma_backed(vma) && (prot & EMM_PROT_WRITE))
-		note_clean_maps(r, (uint32_t)((e - s) >> PAGE_SHIFT) - !!(access & EMM_PROT_WRITE));
+	note_clean_maps(r, vma, prot, dirty,
+			(uint32_t)((e - s) >> PAGE_SHIFT) - !!(access & EMM_PROT_WRITE));
 	unlock_range(r, s, e, access, 0);
 	count_event(r->mm, faults_major);
 	return FAULT_DONE;
@@ -531,15 +534,14 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 		pte_unlock(pte_of(r, addr), val);
 		return coalesce(r, vma, addr, access);
 	}
-	if (swap_clean && !(prot & EMM_PROT_WRITE))
-		note_clean_maps(r, 1);
-	if (pte_prot(val) == EMM_PROT_NONE && (val & PTE_RA)) {
-		/* The first touch of a page read around a fault: a hit. */
+	if (swap_clean)
+		note_clean_maps(r, vma, target_prot(vma), prot & EMM_PROT_WRITE, 1);
+	if (pte_prot(val) == EMM_PROT_NONE) {
 		count_event(r->mm, faults_minor);
-		note_ra(r, RA_HIT, 1);
-	} else if (pte_prot(val) == EMM_PROT_NONE) {
-		count_event(r->mm, faults_minor);
-		lru_queue(r->mm, pte_val(val), PV_ACTIVATE);	/* second touch */
+		if (val & PTE_RA)	/* the first touch of a page read around: a hit */
+			atomic_fetch_add_explicit(&r->ra_hits, 1, memory_order_relaxed);
+		else
+			lru_queue(r->mm, pte_val(val), PV_ACTIVATE);	/* second touch */
 	} else {
 		count_event(r->mm, faults_wp);
 		if (swap_clean)
