@@ -455,7 +455,7 @@ static long lru_size(struct lruvec *lv, int list)
  * learns that a deactivated page is in use from a minor fault, a trap that
  * costs a quarter to half of a swap-in on a VM. Measured on a 2-vCPU VM,
  * ratio 2 against 1, uffd: SQLite at a 48 MiB budget 10% faster (minor
- * faults 40,000 -> 27,000, swap-ins -17%), emm-bench heap 27% faster
+ * faults 40,000 -> 27,000, swap-ins -15%), emm-bench heap 27% faster
  * (swap-ins -15%), Lua at 48 and 64 MiB as fast (swap-ins +5 to 10%).
  * Ratios 4 and 8 made Lua 18 to 29% slower: a garbage-collected heap's
  * new objects need time on the inactive list for their second touch.
