@@ -281,14 +281,15 @@ static void uffd_sleep(struct uffd *u)
 
 /*
  * A fault-service thread: takes every pending message in one read, serves
- * them, and when they were quick to serve (no I/O), polls a little while
- * before it sleeps: waking a sleeping thread costs more than a minor fault,
- * and the thread it just woke may fault again at once. After a fault that
- * waited for I/O it sleeps at once: the next fault is far off, and on a
- * VM a vCPU that polls takes time from the one the faulting thread runs
- * on (measured on a 2-vCPU VM against polling after every message: random
- * swap-ins 11% faster, back-to-back minor faults no slower). A pager's
- * fill still runs on the pager threads, which this thread waits for.
+ * them, and when they were quick to serve (no I/O, cheap page tables),
+ * polls a little while before it sleeps: waking a sleeping thread costs
+ * more than a minor fault, and the thread it just woke may fault again at
+ * once. After slower ones (I/O, or page tables that trap to a hypervisor)
+ * it sleeps at once: the next fault is far off, and on a VM a vCPU that
+ * polls takes time from the one the faulting thread runs on (measured on
+ * a 2-vCPU VM against polling after every message: random swap-ins 11%
+ * faster, back-to-back minor faults no slower). A pager's fill still runs
+ * on the pager threads, which this thread waits for.
  */
 static void *uffd_thread(void *arg)
 {
