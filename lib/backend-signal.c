@@ -240,8 +240,11 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 	if (r && fault_foreign(r->mm, sig, si)) {
 		static const char msg[] = "emm: a forked child touched memory of an emm instance "
 					  "of its parent, which it does not inherit\n";
+		static volatile pid_t said;	/* once per process, however often it touches */
 
-		write_all(STDERR_FILENO, msg, sizeof(msg) - 1);
+		if (said != getpid())
+			write_all(STDERR_FILENO, msg, sizeof(msg) - 1);
+		said = getpid();
 		leave(r, srcu);
 		r = NULL;
 	}

@@ -132,8 +132,21 @@ static void report_backtrace(struct sbuf *b, void *uc)
  */
 void report_bad_fault(int sig, const siginfo_t *si, void *uc, int access, struct rsv *r)
 {
+	/*
+	 * The process writing a report: a fault inside it (the backtrace of
+	 * a forked child reaches data its parent kept on an emm heap, which
+	 * the child does not have) must not start another report, and
+	 * another, until the stack runs out. The nested fault's default
+	 * action ends the process instead.
+	 */
+	static volatile pid_t reporting;
+	pid_t self = getpid();
 	char line[256];
 	struct sbuf b = { line, 0, sizeof(line) };
+
+	if (reporting == self)
+		return;
+	reporting = self;
 
 	sb_puts(&b, sig == SIGBUS ? "emm: SIGBUS" : "emm: SIGSEGV");
 	sb_puts(&b, ": ");
@@ -153,4 +166,5 @@ void report_bad_fault(int sig, const siginfo_t *si, void *uc, int access, struct
 		report_vmas(&b, r);
 	if (uc)		/* NULL: not in the faulting thread, which has no backtrace to give */
 		report_backtrace(&b, uc);
+	reporting = 0;
 }
