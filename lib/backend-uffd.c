@@ -305,12 +305,13 @@ static void *uffd_thread(void *arg)
 		ssize_t n = read(u->fd, msg, sizeof(msg));
 
 		if (n > 0) {
+			ssize_t nmsg = n / (ssize_t)sizeof(msg[0]);
 			uint64_t t = now_ns();
 
-			for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
+			for (ssize_t i = 0; i < nmsg; i++)
 				uffd_serve(w->mm, u, &msg[i], &w->serving);
 			idle_since = now_ns();
-			quick = idle_since - t < UFFD_SPIN_NS * (uint64_t)(n / (ssize_t)sizeof(msg[0]));
+			quick = idle_since - t < UFFD_SPIN_NS * (uint64_t)nmsg;
 			continue;
 		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
