@@ -23,7 +23,9 @@
  *    card table is the set of pages written since the last one.
  *
  * emm tracks dirty pages itself (clean pages are mapped read-only after
- * swap-in and emm_sync, and a write is a faults_wp fault), but it does not
+ * swap-in and emm_sync; a write to one is a faults_wp fault, or on the
+ * userfaultfd backends of Linux 6.7 and later a write the kernel lets
+ * through, which emm reads from the page tables later), but it does not
  * tell the program which pages those were; the trap callback does, and
  * works the same under every backend and whether pages are resident or in
  * the swap file. The price: one trap per page per cycle, and a VMA (and a

@@ -38,6 +38,8 @@
 #define UFFD_SPIN_NS	20000		/* a service thread polls this long before sleeping,
 				   after messages served faster than this each */
 #define UFFD_THREADS_DEFAULT 4
+#define HARVEST_CHUNK	64		/* pagemap entries read per pread(2) */
+#define PM_PRESENT	(1ULL << 63)
 
 /* A fault-service thread. */
 struct uffd_worker {
@@ -55,6 +57,7 @@ struct uffd {
 	struct uffd_worker *workers;
 	bool zap;			/* revoke_many: process_madvise(2) takes MADV_DONTNEED */
 	int zap_fd;			/* ... through this pidfd (zap_open) */
+	int pagemap_fd;			/* /proc/self/pagemap with UFFD_WP_ASYNC, else -1 */
 };
 
 /* Per reservation: its extents registered without write-protection. */
@@ -68,6 +71,62 @@ static inline struct uffd *uffd_of(const struct rsv *r)
 	return r->mm->backend_data;
 }
 
+/* Async-signal-safe. Could the locked page have been written unseen? It
+ * is clean as far as emm knows and mapped without write access. */
+static inline bool wp_unseen(uint64_t v)
+{
+	int prot = pte_prot(v);
+
+	return pte_state(v) == PTE_RESIDENT && !(v & PTE_DIRTY) && prot != EMM_PROT_NONE &&
+	       !(prot & EMM_PROT_WRITE);
+}
+
+/*
+ * Async-signal-safe; PTE locks of [s, e) held on entry and exit. With
+ * asynchronous write-protection the kernel lets a write to a page mapped
+ * without write access through, with no fault, and clears the page's
+ * uffd-wp bit (pagemap bit 57; a zap keeps the bit of an unwritten page in
+ * a marker). Each page emm maps read-only whose bit is clear becomes dirty,
+ * as from an MMU's dirty bit; still mapped, it is writable now, and its
+ * PTE says so. A page the kernel dropped by itself left no marker either:
+ * dirty too, to be safe (it costs a write to swap).
+ *
+ * So clean pages are always mapped read-only here (no predict_write): on a
+ * 2-vCPU VM the kernel's fault on such a write costs 21 us against 11 for
+ * the first touch of a page mapped writable, but SQLite and Lua under a
+ * budget wrote 15 to 20% fewer pages to swap, in the same time or less.
+ */
+static void uffd_harvest(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	int fd = uffd_of(r)->pagemap_fd;
+	uint64_t pm[HARVEST_CHUNK];
+
+	for (uintptr_t c = s; fd >= 0 && c < e; c += HARVEST_CHUNK * PAGE_SIZE) {
+		uintptr_t ce = MIN(e, c + HARVEST_CHUNK * PAGE_SIZE), lo = 0, hi = 0;
+		size_t len;
+
+		for (uintptr_t a = c; a < ce; a += PAGE_SIZE)
+			if (wp_unseen(pte_locked_val(pte_of(r, a)))) {
+				lo = lo ? lo : a;
+				hi = a + PAGE_SIZE;
+			}
+		if (!lo)
+			continue;
+		len = ((hi - lo) >> PAGE_SHIFT) * sizeof(pm[0]);
+		if (pread(fd, pm, len, (off_t)((lo >> PAGE_SHIFT) * sizeof(pm[0]))) != (ssize_t)len)
+			memset(pm, 0, len);	/* cannot be told: written */
+		for (uintptr_t a = lo; a < hi; a += PAGE_SIZE) {
+			uint64_t v = pte_locked_val(pte_of(r, a)), m = pm[(a - lo) >> PAGE_SHIFT];
+
+			if (!wp_unseen(v) || (m & PM_UFFD_WP))
+				continue;
+			if (m & PM_PRESENT)
+				v = pte_mk(v, PTE_RESIDENT, pte_prot(v) | EMM_PROT_WRITE);
+			pte_set_locked(pte_of(r, a), v | PTE_DIRTY);
+		}
+	}
+}
+
 /* Async-signal-safe. PTE locks of [s, e) held on entry and exit. The
  * kernel's page table entries go; physmem keeps the data, so the next
  * touch is a minor fault. */
@@ -76,6 +135,7 @@ static int uffd_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
 	(void)flags;
 	if (madvise((void *)s, e - s, MADV_DONTNEED) < 0)
 		return -errno;
+	uffd_harvest(r, s, e);
 	backend_set_pte_prot(r, s, e, EMM_PROT_NONE);
 	return 0;
 }
@@ -100,6 +160,7 @@ static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 		uintptr_t s = (uintptr_t)v->iov[i].iov_base;
 
 		left -= (ssize_t)v->iov[i].iov_len;
+		uffd_harvest(v->rsv[i], s, s + v->iov[i].iov_len);
 		backend_set_pte_prot(v->rsv[i], s, s + v->iov[i].iov_len, EMM_PROT_NONE);
 	}
 	return i;
@@ -153,7 +214,10 @@ static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigne
 	if ((flags & BACKEND_HOLES) && (err = physmem_fill(r, s, e - s)))
 		return err;
 	/* The kernel drops page table entries on its own too: splitting a
-	 * huge page's PMD, its reclaim. Then the PTEs are wrong: remap. */
+	 * huge page's PMD, its reclaim. Then the PTEs are wrong: remap, once
+	 * what was written there is known (remapping write-protects again). */
+	if (flags & BACKEND_REMAP)
+		uffd_harvest(r, s, e);
 	err = grant_runs(r, s, e, wp, flags & BACKEND_REMAP);
 	if (err && wp) {
 		/* Not registered for write-protection there (a huge extent): no
@@ -193,9 +257,9 @@ static bool uffd_remap(struct rsv *r, uintptr_t addr, int access)
 	prot = pte_prot(v);
 	mapped = pte_state(v) == PTE_RESIDENT && prot != EMM_PROT_NONE &&
 		 (!(access & EMM_PROT_WRITE) || (prot & EMM_PROT_WRITE));
-	if (mapped)
+	if (mapped)	/* which may mark it dirty (uffd_harvest) */
 		uffd_grant(r, addr, addr + PAGE_SIZE, prot, BACKEND_FORCE | BACKEND_REMAP);
-	pte_unlock(p, v);
+	pte_unlock(p, pte_locked_val(p));
 	return mapped;
 }
 
@@ -372,6 +436,8 @@ static void uffd_free(struct uffd *u)
 		close(u->fd);
 	if (u->zap && u->zap_fd >= 0)
 		close(u->zap_fd);
+	if (u->pagemap_fd >= 0)
+		close(u->pagemap_fd);
 	free(u);
 }
 
@@ -405,6 +471,30 @@ static void uffd_zap_probe(struct emm *mm, struct uffd *u)
 }
 
 /*
+ * The userfaultfd, with asynchronous write-protection where the kernel has
+ * it, emm's options allow it, and the pagemap that tells what was written
+ * can be read: a write to a clean page then costs the kernel's own fault,
+ * not a message served by emm (measured on a 2-vCPU VM: ... ).
+ */
+static int uffd_open_wp(struct emm *mm, struct uffd *u, bool sigbus)
+{
+	bool async = mm->cfg.flags & CFG_WP_ASYNC;
+	int fd;
+
+	u->pagemap_fd = async ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
+	async = u->pagemap_fd >= 0;
+	fd = uffd_open_fd(sigbus, &async);
+	if (!async && u->pagemap_fd >= 0) {
+		close(u->pagemap_fd);
+		u->pagemap_fd = -1;
+	}
+	mm->wp_async = async;
+	emm_log(mm, "write-protection: %s", async ? "asynchronous (dirty pages read from the pagemap)"
+						   : "a fault per first write to a clean page");
+	return fd;
+}
+
+/*
  * Open the userfaultfd of backend (EMM_BACKEND_UFFD or _UFFD_SIGBUS), its
  * service threads, and the process-wide handler (VMA-level protection
  * faults still arrive as SIGSEGV; uffd-sigbus's faults as SIGBUS). Every
@@ -418,7 +508,7 @@ static int uffd_open_as(struct emm *mm, int backend, const char *name)
 
 	if (!err) {
 		u->stopfd = -1;
-		u->fd = uffd_open_fd(backend == EMM_BACKEND_UFFD_SIGBUS);
+		u->fd = uffd_open_wp(mm, u, backend == EMM_BACKEND_UFFD_SIGBUS);
 		err = u->fd < 0 ? u->fd : 0;
 	}
 	if (!err && backend == EMM_BACKEND_UFFD)
@@ -559,6 +649,7 @@ static void uffd_huge_end(struct rsv *r, uintptr_t a)
 	.vma_protect = uffd_vma_protect, \
 	.huge_begin = uffd_huge_begin, \
 	.huge_end = uffd_huge_end, \
+	.harvest = uffd_harvest, \
 	.quiesce = uffd_quiesce,
 
 const struct backend_ops backend_uffd_ops = {

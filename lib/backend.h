@@ -100,7 +100,8 @@ struct backend_ops {
 	 * Async-signal-safe; may run in a signal handler or a service thread.
 	 * The PTE locks of [s, e) are held (on entry and on exit). Take all access away from the
 	 * range while physmem keeps the data: the next touch faults, and finds
-	 * the page resident (a minor fault). flags as for grant.
+	 * the page resident (a minor fault). flags as for grant. A backend
+	 * with harvest harvests the range as it revokes it.
 	 */
 	int (*revoke)(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags);
 	/*
@@ -141,6 +142,16 @@ struct backend_ops {
 	/* Async-signal-safe; all PTE locks of the extent held. The extent at a
 	 * is 512 pages again, or its collapse failed: undo huge_begin. */
 	void (*huge_end)(struct rsv *r, uintptr_t a);
+	/*
+	 * Async-signal-safe; PTE locks of [s, e) held. A backend that lets a
+	 * write to a page granted without write access through, with no fault
+	 * (mm->wp_async), learns it after the fact, as an MMU's dirty bit
+	 * tells: here it marks such pages PTE_DIRTY, and gives their PTEs
+	 * write access where the page is still mapped (writable now). Their
+	 * frame may keep its swap slot, stale: the core frees it. revoke,
+	 * revoke_many and a BACKEND_REMAP grant do the same for their ranges.
+	 */
+	void (*harvest)(struct rsv *r, uintptr_t s, uintptr_t e);
 	/* Not async-signal-safe; no lock held. Wait until the faults being
 	 * served when called are done (emm_stats: a thread that resumed from a
 	 * fault finds it counted). */
@@ -206,6 +217,14 @@ static inline int backend_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, i
 {
 	DEBUG_NOT_IN_HANDLER();
 	return r->mm->backend->vma_protect(r, s, e, prot);
+}
+
+/* Async-signal-safe. backend_ops.harvest, where the backend has one. */
+static inline void backend_harvest(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	DEBUG_RANGE_LOCKED(r, s, e);
+	if (r->mm->backend->harvest)
+		r->mm->backend->harvest(r, s, e);
 }
 
 static inline int backend_huge_begin(struct rsv *r, uintptr_t a)

@@ -330,14 +330,14 @@ static enum fault_result do_none_page(struct rsv *r, const struct emm_vma *vma,
  * reservation did: when more than half of the clean pages mapped read-only
  * were written soon after (a heap whose collector marks what it reads, a
  * B-tree being filled), new ones are mapped writable. One decision in
- * eight still maps read-only, so the figure follows the program.
- */
+ * eight still maps read-only, so the figure follows the program. Never
+ * where the kernel lets the write through (mm->wp_async, see uffd_harvest). */
 static bool predict_write(struct rsv *r, const struct emm_vma *vma)
 {
 	uint32_t maps = atomic_load_explicit(&r->clean_maps, memory_order_relaxed);
 	uint32_t writes = atomic_load_explicit(&r->clean_writes, memory_order_relaxed);
 
-	if (vma_backed(vma) || maps < 64 || 2 * writes <= maps)
+	if (r->mm->wp_async || vma_backed(vma) || maps < 64 || 2 * writes <= maps)
 		return false;
 	return atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 8;
 }
@@ -515,7 +515,7 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 		/* Raced with another fault; or the kernel dropped the mapping on
 		 * its own (a userfaultfd view: a PMD split, its reclaim). */
 		backend_grant(r, addr, addr + PAGE_SIZE, pte_prot(val), BACKEND_FORCE | BACKEND_REMAP);
-		pte_unlock(pte_of(r, addr), val);
+		pte_unlock(pte_of(r, addr), locked_val(r, addr));	/* harvest may mark it dirty */
 		/* Nothing was faulted in: not a fault of its own, as with
 		 * uffd_remap (the kernel may deliver one fault twice). */
 		count_events(r->mm, faults, -(uint64_t)1);
@@ -531,7 +531,7 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 		prot &= ~EMM_PROT_WRITE;
 	err = backend_set_prot(r, addr, addr + PAGE_SIZE, prot, 0);
 	if (err) {
-		pte_unlock(pte_of(r, addr), val);
+		pte_unlock(pte_of(r, addr), locked_val(r, addr));
 		return coalesce(r, vma, addr, access);
 	}
 	if (swap_clean)

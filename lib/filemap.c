@@ -151,6 +151,7 @@ static int sync_vma(struct rsv *r, const struct emm_vma *vma, void *arg)
 		}
 		for (uintptr_t a = c; a < ce; a += PAGE_SIZE)
 			pte_lock(pte_of(r, a));
+		backend_harvest(r, c, ce);	/* writes that took no fault */
 		for (uintptr_t a = c; a <= ce; a += PAGE_SIZE) {
 			bool d = a < ce && dirty_backed(r, a);
 

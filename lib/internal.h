@@ -58,6 +58,11 @@ struct rsv {
 
 #define UFFD_THREADS_MAX	64
 
+/* cfg.flags of emm's own, beside EMM_OPEN_* (and stats_shm.h's CFG_STATS_SHM):
+ * a userfaultfd backend may let writes to clean pages through unseen and
+ * read later which were written (on unless EMM_UFFD_WP_ASYNC=0). */
+#define CFG_WP_ASYNC		0x40000000u
+
 struct emm_config {
 	_Atomic uint64_t mem_limit;	/* set by emm_set_limit, read by faults */
 	char *swap_path;
@@ -65,7 +70,7 @@ struct emm_config {
 	uint64_t swap_margin;
 	int backend;
 	int thp;
-	unsigned flags;
+	unsigned flags;			/* EMM_OPEN_*, CFG_* */
 	unsigned fault_around;
 	unsigned max_kernel_vmas;
 	int thp_max_ptes_none;		/* missing pages the scanner fills first */
@@ -115,6 +120,8 @@ struct emm {
 	struct emm_config cfg;
 	const struct backend_ops *backend;	/* backend.h; set by emm_open */
 	void *backend_data;		/* the backend's own, per instance */
+	bool wp_async;			/* the backend learns of writes to clean pages
+					   after the fact (backend_ops.harvest) */
 	struct lru *lru;
 	int memfd;
 	uint64_t phys_end;		/* physmem bytes handed to reservations */

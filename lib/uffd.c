@@ -54,9 +54,10 @@ static int uffd_features(bool user_only, uint64_t *features)
 /*
  * A userfaultfd, handshaken, with SIGBUS delivery (sigbus) or for service threads,
  * or -errno: -EPERM (or -EACCES) where the system does not allow it,
- * -EOPNOTSUPP where the kernel lacks what emm needs.
+ * -EOPNOTSUPP where the kernel lacks what emm needs. *wp_async on entry:
+ * ask for UFFD_WP_ASYNC; on exit: whether it was had.
  */
-int uffd_open_fd(bool sigbus)
+int uffd_open_fd(bool sigbus, bool *wp_async)
 {
 	uint64_t want = UFFD_NEEDED | (sigbus ? UFFD_FEATURE_SIGBUS : UFFD_FEATURE_THREAD_ID);
 	uint64_t have;
@@ -71,6 +72,9 @@ int uffd_open_fd(bool sigbus)
 		return -EOPNOTSUPP;
 	/* A SIGBUS emm sends names the byte touched, as the kernel's would. */
 	api.features = want | (have & UFFD_FEATURE_EXACT_ADDRESS);
+	*wp_async = *wp_async && (have & UFFD_WP_ASYNC) == UFFD_WP_ASYNC;
+	if (*wp_async)
+		api.features |= UFFD_WP_ASYNC;
 	fd = uffd_new(sigbus);
 	if (fd < 0)
 		return fd;

@@ -23,6 +23,12 @@ struct uffdio_poison {
 #ifndef UFFDIO_CONTINUE_MODE_WP
 #define UFFDIO_CONTINUE_MODE_WP		((__u64)1 << 1)
 #endif
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED	(1 << 13)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC		(1 << 15)
+#endif
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW		_IO(0xAA, 0x00)
 #endif
@@ -51,7 +57,16 @@ struct uffdio_poison {
 			 UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON)
 #define UFFD_REG_MODE	(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR | \
 			 UFFDIO_REGISTER_MODE_WP)
-int uffd_open_fd(bool sigbus);
+/*
+ * Write-protection the kernel resolves itself (6.7): a write to a page
+ * mapped without write access goes through with no message, and clears
+ * the page's uffd-wp bit, which /proc/self/pagemap shows (bit 57), also
+ * as a marker once the page is zapped unwritten. emm reads that bit
+ * instead of taking a write fault.
+ */
+#define UFFD_WP_ASYNC	(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED)
+#define PM_UFFD_WP	(1ULL << 57)		/* a pagemap entry's uffd-wp bit */
+int uffd_open_fd(bool sigbus, bool *wp_async);
 void uffd_wake_later(uintptr_t s, uintptr_t e);
 void uffd_wake(int fd, uintptr_t s, uintptr_t e);
 int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp);

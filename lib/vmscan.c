@@ -381,6 +381,8 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 			sp[i].gone = true;
 			sp[i].slot = slot;
 		} else {
+			if (slot)	/* dirty, its slot stale (backend_ops.harvest) */
+				forget_slot(mm, sp[i].f);
 			sp[i].write = true;	/* or dropped by writeout if all zeros */
 		}
 	}
