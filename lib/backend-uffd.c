@@ -87,8 +87,9 @@ static inline bool wp_unseen(uint64_t v)
  * without write access through, with no fault, and clears the page's
  * uffd-wp bit (pagemap bit 57; a zap keeps the bit of an unwritten page in
  * a marker). Each page emm maps read-only whose bit is clear becomes dirty,
- * as from an MMU's dirty bit; still mapped, it is writable now, and its
- * PTE says so. A page the kernel dropped by itself left no marker either:
+ * as from an MMU's dirty bit; one still mapped is write-protected again, so
+ * that the kernel maps it as its PTE says (read-only), and a later write
+ * is seen again. A page the kernel dropped by itself left no marker either:
  * dirty too, to be safe (it costs a write to swap).
  *
  * So clean pages are always mapped read-only here (no predict_write): on a
@@ -120,8 +121,8 @@ static void uffd_harvest(struct rsv *r, uintptr_t s, uintptr_t e)
 
 			if (!wp_unseen(v) || (m & PM_UFFD_WP))
 				continue;
-			if (m & PM_PRESENT)
-				v = pte_mk(v, PTE_RESIDENT, pte_prot(v) | EMM_PROT_WRITE);
+			if (m & PM_PRESENT)	/* its PTE must say read-only again */
+				uffd_wp(uffd_of(r)->fd, a, a + PAGE_SIZE, true);
 			pte_set_locked(pte_of(r, a), v | PTE_DIRTY);
 		}
 	}

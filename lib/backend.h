@@ -146,9 +146,9 @@ struct backend_ops {
 	 * Async-signal-safe; PTE locks of [s, e) held. A backend that lets a
 	 * write to a page granted without write access through, with no fault
 	 * (mm->wp_async), learns it after the fact, as an MMU's dirty bit
-	 * tells: here it marks such pages PTE_DIRTY, and gives their PTEs
-	 * write access where the page is still mapped (writable now). Their
-	 * frame may keep its swap slot, stale: the core frees it. revoke,
+	 * tells: here it marks such pages PTE_DIRTY, their protection
+	 * unchanged. Their frame may keep its swap slot, stale: the core
+	 * frees it. revoke,
 	 * revoke_many and a BACKEND_REMAP grant do the same for their ranges.
 	 */
 	void (*harvest)(struct rsv *r, uintptr_t s, uintptr_t e);
