@@ -147,8 +147,8 @@ struct backend_ops {
 	 * write to a page granted without write access through, with no fault
 	 * (mm->wp_async), learns it after the fact, as an MMU's dirty bit
 	 * tells: here it marks such pages PTE_DIRTY, their protection
-	 * unchanged. Their frame may keep its swap slot, stale: the core
-	 * frees it. revoke,
+	 * unchanged, and counts the anonymous ones in r->clean_writes. Their
+	 * frame may keep its swap slot, stale: the core frees it. revoke,
 	 * revoke_many and a BACKEND_REMAP grant do the same for their ranges.
 	 */
 	void (*harvest)(struct rsv *r, uintptr_t s, uintptr_t e);

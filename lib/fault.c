@@ -323,21 +323,20 @@ static enum fault_result do_none_page(struct rsv *r, const struct emm_vma *vma,
 /*
  * Async-signal-safe. Map the clean anonymous pages coming back from swap
  * writable (so dirty: their slot goes) instead of read-only? A read-only
- * clean page costs a second fault when written, a trap as dear as the
- * swap-in's own on userfaultfd; a writable one costs a write to swap when
+ * clean page costs a second fault when written (a trap even where the kernel
+ * lets it through, mm->wp_async); a writable one costs a write to swap when
  * evicted, though its data may not have changed. The kernel has neither
  * cost (the MMU's dirty bit); emm weighs them by what the pages of this
  * reservation did: when more than half of the clean pages mapped read-only
  * were written soon after (a heap whose collector marks what it reads, a
  * B-tree being filled), new ones are mapped writable. One decision in
- * eight still maps read-only, so the figure follows the program. Never
- * where the kernel lets the write through (mm->wp_async, see uffd_harvest). */
+ * eight still maps read-only, so the figure follows the program. */
 static bool predict_write(struct rsv *r, const struct emm_vma *vma)
 {
 	uint32_t maps = atomic_load_explicit(&r->clean_maps, memory_order_relaxed);
 	uint32_t writes = atomic_load_explicit(&r->clean_writes, memory_order_relaxed);
 
-	if (r->mm->wp_async || vma_backed(vma) || maps < 64 || 2 * writes <= maps)
+	if (vma_backed(vma) || maps < 64 || 2 * writes <= maps)
 		return false;
 	return atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 8;
 }
