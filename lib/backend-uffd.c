@@ -476,7 +476,9 @@ static void uffd_zap_probe(struct emm *mm, struct uffd *u)
  * The userfaultfd, with asynchronous write-protection where the kernel has
  * it, emm's options allow it, and the pagemap that tells what was written
  * can be read: a write to a clean page then costs the kernel's own fault,
- * not a message served by emm (measured on a 2-vCPU VM: ... ).
+ * not a message served by emm (on a 2-vCPU VM, 21 us against a 43 to 65 us
+ * round trip through a service thread; SQLite under a 48 MiB budget ran 15%
+ * faster, Lua at 64 MiB 4 to 6% slower: see uffd_harvest).
  */
 static int uffd_open_wp(struct emm *mm, struct uffd *u, bool sigbus)
 {
