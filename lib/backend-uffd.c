@@ -33,13 +33,12 @@
 #include "pte.h"
 #include "uffd.h"
 #include "uffd_fail.h"
+#include "uffd_wp.h"
 
 #define UFFD_MSGS	16		/* fault messages taken per read */
 #define UFFD_SPIN_NS	20000		/* a service thread polls this long before sleeping,
 				   after messages served faster than this each */
 #define UFFD_THREADS_DEFAULT 4
-#define HARVEST_CHUNK	64		/* pagemap entries read per pread(2) */
-#define PM_PRESENT	(1ULL << 63)
 
 /* A fault-service thread. */
 struct uffd_worker {
@@ -71,62 +70,13 @@ static inline struct uffd *uffd_of(const struct rsv *r)
 	return r->mm->backend_data;
 }
 
-/* Async-signal-safe. Could the locked page have been written unseen? It
- * is clean as far as emm knows and mapped without write access. */
-static inline bool wp_unseen(uint64_t v)
-{
-	int prot = pte_prot(v);
-
-	return pte_state(v) == PTE_RESIDENT && !(v & PTE_DIRTY) && prot != EMM_PROT_NONE &&
-	       !(prot & EMM_PROT_WRITE);
-}
-
-/*
- * Async-signal-safe; PTE locks of [s, e) held on entry and exit. With
- * asynchronous write-protection the kernel lets a write to a page mapped
- * without write access through, with no fault, and clears the page's
- * uffd-wp bit (pagemap bit 57; a zap keeps the bit of an unwritten page in
- * a marker). Each page emm maps read-only whose bit is clear becomes dirty,
- * as from an MMU's dirty bit; one still mapped is write-protected again, so
- * that the kernel maps it as its PTE says (read-only), and a later write
- * is seen again. A page the kernel dropped by itself left no marker either:
- * dirty too, to be safe (it costs a write to swap). Anonymous ones count as
- * clean pages written, for predict_write, as a write fault would: the
- * kernel's fault on such a write still costs 21 us on a 2-vCPU VM, against
- * 11 for the first touch of a page mapped writable, and Lua, which writes
- * most of what it reads, ran 10% slower with every clean page read-only.
- */
+/* Async-signal-safe; PTE locks of [s, e) held. backend_ops.harvest:
+ * uffd_wp.c reads the pagemap. */
 static void uffd_harvest(struct rsv *r, uintptr_t s, uintptr_t e)
 {
-	int fd = uffd_of(r)->pagemap_fd;
-	uint64_t pm[HARVEST_CHUNK];
+	struct uffd *u = uffd_of(r);
 
-	for (uintptr_t c = s; fd >= 0 && c < e; c += HARVEST_CHUNK * PAGE_SIZE) {
-		uintptr_t ce = MIN(e, c + HARVEST_CHUNK * PAGE_SIZE), lo = 0, hi = 0;
-		size_t len;
-
-		for (uintptr_t a = c; a < ce; a += PAGE_SIZE)
-			if (wp_unseen(pte_locked_val(pte_of(r, a)))) {
-				lo = lo ? lo : a;
-				hi = a + PAGE_SIZE;
-			}
-		if (!lo)
-			continue;
-		len = ((hi - lo) >> PAGE_SHIFT) * sizeof(pm[0]);
-		if (pread(fd, pm, len, (off_t)((lo >> PAGE_SHIFT) * sizeof(pm[0]))) != (ssize_t)len)
-			memset(pm, 0, len);	/* cannot be told: written */
-		for (uintptr_t a = lo; a < hi; a += PAGE_SIZE) {
-			uint64_t v = pte_locked_val(pte_of(r, a)), m = pm[(a - lo) >> PAGE_SHIFT];
-
-			if (!wp_unseen(v) || (m & PM_UFFD_WP))
-				continue;
-			if (m & PM_PRESENT)	/* its PTE must say read-only again */
-				uffd_wp(uffd_of(r)->fd, a, a + PAGE_SIZE, true);
-			if (!(v & PTE_FILE))	/* predict_write's sample */
-				atomic_fetch_add_explicit(&r->clean_writes, 1, memory_order_relaxed);
-			pte_set_locked(pte_of(r, a), v | PTE_DIRTY);
-		}
-	}
+	wp_harvest(r, u->fd, u->pagemap_fd, s, e);
 }
 
 /* Async-signal-safe. PTE locks of [s, e) held on entry and exit. The
@@ -477,8 +427,8 @@ static void uffd_zap_probe(struct emm *mm, struct uffd *u)
  * it, emm's options allow it, and the pagemap that tells what was written
  * can be read: a write to a clean page then costs the kernel's own fault,
  * not a message served by emm (on a 2-vCPU VM, 21 us against a 43 to 65 us
- * round trip through a service thread; SQLite under a 48 MiB budget ran 15%
- * faster, Lua at 64 MiB 4 to 6% slower: see uffd_harvest).
+ * round trip through a service thread; SQLite under a 48 MiB budget ran 3
+ * to 15% faster, Lua at 64 MiB about 4% slower: see uffd_wp.c).
  */
 static int uffd_open_wp(struct emm *mm, struct uffd *u, bool sigbus)
 {
