@@ -443,8 +443,10 @@ static int uffd_open_wp(struct emm *mm, struct uffd *u, bool sigbus)
 		u->pagemap_fd = -1;
 	}
 	mm->wp_async = async;
-	emm_log(mm, "write-protection: %s", async ? "asynchronous (dirty pages read from the pagemap)"
-						   : "a fault per first write to a clean page");
+	if (fd >= 0)
+		emm_log(mm, "write-protection: %s",
+			async ? "asynchronous (dirty pages read from the pagemap)"
+			      : "a fault per first write to a clean page");
 	return fd;
 }
 
