@@ -113,8 +113,11 @@ static void check_rate(void)
 	uint64_t faults = stats(mm).faults;
 
 	s = samples(&d, &lost);
-	is_int(s + lost, (long long)((faults + 3) / 4), "EMM_PROFILE=all:4: one fault in four (of %"
-	       PRIu64 ")", faults);
+	/* As in check_all, a fault uffd delivers twice is seen twice. */
+	ok(s + lost >= (long)((faults + 3) / 4) &&
+	   s + lost <= (long)((faults + faults / 100 + 3) / 4),
+	   "EMM_PROFILE=all:4: one fault in four (%ld for %" PRIu64 " faults; "
+	   "a fault delivered twice is seen twice)", s + lost, faults);
 	emm_close(mm);
 }
 
