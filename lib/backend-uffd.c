@@ -4,56 +4,29 @@
  * registered with a userfaultfd (missing, minor and write-protect faults);
  * a grant maps physmem's pages with UFFDIO_CONTINUE, a revoke zaps the
  * kernel's page table entries. Faults are served by fault-service threads
- * (uffd: the faulting thread sleeps, in user or kernel mode) or in the
- * faulting thread, which gets SIGBUS (uffd-sigbus).
+ * (uffd: the faulting thread sleeps, in user or kernel mode; uffd_service.c)
+ * or in the faulting thread, which gets SIGBUS (uffd-sigbus).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
-#include "fault.h"
-#include "memory.h"
-#include "emm_numa.h"
-#include "lru.h"
 #include "physmem.h"
-#include "profile.h"
 #include "util.h"
-#include "vma.h"
 #include "pte.h"
 #include "uffd.h"
-#include "uffd_fail.h"
+#include "uffd_service.h"
 #include "uffd_wp.h"
-
-#define UFFD_MSGS	16		/* fault messages taken per read */
-#define UFFD_SPIN_NS	20000		/* a service thread polls this long before sleeping,
-				   after messages served faster than this each */
-#define UFFD_THREADS_DEFAULT 4
-
-/* A fault-service thread. */
-struct uffd_worker {
-	struct emm *mm;
-	struct uffd *u;
-	pthread_t thread;
-	_Atomic uint64_t serving;	/* odd while it serves a message */
-};
 
 struct uffd {
 	int fd;
-	int stopfd;			/* eventfd: wakes sleeping service threads to exit */
-	_Atomic bool stop;
-	unsigned nthreads;
-	struct uffd_worker *workers;
+	struct uffd_service *svc;	/* uffd's fault-service threads; uffd-sigbus: NULL */
 	bool zap;			/* revoke_many: process_madvise(2) takes MADV_DONTNEED */
 	int zap_fd;			/* ... through this pidfd (zap_open) */
 	int pagemap_fd;			/* /proc/self/pagemap with UFFD_WP_ASYNC, else -1 */
@@ -188,202 +161,10 @@ static void uffd_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 	(void)r, (void)s, (void)e, (void)prot;
 }
 
-/*
- * A fault on a page emm maps already for this access: another thread's
- * fault mapped it meanwhile, or the kernel retried a fault it had woken
- * early (unregistering a range wakes its waiters), or the kernel dropped
- * the mapping. Map it again, without counting a fault. false: the page is
- * not mapped for this access, and the core must see the fault.
- */
-static bool uffd_remap(struct rsv *r, uintptr_t addr, int access)
-{
-	_Atomic uint64_t *p = pte_of(r, addr);
-	uint64_t v = atomic_load_explicit(p, memory_order_relaxed);
-	int prot = pte_prot(v);
-	bool mapped;
-
-	if (pte_state(v) != PTE_RESIDENT || prot == EMM_PROT_NONE ||
-	    ((access & EMM_PROT_WRITE) && !(prot & EMM_PROT_WRITE)))
-		return false;
-	v = pte_lock(p);
-	prot = pte_prot(v);
-	mapped = pte_state(v) == PTE_RESIDENT && prot != EMM_PROT_NONE &&
-		 (!(access & EMM_PROT_WRITE) || (prot & EMM_PROT_WRITE));
-	if (mapped)	/* which may mark it dirty (uffd_harvest) */
-		uffd_grant(r, addr, addr + PAGE_SIZE, prot, BACKEND_FORCE | BACKEND_REMAP);
-	pte_unlock(p, pte_locked_val(p));
-	return mapped;
-}
-
-/*
- * On a machine of several nodes, LOCAL means the node of the thread that
- * faulted, asleep now, not this service thread's: emm counts the page
- * there (numa_set_fault_cpu), and the pages this thread allocates for it,
- * zeroed by fallocate or read in through the alias view, are taken there.
- * A CPU that cannot be told leaves both to this thread's own node.
- */
-static void uffd_follow_node(pid_t tid)
-{
-	int cpu = uffd_thread_cpu(tid);
-
-	numa_set_fault_cpu(cpu);
-	numa_prefer_node(cpu < 0 ? -1 : numa_cpu_node(cpu));
-}
-
-/*
- * A service thread serves one message: a page fault of a thread of this
- * process, in user or kernel mode, which sleeps until woken. No VMA, or one
- * that forbids the access (emm_unmap or emm_protect is changing it): the
- * thread is woken and its access meets the kernel VMA's protection.
- */
-static void uffd_serve(struct emm *mm, struct uffd *u, const struct uffd_msg *m,
-		       _Atomic uint64_t *serving)
-{
-	uintptr_t addr = (uintptr_t)m->arg.pagefault.address;
-	int access = (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? EMM_PROT_WRITE
-									  : EMM_PROT_READ;
-	const struct emm_vma *vma;
-	int idx, ret = FAULT_DONE;
-	struct rsv *r;
-
-	if (m->event != UFFD_EVENT_PAGEFAULT)
-		return;
-	atomic_fetch_add_explicit(serving, 1, memory_order_relaxed);
-	if (mm->lru->nnodes > 1)
-		uffd_follow_node((pid_t)m->arg.pagefault.feat.ptid);
-	r = rsv_enter(addr, &idx);
-	if (r && r->mm == mm && !uffd_remap(r, ALIGN_DOWN(addr, PAGE_SIZE), access)) {
-		profile_fault(r, addr, NULL);
-		ret = do_user_fault(r, addr, access, &vma);
-	}
-	if (ret == FAULT_SIGBUS)
-		uffd_fail(u->fd, r, (pid_t)m->arg.pagefault.feat.ptid, addr, access);
-	if (r)
-		rsv_leave(r, idx);
-	addr = ALIGN_DOWN(addr, PAGE_SIZE);
-	uffd_wake(u->fd, addr, addr + PAGE_SIZE);
-	/* Release: the fault's counters are written before it reads as served. */
-	atomic_fetch_add_explicit(serving, 1, memory_order_release);
-}
-
-/*
- * Wait until every message a service thread was serving has been served.
- * A faulting thread may resume a little before that (unregistering a range
- * for a huge page wakes it): emm_stats waits here, so that what a thread
- * reads counts the faults it has taken. Waits for one message per thread.
- */
-static void uffd_quiesce(struct emm *mm)
-{
-	struct uffd *u = mm->backend_data;
-
-	for (unsigned i = 0; i < u->nthreads; i++) {
-		_Atomic uint64_t *serving = &u->workers[i].serving;
-		/* Acquire: pairs with the release at the end of uffd_serve. */
-		uint64_t s = atomic_load_explicit(serving, memory_order_acquire);
-
-		while ((s & 1) && atomic_load_explicit(serving, memory_order_acquire) == s)
-			sched_yield();
-	}
-}
-
-/* Sleep until the userfaultfd has messages or the instance closes. */
-static void uffd_sleep(struct uffd *u)
-{
-	struct pollfd pfd[2] = { { .fd = u->fd, .events = POLLIN },
-				 { .fd = u->stopfd, .events = POLLIN } };
-
-	poll(pfd, 2, -1);
-}
-
-/*
- * A fault-service thread: takes every pending message in one read, serves
- * them, and when they were quick to serve (no I/O, cheap page tables),
- * polls a little while before it sleeps: waking a sleeping thread costs
- * more than a minor fault, and the thread it just woke may fault again at
- * once. After slower ones (I/O, or page tables that trap to a hypervisor)
- * it sleeps at once: the next fault is far off, and on a VM a vCPU that
- * polls takes time from the one the faulting thread runs on (measured on
- * a 2-vCPU VM against polling after every message: random swap-ins 11%
- * faster, back-to-back minor faults no slower). A pager's fill still runs
- * on the pager threads, which this thread waits for.
- */
-static void *uffd_thread(void *arg)
-{
-	struct uffd_worker *w = arg;
-	struct uffd *u = w->u;
-	struct uffd_msg msg[UFFD_MSGS];
-	uint64_t idle_since = 0;
-	bool quick = false;
-	sigset_t old;
-
-	sig_block(&old);
-	while (!atomic_load_explicit(&u->stop, memory_order_relaxed)) {
-		ssize_t n = read(u->fd, msg, sizeof(msg));
-
-		if (n > 0) {
-			ssize_t nmsg = n / (ssize_t)sizeof(msg[0]);
-			uint64_t t = now_ns();
-
-			for (ssize_t i = 0; i < nmsg; i++)
-				uffd_serve(w->mm, u, &msg[i], &w->serving);
-			idle_since = now_ns();
-			quick = idle_since - t < UFFD_SPIN_NS * (uint64_t)nmsg;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			break;
-		if (!quick || !idle_since || now_ns() - idle_since > UFFD_SPIN_NS) {
-			uffd_sleep(u);
-			idle_since = 0;
-			quick = false;
-		}
-	}
-	return NULL;
-}
-
-static unsigned uffd_nthreads(const struct emm *mm)
-{
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
-	if (mm->cfg.uffd_threads)
-		return mm->cfg.uffd_threads;
-	return (unsigned)MIN(MAX(cpus, 1), UFFD_THREADS_DEFAULT);
-}
-
-static int uffd_start_threads(struct emm *mm, struct uffd *u)
-{
-	unsigned n = uffd_nthreads(mm);
-
-	u->stopfd = eventfd(0, EFD_CLOEXEC);
-	u->workers = calloc(n, sizeof(*u->workers));
-	if (u->stopfd < 0 || !u->workers)
-		return -ENOMEM;
-	for (; u->nthreads < n; u->nthreads++) {
-		struct uffd_worker *w = &u->workers[u->nthreads];
-		int err;
-
-		w->mm = mm;
-		w->u = u;
-		err = pthread_create(&w->thread, NULL, uffd_thread, w);
-		if (err)
-			return -err;
-	}
-	return 0;
-}
-
 /* Stop the service threads, close the userfaultfd. */
 static void uffd_free(struct uffd *u)
 {
-	uint64_t one = 1;
-
-	atomic_store_explicit(&u->stop, true, memory_order_relaxed);
-	if (u->stopfd >= 0 && write(u->stopfd, &one, sizeof(one)) < 0)
-		emm_warn("cannot wake the fault-service threads");
-	for (unsigned i = 0; i < u->nthreads; i++)
-		pthread_join(u->workers[i].thread, NULL);
-	free(u->workers);
-	if (u->stopfd >= 0)
-		close(u->stopfd);
+	uffd_service_stop(u->svc);
 	if (u->fd >= 0)
 		close(u->fd);
 	if (u->zap && u->zap_fd >= 0)
@@ -391,6 +172,13 @@ static void uffd_free(struct uffd *u)
 	if (u->pagemap_fd >= 0)
 		close(u->pagemap_fd);
 	free(u);
+}
+
+/* Every message a service thread was serving has been served
+ * (uffd_service.c). */
+static void uffd_quiesce(struct emm *mm)
+{
+	uffd_service_quiesce(((struct uffd *)mm->backend_data)->svc);
 }
 
 static void uffd_close(struct emm *mm)
@@ -463,12 +251,11 @@ static int uffd_open_as(struct emm *mm, int backend, const char *name)
 	int err = u ? 0 : -ENOMEM;
 
 	if (!err) {
-		u->stopfd = -1;
 		u->fd = uffd_open_wp(mm, u, backend == EMM_BACKEND_UFFD_SIGBUS);
 		err = u->fd < 0 ? u->fd : 0;
 	}
 	if (!err && backend == EMM_BACKEND_UFFD)
-		err = uffd_start_threads(mm, u);
+		err = uffd_service_start(mm, u->fd, &u->svc);
 	if (!err)
 		err = backend_signal_get();
 	if (!err)
