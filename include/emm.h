@@ -167,6 +167,8 @@ struct emm_stats {
 	uint64_t oom_events;     /* times reclaim could not keep the budget (swap full) */
 	uint64_t writebacks;     /* pages written back to their file or pager */
 	uint64_t huge_bytes;     /* resident in collapsed 2 MiB extents */
+	uint64_t workingset_refault;  /* pages read back from swap, their refault distance checked */
+	uint64_t workingset_activate; /* of those, the ones close enough to go onto the active list */
 };
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st);
 EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);

@@ -20,6 +20,7 @@
 #include "stats_shm.h"
 #include "swap.h"
 #include "util.h"
+#include "workingset.h"
 
 static int open_physmem(struct emm *mm)
 {
@@ -66,6 +67,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 		err = mm->memfd = open_physmem(mm);
 	if (err >= 0)
 		err = lru_init(mm);
+	if (!err)
+		workingset_init(mm);
 	if (!err)
 		err = swap_open(mm->cfg.swap_path, mm->cfg.swap_size ? mm->cfg.swap_size :
 				swap_room(mm->cfg.swap_path, mm->cfg.swap_margin), &mm->swap);

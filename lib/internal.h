@@ -62,6 +62,9 @@ struct rsv {
  * a userfaultfd backend may let writes to clean pages through unseen and
  * read later which were written (on unless EMM_UFFD_WP_ASYNC=0). */
 #define CFG_WP_ASYNC		0x40000000u
+/* A page read back from swap within its refault distance goes onto the
+ * active list (workingset.c; on unless EMM_WORKINGSET=0). */
+#define CFG_WORKINGSET		0x20000000u
 
 struct emm_config {
 	_Atomic uint64_t mem_limit;	/* set by emm_set_limit, read by faults */
@@ -90,6 +93,7 @@ struct emm_counters {
 	_Atomic uint64_t swapins, swapouts, pgscan, pgsteal, pgactivate, pgdeactivate;
 	_Atomic uint64_t thp_collapse, thp_collapse_failed, thp_split;
 	_Atomic uint64_t io_errors, oom_events, writebacks;
+	_Atomic uint64_t workingset_refault, workingset_activate;
 	_Atomic long thp_extents;
 	_Atomic uint64_t vmas;		/* VMAs of every reservation, after merging */
 	_Atomic uint64_t resident_pages;

@@ -207,9 +207,13 @@ static void pagevec_apply(struct emm *mm, struct lruvec *lv, int op, struct page
 			continue;
 		if (op == PV_ADD && !on) {
 			list_add_to(lru, lv, f, LRU_INACTIVE, false);
+		} else if (op == PV_ADD_ACTIVE && !on) {
+			list_add_to(lru, lv, f, LRU_ACTIVE, false);
+			lru_age_nonresident(lru, 1);
 		} else if (op == PV_ACTIVATE && on && frame_active(lru, f) == LRU_INACTIVE) {
 			list_remove(lru, lv, f);
 			list_add_to(lru, lv, f, LRU_ACTIVE, false);
+			lru_age_nonresident(lru, 1);
 			count_event(mm, pgactivate);
 		} else if (op == PV_DEACTIVATE && on) {
 			if (frame_active(lru, f) == LRU_ACTIVE)

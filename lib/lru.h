@@ -7,7 +7,7 @@
 
 #define PAGEVEC_SIZE	15
 enum { LRU_INACTIVE, LRU_ACTIVE };
-enum { PV_ADD, PV_ACTIVATE, PV_DEACTIVATE, NR_PV };
+enum { PV_ADD, PV_ACTIVATE, PV_DEACTIVATE, PV_ADD_ACTIVE, NR_PV };
 
 struct frame {
 	uint32_t next, prev;		/* list links; top bits: on a list, active */
@@ -51,6 +51,8 @@ struct lru {
 	unsigned ncpu;
 	struct cpu_lru *cpu;
 	_Atomic uint64_t drains;	/* node-lock acquisitions for pagevecs */
+	_Atomic uint64_t nonresident_age;	/* evictions and activations (workingset.c) */
+	unsigned age_shift;		/* a shadow's unit: 1 << age_shift of them */
 	struct lruvec node[EMM_MAX_NODES];
 };
 
@@ -60,6 +62,13 @@ struct lru {
  * belong to lru.c (frame_on_lru, frame_active, frame_set_huge); the others
  * are the callers', under the page's PTE lock.
  */
+
+/* Async-signal-safe. n pages went onto the active list, or out of memory:
+ * the clock refault distances are read on (workingset.c) moves on. */
+static inline void lru_age_nonresident(struct lru *lru, uint64_t n)
+{
+	atomic_fetch_add_explicit(&lru->nonresident_age, n, memory_order_relaxed);
+}
 
 /* Async-signal-safe. The swap slot the page keeps while clean, or 0. */
 static inline uint32_t frame_slot(const struct lru *lru, uint32_t f)

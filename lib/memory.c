@@ -19,6 +19,7 @@
 #include "pte.h"
 #include "swap.h"
 #include "vma.h"
+#include "workingset.h"
 
 #define IO_BATCH	64	/* pages per swap read request built on the stack */
 
@@ -58,8 +59,9 @@ void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t 
 			    ((access & EMM_PROT_WRITE) || page_clean_copy(r, val)))
 				val = page_dirty(r, val);
 			if (!(val & PTE_LRU)) {
-				lru_queue(r->mm, pte_val(val), PV_ADD);
-				val |= PTE_LRU;
+				lru_queue(r->mm, pte_val(val),
+					  (val & PTE_ACTIVE) ? PV_ADD_ACTIVE : PV_ADD);
+				val = (val | PTE_LRU) & ~PTE_ACTIVE;
 			}
 			val |= set;
 		}
@@ -94,7 +96,8 @@ static int alloc_page(struct rsv *r, const struct emm_vma *vma, uintptr_t a, boo
 	if (!f)
 		return -ENOMEM;
 	val = pte_set_val(pte_mk(old & ~(PTE_DIRTY | PTE_LRU | PTE_REFERENCED | PTE_ACTIVE |
-					 PTE_FILE | PTE_RA), PTE_RESIDENT, pte_prot(old)), f);
+					 PTE_FILE | PTE_RA | PTE_SHADOW_MASK), PTE_RESIDENT,
+				 pte_prot(old)), f);
 	if (file)
 		val |= PTE_FILE;
 	pte_set_used(r, a, old, val);
@@ -126,9 +129,11 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 			unsigned n)
 {
 	struct swap_io io[IO_BATCH];
+	uint64_t shadow[IO_BATCH];
 	int err = 0;
 
 	for (unsigned i = 0; i < n; i++) {
+		shadow[i] = locked_val(r, pages[i]);
 		io[i] = (struct swap_io){ .slot = pte_val(locked_val(r, pages[i])),
 					  .page = rsv_alias(r, pages[i]), .flags = SWAP_IO_HOME,
 					  .home = (uint64_t)rsv_ppn(r, pages[i]) << PAGE_SHIFT };
@@ -150,6 +155,8 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 		}
 		f = pte_val(locked_val(r, pages[i]));
 		frame_set_slot(r->mm->lru, f, io[i].slot);
+		if (workingset_refault(r->mm, shadow[i]))	/* unlock_range: active list */
+			pte_set_locked(pte_of(r, pages[i]), locked_val(r, pages[i]) | PTE_ACTIVE);
 		count_event(r->mm, swapins);
 		atomic_fetch_add_explicit(&frame_lruvec(r->mm->lru, f)->swapins, 1,
 					  memory_order_relaxed);

@@ -18,11 +18,13 @@
 #define PTE_MAP_MASK	(7ULL << PTE_MAP_SHIFT)
 #define PTE_DIRTY	(1ULL << 7)
 #define PTE_REFERENCED	(1ULL << 8)
-#define PTE_ACTIVE	(1ULL << 9)
+#define PTE_ACTIVE	(1ULL << 9)	/* a refault (workingset.c): onto the active list */
 #define PTE_PINNED	(1ULL << 10)
 #define PTE_LRU		(1ULL << 11)
 #define PTE_FILE	(1ULL << 12)	/* data has a home in a file or pager */
 #define PTE_RA		(1ULL << 13)	/* read around a fault, not touched yet */
+#define PTE_SHADOW_SHIFT 14		/* swapped: the clock at eviction (workingset.c) */
+#define PTE_SHADOW_MASK	(0x3ffffULL << PTE_SHADOW_SHIFT)
 #define PTE_VAL_SHIFT	32
 
 enum pte_state { PTE_NONE, PTE_RESIDENT, PTE_SWAPPED };

@@ -38,6 +38,8 @@ static void stats_fill(struct emm *mm, struct emm_stats *s)
 	s->io_errors = LOAD(mm, io_errors);
 	s->oom_events = LOAD(mm, oom_events);
 	s->writebacks = LOAD(mm, writebacks);
+	s->workingset_refault = LOAD(mm, workingset_refault);
+	s->workingset_activate = LOAD(mm, workingset_activate);
 	s->huge_bytes = (uint64_t)MAX(LOAD(mm, thp_extents), 0) * PMD_SIZE;
 	if (mm->swap) {
 		s->swap_used_bytes = swap_slots_used(mm->swap) * PAGE_SIZE;
@@ -67,6 +69,7 @@ const struct stats_field stats_fields[] = {
 	F(faults_bad), F(swapins), F(swapouts), F(pgscan), F(pgsteal),
 	F(pgactivate), F(pgdeactivate), F(thp_collapse), F(thp_collapse_failed),
 	F(thp_split), F(io_errors), F(kernel_vmas), F(vmas), F(oom_events), F(writebacks), F(huge_bytes),
+	F(workingset_refault), F(workingset_activate),
 #undef F
 };
 const size_t nr_stats_fields = ARRAY_SIZE(stats_fields);

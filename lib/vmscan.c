@@ -17,6 +17,7 @@
 #include "swap.h"
 #include "vma.h"
 #include "vmscan.h"
+#include "workingset.h"
 
 /* What reclaim does with a page it scanned. */
 enum { ACT_KEEP, ACT_SAMPLE, ACT_EVICT };
@@ -234,7 +235,7 @@ static void evict(struct emm *mm, struct scan *sp)
 	frame_set_slot(mm->lru, sp->f, 0);	/* the slot moves to the PTE */
 	frame_free(mm, sp->f);
 	atomic_fetch_sub_explicit(&sp->r->resident, 1, memory_order_relaxed);
-	val = sp->slot ? pte_set_val(pte_mk(0, PTE_SWAPPED, 0), sp->slot) : 0;
+	val = sp->slot ? pte_set_val(pte_mk(workingset_eviction(mm), PTE_SWAPPED, 0), sp->slot) : 0;
 	pte_set_used(sp->r, sp->addr, old, val);
 	pte_unlock(pte_of(sp->r, sp->addr), val);
 	atomic_fetch_add_explicit(&frame_lruvec(mm->lru, sp->f)->pgsteal, 1, memory_order_relaxed);
@@ -435,8 +436,10 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 			lru_putback(mm, sp[i].f, LRU_INACTIVE, false);
 		} else {
 			lru_putback(mm, sp[i].f, LRU_ACTIVE, false);
-			if (!(pval(&sp[i]) & PTE_PINNED))
+			if (!(pval(&sp[i]) & PTE_PINNED)) {
+				lru_age_nonresident(mm->lru, 1);
 				count_event(mm, pgactivate);
+			}
 		}
 		scan_unlock(&sp[i], PTE_REFERENCED);
 	}

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/* Refault distance: a page read back from swap soon after its eviction goes onto the active list and outlives a stream; one evicted long ago, or under EMM_WORKINGSET=0, goes onto the inactive list. */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "emm.h"
+#include "tap.h"
+#include "util.h"
+
+#define PAGE 4096UL
+#define MIB (1UL << 20)
+#define LIMIT (32 * MIB)
+#define LEN (128 * MIB)
+#define HOT (8 * MIB)		/* made active: the list a refault is measured against */
+#define SMALL (64 * PAGE)	/* evicted and read back */
+#define FAR (16 * MIB)		/* evictions that put SMALL's far behind */
+#define STREAM (48 * MIB)	/* touched once: pressure on the inactive list */
+#define AT_SMALL (16 * MIB)
+#define AT_FAR (32 * MIB)
+#define AT_STREAM (64 * MIB)
+
+static struct emm_stats st(struct emm *mm)
+{
+	struct emm_stats s = { .sz = sizeof(s) };
+
+	if (emm_stats(mm, &s))
+		bail("emm_stats");
+	return s;
+}
+
+static void write_range(char *mem, size_t off, size_t len, uint64_t gen)
+{
+	for (size_t a = off; a < off + len; a += PAGE)
+		*(uint64_t *)(mem + a) = a ^ gen;
+}
+
+/* Pages of [off, off + len) that do not hold what write_range wrote. */
+static size_t check_range(const char *mem, size_t off, size_t len, uint64_t gen)
+{
+	size_t bad = 0;
+
+	for (size_t a = off; a < off + len; a += PAGE)
+		bad += *(const volatile uint64_t *)(mem + a) != (a ^ gen);
+	return bad;
+}
+
+static void advise(struct emm *mm, char *mem, size_t off, size_t len, int advice)
+{
+	if (emm_advise(mm, mem + off, len, advice))
+		bail("emm_advise(%d)", advice);
+}
+
+/* An instance with HOT pages on its active list: written, made cold,
+ * touched again (the second touch activates). No readahead, so that each
+ * swap-in is the page faulted. */
+static struct emm *open_hot(const char *workingset, char **mem)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = 256 * MIB);
+	struct emm *mm;
+
+	setenv("EMM_WORKINGSET", workingset, 1);
+	if (emm_open(&o, &mm) || emm_reserve(mm, LEN, (void **)mem) ||
+	    emm_map(mm, *mem, LEN, NULL) || emm_advise(mm, *mem, LEN, EMM_ADV_RANDOM))
+		bail("setting up an instance (EMM_WORKINGSET=%s)", workingset);
+	unsetenv("EMM_WORKINGSET");
+	write_range(*mem, 0, HOT, 1);
+	advise(mm, *mem, 0, HOT, EMM_ADV_COLD);
+	if (check_range(*mem, 0, HOT, 1))
+		bail("the hot pages lost their data");
+	return mm;
+}
+
+/*
+ * SMALL pages written, paged out, read back at once: a refault distance of
+ * SMALL pages, within half the active list. A STREAM touched once after
+ * them presses on the inactive list; reading SMALL again then shows where
+ * it was: major faults if it had to go.
+ */
+static void short_distance(const char *workingset, bool on)
+{
+	struct emm_stats a, b, c;
+	char *mem;
+	struct emm *mm = open_hot(workingset, &mem);
+
+	write_range(mem, AT_SMALL, SMALL, 2);
+	advise(mm, mem, AT_SMALL, SMALL, EMM_ADV_PAGEOUT);
+	a = st(mm);
+	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "EMM_WORKINGSET=%s: paged out and read back intact",
+	       workingset);
+	b = st(mm);
+	is_int(b.swapins - a.swapins, SMALL / PAGE, "  each page read back from swap");
+	is_int(b.workingset_refault - a.workingset_refault, on ? SMALL / PAGE : 0,
+	       on ? "  each one's refault distance checked" : "  no refault distance checked");
+	is_int(b.workingset_activate - a.workingset_activate, on ? SMALL / PAGE : 0,
+	       on ? "  each one close enough for the active list (%zu pages evicted in between)"
+		  : "  none put on the active list (%zu pages evicted in between)",
+	       SMALL / PAGE);
+	write_range(mem, AT_STREAM, STREAM, 3);
+	c = st(mm);
+	diag("stream of %lu MiB: swapouts %" PRIu64 ", pgsteal %" PRIu64, STREAM / MIB,
+	     c.swapouts - b.swapouts, c.pgsteal - b.pgsteal);
+	ok(c.pgsteal - b.pgsteal >= (STREAM - LIMIT + HOT) / PAGE / 2,
+	   "  the stream pressed: %" PRIu64 " pages evicted", c.pgsteal - b.pgsteal);
+	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "  read intact after the stream");
+	if (on)
+		is_int(st(mm).faults_major - c.faults_major, 0,
+		       "  no major fault: the active list kept them through the stream");
+	else
+		ok(st(mm).faults_major - c.faults_major >= SMALL / PAGE / 2,
+		   "  major faults (%" PRIu64 "): from the inactive list the stream pushed them out",
+		   st(mm).faults_major - c.faults_major);
+	emm_close(mm);
+}
+
+/* SMALL paged out, then FAR pages evicted after it: a distance beyond
+ * half the active list, so it comes back to the inactive list. */
+static void long_distance(void)
+{
+	struct emm_stats a, b;
+	char *mem;
+	struct emm *mm = open_hot("1", &mem);
+
+	write_range(mem, AT_SMALL, SMALL, 2);
+	advise(mm, mem, AT_SMALL, SMALL, EMM_ADV_PAGEOUT);
+	write_range(mem, AT_FAR, FAR, 4);
+	advise(mm, mem, AT_FAR, FAR, EMM_ADV_PAGEOUT);
+	a = st(mm);
+	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "far: read back intact");
+	b = st(mm);
+	is_int(b.workingset_refault - a.workingset_refault, SMALL / PAGE,
+	       "  each one's refault distance checked");
+	is_int(b.workingset_activate - a.workingset_activate, 0,
+	       "  none close enough for the active list (%lu pages evicted in between, "
+	       "the active list %lu)", (SMALL + FAR) / PAGE, HOT / PAGE);
+	emm_close(mm);
+}
+
+int main(void)
+{
+	plan(17);
+	short_distance("1", true);
+	short_distance("0", false);
+	long_distance();
+	return done_testing();
+}
