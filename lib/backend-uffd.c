@@ -24,6 +24,11 @@
 #include "uffd_service.h"
 #include "uffd_wp.h"
 
+/* revoke_many: ranges joined across a gap of at most ZAP_GAP_MAX pages that
+ * emm maps nothing in, and at most ZAP_JOIN_MAX ranges per call. */
+#define ZAP_GAP_MAX	128
+#define ZAP_JOIN_MAX	64
+
 struct uffd {
 	int fd;
 	struct uffd_service *svc;	/* uffd's fault-service threads; uffd-sigbus: NULL */
@@ -66,27 +71,76 @@ static int uffd_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
 }
 
 /*
+ * Async-signal-safe. May the gap [s, e) between two ranges of a revoke
+ * batch be zapped with them? When emm maps none of its pages, zapping it
+ * changes nothing. Read without the PTE locks: a page a racing fault maps
+ * meanwhile loses its mapping, and its next touch maps it again
+ * (uffd_remap; the harvest counts a page without a PTE or a marker as
+ * written). Never across a huge extent, which the zap would split.
+ */
+static bool zap_gap_ok(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	if (e - s > ZAP_GAP_MAX * PAGE_SIZE)
+		return false;
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+		if ((a == s || !(a & (PMD_SIZE - 1))) && extent_huge(r, a))
+			return false;
+		else if (pte_prot(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)))
+			return false;
+	return true;
+}
+
+/*
  * Async-signal-safe; the PTE locks of every range of v held on entry and
- * exit. All the ranges zapped in one process_madvise(2) call, which the
- * kernel (6.16) serves with one TLB flush: a batch of scattered pages
- * costs one IPI, not one per page. The ranges after the bytes it advised
- * are left to the caller.
+ * exit. The ranges zapped in one process_madvise(2) call, neighbours
+ * joined into one range across gaps emm maps nothing in (zap_gap_ok): the
+ * kernel flushes the TLB once per range it is given, page by page up to
+ * 33 pages and whole above. On a 2-vCPU VM with shadow page tables, where
+ * each page flushed is an exit to the hypervisor, 32 pages cost 160 to
+ * 170 us given one by one, and 24 to 41 us given as one range of 63 to
+ * 993 pages. Real batches, taken from the LRU, join less: SQLite's
+ * 17,300 ranges went in 12,400 (Lua's 113,000 in 99,000), which changed
+ * its time by less than the noise. Where the kernel stops early, the
+ * ranges it did not cover whole are left to the caller.
  */
 static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 {
 	struct uffd *u = mm->backend_data;
-	ssize_t left;
-	unsigned i;
+	struct iovec iov[ZAP_JOIN_MAX];
+	unsigned last[ZAP_JOIN_MAX], i = 0;
 
 	if (!u->zap)
 		return 0;
-	left = zap_many(u->zap_fd, v->iov, v->n);
-	for (i = 0; i < v->n && left >= (ssize_t)v->iov[i].iov_len; i++) {
-		uintptr_t s = (uintptr_t)v->iov[i].iov_base;
+	while (i < v->n) {
+		unsigned n = 0, done = i;
+		ssize_t left;
 
-		left -= (ssize_t)v->iov[i].iov_len;
-		uffd_harvest(v->rsv[i], s, s + v->iov[i].iov_len);
-		backend_set_pte_prot(v->rsv[i], s, s + v->iov[i].iov_len, EMM_PROT_NONE);
+		for (; i < v->n; i++) {
+			uintptr_t s = (uintptr_t)v->iov[i].iov_base;
+
+			if (n && v->rsv[i] == v->rsv[last[n - 1]] &&
+			    zap_gap_ok(v->rsv[i], (uintptr_t)iov[n - 1].iov_base + iov[n - 1].iov_len, s)) {
+				iov[n - 1].iov_len = s + v->iov[i].iov_len - (uintptr_t)iov[n - 1].iov_base;
+			} else if (n == ZAP_JOIN_MAX) {
+				break;
+			} else {
+				iov[n++] = v->iov[i];
+			}
+			last[n - 1] = i;
+		}
+		left = zap_many(u->zap_fd, iov, n);
+		for (unsigned k = 0; k < n && left >= (ssize_t)iov[k].iov_len; k++) {
+			left -= (ssize_t)iov[k].iov_len;
+			for (; done <= last[k]; done++) {
+				uintptr_t s = (uintptr_t)v->iov[done].iov_base;
+
+				uffd_harvest(v->rsv[done], s, s + v->iov[done].iov_len);
+				backend_set_pte_prot(v->rsv[done], s, s + v->iov[done].iov_len,
+						     EMM_PROT_NONE);
+			}
+		}
+		if (done < i)
+			return done;
 	}
 	return i;
 }

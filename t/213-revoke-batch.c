@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Batched revoke on the userfaultfd backends: exactly the pages reclaim revoked lose their kernel mapping, a range the kernel refuses stays mapped, and every page reads back right. */
+/* Batched revoke on the userfaultfd backends: exactly the pages reclaim revoked lose their kernel mapping, a range the kernel refuses stays mapped, ranges joined across unmapped gaps never reach a mapped page, and every page reads back right. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -125,6 +125,30 @@ static void test_cold(struct emm *mm, char *p)
 	munlock_raw(p + LOCKED * PAGE, PAGE);
 }
 
+/* EMM_ADV_COLD over pages with unmapped gaps between them, which the zap
+ * joins into one range, and a pinned page among them, mapped and not in
+ * the batch: the zap must not reach over it. */
+static void test_join(struct emm *mm, char *p)
+{
+	const size_t npages = 256, pinned = 100;
+	size_t wrong = 0;
+
+	for (size_t i = 0; i < npages; i++)
+		if (touched(i))
+			fill_words(p + i * PAGE, PAGE, word_value);
+	if (emm_pin(mm, p + pinned * PAGE, PAGE))
+		bail("emm_pin");
+	is_int(emm_advise(mm, p, npages * PAGE, EMM_ADV_COLD), 0, "EMM_ADV_COLD over pages with gaps");
+	for (size_t i = 0; i < npages; i++)
+		wrong += touched(i) && i != pinned &&
+			 (pte_prot(pte_word(p + i * PAGE)) != EMM_PROT_NONE || kernel_mapped(p + i * PAGE));
+	is_int(wrong, 0, "  every touched page revoked and unmapped, the gaps joined or not");
+	ok(pte_prot(pte_word(p + pinned * PAGE)) != EMM_PROT_NONE && kernel_mapped(p + pinned * PAGE),
+	   "  the pinned page between them stays mapped: no zap reached over it");
+	is_int(bad_pages(p, npages, touched), 0, "  every touched page reads back right");
+	emm_unpin(mm, p + pinned * PAGE, PAGE);
+}
+
 /* EMM_ADV_PAGEOUT: every page swapped, none mapped, all read back right. */
 static void test_pageout(struct emm *mm, char *p)
 {
@@ -237,12 +261,15 @@ int main(void)
 	pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (pagemap < 0)
 		skip_all("cannot read /proc/self/pagemap");
-	plan(18);
+	plan(22);
 	if (emm_reserve(mm, 4 * MIB, (void **)&p) || emm_map(mm, p, 4 * MIB, NULL))
 		bail("cannot reserve and map 4 MiB");
 	test_cold(mm, p);
 	test_pageout(mm, p);
 	test_partial(p);
+	if (emm_reserve(mm, MIB, (void **)&p) || emm_map(mm, p, MIB, NULL))
+		bail("cannot reserve and map 1 MiB");
+	test_join(mm, p);
 	is_int(emm_close(mm), 0, "emm_close");
 	test_pressure();
 	return done_testing();
