@@ -58,10 +58,18 @@ static const char sqlite_script[] =
 	"SELECT count(*), sum(length(v)), min(k), max(k) FROM t;\n"
 	"SELECT id, k FROM t ORDER BY k LIMIT 3 OFFSET %llu;\n";
 
-enum subject { PLAIN, EMM, KERNEL, NR_SUBJECTS };
+/* KERNEL_MI: the kernel's swap with mimalloc as the program's malloc, the
+ * allocator libemm-heap is built on: against it, emm's paging is compared
+ * with the kernel's on the same heap layout. */
+enum subject { PLAIN, EMM, KERNEL, KERNEL_MI, NR_SUBJECTS };
 
 static const char *const subject_names[NR_SUBJECTS] = { "unconstrained", "emm-uffd",
-							 "kernel-swap" };
+							 "kernel-swap", "kernel+mimalloc" };
+
+static bool is_kernel(enum subject s)
+{
+	return s == KERNEL || s == KERNEL_MI;
+}
 
 /* What one run of a program cost, and what it printed. */
 struct outcome {
@@ -83,7 +91,8 @@ struct ctx {
 	char dir[PATH_MAX];
 	uint64_t n;			/* the Lua script's strings */
 	char preload[PATH_MAX];
-	const char *no_emm, *no_kernel;	/* why a subject is skipped, or NULL */
+	char mimalloc[PATH_MAX];	/* Debian's libmimalloc.so.2, for KERNEL_MI */
+	const char *no_emm, *no_kernel, *no_mimalloc;	/* why a subject is skipped, or NULL */
 	struct bench_kswap k;
 	bool kswap;
 };
@@ -225,6 +234,22 @@ static void find_preload(struct ctx *c)
 	path_of(c->preload, "%s/../heap/libemm-preload.so", self);
 }
 
+/* Debian's libmimalloc.so.2, next to the C library (its multiarch
+ * directory), which libemm-heap links: preloaded, it is the whole
+ * program's malloc. */
+static void find_mimalloc(struct ctx *c)
+{
+	static const char *const dirs[] = { "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+					    "/usr/lib64", "/usr/lib" };
+
+	c->no_mimalloc = "no libmimalloc.so.2 found (make deps installs it)";
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (!access(path_of(c->mimalloc, "%s/libmimalloc.so.2", dirs[i]), R_OK)) {
+			c->no_mimalloc = NULL;
+			return;
+		}
+}
+
 
 static bool same_file(const char *a, const char *b)
 {
@@ -248,8 +273,10 @@ static void child(struct ctx *c, const struct client *cl, enum subject s, uint64
 	char path[PATH_MAX], val[32];
 	int fd;
 
-	if (s == KERNEL && bench_kswap_join(&c->k))
+	if (is_kernel(s) && bench_kswap_join(&c->k))
 		_exit(126);
+	if (s == KERNEL_MI)
+		setenv("LD_PRELOAD", c->mimalloc, 1);
 	if (s == EMM) {
 		snprintf(val, sizeof(val), "%llu", (unsigned long long)budget);
 		setenv("EMM_BACKEND", "uffd", 1);
@@ -309,7 +336,7 @@ static void counters(struct ctx *c, const struct client *cl, enum subject s, str
 		o->faults_major = bench_counter(err, "faults_major");
 		o->no_stats = !bench_counter(err, "limit_bytes");
 		o->ok = o->ok && !o->no_stats;
-	} else if (s == KERNEL) {
+	} else if (is_kernel(s)) {
 		o->swapins = bench_kswap_counter(&c->k, "memory.stat", "workingset_refault_anon") -
 			     before[0];
 		o->faults_major = bench_kswap_counter(&c->k, "memory.stat", "pgmajfault") - before[1];
@@ -328,7 +355,7 @@ static int run_program(struct ctx *c, const struct client *cl, enum subject s, u
 	pid_t pid;
 
 	cl->argv(c->dir, c->n, av, buf);
-	if (s == KERNEL) {
+	if (is_kernel(s)) {
 		bench_kswap_set_limit(&c->k, budget);
 		before[0] = bench_kswap_counter(&c->k, "memory.stat", "workingset_refault_anon");
 		before[1] = bench_kswap_counter(&c->k, "memory.stat", "pgmajfault");
@@ -341,7 +368,7 @@ static int run_program(struct ctx *c, const struct client *cl, enum subject s, u
 		return -errno;
 	if (pid == 0)
 		child(c, cl, s, budget, av);
-	if (s == KERNEL)
+	if (is_kernel(s))
 		bench_kswap_child(&c->k, pid);
 	leftovers.running = pid;
 	if (wait4(pid, &status, 0, &ru) < 0)
@@ -351,7 +378,7 @@ static int run_program(struct ctx *c, const struct client *cl, enum subject s, u
 			       .cpu = tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime),
 			       .maxrss = (uint64_t)ru.ru_maxrss * 1024, .majflt = (uint64_t)ru.ru_majflt,
 			       .ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 };
-	if (s == KERNEL)
+	if (is_kernel(s))
 		bench_kswap_child(&c->k, 0);
 	counters(c, cl, s, o, before);
 	clean(c);
@@ -375,7 +402,7 @@ static void best_of(struct ctx *c, const struct client *cl, enum subject s, uint
 
 static void row(const char *budget, enum subject s, const struct outcome *o)
 {
-	printf("  %-6s %-13s", budget, subject_names[s]);
+	printf("  %-6s %-15s", budget, subject_names[s]);
 	if (!o->ran) {
 		printf(" did not start\n");
 		return;
@@ -416,7 +443,7 @@ static void budget_name(uint64_t b, char *out, size_t len)
 static void under_budget(struct ctx *c, const struct client *cl, uint64_t budget, unsigned runs,
 			 const struct outcome *plain)
 {
-	struct outcome e = { 0 }, k = { 0 };
+	struct outcome e = { 0 }, k = { 0 }, km = { 0 };
 	char name[32], pattern[64];
 
 	budget_name(budget, name, sizeof(name));
@@ -429,12 +456,20 @@ static void under_budget(struct ctx *c, const struct client *cl, uint64_t budget
 		best_of(c, cl, KERNEL, budget, runs, &k);
 		row(name, KERNEL, &k);
 	}
+	if (!c->no_kernel && !c->no_mimalloc) {
+		best_of(c, cl, KERNEL_MI, budget, runs, &km);
+		row(name, KERNEL_MI, &km);
+	}
 	if (e.ok && k.ok)
 		printf("  %-6s emm/kernel: speed %.2f, swap-ins %.2fx\n", name, k.sec / e.sec,
 		       k.swapins ? (double)e.swapins / k.swapins : 0.0);
+	if (e.ok && km.ok)
+		printf("  %-6s emm/kernel+mimalloc (one allocator): speed %.2f, swap-ins %.2fx\n",
+		       name, km.sec / e.sec, km.swapins ? (double)e.swapins / km.swapins : 0.0);
 	data(pattern, PLAIN, plain);
 	data(pattern, EMM, &e);
 	data(pattern, KERNEL, &k);
+	data(pattern, KERNEL_MI, &km);
 }
 
 static void one_client(struct ctx *c, const struct client *cl, const struct bench_opts *o,
@@ -443,7 +478,7 @@ static void one_client(struct ctx *c, const struct client *cl, const struct benc
 	uint64_t n = cl->prepare == sqlite_prepare ? sqlite_rows(c->n) : c->n;
 
 	printf("\n%s: %llu %s\n", cl->name, (unsigned long long)n, cl->what);
-	printf("  %-6s %-13s %8s %7s %8s %9s %9s  %s\n", "budget", "subject", "wall s", "cpu s",
+	printf("  %-6s %-15s %8s %7s %8s %9s %9s  %s\n", "budget", "subject", "wall s", "cpu s",
 	       "peak MiB", "swap-ins", "major", "output");
 	row("-", PLAIN, plain);
 	if (!plain->ok) {
@@ -464,8 +499,12 @@ static void header(const struct ctx *c, const struct bench_opts *o)
 	       "  kernel-swap: a memory cgroup v1 with memory.limit_in_bytes = budget (which holds\n"
 	       "    the program's page cache too) and a swap file; swap-ins are the cgroup's\n"
 	       "    workingset_refault_anon, major faults its pgmajfault\n"
+	       "  kernel+mimalloc: the same, with LD_PRELOAD=%s, the allocator\n"
+	       "    libemm-heap is built on: the kernel's paging on emm's heap layout\n"
 	       "  peak MiB: the process's maximum resident set as the kernel counts it\n",
-	       o->runs, c->preload);
+	       o->runs, c->preload, c->no_mimalloc ? "libmimalloc.so.2" : c->mimalloc);
+	if (c->no_mimalloc)
+		printf("kernel+mimalloc: skipped: %s\n", c->no_mimalloc);
 	if (c->no_emm)
 		printf("emm-uffd: skipped: %s\n", c->no_emm);
 	if (c->no_kernel)
@@ -547,6 +586,7 @@ int bench_clients(const struct bench_opts *o)
 		opts.nr_limits = 2;
 	}
 	find_preload(&c);
+	find_mimalloc(&c);
 	if (make_dir(&c) < 0)
 		return 1;
 	/* Unconstrained first: their peaks size the kernel's swap file. */

@@ -30,7 +30,8 @@ static const struct bench_mode modes[] = {
 	{ "heap", "threads allocating and freeing: libemm-heap vs mimalloc vs glibc; under a budget",
 	  bench_heap, 128ULL << 20, 3, false },
 	{ "clients", "Lua and the sqlite3 shell under a budget: libemm-preload.so against the kernel's\n"
-	  "                swap in a memory cgroup, and unconstrained", bench_clients, 0, 1, false },
+	  "                swap in a memory cgroup (with glibc's malloc, and with mimalloc),\n"
+	  "                and unconstrained", bench_clients, 0, 1, false },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))

@@ -136,8 +136,8 @@ chart "$out/file.png" "FILE VMAs: a $file_size file under a $file_limit budget, 
 table heap ops/s glibc mimalloc mimalloc-kernel-swap >"$out/heap.dat"
 chart "$out/heap.png" "Heap, 2 threads, about $heap_size live: unconstrained; under a budget of 1/4, emm vs the kernel's swap" \
 	"allocations + frees per second (log scale)" "$out/heap.dat"
-table clients ms unconstrained kernel-swap >"$out/clients.dat"
-chart "$out/clients.png" "Lua ($clients_n strings) and sqlite3 under budgets of $clients_limit: emm vs the kernel's swap" \
+table clients ms unconstrained kernel-swap kernel+mimalloc >"$out/clients.dat"
+chart "$out/clients.png" "Lua ($clients_n strings) and sqlite3 under budgets of $clients_limit: emm vs the kernel's swap (glibc, mimalloc)" \
 	"wall time, ms (log scale; lower is better)" "$out/clients.dat"
 
 [ -n "${BENCH_PLOT_ONLY-}" ] || {
