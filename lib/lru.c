@@ -213,8 +213,7 @@ static void pagevec_apply(struct emm *mm, struct lruvec *lv, int op, struct page
 		} else if (op == PV_ACTIVATE && on && frame_active(lru, f) == LRU_INACTIVE) {
 			list_remove(lru, lv, f);
 			list_add_to(lru, lv, f, LRU_ACTIVE, false);
-			lru_age_nonresident(lru, 1);
-			count_event(mm, pgactivate);
+			count_activate(mm);
 		} else if (op == PV_DEACTIVATE && on) {
 			if (frame_active(lru, f) == LRU_ACTIVE)
 				count_event(mm, pgdeactivate);

@@ -70,6 +70,13 @@ static inline void lru_age_nonresident(struct lru *lru, uint64_t n)
 	atomic_fetch_add_explicit(&lru->nonresident_age, n, memory_order_relaxed);
 }
 
+/* Async-signal-safe. A page went from the inactive list to the active. */
+static inline void count_activate(struct emm *mm)
+{
+	lru_age_nonresident(mm->lru, 1);
+	count_event(mm, pgactivate);
+}
+
 /* Async-signal-safe. The swap slot the page keeps while clean, or 0. */
 static inline uint32_t frame_slot(const struct lru *lru, uint32_t f)
 {

@@ -436,10 +436,8 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 			lru_putback(mm, sp[i].f, LRU_INACTIVE, false);
 		} else {
 			lru_putback(mm, sp[i].f, LRU_ACTIVE, false);
-			if (!(pval(&sp[i]) & PTE_PINNED)) {
-				lru_age_nonresident(mm->lru, 1);
-				count_event(mm, pgactivate);
-			}
+			if (!(pval(&sp[i]) & PTE_PINNED))
+				count_activate(mm);
 		}
 		scan_unlock(&sp[i], PTE_REFERENCED);
 	}
