@@ -21,10 +21,11 @@
  * half the list, and 15% slower with all of it (60% of its refaults
  * activated instead of 25%, deactivations tripled, swap-ins +15%).
  *
- * A shadow has PTE_SHADOW_BITS bits, in units of 1 << age_shift events,
- * the shift chosen at open so that the budget fits in 1/32 of the clock's
- * range: a page evicted long enough ago for its distance to wrap looks
- * recent one time in 32 at the most.
+ * A shadow has the 18 bits of PTE_SHADOW_MASK, in units of 1 << age_shift
+ * events, the shift chosen at open so that the budget fits in 1/32 of the
+ * clock's range: a page evicted long enough ago for its distance to wrap
+ * looks recent one time in 32 at the most (more often if emm_set_limit
+ * raises the budget far above the one the instance opened with).
  */
 #include "lru.h"
 #include "pte.h"
@@ -51,7 +52,6 @@ uint64_t workingset_eviction(struct emm *mm)
 	uint64_t age = atomic_load_explicit(&lru->nonresident_age, memory_order_relaxed);
 
 	lru_age_nonresident(lru, 1);
-
 	return ((age >> lru->age_shift) << PTE_SHADOW_SHIFT) & PTE_SHADOW_MASK;
 }
 
