@@ -82,12 +82,36 @@ static bool zap_gap_ok(struct rsv *r, uintptr_t s, uintptr_t e)
 {
 	if (e - s > ZAP_GAP_MAX * PAGE_SIZE)
 		return false;
-	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
 		if ((a == s || !(a & (PMD_SIZE - 1))) && extent_huge(r, a))
 			return false;
-		else if (pte_prot(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)))
+		if (pte_prot(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)))
 			return false;
+	}
 	return true;
+}
+
+/* Async-signal-safe. Join v's ranges from *i on into at most ZAP_JOIN_MAX
+ * in iov; last[k]: the last of v's ranges iov[k] covers. *i moves past
+ * those taken. Returns how many iov holds. */
+static unsigned join_ranges(const struct revoke_vec *v, unsigned *i, struct iovec *iov,
+			    unsigned *last)
+{
+	unsigned n = 0;
+
+	for (; *i < v->n; (*i)++) {
+		uintptr_t s = (uintptr_t)v->iov[*i].iov_base, end;
+
+		end = n ? (uintptr_t)iov[n - 1].iov_base + iov[n - 1].iov_len : 0;
+		if (n && v->rsv[*i] == v->rsv[last[n - 1]] && zap_gap_ok(v->rsv[*i], end, s))
+			iov[n - 1].iov_len = s + v->iov[*i].iov_len - (uintptr_t)iov[n - 1].iov_base;
+		else if (n == ZAP_JOIN_MAX)
+			break;
+		else
+			iov[n++] = v->iov[*i];
+		last[n - 1] = *i;
+	}
+	return n;
 }
 
 /*
@@ -112,23 +136,9 @@ static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 	if (!u->zap)
 		return 0;
 	while (i < v->n) {
-		unsigned n = 0, done = i;
-		ssize_t left;
+		unsigned done = i, n = join_ranges(v, &i, iov, last);
+		ssize_t left = zap_many(u->zap_fd, iov, n);
 
-		for (; i < v->n; i++) {
-			uintptr_t s = (uintptr_t)v->iov[i].iov_base;
-
-			if (n && v->rsv[i] == v->rsv[last[n - 1]] &&
-			    zap_gap_ok(v->rsv[i], (uintptr_t)iov[n - 1].iov_base + iov[n - 1].iov_len, s)) {
-				iov[n - 1].iov_len = s + v->iov[i].iov_len - (uintptr_t)iov[n - 1].iov_base;
-			} else if (n == ZAP_JOIN_MAX) {
-				break;
-			} else {
-				iov[n++] = v->iov[i];
-			}
-			last[n - 1] = i;
-		}
-		left = zap_many(u->zap_fd, iov, n);
 		for (unsigned k = 0; k < n && left >= (ssize_t)iov[k].iov_len; k++) {
 			left -= (ssize_t)iov[k].iov_len;
 			for (; done <= last[k]; done++) {

@@ -49,9 +49,8 @@ void workingset_init(struct emm *mm)
 uint64_t workingset_eviction(struct emm *mm)
 {
 	struct lru *lru = mm->lru;
-	uint64_t age = atomic_load_explicit(&lru->nonresident_age, memory_order_relaxed);
+	uint64_t age = atomic_fetch_add_explicit(&lru->nonresident_age, 1, memory_order_relaxed);
 
-	lru_age_nonresident(lru, 1);
 	return ((age >> lru->age_shift) << PTE_SHADOW_SHIFT) & PTE_SHADOW_MASK;
 }
 
