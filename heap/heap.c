@@ -74,27 +74,51 @@ static bool heap_ok(struct emm_heap *h)
 	return false;
 }
 
-static void *counted(struct heap_thread *t, void *p)
+/* A block's usable size, whichever layer holds it. */
+static size_t block_size(struct emm_heap *h, const void *p)
+{
+	return slab_owns(&h->slab, p) ? slab_usable(&h->slab, p) : mi_usable_size(p);
+}
+
+static void *counted(struct emm_heap *h, struct heap_thread *t, void *p)
 {
 	if (!p)
 		errno = ENOMEM;
 	else
-		count(&t->allocated, mi_usable_size(p));
+		count(&t->allocated, block_size(h, p));
 	return p;
+}
+
+/* Mid-size requests go to slab.c, the rest (or all, once its sub-range is
+ * full) to mimalloc. */
+static void *alloc(struct emm_heap *h, struct heap_thread *t, size_t n)
+{
+	void *p = slab_fits(&h->slab, n) ? slab_alloc(h, n) : NULL;
+
+	return p ? p : mi_heap_malloc(t->mh, n);
 }
 
 EMM_API void *emm_heap_malloc(struct emm_heap *h, size_t n)
 {
 	struct heap_thread *t = heap_ok(h) ? this_thread(h, true) : NULL;
 
-	return t ? counted(t, mi_heap_malloc(t->mh, n)) : NULL;
+	return t ? counted(h, t, alloc(h, t, n)) : NULL;
 }
 
 EMM_API void *emm_heap_calloc(struct emm_heap *h, size_t n, size_t size)
 {
 	struct heap_thread *t = heap_ok(h) ? this_thread(h, true) : NULL;
+	size_t total;
+	void *p;
 
-	return t ? counted(t, mi_heap_calloc(t->mh, n, size)) : NULL;
+	if (!t)
+		return NULL;
+	if (__builtin_mul_overflow(n, size, &total) || !slab_fits(&h->slab, total))
+		return counted(h, t, mi_heap_calloc(t->mh, n, size));
+	p = alloc(h, t, total);
+	if (p)
+		memset(p, 0, total);
+	return counted(h, t, p);
 }
 
 EMM_API void *emm_heap_aligned_alloc(struct emm_heap *h, size_t align, size_t n)
@@ -105,7 +129,11 @@ EMM_API void *emm_heap_aligned_alloc(struct emm_heap *h, size_t align, size_t n)
 		errno = EINVAL;
 		return NULL;
 	}
-	return t ? counted(t, mi_heap_malloc_aligned(t->mh, n, align)) : NULL;
+	if (!t)
+		return NULL;
+	/* Mid-size blocks are MID_STEP-aligned: slabs are, and so are sizes. */
+	return counted(h, t, align <= MID_STEP ? alloc(h, t, n) :
+			     mi_heap_malloc_aligned(t->mh, n, align));
 }
 
 static bool in_heap(struct emm_heap *h, const void *p)
@@ -137,13 +165,33 @@ EMM_API void emm_heap_free(struct emm_heap *h, void *p)
 
 	if (!p || !h || !in_heap(h, p))
 		return;
-	n = mi_usable_size(p);
+	n = block_size(h, p);
 	t = this_thread(h, false);
 	if (t)
 		count(&t->freed, n);
+	if (slab_owns(&h->slab, p)) {
+		slab_free(h, p);
+		return;
+	}
 	if (n >= DROP_MIN && purge_pressure(h))
 		drop_inside(h, p, n);
 	mi_free(p);
+}
+
+/* Into a block of the other layer, or of another mid-size class: by copying. */
+static void *realloc_copy(struct emm_heap *h, struct heap_thread *t, void *p, size_t old,
+			  size_t n)
+{
+	void *q = alloc(h, t, n);
+
+	if (q) {
+		memcpy(q, p, old < n ? old : n);
+		if (slab_owns(&h->slab, p))
+			slab_free(h, p);
+		else
+			mi_free(p);
+	}
+	return q;
 }
 
 EMM_API void *emm_heap_realloc(struct emm_heap *h, void *p, size_t n)
@@ -161,20 +209,25 @@ EMM_API void *emm_heap_realloc(struct emm_heap *h, void *p, size_t n)
 	t = this_thread(h, true);
 	if (!t)
 		return NULL;
-	old = mi_usable_size(p);
-	q = mi_heap_realloc(t->mh, p, n);
+	old = block_size(h, p);
+	if (slab_owns(&h->slab, p) && n <= old && n > old - MID_STEP)
+		return p;	/* the same class */
+	if (slab_owns(&h->slab, p) || slab_fits(&h->slab, n))
+		q = realloc_copy(h, t, p, old, n);
+	else
+		q = mi_heap_realloc(t->mh, p, n);
 	if (!q) {
 		errno = ENOMEM;
 		return NULL;
 	}
 	count(&t->freed, old);
-	count(&t->allocated, mi_usable_size(q));
+	count(&t->allocated, block_size(h, q));
 	return q;
 }
 
 EMM_API size_t emm_heap_usable_size(struct emm_heap *h, const void *p)
 {
-	return p && h && in_heap(h, p) ? mi_usable_size(p) : 0;
+	return p && h && in_heap(h, p) ? block_size(h, p) : 0;
 }
 
 EMM_API int emm_heap_collect(struct emm_heap *h, int force)
@@ -204,8 +257,23 @@ static int opts_ok(const void *o, size_t sz, size_t known)
 	return 1;
 }
 
-static int region_map(struct emm_heap *h, size_t len)
+#define SLAB_ALIGN (2UL << 20)	/* emm's huge-page extents */
+
+/* mimalloc's arena, then (unless EMM_HEAP_SLABS=0) half as much again for
+ * the mid-size slabs: address space only, and a full sub-range only sends
+ * mid-size requests back to mimalloc. */
+static size_t slab_len(size_t arena_len)
 {
+	const char *v = getenv("EMM_HEAP_SLABS");
+
+	if (v && !strcmp(v, "0"))
+		return 0;
+	return (arena_len / 2 + SLAB_ALIGN - 1) & ~(SLAB_ALIGN - 1);
+}
+
+static int region_map(struct emm_heap *h, size_t arena_len)
+{
+	size_t len = arena_len + slab_len(arena_len);
 	EMM_OPTS(emm_reserve_opts, ro, .align = SEGMENT_SIZE);
 	void *base;
 	int err = emm_reserve_ex(h->mm, len, &ro, &base);
@@ -219,11 +287,18 @@ static int region_map(struct emm_heap *h, size_t len)
 	}
 	h->base = base;
 	h->len = len;
-	h->committed_len = ((len >> COMMIT_SHIFT) + 63) / 64 * sizeof(uint64_t);
+	h->arena_len = arena_len;
+	err = slab_init(&h->slab, h->base + arena_len, len - arena_len);
+	if (err) {
+		emm_release(h->mm, base);
+		return err;
+	}
+	h->committed_len = ((arena_len >> COMMIT_SHIFT) + 63) / 64 * sizeof(uint64_t);
 	h->committed = mmap(NULL, 2 * h->committed_len, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (h->committed == MAP_FAILED) {
 		h->committed = NULL;
+		slab_fini(&h->slab);
 		emm_release(h->mm, base);
 		return -ENOMEM;
 	}
@@ -235,6 +310,7 @@ static void region_unmap(struct emm_heap *h)
 {
 	emm_release(h->mm, h->base);
 	munmap((void *)h->committed, 2 * h->committed_len);
+	slab_fini(&h->slab);
 }
 
 static int arena_add(struct emm_heap *h)
@@ -249,7 +325,7 @@ static int arena_add(struct emm_heap *h)
 		return err;
 	if (!hooked)
 		memset((void *)h->committed, 0xff, h->committed_len);
-	if (!mi_manage_os_memory_ex(h->base, h->len, !hooked, false, true, -1, true, &h->arena)) {
+	if (!mi_manage_os_memory_ex(h->base, h->arena_len, !hooked, false, true, -1, true, &h->arena)) {
 		hook_remove(h);
 		return -ENOMEM;
 	}
@@ -352,7 +428,7 @@ EMM_API int emm_heap_stats(struct emm_heap *h, struct emm_heap_stats *st)
 				  atomic_load_explicit(&t->freed, memory_order_relaxed));
 	pthread_mutex_unlock(&h->lock);
 	s.allocated_bytes = live > 0 ? (uint64_t)live : 0;
-	s.region_used_bytes = purge_committed_bytes(h);
+	s.region_used_bytes = purge_committed_bytes(h) + slab_used_bytes(&h->slab);
 	err = emm_stats(h->mm, &es);
 	if (err)
 		return err;

@@ -79,11 +79,13 @@ static void flush_locked(struct emm_heap *h)
 	}
 }
 
+/* Both layers' free memory: mimalloc's pending steps, empty slabs. */
 void purge_flush(struct emm_heap *h)
 {
 	pthread_mutex_lock(&h->purge_lock);
 	flush_locked(h);
 	pthread_mutex_unlock(&h->purge_lock);
+	slab_flush(h);
 }
 
 static long now_ms(void)

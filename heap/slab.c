@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/* Mid-size blocks (4 to 16 KiB) in 128-byte classes, on slabs at the end of the heap's region. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+/*
+ * Why: mimalloc's size classes are a quarter apart between 4 and 8 KiB
+ * (4096, 5120, 6144, ...), so a program that allocates 4,368-byte blocks
+ * (SQLite's page cache: a page and its header) gets 5,120 and leaves 17% of
+ * every one unused -- but resident, and paged in and out with it. Under a
+ * budget that is memory the working set loses. Blocks above 4 KiB and up to
+ * 16 KiB come instead from classes 128 bytes apart, each carved out of
+ * 128 KiB slabs in a sub-range of the region that mimalloc does not know:
+ * membership is one comparison, and the slab's record (class, free bitmap)
+ * lives in a table of its own, so a free never touches the block's page,
+ * which may be in swap. A slab whose blocks are all free is kept for reuse,
+ * and given back to emm as purge.c gives mimalloc's steps back: at once
+ * under pressure (but for the last SLAB_KEEP emptied), else when pressure
+ * comes or at emm_heap_collect.
+ */
+
+#define SLAB_SHIFT	17
+#define SLAB_SIZE	(1UL << SLAB_SHIFT)
+#define SLAB_KEEP	8	/* empty slabs kept resident under pressure */
+#define NIL		UINT32_MAX
+
+static size_t class_size(unsigned c)
+{
+	return MID_MIN + (size_t)c * MID_STEP;
+}
+
+/* Blocks of a slab of class c. At 4,224 bytes, 31: a bitmap word holds them. */
+static unsigned class_blocks(unsigned c)
+{
+	return (unsigned)(SLAB_SIZE / class_size(c));
+}
+
+static uint64_t all_free(unsigned c)
+{
+	return (1ULL << class_blocks(c)) - 1;
+}
+
+static char *slab_addr(struct slab_pool *sp, uint32_t i)
+{
+	return sp->base + ((size_t)i << SLAB_SHIFT);
+}
+
+int slab_init(struct slab_pool *sp, char *base, size_t len)
+{
+	size_t n = len >> SLAB_SHIFT;
+
+	memset(sp, 0, sizeof(*sp));
+	if (!n)
+		return 0;
+	sp->slabs = mmap(NULL, n * sizeof(struct slab), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (sp->slabs == MAP_FAILED) {
+		sp->slabs = NULL;
+		return -ENOMEM;
+	}
+	sp->base = base;
+	sp->len = n << SLAB_SHIFT;
+	sp->count = (uint32_t)n;
+	sp->resident = sp->dropped = NIL;
+	pthread_mutex_init(&sp->lock, NULL);
+	for (unsigned c = 0; c <= MID_CLASSES; c++) {
+		pthread_mutex_init(&sp->classes[c].lock, NULL);
+		sp->classes[c].partial = NIL;
+	}
+	return 0;
+}
+
+void slab_fini(struct slab_pool *sp)
+{
+	if (sp->slabs)
+		munmap(sp->slabs, (size_t)sp->count * sizeof(struct slab));
+	sp->slabs = NULL;
+	sp->len = 0;
+}
+
+/* A class's partial slabs: a doubly linked list, its class lock held. */
+static void partial_add(struct slab_pool *sp, struct slab_class *k, uint32_t i)
+{
+	struct slab *s = &sp->slabs[i];
+
+	s->prev = NIL;
+	s->next = k->partial;
+	if (k->partial != NIL)
+		sp->slabs[k->partial].prev = i;
+	k->partial = i;
+}
+
+static void partial_del(struct slab_pool *sp, struct slab_class *k, uint32_t i)
+{
+	struct slab *s = &sp->slabs[i];
+
+	if (s->prev != NIL)
+		sp->slabs[s->prev].next = s->next;
+	else
+		k->partial = s->next;
+	if (s->next != NIL)
+		sp->slabs[s->next].prev = s->prev;
+}
+
+/* An empty slab for class c, or NIL when the sub-range is used up: the one
+ * emptied last first (its pages are likely still resident). */
+static uint32_t slab_get(struct slab_pool *sp, unsigned c)
+{
+	uint32_t i = NIL;
+
+	pthread_mutex_lock(&sp->lock);
+	if (sp->resident != NIL) {
+		i = sp->resident;
+		sp->resident = sp->slabs[i].next;
+		sp->nresident--;
+	} else if (sp->dropped != NIL) {
+		i = sp->dropped;
+		sp->dropped = sp->slabs[i].next;
+	} else if (sp->bump < sp->count) {
+		i = sp->bump++;
+	}
+	if (i != NIL)
+		sp->used++;
+	pthread_mutex_unlock(&sp->lock);
+	if (i != NIL) {
+		sp->slabs[i].cls = (uint16_t)c;
+		sp->slabs[i].free = all_free(c);
+	}
+	return i;
+}
+
+/* Out of physmem and swap (zeros when next touched), onto the dropped list. */
+static void dropped_add(struct emm_heap *h, uint32_t i)
+{
+	struct slab_pool *sp = &h->slab;
+
+	purge_drop(h, slab_addr(sp, i), SLAB_SIZE);
+	pthread_mutex_lock(&sp->lock);
+	sp->slabs[i].next = sp->dropped;
+	sp->dropped = i;
+	pthread_mutex_unlock(&sp->lock);
+}
+
+/* Give an emptied slab back: kept resident for reuse, or under pressure
+ * beyond SLAB_KEEP, dropped. */
+static void slab_put(struct emm_heap *h, uint32_t i)
+{
+	struct slab_pool *sp = &h->slab;
+	bool pressure = purge_pressure(h), keep;
+
+	pthread_mutex_lock(&sp->lock);
+	sp->used--;
+	keep = !pressure || sp->nresident < SLAB_KEEP;
+	if (keep) {
+		sp->slabs[i].next = sp->resident;
+		sp->resident = i;
+		sp->nresident++;
+	}
+	pthread_mutex_unlock(&sp->lock);
+	if (!keep)
+		dropped_add(h, i);
+}
+
+void *slab_alloc(struct emm_heap *h, size_t n)
+{
+	struct slab_pool *sp = &h->slab;
+	unsigned c = (unsigned)((n - MID_MIN + MID_STEP - 1) / MID_STEP);
+	struct slab_class *k = &sp->classes[c];
+	struct slab *s;
+	unsigned b;
+	uint32_t i;
+
+	pthread_mutex_lock(&k->lock);
+	i = k->partial;
+	if (i == NIL) {
+		i = slab_get(sp, c);
+		if (i == NIL) {
+			pthread_mutex_unlock(&k->lock);
+			return NULL;	/* mimalloc serves it */
+		}
+		partial_add(sp, k, i);
+	}
+	s = &sp->slabs[i];
+	b = (unsigned)__builtin_ctzll(s->free);
+	s->free &= ~(1ULL << b);
+	if (!s->free)
+		partial_del(sp, k, i);
+	pthread_mutex_unlock(&k->lock);
+	return slab_addr(sp, i) + b * class_size(c);
+}
+
+/* The slab of a block, and the block's index in it; false for an address
+ * that is not the start of a block in use. */
+static bool block_of(struct slab_pool *sp, const void *p, uint32_t *i, unsigned *b)
+{
+	size_t off = (size_t)((const char *)p - sp->base);
+	const struct slab *s = &sp->slabs[off >> SLAB_SHIFT];
+	size_t in = off & (SLAB_SIZE - 1);
+
+	if (!s->cls || in % class_size(s->cls) || in / class_size(s->cls) >= class_blocks(s->cls))
+		return false;
+	*i = (uint32_t)(off >> SLAB_SHIFT);
+	*b = (unsigned)(in / class_size(s->cls));
+	return true;
+}
+
+size_t slab_usable(struct slab_pool *sp, const void *p)
+{
+	uint32_t i;
+	unsigned b;
+
+	return block_of(sp, p, &i, &b) ? class_size(sp->slabs[i].cls) : 0;
+}
+
+void slab_free(struct emm_heap *h, void *p)
+{
+	struct slab_pool *sp = &h->slab;
+	struct slab_class *k;
+	struct slab *s;
+	uint32_t i;
+	unsigned b;
+	bool empty;
+
+	if (!block_of(sp, p, &i, &b))
+		return;
+	s = &sp->slabs[i];
+	k = &sp->classes[s->cls];
+	pthread_mutex_lock(&k->lock);
+	if (s->free & (1ULL << b)) {
+		pthread_mutex_unlock(&k->lock);
+		return;		/* freed twice: nothing to do */
+	}
+	if (!s->free)
+		partial_add(sp, k, i);
+	s->free |= 1ULL << b;
+	empty = s->free == all_free(s->cls);
+	if (empty) {
+		partial_del(sp, k, i);
+		s->cls = 0;
+	}
+	pthread_mutex_unlock(&k->lock);
+	if (empty)
+		slab_put(h, i);
+}
+
+/* Drop every empty slab still resident: pressure came, or a collect. */
+void slab_flush(struct emm_heap *h)
+{
+	struct slab_pool *sp = &h->slab;
+	uint32_t list;
+
+	if (!sp->len)
+		return;
+	pthread_mutex_lock(&sp->lock);
+	list = sp->resident;
+	sp->resident = NIL;
+	sp->nresident = 0;
+	pthread_mutex_unlock(&sp->lock);
+	while (list != NIL) {
+		uint32_t i = list;
+
+		list = sp->slabs[i].next;
+		dropped_add(h, i);
+	}
+}
+
+uint64_t slab_used_bytes(struct slab_pool *sp)
+{
+	uint64_t n;
+
+	if (!sp->len)
+		return 0;
+	pthread_mutex_lock(&sp->lock);
+	n = (uint64_t)sp->used << SLAB_SHIFT;
+	pthread_mutex_unlock(&sp->lock);
+	return n;
+}
