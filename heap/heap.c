@@ -90,12 +90,15 @@ static void *counted(struct emm_heap *h, struct heap_thread *t, void *p)
 }
 
 /* Mid-size requests go to slab.c, the rest (or all, once its sub-range is
- * full) to mimalloc. */
+ * full) to mimalloc; large blocks start on a page, so that a realloc can
+ * move their pages (realloc_move). */
 static void *alloc(struct emm_heap *h, struct heap_thread *t, size_t n)
 {
 	void *p = slab_fits(&h->slab, n) ? slab_alloc(h, n) : NULL;
 
-	return p ? p : mi_heap_malloc(t->mh, n);
+	if (p)
+		return p;
+	return n >= MOVE_MIN ? mi_heap_malloc_aligned(t->mh, n, OS_PAGE) : mi_heap_malloc(t->mh, n);
 }
 
 EMM_API void *emm_heap_malloc(struct emm_heap *h, size_t n)
@@ -194,6 +197,34 @@ static void *realloc_copy(struct emm_heap *h, struct heap_thread *t, void *p, si
 	return q;
 }
 
+/*
+ * A large block grown under pressure: much of it is likely in swap, and a
+ * copy would read each such page back only to write it out again from the
+ * new block. emm_move hands the swapped pages to the new block by their
+ * PTEs instead, and copies the resident ones; the tail that is not a whole
+ * page is copied here. NULL if the block cannot be moved so (not on a page:
+ * allocated before it was large), and the caller copies.
+ */
+static void *realloc_move(struct emm_heap *h, struct heap_thread *t, void *p, size_t old,
+			  size_t n)
+{
+	size_t whole = old & ~(OS_PAGE - 1);
+	void *q;
+
+	if ((uintptr_t)p % OS_PAGE || !purge_pressure(h))
+		return NULL;
+	q = alloc(h, t, n);
+	if (!q)
+		return NULL;
+	if (emm_move(h->mm, q, p, whole)) {
+		mi_free(q);
+		return NULL;
+	}
+	memcpy((char *)q + whole, (char *)p + whole, old - whole);
+	mi_free(p);
+	return q;
+}
+
 EMM_API void *emm_heap_realloc(struct emm_heap *h, void *p, size_t n)
 {
 	struct heap_thread *t;
@@ -212,10 +243,15 @@ EMM_API void *emm_heap_realloc(struct emm_heap *h, void *p, size_t n)
 	old = block_size(h, p);
 	if (slab_owns(&h->slab, p) && n <= old && n > old - MID_STEP)
 		return p;	/* the same class */
-	if (slab_owns(&h->slab, p) || slab_fits(&h->slab, n))
-		q = realloc_copy(h, t, p, old, n);
-	else
+	if (slab_owns(&h->slab, p) || slab_fits(&h->slab, n) || (n >= MOVE_MIN && n > old)) {
+		/* Grown large blocks come from alloc, on a page. */
+		q = !slab_owns(&h->slab, p) && old >= MOVE_MIN && n > old ?
+			    realloc_move(h, t, p, old, n) : NULL;
+		if (!q)
+			q = realloc_copy(h, t, p, old, n);
+	} else {
 		q = mi_heap_realloc(t->mh, p, n);
+	}
 	if (!q) {
 		errno = ENOMEM;
 		return NULL;

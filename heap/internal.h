@@ -21,6 +21,7 @@
 #define COMMIT_SHIFT	16		/* mimalloc commits in 64 KiB steps */
 #define OS_PAGE		4096UL
 #define DROP_MIN	(32UL << 10)	/* a freed block this large gives its pages back */
+#define MOVE_MIN	(256UL << 10)	/* a block this large grows by emm_move (heap.c) */
 
 /* Mid-size blocks (slab.c): above MID_MIN, up to MID_MAX, MID_STEP apart. */
 #define MID_MIN		4096UL

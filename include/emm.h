@@ -152,6 +152,7 @@ EMM_API int emm_sync(struct emm *mm, void *addr, size_t len);
 EMM_API int emm_pin(struct emm *mm, void *addr, size_t len);
 EMM_API int emm_unpin(struct emm *mm, void *addr, size_t len);
 EMM_API int emm_prefault(struct emm *mm, void *addr, size_t len, int write);
+EMM_API int emm_move(struct emm *mm, void *dst, void *src, size_t len);
 
 EMM_API int emm_set_limit(struct emm *mm, uint64_t bytes);
 EMM_API long emm_reclaim(struct emm *mm, uint64_t bytes);
@@ -169,6 +170,7 @@ struct emm_stats {
 	uint64_t huge_bytes;     /* resident in collapsed 2 MiB extents */
 	uint64_t workingset_refault;  /* pages read back from swap, their refault distance checked */
 	uint64_t workingset_activate; /* of those, the ones close enough to go onto the active list */
+	uint64_t move_swapped;   /* swapped pages emm_move gave to their new address, no I/O */
 };
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st);
 EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);

@@ -40,6 +40,7 @@ static void stats_fill(struct emm *mm, struct emm_stats *s)
 	s->writebacks = LOAD(mm, writebacks);
 	s->workingset_refault = LOAD(mm, workingset_refault);
 	s->workingset_activate = LOAD(mm, workingset_activate);
+	s->move_swapped = LOAD(mm, move_swapped);
 	s->huge_bytes = (uint64_t)MAX(LOAD(mm, thp_extents), 0) * PMD_SIZE;
 	if (mm->swap) {
 		s->swap_used_bytes = swap_slots_used(mm->swap) * PAGE_SIZE;
@@ -69,7 +70,7 @@ const struct stats_field stats_fields[] = {
 	F(faults_bad), F(swapins), F(swapouts), F(pgscan), F(pgsteal),
 	F(pgactivate), F(pgdeactivate), F(thp_collapse), F(thp_collapse_failed),
 	F(thp_split), F(io_errors), F(kernel_vmas), F(vmas), F(oom_events), F(writebacks), F(huge_bytes),
-	F(workingset_refault), F(workingset_activate),
+	F(workingset_refault), F(workingset_activate), F(move_swapped),
 #undef F
 };
 const size_t nr_stats_fields = ARRAY_SIZE(stats_fields);
