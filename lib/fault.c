@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The fault handler: handle_mm_fault and the do_*_page handlers, fault-around,
- * swap readahead, coalescing near the kernel-VMA budget. */
+ * coalescing near the kernel-VMA budget. */
 #include <errno.h>
 
 #include "debug.h"
@@ -10,11 +10,9 @@
 #include "lru.h"
 #include "memory.h"
 #include "pte.h"
+#include "swap_state.h"
 #include "vma.h"
 
-#define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
-#define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
-#define SWAP_CLUSTER	8	/* read-around of a swap-in outside a stream */
 
 /* Async-signal-safe. Does prot allow the access (EMM_PROT_* bits)? */
 static bool prot_allows(int prot, int access)
@@ -367,65 +365,6 @@ static void note_clean_maps(struct rsv *r, const struct emm_vma *vma, int prot, 
 }
 
 /*
- * Async-signal-safe. Read around a swap-in outside a stream? The kernel
- * reads a cluster of neighbours at every swap-in and sizes it by how many
- * of the last ones were used; emm does the same, by the counts of this
- * reservation: the pages read around are left unmapped (PTE_RA), so that
- * their first touch, a minor fault, says the read was worth it. A swap-in
- * near the last one (same 64 KiB) tries a cluster even when the counts
- * say no, so a program that turns local again is seen; reads at random
- * over a large region are never near each other and read one page.
- * RA_MAP when the cluster pays so well (7 pages in 8 touched) that its
- * pages are mapped at once, saving the minor faults: one time in four
- * they are not, to keep the count.
- */
-enum { RA_NONE, RA_UNMAPPED, RA_MAP };
-
-static int swap_cluster(struct rsv *r, uintptr_t addr)
-{
-	uint32_t read = atomic_load_explicit(&r->ra_read, memory_order_relaxed);
-	uint32_t hits = atomic_load_explicit(&r->ra_hits, memory_order_relaxed);
-	uintptr_t last = atomic_exchange_explicit(&r->ra_last, addr, memory_order_relaxed);
-	bool near = ALIGN_DOWN(addr, 16 * PAGE_SIZE) == ALIGN_DOWN(last, 16 * PAGE_SIZE);
-
-	if (read >= 64 && 8 * hits >= 7 * read &&
-	    atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 4)
-		return RA_MAP;
-	return (read >= 64 && 2 * hits >= read) || near ? RA_UNMAPPED : RA_NONE;
-}
-
-/*
- * Async-signal-safe. The readahead window of a swap-in at addr: forward
- * when it continues the last window upwards, backward when it continues it
- * downwards (or always forward under EMM_ADV_SEQUENTIAL), none under
- * EMM_ADV_RANDOM; otherwise the aligned cluster around it when
- * swap_cluster says so (*ra).
- */
-static void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
-			   uintptr_t *lo, uintptr_t *hi, int *ra)
-{
-	uintptr_t last_lo = atomic_load_explicit(&r->ra_lo, memory_order_relaxed);
-	uintptr_t last_hi = atomic_load_explicit(&r->ra_hi, memory_order_relaxed);
-	uintptr_t n = MIN(MAX(2 * (last_hi - last_lo), SWAP_RA_MIN << PAGE_SHIFT),
-			  SWAP_RA_MAX << PAGE_SHIFT);
-
-	*lo = addr;
-	*hi = addr + PAGE_SIZE;
-	*ra = RA_NONE;
-	if (vma->flags & VMA_RANDOM)
-		return;
-	if ((vma->flags & VMA_SEQUENTIAL) || (addr >= last_hi && addr - last_hi < 4 * PAGE_SIZE))
-		*hi = MIN(addr + n, vma->end);
-	else if (addr < last_lo && last_lo - addr <= 4 * PAGE_SIZE)
-		*lo = MAX(addr + PAGE_SIZE - n, vma->start);
-	else if ((*ra = swap_cluster(r, addr)) != RA_NONE) {
-		*lo = MAX(ALIGN_DOWN(addr, SWAP_CLUSTER * PAGE_SIZE), vma->start);
-		*hi = MIN(ALIGN_DOWN(addr, SWAP_CLUSTER * PAGE_SIZE) + SWAP_CLUSTER * PAGE_SIZE,
-			  vma->end);
-	}
-}
-
-/*
  * Async-signal-safe. A swap-in of a window around addr failed (err,
  * -errno; the range is unlocked). If addr itself came in, a neighbour's
  * read failed, not this page's: the access retries. Else as map_failed.
@@ -508,6 +447,7 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 					  int access, uint64_t val)
 {
 	int prot = target_prot(vma), err;
+	uintptr_t s = addr, e = addr + PAGE_SIZE;
 	bool swap_clean;
 
 	if (prot_allows(pte_prot(val), access)) {
@@ -528,8 +468,13 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val) &&
 	    !(swap_clean && predict_write(r, vma)))
 		prot &= ~EMM_PROT_WRITE;
-	err = backend_set_prot(r, addr, addr + PAGE_SIZE, prot, 0);
+	if (pte_prot(val) == EMM_PROT_NONE && !(val & PTE_RA) && !page_clean_copy(r, val) &&
+	    !(vma->flags & VMA_RANDOM))
+		minor_window(r, vma, addr, &s, &e);
+	err = backend_set_prot(r, s, e, prot, 0);
 	if (err) {
+		unlock_untouched(r, s, addr);
+		unlock_untouched(r, addr + PAGE_SIZE, e);
 		pte_unlock(pte_of(r, addr), locked_val(r, addr));
 		return coalesce(r, vma, addr, access);
 	}
@@ -547,6 +492,10 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 			atomic_fetch_add_explicit(&r->clean_writes, 1, memory_order_relaxed);
 	}
 	pte_set_locked(pte_of(r, addr), locked_val(r, addr) & ~PTE_RA);
+	/* Neighbours mapped with it count as touched, as the kernel's
+	 * fault-around maps them young on x86: reclaim activates them. */
+	unlock_range(r, s, addr, 0, PTE_REFERENCED);
+	unlock_range(r, addr + PAGE_SIZE, e, 0, PTE_REFERENCED);
 	unlock_range(r, addr, addr + PAGE_SIZE, access, PTE_REFERENCED);
 	return FAULT_DONE;
 }

@@ -69,6 +69,51 @@ void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t 
 	}
 }
 
+/* Async-signal-safe. Can a minor fault map this locked neighbour (value
+ * v) with its own page: resident, not mapped, pinned or read around, and
+ * no clean copy whose mapping must wait for a write to be seen? */
+static bool minor_ok(struct rsv *r, uint64_t v)
+{
+	return pte_state(v) == PTE_RESIDENT && pte_prot(v) == EMM_PROT_NONE &&
+	       !(v & (PTE_RA | PTE_PINNED)) && !page_clean_copy(r, v);
+}
+
+/*
+ * Async-signal-safe. The fault-around of a minor fault at the locked addr:
+ * the run of neighbours inside its aligned group of fault_around pages
+ * (and vma) that minor_ok takes and that can be locked now; [*sp, *ep),
+ * locked on return. Reclaim revokes pages in runs, and a program that
+ * touches one page of a run mostly touches its neighbours too: mapped
+ * together, they cost one trap, a round trip to a service thread on
+ * uffd, instead of one each (SQLite at a 64 MiB budget: 14,000 minor
+ * faults against 900).
+ */
+void minor_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, uintptr_t *sp,
+		  uintptr_t *ep)
+{
+	uintptr_t n = (uintptr_t)r->mm->cfg.fault_around << PAGE_SHIFT;
+	uintptr_t lo = MAX(ALIGN_DOWN(addr, n), vma->start), hi = MIN(ALIGN_DOWN(addr, n) + n, vma->end);
+	uintptr_t s = addr, e = addr + PAGE_SIZE;
+	uint64_t old;
+
+	while (e < hi && pte_trylock(pte_of(r, e), &old)) {
+		if (!minor_ok(r, old)) {
+			pte_unlock(pte_of(r, e), old);
+			break;
+		}
+		e += PAGE_SIZE;
+	}
+	while (s > lo && pte_trylock(pte_of(r, s - PAGE_SIZE), &old)) {
+		if (!minor_ok(r, old)) {
+			pte_unlock(pte_of(r, s - PAGE_SIZE), old);
+			break;
+		}
+		s -= PAGE_SIZE;
+	}
+	*sp = s;
+	*ep = e;
+}
+
 /* Async-signal-safe. page_node on a machine of several nodes. */
 static int policy_node(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {

@@ -22,6 +22,8 @@ int page_want(struct rsv *r, uint64_t val, int prot, int access);
 int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
 void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e);
 void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set);
+void minor_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, uintptr_t *sp,
+		  uintptr_t *ep);
 int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
 		   int access, bool pin);
 void unpin_range(struct rsv *r, uintptr_t s, uintptr_t e);

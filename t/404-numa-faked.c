@@ -185,7 +185,10 @@ static void active_pages(long *act)
 }
 
 /* The interleaved VMA made cold, then read on one CPU: the activations
- * queue in that CPU's pagevec, and each lands on its own page's node. */
+ * queue in that CPU's pagevec, and each lands on its own page's node.
+ * EMM_ADV_RANDOM: one minor fault, so one activation, per page read (the
+ * fault-around of a minor fault leaves its neighbours for reclaim to
+ * activate). */
 static void activate_from(int cpu, struct touch *t)
 {
 	long before[64], after[64];
@@ -193,8 +196,9 @@ static void activate_from(int cpu, struct touch *t)
 
 	emm_reclaim(mm, 0);
 	active_pages(before);
-	check(emm_advise(mm, t->p, (size_t)t->npages * PAGE, EMM_ADV_COLD) == 0,
-	      "EMM_ADV_COLD on the interleaved VMA");
+	check(emm_advise(mm, t->p, (size_t)t->npages * PAGE, EMM_ADV_RANDOM) == 0 &&
+	      emm_advise(mm, t->p, (size_t)t->npages * PAGE, EMM_ADV_COLD) == 0,
+	      "EMM_ADV_RANDOM and EMM_ADV_COLD on the interleaved VMA");
 	err = on_cpu(cpu, read_pages, t);
 	check(!err, "read it again on CPU %d (%s)", cpu, err ? strerror(-err) : "fine");
 	emm_reclaim(mm, 0);
