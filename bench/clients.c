@@ -439,6 +439,18 @@ static void budget_name(uint64_t b, char *out, size_t len)
 		snprintf(out, len, "%lluK", (unsigned long long)(b >> 10));
 }
 
+/* emm against a baseline: speed, and swap-ins as a ratio (or both counts,
+ * when the baseline took none). */
+static void ratio_line(const char *name, const char *what, const struct outcome *e,
+		       const struct outcome *base)
+{
+	printf("  %-6s %s: speed %.2f, ", name, what, base->sec / e->sec);
+	if (base->swapins)
+		printf("swap-ins %.2fx\n", (double)e->swapins / base->swapins);
+	else
+		printf("swap-ins %llu against none\n", (unsigned long long)e->swapins);
+}
+
 /* The subjects under one budget, their rows, the ratio, the data lines. */
 static void under_budget(struct ctx *c, const struct client *cl, uint64_t budget, unsigned runs,
 			 const struct outcome *plain)
@@ -461,11 +473,9 @@ static void under_budget(struct ctx *c, const struct client *cl, uint64_t budget
 		row(name, KERNEL_MI, &km);
 	}
 	if (e.ok && k.ok)
-		printf("  %-6s emm/kernel: speed %.2f, swap-ins %.2fx\n", name, k.sec / e.sec,
-		       k.swapins ? (double)e.swapins / k.swapins : 0.0);
+		ratio_line(name, "emm/kernel", &e, &k);
 	if (e.ok && km.ok)
-		printf("  %-6s emm/kernel+mimalloc (one allocator): speed %.2f, swap-ins %.2fx\n",
-		       name, km.sec / e.sec, km.swapins ? (double)e.swapins / km.swapins : 0.0);
+		ratio_line(name, "emm/kernel+mimalloc (one allocator)", &e, &km);
 	data(pattern, PLAIN, plain);
 	data(pattern, EMM, &e);
 	data(pattern, KERNEL, &k);
