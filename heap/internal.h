@@ -33,6 +33,7 @@ struct slab {
 	uint64_t free;			/* one bit per free block */
 	uint32_t next, prev;		/* on a class's partial list or a pool list */
 	uint16_t cls;			/* 0: empty, not carved */
+	uint8_t hint;			/* 1 + the block freed last, reused first; 0: none */
 };
 
 struct slab_class {

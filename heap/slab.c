@@ -17,7 +17,8 @@
  * 128 KiB slabs in a sub-range of the region that mimalloc does not know:
  * membership is one comparison, and the slab's record (class, free bitmap)
  * lives in a table of its own, so a free never touches the block's page,
- * which may be in swap. A slab whose blocks are all free is kept for reuse,
+ * which may be in swap. Reuse is last freed, first allocated, as with
+ * mimalloc's free lists. A slab whose blocks are all free is kept for reuse,
  * and given back to emm as purge.c gives mimalloc's steps back: at once
  * under pressure (but for the last SLAB_KEEP emptied), else when pressure
  * comes or at emm_heap_collect.
@@ -185,7 +186,8 @@ void *slab_alloc(struct emm_heap *h, size_t n)
 		partial_add(sp, k, i);
 	}
 	s = &sp->slabs[i];
-	b = (unsigned)__builtin_ctzll(s->free);
+	b = s->hint && (s->free >> (s->hint - 1) & 1) ? s->hint - 1u : (unsigned)__builtin_ctzll(s->free);
+	s->hint = 0;
 	s->free &= ~(1ULL << b);
 	if (!s->free)
 		partial_del(sp, k, i);
@@ -234,9 +236,16 @@ void slab_free(struct emm_heap *h, void *p)
 		pthread_mutex_unlock(&k->lock);
 		return;		/* freed twice: nothing to do */
 	}
-	if (!s->free)
+	/* The slab freed into last is the one allocated from next, the block
+	 * freed last first: its page is the likeliest still resident, where a
+	 * block whose page went to swap would be read back only to be
+	 * overwritten. */
+	if (s->free && k->partial != i)
+		partial_del(sp, k, i);
+	if (!s->free || k->partial != i)
 		partial_add(sp, k, i);
 	s->free |= 1ULL << b;
+	s->hint = (uint8_t)(b + 1);
 	empty = s->free == all_free(s->cls);
 	if (empty) {
 		partial_del(sp, k, i);
