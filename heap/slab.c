@@ -166,18 +166,63 @@ static void slab_put(struct emm_heap *h, uint32_t i)
 		dropped_add(h, i);
 }
 
+/* A block of class c from the head of its partial list, its lock held;
+ * NULL if the list is empty. */
+static void *take_block(struct slab_pool *sp, unsigned c)
+{
+	struct slab_class *k = &sp->classes[c];
+	uint32_t i = k->partial;
+	struct slab *s;
+	unsigned b;
+
+	if (i == NIL)
+		return NULL;
+	s = &sp->slabs[i];
+	b = s->hint && (s->free >> (s->hint - 1) & 1) ? s->hint - 1u : (unsigned)__builtin_ctzll(s->free);
+	s->hint = 0;
+	s->free &= ~(1ULL << b);
+	if (!s->free)
+		partial_del(sp, k, i);
+	return slab_addr(sp, i) + b * class_size(c);
+}
+
+/* A free block of a class above c and at most an eighth larger than n,
+ * or NULL. */
+static void *take_larger(struct slab_pool *sp, unsigned c, size_t n)
+{
+	size_t top = (n + n / 8 - MID_MIN) / MID_STEP;
+	unsigned last = (unsigned)(top < MID_CLASSES ? top : MID_CLASSES);
+	void *p = NULL;
+
+	for (unsigned c2 = c + 1; c2 <= last && !p; c2++) {
+		pthread_mutex_lock(&sp->classes[c2].lock);
+		p = take_block(sp, c2);
+		pthread_mutex_unlock(&sp->classes[c2].lock);
+	}
+	return p;
+}
+
+/*
+ * A block of n bytes: from its class's partial slabs; else a free block of
+ * a class up to an eighth larger; else from a new slab. Without that step,
+ * a program asking for many different sizes would hold a partial slab in
+ * each of the classes it uses, memory charged to the budget and paged.
+ */
 void *slab_alloc(struct emm_heap *h, size_t n)
 {
 	struct slab_pool *sp = &h->slab;
 	unsigned c = (unsigned)((n - MID_MIN + MID_STEP - 1) / MID_STEP);
 	struct slab_class *k = &sp->classes[c];
-	struct slab *s;
-	unsigned b;
+	void *p;
 	uint32_t i;
 
 	pthread_mutex_lock(&k->lock);
-	i = k->partial;
-	if (i == NIL) {
+	p = take_block(sp, c);
+	pthread_mutex_unlock(&k->lock);
+	if (p || (p = take_larger(sp, c, n)))
+		return p;
+	pthread_mutex_lock(&k->lock);
+	if (k->partial == NIL) {
 		i = slab_get(sp, c);
 		if (i == NIL) {
 			pthread_mutex_unlock(&k->lock);
@@ -185,14 +230,9 @@ void *slab_alloc(struct emm_heap *h, size_t n)
 		}
 		partial_add(sp, k, i);
 	}
-	s = &sp->slabs[i];
-	b = s->hint && (s->free >> (s->hint - 1) & 1) ? s->hint - 1u : (unsigned)__builtin_ctzll(s->free);
-	s->hint = 0;
-	s->free &= ~(1ULL << b);
-	if (!s->free)
-		partial_del(sp, k, i);
+	p = take_block(sp, c);
 	pthread_mutex_unlock(&k->lock);
-	return slab_addr(sp, i) + b * class_size(c);
+	return p;
 }
 
 /* The slab of a block, and the block's index in it; false for an address

@@ -37,16 +37,20 @@ static struct emm_heap_stats hstats(struct emm_heap *h)
 
 static void sizes(void)
 {
-	void *p = emm_heap_malloc(heap, SQLITE_PAGE), *q = emm_heap_malloc(heap, 4097);
+	void *q = emm_heap_malloc(heap, 4097), *p = emm_heap_malloc(heap, SQLITE_PAGE);
+	void *f = emm_heap_malloc(heap, 4300);
 	void *r = emm_heap_malloc(heap, 16384), *a = emm_heap_aligned_alloc(heap, 64, 5000);
 
-	is_int(emm_heap_usable_size(heap, p), 4480, "a 4,368-byte block gets 4,480 (mimalloc: 5,120)");
 	is_int(emm_heap_usable_size(heap, q), 4224, "4,097 bytes get 4,224");
+	is_int(emm_heap_usable_size(heap, p), 4480, "a 4,368-byte block gets 4,480 (mimalloc: 5,120)");
+	is_int(emm_heap_usable_size(heap, f), 4480,
+	       "4,300 bytes, whose class has no slab yet, get a free 4,480 (at most 1/8 larger)");
 	is_int(emm_heap_usable_size(heap, r), 16384, "16 KiB gets 16 KiB");
 	ok(a && (uintptr_t)a % 64 == 0 && emm_heap_usable_size(heap, a) == 5120,
 	   "aligned_alloc(64, 5000): 64-aligned, 5,120 usable");
 	emm_heap_free(heap, p);
 	emm_heap_free(heap, q);
+	emm_heap_free(heap, f);
 	emm_heap_free(heap, r);
 	emm_heap_free(heap, a);
 }
@@ -204,7 +208,7 @@ int main(void)
 {
 	int err;
 
-	plan(24);
+	plan(25);
 	err = emm_open(NULL, &mm);
 	if (!err)
 		err = emm_heap_create(mm, 256 * MIB, NULL, &heap);
