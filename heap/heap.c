@@ -161,6 +161,18 @@ static void drop_inside(struct emm_heap *h, void *p, size_t n)
 		purge_drop(h, (void *)lo, (uintptr_t)p + n - lo);
 }
 
+/* Give a block of n usable bytes back to whichever layer holds it. */
+static void release(struct emm_heap *h, void *p, size_t n)
+{
+	if (slab_owns(&h->slab, p)) {
+		slab_free(h, p);
+		return;
+	}
+	if (n >= DROP_MIN && purge_pressure(h))
+		drop_inside(h, p, n);
+	mi_free(p);
+}
+
 EMM_API void emm_heap_free(struct emm_heap *h, void *p)
 {
 	struct heap_thread *t;
@@ -172,13 +184,7 @@ EMM_API void emm_heap_free(struct emm_heap *h, void *p)
 	t = this_thread(h, false);
 	if (t)
 		count(&t->freed, n);
-	if (slab_owns(&h->slab, p)) {
-		slab_free(h, p);
-		return;
-	}
-	if (n >= DROP_MIN && purge_pressure(h))
-		drop_inside(h, p, n);
-	mi_free(p);
+	release(h, p, n);
 }
 
 /* Into a block of the other layer, or of another mid-size class: by copying. */
@@ -189,10 +195,7 @@ static void *realloc_copy(struct emm_heap *h, struct heap_thread *t, void *p, si
 
 	if (q) {
 		memcpy(q, p, old < n ? old : n);
-		if (slab_owns(&h->slab, p))
-			slab_free(h, p);
-		else
-			mi_free(p);
+		release(h, p, old);
 	}
 	return q;
 }
@@ -217,11 +220,11 @@ static void *realloc_move(struct emm_heap *h, struct heap_thread *t, void *p, si
 	if (!q)
 		return NULL;
 	if (emm_move(h->mm, q, p, whole)) {
-		mi_free(q);
+		release(h, q, n);
 		return NULL;
 	}
 	memcpy((char *)q + whole, (char *)p + whole, old - whole);
-	mi_free(p);
+	release(h, p, old);
 	return q;
 }
 
