@@ -104,9 +104,14 @@ static void short_distance(const char *workingset, bool on)
 	ok(c.pgsteal - b.pgsteal >= (STREAM - LIMIT + HOT) / PAGE / 2,
 	   "  the stream pressed: %" PRIu64 " pages evicted", c.pgsteal - b.pgsteal);
 	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "  read intact after the stream");
+	/* Nearly none: reclaim and the reclaim thread race with the stream,
+	 * and under a sanitizer the thread may deactivate a few of them from
+	 * the active list (4 of 64 seen once, under ASan); without refault
+	 * distance at least half go. */
 	if (on)
-		is_int(st(mm).faults_major - c.faults_major, 0,
-		       "  no major fault: the active list kept them through the stream");
+		ok(st(mm).faults_major - c.faults_major <= SMALL / PAGE / 8,
+		   "  at most 1/8 major faults (%" PRIu64 "): the active list kept them through the stream",
+		   st(mm).faults_major - c.faults_major);
 	else
 		ok(st(mm).faults_major - c.faults_major >= SMALL / PAGE / 2,
 		   "  major faults (%" PRIu64 "): from the inactive list the stream pushed them out",
