@@ -171,6 +171,8 @@ struct emm_stats {
 	uint64_t workingset_refault;  /* pages read back from swap, their refault distance checked */
 	uint64_t workingset_activate; /* of those, the ones close enough to go onto the active list */
 	uint64_t move_swapped;   /* swapped pages emm_move gave to their new address, no I/O */
+	uint64_t allocstall;     /* times a faulting thread reclaimed itself (past wmark_min) */
+	uint64_t pgsteal_direct; /* of pgsteal, the pages those threads evicted */
 };
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st);
 EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);

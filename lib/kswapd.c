@@ -118,10 +118,15 @@ static void charge_over_low(struct emm *mm, int target, long pages)
 		count_event(mm, oom_events);
 		return;
 	}
+	count_event(mm, allocstall);
 	for (int i = 0; i < 4 && (over(mm, target, wmark_of(&mm->cfg.wmark_min), pages) ||
-				  resident(mm) + pages > wmark(mm, wmark_of(&mm->cfg.wmark_min))); i++)
-		if (!shrink_node(mm, target, MAX(pages, SWAP_CLUSTER_MAX)))
+				  resident(mm) + pages > wmark(mm, wmark_of(&mm->cfg.wmark_min))); i++) {
+		long got = shrink_node(mm, target, MAX(pages, SWAP_CLUSTER_MAX));
+
+		count_events(mm, pgsteal_direct, (uint64_t)got);
+		if (!got)
 			break;
+	}
 }
 
 /*
