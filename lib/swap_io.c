@@ -112,7 +112,9 @@ static bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
 	ring_prep(sd, r, write, runs, nruns);
 	while (reaped < nruns) {
 		if (io_uring_sq_ready(&r->ring)) {
-			ret = io_uring_submit(&r->ring);
+			/* Submit and wait for the first completion in one system
+			 * call: a lone swap-in (a random major fault) makes one. */
+			ret = io_uring_submit_and_wait(&r->ring, 1);
 			if (ret > 0)
 				inflight += (unsigned)ret;
 			else if (!inflight && ((ret < 0 && !transient(ret)) || ++idle > 100))
