@@ -46,6 +46,20 @@ static const char lua_script[] =
 	"f:close()\n"
 	"print(\"wrote\", #big, \"read\", #back, \"same\", back == big)\n";
 
+/* A Python script: n keys in a dict, its items sorted by value, a digest of
+ * every 97th. Many small objects, as Python's own runs are made of. */
+static const char python_script[] =
+	"import sys, hashlib\n"
+	"n = int(sys.argv[1])\n"
+	"d = {}\n"
+	"for i in range(n):\n"
+	"    d[\"key%09d\" % i] = (\"v%d\" % (i * 7919)) * 3\n"
+	"items = sorted(d.items(), key=lambda kv: kv[1])\n"
+	"h = hashlib.sha256()\n"
+	"for k, v in items[::97]:\n"
+	"    h.update(k.encode()); h.update(v.encode())\n"
+	"print(len(d), h.hexdigest())\n";
+
 /* The sqlite3 shell script of the preload's test: a table and its index in a large page cache. */
 static const char sqlite_script[] =
 	"PRAGMA cache_size = -200000;\n"
@@ -85,6 +99,10 @@ struct client {
 	int (*prepare)(const char *dir, uint64_t n);
 	void (*argv)(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX]);
 	const char *stdin_name;		/* in the directory, or NULL */
+	/* Set for emm and kernel+mimalloc, not for the kernel with the
+	 * program's defaults: it sends the program's own allocator's memory
+	 * through malloc. */
+	const char *use_malloc;
 };
 
 struct ctx {
@@ -115,7 +133,7 @@ static char *path_of(char *path, const char *fmt, ...)
  */
 static struct {
 	char dir[PATH_MAX];
-	char files[24][64];
+	char files[40][64];
 	int nr_files;
 	volatile pid_t running;
 	struct sigaction old[3];
@@ -150,7 +168,7 @@ static void on_signal(int sig)
 
 static void leftover(const char *name)
 {
-	if (leftovers.nr_files < 24)
+	if (leftovers.nr_files < (int)(sizeof(leftovers.files) / sizeof(leftovers.files[0])))
 		snprintf(leftovers.files[leftovers.nr_files++], 64, "%s", name);
 }
 
@@ -204,10 +222,34 @@ static void sqlite_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH
 	av[0] = "sqlite3", av[1] = buf[0], av[2] = NULL;
 }
 
+/* Python's keys: 3/4 of the Lua strings, 300000 at the default. */
+static uint64_t python_keys(uint64_t n)
+{
+	return n * 3 / 4;
+}
+
+static int python_prepare(const char *dir, uint64_t n)
+{
+	(void)n;
+	return write_text(dir, "s.py", python_script);
+}
+
+/* Debian's python3 itself where it is: a python3 on PATH may be a shell
+ * script that picks an interpreter (pyenv), and its shell forks. */
+static void python_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX])
+{
+	path_of(buf[0], "%s/s.py", dir);
+	path_of(buf[1], "%llu", (unsigned long long)python_keys(n));
+	av[0] = access("/usr/bin/python3", X_OK) ? "python3" : "/usr/bin/python3";
+	av[1] = buf[0], av[2] = buf[1], av[3] = NULL;
+}
+
 static const struct client clients[] = {
-	{ "lua", "lua5.4", "strings built, sorted, concatenated", lua_prepare, lua_argv, NULL },
+	{ "lua", "lua5.4", "strings built, sorted, concatenated", lua_prepare, lua_argv, NULL, NULL },
 	{ "sqlite", "sqlite3", "rows in a table and its index, a 200 MB page cache", sqlite_prepare,
-	  sqlite_argv, "build.sql" },
+	  sqlite_argv, "build.sql", NULL },
+	{ "python", "python3", "dict keys, the items sorted, a digest", python_prepare,
+	  python_argv, NULL, "PYTHONMALLOC=malloc" },
 };
 
 #define NR_CLIENTS	(sizeof(clients) / sizeof(clients[0]))
@@ -277,6 +319,8 @@ static void child(struct ctx *c, const struct client *cl, enum subject s, uint64
 		_exit(126);
 	if (s == KERNEL_MI)
 		setenv("LD_PRELOAD", c->mimalloc, 1);
+	if ((s == EMM || s == KERNEL_MI) && cl->use_malloc)
+		putenv((char *)cl->use_malloc);
 	if (s == EMM) {
 		snprintf(val, sizeof(val), "%llu", (unsigned long long)budget);
 		setenv("EMM_BACKEND", "uffd", 1);
@@ -485,7 +529,8 @@ static void under_budget(struct ctx *c, const struct client *cl, uint64_t budget
 static void one_client(struct ctx *c, const struct client *cl, const struct bench_opts *o,
 		       const struct outcome *plain)
 {
-	uint64_t n = cl->prepare == sqlite_prepare ? sqlite_rows(c->n) : c->n;
+	uint64_t n = cl->prepare == sqlite_prepare ? sqlite_rows(c->n) :
+		     cl->prepare == python_prepare ? python_keys(c->n) : c->n;
 
 	printf("\n%s: %llu %s\n", cl->name, (unsigned long long)n, cl->what);
 	printf("  %-6s %-15s %8s %7s %8s %9s %9s  %s\n", "budget", "subject", "wall s", "cpu s",
@@ -511,6 +556,8 @@ static void header(const struct ctx *c, const struct bench_opts *o)
 	       "    workingset_refault_anon, major faults its pgmajfault\n"
 	       "  kernel+mimalloc: the same, with LD_PRELOAD=%s, the allocator\n"
 	       "    libemm-heap is built on: the kernel's paging on emm's heap layout\n"
+	       "  python: emm-uffd and kernel+mimalloc run it with PYTHONMALLOC=malloc, so that\n"
+	       "    its objects come from malloc; kernel-swap with its own allocator, the default\n"
 	       "  peak MiB: the process's maximum resident set as the kernel counts it\n",
 	       o->runs, c->preload, c->no_mimalloc ? "libmimalloc.so.2" : c->mimalloc);
 	if (c->no_mimalloc)
@@ -556,6 +603,7 @@ static int make_dir(struct ctx *c)
 	}
 	snprintf(leftovers.dir, sizeof(leftovers.dir), "%s", c->dir);
 	leftover("s.lua"), leftover("lua.out"), leftover("build.sql"), leftover("t.db");
+	leftover("s.py");
 	leftover("t.db-journal");
 	for (size_t i = 0; i < NR_CLIENTS; i++)
 		for (int s = 0; s < NR_SUBJECTS; s++) {

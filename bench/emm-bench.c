@@ -29,9 +29,10 @@ static const struct bench_mode modes[] = {
 	  bench_vmas, 0, 1, false },
 	{ "heap", "threads allocating and freeing: libemm-heap vs mimalloc vs glibc; under a budget",
 	  bench_heap, 128ULL << 20, 3, false },
-	{ "clients", "Lua and the sqlite3 shell under a budget: libemm-preload.so against the kernel's\n"
-	  "                swap in a memory cgroup (with glibc's malloc, and with mimalloc),\n"
-	  "                and unconstrained", bench_clients, 0, 1, false },
+	{ "clients", "Lua, the sqlite3 shell and Python under a budget: libemm-preload.so\n"
+	  "                against the kernel's swap in a memory cgroup (with the program's\n"
+	  "                usual malloc, and with mimalloc), and unconstrained",
+	  bench_clients, 0, 1, false },
 };
 
 #define NR_MODES	(sizeof(modes) / sizeof(modes[0]))
@@ -168,7 +169,8 @@ static void usage(FILE *f)
 		   "                each budget in turn (default 64M,48M)\n"
 		   "  --ops N       random accesses per pattern (out-of-core 64K, file 32K;\n"
 		   "                thp: reads per pass, 16M; heap: per thread, 2M); clients:\n"
-		   "                the Lua script's strings (400000; SQLite's rows are 5/8 of it)\n"
+		   "                the Lua script's strings (400000; SQLite's rows are 5/8 of it,\n"
+		   "                Python's keys 3/4)\n"
 		   "  --threads N   out-of-core: threads for the random patterns, on emm and on\n"
 		   "                the kernel's swap (default 1);\n"
 		   "                lru: threads faulting at once (default 2); heap: 2\n"
