@@ -68,7 +68,7 @@ static void show(const char *out)
 
 struct line {
 	char backend[16], res[16], lim[16], swap[16];
-	double flt, minflt, majflt, swapin, swapout, pgscan;
+	double flt, minflt, majflt, swapin, swapout, pgscan, direct;
 	unsigned inst;
 	unsigned long thp;
 };
@@ -79,9 +79,10 @@ static int parse(const char *out, struct line *l, int max)
 	int n = 0;
 
 	for (const char *p = out; p && *p && n < max; p = strchr(p, '\n'), p = p ? p + 1 : p) {
-		if (sscanf(p, "%u %15s %15s %15s %15s %lf %lf %lf %lf %lf %lf %lu", &l[n].inst,
+		if (sscanf(p, "%u %15s %15s %15s %15s %lf %lf %lf %lf %lf %lf %lf %lu", &l[n].inst,
 			   l[n].backend, l[n].res, l[n].lim, l[n].swap, &l[n].flt, &l[n].minflt,
-			   &l[n].majflt, &l[n].swapin, &l[n].swapout, &l[n].pgscan, &l[n].thp) == 12)
+			   &l[n].majflt, &l[n].swapin, &l[n].swapout, &l[n].pgscan, &l[n].direct,
+			   &l[n].thp) == 13)
 			n++;
 	}
 	return n;
@@ -159,6 +160,8 @@ static void check_idle(struct emm *mm)
 	ok(!strcmp(l[0].backend, backend_name(emm_backend(mm))) && !strcmp(l[0].lim, "8.0M"),
 	   "the line names the backend in use and the 8 MiB limit");
 	ok(!memcmp(&a, &b, sizeof(a)), "reading changed none of the program's counters");
+	ok(strstr(out, "direct/s") && l[1].direct == 0,
+	   "a direct/s column, 0 while nothing runs");
 }
 
 static void check_busy(char *area)
@@ -204,7 +207,7 @@ int main(int argc, char **argv)
 	}
 	if (access(emmstat, X_OK) != 0)
 		bail("%s is not built (make tools/emmstat)", emmstat);
-	plan(14);
+	plan(15);
 	check_off();
 
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT);
