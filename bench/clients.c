@@ -103,6 +103,8 @@ struct client {
 	 * program's defaults: it sends the program's own allocator's memory
 	 * through malloc. */
 	const char *use_malloc;
+	/* What its header line counts, from the Lua strings; NULL: those. */
+	uint64_t (*units)(uint64_t n);
 };
 
 struct ctx {
@@ -245,11 +247,12 @@ static void python_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH
 }
 
 static const struct client clients[] = {
-	{ "lua", "lua5.4", "strings built, sorted, concatenated", lua_prepare, lua_argv, NULL, NULL },
+	{ "lua", "lua5.4", "strings built, sorted, concatenated", lua_prepare, lua_argv, NULL, NULL,
+	  NULL },
 	{ "sqlite", "sqlite3", "rows in a table and its index, a 200 MB page cache", sqlite_prepare,
-	  sqlite_argv, "build.sql", NULL },
+	  sqlite_argv, "build.sql", NULL, sqlite_rows },
 	{ "python", "python3", "dict keys, the items sorted, a digest", python_prepare,
-	  python_argv, NULL, "PYTHONMALLOC=malloc" },
+	  python_argv, NULL, "PYTHONMALLOC=malloc", python_keys },
 };
 
 #define NR_CLIENTS	(sizeof(clients) / sizeof(clients[0]))
@@ -529,8 +532,7 @@ static void under_budget(struct ctx *c, const struct client *cl, uint64_t budget
 static void one_client(struct ctx *c, const struct client *cl, const struct bench_opts *o,
 		       const struct outcome *plain)
 {
-	uint64_t n = cl->prepare == sqlite_prepare ? sqlite_rows(c->n) :
-		     cl->prepare == python_prepare ? python_keys(c->n) : c->n;
+	uint64_t n = cl->units ? cl->units(c->n) : c->n;
 
 	printf("\n%s: %llu %s\n", cl->name, (unsigned long long)n, cl->what);
 	printf("  %-6s %-15s %8s %7s %8s %9s %9s  %s\n", "budget", "subject", "wall s", "cpu s",
