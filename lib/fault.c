@@ -492,8 +492,11 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 			atomic_fetch_add_explicit(&r->clean_writes, 1, memory_order_relaxed);
 	}
 	pte_set_locked(pte_of(r, addr), locked_val(r, addr) & ~PTE_RA);
-	/* Neighbours mapped with it count as touched, as the kernel's
-	 * fault-around maps them young on x86: reclaim activates them. */
+	/* Neighbours mapped with it count as touched: reclaim activates
+	 * them. The kernel maps its fault-around young too, but activates a
+	 * page only at its second reference. Measured on uffd, marked against
+	 * not: SQLite at 48 MiB 25.7 K swap-ins against 30.0 K, Python at
+	 * 64 MiB 31.2 K against 13.9 K, Lua at 64 MiB the same. */
 	unlock_range(r, s, addr, 0, PTE_REFERENCED);
 	unlock_range(r, addr + PAGE_SIZE, e, 0, PTE_REFERENCED);
 	unlock_range(r, addr, addr + PAGE_SIZE, access, PTE_REFERENCED);
