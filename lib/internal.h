@@ -53,6 +53,8 @@ struct rsv {
 	_Atomic uint32_t clean_seq;
 	_Atomic uint32_t ra_read, ra_hits;	/* pages read around faults, and touched */
 	_Atomic uintptr_t ra_last;		/* the last swap-in outside a stream */
+	_Atomic uint32_t fa_mapped, fa_zero;	/* pages mapped around first touches,
+						 * and evicted still zero: fault.c */
 	struct rsv *next;
 };
 

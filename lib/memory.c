@@ -160,7 +160,7 @@ static void unalloc_page(struct rsv *r, uintptr_t a, uint32_t slot)
 	frame_free(r->mm, pte_val(val));
 	atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
 	physmem_punch(r, a, PAGE_SIZE);
-	pte_set_locked(pte_of(r, a), slot ? pte_set_val(pte_mk(val, PTE_SWAPPED, 0), slot)
+	pte_set_locked(pte_of(r, a), slot ? pte_set_val(pte_mk(val & ~PTE_FA, PTE_SWAPPED, 0), slot)
 				      : pte_mk(pte_set_val(val, 0), PTE_NONE, 0));
 	pte_set_used(r, a, val, locked_val(r, a));
 }

@@ -23,6 +23,9 @@
 #define PTE_LRU		(1ULL << 11)
 #define PTE_FILE	(1ULL << 12)	/* data has a home in a file or pager */
 #define PTE_RA		(1ULL << 13)	/* read around a fault, not touched yet */
+/* Resident: a page mapped around a first touch, not the one touched
+ * (fault.c); the bit is the shadow's top one, which only a swapped page has. */
+#define PTE_FA		(1ULL << 31)
 #define PTE_SHADOW_SHIFT 14		/* swapped: the clock at eviction (workingset.c) */
 #define PTE_SHADOW_MASK	(0x3ffffULL << PTE_SHADOW_SHIFT)
 #define PTE_VAL_SHIFT	32

@@ -1,10 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Reclaim: shrink_active_list, shrink_inactive_list, shrink_page_list, pageout. */
 #include <errno.h>
-#include <linux/futex.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -225,13 +222,15 @@ static void shrink_active_list(struct emm *mm, struct lruvec *lv, struct reclaim
 	}
 }
 
-/* Async-signal-safe. The page is out of memory now: free its frame; the
- * PTE keeps the slot (0: never touched again, reads zero). Its physmem
- * was punched by the caller. */
+/* Async-signal-safe. The page is out of memory now (physmem punched by the
+ * caller): free its frame; the PTE keeps the slot (0: a zero page, which
+ * fa_pays counts if it was mapped around a first touch). */
 static void evict(struct emm *mm, struct scan *sp)
 {
 	uint64_t old = pval(sp), val;
 
+	if ((old & PTE_FA) && !sp->slot)
+		atomic_fetch_add_explicit(&sp->r->fa_zero, 1, memory_order_relaxed);
 	frame_set_slot(mm->lru, sp->f, 0);	/* the slot moves to the PTE */
 	frame_free(mm, sp->f);
 	atomic_fetch_sub_explicit(&sp->r->resident, 1, memory_order_relaxed);
