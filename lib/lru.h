@@ -71,6 +71,13 @@ static inline void lru_age_nonresident(struct lru *lru, uint64_t n)
 }
 
 /* Async-signal-safe. A page went from the inactive list to the active. */
+/* Async-signal-safe. Frames on one of lv's lists, read without its lock:
+ * a hint for how much to scan, never trusted for more. */
+static inline long lru_size(struct lruvec *lv, int list)
+{
+	return (long)atomic_load_explicit(&lv->nr[list], memory_order_relaxed);
+}
+
 static inline void count_activate(struct emm *mm)
 {
 	lru_age_nonresident(mm->lru, 1);

@@ -2,7 +2,6 @@
 /* Reclaim: shrink_active_list, shrink_inactive_list, shrink_page_list, pageout. */
 #include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "backend.h"
 #include "filemap.h"
@@ -404,7 +403,8 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 /*
  * Async-signal-safe. A batch from the inactive tail. Referenced since it
  * was last revoked: back to the active list. Mapped but never sampled:
- * revoke it and give it another lap. Unmapped and unreferenced: evict.
+ * revoke it and give it another lap, but for a zero page mapped around a
+ * first touch: it goes now, without I/O. Unmapped and unreferenced: evict.
  */
 static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct reclaim *rc)
 {
@@ -417,8 +417,11 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 
 		if ((v & (PTE_PINNED | PTE_REFERENCED)))
 			sp[i].act = ACT_KEEP;
+		else if (pte_prot(v) && !((v & PTE_FA) && !sp[i].huge &&
+					  swap_page_is_zero(rsv_alias(sp[i].r, sp[i].addr))))
+			sp[i].act = ACT_SAMPLE;
 		else
-			sp[i].act = pte_prot(v) ? ACT_SAMPLE : ACT_EVICT;
+			sp[i].act = ACT_EVICT;
 		if (sp[i].act == ACT_EVICT && sp[i].huge) {
 			/* Cold as a whole: split it; the rest follows page by page. */
 			split_huge_locked(sp[i].r, sp[i].addr);
@@ -441,13 +444,6 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 		scan_unlock(&sp[i], PTE_REFERENCED);
 	}
 	return freed;
-}
-
-/* Async-signal-safe. Frames on one of lv's lists, read without its lock:
- * a hint for how much to scan, never trusted for more. */
-static long lru_size(struct lruvec *lv, int list)
-{
-	return (long)atomic_load_explicit(&lv->nr[list], memory_order_relaxed);
 }
 
 /*
