@@ -197,6 +197,13 @@ static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigne
 	bool wp = !(prot & EMM_PROT_WRITE);
 	int err;
 
+	/* Holes only, to map writable: fill and map them in one call. If a
+	 * page was there after all, the way below maps the rest. */
+	if ((flags & BACKEND_ZERO) && !wp && !(flags & BACKEND_REMAP) &&
+	    !uffd_zero_copy(uffd_of(r)->fd, s, e)) {
+		backend_set_pte_prot(r, s, e, prot);
+		return 0;
+	}
 	/* A never-touched anonymous page is a hole in physmem: give it a
 	 * zeroed page there first, as UFFDIO_CONTINUE maps only what is.
 	 * Pages read in or resident are there already: no system call. */

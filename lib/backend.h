@@ -32,6 +32,7 @@
 #define BACKEND_FORCE	0x1u	/* go ahead even past the kernel-VMA budget */
 #define BACKEND_REMAP	0x2u	/* grant: the PTEs say mapped, the kernel faulted anyway */
 #define BACKEND_HOLES	0x4u	/* grant: never-touched pages, with nothing in physmem yet */
+#define BACKEND_ZERO	0x8u	/* grant: with BACKEND_HOLES, every page of the range is one */
 
 /*
  * Ranges to revoke in one call (backend_revoke_many): the caller's arrays
@@ -87,7 +88,7 @@ struct backend_ops {
 	 * anonymous pages, which may still be holes there (they read as
 	 * zeros): BACKEND_HOLES says the range may have some, and a backend
 	 * that maps only what physmem holds must give them a zeroed page
-	 * first. Give the app view access prot (EMM_PROT_*,
+	 * first; BACKEND_ZERO that all of it is such pages. Give the app view access prot (EMM_PROT_*,
 	 * never EMM_PROT_NONE) to the whole range in one step: one call per
 	 * cluster, not per page. A prot without EMM_PROT_WRITE over pages that
 	 * had it takes write access away (dirty tracking). -EAGAIN: the change

@@ -78,15 +78,17 @@ static bool range_has_copies(struct rsv *r, uintptr_t s, uintptr_t e)
 }
 
 /* Async-signal-safe. BACKEND_HOLES when make_resident will leave some page
- * of the locked [s, e) a hole in physmem: a never-touched anonymous one. */
+ * of the locked [s, e) a hole in physmem: a never-touched anonymous one;
+ * BACKEND_ZERO too when it will leave all of them so. */
 static unsigned range_holes(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
 {
+	unsigned n = 0;
+
 	if (vma_backed(vma))
 		return 0;
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
-		if (pte_state(locked_val(r, a)) == PTE_NONE)
-			return BACKEND_HOLES;
-	return 0;
+		n += pte_state(locked_val(r, a)) == PTE_NONE;
+	return n == (e - s) >> PAGE_SHIFT ? BACKEND_HOLES | BACKEND_ZERO : n ? BACKEND_HOLES : 0;
 }
 
 /*

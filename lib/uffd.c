@@ -162,6 +162,37 @@ int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp)
 	return 0;
 }
 
+/*
+ * Async-signal-safe. Give the holes [s, e) of the app view zeroed pages and
+ * map them writable, in one pass: UFFDIO_COPY from zeros. fallocate and
+ * UFFDIO_CONTINUE walk the range twice; measured on a 2-vCPU VM, 1.17 us
+ * a page against 1.45 in runs of 16 pages (the kernel's anonymous first
+ * touch, trap included: 1.27). -EEXIST: a page was there already; what
+ * came before it is mapped.
+ */
+int uffd_zero_copy(int fd, uintptr_t s, uintptr_t e)
+{
+	/* Never written: it reads as the kernel's zero page, and costs no memory. */
+	static char zeros[64 * PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
+
+	while (s < e) {
+		struct uffdio_copy c = {
+			.dst = s, .src = (uintptr_t)zeros, .len = MIN(e - s, sizeof(zeros)),
+			.mode = UFFDIO_COPY_MODE_DONTWAKE,
+		};
+
+		uffd_wake_later(s, s + c.len);
+		if (ioctl(fd, UFFDIO_COPY, &c) == 0) {
+			s += c.len;
+			continue;
+		}
+		if (errno != EAGAIN)
+			return -errno;
+		s += c.copy > 0 ? (uintptr_t)c.copy : 0;
+	}
+	return 0;
+}
+
 /* Async-signal-safe. (Re-)register [s, e) of the app view in mode. */
 int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode)
 {
