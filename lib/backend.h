@@ -88,9 +88,9 @@ struct backend_ops {
 	 * anonymous pages, which may still be holes there (they read as
 	 * zeros): BACKEND_HOLES says the range may have some, and a backend
 	 * that maps only what physmem holds must give them a zeroed page
-	 * first; BACKEND_ZERO that all of it is such pages. Give the app view access prot (EMM_PROT_*,
-	 * never EMM_PROT_NONE) to the whole range in one step: one call per
-	 * cluster, not per page. A prot without EMM_PROT_WRITE over pages that
+	 * first; BACKEND_ZERO says all of it is such pages. Give the app view
+	 * access prot (EMM_PROT_*, never EMM_PROT_NONE) to the whole range in
+	 * one step: one call per cluster, not per page. A prot without EMM_PROT_WRITE over pages that
 	 * had it takes write access away (dirty tracking). -EAGAIN: the change
 	 * would take emm past its kernel-VMA budget and BACKEND_FORCE is not
 	 * set (the caller coalesces); -ENOMEM: the kernel refused. On failure

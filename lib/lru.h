@@ -70,7 +70,6 @@ static inline void lru_age_nonresident(struct lru *lru, uint64_t n)
 	atomic_fetch_add_explicit(&lru->nonresident_age, n, memory_order_relaxed);
 }
 
-/* Async-signal-safe. A page went from the inactive list to the active. */
 /* Async-signal-safe. Frames on one of lv's lists, read without its lock:
  * a hint for how much to scan, never trusted for more. */
 static inline long lru_size(struct lruvec *lv, int list)
@@ -78,6 +77,7 @@ static inline long lru_size(struct lruvec *lv, int list)
 	return (long)atomic_load_explicit(&lv->nr[list], memory_order_relaxed);
 }
 
+/* Async-signal-safe. A page went from the inactive list to the active. */
 static inline void count_activate(struct emm *mm)
 {
 	lru_age_nonresident(mm->lru, 1);

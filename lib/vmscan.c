@@ -430,6 +430,7 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 		}
 	}
 	revoke_batch(rc, n, ACT_SAMPLE);
+	revoke_batch(rc, n, ACT_EVICT);	/* the zero pages still mapped */
 	freed = shrink_page_list(mm, rc, n);
 	for (unsigned i = 0; i < n; i++) {
 		if (sp[i].act == ACT_EVICT)

@@ -93,10 +93,43 @@ static void fresh(void)
 	emm_close(mm);
 }
 
+/*
+ * Reclaim drops a zero page mapped around a first touch without a lap of
+ * the inactive list: a write to one while that happens must not be lost.
+ * Each group's first page is touched, and a neighbour in a group touched
+ * 64 groups earlier written, while the reclaim thread evicts behind.
+ */
+static void writes_kept(void)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = 2 * LEN);
+	size_t groups = TRAIN / GROUP, bad = 0;
+	struct emm *mm;
+	char *a;
+
+	if (emm_open(&o, &mm) || emm_reserve(mm, LEN, (void **)&a) || emm_map(mm, a, LEN, NULL))
+		bail("writes kept: setting up");
+	for (size_t i = 0; i < groups + 64; i++) {
+		if (i < groups)
+			a[(i * 37 % groups) * GROUP] = 1;
+		if (i >= 64) {
+			size_t g = (i - 64) * 37 % groups;
+
+			*(uint64_t *)(a + g * GROUP + (1 + g % 15) * PAGE) = 0x5eed0000 + g;
+		}
+	}
+	for (size_t g = 0; g < groups; g++)
+		bad += *(uint64_t *)(a + g * GROUP + (1 + g % 15) * PAGE) != 0x5eed0000 + g ||
+		       a[g * GROUP] != 1;
+	is_int(bad, 0, "every write to a page mapped around a first touch reads back, under "
+	       "reclaim (%zu groups)", groups);
+	emm_close(mm);
+}
+
 int main(void)
 {
-	plan(5);
+	plan(6);
 	fresh();
+	writes_kept();
 	/* Only the first page of each group is written: the 15 neighbours
 	 * mapped with it go out all zeros. */
 	run("first pages only", touch_firsts, true);
