@@ -371,6 +371,7 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 		sp[i].write = sp[i].filewrite = sp[i].gone = false;
 		if (sp[i].act != ACT_EVICT)
 			continue;
+		DEBUG_ASSERT(pte_prot(pval(&sp[i])) == EMM_PROT_NONE);	/* nothing mapped goes */
 		if (pval(&sp[i]) & PTE_FILE) {
 			/* Its home is its file or pager: clean, just drop it. */
 			sp[i].gone = !(pval(&sp[i]) & PTE_DIRTY);
