@@ -368,9 +368,10 @@ static double tv_sec(struct timeval tv)
 	return tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-/* The counters each subject reports for itself, after the run. */
+/* The counters each subject reports for itself, after the run; before:
+ * the cgroup's, read before it (the kernel's subjects). */
 static void counters(struct ctx *c, const struct client *cl, enum subject s, struct outcome *o,
-		     const uint64_t *before)
+		     const struct bench_kswap_faults *before, uint64_t oom_before)
 {
 	char err[PATH_MAX], out[PATH_MAX], plain[PATH_MAX];
 
@@ -384,10 +385,11 @@ static void counters(struct ctx *c, const struct client *cl, enum subject s, str
 		o->no_stats = !bench_counter(err, "limit_bytes");
 		o->ok = o->ok && !o->no_stats;
 	} else if (is_kernel(s)) {
-		o->swapins = bench_kswap_counter(&c->k, "memory.stat", "workingset_refault_anon") -
-			     before[0];
-		o->faults_major = bench_kswap_counter(&c->k, "memory.stat", "pgmajfault") - before[1];
-		o->oom = bench_kswap_counter(&c->k, "memory.oom_control", "oom_kill") > before[2];
+		struct bench_kswap_faults now = bench_kswap_faults(&c->k);
+
+		o->swapins = now.swapins - before->swapins;
+		o->faults_major = now.major - before->major;
+		o->oom = bench_kswap_counter(&c->k, "memory.oom_control", "oom_kill") > oom_before;
 	}
 }
 
@@ -396,7 +398,8 @@ static int run_program(struct ctx *c, const struct client *cl, enum subject s, u
 		       struct outcome *o)
 {
 	char buf[3][PATH_MAX], *av[8];
-	uint64_t before[3] = { 0 }, t0;
+	struct bench_kswap_faults before = { 0 };
+	uint64_t oom_before = 0, t0;
 	struct rusage ru;
 	int status;
 	pid_t pid;
@@ -404,9 +407,8 @@ static int run_program(struct ctx *c, const struct client *cl, enum subject s, u
 	cl->argv(c->dir, c->n, av, buf);
 	if (is_kernel(s)) {
 		bench_kswap_set_limit(&c->k, budget);
-		before[0] = bench_kswap_counter(&c->k, "memory.stat", "workingset_refault_anon");
-		before[1] = bench_kswap_counter(&c->k, "memory.stat", "pgmajfault");
-		before[2] = bench_kswap_counter(&c->k, "memory.oom_control", "oom_kill");
+		before = bench_kswap_faults(&c->k);
+		oom_before = bench_kswap_counter(&c->k, "memory.oom_control", "oom_kill");
 	}
 	fflush(stdout);
 	t0 = bench_now_ns();
@@ -427,7 +429,7 @@ static int run_program(struct ctx *c, const struct client *cl, enum subject s, u
 			       .ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 };
 	if (is_kernel(s))
 		bench_kswap_child(&c->k, 0);
-	counters(c, cl, s, o, before);
+	counters(c, cl, s, o, &before, oom_before);
 	clean(c);
 	return 0;
 }

@@ -276,7 +276,7 @@ static void budget_runs(const struct bench_opts *o, unsigned threads, size_t slo
 	struct kswap_out ko = { 0 };
 	struct bench_kswap k;
 	struct heap_run hr = { 0 };
-	uint64_t refaults, majflt;
+	struct bench_kswap_faults before;
 	int err;
 
 	printf("under a budget of %.0f MiB (live data %.0f MiB), %llu operations per thread:\n",
@@ -296,18 +296,17 @@ static void budget_runs(const struct bench_opts *o, unsigned threads, size_t slo
 		printf("kernel swap baseline skipped: %s\n", k.why);
 		return;
 	}
-	refaults = bench_kswap_counter(&k, "memory.stat", "workingset_refault_anon");
-	majflt = bench_kswap_counter(&k, "memory.stat", "pgmajfault");
+	before = bench_kswap_faults(&k);
 	err = bench_kswap_run(&k, kswap_child, &ka, &ko, sizeof(ko));
 	if (!err) {
+		struct bench_kswap_faults after = bench_kswap_faults(&k);
+
 		line("mimalloc, kernel swap (cgroup)", ko.rate, free_rate, ko.bad);
 		/* The cgroup's swap-ins and major faults, as emm-bench clients
 		 * counts them, for the swap-ins of emm's line above. */
 		printf("  swapins %llu, major faults %llu\n",
-		       (unsigned long long)(bench_kswap_counter(&k, "memory.stat",
-								"workingset_refault_anon") - refaults),
-		       (unsigned long long)(bench_kswap_counter(&k, "memory.stat", "pgmajfault") -
-					    majflt));
+		       (unsigned long long)(after.swapins - before.swapins),
+		       (unsigned long long)(after.major - before.major));
 		printf("  libemm-heap / kernel swap: %.3fx (cgroup peak usage %.0f MiB)\n",
 		       hr.rate / ko.rate, bench_kswap_max_usage(&k) / MIB);
 		bench_data("heap", "budget", "mimalloc-kernel-swap", ko.rate, "ops/s");

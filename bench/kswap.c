@@ -233,6 +233,14 @@ uint64_t bench_kswap_counter(struct bench_kswap *k, const char *file, const char
 	return bench_counter(path, name);
 }
 
+struct bench_kswap_faults bench_kswap_faults(struct bench_kswap *k)
+{
+	return (struct bench_kswap_faults){
+		.swapins = bench_kswap_counter(k, "memory.stat", "workingset_refault_anon"),
+		.major = bench_kswap_counter(k, "memory.stat", "pgmajfault"),
+	};
+}
+
 int bench_kswap_run(struct bench_kswap *k, int (*fn)(void *arg, void *out), void *arg,
 		    void *out, size_t len)
 {

@@ -43,6 +43,13 @@ void bench_kswap_child(struct bench_kswap *k, pid_t pid);
  * memory.oom_control: oom_kill); 0 if absent. */
 uint64_t bench_kswap_counter(struct bench_kswap *k, const char *file, const char *name);
 
+/* The cgroup's swap-ins (workingset_refault_anon) and major faults
+ * (pgmajfault) so far: a run's are the difference of two readings. */
+struct bench_kswap_faults {
+	uint64_t swapins, major;
+};
+struct bench_kswap_faults bench_kswap_faults(struct bench_kswap *k);
+
 /*
  * Run fn(arg) in a child moved into the cgroup; the child's result (up to
  * len bytes written to out by fn) comes back through a pipe. 0 when the
