@@ -225,6 +225,23 @@ static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigne
 	return err;
 }
 
+/*
+ * Async-signal-safe; PTE locks of [s, e) held, the pages holes in physmem.
+ * A swap-in's checked bytes: UFFDIO_COPY fills and maps them in one call,
+ * where a write into physmem and UFFDIO_CONTINUE walk them twice (and the
+ * write takes the memfd's inode lock, which reclaim's hole punching holds).
+ * Where the range is not registered for write-protection (a huge extent)
+ * a clean page cannot be mapped without write this way: nothing is done.
+ */
+static size_t uffd_place(struct rsv *r, uintptr_t s, uintptr_t e, const void *src, int prot)
+{
+	size_t done = uffd_copy(uffd_of(r)->fd, s, e, src, !(prot & EMM_PROT_WRITE));
+
+	if (done)
+		backend_set_pte_prot(r, s, s + done, prot);
+	return done;
+}
+
 /* Async-signal-safe. UFFDIO_CONTINUE has filled the page tables already; and
  * a service thread must never fault on the app view itself. */
 static void uffd_populate(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
@@ -464,7 +481,8 @@ static void uffd_huge_end(struct rsv *r, uintptr_t a)
 	.huge_begin = uffd_huge_begin, \
 	.huge_end = uffd_huge_end, \
 	.harvest = uffd_harvest, \
-	.quiesce = uffd_quiesce,
+	.quiesce = uffd_quiesce, \
+	.place = uffd_place,
 
 const struct backend_ops backend_uffd_ops = {
 	.name = "uffd",

@@ -157,6 +157,16 @@ struct backend_ops {
 	 * served when called are done (emm_stats: a thread that resumed from a
 	 * fault finds it counted). */
 	void (*quiesce)(struct emm *mm);
+	/*
+	 * Async-signal-safe; may run in a signal handler or a service thread.
+	 * The PTE locks of [s, e) are held; the pages are resident, not
+	 * mapped, and physmem holds nothing for them yet. Put the e - s bytes
+	 * at src there and grant prot, in one step. Returns how many bytes
+	 * from s it placed and mapped (their PTEs say so); the caller puts the
+	 * rest into physmem itself. A swap-in saves a write into physmem and
+	 * the grant's own walk of the range.
+	 */
+	size_t (*place)(struct rsv *r, uintptr_t s, uintptr_t e, const void *src, int prot);
 };
 
 /*
@@ -237,6 +247,17 @@ static inline void backend_huge_end(struct rsv *r, uintptr_t a)
 {
 	if (r->mm->backend->huge_end)
 		r->mm->backend->huge_end(r, a);
+}
+
+/* Async-signal-safe. backend_ops.place where the backend has one and
+ * prot maps: the bytes placed; else 0. */
+static inline size_t backend_place(struct rsv *r, uintptr_t s, uintptr_t e, const void *src,
+				   int prot)
+{
+	DEBUG_RANGE_LOCKED(r, s, e);
+	if (prot == EMM_PROT_NONE || !r->mm->backend->place)
+		return 0;
+	return r->mm->backend->place(r, s, e, src, prot);
 }
 
 static inline void backend_quiesce(struct emm *mm)

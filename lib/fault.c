@@ -105,13 +105,13 @@ static int coalesce_step(struct rsv *r, const struct emm_vma *vma, uintptr_t s, 
 
 	if (!range_has_copies(r, s, e)) {
 		flags |= range_holes(r, vma, s, e);
-		err = make_resident(r, vma, s, e);
+		err = make_resident(r, vma, s, e, EMM_PROT_NONE);
 		return err ? err : backend_set_prot(r, s, e, prot, flags);
 	}
 	err = backend_revoke(r, s, e, BACKEND_FORCE);
 	if (!err) {
 		flags |= range_holes(r, vma, addr, addr + PAGE_SIZE);
-		err = make_resident(r, vma, addr, addr + PAGE_SIZE);
+		err = make_resident(r, vma, addr, addr + PAGE_SIZE, EMM_PROT_NONE);
 	}
 	if (!err)
 		err = backend_set_prot(r, addr, addr + PAGE_SIZE,
@@ -159,7 +159,7 @@ static int map_locked(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 		      int prot)
 {
 	unsigned holes = range_holes(r, vma, s, e);
-	int err = make_resident(r, vma, s, e);
+	int err = make_resident(r, vma, s, e, prot);
 
 	if (!err)
 		err = backend_set_prot(r, s, e, prot, holes);
@@ -208,7 +208,7 @@ static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
 
 	if (!trylock_extent(r, a, ALIGN_DOWN(addr, PAGE_SIZE)))
 		return FAULT_FALLBACK;
-	if (make_resident(r, vma, a, a + PMD_SIZE) ||
+	if (make_resident(r, vma, a, a + PMD_SIZE, EMM_PROT_NONE) ||
 	    backend_grant(r, a, a + PMD_SIZE, prot, BACKEND_HOLES)) {
 		unmake_fresh(r, a, a + PMD_SIZE);
 		for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE)

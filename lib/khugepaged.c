@@ -48,7 +48,7 @@ static void scan_extent(struct rsv *r, uintptr_t a)
 		return;
 	/* Again, locked: a first-touch fault may have collapsed it since. */
 	if (!extent_huge(r, a) && extent_ready(r, a, vma, max_none) &&
-	    !make_resident(r, vma, a, a + PMD_SIZE) &&
+	    !make_resident(r, vma, a, a + PMD_SIZE, EMM_PROT_NONE) &&
 	    !backend_set_prot(r, a, a + PMD_SIZE, target_prot(vma),
 			      BACKEND_FORCE | BACKEND_HOLES))
 		collapse_locked(r, a);

@@ -165,16 +165,39 @@ static void unalloc_page(struct rsv *r, uintptr_t a, uint32_t slot)
 	pte_set_used(r, a, val, locked_val(r, a));
 }
 
+/* What swapin_place needs: the batch's pages and how to map them. */
+struct swapin_map {
+	struct rsv *r;
+	const uintptr_t *pages;
+	const struct swap_io *io;
+	int prot;
+};
+
+/* Async-signal-safe; the pages' PTE locks held. A swap_place hook: the
+ * backend fills and maps the checked pages in one step where it can. Pages
+ * of neighbouring homes are neighbours in the app view. */
+static unsigned swapin_place(void *arg, const struct swap_io *io, unsigned n, const void *buf)
+{
+	const struct swapin_map *m = arg;
+	uintptr_t s = m->pages[io - m->io];
+
+	return (unsigned)(backend_place(m->r, s, s + (uintptr_t)n * PAGE_SIZE, buf, m->prot) >>
+			  PAGE_SHIFT);
+}
+
 /*
  * Async-signal-safe. Read n swapped, locked pages (their addresses in
- * pages[]) into physmem with one batch of I/O. A page whose read fails (or
- * fails its checksum) stays swapped; the first error is returned.
+ * pages[]) into physmem with one batch of I/O; prot (not EMM_PROT_NONE):
+ * the backend may map them so already (backend_place). A page whose read
+ * fails (or fails its checksum) stays swapped; the first error is returned.
  */
 static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_t *pages,
-			unsigned n)
+			unsigned n, int prot)
 {
 	struct swap_io io[IO_BATCH];
 	uint64_t shadow[IO_BATCH];
+	struct swapin_map map = { r, pages, io, prot };
+	struct swap_place pl = { swapin_place, &map };
 	int err = 0;
 
 	for (unsigned i = 0; i < n; i++) {
@@ -188,7 +211,7 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 			return -ENOMEM;
 		}
 	}
-	swap_readpages(r->mm->swap, io, n);
+	swap_readpages_place(r->mm->swap, io, n, prot == EMM_PROT_NONE ? NULL : &pl);
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t f;
 
@@ -228,10 +251,12 @@ static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
 /*
  * Async-signal-safe. Every page of the locked range [s, e) of vma gets
  * physmem: never-touched pages a zeroed frame, or their data from the file
- * or pager; swapped pages their data back. The budget is charged first
- * (direct reclaim when it is exhausted).
+ * or pager; swapped pages their data back, and with a prot other than
+ * EMM_PROT_NONE, maybe mapped so already (swapin_batch): the caller
+ * grants the range next. The budget is charged first (direct reclaim when
+ * it is exhausted).
  */
-int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot)
 {
 	uintptr_t swapped[IO_BATCH], run = 0;
 	bool backed = vma_backed(vma);
@@ -262,12 +287,12 @@ int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
 			swapped[nsw++] = a;
 		}
 		if (nsw == IO_BATCH) {
-			err = swapin_batch(r, vma, swapped, nsw);
+			err = swapin_batch(r, vma, swapped, nsw, prot);
 			nsw = 0;
 		}
 	}
 	if (nsw && !err)
-		err = swapin_batch(r, vma, swapped, nsw);
+		err = swapin_batch(r, vma, swapped, nsw, prot);
 	return err;
 }
 
@@ -338,7 +363,9 @@ int prefault_range(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintpt
 		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, e);
 
 		lock_range(r, c, ce);
-		err = make_resident(r, vma, c, ce);
+		/* What map_runs gives a page read back: page_want of a clean copy. */
+		err = make_resident(r, vma, c, ce,
+				    (access & EMM_PROT_WRITE) ? prot : prot & ~EMM_PROT_WRITE);
 		if (!err)
 			err = map_runs(r, c, ce, prot, access);
 		if (err) {
@@ -422,7 +449,7 @@ static bool willneed_page(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
  * touched (then a minor fault). */
 static int willneed_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
 {
-	int err = make_resident(r, vma, s, e);
+	int err = make_resident(r, vma, s, e, EMM_PROT_NONE);
 
 	if (err)
 		unmake_fresh(r, s, e);

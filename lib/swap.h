@@ -78,6 +78,23 @@ unsigned swap_count(const struct swap_dev *sd, uint32_t slot);
 int  swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n);
 int  swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n);
 
+/*
+ * Where checked SWAP_IO_HOME pages of a read go instead of a write into
+ * the home file: place puts the n pages io[0..n), which are neighbours in
+ * the home file, from buf (n pages, checked) where they belong, and returns
+ * how many of the first it placed; the others are written to the home
+ * file. Async-signal-safe, as the read that calls it. A caller that maps
+ * what it reads saves the write and the mapping's own walk.
+ */
+struct swap_place {
+	unsigned (*place)(void *arg, const struct swap_io *io, unsigned n, const void *buf);
+	void *arg;
+};
+/* swap_readpages with pl's hook for the pages that move through a bounce
+ * buffer (NULL: swap_readpages). */
+int  swap_readpages_place(struct swap_dev *sd, struct swap_io *io, unsigned n,
+			  const struct swap_place *pl);
+
 /* Test hooks: every k-th page write fails with -EIO (0: off); full makes
  * allocation fail as if no slot were free. Resets the write count. */
 void swap_inject(struct swap_dev *sd, unsigned fail_every_k_writes, int full);
@@ -100,6 +117,7 @@ struct swap_counters {
 	uint64_t csum_errors;		/* reads that failed their checksum */
 	uint64_t uring_reqs, sync_reqs;	/* vectored requests by io_uring / pwritev+preadv */
 	uint64_t bounced;		/* pages moved through a bounce buffer */
+	uint64_t placed;		/* pages a read's swap_place hook put in place */
 };
 void swap_get_counters(const struct swap_dev *sd, struct swap_counters *c);
 

@@ -45,10 +45,11 @@ char *io_buf(const struct swap_io *io, unsigned i, struct swap_bounce *bb)
 /*
  * Async-signal-safe. Copy the pages io[pos[k]], k < n, between their bounce
  * pages and the home file (to_home: into it), a run of neighbours in both
- * per call. A page the copy did not reach gets the error.
+ * per call; into it, pl's hook places what it can of each run first. A
+ * page the copy did not reach gets the error.
  */
 void home_rw(struct swap_dev *sd, bool to_home, struct swap_io *io, unsigned *pos,
-		    unsigned n, struct swap_bounce *bb)
+		    unsigned n, struct swap_bounce *bb, const struct swap_place *pl)
 {
 	for (unsigned k = 0, j; k < n; k = j) {
 		char *buf = io_buf(io, pos[k], bb);
@@ -60,6 +61,10 @@ void home_rw(struct swap_dev *sd, bool to_home, struct swap_io *io, unsigned *po
 				io[pos[j]].home == off + (uint64_t)(j - k) * PAGE_SIZE; j++)
 			;
 		len = (size_t)(j - k) * PAGE_SIZE;
+		if (to_home && pl) {
+			done = (size_t)pl->place(pl->arg, &io[pos[k]], j - k, buf) * PAGE_SIZE;
+			stat_add(sd, placed, done / PAGE_SIZE);
+		}
 		while (done < len && !err) {
 			ssize_t r = to_home ? pwrite(sd->home_fd, buf + done, len - done, (off_t)(off + done))
 					    : pread(sd->home_fd, buf + done, len - done, (off_t)(off + done));

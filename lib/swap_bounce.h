@@ -13,7 +13,7 @@ struct swap_bounce *bounce_get(struct swap_dev *sd, const struct swap_io *io, un
 void bounce_put(struct swap_bounce *b);
 char *io_buf(const struct swap_io *io, unsigned i, struct swap_bounce *bb);
 void home_rw(struct swap_dev *sd, bool to_home, struct swap_io *io, unsigned *pos,
-	     unsigned n, struct swap_bounce *bb);
+	     unsigned n, struct swap_bounce *bb, const struct swap_place *pl);
 unsigned bounced_ok(const struct swap_io *io, unsigned n, struct swap_bounce *bb,
 		    unsigned *pos);
 

@@ -42,7 +42,7 @@ struct swap_ring {
 
 struct swap_stat {
 	_Atomic uint64_t reads, writes, read_errors, write_errors, csum_errors;
-	_Atomic uint64_t uring_reqs, sync_reqs, bounced;
+	_Atomic uint64_t uring_reqs, sync_reqs, bounced, placed;
 };
 
 /* SWAP_BATCH pages for SWAP_IO_HOME transfers, taken with a trylock. */

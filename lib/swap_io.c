@@ -265,18 +265,20 @@ static void write_check(struct swap_dev *sd, struct swap_io *io, unsigned n)
 	}
 }
 
-static unsigned write_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
+static unsigned write_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n,
+			    const struct swap_place *pl)
 {
 	struct swap_bounce *bb = bounce_get(sd, io, n);
 	unsigned pos[SWAP_BATCH], ok = 0, zero = 0, nb;
 	struct swap_batch b;
 
+	(void)pl;
 	b.nruns = b.niov = 0;
 	write_check(sd, io, n);
 	/* Copy the pages in through the kernel: the CPU then reads warm bounce
 	 * pages, not a cold mapping of each page, for the zero check and the CRC. */
 	nb = bounced_ok(io, n, bb, pos);
-	home_rw(sd, false, io, pos, nb, bb);
+	home_rw(sd, false, io, pos, nb, bb, NULL);
 	for (unsigned i = 0; i < n; i++) {
 		char *buf = io_buf(io, i, bb);
 
@@ -319,7 +321,8 @@ static int read_check(const struct swap_dev *sd, const struct swap_io *io, uint3
 	return 0;
 }
 
-static unsigned read_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
+static unsigned read_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n,
+			   const struct swap_place *pl)
 {
 	struct swap_bounce *bb = bounce_get(sd, io, n);
 	unsigned pos[SWAP_BATCH], ok = 0, bad = 0, nb;
@@ -343,7 +346,7 @@ static unsigned read_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
 	}
 	/* Checked: now into physmem, copied by the kernel. */
 	nb = bounced_ok(io, n, bb, pos);
-	home_rw(sd, true, io, pos, nb, bb);
+	home_rw(sd, true, io, pos, nb, bb, pl);
 	bounce_put(bb);
 	for (unsigned i = 0; i < n; i++)
 		ok += !io[i].err;
@@ -356,27 +359,36 @@ static unsigned read_chunk(struct swap_dev *sd, struct swap_io *io, unsigned n)
 /* Async-signal-safe. A batch of any size, SWAP_BATCH pages at a time
  * (what one chunk keeps on the stack). */
 static int in_chunks(struct swap_dev *sd, struct swap_io *io, unsigned n,
-		     unsigned (*chunk)(struct swap_dev *, struct swap_io *, unsigned))
+		     unsigned (*chunk)(struct swap_dev *, struct swap_io *, unsigned,
+				       const struct swap_place *),
+		     const struct swap_place *pl)
 {
 	unsigned ok = 0;
 
 	if (!sd || !io)
 		return -EINVAL;
 	for (unsigned i = 0; i < n; i += SWAP_BATCH)
-		ok += chunk(sd, io + i, MIN(n - i, SWAP_BATCH));
+		ok += chunk(sd, io + i, MIN(n - i, SWAP_BATCH), pl);
 	return (int)MIN(ok, (unsigned)INT32_MAX);
 }
 
 /* Async-signal-safe, never waits for another caller. */
 int swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n)
 {
-	return in_chunks(sd, io, n, write_chunk);
+	return in_chunks(sd, io, n, write_chunk, NULL);
 }
 
 /* Async-signal-safe, never waits for another caller. */
 int swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n)
 {
-	return in_chunks(sd, io, n, read_chunk);
+	return in_chunks(sd, io, n, read_chunk, NULL);
+}
+
+/* Async-signal-safe, never waits for another caller. */
+int swap_readpages_place(struct swap_dev *sd, struct swap_io *io, unsigned n,
+			 const struct swap_place *pl)
+{
+	return in_chunks(sd, io, n, read_chunk, pl);
 }
 
 void swap_set_uring(struct swap_dev *sd, bool on)
@@ -426,6 +438,7 @@ void swap_get_counters(const struct swap_dev *sd, struct swap_counters *c)
 		.uring_reqs = atomic_load_explicit(&s->uring_reqs, memory_order_relaxed),
 		.sync_reqs = atomic_load_explicit(&s->sync_reqs, memory_order_relaxed),
 		.bounced = atomic_load_explicit(&s->bounced, memory_order_relaxed),
+		.placed = atomic_load_explicit(&s->placed, memory_order_relaxed),
 	};
 }
 

@@ -71,6 +71,7 @@ void uffd_wake_later(uintptr_t s, uintptr_t e);
 void uffd_wake(int fd, uintptr_t s, uintptr_t e);
 int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp);
 int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp);
+size_t uffd_copy(int fd, uintptr_t s, uintptr_t e, const void *src, bool wp);
 int uffd_zero_copy(int fd, uintptr_t s, uintptr_t e);
 int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode);
 int uffd_poison(int fd, uintptr_t s, uintptr_t e);

@@ -612,6 +612,86 @@ static void test_bounce(void)
 	close(fd);
 }
 
+/* The placement hook of test_place: of the runs starting at an even
+ * multiple of 8 pages in the home file, takes all but the last page,
+ * copying them to dst at their home; of the others, nothing. */
+struct place_arg {
+	uint8_t *dst;
+	unsigned calls, pages, bad;
+};
+
+static unsigned place_half(void *arg, const struct swap_io *io, unsigned n, const void *b)
+{
+	struct place_arg *pa = arg;
+	unsigned take = (io[0].home / PAGE / 8) % 2 ? 0 : n - 1;
+
+	pa->calls++;
+	for (unsigned i = 1; i < n; i++)
+		pa->bad += io[i].home != io[0].home + (uint64_t)i * PAGE;
+	memcpy(pa->dst + io[0].home, b, (size_t)take * PAGE);
+	pa->pages += take;
+	return take;
+}
+
+/*
+ * A read's placement hook gets each run of checked pages that are
+ * neighbours in the home file, with the bytes read; what it does not take
+ * is written to the home file, and nothing is written twice.
+ */
+static void test_place(void)
+{
+	enum { N = 96 };
+	static struct swap_io io[N];
+	static uint32_t slots[N];
+	static uint8_t placed[N * PAGE];
+	int fd = memfd_create("swapdev-place", MFD_CLOEXEC);
+	struct place_arg pa = { .dst = placed };
+	struct swap_place pl = { place_half, &pa };
+	struct swap_counters c0, c1;
+	unsigned good = 0, home_clean = 0;
+	struct swap_dev *sd;
+	uint8_t *home;
+
+	if (fd < 0 || ftruncate(fd, (off_t)N * PAGE) < 0)
+		bail("memfd: %s", strerror(errno));
+	home = mmap(NULL, (size_t)N * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (home == MAP_FAILED || swap_open(NULL, 4 * MIB, &sd) < 0 ||
+	    swap_alloc_batch(sd, slots, N) != N)
+		bail("place setup");
+	swap_set_home(sd, fd);
+	for (unsigned i = 0; i < N; i++) {
+		/* Runs of 6 neighbours in the home file, 8 pages apart. */
+		uint64_t h = (uint64_t)(i / 6) * 8 + i % 6;
+
+		io[i] = (struct swap_io){ .slot = slots[i], .page = page(i), .home = h * PAGE,
+					  .flags = SWAP_IO_HOME };
+	}
+	for (unsigned i = 0; i < N; i++)
+		if (io[i].home < (uint64_t)N * PAGE)
+			fill(home + io[i].home, slots[i], 8);
+	is_int(swap_writepages(sd, io, N / 2), N / 2, "48 pages written from their home file");
+	memset(home, 0, (size_t)N * PAGE);
+	swap_get_counters(sd, &c0);
+	is_int(swap_readpages_place(sd, io, N / 2, &pl), N / 2, "read back with a placement hook");
+	swap_get_counters(sd, &c1);
+	for (unsigned i = 0; i < N / 2; i++) {
+		uint64_t h = io[i].home;
+		bool took = (i / 6) % 2 == 0 && i % 6 != 5;	/* see place_half */
+
+		good += check(took ? placed + h : home + h, slots[i], 8);
+		home_clean += took ? !home[h] && !home[h + PAGE - 1] : !placed[h] && !placed[h + PAGE - 1];
+	}
+	is_int(pa.bad, 0, "each run is of neighbours in the home file");
+	ok(pa.calls == N / 2 / 6, "one call per run (%u)", pa.calls);
+	is_int(good, N / 2, "every page intact, in the hook's copy or in the home file");
+	is_int(home_clean, N / 2, "and only there");
+	is_int((int)pa.pages, 4 * 5, "the hook took 20 pages");
+	is_int((int)(c1.placed - c0.placed), (int)pa.pages, "the counter says how many were placed");
+	swap_close(sd);
+	munmap(home, (size_t)N * PAGE);
+	close(fd);
+}
+
 int main(void)
 {
 	const char *base = getenv("TMPDIR");
@@ -631,6 +711,7 @@ int main(void)
 	test_io();
 	test_inject();
 	test_bounce();
+	test_place();
 	test_corrupt();
 	test_threads();
 	{
