@@ -17,6 +17,7 @@
 #include "pager.h"
 #include "physmem.h"
 #include "profile.h"
+#include "readahead.h"
 #include "stats_shm.h"
 #include "swap.h"
 #include "util.h"
@@ -44,6 +45,7 @@ static void print_to_stderr(const char *line, void *arg)
 /* Undo what emm_open got done, in reverse. */
 static void teardown(struct emm *mm, bool backend)
 {
+	readahead_stop(mm);
 	khugepaged_stop(mm);
 	kswapd_stop(mm);
 	pager_stop(mm);
@@ -78,6 +80,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 		err = kswapd_start(mm);
 	if (!err)
 		err = khugepaged_start(mm);
+	if (!err)
+		err = readahead_start(mm);
 	if (!err)
 		err = profile_open(mm);
 	return err;
@@ -143,6 +147,7 @@ EMM_API int emm_close(struct emm *mm)
 	 * already resumed: it charges the budget and wakes the reclaim thread,
 	 * which must still be there. */
 	backend_quiesce(mm);
+	readahead_stop(mm);
 	khugepaged_stop(mm);
 	kswapd_stop(mm);
 	pthread_mutex_lock(&mm->lock);

@@ -11,6 +11,7 @@
 #include "memory.h"
 #include "pte.h"
 #include "swap_state.h"
+#include "util.h"
 #include "vma.h"
 
 
@@ -248,21 +249,6 @@ static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma,
 }
 
 /*
- * Async-signal-safe. Add n to *tries, of which *wins are the successes;
- * once tries reach cap both are halved, so that the ratio follows the
- * program's phases. Relaxed: a lost update only blurs a statistic.
- */
-static void count_tries(_Atomic uint32_t *tries, _Atomic uint32_t *wins, uint32_t n, uint32_t cap)
-{
-	if (atomic_fetch_add_explicit(tries, n, memory_order_relaxed) + n < cap)
-		return;
-	atomic_store_explicit(tries, atomic_load_explicit(tries, memory_order_relaxed) / 2,
-			      memory_order_relaxed);
-	atomic_store_explicit(wins, atomic_load_explicit(wins, memory_order_relaxed) / 2,
-			      memory_order_relaxed);
-}
-
-/*
  * Async-signal-safe. Are the zero pages mapped around first touches used?
  * Reclaim counts those it evicts still all zeros (fa_zero, vmscan.c evict)
  * of those mapped (fa_mapped): when a quarter or more were never written,
@@ -401,6 +387,22 @@ static void note_clean_maps(struct rsv *r, const struct emm_vma *vma, int prot, 
 		count_tries(&r->clean_maps, &r->clean_writes, n, 4096);
 }
 
+/* Async-signal-safe. Have the threads read a stream's next windows: after
+ * [s, e), or after the marker at s (hit; false if it is none). They map
+ * them as do_swap_page would, and count as its maps do. */
+static bool stream_ahead(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+			 bool hit)
+{
+	int prot = target_prot(vma);
+	bool dirty = (prot & EMM_PROT_WRITE) && predict_write(r, vma);
+	long n;
+
+	prot = dirty ? prot : prot & ~EMM_PROT_WRITE;
+	n = hit ? swap_readahead_hit(r, vma, s, prot) : swap_readahead_next(r, vma, s, e, prot);
+	note_clean_maps(r, vma, target_prot(vma), dirty, (uint32_t)MAX(n, 0));
+	return n >= 0;
+}
+
 /*
  * Async-signal-safe. A swap-in of a window around addr failed (err,
  * -errno; the range is unlocked). If addr itself came in, a neighbour's
@@ -473,6 +475,8 @@ static enum fault_result do_swap_page(struct rsv *r, const struct emm_vma *vma,
 			(uint32_t)((e - s) >> PAGE_SHIFT) - !!(access & EMM_PROT_WRITE));
 	unlock_range(r, s, e, access, 0);
 	count_event(r->mm, faults_major);
+	if (ra == RA_STREAM)
+		stream_ahead(r, vma, s, e, false);
 	return FAULT_DONE;
 }
 
@@ -485,6 +489,7 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 {
 	int prot = target_prot(vma), err;
 	uintptr_t s = addr, e = addr + PAGE_SIZE;
+	uint64_t ref = PTE_REFERENCED;
 	bool swap_clean;
 
 	if (prot_allows(pte_prot(val), access)) {
@@ -519,7 +524,11 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 		note_clean_maps(r, vma, target_prot(vma), prot & EMM_PROT_WRITE, 1);
 	if (pte_prot(val) == EMM_PROT_NONE) {
 		count_event(r->mm, faults_minor);
-		if (val & PTE_RA)	/* the first touch of a page read around: a hit */
+		/* The first touch of a page read around: a hit. Of a stream's
+		 * marker: no more a reference than the stream's other pages. */
+		if ((val & PTE_RA) && stream_ahead(r, vma, addr, 0, true))
+			ref = 0;
+		else if (val & PTE_RA)
 			atomic_fetch_add_explicit(&r->ra_hits, 1, memory_order_relaxed);
 		else
 			lru_queue(r->mm, pte_val(val), PV_ACTIVATE);	/* second touch */
@@ -536,7 +545,7 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 	 * 64 MiB 31.2 K against 13.9 K, Lua at 64 MiB the same. */
 	unlock_range(r, s, addr, 0, PTE_REFERENCED);
 	unlock_range(r, addr + PAGE_SIZE, e, 0, PTE_REFERENCED);
-	unlock_range(r, addr, addr + PAGE_SIZE, access, PTE_REFERENCED);
+	unlock_range(r, addr, addr + PAGE_SIZE, access, ref);
 	return FAULT_DONE;
 }
 

@@ -29,6 +29,8 @@
 
 #define EMM_MAX_NODES		64	/* NUMA nodes emm can tell apart */
 
+#define RA_MARKS		8	/* readahead windows whose marker is awaited */
+
 /* A reservation: the app view, its alias view, its PTEs and its VMAs. */
 struct rsv {
 	struct emm *mm;
@@ -53,6 +55,9 @@ struct rsv {
 	_Atomic uint32_t clean_seq;
 	_Atomic uint32_t ra_read, ra_hits;	/* pages read around faults, and touched */
 	_Atomic uintptr_t ra_last;		/* the last swap-in outside a stream */
+	_Atomic uintptr_t ra_mark[RA_MARKS];	/* pages whose touch asks for a
+						 * stream's next window: readahead.c */
+	_Atomic uint32_t ra_mark_seq;
 	_Atomic uint32_t fa_mapped, fa_zero;	/* pages mapped around first touches,
 						 * and evicted still zero: fault.c */
 	struct rsv *next;
@@ -67,6 +72,9 @@ struct rsv {
 /* A page read back from swap within its refault distance goes onto the
  * active list (workingset.c; on unless EMM_WORKINGSET=0). */
 #define CFG_WORKINGSET		0x20000000u
+/* A thread reads a swap-in stream's next window while the program consumes
+ * the current one (readahead.c; on unless EMM_READAHEAD_ASYNC=0). */
+#define CFG_RA_ASYNC		0x10000000u
 
 struct emm_config {
 	_Atomic uint64_t mem_limit;	/* set by emm_set_limit, read by faults */
@@ -111,6 +119,7 @@ struct extent;
 struct kswapd;
 struct lru;
 struct pager;
+struct readahead;
 struct swap_dev;
 struct vma_table;
 
@@ -141,6 +150,7 @@ struct emm {
 	struct swap_dev *swap;
 	struct pager *pager;		/* started by the first PAGER VMA */
 	struct kswapd *kswapd;		/* one reclaim thread per node */
+	struct readahead *readahead;	/* the asynchronous readahead thread, or NULL */
 	_Atomic bool kswapd_stop;
 	uint64_t ino_bias;		/* physmem's inode: the kernel's interleave bias */
 	pthread_t khugepaged;

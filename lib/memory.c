@@ -5,6 +5,7 @@
  * operations of the API built on them (prefault, unpin, willneed, zap).
  */
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "debug.h"
@@ -171,32 +172,43 @@ struct swapin_map {
 	const uintptr_t *pages;
 	const struct swap_io *io;
 	int prot;
+	uintptr_t nomap;	/* a page to leave unmapped, or 0 */
 };
 
 /* Async-signal-safe; the pages' PTE locks held. A swap_place hook: the
- * backend fills and maps the checked pages in one step where it can. Pages
- * of neighbouring homes are neighbours in the app view. */
+ * backend fills and maps the checked pages in one step where it can; the
+ * page to leave unmapped is copied into physmem through the alias view.
+ * Pages of neighbouring homes are neighbours in the app view. */
 static unsigned swapin_place(void *arg, const struct swap_io *io, unsigned n, const void *buf)
 {
 	const struct swapin_map *m = arg;
-	uintptr_t s = m->pages[io - m->io];
+	uintptr_t s = m->pages[io - m->io], e = s + (uintptr_t)n * PAGE_SIZE;
+	unsigned done = 0;
 
-	return (unsigned)(backend_place(m->r, s, s + (uintptr_t)n * PAGE_SIZE, buf, m->prot) >>
-			  PAGE_SHIFT);
+	if (s == m->nomap) {
+		memcpy(rsv_alias(m->r, s), buf, PAGE_SIZE);
+		done = 1;
+	} else if (m->nomap > s && m->nomap < e) {
+		e = m->nomap;	/* placed up to it; it and the rest are written */
+	}
+	return done + (unsigned)(backend_place(m->r, s + done * PAGE_SIZE, e,
+					       (const char *)buf + done * PAGE_SIZE, m->prot) >>
+				 PAGE_SHIFT);
 }
 
 /*
  * Async-signal-safe. Read n swapped, locked pages (their addresses in
  * pages[]) into physmem with one batch of I/O; prot (not EMM_PROT_NONE):
- * the backend may map them so already (backend_place). A page whose read
+ * the backend may map them so already (backend_place), but the page at
+ * nomap. A page whose read
  * fails (or fails its checksum) stays swapped; the first error is returned.
  */
 static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_t *pages,
-			unsigned n, int prot)
+			unsigned n, int prot, uintptr_t nomap)
 {
 	struct swap_io io[IO_BATCH];
 	uint64_t shadow[IO_BATCH];
-	struct swapin_map map = { r, pages, io, prot };
+	struct swapin_map map = { r, pages, io, prot, nomap };
 	struct swap_place pl = { swapin_place, &map };
 	int err = 0;
 
@@ -252,11 +264,12 @@ static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
  * Async-signal-safe. Every page of the locked range [s, e) of vma gets
  * physmem: never-touched pages a zeroed frame, or their data from the file
  * or pager; swapped pages their data back, and with a prot other than
- * EMM_PROT_NONE, maybe mapped so already (swapin_batch): the caller
- * grants the range next. The budget is charged first (direct reclaim when
- * it is exhausted).
+ * EMM_PROT_NONE, maybe mapped so already (swapin_batch), but the page at
+ * nomap (0: none): the caller grants the range next. The budget is charged
+ * first (direct reclaim when it is exhausted).
  */
-int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot)
+int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+		      int prot, uintptr_t nomap)
 {
 	uintptr_t swapped[IO_BATCH], run = 0;
 	bool backed = vma_backed(vma);
@@ -287,13 +300,19 @@ int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
 			swapped[nsw++] = a;
 		}
 		if (nsw == IO_BATCH) {
-			err = swapin_batch(r, vma, swapped, nsw, prot);
+			err = swapin_batch(r, vma, swapped, nsw, prot, nomap);
 			nsw = 0;
 		}
 	}
 	if (nsw && !err)
-		err = swapin_batch(r, vma, swapped, nsw, prot);
+		err = swapin_batch(r, vma, swapped, nsw, prot, nomap);
 	return err;
+}
+
+/* Async-signal-safe. make_resident_but with no page left out. */
+int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot)
+{
+	return make_resident_but(r, vma, s, e, prot, 0);
 }
 
 /*

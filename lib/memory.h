@@ -20,6 +20,8 @@ static inline int target_prot(const struct emm_vma *vma)
 bool page_clean_copy(struct rsv *r, uint64_t val);
 int page_want(struct rsv *r, uint64_t val, int prot, int access);
 int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot);
+int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+		      int prot, uintptr_t nomap);
 void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e);
 void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set);
 void minor_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, uintptr_t *sp,

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Swap readahead: the window a swap-in reads, along a stream or around a fault. */
 #include "internal.h"
+#include "readahead.h"
 #include "swap_state.h"
 #include "vma.h"
 
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
 #define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
 #define SWAP_CLUSTER	8	/* read-around of a swap-in outside a stream */
+#define SWAP_RA_DEPTH	3	/* windows of SWAP_RA_MAX read ahead of a stream */
 
 /*
  * Async-signal-safe. Read around a swap-in outside a stream? The kernel
@@ -54,13 +56,69 @@ void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 	*ra = RA_NONE;
 	if (vma->flags & VMA_RANDOM)
 		return;
-	if ((vma->flags & VMA_SEQUENTIAL) || (addr >= last_hi && addr - last_hi < 4 * PAGE_SIZE))
+	if ((vma->flags & VMA_SEQUENTIAL) || (addr >= last_hi && addr - last_hi < 4 * PAGE_SIZE)) {
 		*hi = MIN(addr + n, vma->end);
-	else if (addr < last_lo && last_lo - addr <= 4 * PAGE_SIZE)
+		*ra = RA_STREAM;
+	} else if (addr < last_lo && last_lo - addr <= 4 * PAGE_SIZE)
 		*lo = MAX(addr + PAGE_SIZE - n, vma->start);
 	else if ((*ra = swap_cluster(r, addr)) != RA_NONE) {
 		*lo = MAX(ALIGN_DOWN(addr, SWAP_CLUSTER * PAGE_SIZE), vma->start);
 		*hi = MIN(ALIGN_DOWN(addr, SWAP_CLUSTER * PAGE_SIZE) + SWAP_CLUSTER * PAGE_SIZE,
 			  vma->end);
 	}
+}
+
+/* Async-signal-safe. The SWAP_RA_DEPTH windows of a stream after the one
+ * ending at e, for the readahead threads to map prot, inside vma: those
+ * queued or read already are not posted again (readahead_post). Returns
+ * the pages queued. */
+static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e, int prot)
+{
+	unsigned queued = 0;
+
+	for (unsigned k = 0; k < SWAP_RA_DEPTH && e < vma->end; k++) {
+		uintptr_t n = MIN(SWAP_RA_MAX * PAGE_SIZE, vma->end - e);
+
+		queued += readahead_post(r, e, e + n, prot);
+		e += n;
+	}
+	return queued;
+}
+
+/*
+ * Async-signal-safe. The fault at the start of [s, e) read it as a window
+ * of a stream and mapped it: have the readahead threads read the next
+ * windows now, so that their I/O runs while the program reads this one.
+ * The first page of each, its marker, is left unmapped: its touch asks for
+ * one more window (swap_readahead_hit), and so on along the stream, as
+ * the kernel's PG_readahead page does. A window being read is locked: a
+ * fault on it waits for it. Measured on a 2-vCPU VM, out-of-core
+ * sequential reads on uffd-sigbus in four alternating pairs of runs: 160
+ * to 204 K pages/s against 129 to 169 K without the threads; 2 threads
+ * and 2 windows ahead gained less.
+ */
+unsigned swap_readahead_next(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+			     int prot)
+{
+	return e - s >= SWAP_RA_MIN * PAGE_SIZE ? post_after(r, vma, e, prot) : 0;
+}
+
+/*
+ * Async-signal-safe. The first touch of a page read ahead, at addr: if it
+ * is the marker of a window the threads read, ask for the windows after
+ * it, mapped prot, and return the pages queued; else -1 (a marker is no
+ * sign that reading around faults pays).
+ */
+long swap_readahead_hit(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int prot)
+{
+	for (unsigned k = 0; k < RA_MARKS; k++) {
+		uintptr_t mark = addr;
+
+		if (atomic_compare_exchange_strong_explicit(&r->ra_mark[k], &mark, 0,
+							    memory_order_relaxed,
+							    memory_order_relaxed))
+			return post_after(r, vma, MIN(addr + SWAP_RA_MAX * PAGE_SIZE, vma->end),
+					  prot);
+	}
+	return -1;
 }

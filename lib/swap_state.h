@@ -5,10 +5,15 @@
 
 #include "internal.h"
 
-/* What swap_readahead says of the pages around a fault (not along a stream). */
-enum { RA_NONE, RA_UNMAPPED, RA_MAP };
+/* What swap_readahead says of the pages around a fault: none read, read
+ * and left unmapped, read and mapped; or a window forward along a stream
+ * (mapped, and swap_readahead_next asks for the one after it). */
+enum { RA_NONE, RA_UNMAPPED, RA_MAP, RA_STREAM };
 
 void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 		    uintptr_t *lo, uintptr_t *hi, int *ra);
+unsigned swap_readahead_next(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+			     int prot);
+long swap_readahead_hit(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int prot);
 
 #endif /* EMM_SWAP_STATE_H */

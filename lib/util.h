@@ -50,4 +50,19 @@ void sig_restore(const sigset_t *old);
 void *mmap_aligned(size_t len, size_t align, int prot, int flags, int fd, off_t off);
 int prot_implied(int prot);
 
+/*
+ * Async-signal-safe. Add n to *tries, of which *wins are the successes;
+ * once tries reach cap both are halved, so that the ratio follows the
+ * program's phases. Relaxed: a lost update only blurs a statistic.
+ */
+static inline void count_tries(_Atomic uint32_t *tries, _Atomic uint32_t *wins, uint32_t n, uint32_t cap)
+{
+	if (atomic_fetch_add_explicit(tries, n, memory_order_relaxed) + n < cap)
+		return;
+	atomic_store_explicit(tries, atomic_load_explicit(tries, memory_order_relaxed) / 2,
+			      memory_order_relaxed);
+	atomic_store_explicit(wins, atomic_load_explicit(wins, memory_order_relaxed) / 2,
+			      memory_order_relaxed);
+}
+
 #endif /* EMM_UTIL_H */

@@ -43,6 +43,7 @@ int numa_cpu_node(int cpu);
 /* Async-signal-safe. The logical node of the CPU the caller runs on. */
 int numa_current_node(void);
 void numa_set_fault_cpu(int cpu);
+int numa_fault_cpu(void);
 
 /*
  * EMM_NUMA_* policy and node mask: 0 or -EINVAL (a node beyond nnodes, an

@@ -241,9 +241,16 @@ void numa_set_fault_cpu(int cpu)
 	fault_cpu = cpu;
 }
 
-/* Async-signal-safe: sched_getcpu reads rseq or the vDSO. The node of the
- * CPU whose fault this thread serves. */
+/* Async-signal-safe: sched_getcpu reads rseq or the vDSO. The CPU whose
+ * fault this thread serves: where work done for the fault elsewhere (a
+ * readahead thread) should place its pages. */
+int numa_fault_cpu(void)
+{
+	return fault_cpu >= 0 ? fault_cpu : sched_getcpu();
+}
+
+/* Async-signal-safe. The node of the CPU whose fault this thread serves. */
 int numa_current_node(void)
 {
-	return numa_cpu_node(fault_cpu >= 0 ? fault_cpu : sched_getcpu());
+	return numa_cpu_node(numa_fault_cpu());
 }

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/* Asynchronous swap readahead: threads read the next windows of a stream
+ * while the program consumes the one before them. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "backend.h"
+#include "emm_numa.h"
+#include "futex.h"
+#include "memory.h"
+#include "readahead.h"
+#include "srcu.h"
+#include "util.h"
+#include "vma_tree.h"
+
+#define RA_QUEUE	8	/* windows waiting; a post that finds none free is dropped */
+#define RA_THREADS	3	/* one reads while others check and map */
+
+/* A window to read: [s, e) of r, state RA_FREE -> RA_FILLING -> RA_READY ->
+ * RA_FREE. Its PTEs are locked from the post on. */
+enum { RA_FREE, RA_FILLING, RA_READY };
+
+struct ra_req {
+	_Atomic uint32_t state;
+	int prot;			/* what the window is mapped with */
+	int cpu;			/* of the fault that asked: LOCAL pages go to its node */
+	struct rsv *r;
+	uintptr_t s, e;
+};
+
+struct readahead {
+	pthread_t thread[RA_THREADS];
+	unsigned started;
+	_Atomic bool stop;
+	_Atomic uint32_t wake;		/* futex word: bumped by each post */
+	struct ra_req q[RA_QUEUE];
+};
+
+/* Async-signal-safe. Lock the run of swapped pages from s, up to e: its end. */
+static uintptr_t lock_swapped(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	uintptr_t a;
+
+	for (a = s; a < e; a += PAGE_SIZE) {
+		uint64_t old;
+
+		if (!pte_trylock(pte_of(r, a), &old))
+			break;
+		if (pte_state(old) != PTE_SWAPPED) {
+			pte_unlock(pte_of(r, a), old);
+			break;
+		}
+	}
+	return a;
+}
+
+/* Async-signal-safe. Unlock swapped pages a window locked and did not read. */
+static void unlock_swapped(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+		pte_unlock(pte_of(r, a), locked_val(r, a));
+}
+
+/*
+ * Async-signal-safe, never waits; inside r's read section, [s, e) inside
+ * one anonymous VMA. Have a thread read the swapped pages of [s, e) back
+ * and map them prot: the run that can be locked now is locked here, so
+ * that a fault on it waits for the thread rather than reading it a second
+ * time. A hint: nothing happens when the run is empty, the queue full or
+ * the instance without threads (a child after fork). Returns the pages
+ * queued.
+ */
+unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+{
+	struct readahead *ra = r->mm->readahead;
+
+	if (!ra || mm_foreign(r->mm))
+		return 0;
+	/* Pages still resident from before (a marker kept) start no window. */
+	while (s < e && pte_state(atomic_load_explicit(pte_of(r, s), memory_order_relaxed)) ==
+			PTE_RESIDENT)
+		s += PAGE_SIZE;
+	for (unsigned i = 0; i < RA_QUEUE; i++) {
+		struct ra_req *q = &ra->q[i];
+		uint32_t free = RA_FREE;
+
+		if (!atomic_compare_exchange_strong_explicit(&q->state, &free, RA_FILLING,
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			continue;
+		e = lock_swapped(r, s, e);
+		if (e == s) {
+			atomic_store_explicit(&q->state, RA_FREE, memory_order_relaxed);
+			return 0;
+		}
+		q->prot = prot;
+		q->cpu = numa_fault_cpu();
+		q->r = r;
+		q->s = s;
+		q->e = e;
+		/* Release: the thread that sees RA_READY sees the rest. */
+		atomic_store_explicit(&q->state, RA_READY, memory_order_release);
+		atomic_fetch_add_explicit(&ra->wake, 1, memory_order_relaxed);
+		futex_wake(&ra->wake, 1);
+		return (unsigned)((e - s) >> PAGE_SHIFT);
+	}
+	return 0;
+}
+
+/* A ready window, taken off the queue. */
+static bool ra_take(struct readahead *ra, struct ra_req *out)
+{
+	for (unsigned i = 0; i < RA_QUEUE; i++) {
+		struct ra_req *q = &ra->q[i];
+		uint32_t ready = RA_READY;
+
+		/* Acquire: pairs with the post's release of RA_READY. */
+		if (!atomic_compare_exchange_strong_explicit(&q->state, &ready, RA_FILLING,
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			continue;
+		*out = (struct ra_req){ .prot = q->prot, .cpu = q->cpu, .r = q->r, .s = q->s,
+					.e = q->e };
+		atomic_store_explicit(&q->state, RA_FREE, memory_order_release);
+		return true;
+	}
+	return false;
+}
+
+/* Remember s as the marker of a window read (swap_readahead_hit). */
+static void mark_window(struct rsv *r, uintptr_t s)
+{
+	unsigned k = atomic_fetch_add_explicit(&r->ra_mark_seq, 1, memory_order_relaxed);
+
+	atomic_store_explicit(&r->ra_mark[k % RA_MARKS], s, memory_order_relaxed);
+}
+
+/*
+ * Read the locked, swapped [s, e) of vma and map it prot (without write,
+ * clean pages keep their slot and a write is seen; with it, they are
+ * dirty), but for its first page: left unmapped with PTE_RA, it is the
+ * marker whose touch asks for more (swap_readahead_hit). Unlocks the
+ * range. A failure leaves what came in resident and unmapped.
+ */
+static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot)
+{
+	int err;
+
+	prot &= target_prot(vma);	/* the VMA's, if it changed since */
+	err = make_resident_but(r, vma, s, e, prot, s);
+
+	if (!err && e - s > PAGE_SIZE && prot != EMM_PROT_NONE)
+		err = backend_grant(r, s + PAGE_SIZE, e, prot, 0);
+	if (err) {
+		unmake_fresh(r, s, e);
+		unlock_range(r, s, e, 0, 0);
+		return;
+	}
+	mark_window(r, s);
+	unlock_range(r, s, s + PAGE_SIZE, 0, PTE_RA);
+	unlock_range(r, s + PAGE_SIZE, e, 0, 0);
+}
+
+/*
+ * One window. Its reservation stays valid: releasing it zaps every page,
+ * which waits for these locks. Its VMA is looked up again in the
+ * instance's read section; if it changed meanwhile, nothing is read.
+ */
+static void ra_window(const struct ra_req *q)
+{
+	struct rsv *r = q->r;
+	int idx = srcu_read_lock(&r->mm->srcu);
+	const struct emm_vma *vma = find_vma(r, q->s);
+
+	if (vma && q->e <= vma->end && !vma_backed(vma) && !(vma->flags & VMA_RANDOM))
+		ra_read(r, vma, q->s, q->e, q->prot);
+	else
+		unlock_swapped(r, q->s, q->e);
+	srcu_read_unlock(&r->mm->srcu, idx);
+}
+
+static void *ra_thread(void *arg)
+{
+	struct readahead *ra = arg;
+	sigset_t all;
+
+	/* The application's signals go to its threads. */
+	sig_fill_async(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	while (!atomic_load(&ra->stop)) {
+		uint32_t seen = atomic_load(&ra->wake);
+		struct ra_req q;
+
+		if (ra_take(ra, &q)) {
+			numa_set_fault_cpu(q.cpu);
+			ra_window(&q);
+			numa_set_fault_cpu(-1);
+		} else
+			futex_wait(&ra->wake, seen, 1000);
+	}
+	return NULL;
+}
+
+/* The threads, unless EMM_READAHEAD_ASYNC=0. */
+int readahead_start(struct emm *mm)
+{
+	struct readahead *ra;
+
+	if (!(mm->cfg.flags & CFG_RA_ASYNC))
+		return 0;
+	ra = calloc(1, sizeof(*ra));
+	if (!ra)
+		return -ENOMEM;
+	mm->readahead = ra;
+	for (; ra->started < RA_THREADS; ra->started++) {
+		int err = pthread_create(&ra->thread[ra->started], NULL, ra_thread, ra);
+
+		if (err)
+			return -err;
+	}
+	return 0;
+}
+
+/* Stop the threads; windows still queued are unlocked unread. No post
+ * may come in any more (no fault is being served). */
+void readahead_stop(struct emm *mm)
+{
+	struct readahead *ra = mm->readahead;
+	struct ra_req q;
+
+	if (!ra)
+		return;
+	atomic_store(&ra->stop, true);
+	atomic_fetch_add(&ra->wake, 1);
+	futex_wake(&ra->wake, RA_THREADS);
+	for (unsigned i = 0; i < ra->started; i++)
+		pthread_join(ra->thread[i], NULL);
+	while (ra_take(ra, &q))
+		unlock_swapped(q.r, q.s, q.e);
+	mm->readahead = NULL;
+	free(ra);
+}

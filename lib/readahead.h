@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/* Asynchronous swap readahead (readahead.c): a thread reads a stream's next window. */
+#ifndef EMM_READAHEAD_H
+#define EMM_READAHEAD_H
+
+#include "internal.h"
+
+int  readahead_start(struct emm *mm);
+void readahead_stop(struct emm *mm);
+unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
+
+#endif /* EMM_READAHEAD_H */

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/* Asynchronous swap readahead: threads read a stream's next windows ahead of it, the data right, writes after it seen, and unmapping or closing with windows in flight. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "emm.h"
+#include "tap.h"
+#include "util.h"
+
+#define PAGE 4096UL
+#define MIB (1UL << 20)
+#define LEN (32 * MIB)
+#define WINDOW 64			/* pages: a stream's window (lib/swap_state.c) */
+
+/* A fresh region of LEN, written and paged out whole. */
+static uint64_t *paged_out(struct emm *mm)
+{
+	void *r;
+
+	if (emm_reserve(mm, LEN, &r) || emm_map(mm, r, LEN, NULL))
+		bail("cannot reserve and map %lu MiB", LEN / MIB);
+	fill_words(r, LEN, word_value);
+	if (emm_advise(mm, r, LEN, EMM_ADV_PAGEOUT))
+		bail("cannot page the region out");
+	return r;
+}
+
+/* A word of every page, in order; the words wrong. */
+static size_t read_stream(const uint64_t *mem, size_t len)
+{
+	size_t bad = 0;
+
+	for (size_t p = 0; p < len / PAGE; p++) {
+		const uint64_t *w = mem + p * (PAGE / 8) + p % (PAGE / 8);
+
+		bad += *w != word_value(w);
+	}
+	return bad;
+}
+
+/* What the test writes the second time. */
+static uint64_t new_value(const uint64_t *p)
+{
+	return word_value(p) ^ 0x5a5a5a5a00000000ULL;
+}
+
+/* An instance with the threads on or off (EMM_READAHEAD_ASYNC): the major
+ * faults of one stream over a paged-out region. */
+static uint64_t stream_majors(bool async, size_t *bad)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = 256 * MIB, .swap_size = 512 * MIB);
+	struct emm_stats s0, s1;
+	struct emm *mm;
+	uint64_t *mem;
+
+	setenv("EMM_READAHEAD_ASYNC", async ? "1" : "0", 1);
+	if (emm_open(&o, &mm))
+		bail("cannot open an instance");
+	mem = paged_out(mm);
+	s0 = stats(mm);
+	*bad = read_stream(mem, LEN);
+	s1 = stats(mm);
+	diag("threads %s: faults_major %" PRIu64 ", faults_minor %" PRIu64 ", swapins %" PRIu64,
+	     async ? "on" : "off", s1.faults_major - s0.faults_major,
+	     s1.faults_minor - s0.faults_minor, s1.swapins - s0.swapins);
+	if (s1.swapins - s0.swapins != LEN / PAGE)
+		diag("swapins: %" PRIu64 ", not %lu", s1.swapins - s0.swapins, LEN / PAGE);
+	emm_close(mm);
+	return s1.faults_major - s0.faults_major;
+}
+
+int main(void)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = 256 * MIB, .swap_size = 512 * MIB);
+	uint64_t off, on, pages = LEN / PAGE;
+	struct emm *mm;
+	uint64_t *mem;
+	size_t bad;
+
+	plan(11);
+	off = stream_majors(false, &bad);
+	is_int(bad, 0, "a stream without the threads: every page right");
+	ok(off >= pages / WINDOW / 2, "a major fault per window or two (%" PRIu64 ")", off);
+	on = stream_majors(true, &bad);
+	is_int(bad, 0, "with the threads: every page right");
+	ok(on * 8 <= off, "the threads read the windows: %" PRIu64 " major faults against %" PRIu64,
+	   on, off);
+
+	setenv("EMM_READAHEAD_ASYNC", "1", 1);
+	if (!is_int(emm_open(&o, &mm), 0, "emm_open"))
+		bail("cannot open an instance");
+	mem = paged_out(mm);
+	is_int(read_stream(mem, LEN), 0, "read as a stream");
+	/* Pages the threads mapped without write: a write must be seen, or
+	 * paging out would keep the old copy in swap. */
+	fill_words(mem, LEN, new_value);
+	(void)emm_advise(mm, mem, LEN, EMM_ADV_PAGEOUT);
+	is_int(count_bad_words(mem, LEN, new_value), 0,
+	       "written after, paged out again and read back: the new words");
+
+	mem = paged_out(mm);
+	is_int(read_stream(mem, 2 * MIB), 0, "the first 2 MiB of a stream");
+	/* Windows are queued or being read now: unmapping waits for them. */
+	is_int(emm_unmap(mm, mem, LEN), 0, "unmapped with windows in flight");
+	is_int(emm_release(mm, mem), 0, "and released");
+	mem = paged_out(mm);
+	(void)read_stream(mem, 2 * MIB);
+	is_int(emm_close(mm), 0, "emm_close with windows in flight");
+	return done_testing();
+}
