@@ -304,6 +304,53 @@ static bool first_touch_window(struct rsv *r, const struct emm_vma *vma, uintptr
 }
 
 /*
+ * Async-signal-safe. Map the clean anonymous pages coming back from swap
+ * writable (so dirty: their slot goes) instead of read-only? A read-only
+ * clean page costs a second fault when written (a trap even where the kernel
+ * lets it through, mm->wp_async); a writable one costs a write to swap when
+ * evicted, though its data may not have changed. The kernel has neither
+ * cost (the MMU's dirty bit); emm weighs them by what the pages of this
+ * reservation did: when more than half of the clean pages mapped read-only
+ * were written soon after (a heap whose collector marks what it reads, a
+ * B-tree being filled), new ones are mapped writable. One decision in
+ * eight still maps read-only, so the figure follows the program. */
+static bool predict_write(struct rsv *r, const struct emm_vma *vma)
+{
+	uint32_t maps = atomic_load_explicit(&r->clean_maps, memory_order_relaxed);
+	uint32_t writes = atomic_load_explicit(&r->clean_writes, memory_order_relaxed);
+
+	if (vma_backed(vma) || maps < 64 || 2 * writes <= maps)
+		return false;
+	return atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 8;
+}
+
+/* Async-signal-safe. n clean anonymous pages of a VMA with prot were
+ * mapped read-only (dirty: or writable, by predict_write): predict_write's
+ * sample counts the read-only ones. */
+static void note_clean_maps(struct rsv *r, const struct emm_vma *vma, int prot, bool dirty,
+			    uint32_t n)
+{
+	if (!dirty && n && !vma_backed(vma) && (prot & EMM_PROT_WRITE))
+		count_tries(&r->clean_maps, &r->clean_writes, n, 4096);
+}
+
+/* Async-signal-safe. Have the threads read a stream's next windows: after
+ * [s, e), or after the marker at s (hit; false if it is none). They map
+ * them as do_swap_page would, and count as its maps do. */
+static bool stream_ahead(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+			 bool hit)
+{
+	int prot = target_prot(vma);
+	bool dirty = (prot & EMM_PROT_WRITE) && predict_write(r, vma);
+	long n;
+
+	prot = dirty ? prot : prot & ~EMM_PROT_WRITE;
+	n = hit ? swap_readahead_hit(r, vma, s, prot) : swap_readahead_next(r, vma, s, e, prot);
+	note_clean_maps(r, vma, target_prot(vma), dirty, (uint32_t)MAX(n, 0));
+	return n >= 0;
+}
+
+/*
  * Async-signal-safe. A never-touched page: map it and its neighbours.
  * Anonymous ones read zero; FILE and PAGER ones are read in (readahead for
  * a stream), mapped without write access while clean, the written page
@@ -353,54 +400,9 @@ static enum fault_result do_none_page(struct rsv *r, const struct emm_vma *vma,
 	unlock_range(r, s, addr, access, fa);
 	unlock_range(r, addr, addr + PAGE_SIZE, access, 0);
 	unlock_range(r, addr + PAGE_SIZE, e, access, fa);
+	if (stream && vma->policy == EMM_POLICY_FILE)
+		stream_ahead(r, vma, s, e, false);
 	return FAULT_DONE;
-}
-
-/*
- * Async-signal-safe. Map the clean anonymous pages coming back from swap
- * writable (so dirty: their slot goes) instead of read-only? A read-only
- * clean page costs a second fault when written (a trap even where the kernel
- * lets it through, mm->wp_async); a writable one costs a write to swap when
- * evicted, though its data may not have changed. The kernel has neither
- * cost (the MMU's dirty bit); emm weighs them by what the pages of this
- * reservation did: when more than half of the clean pages mapped read-only
- * were written soon after (a heap whose collector marks what it reads, a
- * B-tree being filled), new ones are mapped writable. One decision in
- * eight still maps read-only, so the figure follows the program. */
-static bool predict_write(struct rsv *r, const struct emm_vma *vma)
-{
-	uint32_t maps = atomic_load_explicit(&r->clean_maps, memory_order_relaxed);
-	uint32_t writes = atomic_load_explicit(&r->clean_writes, memory_order_relaxed);
-
-	if (vma_backed(vma) || maps < 64 || 2 * writes <= maps)
-		return false;
-	return atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 8;
-}
-
-/* Async-signal-safe. n clean anonymous pages of a VMA with prot were
- * mapped read-only (dirty: or writable, by predict_write): predict_write's
- * sample counts the read-only ones. */
-static void note_clean_maps(struct rsv *r, const struct emm_vma *vma, int prot, bool dirty,
-			    uint32_t n)
-{
-	if (!dirty && n && !vma_backed(vma) && (prot & EMM_PROT_WRITE))
-		count_tries(&r->clean_maps, &r->clean_writes, n, 4096);
-}
-
-/* Async-signal-safe. Have the threads read a stream's next windows: after
- * [s, e), or after the marker at s (hit; false if it is none). They map
- * them as do_swap_page would, and count as its maps do. */
-static bool stream_ahead(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
-			 bool hit)
-{
-	int prot = target_prot(vma);
-	bool dirty = (prot & EMM_PROT_WRITE) && predict_write(r, vma);
-	long n;
-
-	prot = dirty ? prot : prot & ~EMM_PROT_WRITE;
-	n = hit ? swap_readahead_hit(r, vma, s, prot) : swap_readahead_next(r, vma, s, e, prot);
-	note_clean_maps(r, vma, target_prot(vma), dirty, (uint32_t)MAX(n, 0));
-	return n >= 0;
 }
 
 /*

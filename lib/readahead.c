@@ -37,9 +37,11 @@ struct readahead {
 	struct ra_req q[RA_QUEUE];
 };
 
-/* Async-signal-safe. Lock the run of swapped pages from s, up to e: its end. */
-static uintptr_t lock_swapped(struct rsv *r, uintptr_t s, uintptr_t e)
+/* Async-signal-safe. Lock the run of pages to read from s, up to e: its
+ * end. Swapped pages; in a file (file), never-touched ones. */
+static uintptr_t lock_run(struct rsv *r, uintptr_t s, uintptr_t e, bool file)
 {
+	unsigned want = file ? PTE_NONE : PTE_SWAPPED;
 	uintptr_t a;
 
 	for (a = s; a < e; a += PAGE_SIZE) {
@@ -47,7 +49,7 @@ static uintptr_t lock_swapped(struct rsv *r, uintptr_t s, uintptr_t e)
 
 		if (!pte_trylock(pte_of(r, a), &old))
 			break;
-		if (pte_state(old) != PTE_SWAPPED) {
+		if (pte_state(old) != want) {
 			pte_unlock(pte_of(r, a), old);
 			break;
 		}
@@ -55,8 +57,8 @@ static uintptr_t lock_swapped(struct rsv *r, uintptr_t s, uintptr_t e)
 	return a;
 }
 
-/* Async-signal-safe. Unlock swapped pages a window locked and did not read. */
-static void unlock_swapped(struct rsv *r, uintptr_t s, uintptr_t e)
+/* Async-signal-safe. Unlock the pages a window locked and did not read. */
+static void unlock_unread(struct rsv *r, uintptr_t s, uintptr_t e)
 {
 	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
 		pte_unlock(pte_of(r, a), locked_val(r, a));
@@ -64,14 +66,15 @@ static void unlock_swapped(struct rsv *r, uintptr_t s, uintptr_t e)
 
 /*
  * Async-signal-safe, never waits; inside r's read section, [s, e) inside
- * one anonymous VMA. Have a thread read the swapped pages of [s, e) back
- * and map them prot: the run that can be locked now is locked here, so
+ * one anonymous or FILE VMA (file). Have a thread read the swapped pages
+ * of [s, e) back, or a file's never-touched ones in, and map them prot:
+ * the run that can be locked now is locked here, so
  * that a fault on it waits for the thread rather than reading it a second
  * time. A hint: nothing happens when the run is empty, the queue full or
  * the instance without threads (a child after fork). Returns the pages
  * queued.
  */
-unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
+unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool file)
 {
 	struct readahead *ra = r->mm->readahead;
 
@@ -89,7 +92,7 @@ unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 							     memory_order_acquire,
 							     memory_order_relaxed))
 			continue;
-		e = lock_swapped(r, s, e);
+		e = lock_run(r, s, e, file);
 		if (e == s) {
 			atomic_store_explicit(&q->state, RA_FREE, memory_order_relaxed);
 			return 0;
@@ -173,10 +176,11 @@ static void ra_window(const struct ra_req *q)
 	int idx = srcu_read_lock(&r->mm->srcu);
 	const struct emm_vma *vma = find_vma(r, q->s);
 
-	if (vma && q->e <= vma->end && !vma_backed(vma) && !(vma->flags & VMA_RANDOM))
+	if (vma && q->e <= vma->end && vma->policy != EMM_POLICY_PAGER &&
+	    !(vma->flags & VMA_RANDOM))
 		ra_read(r, vma, q->s, q->e, q->prot);
 	else
-		unlock_swapped(r, q->s, q->e);
+		unlock_unread(r, q->s, q->e);
 	srcu_read_unlock(&r->mm->srcu, idx);
 }
 
@@ -237,7 +241,7 @@ void readahead_stop(struct emm *mm)
 	for (unsigned i = 0; i < ra->started; i++)
 		pthread_join(ra->thread[i], NULL);
 	while (ra_take(ra, &q))
-		unlock_swapped(q.r, q.s, q.e);
+		unlock_unread(q.r, q.s, q.e);
 	mm->readahead = NULL;
 	free(ra);
 }

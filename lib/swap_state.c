@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Swap readahead: the window a swap-in reads, along a stream or around a fault. */
 #include "internal.h"
+#include "memory.h"
 #include "readahead.h"
 #include "swap_state.h"
 #include "vma.h"
@@ -8,7 +9,7 @@
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
 #define SWAP_RA_MAX	64	/* here and doubles along a stream up to here */
 #define SWAP_CLUSTER	8	/* read-around of a swap-in outside a stream */
-#define SWAP_RA_DEPTH	3	/* windows of SWAP_RA_MAX read ahead of a stream */
+#define SWAP_RA_DEPTH	3	/* windows read ahead of a stream by the threads */
 
 /*
  * Async-signal-safe. Read around a swap-in outside a stream? The kernel
@@ -68,6 +69,20 @@ void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 	}
 }
 
+/* Async-signal-safe. The window a readahead thread reads: SWAP_RA_MAX
+ * pages of swap; of a file, what a fault reads at most along a stream
+ * (fault.c, first_touch_window), as pread(2) of larger blocks runs faster.
+ * All windows ahead take at most an eighth of the budget: more, and
+ * reclaim would revoke what they read before the program gets there. */
+static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma)
+{
+	uint64_t cap = atomic_load_explicit(&r->mm->cfg.mem_limit, memory_order_relaxed) /
+		       (8 * SWAP_RA_DEPTH);
+
+	return MAX(MIN(vma_backed(vma) ? PMD_SIZE : SWAP_RA_MAX * PAGE_SIZE,
+		       ALIGN_DOWN(cap, PAGE_SIZE)), SWAP_CLUSTER * PAGE_SIZE);
+}
+
 /* Async-signal-safe. The depth windows of a stream after the one ending at
  * e, for the readahead threads to map prot, inside vma: those queued or
  * read already are not posted again (readahead_post). Returns the pages
@@ -78,9 +93,9 @@ static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e
 	unsigned queued = 0;
 
 	for (unsigned k = 0; k < depth && e < vma->end; k++) {
-		uintptr_t n = MIN(SWAP_RA_MAX * PAGE_SIZE, vma->end - e);
+		uintptr_t n = MIN(ahead_window(r, vma), vma->end - e);
 
-		queued += readahead_post(r, e, e + n, prot);
+		queued += readahead_post(r, e, e + n, prot, vma_backed(vma));
 		e += n;
 	}
 	return queued;
@@ -88,7 +103,8 @@ static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e
 
 /*
  * Async-signal-safe. The fault at the start of [s, e) read it as a window
- * of a stream and mapped it: once the stream has grown to full windows,
+ * of a stream (of swap, or the first touch of a file) and mapped it: once
+ * the stream has grown to windows of SWAP_RA_MAX pages,
  * have a readahead thread read the next one now, so that its I/O runs
  * while the program reads this one. The first page of each window read
  * so, its marker, is left unmapped: its touch, which says the stream went
@@ -120,7 +136,7 @@ long swap_readahead_hit(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 		if (atomic_compare_exchange_strong_explicit(&r->ra_mark[k], &mark, 0,
 							    memory_order_relaxed,
 							    memory_order_relaxed))
-			return post_after(r, vma, MIN(addr + SWAP_RA_MAX * PAGE_SIZE, vma->end),
+			return post_after(r, vma, MIN(addr + ahead_window(r, vma), vma->end),
 					  prot, SWAP_RA_DEPTH);
 	}
 	return -1;

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Asynchronous swap readahead: threads read a stream's next windows ahead of it, the data right, writes after it seen, and unmapping or closing with windows in flight. */
+/* Asynchronous readahead: threads read a stream's next windows ahead of it (swap and files), the data right, writes after it seen, and unmapping or closing with windows in flight. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "emm.h"
 #include "tap.h"
@@ -70,6 +72,40 @@ static uint64_t stream_majors(bool async, size_t *bad)
 	return s1.faults_major - s0.faults_major;
 }
 
+#define FILE_LEN (24 * MIB + 3 * PAGE)	/* not a whole number of windows */
+
+/* A FILE stream with the threads on or off: the data right, and the minor
+ * faults (the threads' markers). */
+static uint64_t file_stream(bool async, size_t *bad)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = 8 * MIB, .swap_size = 64 * MIB);
+	EMM_OPTS(emm_map_opts, m, .prot = EMM_PROT_READ, .policy = EMM_POLICY_FILE);
+	uint64_t *buf = malloc(FILE_LEN), minor;
+	struct emm *mm;
+	void *mem;
+
+	if (!buf)
+		bail("out of memory");
+	m.fd = tmp_file("readahead-async", NULL, 0);
+	fill_words(buf, FILE_LEN, word_value);
+	if (pwrite(m.fd, buf, FILE_LEN, 0) != (ssize_t)FILE_LEN)
+		bail("pwrite: %s", strerror(errno));
+	setenv("EMM_READAHEAD_ASYNC", async ? "1" : "0", 1);
+	if (emm_open(&o, &mm) || emm_reserve(mm, 32 * MIB, &mem) ||
+	    emm_map(mm, mem, FILE_LEN, &m))
+		bail("cannot map the file");
+	minor = stats(mm).faults_minor;
+	*bad = 0;
+	for (size_t i = 0; i < FILE_LEN / 8; i++)	/* the words the file holds */
+		*bad += ((uint64_t *)mem)[i] != word_value(buf + i);
+	minor = stats(mm).faults_minor - minor;
+	diag("file, threads %s: faults_minor %" PRIu64, async ? "on" : "off", minor);
+	emm_close(mm);
+	close(m.fd);
+	free(buf);
+	return minor;
+}
+
 int main(void)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = 256 * MIB, .swap_size = 512 * MIB);
@@ -78,7 +114,7 @@ int main(void)
 	uint64_t *mem;
 	size_t bad;
 
-	plan(11);
+	plan(15);
 	off = stream_majors(false, &bad);
 	is_int(bad, 0, "a stream without the threads: every page right");
 	ok(off >= pages / WINDOW / 2, "a major fault per window or two (%" PRIu64 ")", off);
@@ -86,6 +122,12 @@ int main(void)
 	is_int(bad, 0, "with the threads: every page right");
 	ok(on * 8 <= off, "the threads read the windows: %" PRIu64 " major faults against %" PRIu64,
 	   on, off);
+
+	is_int(file_stream(false, &bad), 0, "a file read in order without the threads: "
+	       "no minor fault");
+	is_int(bad, 0, "every word right");
+	ok(file_stream(true, &bad) >= 4, "with them, a minor fault per window read ahead");
+	is_int(bad, 0, "every word right, to the end of the file");
 
 	setenv("EMM_READAHEAD_ASYNC", "1", 1);
 	if (!is_int(emm_open(&o, &mm), 0, "emm_open"))
