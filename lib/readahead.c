@@ -37,6 +37,22 @@ struct readahead {
 	struct ra_req q[RA_QUEUE];
 };
 
+/* Async-signal-safe. A slot of the queue in state from, now RA_FILLING
+ * (its owner's), or NULL. */
+static struct ra_req *slot_claim(struct readahead *ra, uint32_t from)
+{
+	for (unsigned i = 0; i < RA_QUEUE; i++) {
+		uint32_t want = from;
+
+		/* Acquire: a taker sees what the post's release published. */
+		if (atomic_compare_exchange_strong_explicit(&ra->q[i].state, &want, RA_FILLING,
+							    memory_order_acquire,
+							    memory_order_relaxed))
+			return &ra->q[i];
+	}
+	return NULL;
+}
+
 /* Async-signal-safe. Lock the run of pages to read from s, up to e: its
  * end. Swapped pages; in a file (file), never-touched ones. */
 static uintptr_t lock_run(struct rsv *r, uintptr_t s, uintptr_t e, bool file)
@@ -68,15 +84,15 @@ static void unlock_unread(struct rsv *r, uintptr_t s, uintptr_t e)
  * Async-signal-safe, never waits; inside r's read section, [s, e) inside
  * one anonymous or FILE VMA (file). Have a thread read the swapped pages
  * of [s, e) back, or a file's never-touched ones in, and map them prot:
- * the run that can be locked now is locked here, so
- * that a fault on it waits for the thread rather than reading it a second
- * time. A hint: nothing happens when the run is empty, the queue full or
- * the instance without threads (a child after fork). Returns the pages
- * queued.
+ * the run that can be locked now is locked here, so that a fault on it
+ * waits for the thread rather than reading it a second time. A hint:
+ * nothing happens when the run is empty, the queue full or the instance
+ * without threads (a child after fork). Returns the pages queued.
  */
 unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool file)
 {
 	struct readahead *ra = r->mm->readahead;
+	struct ra_req *q;
 
 	if (!ra || mm_foreign(r->mm))
 		return 0;
@@ -84,51 +100,36 @@ unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool 
 	while (s < e && pte_state(atomic_load_explicit(pte_of(r, s), memory_order_relaxed)) ==
 			PTE_RESIDENT)
 		s += PAGE_SIZE;
-	for (unsigned i = 0; i < RA_QUEUE; i++) {
-		struct ra_req *q = &ra->q[i];
-		uint32_t free = RA_FREE;
-
-		if (!atomic_compare_exchange_strong_explicit(&q->state, &free, RA_FILLING,
-							     memory_order_acquire,
-							     memory_order_relaxed))
-			continue;
-		e = lock_run(r, s, e, file);
-		if (e == s) {
-			atomic_store_explicit(&q->state, RA_FREE, memory_order_relaxed);
-			return 0;
-		}
-		q->prot = prot;
-		q->cpu = numa_fault_cpu();
-		q->r = r;
-		q->s = s;
-		q->e = e;
-		/* Release: the thread that sees RA_READY sees the rest. */
-		atomic_store_explicit(&q->state, RA_READY, memory_order_release);
-		atomic_fetch_add_explicit(&ra->wake, 1, memory_order_relaxed);
-		futex_wake(&ra->wake, 1);
-		return (unsigned)((e - s) >> PAGE_SHIFT);
+	q = slot_claim(ra, RA_FREE);
+	if (!q)
+		return 0;
+	e = lock_run(r, s, e, file);
+	if (e == s) {
+		atomic_store_explicit(&q->state, RA_FREE, memory_order_relaxed);
+		return 0;
 	}
-	return 0;
+	q->prot = prot;
+	q->cpu = numa_fault_cpu();
+	q->r = r;
+	q->s = s;
+	q->e = e;
+	/* Release: the thread that sees RA_READY sees the rest. */
+	atomic_store_explicit(&q->state, RA_READY, memory_order_release);
+	atomic_fetch_add_explicit(&ra->wake, 1, memory_order_relaxed);
+	futex_wake(&ra->wake, 1);
+	return (unsigned)((e - s) >> PAGE_SHIFT);
 }
 
 /* A ready window, taken off the queue. */
 static bool ra_take(struct readahead *ra, struct ra_req *out)
 {
-	for (unsigned i = 0; i < RA_QUEUE; i++) {
-		struct ra_req *q = &ra->q[i];
-		uint32_t ready = RA_READY;
+	struct ra_req *q = slot_claim(ra, RA_READY);
 
-		/* Acquire: pairs with the post's release of RA_READY. */
-		if (!atomic_compare_exchange_strong_explicit(&q->state, &ready, RA_FILLING,
-							     memory_order_acquire,
-							     memory_order_relaxed))
-			continue;
-		*out = (struct ra_req){ .prot = q->prot, .cpu = q->cpu, .r = q->r, .s = q->s,
-					.e = q->e };
-		atomic_store_explicit(&q->state, RA_FREE, memory_order_release);
-		return true;
-	}
-	return false;
+	if (!q)
+		return false;
+	*out = (struct ra_req){ .prot = q->prot, .cpu = q->cpu, .r = q->r, .s = q->s, .e = q->e };
+	atomic_store_explicit(&q->state, RA_FREE, memory_order_release);
+	return true;
 }
 
 /* Remember s as the marker of a window read (swap_readahead_hit). */

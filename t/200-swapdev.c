@@ -547,6 +547,22 @@ static void test_threads(void)
 	swap_close(sd);
 }
 
+/* A home file of n pages (a memfd, mapped at *home) and a swap device with
+ * n slots allocated, which moves pages with a home through it. */
+static int home_setup(unsigned n, uint32_t *slots, struct swap_dev **sd, uint8_t **home)
+{
+	int fd = memfd_create("swapdev-home", MFD_CLOEXEC);
+
+	if (fd < 0 || ftruncate(fd, (off_t)n * PAGE) < 0)
+		bail("memfd: %s", strerror(errno));
+	*home = mmap(NULL, (size_t)n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (*home == MAP_FAILED || swap_open(NULL, 4 * MIB, sd) < 0 ||
+	    swap_alloc_batch(*sd, slots, n) != n)
+		bail("home file setup");
+	swap_set_home(*sd, fd);
+	return fd;
+}
+
 /*
  * Pages with a home in a memfd move through bounce buffers: written from
  * the home file, read back into it, with the page buffers never used;
@@ -558,18 +574,11 @@ static void test_bounce(void)
 	static struct swap_io io[N];
 	static uint32_t slots[N];
 	struct swap_counters c0, c1;
-	int fd = memfd_create("swapdev-home", MFD_CLOEXEC);
 	unsigned zero = 0, good = 0, untouched = 0;
 	struct swap_dev *sd;
 	uint8_t *home;
+	int fd = home_setup(N, slots, &sd, &home);
 
-	if (fd < 0 || ftruncate(fd, (off_t)N * PAGE) < 0)
-		bail("memfd: %s", strerror(errno));
-	home = mmap(NULL, (size_t)N * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (home == MAP_FAILED || swap_open(NULL, 4 * MIB, &sd) < 0 ||
-	    swap_alloc_batch(sd, slots, N) != N)
-		bail("bounce setup");
-	swap_set_home(sd, fd);
 	memset(buf, 0xa5, (size_t)N * PAGE);
 	for (unsigned i = 0; i < N; i++) {
 		/* Every 7th page zero; the home pages in reverse order of the slots. */
@@ -644,21 +653,14 @@ static void test_place(void)
 	static struct swap_io io[N];
 	static uint32_t slots[N];
 	static uint8_t placed[N * PAGE];
-	int fd = memfd_create("swapdev-place", MFD_CLOEXEC);
 	struct place_arg pa = { .dst = placed };
 	struct swap_place pl = { place_half, &pa };
 	struct swap_counters c0, c1;
 	unsigned good = 0, home_clean = 0;
 	struct swap_dev *sd;
 	uint8_t *home;
+	int fd = home_setup(N, slots, &sd, &home);
 
-	if (fd < 0 || ftruncate(fd, (off_t)N * PAGE) < 0)
-		bail("memfd: %s", strerror(errno));
-	home = mmap(NULL, (size_t)N * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (home == MAP_FAILED || swap_open(NULL, 4 * MIB, &sd) < 0 ||
-	    swap_alloc_batch(sd, slots, N) != N)
-		bail("place setup");
-	swap_set_home(sd, fd);
 	for (unsigned i = 0; i < N; i++) {
 		/* Runs of 6 neighbours in the home file, 8 pages apart. */
 		uint64_t h = (uint64_t)(i / 6) * 8 + i % 6;

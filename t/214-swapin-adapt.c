@@ -19,19 +19,6 @@ static const unsigned in_cluster[CLUSTER] = { 7, 0, 3, 1, 5, 2, 6, 4 };
 
 static struct emm *mm;
 
-/* A fresh region of LEN, written and paged out whole. */
-static uint64_t *paged_out(void)
-{
-	void *r;
-
-	if (emm_reserve(mm, LEN, &r) || emm_map(mm, r, LEN, NULL))
-		bail("cannot reserve and map %lu MiB", LEN / MIB);
-	fill_words(r, LEN, word_value);
-	if (emm_advise(mm, r, LEN, EMM_ADV_PAGEOUT))
-		bail("cannot page the region out");
-	return r;
-}
-
 /* Every page of the clusters in a random order, each cluster's pages in
  * in_cluster order; a word of each checked. Returns the words wrong. */
 static size_t read_local(const uint64_t *mem, uint64_t *seed)
@@ -97,7 +84,7 @@ int main(void)
 	if (!is_int(emm_open(&o, &mm), 0, "emm_open: 256 MiB budget, no pressure"))
 		bail("cannot open an instance");
 
-	mem = paged_out();
+	mem = paged_out_region(mm, LEN);
 	s0 = stats(mm);
 	is_int(read_local(mem, &seed), 0, "local reads: every page right");
 	s1 = stats(mm);
@@ -108,7 +95,7 @@ int main(void)
 	   "clusters read around the faults: at most 1.5 major faults per 8 pages");
 	is_int(s1.swapins - s0.swapins, pages, "and no page read twice");
 
-	mem = paged_out();
+	mem = paged_out_region(mm, LEN);
 	s0 = stats(mm);
 	is_int(read_random(mem, &seed), 0, "random reads, one page per cluster: right");
 	s1 = stats(mm);
@@ -118,7 +105,7 @@ int main(void)
 	ok(s1.swapins - s0.swapins <= NCLUSTERS + NCLUSTERS / 16,
 	   "and (nearly) nothing read around them: at most 1/16 more pages than asked");
 
-	mem = paged_out();
+	mem = paged_out_region(mm, LEN);
 	s0 = stats(mm);
 	is_int(read_then_write(mem, &seed), 0, "read, then write every page: right");
 	s1 = stats(mm);

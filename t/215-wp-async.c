@@ -100,7 +100,11 @@ static void anon(struct emm *mm)
 	s3 = stats(mm);
 	diag("rewrite and read: faults_wp +%" PRIu64 ", swapouts +%" PRIu64 ", swapins +%" PRIu64,
 	     s3.faults_wp - s2.faults_wp, s3.swapouts - s2.swapouts, s3.swapins - s2.swapins);
-	is_int(s3.faults_wp - s2.faults_wp, 0, "the writes took no write fault");
+	/* A write that reaches a window while a readahead thread reads it
+	 * waits, then finds it mapped read-only: one write fault. */
+	ok(s3.faults_wp - s2.faults_wp <= PAGES / 4 / 100,
+	   "the writes took (almost) no write fault: %" PRIu64 " for %lu",
+	   s3.faults_wp - s2.faults_wp, (unsigned long)(PAGES / 4));
 	ok(s3.swapouts - s2.swapouts >= (PAGES - LIMIT / PAGE) / 4,
 	   "yet the rewritten pages went out again: at least those of the 48 MiB "
 	   "the budget cannot hold");

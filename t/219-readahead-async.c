@@ -15,19 +15,6 @@
 #define LEN (32 * MIB)
 #define WINDOW 64			/* pages: a stream's window (lib/swap_state.c) */
 
-/* A fresh region of LEN, written and paged out whole. */
-static uint64_t *paged_out(struct emm *mm)
-{
-	void *r;
-
-	if (emm_reserve(mm, LEN, &r) || emm_map(mm, r, LEN, NULL))
-		bail("cannot reserve and map %lu MiB", LEN / MIB);
-	fill_words(r, LEN, word_value);
-	if (emm_advise(mm, r, LEN, EMM_ADV_PAGEOUT))
-		bail("cannot page the region out");
-	return r;
-}
-
 /* A word of every page, in order; the words wrong. */
 static size_t read_stream(const uint64_t *mem, size_t len)
 {
@@ -59,7 +46,7 @@ static uint64_t stream_majors(bool async, size_t *bad)
 	setenv("EMM_READAHEAD_ASYNC", async ? "1" : "0", 1);
 	if (emm_open(&o, &mm))
 		bail("cannot open an instance");
-	mem = paged_out(mm);
+	mem = paged_out_region(mm, LEN);
 	s0 = stats(mm);
 	*bad = read_stream(mem, LEN);
 	s1 = stats(mm);
@@ -132,7 +119,7 @@ int main(void)
 	setenv("EMM_READAHEAD_ASYNC", "1", 1);
 	if (!is_int(emm_open(&o, &mm), 0, "emm_open"))
 		bail("cannot open an instance");
-	mem = paged_out(mm);
+	mem = paged_out_region(mm, LEN);
 	is_int(read_stream(mem, LEN), 0, "read as a stream");
 	/* Pages the threads mapped without write: a write must be seen, or
 	 * paging out would keep the old copy in swap. */
@@ -141,12 +128,12 @@ int main(void)
 	is_int(count_bad_words(mem, LEN, new_value), 0,
 	       "written after, paged out again and read back: the new words");
 
-	mem = paged_out(mm);
+	mem = paged_out_region(mm, LEN);
 	is_int(read_stream(mem, 2 * MIB), 0, "the first 2 MiB of a stream");
 	/* Windows are queued or being read now: unmapping waits for them. */
 	is_int(emm_unmap(mm, mem, LEN), 0, "unmapped with windows in flight");
 	is_int(emm_release(mm, mem), 0, "and released");
-	mem = paged_out(mm);
+	mem = paged_out_region(mm, LEN);
 	(void)read_stream(mem, 2 * MIB);
 	is_int(emm_close(mm), 0, "emm_close with windows in flight");
 	return done_testing();

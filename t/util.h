@@ -129,4 +129,18 @@ UTIL_FN void set_handler(int sig, void (*h)(int), void (*sa)(int, siginfo_t *, v
 		bail("sigaction: %s", strerror(errno));
 }
 
+/* A fresh region of len in mm, every word written (word_value), then
+ * paged out whole. */
+UTIL_FN uint64_t *paged_out_region(struct emm *mm, size_t len)
+{
+	void *r;
+
+	if (emm_reserve(mm, len, &r) || emm_map(mm, r, len, NULL))
+		bail("cannot reserve and map %zu MiB", len >> 20);
+	fill_words(r, len, word_value);
+	if (emm_advise(mm, r, len, EMM_ADV_PAGEOUT))
+		bail("cannot page the region out");
+	return r;
+}
+
 #endif /* EMM_T_UTIL_H */
