@@ -72,8 +72,9 @@ struct rsv {
 /* A page read back from swap within its refault distance goes onto the
  * active list (workingset.c; on unless EMM_WORKINGSET=0). */
 #define CFG_WORKINGSET		0x20000000u
-/* A thread reads a swap-in stream's next window while the program consumes
- * the current one (readahead.c; on unless EMM_READAHEAD_ASYNC=0). */
+/* Threads read a stream's next windows, of swap or of a file, while the
+ * program reads the current one (readahead.c; on unless
+ * EMM_READAHEAD_ASYNC=0). */
 #define CFG_RA_ASYNC		0x10000000u
 
 struct emm_config {
@@ -150,7 +151,7 @@ struct emm {
 	struct swap_dev *swap;
 	struct pager *pager;		/* started by the first PAGER VMA */
 	struct kswapd *kswapd;		/* one reclaim thread per node */
-	struct readahead *readahead;	/* the asynchronous readahead thread, or NULL */
+	struct readahead *readahead;	/* the asynchronous readahead threads, or NULL */
 	_Atomic bool kswapd_stop;
 	uint64_t ino_bias;		/* physmem's inode: the kernel's interleave bias */
 	pthread_t khugepaged;

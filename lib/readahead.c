@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Asynchronous swap readahead: threads read the next windows of a stream
- * while the program consumes the one before them. */
+/* Asynchronous readahead: threads read the next windows of a stream, of
+ * swap or of a file, while the program reads the one before them. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -141,9 +141,9 @@ static void mark_window(struct rsv *r, uintptr_t s)
 }
 
 /*
- * Read the locked, swapped [s, e) of vma and map it prot (without write,
- * clean pages keep their slot and a write is seen; with it, they are
- * dirty), but for its first page: left unmapped with PTE_RA, it is the
+ * Read the locked [s, e) of vma (swapped pages, or a file's never-touched
+ * ones) and map it prot (without write, clean pages keep their copy and a
+ * write is seen; with it, they are dirty), but for its first page: left unmapped with PTE_RA, it is the
  * marker whose touch asks for more (swap_readahead_hit). Unlocks the
  * range. A failure leaves what came in resident and unmapped.
  */
@@ -153,7 +153,6 @@ static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
 
 	prot &= target_prot(vma);	/* the VMA's, if it changed since */
 	err = make_resident_but(r, vma, s, e, prot, s);
-
 	if (!err && e - s > PAGE_SIZE && prot != EMM_PROT_NONE)
 		err = backend_grant(r, s + PAGE_SIZE, e, prot, 0);
 	if (err) {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Asynchronous swap readahead (readahead.c): a thread reads a stream's next window. */
+/* Asynchronous readahead (readahead.c): threads read a stream's next windows. */
 #ifndef EMM_READAHEAD_H
 #define EMM_READAHEAD_H
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Swap readahead: the window a swap-in reads, along a stream or around a fault. */
+/* Swap readahead: the window a swap-in reads, along a stream or around a
+ * fault, and the windows the readahead threads read ahead of a stream. */
 #include "internal.h"
 #include "memory.h"
 #include "readahead.h"
@@ -104,14 +105,14 @@ static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e
 /*
  * Async-signal-safe. The fault at the start of [s, e) read it as a window
  * of a stream (of swap, or the first touch of a file) and mapped it: once
- * the stream has grown to windows of SWAP_RA_MAX pages,
- * have a readahead thread read the next one now, so that its I/O runs
- * while the program reads this one. The first page of each window read
- * so, its marker, is left unmapped: its touch, which says the stream went
- * on, asks for the SWAP_RA_DEPTH windows after it (swap_readahead_hit),
- * and so on along the stream, as the kernel's PG_readahead page does; a
- * stream that stops soon wastes one window, not three. A window being read is locked: a
- * fault on it waits for it. Measured on a 2-vCPU VM, out-of-core
+ * the stream has grown to windows of SWAP_RA_MAX pages, have a readahead
+ * thread read the next one now, so that its I/O runs while the program
+ * reads this one. The first page of each window read so, its marker, is
+ * left unmapped: its touch, which says the stream went on, asks for the
+ * SWAP_RA_DEPTH windows after it (swap_readahead_hit), and so on along the
+ * stream, as the kernel's PG_readahead page does; a stream that stops soon
+ * wastes one window, not three. A window being read is locked: a fault on
+ * it waits for it. Measured on a 2-vCPU VM, out-of-core
  * sequential reads on uffd-sigbus in four alternating pairs of runs: 160
  * to 204 K pages/s against 129 to 169 K without the threads; 2 threads
  * and 2 windows ahead gained less.
