@@ -17,7 +17,9 @@
  * revoking and freeing long runs costs far less per page. */
 #define KSWAPD_BATCH	512
 /* Reclaim threads per node: while one waits for its batch to be written,
- * the other takes the next off the lists. Measured on a 2-vCPU VM, the
+ * another takes the next off the lists. The first is woken above the low
+ * watermark, the others only when a fault finds the budget past min: they
+ * compete for the CPU with the program. Measured on a 2-vCPU VM, the
  * first touch of 4 GiB under a 1 GiB budget on uffd-sigbus, alternating:
  * 280 to 315 K pages/s with two against 230 to 252 K with one; three did
  * no better than two. */
@@ -93,10 +95,11 @@ static inline bool over(const struct emm *mm, int n, uint64_t headroom, long mor
 	return resident(mm) + more > wmark(mm, headroom) && busiest_node(mm) == n;
 }
 
-/* Async-signal-safe. Wake a node's reclaim threads that sleep. */
-static void wakeup_kswapd(struct emm *mm, int n)
+/* Async-signal-safe. Wake a node's first reclaim thread if it sleeps; all
+ * of them with all. */
+static void wakeup_kswapd(struct emm *mm, int n, bool all)
 {
-	for (int i = 0; mm->kswapd && i < KSWAPD_PER_NODE; i++) {
+	for (int i = 0; mm->kswapd && i < (all ? KSWAPD_PER_NODE : 1); i++) {
 		struct kswapd *ks = &mm->kswapd[n * KSWAPD_PER_NODE + i];
 
 		if (!ks->started || atomic_load_explicit(&ks->running, memory_order_relaxed))
@@ -116,10 +119,11 @@ static void charge_over_low(struct emm *mm, int target, long pages)
 	if (mm->kswapd)
 		atomic_store_explicit(&mm->kswapd[target * KSWAPD_PER_NODE].want,
 				      MIN(pages, node_limit(mm, target) / 8), memory_order_relaxed);
-	wakeup_kswapd(mm, target);
+	wakeup_kswapd(mm, target, false);
 	if (!over(mm, target, wmark_of(&mm->cfg.wmark_min), pages) &&
 	    resident(mm) + pages <= wmark(mm, wmark_of(&mm->cfg.wmark_min)))
 		return;
+	wakeup_kswapd(mm, target, true);
 	/* With swap full only clean and zero pages can go: leave that to the
 	 * reclaim thread rather than scan the lists at every fault. */
 	if (swap_exhausted(mm)) {
