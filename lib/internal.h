@@ -150,7 +150,7 @@ struct emm {
 	struct emm_srcu srcu;		/* read side of rsvs and of the VMA tables */
 	struct swap_dev *swap;
 	struct pager *pager;		/* started by the first PAGER VMA */
-	struct kswapd *kswapd;		/* one reclaim thread per node */
+	struct kswapd *kswapd;		/* reclaim threads, KSWAPD_PER_NODE per node */
 	struct readahead *readahead;	/* the asynchronous readahead threads, or NULL */
 	_Atomic bool kswapd_stop;
 	uint64_t ino_bias;		/* physmem's inode: the kernel's interleave bias */
