@@ -25,6 +25,7 @@ struct ra_req {
 	_Atomic uint32_t state;
 	int prot;			/* what the window is mapped with */
 	int cpu;			/* of the fault that asked: LOCAL pages go to its node */
+	bool file;			/* never-touched pages of a FILE VMA, not swapped ones */
 	struct rsv *r;
 	uintptr_t s, e;
 };
@@ -110,6 +111,7 @@ unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool 
 	}
 	q->prot = prot;
 	q->cpu = numa_fault_cpu();
+	q->file = file;
 	q->r = r;
 	q->s = s;
 	q->e = e;
@@ -127,7 +129,8 @@ static bool ra_take(struct readahead *ra, struct ra_req *out)
 
 	if (!q)
 		return false;
-	*out = (struct ra_req){ .prot = q->prot, .cpu = q->cpu, .r = q->r, .s = q->s, .e = q->e };
+	*out = (struct ra_req){ .prot = q->prot, .cpu = q->cpu, .file = q->file, .r = q->r,
+				.s = q->s, .e = q->e };
 	atomic_store_explicit(&q->state, RA_FREE, memory_order_release);
 	return true;
 }
@@ -143,9 +146,10 @@ static void mark_window(struct rsv *r, uintptr_t s)
 /*
  * Read the locked [s, e) of vma (swapped pages, or a file's never-touched
  * ones) and map it prot (without write, clean pages keep their copy and a
- * write is seen; with it, they are dirty), but for its first page: left unmapped with PTE_RA, it is the
- * marker whose touch asks for more (swap_readahead_hit). Unlocks the
- * range. A failure leaves what came in resident and unmapped.
+ * write is seen; with it, they are dirty), but for its first page: left
+ * unmapped with PTE_RA, it is the marker whose touch asks for more
+ * (swap_readahead_hit). Unlocks the range. A failure leaves what came in
+ * resident and unmapped.
  */
 static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot)
 {
@@ -168,7 +172,8 @@ static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
 /*
  * One window. Its reservation stays valid: releasing it zaps every page,
  * which waits for these locks. Its VMA is looked up again in the
- * instance's read section; if it changed meanwhile, nothing is read.
+ * instance's read section; if it changed meanwhile (unmapped, mapped
+ * again as another kind), nothing is read.
  */
 static void ra_window(const struct ra_req *q)
 {
@@ -176,8 +181,8 @@ static void ra_window(const struct ra_req *q)
 	int idx = srcu_read_lock(&r->mm->srcu);
 	const struct emm_vma *vma = find_vma(r, q->s);
 
-	if (vma && q->e <= vma->end && vma->policy != EMM_POLICY_PAGER &&
-	    !(vma->flags & VMA_RANDOM))
+	if (vma && q->e <= vma->end && !(vma->flags & VMA_RANDOM) &&
+	    (q->file ? vma->policy == EMM_POLICY_FILE : !vma_backed(vma)))
 		ra_read(r, vma, q->s, q->e, q->prot);
 	else
 		unlock_unread(r, q->s, q->e);
