@@ -131,6 +131,14 @@ static inline int page_node(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 	return r->mm->lru->nnodes == 1 ? 0 : policy_node(r, vma, a);
 }
 
+/* Async-signal-safe. The share of the budget, in pages, of the node a new
+ * page of vma at a lands on. */
+long page_node_share(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+{
+	return atomic_load_explicit(&r->mm->lru->node[page_node(r, vma, a)].limit,
+				    memory_order_relaxed);
+}
+
 /* Async-signal-safe. A new frame for the locked, never-touched page at a
  * (or a swapped one about to be read); file: its data lives in a file or
  * pager. */

@@ -70,15 +70,18 @@ void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 	}
 }
 
-/* Async-signal-safe. The window a readahead thread reads: SWAP_RA_MAX
+/* Async-signal-safe. The window a readahead thread reads at a: SWAP_RA_MAX
  * pages of swap; of a file, what a fault reads at most along a stream
  * (fault.c, first_touch_window), as pread(2) of larger blocks runs faster.
- * All windows ahead take at most an eighth of the budget: more, and
- * reclaim would revoke what they read before the program gets there. */
-static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma)
+ * All windows ahead take at most an eighth of the budget, or of the share
+ * of the node their pages land on: more, and reclaim would revoke what
+ * they read before the program gets there, or the node would pass its
+ * share by what the threads read at once. */
+static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
-	uint64_t cap = atomic_load_explicit(&r->mm->cfg.mem_limit, memory_order_relaxed) /
-		       (8 * SWAP_RA_DEPTH);
+	uint64_t share = (uint64_t)page_node_share(r, vma, a) << PAGE_SHIFT;
+	uint64_t cap = MIN(atomic_load_explicit(&r->mm->cfg.mem_limit, memory_order_relaxed),
+			   share) / (8 * SWAP_RA_DEPTH);
 
 	return MAX(MIN(vma_backed(vma) ? PMD_SIZE : SWAP_RA_MAX * PAGE_SIZE,
 		       ALIGN_DOWN(cap, PAGE_SIZE)), SWAP_CLUSTER * PAGE_SIZE);
@@ -94,7 +97,7 @@ static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e
 	unsigned queued = 0;
 
 	for (unsigned k = 0; k < depth && e < vma->end; k++) {
-		uintptr_t n = MIN(ahead_window(r, vma), vma->end - e);
+		uintptr_t n = MIN(ahead_window(r, vma, e), vma->end - e);
 
 		queued += readahead_post(r, e, e + n, prot, vma_backed(vma));
 		e += n;
@@ -137,7 +140,7 @@ long swap_readahead_hit(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 		if (atomic_compare_exchange_strong_explicit(&r->ra_mark[k], &mark, 0,
 							    memory_order_relaxed,
 							    memory_order_relaxed))
-			return post_after(r, vma, MIN(addr + ahead_window(r, vma), vma->end),
+			return post_after(r, vma, MIN(addr + ahead_window(r, vma, addr), vma->end),
 					  prot, SWAP_RA_DEPTH);
 	}
 	return -1;
