@@ -161,6 +161,14 @@ void mm_charge(struct emm *mm, int node, long pages)
 	charge_over_low(mm, node, pages);
 }
 
+/* Async-signal-safe. May pages more come in on node without passing its
+ * share or the budget? */
+bool mm_has_room(const struct emm *mm, int node, long pages)
+{
+	return node_resident(mm, node) + pages <= node_limit(mm, node) &&
+	       resident(mm) + pages <= limit_pages(mm);
+}
+
 static void kswapd_sleep(struct kswapd *ks, uint32_t seen, long ms)
 {
 	futex_wait(&ks->wake, seen, ms);

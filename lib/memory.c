@@ -139,6 +139,18 @@ long page_node_share(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 				    memory_order_relaxed);
 }
 
+/* Async-signal-safe. Charge pages more on the node a new page of vma at a
+ * lands on (mm_charge, which may reclaim): is there room for them now,
+ * within the node's share and the budget? What only may come in (a window
+ * read ahead) does not come in without it. */
+bool page_charge_room(struct rsv *r, const struct emm_vma *vma, uintptr_t a, long pages)
+{
+	int n = page_node(r, vma, a);
+
+	mm_charge(r->mm, n, pages);
+	return mm_has_room(r->mm, n, pages);
+}
+
 /* Async-signal-safe. A new frame for the locked, never-touched page at a
  * (or a swapped one about to be read); file: its data lives in a file or
  * pager. */

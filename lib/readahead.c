@@ -149,12 +149,17 @@ static void mark_window(struct rsv *r, uintptr_t s)
  * write is seen; with it, they are dirty), but for its first page: left
  * unmapped with PTE_RA, it is the marker whose touch asks for more
  * (swap_readahead_hit). Unlocks the range. A failure leaves what came in
- * resident and unmapped.
+ * resident and unmapped. A window that would pass the node's share or the
+ * budget, reclaim notwithstanding, is not read: it is a hint.
  */
 static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot)
 {
 	int err;
 
+	if (!page_charge_room(r, vma, s, (long)((e - s) >> PAGE_SHIFT))) {
+		unlock_unread(r, s, e);
+		return;
+	}
 	prot &= target_prot(vma);	/* the VMA's, if it changed since */
 	err = make_resident_but(r, vma, s, e, prot, s);
 	if (!err && e - s > PAGE_SIZE && prot != EMM_PROT_NONE)
