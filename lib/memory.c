@@ -142,7 +142,9 @@ long page_node_share(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 /* Async-signal-safe. Charge pages more on the node a new page of vma at a
  * lands on (mm_charge, which may reclaim): is there room for them now,
  * within the node's share and the budget? What only may come in (a window
- * read ahead) does not come in without it. */
+ * read ahead) does not come in without it. make_resident charges the
+ * pages again: below the low watermark, as after this, that costs a few
+ * loads. */
 bool page_charge_room(struct rsv *r, const struct emm_vma *vma, uintptr_t a, long pages)
 {
 	int n = page_node(r, vma, a);
