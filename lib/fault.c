@@ -335,18 +335,19 @@ static void note_clean_maps(struct rsv *r, const struct emm_vma *vma, int prot, 
 }
 
 /* Async-signal-safe. Have the threads read a stream's next windows: after
- * [s, e), or after the marker at s (hit; false if it is none). They map
- * them as do_swap_page would, and count as its maps do. */
+ * [s, e) of never-touched or swapped pages (how), or after the marker at s
+ * (AHEAD_HIT; false if it is none). They map them as a fault would. */
 static bool stream_ahead(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
-			 bool hit)
+			 int how)
 {
 	int prot = target_prot(vma);
 	bool dirty = (prot & EMM_PROT_WRITE) && predict_write(r, vma);
 	long n;
 
 	prot = dirty ? prot : prot & ~EMM_PROT_WRITE;
-	n = hit ? swap_readahead_hit(r, vma, s, prot) : swap_readahead_next(r, vma, s, e, prot);
-	note_clean_maps(r, vma, target_prot(vma), dirty, (uint32_t)MAX(n, 0));
+	n = how == AHEAD_HIT ? swap_readahead_hit(r, vma, s, prot)
+			     : swap_readahead_next(r, vma, s, e, prot, how == AHEAD_NONE);
+	note_clean_maps(r, vma, target_prot(vma), dirty || how == AHEAD_NONE, (uint32_t)MAX(n, 0));
 	return n >= 0;
 }
 
@@ -400,8 +401,8 @@ static enum fault_result do_none_page(struct rsv *r, const struct emm_vma *vma,
 	unlock_range(r, s, addr, access, fa);
 	unlock_range(r, addr, addr + PAGE_SIZE, access, 0);
 	unlock_range(r, addr + PAGE_SIZE, e, access, fa);
-	if (stream && vma->policy == EMM_POLICY_FILE)
-		stream_ahead(r, vma, s, e, false);
+	if (stream && (vma->policy == EMM_POLICY_FILE || !vma_backed(vma)))
+		stream_ahead(r, vma, s, e, AHEAD_NONE);
 	return FAULT_DONE;
 }
 
@@ -478,7 +479,7 @@ static enum fault_result do_swap_page(struct rsv *r, const struct emm_vma *vma,
 	unlock_range(r, s, e, access, 0);
 	count_event(r->mm, faults_major);
 	if (ra == RA_STREAM)
-		stream_ahead(r, vma, s, e, false);
+		stream_ahead(r, vma, s, e, AHEAD_SWAP);
 	return FAULT_DONE;
 }
 
@@ -528,7 +529,7 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 		count_event(r->mm, faults_minor);
 		/* The first touch of a page read around: a hit. Of a stream's
 		 * marker: no more a reference than the stream's other pages. */
-		if ((val & PTE_RA) && stream_ahead(r, vma, addr, 0, true))
+		if ((val & PTE_RA) && stream_ahead(r, vma, addr, 0, AHEAD_HIT))
 			ref = 0;
 		else if (val & PTE_RA)
 			atomic_fetch_add_explicit(&r->ra_hits, 1, memory_order_relaxed);

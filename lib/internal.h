@@ -30,6 +30,7 @@
 #define EMM_MAX_NODES		64	/* NUMA nodes emm can tell apart */
 
 #define RA_MARKS		8	/* readahead windows whose marker is awaited */
+#define RA_MARK_ZERO		1	/* in ra_mark[]: the marker's window was zeroed, not read */
 
 /* A reservation: the app view, its alias view, its PTEs and its VMAs. */
 struct rsv {

@@ -161,6 +161,15 @@ void mm_charge(struct emm *mm, int node, long pages)
 	charge_over_low(mm, node, pages);
 }
 
+/* Async-signal-safe. May pages more come in on node and leave it and the
+ * instance under half their share and budget: room to spare, whatever
+ * faults charge meanwhile? */
+bool mm_has_spare(const struct emm *mm, int node, long pages)
+{
+	return node_resident(mm, node) + pages <= node_limit(mm, node) / 2 &&
+	       resident(mm) + pages <= limit_pages(mm) / 2;
+}
+
 /* Async-signal-safe. May pages more come in on node without passing its
  * share or the budget? */
 bool mm_has_room(const struct emm *mm, int node, long pages)

@@ -18,6 +18,7 @@ struct kswapd {
 
 void mm_charge(struct emm *mm, int node, long pages);
 bool mm_has_room(const struct emm *mm, int node, long pages);
+bool mm_has_spare(const struct emm *mm, int node, long pages);
 int kswapd_start(struct emm *mm);
 void kswapd_stop(struct emm *mm);
 

@@ -153,6 +153,13 @@ bool page_charge_room(struct rsv *r, const struct emm_vma *vma, uintptr_t a, lon
 	return mm_has_room(r->mm, n, pages);
 }
 
+/* Async-signal-safe. May pages more come in at a (vma's page) with room
+ * to spare (mm_has_spare)? */
+bool page_has_spare(struct rsv *r, const struct emm_vma *vma, uintptr_t a, long pages)
+{
+	return mm_has_spare(r->mm, page_node(r, vma, a), pages);
+}
+
 /* Async-signal-safe. A new frame for the locked, never-touched page at a
  * (or a swapped one about to be read); file: its data lives in a file or
  * pager. */

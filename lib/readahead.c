@@ -9,6 +9,7 @@
 #include "emm_numa.h"
 #include "futex.h"
 #include "memory.h"
+#include "physmem.h"
 #include "readahead.h"
 #include "srcu.h"
 #include "util.h"
@@ -25,7 +26,7 @@ struct ra_req {
 	_Atomic uint32_t state;
 	int prot;			/* what the window is mapped with */
 	int cpu;			/* of the fault that asked: LOCAL pages go to its node */
-	bool file;			/* never-touched pages of a FILE VMA, not swapped ones */
+	bool none;			/* never-touched pages (of a file, or zeros), not swapped ones */
 	struct rsv *r;
 	uintptr_t s, e;
 };
@@ -55,10 +56,10 @@ static struct ra_req *slot_claim(struct readahead *ra, uint32_t from)
 }
 
 /* Async-signal-safe. Lock the run of pages to read from s, up to e: its
- * end. Swapped pages; in a file (file), never-touched ones. */
-static uintptr_t lock_run(struct rsv *r, uintptr_t s, uintptr_t e, bool file)
+ * end. Swapped pages; with none, never-touched ones. */
+static uintptr_t lock_run(struct rsv *r, uintptr_t s, uintptr_t e, bool none)
 {
-	unsigned want = file ? PTE_NONE : PTE_SWAPPED;
+	unsigned want = none ? PTE_NONE : PTE_SWAPPED;
 	uintptr_t a;
 
 	for (a = s; a < e; a += PAGE_SIZE) {
@@ -83,14 +84,15 @@ static void unlock_unread(struct rsv *r, uintptr_t s, uintptr_t e)
 
 /*
  * Async-signal-safe, never waits; inside r's read section, [s, e) inside
- * one anonymous or FILE VMA (file). Have a thread read the swapped pages
- * of [s, e) back, or a file's never-touched ones in, and map them prot:
+ * one anonymous or FILE VMA. Have a thread read the swapped pages of
+ * [s, e) back, or its never-touched ones (none) in from the file or as
+ * zeros, and map them prot:
  * the run that can be locked now is locked here, so that a fault on it
  * waits for the thread rather than reading it a second time. A hint:
  * nothing happens when the run is empty, the queue full or the instance
  * without threads (a child after fork). Returns the pages queued.
  */
-unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool file)
+unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool none)
 {
 	struct readahead *ra = r->mm->readahead;
 	struct ra_req *q;
@@ -104,14 +106,14 @@ unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool 
 	q = slot_claim(ra, RA_FREE);
 	if (!q)
 		return 0;
-	e = lock_run(r, s, e, file);
+	e = lock_run(r, s, e, none);
 	if (e == s) {
 		atomic_store_explicit(&q->state, RA_FREE, memory_order_relaxed);
 		return 0;
 	}
 	q->prot = prot;
 	q->cpu = numa_fault_cpu();
-	q->file = file;
+	q->none = none;
 	q->r = r;
 	q->s = s;
 	q->e = e;
@@ -129,47 +131,60 @@ static bool ra_take(struct readahead *ra, struct ra_req *out)
 
 	if (!q)
 		return false;
-	*out = (struct ra_req){ .prot = q->prot, .cpu = q->cpu, .file = q->file, .r = q->r,
+	*out = (struct ra_req){ .prot = q->prot, .cpu = q->cpu, .none = q->none, .r = q->r,
 				.s = q->s, .e = q->e };
 	atomic_store_explicit(&q->state, RA_FREE, memory_order_release);
 	return true;
 }
 
-/* Remember s as the marker of a window read (swap_readahead_hit). */
-static void mark_window(struct rsv *r, uintptr_t s)
+/* Remember s as the marker of a window read, or zeroed (swap_readahead_hit). */
+static void mark_window(struct rsv *r, uintptr_t s, bool zero)
 {
 	unsigned k = atomic_fetch_add_explicit(&r->ra_mark_seq, 1, memory_order_relaxed);
 
-	atomic_store_explicit(&r->ra_mark[k % RA_MARKS], s, memory_order_relaxed);
+	atomic_store_explicit(&r->ra_mark[k % RA_MARKS], s | (zero ? RA_MARK_ZERO : 0),
+			      memory_order_relaxed);
 }
 
 /*
  * Read the locked [s, e) of vma (swapped pages, or a file's never-touched
- * ones) and map it prot (without write, clean pages keep their copy and a
- * write is seen; with it, they are dirty), but for its first page: left
- * unmapped with PTE_RA, it is the marker whose touch asks for more
- * (swap_readahead_hit). Unlocks the range. A failure leaves what came in
- * resident and unmapped. A window that would pass the node's share or the
- * budget, reclaim notwithstanding, is not read: it is a hint.
+ * ones; an anonymous VMA's never-touched ones get zeroed pages) and map it
+ * prot (without write, clean pages keep their copy and a write is seen;
+ * with it, they are dirty), but for its first page: left unmapped with
+ * PTE_RA, it is the marker whose touch asks for more (swap_readahead_hit).
+ * Unlocks the range. A failure leaves what came in resident and unmapped.
+ * A window that would pass the node's share or the budget, reclaim
+ * notwithstanding, is not read: it is a hint.
  */
-static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot)
+static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot,
+		    bool zero)
 {
+	long n = (long)((e - s) >> PAGE_SHIFT);
 	int err;
 
-	if (!page_charge_room(r, vma, s, (long)((e - s) >> PAGE_SHIFT))) {
+	/* Zeros cost the program no I/O to make itself: only with room to
+	 * spare for what all the threads make at once, never at the price of
+	 * reclaim or of passing the budget. */
+	if (zero ? !page_has_spare(r, vma, s, RA_THREADS * n) : !page_charge_room(r, vma, s, n)) {
 		unlock_unread(r, s, e);
 		return;
 	}
 	prot &= target_prot(vma);	/* the VMA's, if it changed since */
 	err = make_resident_but(r, vma, s, e, prot, s);
+	/* Zeros: the marker's page is made now, as a minor fault maps only
+	 * what physmem has; the others are made as they are mapped. */
+	if (!err && zero)
+		err = physmem_fill(r, s, PAGE_SIZE);
 	if (!err && e - s > PAGE_SIZE && prot != EMM_PROT_NONE)
-		err = backend_grant(r, s + PAGE_SIZE, e, prot, 0);
+		err = backend_grant(r, s + PAGE_SIZE, e, prot, zero ? BACKEND_HOLES | BACKEND_ZERO : 0);
 	if (err) {
 		unmake_fresh(r, s, e);
 		unlock_range(r, s, e, 0, 0);
 		return;
 	}
-	mark_window(r, s);
+	if (zero && e - s > PAGE_SIZE && prot != EMM_PROT_NONE)
+		backend_populate(r, s + PAGE_SIZE, e, prot);
+	mark_window(r, s, zero);
 	unlock_range(r, s, s + PAGE_SIZE, 0, PTE_RA);
 	unlock_range(r, s + PAGE_SIZE, e, 0, 0);
 }
@@ -187,8 +202,8 @@ static void ra_window(const struct ra_req *q)
 	const struct emm_vma *vma = find_vma(r, q->s);
 
 	if (vma && q->e <= vma->end && !(vma->flags & VMA_RANDOM) &&
-	    (q->file ? vma->policy == EMM_POLICY_FILE : !vma_backed(vma)))
-		ra_read(r, vma, q->s, q->e, q->prot);
+	    ((q->none && vma->policy == EMM_POLICY_FILE) || !vma_backed(vma)))
+		ra_read(r, vma, q->s, q->e, q->prot, q->none && !vma_backed(vma));
 	else
 		unlock_unread(r, q->s, q->e);
 	srcu_read_unlock(&r->mm->srcu, idx);

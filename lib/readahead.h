@@ -7,6 +7,6 @@
 
 int  readahead_start(struct emm *mm);
 void readahead_stop(struct emm *mm);
-unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool file);
+unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool none);
 
 #endif /* EMM_READAHEAD_H */

@@ -12,8 +12,12 @@ enum { RA_NONE, RA_UNMAPPED, RA_MAP, RA_STREAM };
 
 void swap_readahead(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 		    uintptr_t *lo, uintptr_t *hi, int *ra);
+/* What a stream's windows ahead follow: a window of never-touched pages,
+ * one of swapped pages, the touch of a marker. */
+enum { AHEAD_NONE, AHEAD_SWAP, AHEAD_HIT };
+
 unsigned swap_readahead_next(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
-			     int prot);
+			     int prot, bool none);
 long swap_readahead_hit(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int prot);
 
 #endif /* EMM_SWAP_STATE_H */

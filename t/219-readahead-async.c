@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Asynchronous readahead: threads read a stream's next windows ahead of it (swap and files), the data right, writes after it seen, and unmapping or closing with windows in flight. */
+/* Asynchronous readahead: threads read a stream's next windows ahead of it (swap and files) and zero those of a first touch, the data right, writes after it seen, and unmapping or closing with windows in flight. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -93,6 +93,72 @@ static uint64_t file_stream(bool async, size_t *bad)
 	return minor;
 }
 
+/* Words of a page that must read zero after a first touch wrote one. */
+static size_t zero_words_wrong(const uint64_t *page)
+{
+	size_t bad = 0;
+
+	for (size_t i = 1; i < PAGE / 8; i += 61)
+		bad += page[i] != 0;
+	return bad;
+}
+
+/* The first touch of len bytes in order, a word per page, under limit:
+ * the faults that zeroed pages themselves; *bad, the words wrong after;
+ * *over, how far resident went past what was touched. */
+static uint64_t zero_stream(bool async, uint64_t limit, size_t len, size_t *bad, uint64_t *over)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = limit, .swap_size = 512 * MIB);
+	struct emm_stats s0, s1;
+	struct emm *mm;
+	uint64_t *mem;
+	void *p;
+
+	setenv("EMM_READAHEAD_ASYNC", async ? "1" : "0", 1);
+	if (emm_open(&o, &mm) || emm_reserve(mm, LEN + 4 * MIB, &p) ||
+	    emm_map(mm, p, LEN + 4 * MIB, NULL))
+		bail("cannot open and map an instance");
+	mem = p;
+	s0 = stats(mm);
+	for (size_t pg = 0; pg < len / PAGE; pg++)
+		mem[pg * (PAGE / 8)] = word_value(mem + pg * (PAGE / 8));
+	usleep(100 * 1000);	/* what the threads still zero lands */
+	s1 = stats(mm);
+	*bad = 0;
+	for (size_t pg = 0; pg < len / PAGE; pg++)
+		*bad += (mem[pg * (PAGE / 8)] != word_value(mem + pg * (PAGE / 8))) +
+			zero_words_wrong(mem + pg * (PAGE / 8));
+	*over = s1.resident_bytes > len ? s1.resident_bytes - len : 0;
+	diag("first touch of %zu MiB under %" PRIu64 " MiB, threads %s: faults_zero %" PRIu64
+	     ", faults_minor %" PRIu64 ", resident %" PRIu64 " KiB", len / MIB, limit / MIB,
+	     async ? "on" : "off", s1.faults_zero - s0.faults_zero,
+	     s1.faults_minor - s0.faults_minor, s1.resident_bytes >> 10);
+	emm_close(mm);
+	return s1.faults_zero - s0.faults_zero;
+}
+
+/* A first touch in order: the threads zero the windows ahead while there
+ * is room to spare, and the program's own faults do the rest. */
+static void test_zero_ahead(void)
+{
+	uint64_t off, on, tight, over;
+	size_t bad;
+
+	off = zero_stream(false, 256 * MIB, LEN, &bad, &over);
+	is_int(bad, 0, "a first touch in order without the threads: written words and zeros right");
+	on = zero_stream(true, 256 * MIB, LEN, &bad, &over);
+	is_int(bad, 0, "with them: written words and zeros right");
+	ok(on * 2 <= off, "the threads zeroed the windows ahead: %" PRIu64 " zeroing faults "
+	   "against %" PRIu64, on, off);
+	(void)zero_stream(true, 256 * MIB, 8 * MIB, &bad, &over);
+	ok(over <= 4 * MIB, "a stream that stops leaves little zeroed past it "
+	   "(%" PRIu64 " KiB past its 8 MiB, its last fault's window included)", over >> 10);
+	tight = zero_stream(true, 16 * MIB, LEN, &bad, &over);
+	is_int(bad, 0, "under a budget half of it: the words right");
+	ok(tight * 2 > off, "no room to spare, the faults zero their own windows: "
+	   "%" PRIu64 " faults", tight);
+}
+
 int main(void)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = 256 * MIB, .swap_size = 512 * MIB);
@@ -101,7 +167,8 @@ int main(void)
 	uint64_t *mem;
 	size_t bad;
 
-	plan(15);
+	plan(15 + 6);
+	test_zero_ahead();
 	off = stream_majors(false, &bad);
 	is_int(bad, 0, "a stream without the threads: every page right");
 	ok(off >= pages / WINDOW / 2, "a major fault per window or two (%" PRIu64 ")", off);
