@@ -88,11 +88,11 @@ static bool window_none(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 /* Async-signal-safe. The window a readahead thread reads at a: SWAP_RA_MAX
  * pages of swap; of a file, what a fault maps at most along a stream
  * (fault.c, first_touch_window), as pread(2) of larger blocks runs faster;
- * ZERO_RA_WINDOW of never-touched anonymous pages. All windows ahead take at most an
- * eighth of the budget, or of the share of the node their pages land on:
- * more, and reclaim would revoke what they read before the program gets
- * there, or the node would pass its share by what the threads read at
- * once. */
+ * ZERO_RA_WINDOW of never-touched anonymous pages. All windows ahead take
+ * at most an eighth of the budget, or of the share of the node their pages
+ * land on: more, and reclaim would revoke what they read before the
+ * program gets there, or the node would pass its share by what the threads
+ * read at once. */
 static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
 	uint64_t share = (uint64_t)page_node_share(r, vma, a) << PAGE_SHIFT;
