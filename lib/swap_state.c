@@ -107,19 +107,23 @@ static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma, uintptr_
 }
 
 /* Async-signal-safe. The depth windows of a stream after the one ending at
- * e, for the readahead threads to map prot (an anonymous VMA's zeroed
- * pages: with the VMA's own, as a first touch maps them), inside vma:
- * those queued or read already are not posted again (readahead_post).
- * Returns the pages queued. */
+ * e, of never-touched pages (none) or swapped ones, for the readahead
+ * threads to map prot (an anonymous VMA's zeroed pages: with the VMA's
+ * own, as a first touch maps them), inside vma: those queued or read
+ * already are not posted again (readahead_post). Returns the pages
+ * queued. */
 static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e, int prot,
-			   unsigned depth)
+			   unsigned depth, bool none)
 {
+	bool zero = none && !vma_backed(vma);
 	unsigned queued = 0;
 
 	for (unsigned k = 0; k < depth && e < vma->end; k++) {
-		bool none = window_none(r, vma, e), zero = none && !vma_backed(vma);
 		uintptr_t n = MIN(ahead_window(r, vma, e), vma->end - e);
 
+		/* A stream of zeros never runs into swap, nor one of swap into zeros. */
+		if (window_none(r, vma, e) != none)
+			break;
 		/* Zeros only with room to spare (ra_read): else not even locked. */
 		if (zero && !page_has_spare(r, vma, e, (long)(SWAP_RA_DEPTH * n >> PAGE_SHIFT)))
 			break;
@@ -154,11 +158,9 @@ unsigned swap_readahead_next(struct rsv *r, const struct emm_vma *vma, uintptr_t
 {
 	bool zero = !vma_backed(vma) && none;
 
-	/* A first touch runs on into pages never touched: not into swap. */
-	if (zero && (e >= vma->end || !window_none(r, vma, e)))
-		return 0;
-	return e - s >= (zero ? PMD_SIZE : SWAP_RA_MAX * PAGE_SIZE) ? post_after(r, vma, e, prot, 1)
-								       : 0;
+	return e - s >= (zero ? PMD_SIZE : SWAP_RA_MAX * PAGE_SIZE)
+		       ? post_after(r, vma, e, prot, 1, none || vma_backed(vma))
+		       : 0;
 }
 
 /* Async-signal-safe. The end of the zeroed window whose marker is at addr:
@@ -177,8 +179,9 @@ static uintptr_t window_end(struct rsv *r, const struct emm_vma *vma, uintptr_t 
 /*
  * Async-signal-safe. The first touch of a page read ahead, at addr: if it
  * is the marker of a window the threads read, ask for the windows after
- * it, mapped prot, and return the pages queued; else -1 (a marker is no
- * sign that reading around faults pays).
+ * it, mapped prot, and return the pages queued (0 after a zeroed window:
+ * its pages are not clean copies of swap); else -1 (a marker is no sign
+ * that reading around faults pays).
  */
 long swap_readahead_hit(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int prot)
 {
@@ -190,10 +193,12 @@ long swap_readahead_hit(struct rsv *r, const struct emm_vma *vma, uintptr_t addr
 							     memory_order_relaxed,
 							     memory_order_relaxed))
 			continue;
-		/* A zeroed window is as long as the fault's before it was. */
-		return post_after(r, vma, (mark & RA_MARK_ZERO) ? window_end(r, vma, addr)
-					  : MIN(addr + ahead_window(r, vma, addr), vma->end),
-				  prot, SWAP_RA_DEPTH);
+		if (!(mark & RA_MARK_ZERO))
+			return post_after(r, vma, MIN(addr + ahead_window(r, vma, addr), vma->end),
+					  prot, SWAP_RA_DEPTH, vma_backed(vma));
+		/* Zeroed pages are no clean pages mapped read-only: none to count. */
+		(void)post_after(r, vma, window_end(r, vma, addr), prot, SWAP_RA_DEPTH, true);
+		return 0;
 	}
 	return -1;
 }
