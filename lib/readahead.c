@@ -86,11 +86,11 @@ static void unlock_unread(struct rsv *r, uintptr_t s, uintptr_t e)
  * Async-signal-safe, never waits; inside r's read section, [s, e) inside
  * one anonymous or FILE VMA. Have a thread read the swapped pages of
  * [s, e) back, or its never-touched ones (none) in from the file or as
- * zeros, and map them prot:
- * the run that can be locked now is locked here, so that a fault on it
- * waits for the thread rather than reading it a second time. A hint:
- * nothing happens when the run is empty, the queue full or the instance
- * without threads (a child after fork). Returns the pages queued.
+ * zeros, and map them prot: the run that can be locked now is locked
+ * here, so that a fault on it waits for the thread rather than reading it
+ * a second time. A hint: nothing happens when the run is empty, the queue
+ * full or the instance without threads (a child after fork). Returns the
+ * pages queued.
  */
 unsigned readahead_post(struct rsv *r, uintptr_t s, uintptr_t e, int prot, bool none)
 {

@@ -165,10 +165,10 @@ unsigned swap_readahead_next(struct rsv *r, const struct emm_vma *vma, uintptr_t
 
 /* Async-signal-safe. The end of the zeroed window whose marker is at addr:
  * its pages are resident, those after it not yet (or locked by the window
- * being zeroed after it). A window is at most PMD_SIZE. */
+ * being zeroed after it). Such a window is at most ZERO_RA_WINDOW. */
 static uintptr_t window_end(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
 {
-	uintptr_t end = MIN(addr + PMD_SIZE, vma->end), a = addr + PAGE_SIZE;
+	uintptr_t end = MIN(addr + ZERO_RA_WINDOW, vma->end), a = addr + PAGE_SIZE;
 
 	while (a < end && pte_state(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)) ==
 				  PTE_RESIDENT)
