@@ -16,6 +16,7 @@
 #define SWAP_BATCH	64		/* pages per round of I/O: bounds the stack a fault may use */
 #define SWAP_RINGS	4		/* io_uring instances shared by all callers */
 #define SWAP_BOUNCES	4		/* bounce buffers of SWAP_BATCH pages, shared by all callers */
+#define SWAP_PREALLOC	(64ULL << 20)	/* blocks given to the file ahead of its writes, at a time */
 #define SWAP_REFILLS	8		/* clusters one allocation may walk before it scans */
 #define NOSPACE_RECHECK_NS (100 * 1000000L)	/* a full disk is looked at this often */
 #define NOSPACE_RESUME	(1ULL << 20)	/* free bytes on it that end the back-off */
@@ -66,6 +67,7 @@ struct swap_dev {
 	char *bounce_mem;		/* SWAP_BOUNCES buffers, one mapping */
 	_Atomic uint64_t used;
 	_Atomic uint64_t cluster_hint;	/* where the next cluster search starts */
+	_Atomic uint64_t prealloc_end;	/* bytes given blocks ahead of writes; UINT64_MAX: none */
 	_Atomic uint64_t steal_hint;
 	_Atomic unsigned inject_k;
 	_Atomic bool inject_full;

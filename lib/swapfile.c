@@ -3,6 +3,7 @@
  * opening and closing it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <liburing.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -12,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -67,6 +69,42 @@ static int64_t cluster_find(struct swap_dev *sd)
 }
 
 /*
+ * Async-signal-safe. Give the file blocks up past cluster c before its
+ * slots are first written, SWAP_PREALLOC at a time (fallocate(2) without
+ * FALLOC_FL_KEEP_SIZE makes unwritten extents: no data is written). ext4
+ * writes into a hole under its inode lock taken exclusive, and into an
+ * extent it has under the lock shared, as an overwrite; with holes, the
+ * reads and writes io_uring tries without waiting found the lock taken
+ * and went to its worker threads. Measured on a 2-vCPU VM, 4 GiB first
+ * touched under a 1 GiB budget, then read in order, uffd-sigbus, seven
+ * alternating pairs: writeback 211 to 261 K pages/s against 202 to 266 K
+ * with holes (faster in five pairs), the read 144 to 176 K against 129 to
+ * 172 K (faster in all seven); the whole file given blocks at open did no
+ * better. The disk space
+ * is still taken as the file is used, at most SWAP_PREALLOC ahead. A
+ * failure (a full disk, a file system without fallocate) ends it: writes
+ * find holes, as before.
+ */
+static void cluster_prealloc(struct swap_dev *sd, uint64_t c)
+{
+	uint64_t size = sd->nslots << PAGE_SHIFT;
+	uint64_t end = MIN((c + 1) * SWAP_CLUSTER << PAGE_SHIFT, size);
+	uint64_t from = atomic_load_explicit(&sd->prealloc_end, memory_order_relaxed);
+
+	while (end > from) {
+		uint64_t to = MIN(ALIGN_UP(end, SWAP_PREALLOC), size);
+
+		if (!atomic_compare_exchange_weak_explicit(&sd->prealloc_end, &from, to,
+							   memory_order_relaxed,
+							   memory_order_relaxed))
+			continue;
+		if (fallocate(sd->fd, 0, (off_t)from, (off_t)(to - from)) < 0)
+			atomic_store_explicit(&sd->prealloc_end, UINT64_MAX, memory_order_relaxed);
+		return;
+	}
+}
+
+/*
  * Async-signal-safe. Give this CPU a fresh cluster in place of the exhausted
  * cursor cur. The thread whose CAS replaces the cursor releases the old
  * cluster; a loser gives back the one it found. With no cluster left the
@@ -81,6 +119,8 @@ static bool cursor_refill(struct swap_dev *sd, struct swap_cpu *pc, uint64_t cur
 						    memory_order_relaxed, memory_order_relaxed)) {
 		if (cur >> 32)
 			cluster_release(sd, (cur >> 32) - 1);
+		if (c >= 0)
+			cluster_prealloc(sd, (uint64_t)c);
 	} else if (c >= 0) {
 		cluster_release(sd, (uint64_t)c);
 	}
@@ -413,16 +453,18 @@ static int open_named(const char *path, int *fdp, bool *created)
 }
 
 /*
- * Reserve the blocks now, so a full disk shows at open and not as write
- * errors later. fallocate keeps going until the disk is full before it
- * fails, so first check the free space it would need.
+ * Sparse: disk space is taken as slots are used (cluster_prealloc), so a
+ * large swap size costs nothing until then. A full disk then shows as a
+ * failed write: the page stays resident and dirty, counted in io_errors.
+ * On tmpfs blocks are memory: none are given ahead there.
  */
-static int size_file(int fd, uint64_t bytes)
+static int size_file(struct swap_dev *sd, uint64_t bytes)
 {
-	/* Sparse: disk space is taken as slots are written, so a large swap
-	 * size costs nothing until used. A full disk then shows as a failed
-	 * write: the page stays resident and dirty, counted in io_errors. */
-	return ftruncate(fd, (off_t)bytes) < 0 ? -errno : 0;
+	struct statfs fs;
+
+	if (fstatfs(sd->fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC)
+		atomic_store_explicit(&sd->prealloc_end, UINT64_MAX, memory_order_relaxed);
+	return ftruncate(sd->fd, (off_t)bytes) < 0 ? -errno : 0;
 }
 
 /*
@@ -463,7 +505,7 @@ int swap_open(const char *path, uint64_t size, struct swap_dev **out)
 	err = path ? open_named(path, &sd->fd, &created) : open_tmp(&sd->fd);
 	sd->named = path && !err;
 	if (!err)
-		err = size_file(sd->fd, npages << PAGE_SHIFT);
+		err = size_file(sd, npages << PAGE_SHIFT);
 	if (!err)
 		err = setup_direct(sd);
 	if (err) {

@@ -13,9 +13,11 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/magic.h>
 
 #include "swap.h"
 #include "tap.h"
@@ -337,6 +339,67 @@ static void test_full(void)
 }
 
 /* ---- I/O ---- */
+
+static uint64_t file_bytes(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : UINT64_MAX;
+}
+
+/* Can the file system of dir give a file blocks ahead (not tmpfs, where
+ * blocks are memory, and fallocate(2) works)? */
+static bool can_prealloc(void)
+{
+	char probe[300];
+	struct statfs fs;
+	bool can;
+	int fd;
+
+	if (statfs(dir, &fs) < 0 || fs.f_type == TMPFS_MAGIC)
+		return false;
+	path_in_dir(probe, sizeof(probe), "probe");
+	fd = open(probe, O_RDWR | O_CREAT | O_EXCL, 0600);
+	can = fd >= 0 && fallocate(fd, 0, 0, PAGE) == 0;
+	if (fd >= 0)
+		close(fd);
+	unlink(probe);
+	return can;
+}
+
+static void make_io(struct swap_io *io, const uint32_t *slots, unsigned n, uint64_t gen);
+static unsigned roundtrip(struct swap_dev *sd, struct swap_io *io, unsigned n, uint64_t gen);
+
+/* The file takes its blocks as slots are first used, 64 MiB
+ * (SWAP_PREALLOC) ahead, not all at open. */
+static void test_prealloc(void)
+{
+	struct swap_dev *sd = NULL;
+	struct swap_io io[16];
+	uint32_t slots[16];
+	char path[300];
+	bool can = can_prealloc();
+	uint64_t b;
+
+	path_in_dir(path, sizeof(path), "prealloc");
+	if (swap_open(path, 256 * MIB, &sd) < 0)
+		bail("swap_open %s", path);
+	ok(file_bytes(path) < MIB, "a 256 MiB swap file takes no blocks at open");
+	if (swap_alloc_batch(sd, slots, 16) != 16)
+		bail("swap_alloc_batch");
+	make_io(io, slots, 16, 7);
+	is_int(roundtrip(sd, io, 16, 7), 16, "16 pages written and read back");
+	b = file_bytes(path);
+	if (can)
+		ok(b >= 64 * MIB && b <= 65 * MIB,
+		   "the first slots written give it 64 MiB of blocks, not 256 (%llu KiB)",
+		   (unsigned long long)b >> 10);
+	else
+		ok(b < MIB, "no blocks ahead on this file system (%llu KiB)",
+		   (unsigned long long)b >> 10);
+	swap_close(sd);
+	unlink(path);
+}
 
 static void make_io(struct swap_io *io, const uint32_t *slots, unsigned n, uint64_t gen)
 {
@@ -709,6 +772,7 @@ int main(void)
 	test_open_fsize();
 	test_alloc();
 	test_alloc_batch();
+	test_prealloc();
 	test_full();
 	test_io();
 	test_inject();
