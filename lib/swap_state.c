@@ -85,31 +85,36 @@ static bool window_none(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 	       pte_state(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)) == PTE_NONE;
 }
 
-/* Async-signal-safe. The window a readahead thread reads at a: PMD_SIZE
- * of swap or of a file (for a file, what a fault maps at most along a
- * stream: fault.c, first_touch_window), as larger reads run faster and
- * cost fewer markers; ZERO_RA_WINDOW of never-touched anonymous pages.
- * Out-of-core sequential reads on uffd-sigbus, 2-vCPU VM, second pass:
- * 192 and 203 K pages/s with 2 MiB windows of swap, 170 to 189 K with 1
- * MiB, 157 and 164 K with 256 KiB (alternating runs). All windows ahead take
- * at most an eighth of the budget, or of the share of the node their pages
- * land on: more, and reclaim would revoke what they read before the
- * program gets there, or the node would pass its share by what the threads
- * read at once. */
+/* Async-signal-safe. The window a readahead thread reads at a: of a file,
+ * PMD_SIZE (what a fault maps at most along a stream: fault.c,
+ * first_touch_window), as pread(2) of larger blocks runs faster;
+ * ZERO_RA_WINDOW of never-touched anonymous pages; of swap, a 512th of
+ * the budget, from SWAP_RA_MAX pages to PMD_SIZE: larger reads run
+ * faster and cost fewer markers, but read more a program may not use
+ * before reclaim takes it. Out-of-core sequential reads on uffd-sigbus
+ * (1 GiB budget), 2-vCPU VM, second pass: 192 and 203 K pages/s with 2
+ * MiB windows, 170 to 189 K with 1 MiB, 157 and 164 K with 256 KiB
+ * (alternating runs); Lua under a 64 MiB budget swapped in 404 K and 424
+ * K pages with 2 MiB windows, 376 K and 377 K with 256 KiB. All windows
+ * ahead take at most an eighth of the budget, or of the share of the node
+ * their pages land on: more, and reclaim would revoke what they read
+ * before the program gets there, or the node would pass its share by what
+ * the threads read at once. */
 static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
 	uint64_t share = (uint64_t)page_node_share(r, vma, a) << PAGE_SHIFT;
-	uint64_t cap = MIN(atomic_load_explicit(&r->mm->cfg.mem_limit, memory_order_relaxed),
-			   share) / (8 * SWAP_RA_DEPTH);
+	uint64_t limit = MIN(atomic_load_explicit(&r->mm->cfg.mem_limit, memory_order_relaxed),
+			     share);
+	uint64_t cap = limit / (8 * SWAP_RA_DEPTH);
+	uintptr_t want = PMD_SIZE;
 
-	uintptr_t want = !vma_backed(vma) && window_none(r, vma, a) ? ZERO_RA_WINDOW : PMD_SIZE;
-
-	/* In steps of SWAP_RA_MAX pages, where the cap allows one: under an 8
-	 * MiB budget the three windows stay what they were with windows of
-	 * SWAP_RA_MAX pages, 768 KiB, not the 1 MiB the cap allows (t/702's
-	 * peak passed the budget by more than a batch then, 1 run in 8). */
-	cap = ALIGN_DOWN(cap, cap >= SWAP_RA_MAX * PAGE_SIZE ? SWAP_RA_MAX * PAGE_SIZE : PAGE_SIZE);
-	return MAX(MIN(want, cap), SWAP_CLUSTER * PAGE_SIZE);
+	if (!vma_backed(vma) && window_none(r, vma, a))
+		want = ZERO_RA_WINDOW;
+	else if (!vma_backed(vma))
+		want = MIN(MAX(ALIGN_DOWN(limit / 512, SWAP_RA_MAX * PAGE_SIZE),
+			       SWAP_RA_MAX * PAGE_SIZE),
+			   PMD_SIZE);
+	return MAX(MIN(want, ALIGN_DOWN(cap, PAGE_SIZE)), SWAP_CLUSTER * PAGE_SIZE);
 }
 
 /* Async-signal-safe. The depth windows of a stream after the one ending at
