@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Asynchronous readahead: threads read a stream's next windows ahead of it (swap and files) and zero those of a first touch, the data right, writes after it seen, and unmapping or closing with windows in flight. */
+/* Asynchronous readahead: threads read a stream's next windows ahead of it (swap and files; of swap, sized by the budget) and zero those of a first touch, the data right, writes after it seen, and unmapping or closing with windows in flight. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -57,6 +57,45 @@ static uint64_t stream_majors(bool async, size_t *bad)
 		diag("swapins: %" PRIu64 ", not %lu", s1.swapins - s0.swapins, LEN / PAGE);
 	emm_close(mm);
 	return s1.faults_major - s0.faults_major;
+}
+
+/* A stream over a paged-out region read slowly, 1 ms a 256 KiB, so the
+ * threads are done with each window before it is reached: the minor
+ * faults, a marker per window read ahead, under a budget of limit. */
+static uint64_t stream_markers(uint64_t limit, size_t *bad)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = limit, .swap_size = 512 * MIB);
+	struct emm_stats s0, s1;
+	struct emm *mm;
+	uint64_t *mem;
+
+	setenv("EMM_READAHEAD_ASYNC", "1", 1);
+	if (emm_open(&o, &mm))
+		bail("cannot open an instance");
+	mem = paged_out_region(mm, LEN);
+	s0 = stats(mm);
+	*bad = 0;
+	for (size_t off = 0; off < LEN; off += 256 * 1024) {
+		*bad += read_stream(mem + off / 8, 256 * 1024);
+		usleep(1000);
+	}
+	s1 = stats(mm);
+	diag("budget %" PRIu64 " MiB: faults_minor %" PRIu64 ", faults_major %" PRIu64, limit / MIB,
+	     s1.faults_minor - s0.faults_minor, s1.faults_major - s0.faults_major);
+	emm_close(mm);
+	return s1.faults_minor - s0.faults_minor;
+}
+
+static void test_window_size(void)
+{
+	size_t bad_big, bad_small;
+	uint64_t big = stream_markers(1024 * MIB, &bad_big);
+	uint64_t small = stream_markers(64 * MIB, &bad_small);
+
+	is_int(bad_big + bad_small, 0, "slow streams under 1 GiB and 64 MiB: every page right");
+	ok(big * 3 <= small,
+	   "windows ahead are larger under the larger budget: %" PRIu64 " markers against %" PRIu64,
+	   big, small);
 }
 
 #define FILE_LEN (24 * MIB + 3 * PAGE)	/* not a whole number of windows */
@@ -167,8 +206,9 @@ int main(void)
 	uint64_t *mem;
 	size_t bad;
 
-	plan(15 + 6);
+	plan(15 + 6 + 2);
 	test_zero_ahead();
+	test_window_size();
 	off = stream_majors(false, &bad);
 	is_int(bad, 0, "a stream without the threads: every page right");
 	ok(off >= pages / WINDOW / 2, "a major fault per window or two (%" PRIu64 ")", off);
