@@ -68,6 +68,16 @@ static int64_t cluster_find(struct swap_dev *sd)
 	return -1;
 }
 
+/* Async-signal-safe (fstatfs, not fstatvfs, which may read the mount
+ * table). Has the swap file's file system this much free? */
+static bool disk_has(const struct swap_dev *sd, uint64_t bytes)
+{
+	struct statfs fs;
+
+	return fstatfs(sd->fd, &fs) == 0 &&
+	       (uint64_t)fs.f_bavail * (uint64_t)(fs.f_frsize ? fs.f_frsize : fs.f_bsize) >= bytes;
+}
+
 /*
  * Async-signal-safe. Give the file blocks up past cluster c before its
  * slots are first written, SWAP_PREALLOC at a time (fallocate(2) without
@@ -80,10 +90,13 @@ static int64_t cluster_find(struct swap_dev *sd)
  * alternating pairs: writeback 211 to 261 K pages/s against 202 to 266 K
  * with holes (faster in five pairs), the read 144 to 176 K against 129 to
  * 172 K (faster in all seven); the whole file given blocks at open did no
- * better. The disk space
- * is still taken as the file is used, at most SWAP_PREALLOC ahead. A
- * failure (a full disk, a file system without fallocate) ends it: writes
- * find holes, as before.
+ * better. The disk space is still taken as the file is used, at most
+ * SWAP_PREALLOC ahead. With less free space than twice what it would take,
+ * a step is left out: fallocate on a disk that fills takes what is left
+ * before it fails, and the program's other files need it more. A failure
+ * (a file system without fallocate, a disk filled by others meanwhile)
+ * ends it; the blocks a failed call took stay the file's, for its writes.
+ * Either way, writes find holes, as before.
  */
 static void cluster_prealloc(struct swap_dev *sd, uint64_t c)
 {
@@ -98,6 +111,8 @@ static void cluster_prealloc(struct swap_dev *sd, uint64_t c)
 							   memory_order_relaxed,
 							   memory_order_relaxed))
 			continue;
+		if (!disk_has(sd, 2 * (to - from)))
+			return;
 		if (fallocate(sd->fd, 0, (off_t)from, (off_t)(to - from)) < 0)
 			atomic_store_explicit(&sd->prealloc_end, UINT64_MAX, memory_order_relaxed);
 		return;
