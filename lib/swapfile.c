@@ -206,12 +206,11 @@ static uint32_t slot_steal(struct swap_dev *sd)
 }
 
 /* Async-signal-safe. Is the disk still full (see swap_nospace_mark)? One
- * caller at a time looks at the file system (fstatvfs, a plain system
- * call), at most every 100 ms. */
+ * caller at a time looks at the file system (disk_has), at most every
+ * 100 ms. */
 static bool nospace(struct swap_dev *sd)
 {
 	int64_t until = atomic_load_explicit(&sd->nospace_until, memory_order_relaxed), now;
-	struct statvfs v;
 
 	if (!until)
 		return false;
@@ -219,7 +218,7 @@ static bool nospace(struct swap_dev *sd)
 	if (now < until || !atomic_compare_exchange_strong_explicit(&sd->nospace_until, &until,
 			now + NOSPACE_RECHECK_NS, memory_order_relaxed, memory_order_relaxed))
 		return true;
-	if (fstatvfs(sd->fd, &v) < 0 || (uint64_t)v.f_bavail * v.f_frsize < NOSPACE_RESUME)
+	if (!disk_has(sd, NOSPACE_RESUME))
 		return true;
 	atomic_store_explicit(&sd->nospace_until, 0, memory_order_relaxed);
 	return false;
