@@ -109,6 +109,41 @@ static void wakeup_kswapd(struct emm *mm, int n, bool all)
 	}
 }
 
+/*
+ * The batch work space of the calling thread when it is one of emm's own
+ * (readahead, fault service): its direct reclaim then takes what the
+ * charge asks for in one batch, up to KSWAPD_BATCH, where a program's
+ * thread, in a signal handler, takes SWAP_CLUSTER_MAX at a time off its
+ * stack. Each batch costs a revoke and a punch, each a TLB flush sent to
+ * every CPU the program runs on. A readahead thread charging a 2 MiB
+ * window made 16 of each; now it makes one. Measured on a 2-vCPU VM,
+ * uffd-sigbus, alternating runs: the second pass of a 4 GiB sequential
+ * read under a 1 GiB budget 175 to 183 K pages/s with 7.6 to 8.1 s of CPU,
+ * against 138 to 171 K with 9.1 to 11.7 s; a FILE VMA read in order
+ * (2 GiB, 512 MiB budget) 999 to 1,073 MiB/s against 875 to 951.
+ */
+static __thread struct reclaim *thread_rc __attribute__((tls_model("initial-exec")));
+
+int reclaim_thread_attach(void)
+{
+	if (!thread_rc)
+		thread_rc = reclaim_alloc(KSWAPD_BATCH);
+	return thread_rc ? 0 : -ENOMEM;
+}
+
+void reclaim_thread_detach(void)
+{
+	free(thread_rc);
+	thread_rc = NULL;
+}
+
+/* Async-signal-safe. Direct reclaim of nr pages from node, in the calling
+ * thread's work space if it has one. */
+static long direct_reclaim(struct emm *mm, int node, long nr)
+{
+	return thread_rc ? shrink_node_with(mm, node, nr, thread_rc) : shrink_node(mm, node, nr);
+}
+
 /* Async-signal-safe. mm_charge above the low watermark: target is the
  * node whose reclaim thread to wake, and where to reclaim past min. Out of
  * line, so that a charge below the watermark costs a few loads. */
@@ -133,7 +168,7 @@ static void charge_over_low(struct emm *mm, int target, long pages)
 	count_event(mm, allocstall);
 	for (int i = 0; i < 4 && (over(mm, target, wmark_of(&mm->cfg.wmark_min), pages) ||
 				  resident(mm) + pages > wmark(mm, wmark_of(&mm->cfg.wmark_min))); i++) {
-		long got = shrink_node(mm, target, MAX(pages, SWAP_CLUSTER_MAX));
+		long got = direct_reclaim(mm, target, MAX(pages, SWAP_CLUSTER_MAX));
 
 		count_events(mm, pgsteal_direct, (uint64_t)got);
 		if (!got)

@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "emm_numa.h"
 #include "futex.h"
+#include "kswapd.h"
 #include "memory.h"
 #include "physmem.h"
 #include "readahead.h"
@@ -217,6 +218,7 @@ static void *ra_thread(void *arg)
 	/* The application's signals go to its threads. */
 	sig_fill_async(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	reclaim_thread_attach();	/* without it: SWAP_CLUSTER_MAX at a time */
 	while (!atomic_load(&ra->stop)) {
 		uint32_t seen = atomic_load(&ra->wake);
 		struct ra_req q;
@@ -228,6 +230,7 @@ static void *ra_thread(void *arg)
 		} else
 			futex_wait(&ra->wake, seen, 1000);
 	}
+	reclaim_thread_detach();
 	return NULL;
 }
 

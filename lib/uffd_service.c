@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "emm_numa.h"
 #include "fault.h"
+#include "kswapd.h"
 #include "lru.h"
 #include "physmem.h"
 #include "profile.h"
@@ -173,6 +174,7 @@ static void *uffd_thread(void *arg)
 	sigset_t old;
 
 	sig_block(&old);
+	reclaim_thread_attach();	/* without it: SWAP_CLUSTER_MAX at a time */
 	while (!atomic_load_explicit(&u->stop, memory_order_relaxed)) {
 		ssize_t n = read(u->fd, msg, sizeof(msg));
 
@@ -194,6 +196,7 @@ static void *uffd_thread(void *arg)
 			quick = false;
 		}
 	}
+	reclaim_thread_detach();
 	return NULL;
 }
 
