@@ -108,9 +108,9 @@ int khugepaged_start(struct emm *mm)
 
 	if (mm->cfg.thp == EMM_THP_NEVER)
 		return 0;
-	err = pthread_create(&mm->khugepaged, NULL, khugepaged, mm);
+	err = thread_start(&mm->khugepaged, khugepaged, mm);
 	if (err)
-		return -err;
+		return err;
 	mm->khugepaged_started = true;
 	return 0;
 }

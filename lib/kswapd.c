@@ -111,7 +111,10 @@ static void wakeup_kswapd(struct emm *mm, int n, bool all)
 
 /*
  * The batch work space of the calling thread when it is one of emm's own
- * (readahead, fault service): its direct reclaim then takes what the
+ * (readahead, fault service), made by the thread that starts it
+ * (reclaim_space_alloc): a thread that allocated as it started could hold
+ * the allocator's lock while the program forks, and the child would wait
+ * for it forever. Its direct reclaim then takes what the
  * charge asks for in one batch, up to KSWAPD_BATCH, where a program's
  * thread, in a signal handler, takes SWAP_CLUSTER_MAX at a time off its
  * stack. Each batch costs a revoke and a punch, each a TLB flush sent to
@@ -124,17 +127,16 @@ static void wakeup_kswapd(struct emm *mm, int n, bool all)
  */
 static __thread struct reclaim *thread_rc __attribute__((tls_model("initial-exec")));
 
-int reclaim_thread_attach(void)
+struct reclaim *reclaim_space_alloc(void)
 {
-	if (!thread_rc)
-		thread_rc = reclaim_alloc(KSWAPD_BATCH);
-	return thread_rc ? 0 : -ENOMEM;
+	return reclaim_alloc(KSWAPD_BATCH);
 }
 
-void reclaim_thread_detach(void)
+/* The calling thread reclaims in rc from now on (NULL: off its stack);
+ * rc stays the caller's, to free once the thread is gone. */
+void reclaim_thread_attach(struct reclaim *rc)
 {
-	free(thread_rc);
-	thread_rc = NULL;
+	thread_rc = rc;
 }
 
 /* Async-signal-safe. Direct reclaim of nr pages from node, in the calling
@@ -286,9 +288,9 @@ int kswapd_start(struct emm *mm)
 		if (!ks->rc)
 			return -ENOMEM;
 		atomic_store(&ks->running, true);
-		err = pthread_create(&ks->thread, NULL, kswapd, ks);
+		err = thread_start(&ks->thread, kswapd, ks);
 		if (err)
-			return -err;
+			return err;
 		ks->started = true;
 	}
 	return 0;

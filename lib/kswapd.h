@@ -19,8 +19,8 @@ struct kswapd {
 void mm_charge(struct emm *mm, int node, long pages);
 bool mm_has_room(const struct emm *mm, int node, long pages);
 bool mm_has_spare(const struct emm *mm, int node, long pages);
-int reclaim_thread_attach(void);
-void reclaim_thread_detach(void);
+struct reclaim *reclaim_space_alloc(void);
+void reclaim_thread_attach(struct reclaim *rc);
 int kswapd_start(struct emm *mm);
 void kswapd_stop(struct emm *mm);
 

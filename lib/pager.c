@@ -159,12 +159,12 @@ int pager_start(struct emm *mm)
 	for (uint64_t i = 0; i < PAGER_QUEUE; i++)
 		atomic_init(&pg->cell[i].seq, i);
 	for (int i = 0; i < PAGER_THREADS; i++) {
-		int err = pthread_create(&pg->thread[i], NULL, pager_main, pg);
+		int err = thread_start(&pg->thread[i], pager_main, pg);
 
 		if (err) {
 			if (!i) {
 				free(pg);
-				return -err;
+				return err;
 			}
 			break;
 		}

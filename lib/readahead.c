@@ -32,8 +32,17 @@ struct ra_req {
 	uintptr_t s, e;
 };
 
+struct readahead;
+
+/* One thread: its queue, and its direct reclaim's work space. */
+struct ra_worker {
+	struct readahead *ra;
+	struct reclaim *rc;
+};
+
 struct readahead {
 	pthread_t thread[RA_THREADS];
+	struct ra_worker worker[RA_THREADS];
 	unsigned started;
 	_Atomic bool stop;
 	_Atomic uint32_t wake;		/* futex word: bumped by each post */
@@ -212,13 +221,14 @@ static void ra_window(const struct ra_req *q)
 
 static void *ra_thread(void *arg)
 {
-	struct readahead *ra = arg;
+	struct ra_worker *w = arg;
+	struct readahead *ra = w->ra;
 	sigset_t all;
 
 	/* The application's signals go to its threads. */
 	sig_fill_async(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	reclaim_thread_attach();	/* without it: SWAP_CLUSTER_MAX at a time */
+	reclaim_thread_attach(w->rc);
 	while (!atomic_load(&ra->stop)) {
 		uint32_t seen = atomic_load(&ra->wake);
 		struct ra_req q;
@@ -230,7 +240,6 @@ static void *ra_thread(void *arg)
 		} else
 			futex_wait(&ra->wake, seen, 1000);
 	}
-	reclaim_thread_detach();
 	return NULL;
 }
 
@@ -246,10 +255,16 @@ int readahead_start(struct emm *mm)
 		return -ENOMEM;
 	mm->readahead = ra;
 	for (; ra->started < RA_THREADS; ra->started++) {
-		int err = pthread_create(&ra->thread[ra->started], NULL, ra_thread, ra);
+		struct ra_worker *w = &ra->worker[ra->started];
+		int err;
 
+		w->ra = ra;
+		w->rc = reclaim_space_alloc();
+		if (!w->rc)
+			return -ENOMEM;
+		err = thread_start(&ra->thread[ra->started], ra_thread, w);
 		if (err)
-			return -err;
+			return err;
 	}
 	return 0;
 }
@@ -270,6 +285,8 @@ void readahead_stop(struct emm *mm)
 		pthread_join(ra->thread[i], NULL);
 	while (ra_take(ra, &q))
 		unlock_unread(q.r, q.s, q.e);
+	for (unsigned i = 0; i < RA_THREADS; i++)
+		free(ra->worker[i].rc);
 	mm->readahead = NULL;
 	free(ra);
 }

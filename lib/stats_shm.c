@@ -186,7 +186,7 @@ int stats_shm_open(struct emm *mm)
 	err = map_page(s, mm);
 	if (!err) {
 		mm->stats_shm = s;
-		err = -pthread_create(&s->thread, NULL, publisher, mm);
+		err = thread_start(&s->thread, publisher, mm);
 		if (err)
 			unmap_page(s);
 	}

@@ -37,13 +37,15 @@ struct uffd_worker {
 	struct uffd_service *u;
 	pthread_t thread;
 	_Atomic uint64_t serving;	/* odd while it serves a message */
+	struct reclaim *rc;		/* its direct reclaim's work space */
 };
 
 struct uffd_service {
 	int fd;				/* the userfaultfd, the backend's */
 	int stopfd;			/* eventfd: wakes sleeping service threads to exit */
 	_Atomic bool stop;
-	unsigned nthreads;
+	unsigned nthreads;		/* started */
+	unsigned nworkers;		/* of workers[] */
 	struct uffd_worker *workers;
 };
 
@@ -174,7 +176,7 @@ static void *uffd_thread(void *arg)
 	sigset_t old;
 
 	sig_block(&old);
-	reclaim_thread_attach();	/* without it: SWAP_CLUSTER_MAX at a time */
+	reclaim_thread_attach(w->rc);
 	while (!atomic_load_explicit(&u->stop, memory_order_relaxed)) {
 		ssize_t n = read(u->fd, msg, sizeof(msg));
 
@@ -196,7 +198,6 @@ static void *uffd_thread(void *arg)
 			quick = false;
 		}
 	}
-	reclaim_thread_detach();
 	return NULL;
 }
 
@@ -222,6 +223,7 @@ int uffd_service_start(struct emm *mm, int fd, struct uffd_service **out)
 	u->fd = fd;
 	u->stopfd = eventfd(0, EFD_CLOEXEC);
 	u->workers = calloc(n, sizeof(*u->workers));
+	u->nworkers = u->workers ? n : 0;
 	if (u->stopfd < 0 || !u->workers)
 		return -ENOMEM;
 	for (; u->nthreads < n; u->nthreads++) {
@@ -230,9 +232,12 @@ int uffd_service_start(struct emm *mm, int fd, struct uffd_service **out)
 
 		w->mm = mm;
 		w->u = u;
-		err = pthread_create(&w->thread, NULL, uffd_thread, w);
+		w->rc = reclaim_space_alloc();
+		if (!w->rc)
+			return -ENOMEM;
+		err = thread_start(&w->thread, uffd_thread, w);
 		if (err)
-			return -err;
+			return err;
 	}
 	return 0;
 }
@@ -249,6 +254,8 @@ void uffd_service_stop(struct uffd_service *u)
 		emm_warn("cannot wake the fault-service threads");
 	for (unsigned i = 0; i < u->nthreads; i++)
 		pthread_join(u->workers[i].thread, NULL);
+	for (unsigned i = 0; u->workers && i < u->nworkers; i++)
+		free(u->workers[i].rc);	/* and that of a thread that failed to start */
 	free(u->workers);
 	if (u->stopfd >= 0)
 		close(u->stopfd);

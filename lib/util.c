@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "debug.h"
+#include "futex.h"
 #include "internal.h"
 #include "util.h"
 
@@ -236,4 +237,44 @@ int prot_to_sys(int prot)
 	return (prot & EMM_PROT_READ ? PROT_READ : 0) |
 	       (prot & EMM_PROT_WRITE ? PROT_READ | PROT_WRITE : 0) |
 	       (prot & EMM_PROT_EXEC ? PROT_READ | PROT_EXEC : 0);
+}
+
+/* What thread_start hands its thread. */
+struct thread_boot {
+	void *(*fn)(void *);
+	void *arg;
+	_Atomic uint32_t running;	/* futex word: 1 once fn is about to run */
+};
+
+static void *thread_boot(void *p)
+{
+	struct thread_boot *b = p;
+	void *(*fn)(void *) = b->fn;
+	void *arg = b->arg;
+
+	/* Release: the creator returns once it sees this, and b goes with
+	 * its frame; fn and arg were read before. */
+	atomic_store_explicit(&b->running, 1, memory_order_release);
+	futex_wake(&b->running, 1);
+	return fn(arg);
+}
+
+/*
+ * pthread_create, and wait until the new thread runs fn: a thread still
+ * starting may hold the allocator's lock (under AddressSanitizer, its
+ * start allocates), and a program that forks then has a child that waits
+ * for that lock forever. So an instance's threads are all past their
+ * start when emm_open returns. 0 or -errno.
+ */
+int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	struct thread_boot b = { .fn = fn, .arg = arg };
+	int err = pthread_create(t, NULL, thread_boot, &b);
+
+	if (err)
+		return -err;
+	/* Acquire: pairs with thread_boot's release. */
+	while (!atomic_load_explicit(&b.running, memory_order_acquire))
+		futex_wait(&b.running, 0, -1);
+	return 0;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* A forked child cannot use or touch its parent's instance, and whatever it tries leaves the parent unaffected. */
+/* A forked child cannot use or touch its parent's instance, and whatever it tries leaves the parent unaffected; a child forked as an instance starts its threads can allocate and open its own. */
 #include <signal.h>
 
 #include "emm.h"
@@ -44,13 +44,53 @@ static void child_touch(void *arg)
 	_exit(0);
 }
 
+/* Allocate and open an instance of its own: a lock an emm thread held at
+ * the fork would hang it, and the alarm would kill it. */
+static void child_opens(void *arg)
+{
+	struct emm *own;
+	void *p;
+
+	(void)arg;
+	alarm(20);
+	p = malloc(100000);
+	if (!p || emm_open(NULL, &own) || emm_close(own))
+		_exit(1);
+	free(p);
+	_exit(0);
+}
+
+/* Fork right after emm_open, while the new instance's threads start. */
+static int fork_as_threads_start(int rounds)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = LEN);
+	int failed = 0;
+
+	for (int i = 0; i < rounds; i++) {
+		struct emm *other;
+		char out[1024];
+		int st;
+
+		if (emm_open(&o, &other))
+			return -1;
+		if (fork_stderr(child_opens, NULL, out, sizeof(out), &st))
+			st = -1;
+		if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+			if (!failed++)
+				diag("round %d: child status 0x%x: %s", i, st, out);
+		}
+		emm_close(other);
+	}
+	return failed;
+}
+
 int main(void)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = 4 * LEN);
 	char out[4096];
 	int st;
 
-	plan(6);
+	plan(7);
 	if (emm_open(&o, &mm) || emm_reserve(mm, LEN, (void **)&mem) || emm_map(mm, mem, LEN, NULL))
 		bail("emm_open/emm_reserve/emm_map failed");
 	fill_words(mem, LEN, word_value);
@@ -77,6 +117,8 @@ int main(void)
 	if (!strstr(out, "forked child"))
 		diag("status 0x%x, stderr: %s", st, out);
 
+	is_int(fork_as_threads_start(20), 0,
+	       "20 children forked as an instance starts its threads allocate and open their own");
 	is_int(count_bad_words(mem, LEN, word_value), 0, "the parent reads back all it wrote");
 	ok(stats(mm).swapins > 0, "through swap");
 	is_int(emm_close(mm), 0, "emm_close");
