@@ -212,23 +212,50 @@ static uint64_t mem_read(const struct fb *b, volatile const uint64_t *p, int pat
 }
 
 
-/* A fresh instance with the budget, the whole file mapped read-only. */
-static int64_t emm_read(struct fb *b, int pat, struct emm_stats *d, uint64_t *bad)
+/* A fresh instance with the budget, a VMA of the file's size made by mo
+ * in *pp. On failure, no instance. */
+static int open_mapped(const struct fb *b, const struct emm_map_opts *mo, struct emm **mmp,
+		       void **pp)
 {
 	EMM_OPTS(emm_opts, eo, .mem_limit = b->limit);
+	int err = emm_open(&eo, mmp);
+
+	if (err < 0)
+		return err;
+	err = emm_reserve(*mmp, b->size, pp);
+	if (err == 0)
+		err = emm_map(*mmp, *pp, b->size, mo);
+	if (err < 0)
+		emm_close(*mmp);
+	return err;
+}
+
+/*
+ * A fresh instance with the budget: the whole file mapped read-only; or
+ * (anon) an anonymous VMA of the file's size, every page written with its
+ * stamp and then paged out to emm's swap file, what a FILE VMA's random
+ * reads are held against. Read in the pattern's order.
+ */
+static int64_t emm_read(struct fb *b, int pat, bool anon, struct emm_stats *d, uint64_t *bad)
+{
 	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ, .policy = EMM_POLICY_FILE, .fd = b->fd);
 	struct emm_stats s0, s1;
 	struct emm *mm;
 	uint64_t ns = 0;
 	void *p;
-	int err = emm_open(&eo, &mm);
+	int err;
 
+	if (anon)
+		mo = (struct emm_map_opts){ .sz = sizeof(mo), .policy = EMM_POLICY_ANON,
+					    .prot = EMM_PROT_READ | EMM_PROT_WRITE };
+	err = open_mapped(b, &mo, &mm, &p);
 	if (err < 0)
 		return err;
-	err = emm_reserve(mm, b->size, &p);
-	if (err == 0)
-		err = emm_map(mm, p, b->size, &mo);
-	if (err == 0 && pat == RAND)
+	for (size_t pg = 0; anon && pg < b->pages; pg++)
+		((uint64_t *)p)[pg * WORDS] = stamp(pg);
+	if (anon)
+		err = emm_advise(mm, p, b->size, EMM_ADV_PAGEOUT);
+	else if (pat == RAND)
 		err = emm_advise(mm, p, b->size, EMM_ADV_RANDOM);
 	if (err == 0) {
 		bench_stats(mm, &s0);
@@ -238,37 +265,6 @@ static int64_t emm_read(struct fb *b, int pat, struct emm_stats *d, uint64_t *ba
 		d->pgsteal = s1.pgsteal - s0.pgsteal;
 		d->kernel_vmas = s1.kernel_vmas;
 	}
-	emm_close(mm);
-	return err < 0 ? err : (int64_t)ns;
-}
-
-/*
- * The same random reads of an anonymous VMA of the file's size under the
- * same budget, every page written with its stamp and then paged out to
- * emm's swap file: what a FILE VMA's reads are held against.
- */
-static int64_t anon_read(struct fb *b, uint64_t *bad)
-{
-	EMM_OPTS(emm_opts, eo, .mem_limit = b->limit);
-	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ | EMM_PROT_WRITE,
-		 .policy = EMM_POLICY_ANON);
-	struct emm *mm;
-	uint64_t ns = 0;
-	void *p;
-	int err = emm_open(&eo, &mm);
-
-	if (err < 0)
-		return err;
-	err = emm_reserve(mm, b->size, &p);
-	if (err == 0)
-		err = emm_map(mm, p, b->size, &mo);
-	if (err == 0) {
-		for (size_t pg = 0; pg < b->pages; pg++)
-			((uint64_t *)p)[pg * WORDS] = stamp(pg);
-		err = emm_advise(mm, p, b->size, EMM_ADV_PAGEOUT);
-	}
-	if (err == 0)
-		ns = mem_read(b, p, RAND, bad);
 	emm_close(mm);
 	return err < 0 ? err : (int64_t)ns;
 }
@@ -302,7 +298,7 @@ static int run_pattern(struct fb *b, int pat)
 	if (dev < 0)
 		return complain("pread with O_DIRECT", dev);
 	drop_cache(b);
-	emm = emm_read(b, pat, &d, &r->bad);
+	emm = emm_read(b, pat, false, &d, &r->bad);
 	if (emm < 0)
 		return complain("emm", emm);
 	rate = p->random ? bench_rate(bytes, (uint64_t)emm) : mib_rate(bytes, (uint64_t)emm);
@@ -315,7 +311,7 @@ static int run_pattern(struct fb *b, int pat)
 		r->cached = cached_bytes(b);
 	}
 	if (pat == RAND) {
-		int64_t anon = anon_read(b, &r->bad);
+		int64_t anon = emm_read(b, RAND, true, &(struct emm_stats){ 0 }, &r->bad);
 
 		if (anon < 0)
 			return complain("emm, an anonymous VMA", anon);

@@ -253,7 +253,9 @@ static void *thread_boot(void *p)
 	void *arg = b->arg;
 
 	/* Release: the creator returns once it sees this, and b goes with
-	 * its frame; fn and arg were read before. */
+	 * its frame, so fn and arg are read before. The wake only names the
+	 * address; a later futex of the creator's there may see it as a
+	 * spurious wake-up, which every futex caller allows for. */
 	atomic_store_explicit(&b->running, 1, memory_order_release);
 	futex_wake(&b->running, 1);
 	return fn(arg);
