@@ -117,8 +117,14 @@ int main(void)
 	if (!strstr(out, "forked child"))
 		diag("status 0x%x, stderr: %s", st, out);
 
-	is_int(fork_as_threads_start(20), 0,
-	       "20 children forked as an instance starts its threads allocate and open their own");
+	/* ThreadSanitizer's own bookkeeping fails there ("dup thread with
+	 * used id"): a child's new thread may reuse the id of one of the
+	 * parent's, which it still counts as running. */
+	if (TAP_TSAN)
+		skip(1, "ThreadSanitizer cannot follow threads started in a child of a threaded process");
+	else
+		is_int(fork_as_threads_start(20), 0,
+		       "20 children forked as an instance starts its threads allocate and open their own");
 	is_int(count_bad_words(mem, LEN, word_value), 0, "the parent reads back all it wrote");
 	ok(stats(mm).swapins > 0, "through swap");
 	is_int(emm_close(mm), 0, "emm_close");
