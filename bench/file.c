@@ -238,24 +238,21 @@ static int open_mapped(const struct fb *b, const struct emm_map_opts *mo, struct
  */
 static int64_t emm_read(struct fb *b, int pat, bool anon, struct emm_stats *d, uint64_t *bad)
 {
-	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ, .policy = EMM_POLICY_FILE, .fd = b->fd);
+	EMM_OPTS(emm_map_opts, mo, .prot = anon ? EMM_PROT_READ | EMM_PROT_WRITE : EMM_PROT_READ,
+		 .policy = anon ? EMM_POLICY_ANON : EMM_POLICY_FILE, .fd = anon ? 0 : b->fd);
 	struct emm_stats s0, s1;
 	struct emm *mm;
 	uint64_t ns = 0;
 	void *p;
-	int err;
+	int err = open_mapped(b, &mo, &mm, &p);
 
-	if (anon)
-		mo = (struct emm_map_opts){ .sz = sizeof(mo), .policy = EMM_POLICY_ANON,
-					    .prot = EMM_PROT_READ | EMM_PROT_WRITE };
-	err = open_mapped(b, &mo, &mm, &p);
 	if (err < 0)
 		return err;
-	for (size_t pg = 0; anon && pg < b->pages; pg++)
-		((uint64_t *)p)[pg * WORDS] = stamp(pg);
-	if (anon)
+	if (anon) {
+		for (size_t pg = 0; pg < b->pages; pg++)
+			((uint64_t *)p)[pg * WORDS] = stamp(pg);
 		err = emm_advise(mm, p, b->size, EMM_ADV_PAGEOUT);
-	else if (pat == RAND)
+	} else if (pat == RAND)
 		err = emm_advise(mm, p, b->size, EMM_ADV_RANDOM);
 	if (err == 0) {
 		bench_stats(mm, &s0);

@@ -32,8 +32,6 @@ struct ra_req {
 	uintptr_t s, e;
 };
 
-struct readahead;
-
 /* One thread: its queue, and its direct reclaim's work space. */
 struct ra_worker {
 	struct readahead *ra;

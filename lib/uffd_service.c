@@ -254,7 +254,7 @@ void uffd_service_stop(struct uffd_service *u)
 		emm_warn("cannot wake the fault-service threads");
 	for (unsigned i = 0; i < u->nthreads; i++)
 		pthread_join(u->workers[i].thread, NULL);
-	for (unsigned i = 0; u->workers && i < u->nworkers; i++)
+	for (unsigned i = 0; i < u->nworkers; i++)
 		free(u->workers[i].rc);	/* and that of a thread that failed to start */
 	free(u->workers);
 	if (u->stopfd >= 0)
