@@ -540,7 +540,7 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 		if (swap_clean)
 			atomic_fetch_add_explicit(&r->clean_writes, 1, memory_order_relaxed);
 	}
-	pte_set_locked(pte_of(r, addr), locked_val(r, addr) & ~(PTE_RA | PTE_FA));
+	pte_set_locked(pte_of(r, addr), locked_val(r, addr) & ~(PTE_RA | PTE_FA | PTE_COLD));
 	/* Neighbours mapped with it count as touched: reclaim activates
 	 * them. The kernel maps its fault-around young too, but activates a
 	 * page only at its second reference. Measured on uffd, marked against

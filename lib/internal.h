@@ -77,6 +77,10 @@ struct rsv {
  * program reads the current one (readahead.c; on unless
  * EMM_READAHEAD_ASYNC=0). */
 #define CFG_RA_ASYNC		0x10000000u
+/* A page read back from swap beyond its refault distance is evicted at
+ * its first turn on the inactive list unless touched again (vmscan.c; on
+ * unless EMM_COLD_REFAULT=0). */
+#define CFG_COLD_REFAULT	0x08000000u
 
 struct emm_config {
 	_Atomic uint64_t mem_limit;	/* set by emm_set_limit, read by faults */

@@ -266,6 +266,8 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 		frame_set_slot(r->mm->lru, f, io[i].slot);
 		if (workingset_refault(r->mm, shadow[i]))	/* unlock_range: active list */
 			pte_set_locked(pte_of(r, pages[i]), locked_val(r, pages[i]) | PTE_ACTIVE);
+		else if (r->mm->cfg.flags & CFG_COLD_REFAULT)
+			pte_set_locked(pte_of(r, pages[i]), locked_val(r, pages[i]) | PTE_COLD);
 		count_event(r->mm, swapins);
 		atomic_fetch_add_explicit(&frame_lruvec(r->mm->lru, f)->swapins, 1,
 					  memory_order_relaxed);

@@ -217,7 +217,7 @@ static void shrink_active_list(struct emm *mm, struct lruvec *lv, struct reclaim
 		lru_putback(mm, sp[i].f, pinned ? LRU_ACTIVE : LRU_INACTIVE, false);
 		if (!pinned)
 			count_event(mm, pgdeactivate);
-		scan_unlock(&sp[i], PTE_REFERENCED);
+		scan_unlock(&sp[i], PTE_REFERENCED | PTE_COLD);
 	}
 }
 
@@ -402,10 +402,24 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 }
 
 /*
+ * Async-signal-safe. A mapped page of the inactive tail that goes at its
+ * first turn, without the lap that would show it in use: a zero page
+ * mapped around a first touch (no I/O), or a page read back from swap
+ * beyond its refault distance and not touched since (PTE_COLD; why and
+ * what it saves: emm-tuning(7), "Refault distance").
+ */
+static bool evict_unsampled(const struct scan *sp, uint64_t v)
+{
+	if (sp->huge)
+		return false;
+	return (v & PTE_COLD) || ((v & PTE_FA) && swap_page_is_zero(rsv_alias(sp->r, sp->addr)));
+}
+
+/*
  * Async-signal-safe. A batch from the inactive tail. Referenced since it
  * was last revoked: back to the active list. Mapped but never sampled:
- * revoke it and give it another lap, but for a zero page mapped around a
- * first touch: it goes now, without I/O. Unmapped and unreferenced: evict.
+ * revoke it and give it another lap, but for the pages evict_unsampled
+ * names: they go now. Unmapped and unreferenced: evict.
  */
 static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct reclaim *rc)
 {
@@ -418,8 +432,7 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 
 		if ((v & (PTE_PINNED | PTE_REFERENCED)))
 			sp[i].act = ACT_KEEP;
-		else if (pte_prot(v) && !((v & PTE_FA) && !sp[i].huge &&
-					  swap_page_is_zero(rsv_alias(sp[i].r, sp[i].addr))))
+		else if (pte_prot(v) && !evict_unsampled(&sp[i], v))
 			sp[i].act = ACT_SAMPLE;
 		else
 			sp[i].act = ACT_EVICT;
@@ -443,22 +456,16 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 			if (!(pval(&sp[i]) & PTE_PINNED))
 				count_activate(mm);
 		}
-		scan_unlock(&sp[i], PTE_REFERENCED);
+		scan_unlock(&sp[i], PTE_REFERENCED | PTE_COLD);
 	}
 	return freed;
 }
 
 /*
  * The active list may grow to INACTIVE_RATIO times the inactive one before
- * reclaim deactivates from it. The kernel keeps the two equal below 1 GiB
- * and reads the accessed bits of the pages it deactivates for free; emm
- * learns that a deactivated page is in use from a minor fault, a trap that
- * costs a quarter to half of a swap-in on a VM. Measured on a 2-vCPU VM,
- * ratio 2 against 1, uffd: SQLite at a 48 MiB budget 10% faster (minor
- * faults 40,000 -> 27,000, swap-ins -15%), emm-bench heap 27% faster
- * (swap-ins -15%), Lua at 48 and 64 MiB as fast (swap-ins +5 to 10%).
- * Ratios 4 and 8 made Lua 18 to 29% slower: a garbage-collected heap's
- * new objects need time on the inactive list for their second touch.
+ * reclaim deactivates from it: each deactivation of a page in use costs
+ * emm a minor fault, where the kernel reads an accessed bit for free. What
+ * 1, 2, 4 and 8 cost: emm-tuning(7), "The LRU".
  */
 #define INACTIVE_RATIO	2
 
@@ -590,7 +597,7 @@ void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e)
 			lru_putback(r->mm, sp[i].f, sp[i].act == ACT_KEEP ? LRU_ACTIVE : LRU_INACTIVE,
 				    sp[i].act != ACT_KEEP);
 			count_event(r->mm, pgdeactivate);
-			scan_unlock(&sp[i], PTE_REFERENCED);
+			scan_unlock(&sp[i], PTE_REFERENCED | PTE_COLD);
 		}
 	}
 }

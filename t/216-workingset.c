@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Refault distance: a page read back from swap soon after its eviction goes onto the active list and outlives a stream; one evicted long ago, or under EMM_WORKINGSET=0, goes onto the inactive list. */
+/* Refault distance: a page read back from swap soon after its eviction goes onto the active list and outlives a stream; one evicted long ago, or under EMM_WORKINGSET=0, goes onto the inactive list, where it is evicted at its first turn unless touched again (EMM_COLD_REFAULT). */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -142,11 +142,60 @@ static void long_distance(void)
 	emm_close(mm);
 }
 
+/*
+ * SMALL paged out, FAR after it, SMALL read back: with no active list,
+ * beyond its refault distance, so each page is mapped and marked cold,
+ * alone on the inactive list. Reclaiming half of it takes, at the first
+ * turn, pages that go without being revoked first to see whether they are
+ * in use (EMM_COLD_REFAULT=1): the other half stays mapped, and reading
+ * SMALL again takes no minor fault. Under EMM_COLD_REFAULT=0 each page is
+ * revoked at its first turn and evicted at its second: pages revoked but
+ * still resident show as minor faults.
+ */
+static void cold_refault(const char *cold, bool on)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = 256 * MIB);
+	struct emm_stats a, b, c;
+	struct emm *mm;
+	char *mem;
+	long got;
+
+	setenv("EMM_COLD_REFAULT", cold, 1);
+	if (emm_open(&o, &mm) || emm_reserve(mm, LEN, (void **)&mem) ||
+	    emm_map(mm, mem, LEN, NULL) || emm_advise(mm, mem, LEN, EMM_ADV_RANDOM))
+		bail("setting up an instance (EMM_COLD_REFAULT=%s)", cold);
+	unsetenv("EMM_COLD_REFAULT");
+	write_range(mem, AT_SMALL, SMALL, 2);
+	advise(mm, mem, AT_SMALL, SMALL, EMM_ADV_PAGEOUT);
+	write_range(mem, AT_FAR, FAR, 4);
+	advise(mm, mem, AT_FAR, FAR, EMM_ADV_PAGEOUT);
+	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "EMM_COLD_REFAULT=%s: read back intact", cold);
+	a = st(mm);
+	is_int(a.workingset_activate, 0, "  none onto the active list");
+	got = emm_reclaim(mm, SMALL / 2);
+	b = st(mm);
+	ok(got >= (long)(SMALL / 2), "  emm_reclaim freed %ld of the %lu bytes asked", got, SMALL / 2);
+	diag("pgscan %" PRIu64 ", pgsteal %" PRIu64, b.pgscan - a.pgscan, b.pgsteal - a.pgsteal);
+	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "  read again intact");
+	c = st(mm);
+	ok(c.faults_major - b.faults_major >= SMALL / PAGE / 2, "  %" PRIu64 " major faults: the pages reclaimed",
+	   c.faults_major - b.faults_major);
+	if (on)
+		is_int(c.faults_minor - b.faults_minor, 0, "  no minor fault: none was revoked at its first turn and left");
+	else
+		ok(c.faults_minor - b.faults_minor >= SMALL / PAGE / 4,
+		   "  %" PRIu64 " minor faults: pages revoked at their first turn, evicted at the second",
+		   c.faults_minor - b.faults_minor);
+	emm_close(mm);
+}
+
 int main(void)
 {
-	plan(17);
+	plan(29);
 	short_distance("1", true);
 	short_distance("0", false);
 	long_distance();
+	cold_refault("1", true);
+	cold_refault("0", false);
 	return done_testing();
 }
