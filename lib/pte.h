@@ -26,8 +26,10 @@
 /* Resident: a page mapped around a first touch, not the one touched
  * (fault.c); the bit is the shadow's top one, which only a swapped page has. */
 #define PTE_FA		(1ULL << 31)
-/* Resident: read back from swap beyond its refault distance (workingset.c),
- * not touched since; a shadow bit too. */
+/* Resident: evicted at its first turn on the inactive list unless a fault
+ * touches it first: read back from swap beyond its refault distance
+ * (workingset.c), or left behind by a sequential stream (swap_state.c); a
+ * shadow bit too. */
 #define PTE_COLD	(1ULL << 30)
 #define PTE_SHADOW_SHIFT 14		/* swapped: the clock at eviction (workingset.c) */
 #define PTE_SHADOW_MASK	(0x3ffffULL << PTE_SHADOW_SHIFT)
