@@ -21,31 +21,6 @@
 #define AT_FAR (32 * MIB)
 #define AT_STREAM (64 * MIB)
 
-static struct emm_stats st(struct emm *mm)
-{
-	struct emm_stats s = { .sz = sizeof(s) };
-
-	if (emm_stats(mm, &s))
-		bail("emm_stats");
-	return s;
-}
-
-static void write_range(char *mem, size_t off, size_t len, uint64_t gen)
-{
-	for (size_t a = off; a < off + len; a += PAGE)
-		*(uint64_t *)(mem + a) = a ^ gen;
-}
-
-/* Pages of [off, off + len) that do not hold what write_range wrote. */
-static size_t check_range(const char *mem, size_t off, size_t len, uint64_t gen)
-{
-	size_t bad = 0;
-
-	for (size_t a = off; a < off + len; a += PAGE)
-		bad += *(const volatile uint64_t *)(mem + a) != (a ^ gen);
-	return bad;
-}
-
 static void advise(struct emm *mm, char *mem, size_t off, size_t len, int advice)
 {
 	if (emm_advise(mm, mem + off, len, advice))
@@ -65,9 +40,9 @@ static struct emm *open_hot(const char *workingset, char **mem)
 	    emm_map(mm, *mem, LEN, NULL) || emm_advise(mm, *mem, LEN, EMM_ADV_RANDOM))
 		bail("setting up an instance (EMM_WORKINGSET=%s)", workingset);
 	unsetenv("EMM_WORKINGSET");
-	write_range(*mem, 0, HOT, 1);
+	write_pages(*mem, 0, HOT, 1);
 	advise(mm, *mem, 0, HOT, EMM_ADV_COLD);
-	if (check_range(*mem, 0, HOT, 1))
+	if (bad_pages(*mem, 0, HOT, 1))
 		bail("the hot pages lost their data");
 	return mm;
 }
@@ -84,12 +59,12 @@ static void short_distance(const char *workingset, bool on)
 	char *mem;
 	struct emm *mm = open_hot(workingset, &mem);
 
-	write_range(mem, AT_SMALL, SMALL, 2);
+	write_pages(mem, AT_SMALL, SMALL, 2);
 	advise(mm, mem, AT_SMALL, SMALL, EMM_ADV_PAGEOUT);
-	a = st(mm);
-	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "EMM_WORKINGSET=%s: paged out and read back intact",
+	a = stats(mm);
+	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "EMM_WORKINGSET=%s: paged out and read back intact",
 	       workingset);
-	b = st(mm);
+	b = stats(mm);
 	is_int(b.swapins - a.swapins, SMALL / PAGE, "  each page read back from swap");
 	is_int(b.workingset_refault - a.workingset_refault, on ? SMALL / PAGE : 0,
 	       on ? "  each one's refault distance checked" : "  no refault distance checked");
@@ -97,25 +72,25 @@ static void short_distance(const char *workingset, bool on)
 	       on ? "  each one close enough for the active list (%zu pages evicted in between)"
 		  : "  none put on the active list (%zu pages evicted in between)",
 	       SMALL / PAGE);
-	write_range(mem, AT_STREAM, STREAM, 3);
-	c = st(mm);
+	write_pages(mem, AT_STREAM, STREAM, 3);
+	c = stats(mm);
 	diag("stream of %lu MiB: swapouts %" PRIu64 ", pgsteal %" PRIu64, STREAM / MIB,
 	     c.swapouts - b.swapouts, c.pgsteal - b.pgsteal);
 	ok(c.pgsteal - b.pgsteal >= (STREAM - LIMIT + HOT) / PAGE / 2,
 	   "  the stream pressed: %" PRIu64 " pages evicted", c.pgsteal - b.pgsteal);
-	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "  read intact after the stream");
+	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "  read intact after the stream");
 	/* Nearly none: reclaim and the reclaim thread race with the stream,
 	 * and under a sanitizer the thread may deactivate a few of them from
 	 * the active list (4 of 64 seen once, under ASan); without refault
 	 * distance at least half go. */
 	if (on)
-		ok(st(mm).faults_major - c.faults_major <= SMALL / PAGE / 8,
+		ok(stats(mm).faults_major - c.faults_major <= SMALL / PAGE / 8,
 		   "  at most 1/8 major faults (%" PRIu64 "): the active list kept them through the stream",
-		   st(mm).faults_major - c.faults_major);
+		   stats(mm).faults_major - c.faults_major);
 	else
-		ok(st(mm).faults_major - c.faults_major >= SMALL / PAGE / 2,
+		ok(stats(mm).faults_major - c.faults_major >= SMALL / PAGE / 2,
 		   "  major faults (%" PRIu64 "): from the inactive list the stream pushed them out",
-		   st(mm).faults_major - c.faults_major);
+		   stats(mm).faults_major - c.faults_major);
 	emm_close(mm);
 }
 
@@ -127,13 +102,13 @@ static void long_distance(void)
 	char *mem;
 	struct emm *mm = open_hot("1", &mem);
 
-	write_range(mem, AT_SMALL, SMALL, 2);
+	write_pages(mem, AT_SMALL, SMALL, 2);
 	advise(mm, mem, AT_SMALL, SMALL, EMM_ADV_PAGEOUT);
-	write_range(mem, AT_FAR, FAR, 4);
+	write_pages(mem, AT_FAR, FAR, 4);
 	advise(mm, mem, AT_FAR, FAR, EMM_ADV_PAGEOUT);
-	a = st(mm);
-	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "far: read back intact");
-	b = st(mm);
+	a = stats(mm);
+	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "far: read back intact");
+	b = stats(mm);
 	is_int(b.workingset_refault - a.workingset_refault, SMALL / PAGE,
 	       "  each one's refault distance checked");
 	is_int(b.workingset_activate - a.workingset_activate, 0,
@@ -165,19 +140,19 @@ static void cold_refault(const char *cold, bool on)
 	    emm_map(mm, mem, LEN, NULL) || emm_advise(mm, mem, LEN, EMM_ADV_RANDOM))
 		bail("setting up an instance (EMM_COLD_REFAULT=%s)", cold);
 	unsetenv("EMM_COLD_REFAULT");
-	write_range(mem, AT_SMALL, SMALL, 2);
+	write_pages(mem, AT_SMALL, SMALL, 2);
 	advise(mm, mem, AT_SMALL, SMALL, EMM_ADV_PAGEOUT);
-	write_range(mem, AT_FAR, FAR, 4);
+	write_pages(mem, AT_FAR, FAR, 4);
 	advise(mm, mem, AT_FAR, FAR, EMM_ADV_PAGEOUT);
-	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "EMM_COLD_REFAULT=%s: read back intact", cold);
-	a = st(mm);
+	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "EMM_COLD_REFAULT=%s: read back intact", cold);
+	a = stats(mm);
 	is_int(a.workingset_activate, 0, "  none onto the active list");
 	got = emm_reclaim(mm, SMALL / 2);
-	b = st(mm);
+	b = stats(mm);
 	ok(got >= (long)(SMALL / 2), "  emm_reclaim freed %ld of the %lu bytes asked", got, SMALL / 2);
 	diag("pgscan %" PRIu64 ", pgsteal %" PRIu64, b.pgscan - a.pgscan, b.pgsteal - a.pgsteal);
-	is_int(check_range(mem, AT_SMALL, SMALL, 2), 0, "  read again intact");
-	c = st(mm);
+	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "  read again intact");
+	c = stats(mm);
 	ok(c.faults_major - b.faults_major >= SMALL / PAGE / 2, "  %" PRIu64 " major faults: the pages reclaimed",
 	   c.faults_major - b.faults_major);
 	if (on)

@@ -18,31 +18,6 @@
 #define SCAN (64 * MIB)
 #define PASSES 3
 
-static struct emm_stats st(struct emm *mm)
-{
-	struct emm_stats s = { .sz = sizeof(s) };
-
-	if (emm_stats(mm, &s))
-		bail("emm_stats");
-	return s;
-}
-
-static void write_range(char *mem, size_t off, size_t len, uint64_t gen)
-{
-	for (size_t a = off; a < off + len; a += PAGE)
-		*(uint64_t *)(mem + a) = a ^ gen;
-}
-
-/* Pages of [off, off + len) that do not hold what write_range wrote. */
-static size_t check_range(const char *mem, size_t off, size_t len, uint64_t gen)
-{
-	size_t bad = 0;
-
-	for (size_t a = off; a < off + len; a += PAGE)
-		bad += *(const volatile uint64_t *)(mem + a) != (a ^ gen);
-	return bad;
-}
-
 static struct emm *open_one(char **mem)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = 256 * MIB);
@@ -64,12 +39,12 @@ static uint64_t loop_swapins(int advice, const char *name)
 
 	if (emm_advise(mm, mem, LOOP, advice))
 		bail("emm_advise(%s)", name);
-	write_range(mem, 0, LOOP, 1);
-	bad += check_range(mem, 0, LOOP, 1);
-	a = st(mm);
+	write_pages(mem, 0, LOOP, 1);
+	bad += bad_pages(mem, 0, LOOP, 1);
+	a = stats(mm);
 	for (int k = 1; k < PASSES; k++)
-		bad += check_range(mem, 0, LOOP, 1);
-	b = st(mm);
+		bad += bad_pages(mem, 0, LOOP, 1);
+	b = stats(mm);
 	is_int(bad, 0, "%s: %lu MiB read in order %d times under %lu MiB, intact", name,
 	       LOOP / MIB, PASSES, LIMIT / MIB);
 	emm_close(mm);
@@ -87,16 +62,16 @@ static uint64_t hot_after_scan(int advice, const char *name)
 
 	if (emm_advise(mm, mem + HOT, SCAN, advice))
 		bail("emm_advise(%s)", name);
-	write_range(mem, 0, HOT, 2);
-	if (check_range(mem, 0, HOT, 2) || emm_advise(mm, mem, HOT, EMM_ADV_COLD) ||
-	    check_range(mem, 0, HOT, 2))
+	write_pages(mem, 0, HOT, 2);
+	if (bad_pages(mem, 0, HOT, 2) || emm_advise(mm, mem, HOT, EMM_ADV_COLD) ||
+	    bad_pages(mem, 0, HOT, 2))
 		bail("the hot pages");
-	write_range(mem, HOT, SCAN, 3);
-	is_int(check_range(mem, HOT, SCAN, 3), 0, "%s: a scan of %lu MiB after %lu MiB in use, intact",
+	write_pages(mem, HOT, SCAN, 3);
+	is_int(bad_pages(mem, HOT, SCAN, 3), 0, "%s: a scan of %lu MiB after %lu MiB in use, intact",
 	       name, SCAN / MIB, HOT / MIB);
-	a = st(mm);
-	is_int(check_range(mem, 0, HOT, 2), 0, "  the pages in use intact after it");
-	majors = st(mm).faults_major - a.faults_major;
+	a = stats(mm);
+	is_int(bad_pages(mem, 0, HOT, 2), 0, "  the pages in use intact after it");
+	majors = stats(mm).faults_major - a.faults_major;
 	emm_close(mm);
 	return majors;
 }
@@ -111,12 +86,12 @@ static void fits(void)
 
 	if (emm_advise(mm, mem, LIMIT / 2, EMM_ADV_SEQUENTIAL))
 		bail("emm_advise");
-	write_range(mem, 0, LIMIT / 2, 4);
-	a = st(mm);
-	is_int(check_range(mem, 0, LIMIT / 2, 4) + check_range(mem, 0, LIMIT / 2, 4), 0,
+	write_pages(mem, 0, LIMIT / 2, 4);
+	a = stats(mm);
+	is_int(bad_pages(mem, 0, LIMIT / 2, 4) + bad_pages(mem, 0, LIMIT / 2, 4), 0,
 	       "EMM_ADV_SEQUENTIAL: %lu MiB read twice under %lu MiB, intact", LIMIT / 2 / MIB,
 	       LIMIT / MIB);
-	is_int(st(mm).swapins - a.swapins, 0, "  no swap-in: nothing had to go");
+	is_int(stats(mm).swapins - a.swapins, 0, "  no swap-in: nothing had to go");
 	emm_close(mm);
 }
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address. */
+/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page. */
 #ifndef EMM_T_UTIL_H
 #define EMM_T_UTIL_H
 
@@ -97,6 +97,23 @@ UTIL_FN size_t count_bad_words(const void *p, size_t len, uint64_t (*value)(cons
 	for (size_t i = 0; i < len / 8; i++)
 		if (w[i] != value(w + i) && bad++ < 5)
 			diag("%p: got 0x%" PRIx64, (const void *)(w + i), w[i]);
+	return bad;
+}
+
+/* One word in each page of [off, off + len) of mem: its offset, mixed with gen. */
+UTIL_FN void write_pages(char *mem, size_t off, size_t len, uint64_t gen)
+{
+	for (size_t a = off; a < off + len; a += 4096)
+		*(uint64_t *)(mem + a) = a ^ gen;
+}
+
+/* Pages of [off, off + len) whose word is not what write_pages wrote. */
+UTIL_FN size_t bad_pages(const char *mem, size_t off, size_t len, uint64_t gen)
+{
+	size_t bad = 0;
+
+	for (size_t a = off; a < off + len; a += 4096)
+		bad += *(const volatile uint64_t *)(mem + a) != (a ^ gen);
 	return bad;
 }
 
