@@ -40,9 +40,9 @@ static struct emm *open_hot(const char *workingset, char **mem)
 	    emm_map(mm, *mem, LEN, NULL) || emm_advise(mm, *mem, LEN, EMM_ADV_RANDOM))
 		bail("setting up an instance (EMM_WORKINGSET=%s)", workingset);
 	unsetenv("EMM_WORKINGSET");
-	write_pages(*mem, 0, HOT, 1);
+	stamp_pages(*mem, 0, HOT, 1);
 	advise(mm, *mem, 0, HOT, EMM_ADV_COLD);
-	if (bad_pages(*mem, 0, HOT, 1))
+	if (bad_stamps(*mem, 0, HOT, 1))
 		bail("the hot pages lost their data");
 	return mm;
 }
@@ -59,10 +59,10 @@ static void short_distance(const char *workingset, bool on)
 	char *mem;
 	struct emm *mm = open_hot(workingset, &mem);
 
-	write_pages(mem, AT_SMALL, SMALL, 2);
+	stamp_pages(mem, AT_SMALL, SMALL, 2);
 	advise(mm, mem, AT_SMALL, SMALL, EMM_ADV_PAGEOUT);
 	a = stats(mm);
-	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "EMM_WORKINGSET=%s: paged out and read back intact",
+	is_int(bad_stamps(mem, AT_SMALL, SMALL, 2), 0, "EMM_WORKINGSET=%s: paged out and read back intact",
 	       workingset);
 	b = stats(mm);
 	is_int(b.swapins - a.swapins, SMALL / PAGE, "  each page read back from swap");
@@ -72,13 +72,13 @@ static void short_distance(const char *workingset, bool on)
 	       on ? "  each one close enough for the active list (%zu pages evicted in between)"
 		  : "  none put on the active list (%zu pages evicted in between)",
 	       SMALL / PAGE);
-	write_pages(mem, AT_STREAM, STREAM, 3);
+	stamp_pages(mem, AT_STREAM, STREAM, 3);
 	c = stats(mm);
 	diag("stream of %lu MiB: swapouts %" PRIu64 ", pgsteal %" PRIu64, STREAM / MIB,
 	     c.swapouts - b.swapouts, c.pgsteal - b.pgsteal);
 	ok(c.pgsteal - b.pgsteal >= (STREAM - LIMIT + HOT) / PAGE / 2,
 	   "  the stream pressed: %" PRIu64 " pages evicted", c.pgsteal - b.pgsteal);
-	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "  read intact after the stream");
+	is_int(bad_stamps(mem, AT_SMALL, SMALL, 2), 0, "  read intact after the stream");
 	/* Nearly none: reclaim and the reclaim thread race with the stream,
 	 * and under a sanitizer the thread may deactivate a few of them from
 	 * the active list (4 of 64 seen once, under ASan); without refault
@@ -102,12 +102,12 @@ static void long_distance(void)
 	char *mem;
 	struct emm *mm = open_hot("1", &mem);
 
-	write_pages(mem, AT_SMALL, SMALL, 2);
+	stamp_pages(mem, AT_SMALL, SMALL, 2);
 	advise(mm, mem, AT_SMALL, SMALL, EMM_ADV_PAGEOUT);
-	write_pages(mem, AT_FAR, FAR, 4);
+	stamp_pages(mem, AT_FAR, FAR, 4);
 	advise(mm, mem, AT_FAR, FAR, EMM_ADV_PAGEOUT);
 	a = stats(mm);
-	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "far: read back intact");
+	is_int(bad_stamps(mem, AT_SMALL, SMALL, 2), 0, "far: read back intact");
 	b = stats(mm);
 	is_int(b.workingset_refault - a.workingset_refault, SMALL / PAGE,
 	       "  each one's refault distance checked");
@@ -140,18 +140,18 @@ static void cold_refault(const char *cold, bool on)
 	    emm_map(mm, mem, LEN, NULL) || emm_advise(mm, mem, LEN, EMM_ADV_RANDOM))
 		bail("setting up an instance (EMM_COLD_REFAULT=%s)", cold);
 	unsetenv("EMM_COLD_REFAULT");
-	write_pages(mem, AT_SMALL, SMALL, 2);
+	stamp_pages(mem, AT_SMALL, SMALL, 2);
 	advise(mm, mem, AT_SMALL, SMALL, EMM_ADV_PAGEOUT);
-	write_pages(mem, AT_FAR, FAR, 4);
+	stamp_pages(mem, AT_FAR, FAR, 4);
 	advise(mm, mem, AT_FAR, FAR, EMM_ADV_PAGEOUT);
-	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "EMM_COLD_REFAULT=%s: read back intact", cold);
+	is_int(bad_stamps(mem, AT_SMALL, SMALL, 2), 0, "EMM_COLD_REFAULT=%s: read back intact", cold);
 	a = stats(mm);
 	is_int(a.workingset_activate, 0, "  none onto the active list");
 	got = emm_reclaim(mm, SMALL / 2);
 	b = stats(mm);
 	ok(got >= (long)(SMALL / 2), "  emm_reclaim freed %ld of the %lu bytes asked", got, SMALL / 2);
 	diag("pgscan %" PRIu64 ", pgsteal %" PRIu64, b.pgscan - a.pgscan, b.pgsteal - a.pgsteal);
-	is_int(bad_pages(mem, AT_SMALL, SMALL, 2), 0, "  read again intact");
+	is_int(bad_stamps(mem, AT_SMALL, SMALL, 2), 0, "  read again intact");
 	c = stats(mm);
 	ok(c.faults_major - b.faults_major >= SMALL / PAGE / 2, "  %" PRIu64 " major faults: the pages reclaimed",
 	   c.faults_major - b.faults_major);

@@ -39,11 +39,11 @@ static uint64_t loop_swapins(int advice, const char *name)
 
 	if (emm_advise(mm, mem, LOOP, advice))
 		bail("emm_advise(%s)", name);
-	write_pages(mem, 0, LOOP, 1);
-	bad += bad_pages(mem, 0, LOOP, 1);
+	stamp_pages(mem, 0, LOOP, 1);
+	bad += bad_stamps(mem, 0, LOOP, 1);
 	a = stats(mm);
 	for (int k = 1; k < PASSES; k++)
-		bad += bad_pages(mem, 0, LOOP, 1);
+		bad += bad_stamps(mem, 0, LOOP, 1);
 	b = stats(mm);
 	is_int(bad, 0, "%s: %lu MiB read in order %d times under %lu MiB, intact", name,
 	       LOOP / MIB, PASSES, LIMIT / MIB);
@@ -62,15 +62,15 @@ static uint64_t hot_after_scan(int advice, const char *name)
 
 	if (emm_advise(mm, mem + HOT, SCAN, advice))
 		bail("emm_advise(%s)", name);
-	write_pages(mem, 0, HOT, 2);
-	if (bad_pages(mem, 0, HOT, 2) || emm_advise(mm, mem, HOT, EMM_ADV_COLD) ||
-	    bad_pages(mem, 0, HOT, 2))
+	stamp_pages(mem, 0, HOT, 2);
+	if (bad_stamps(mem, 0, HOT, 2) || emm_advise(mm, mem, HOT, EMM_ADV_COLD) ||
+	    bad_stamps(mem, 0, HOT, 2))
 		bail("the hot pages");
-	write_pages(mem, HOT, SCAN, 3);
-	is_int(bad_pages(mem, HOT, SCAN, 3), 0, "%s: a scan of %lu MiB after %lu MiB in use, intact",
+	stamp_pages(mem, HOT, SCAN, 3);
+	is_int(bad_stamps(mem, HOT, SCAN, 3), 0, "%s: a scan of %lu MiB after %lu MiB in use, intact",
 	       name, SCAN / MIB, HOT / MIB);
 	a = stats(mm);
-	is_int(bad_pages(mem, 0, HOT, 2), 0, "  the pages in use intact after it");
+	is_int(bad_stamps(mem, 0, HOT, 2), 0, "  the pages in use intact after it");
 	majors = stats(mm).faults_major - a.faults_major;
 	emm_close(mm);
 	return majors;
@@ -86,9 +86,9 @@ static void fits(void)
 
 	if (emm_advise(mm, mem, LIMIT / 2, EMM_ADV_SEQUENTIAL))
 		bail("emm_advise");
-	write_pages(mem, 0, LIMIT / 2, 4);
+	stamp_pages(mem, 0, LIMIT / 2, 4);
 	a = stats(mm);
-	is_int(bad_pages(mem, 0, LIMIT / 2, 4) + bad_pages(mem, 0, LIMIT / 2, 4), 0,
+	is_int(bad_stamps(mem, 0, LIMIT / 2, 4) + bad_stamps(mem, 0, LIMIT / 2, 4), 0,
 	       "EMM_ADV_SEQUENTIAL: %lu MiB read twice under %lu MiB, intact", LIMIT / 2 / MIB,
 	       LIMIT / MIB);
 	is_int(stats(mm).swapins - a.swapins, 0, "  no swap-in: nothing had to go");

@@ -101,14 +101,14 @@ UTIL_FN size_t count_bad_words(const void *p, size_t len, uint64_t (*value)(cons
 }
 
 /* One word in each page of [off, off + len) of mem: its offset, mixed with gen. */
-UTIL_FN void write_pages(char *mem, size_t off, size_t len, uint64_t gen)
+UTIL_FN void stamp_pages(char *mem, size_t off, size_t len, uint64_t gen)
 {
 	for (size_t a = off; a < off + len; a += 4096)
 		*(uint64_t *)(mem + a) = a ^ gen;
 }
 
-/* Pages of [off, off + len) whose word is not what write_pages wrote. */
-UTIL_FN size_t bad_pages(const char *mem, size_t off, size_t len, uint64_t gen)
+/* Pages of [off, off + len) whose word is not what stamp_pages wrote. */
+UTIL_FN size_t bad_stamps(const char *mem, size_t off, size_t len, uint64_t gen)
 {
 	size_t bad = 0;
 
