@@ -50,6 +50,7 @@ void bench_record_baseline(const char *pattern, const char *subject, double rate
 bool bench_offered(int b);
 int bench_heap(const struct bench_opts *o);
 int bench_clients(const struct bench_opts *o);
+int bench_loop(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
 /* The number after name in a file of "name value" lines (memory.stat, emm's

@@ -29,6 +29,9 @@ static const struct bench_mode modes[] = {
 	  bench_vmas, 0, 1, false },
 	{ "heap", "threads allocating and freeing: libemm-heap vs mimalloc vs glibc; under a budget",
 	  bench_heap, 128ULL << 20, 3, false },
+	{ "loop", "a region larger than the budget read in order again and again, with and\n"
+	  "                without sequential advice, against the kernel's swap",
+	  bench_loop, 384ULL << 20, 1, false },
 	{ "clients", "Lua, the sqlite3 shell and Python under a budget: libemm-preload.so\n"
 	  "                against the kernel's swap in a memory cgroup (with the program's\n"
 	  "                usual malloc, and with mimalloc), and unconstrained",
@@ -161,11 +164,11 @@ static void usage(FILE *f)
 		   "       emm-bench --help\n"
 		   "  --size BYTES  memory each run touches, K/M/G/T suffixes (default 256M;\n"
 		   "                out-of-core 4G; file: the file, 2G; thp 1G; lru: each\n"
-		   "                thread's region, 64M; heap: live data, 128M)\n"
+		   "                thread's region, 64M; heap: live data, 128M; loop 384M)\n"
 		   "  --runs N      repeat each measurement N times, keep the best (default 3;\n"
-		   "                out-of-core and file 1, lru 2)\n"
-		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M;\n"
-		   "                heap: a quarter of the live data); clients takes a list,\n"
+		   "                out-of-core and file 1, lru 2; loop runs once)\n"
+		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M,\n"
+		   "                loop 256M; heap: a quarter of the live data); clients takes a list,\n"
 		   "                each budget in turn (default 64M,48M)\n"
 		   "  --ops N       random accesses per pattern (out-of-core 64K, file 32K;\n"
 		   "                thp: reads per pass, 16M; heap: per thread, 2M); clients:\n"
@@ -177,7 +180,7 @@ static void usage(FILE *f)
 		   "  --backend NAME  signal, uffd, uffd-sigbus or auto (default: first-touch,\n"
 		   "                out-of-core and file run every backend offered, side by side;\n"
 		   "                the others auto)\n"
-		   "out-of-core, heap and clients measure the kernel's swap too when run as root\n"
+		   "out-of-core, heap, loop and clients measure the kernel's swap too when run as root\n"
 		   "with a cgroup v1 memory controller: a memory cgroup limited to the budget\n"
 		   "and a swap file in $TMPDIR (else /var/tmp), both removed at the end (or\n"
 		   "by the next run, if this one was killed)\n"
