@@ -402,17 +402,14 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 }
 
 /*
- * Async-signal-safe. A mapped page of the inactive tail that goes at its
- * first turn, without the lap that would show it in use: a zero page
- * mapped around a first touch (no I/O), or a page read back from swap
- * beyond its refault distance and not touched since (PTE_COLD; why and
- * what it saves: emm-tuning(7), "Refault distance").
+ * Async-signal-safe. A mapped page that goes at its first turn at the
+ * inactive tail, without the lap that would show it in use: a zero page
+ * mapped around a first touch (no I/O), or one marked PTE_COLD (pte.h).
  */
 static bool evict_unsampled(const struct scan *sp, uint64_t v)
 {
-	if (sp->huge)
-		return false;
-	return (v & PTE_COLD) || ((v & PTE_FA) && swap_page_is_zero(rsv_alias(sp->r, sp->addr)));
+	return !sp->huge &&
+	       ((v & PTE_COLD) || ((v & PTE_FA) && swap_page_is_zero(rsv_alias(sp->r, sp->addr))));
 }
 
 /*
