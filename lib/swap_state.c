@@ -145,6 +145,12 @@ static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e
 	return queued;
 }
 
+/* Async-signal-safe. A resident page on the LRU that nothing holds in memory. */
+static bool droppable(uint64_t v)
+{
+	return pte_state(v) == PTE_RESIDENT && (v & PTE_LRU) && !(v & (PTE_REFERENCED | PTE_PINNED));
+}
+
 /*
  * Async-signal-safe; no PTE lock held on entry or exit (each page's is
  * tried, and a busy page skipped). A stream in a VMA advised
@@ -159,7 +165,6 @@ static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e
  */
 static void stream_drop_behind(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
 {
-	const uint64_t skip = PTE_REFERENCED | PTE_PINNED;
 	uintptr_t lo;
 
 	if (!(vma->flags & VMA_SEQUENTIAL) || addr <= vma->start)
@@ -169,10 +174,10 @@ static void stream_drop_behind(struct rsv *r, const struct emm_vma *vma, uintptr
 		_Atomic uint64_t *p = pte_of(r, a);
 		uint64_t v = atomic_load_explicit(p, memory_order_relaxed);
 
-		if (pte_state(v) != PTE_RESIDENT || !(v & PTE_LRU) || (v & skip) ||
-		    extent_huge(r, a) || !pte_trylock(p, &v))
+		/* Looked at first without the lock, to try only the likely ones. */
+		if (!droppable(v) || extent_huge(r, a) || !pte_trylock(p, &v))
 			continue;
-		if (pte_state(v) == PTE_RESIDENT && (v & PTE_LRU) && !(v & skip)) {
+		if (droppable(v)) {
 			v |= PTE_COLD;
 			lru_queue(r->mm, pte_val(v), PV_DEACTIVATE);
 		}
