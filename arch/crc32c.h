@@ -22,16 +22,18 @@ static inline uint64_t crc32c_load64(const unsigned char *p)
 }
 
 /*
- * The architecture's CRC32C if this CPU has the instructions it needs
- * (asked at run time), else NULL. Called once, from lib/crc32c.c's
- * constructor, before any thread or signal handler can checksum a page.
+ * The architecture's CRC32Cs that this CPU has the instructions for (asked
+ * at run time), the quickest first, at most max of them into fns; returns
+ * how many (0: none). Called from lib/crc32c.c's constructor, before any
+ * thread or signal handler can checksum a page.
  */
 #if defined(__x86_64__) || defined(__aarch64__)
-crc32c_fn *arch_crc32c(void);
+int arch_crc32c(crc32c_fn **fns, int max);
 #else
-static inline crc32c_fn *arch_crc32c(void)
+static inline int arch_crc32c(crc32c_fn **fns, int max)
 {
-	return NULL;
+	(void)fns, (void)max;
+	return 0;
 }
 #endif
 

@@ -56,6 +56,8 @@ static void generic_init(void)
 
 /* The CPU's instructions where arch_crc32c found them, else the tables. */
 static crc32c_fn *crc32c_impl = crc32c_generic;
+static crc32c_fn *variants[4];
+static int nvariants;
 
 /* Async-signal-safe. */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
@@ -63,13 +65,23 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 	return crc32c_impl(crc, buf, len);
 }
 
+/* Every CRC32C this CPU can run, the one in use first, the tables' last:
+ * for the tests, which hold each to the tables. */
+int crc32c_variants(crc32c_fn **fns, int max)
+{
+	int n = 0;
+
+	for (; n < nvariants && n < max; n++)
+		fns[n] = variants[n];
+	return n;
+}
+
 __attribute__((constructor))
 static void crc32c_init(void)
 {
-	crc32c_fn *fast;
-
 	generic_init();
-	fast = arch_crc32c();
-	if (fast)
-		crc32c_impl = fast;
+	nvariants = arch_crc32c(variants, (int)(sizeof(variants) / sizeof(variants[0])) - 1);
+	if (nvariants)
+		crc32c_impl = variants[0];
+	variants[nvariants++] = crc32c_generic;
 }

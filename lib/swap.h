@@ -128,5 +128,8 @@ bool swap_page_is_zero(const void *page);
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 /* The table-driven version, whatever the CPU offers; for tests. */
 uint32_t crc32c_generic(uint32_t crc, const void *buf, size_t len);
+/* Every version this CPU can run (at most max into fns), the one crc32c()
+ * uses first and the table-driven one last; returns how many. For tests. */
+int crc32c_variants(uint32_t (**fns)(uint32_t crc, const void *buf, size_t len), int max);
 
 #endif /* EMM_SWAP_H */

@@ -90,6 +90,27 @@ static void path_in_dir(char *out, size_t cap, const char *name)
 
 /* ---- CRC32C ---- */
 
+/* Each version the CPU runs, not only the quickest, against the tables:
+ * every length around the points where a version changes its method. */
+static void test_crc32c_variants(const uint8_t *b)
+{
+	uint32_t (*fn[8])(uint32_t, const void *, size_t);
+	int n = crc32c_variants(fn, 8);
+
+	ok(n >= 1 && fn[n - 1] == crc32c_generic, "%d crc32c versions, the tables' last", n);
+	for (int i = 0; i < n - 1; i++) {
+		unsigned bad = 0;
+
+		for (size_t len = 0; len < 3000; len++)
+			bad += fn[i](0x12345678u * (uint32_t)len, b + len % 61, len) !=
+			       crc32c_generic(0x12345678u * (uint32_t)len, b + len % 61, len);
+		for (size_t len = 4000; len < 70000 - 64; len += 4093)
+			bad += fn[i](~0u, b + len % 64, len) != crc32c_generic(~0u, b + len % 64, len);
+		bad += fn[i](0, b, 4096) != crc32c_generic(0, b, 4096);
+		is_int(bad, 0, "crc32c version %d of %d agrees with the tables", i + 1, n);
+	}
+}
+
 static void test_crc32c(void)
 {
 	uint8_t v[32], *b = malloc(70000);
@@ -116,6 +137,7 @@ static void test_crc32c(void)
 		bad += c != crc32c(crc32c(0, b + off, cut), b + off + cut, len - cut);
 	}
 	is_int(bad, 0, "crc32c agrees with the tables and chains, any length and alignment");
+	test_crc32c_variants(b);
 	free(b);
 }
 

@@ -23,9 +23,12 @@ static uint32_t crc32c_armv8(uint32_t crc, const void *buf, size_t len)
 	return ~c;
 }
 
-crc32c_fn *arch_crc32c(void)
+int arch_crc32c(crc32c_fn **fns, int max)
 {
-	return (getauxval(AT_HWCAP) & HWCAP_CRC32) ? crc32c_armv8 : NULL;
+	if (max < 1 || !(getauxval(AT_HWCAP) & HWCAP_CRC32))
+		return 0;
+	fns[0] = crc32c_armv8;
+	return 1;
 }
 
 #endif /* __aarch64__ */

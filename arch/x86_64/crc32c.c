@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* x86-64: CRC32C with the SSE4.2 crc32 instruction, three streams at once. */
+/* x86-64: CRC32C with the SSE4.2 crc32 instruction, three streams at once,
+ * and for long buffers by carry-less multiplication, 256 bytes a step. */
 #if defined(__x86_64__)
-#include <nmmintrin.h>
+#include <immintrin.h>
 
 #include "crc32c.h"
 
@@ -106,15 +107,114 @@ static uint32_t crc32c_sse42(uint32_t crc, const void *buf, size_t len)
 	return ~c;
 }
 
-crc32c_fn *arch_crc32c(void)
+/*
+ * Folding (Intel's "Fast CRC Computation for Generic Polynomials Using
+ * PCLMULQDQ"): a 128-bit block A followed d bits later by a block B may be
+ * replaced by A.hi * (x^(d+63) mod P) + A.lo * (x^(d-1) mod P) + B without
+ * changing the CRC (bit-reflected, hence the -1). Four 512-bit accumulators
+ * fold 256 bytes a step: about 16 instructions where the crc32 instruction
+ * takes 100. What is left, 128 bits, goes through crc32 (the reduction).
+ */
+#define FOLD_STEP	256
+#define FOLD_MIN	1024	/* below this the crc32 instruction is as quick */
+
+/* x^n mod P (P with its x^32 term), bit-reflected into the top half of 64 bits. */
+static uint64_t xpow_mod(unsigned n)
 {
+	uint64_t r = 1, out = 0;
+
+	while (n--) {
+		r <<= 1;
+		if (r >> 32)
+			r ^= 0x11edc6f41ull;	/* CRC32C_POLY, not reflected */
+	}
+	for (int m = 0; m < 32; m++)
+		out |= ((r >> m) & 1) << (63 - m);
+	return out;
+}
+
+/* Constants of a fold across d bits: for the high 64 bits, then the low. */
+static uint64_t fold_k[4][2];	/* d = 2048 (a step), 512, 384 and 256 ... */
+static uint64_t fold_k128[2];	/* ... and 128 */
+
+static void fold_init(void)
+{
+	static const unsigned d[4] = { 8 * FOLD_STEP, 512, 384, 256 };
+
+	for (int i = 0; i < 4; i++) {
+		fold_k[i][0] = xpow_mod(d[i] + 63);
+		fold_k[i][1] = xpow_mod(d[i] - 1);
+	}
+	fold_k128[0] = xpow_mod(128 + 63);
+	fold_k128[1] = xpow_mod(128 - 1);
+}
+
+__attribute__((target("avx512f,vpclmulqdq")))
+static inline __m512i fold512(__m512i a, __m512i k, __m512i b)
+{
+	return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(a, k, 0x00),
+					 _mm512_clmulepi64_epi128(a, k, 0x11), b, 0x96);
+}
+
+__attribute__((target("pclmul,sse4.2")))
+static inline __m128i fold128(__m128i a, const uint64_t k[2], __m128i b)
+{
+	__m128i kk = _mm_set_epi64x((long long)k[1], (long long)k[0]);
+
+	return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(a, kk, 0x00),
+					   _mm_clmulepi64_si128(a, kk, 0x11)), b);
+}
+
+/* Async-signal-safe: zmm registers are saved in a signal frame as any others. */
+__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2")))
+static uint32_t crc32c_vpclmul(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	__m512i x[4], k;
+	__m128i r;
+
+	if (len < FOLD_MIN)
+		return crc32c_sse42(crc, buf, len);
+	for (int i = 0; i < 4; i++)
+		x[i] = _mm512_loadu_si512(p + 64 * i);
+	x[0] = _mm512_xor_si512(x[0], _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)~crc)));
+	p += FOLD_STEP, len -= FOLD_STEP;
+	k = _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[0][1], (long long)fold_k[0][0]));
+	for (; len >= FOLD_STEP; p += FOLD_STEP, len -= FOLD_STEP)
+		for (int i = 0; i < 4; i++)
+			x[i] = fold512(x[i], k, _mm512_loadu_si512(p + 64 * i));
+	/* Each accumulator's lanes sit 64 bytes ahead of the next one's. */
+	k = _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[1][1], (long long)fold_k[1][0]));
+	x[1] = fold512(x[0], k, x[1]);
+	x[2] = fold512(x[1], k, x[2]);
+	x[3] = fold512(x[2], k, x[3]);
+	/* Its four lanes: 48, 32 and 16 bytes ahead of the last. */
+	r = _mm512_extracti32x4_epi32(x[3], 3);
+	r = fold128(_mm512_extracti32x4_epi32(x[3], 0), fold_k[2], r);
+	r = fold128(_mm512_extracti32x4_epi32(x[3], 1), fold_k[3], r);
+	r = fold128(_mm512_extracti32x4_epi32(x[3], 2), fold_k128, r);
+	crc = (uint32_t)_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(r));
+	crc = (uint32_t)_mm_crc32_u64(crc, (uint64_t)_mm_extract_epi64(r, 1));
+	return crc32c_sse42(~crc, p, len);
+}
+
+int arch_crc32c(crc32c_fn **fns, int max)
+{
+	int n = 0;
+
 	/* Constructors may run before libgcc has probed the CPU. */
 	__builtin_cpu_init();
 	if (!__builtin_cpu_supports("sse4.2"))
-		return NULL;
+		return 0;
 	zeros_table(zeros_long, LONG_BLOCK);
 	zeros_table(zeros_short, SHORT_BLOCK);
-	return crc32c_sse42;
+	fold_init();
+	if (n < max && __builtin_cpu_supports("avx512f") &&
+	    __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("pclmul"))
+		fns[n++] = crc32c_vpclmul;
+	if (n < max)
+		fns[n++] = crc32c_sse42;
+	return n;
 }
 
 #endif /* __x86_64__ */
