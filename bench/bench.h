@@ -51,6 +51,7 @@ bool bench_offered(int b);
 int bench_heap(const struct bench_opts *o);
 int bench_clients(const struct bench_opts *o);
 int bench_loop(const struct bench_opts *o);
+int bench_instructions(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
 /* The number after name in a file of "name value" lines (memory.stat, emm's

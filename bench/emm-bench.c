@@ -32,6 +32,9 @@ static const struct bench_mode modes[] = {
 	{ "loop", "a region larger than the budget read in order again and again, with and\n"
 	  "                without sequential advice, against the kernel's swap",
 	  bench_loop, 384ULL << 20, 1, false },
+	{ "instructions", "emm's instructions per first touch, sequential and random swap-in,\n"
+	  "                counted by valgrind's callgrind (signal backend)",
+	  bench_instructions, 0, 1, false },
 	{ "clients", "Lua, the sqlite3 shell and Python under a budget: libemm-preload.so\n"
 	  "                against the kernel's swap in a memory cgroup (with the program's\n"
 	  "                usual malloc, and with mimalloc), and unconstrained",
