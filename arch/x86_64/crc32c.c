@@ -170,29 +170,31 @@ __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2")))
 static uint32_t crc32c_vpclmul(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
-	__m512i x[4], k;
+	__m512i x0, x1, x2, x3, k;
 	__m128i r;
 
 	if (len < FOLD_MIN)
 		return crc32c_sse42(crc, buf, len);
-	for (int i = 0; i < 4; i++)
-		x[i] = _mm512_loadu_si512(p + 64 * i);
-	x[0] = _mm512_xor_si512(x[0], _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)~crc)));
-	p += FOLD_STEP, len -= FOLD_STEP;
+	x0 = _mm512_xor_si512(_mm512_loadu_si512(p),
+			      _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)~crc)));
+	x1 = _mm512_loadu_si512(p + 64);
+	x2 = _mm512_loadu_si512(p + 128);
+	x3 = _mm512_loadu_si512(p + 192);
 	k = _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[0][1], (long long)fold_k[0][0]));
-	for (; len >= FOLD_STEP; p += FOLD_STEP, len -= FOLD_STEP)
-		for (int i = 0; i < 4; i++)
-			x[i] = fold512(x[i], k, _mm512_loadu_si512(p + 64 * i));
+	for (p += FOLD_STEP, len -= FOLD_STEP; len >= FOLD_STEP; p += FOLD_STEP, len -= FOLD_STEP) {
+		x0 = fold512(x0, k, _mm512_loadu_si512(p));
+		x1 = fold512(x1, k, _mm512_loadu_si512(p + 64));
+		x2 = fold512(x2, k, _mm512_loadu_si512(p + 128));
+		x3 = fold512(x3, k, _mm512_loadu_si512(p + 192));
+	}
 	/* Each accumulator's lanes sit 64 bytes ahead of the next one's. */
 	k = _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[1][1], (long long)fold_k[1][0]));
-	x[1] = fold512(x[0], k, x[1]);
-	x[2] = fold512(x[1], k, x[2]);
-	x[3] = fold512(x[2], k, x[3]);
+	x3 = fold512(fold512(fold512(x0, k, x1), k, x2), k, x3);
 	/* Its four lanes: 48, 32 and 16 bytes ahead of the last. */
-	r = _mm512_extracti32x4_epi32(x[3], 3);
-	r = fold128(_mm512_extracti32x4_epi32(x[3], 0), fold_k[2], r);
-	r = fold128(_mm512_extracti32x4_epi32(x[3], 1), fold_k[3], r);
-	r = fold128(_mm512_extracti32x4_epi32(x[3], 2), fold_k128, r);
+	r = _mm512_extracti32x4_epi32(x3, 3);
+	r = fold128(_mm512_extracti32x4_epi32(x3, 0), fold_k[2], r);
+	r = fold128(_mm512_extracti32x4_epi32(x3, 1), fold_k[3], r);
+	r = fold128(_mm512_extracti32x4_epi32(x3, 2), fold_k128, r);
 	crc = (uint32_t)_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(r));
 	crc = (uint32_t)_mm_crc32_u64(crc, (uint64_t)_mm_extract_epi64(r, 1));
 	return crc32c_sse42(~crc, p, len);
