@@ -112,8 +112,8 @@ static uint32_t crc32c_sse42(uint32_t crc, const void *buf, size_t len)
  * PCLMULQDQ"): a 128-bit block A followed d bits later by a block B may be
  * replaced by A.hi * (x^(d+63) mod P) + A.lo * (x^(d-1) mod P) + B without
  * changing the CRC (bit-reflected, hence the -1). Four 512-bit accumulators
- * fold 256 bytes a step: about 16 instructions where the crc32 instruction
- * takes 100. What is left, 128 bits, goes through crc32 (the reduction).
+ * fold 256 bytes a step: about 16 instructions where the crc32 loop takes
+ * 85. What is left, 128 bits, goes through crc32 (the reduction).
  */
 #define FOLD_STEP	256
 #define FOLD_MIN	1024	/* below this the crc32 instruction is as quick */
