@@ -154,21 +154,37 @@ static void callgrind_costs(const char *path, struct cost *c)
 /* One run of this program under callgrind; its instructions and events. */
 static int run_one(const struct pattern *p, unsigned n, struct cost *c)
 {
-	char out[] = "/tmp/emm-bench-callgrind-XXXXXX", arg[96], env[128], line[128], self[4096];
+	const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char out[4096], arg[4200], env[128], line[128], self[4096];
 	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	int fd = mkstemp(out), pfd[2];
+	int fd, pfd[2];
 	unsigned long long e = 0, so = 0;
 	pid_t pid;
 	FILE *f;
 	int st;
 
-	if (len <= 0 || fd < 0 || pipe(pfd) < 0)
+	if (len <= 0)
 		return -errno;
 	self[len] = 0;
+	if (snprintf(out, sizeof(out), "%s/emm-bench-callgrind-XXXXXX", dir) >= (int)sizeof(out))
+		return -ENAMETOOLONG;
+	fd = mkstemp(out);
+	if (fd < 0)
+		return -errno;
 	close(fd);
+	if (pipe(pfd) < 0) {
+		unlink(out);
+		return -errno;
+	}
 	snprintf(arg, sizeof(arg), "--callgrind-out-file=%s", out);
 	snprintf(env, sizeof(env), "%s=%s %u", CHILD_ENV, p->name, n);
 	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		unlink(out);
+		return -EAGAIN;
+	}
 	if (pid == 0) {
 		dup2(pfd[1], STDOUT_FILENO);
 		close(pfd[0]);
