@@ -595,12 +595,10 @@ static void subjects(struct ctx *c, const struct bench_opts *o, uint64_t peak)
 
 static int make_dir(struct ctx *c)
 {
-	const char *tmp = getenv("TMPDIR");
-
 	struct sigaction sa = { .sa_handler = on_signal };
 	char name[64];
 
-	snprintf(c->dir, sizeof(c->dir), "%s/emm-bench-clients-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+	snprintf(c->dir, sizeof(c->dir), "%s/emm-bench-clients-XXXXXX", bench_tmpdir());
 	if (!mkdtemp(c->dir)) {
 		fprintf(stderr, "emm-bench: clients: %s: %s\n", c->dir, strerror(errno));
 		return -1;

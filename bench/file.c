@@ -74,13 +74,6 @@ static double mib_rate(uint64_t bytes, uint64_t ns)
 
 /* ---- the file ---- */
 
-static const char *file_dir(void)
-{
-	const char *dir = getenv("TMPDIR");
-
-	return dir && *dir ? dir : "/var/tmp";
-}
-
 /* The file, plus emm's swap file (sparse, and FILE pages never use it). */
 static bool disk_ok(const struct fb *b)
 {
@@ -387,7 +380,7 @@ static void header(const struct fb *b, unsigned runs, double fill_mib)
 int bench_file(const struct bench_opts *o)
 {
 	struct fb b = { .size = o->size, .limit = o->limit ? o->limit : DEFAULT_LIMIT,
-			.pages = o->size / PAGE_SIZE, .dir = file_dir(), .fd = -1, .dfd = -1 };
+			.pages = o->size / PAGE_SIZE, .dir = bench_tmpdir(), .fd = -1, .dfd = -1 };
 	int64_t fill;
 	int err = -1;
 

@@ -95,8 +95,7 @@ static int child(const char *name, unsigned n)
 	}
 	CALLGRIND_STOP_INSTRUMENTATION;
 	bench_stats(mm, &s1);
-	ev = !strcmp(name, "rand-read") ? s1.faults_major - s0.faults_major :
-	     !strcmp(name, "seq-read") ? s1.swapins - s0.swapins : n;
+	ev = random ? s1.faults_major - s0.faults_major : write ? n : s1.swapins - s0.swapins;
 	printf("events %llu swapouts %llu\n", (unsigned long long)ev,
 	       (unsigned long long)(s1.swapouts - s0.swapouts));
 	emm_close(mm);
@@ -159,7 +158,6 @@ static void callgrind_costs(const char *path, struct cost *c)
 /* One run of this program under callgrind; its instructions and events. */
 static int run_one(const struct pattern *p, unsigned n, struct cost *c)
 {
-	const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	char out[4096], arg[4200], env[128], line[128], self[4096];
 	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	int fd, pfd[2];
@@ -171,7 +169,7 @@ static int run_one(const struct pattern *p, unsigned n, struct cost *c)
 	if (len <= 0)
 		return -errno;
 	self[len] = 0;
-	if (snprintf(out, sizeof(out), "%s/emm-bench-callgrind-XXXXXX", dir) >= (int)sizeof(out))
+	if (snprintf(out, sizeof(out), "%s/emm-bench-callgrind-XXXXXX", bench_tmpdir()) >= (int)sizeof(out))
 		return -ENAMETOOLONG;
 	fd = mkstemp(out);
 	if (fd < 0)

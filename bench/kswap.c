@@ -165,7 +165,6 @@ static int fail(struct bench_kswap *k, int err, const char *what)
 
 int bench_kswap_setup(struct bench_kswap *k, uint64_t limit, uint64_t swap_size)
 {
-	const char *dir = getenv("TMPDIR");
 	int err;
 
 	memset(k, 0, sizeof(*k));
@@ -187,7 +186,7 @@ int bench_kswap_setup(struct bench_kswap *k, uint64_t limit, uint64_t swap_size)
 		return fail(k, err, "memory.limit_in_bytes");
 	write_file(k->cgroup, "memory.swappiness", "60");
 	snprintf(k->swapfile, sizeof(k->swapfile), "%s/" SWAP_PREFIX "%d",
-		 dir && *dir ? dir : "/var/tmp", (int)getpid());
+		 bench_tmpdir(), (int)getpid());
 	if ((err = make_swapfile(k->swapfile, swap_size))) {
 		k->swapfile[0] = 0;
 		return fail(k, err, "writing the swap file");

@@ -108,13 +108,6 @@ static uint64_t stamp(size_t page)
 /* ---- the plain file ---- */
 
 /* Where emm's default swap file goes; the baseline must use the same device. */
-static const char *swap_dir(void)
-{
-	const char *dir = getenv("TMPDIR");
-
-	return dir && *dir ? dir : "/var/tmp";
-}
-
 /* The plain file and emm's swap file together take up to 2.25 x size; the
  * kernel's swap file 1.25 x more. */
 static bool disk_ok(const struct ooc *b, bool kernel_too)
@@ -683,7 +676,7 @@ static void goals(const struct ooc *b, const double *ratio)
 int bench_out_of_core(const struct bench_opts *o)
 {
 	struct ooc b = { .size = o->size, .limit = o->limit ? o->limit : DEFAULT_LIMIT,
-			 .pages = o->size / PAGE_SIZE, .dir = swap_dir(), .fd = -1 };
+			 .pages = o->size / PAGE_SIZE, .dir = bench_tmpdir(), .fd = -1 };
 	double ratio[NR_PATTERNS];
 	struct bench_kswap k;
 	bool first = !kernel.measured && !kernel.why[0];

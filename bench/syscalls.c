@@ -16,11 +16,10 @@
 /* A file of READS pages to read from, unlinked, in $TMPDIR or /var/tmp. */
 static int source_file(void)
 {
-	const char *dir = getenv("TMPDIR");
 	char path[4096], page[PAGE_SIZE];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/emm-bench-XXXXXX", dir && *dir ? dir : "/var/tmp");
+	snprintf(path, sizeof(path), "%s/emm-bench-XXXXXX", bench_tmpdir());
 	fd = mkstemp(path);
 	if (fd < 0)
 		return -errno;
