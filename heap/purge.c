@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Freed heap memory back to emm: mimalloc's decommits, at once under pressure, else lazily. */
 #include <errno.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "internal.h"
@@ -53,6 +54,15 @@ int purge_drop(struct emm_heap *h, void *p, size_t len)
 	uintptr_t hi = ((uintptr_t)p + len) & ~(OS_PAGE - 1);
 	int err = hi > lo ? emm_advise(h->mm, (void *)lo, hi - lo, EMM_ADV_DONTNEED) : 0;
 
+	/* A forked child: the heap is its private copy of the parent's (emm(7),
+	 * fork), and fresh zero pages replace the freed ones (MADV_DONTNEED
+	 * would not: some of the copy maps physmem privately). */
+	if (err == -ECHILD && mmap((void *)lo, hi - lo, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+				   -1, 0) == MAP_FAILED)
+		err = -errno;
+	else if (err == -ECHILD)
+		err = 0;
 	if (err) {
 		errno = -err;
 		return -1;

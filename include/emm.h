@@ -41,6 +41,7 @@ enum { EMM_THP_MADVISE, EMM_THP_ALWAYS, EMM_THP_NEVER };
 #define EMM_OPEN_SHOW_STATS	0x1u	/* print statistics at emm_close */
 #define EMM_OPEN_VERBOSE	0x2u	/* say what emm decided, on stderr */
 #define EMM_OPEN_NO_PAGEVEC	0x4u	/* LRU operations take the node lock one by one */
+#define EMM_OPEN_NO_FORK_COPY	0x8u	/* a forked child gets no copy of the memory */
 
 struct emm_opts {
 	size_t sz;

@@ -17,6 +17,7 @@
 #include "physmem.h"
 #include "pte.h"
 #include "report.h"
+#include "fork.h"
 #include "util.h"
 #include "vma.h"
 #include "profile.h"
@@ -242,6 +243,11 @@ static void emm_sigaction(int sig, siginfo_t *si, void *uc)
 					  "of its parent, which it does not inherit\n";
 		static volatile pid_t said;	/* once per process, however often it touches */
 
+		/* Touched before fork's child handler made the copy: make it now. */
+		if (fork_child_copy()) {
+			leave(r, srcu);
+			goto out;
+		}
 		if (said != getpid())
 			write_all(STDERR_FILENO, msg, sizeof(msg) - 1);
 		said = getpid();

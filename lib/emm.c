@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "filemap.h"
+#include "fork.h"
 #include "huge_memory.h"
 #include "kswapd.h"
 #include "lru.h"
@@ -111,6 +112,7 @@ EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp)
 	emm_log(mm, "open: limit %llu bytes, fault-around %u pages, %s backend",
 		(unsigned long long)mm->cfg.mem_limit, mm->cfg.fault_around, mm->backend->name);
 	stats_shm_open(mm);
+	fork_register(mm);
 	*mmp = mm;
 	return 0;
 }
@@ -142,6 +144,7 @@ EMM_API int emm_close(struct emm *mm)
 		return -ECHILD;
 	if (mm->cfg.flags & EMM_OPEN_SHOW_STATS)
 		emm_stats_print(mm, print_to_stderr, NULL);
+	fork_unregister(mm);
 	stats_shm_close(mm);
 	/* A service thread may still be finishing a fault whose thread has
 	 * already resumed: it charges the budget and wakes the reclaim thread,

@@ -74,23 +74,17 @@ int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_
 	return 0;
 }
 
-/* Async-signal-safe. Write the locked pages [s, e) back where they belong;
- * whole pages, so a page past the end of the file grows it. */
-int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+/* Async-signal-safe. pwrite all of buf at off, or -errno. */
+static int write_all_at(const struct emm_file *f, const char *buf, size_t len, uint64_t off)
 {
-	const char *buf = rsv_alias(r, s);
-	size_t len = e - s, done = 0;
-	int fd = vma->file && vma->file->dfd >= 0 ? vma->file->dfd : -1;
+	int fd = f->dfd >= 0 ? f->dfd : f->fd;
+	size_t done = 0;
 
-	if (vma->policy == EMM_POLICY_PAGER)
-		return pager_do(r, vma, PAGER_WRITEBACK, s, e);
-	if (fd < 0)
-		fd = vma->file->fd;
 	while (done < len) {
-		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(vma_offset(vma, s) + done));
+		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
 
-		if (n < 0 && errno == EINVAL && fd != vma->file->fd) {
-			fd = vma->file->fd;
+		if (n < 0 && errno == EINVAL && fd != f->fd) {
+			fd = f->fd;	/* the device wants a larger alignment */
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -100,6 +94,21 @@ int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+/* Async-signal-safe. Write the locked pages [s, e) back where they belong;
+ * whole pages, so a page past the end of the file grows it. Through the
+ * fork gate: a forked child copying this instance reads the file. */
+int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	int err;
+
+	if (vma->policy == EMM_POLICY_PAGER)
+		return pager_do(r, vma, PAGER_WRITEBACK, s, e);
+	fork_gate_enter();
+	err = write_all_at(vma->file, rsv_alias(r, s), e - s, vma_offset(vma, s));
+	fork_gate_leave();
+	return err;
 }
 
 /* Is the locked page at a dirty and backed by the VMA's file or pager? */

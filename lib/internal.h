@@ -188,4 +188,9 @@ static inline bool mm_foreign(const struct emm *mm)
 void mutex_lock(_Atomic uint32_t *m);
 bool mutex_trylock(_Atomic uint32_t *m);
 void mutex_unlock(_Atomic uint32_t *m);
+void fork_gate_enter(void);
+void fork_gate_leave(void);
+void fork_gate_shut(void);
+void fork_gate_open(void);
+void fork_gate_reset(void);
 #endif /* EMM_INTERNAL_H */

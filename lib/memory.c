@@ -241,6 +241,7 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 	struct swap_place pl = { swapin_place, &map };
 	int err = 0;
 
+	fork_gate_enter();	/* from the slot to physmem, whole (lock.c) */
 	for (unsigned i = 0; i < n; i++) {
 		shadow[i] = locked_val(r, pages[i]);
 		io[i] = (struct swap_io){ .slot = pte_val(locked_val(r, pages[i])),
@@ -249,6 +250,7 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 		if (alloc_page(r, vma, pages[i], false) < 0) {
 			while (i--)
 				unalloc_page(r, pages[i], io[i].slot);
+			fork_gate_leave();
 			return -ENOMEM;
 		}
 	}
@@ -272,6 +274,7 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 		atomic_fetch_add_explicit(&frame_lruvec(r->mm->lru, f)->swapins, 1,
 					  memory_order_relaxed);
 	}
+	fork_gate_leave();
 	return err;
 }
 
@@ -314,6 +317,8 @@ int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 		need += pte_state(locked_val(r, a)) != PTE_RESIDENT;
 	if (need)
 		mm_charge(r->mm, page_node(r, vma, s), need);
+	if (backed)
+		fork_gate_enter();	/* from the file or pager to physmem, whole */
 	for (uintptr_t a = s; a <= e && !err; a += PAGE_SIZE) {
 		unsigned st = a < e ? pte_state(locked_val(r, a)) : PTE_RESIDENT;
 
@@ -337,6 +342,8 @@ int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 	}
 	if (nsw && !err)
 		err = swapin_batch(r, vma, swapped, nsw, prot, nomap);
+	if (backed)
+		fork_gate_leave();
 	return err;
 }
 

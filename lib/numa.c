@@ -26,6 +26,8 @@ EMM_API int emm_node_stats(struct emm *mm, int node, struct emm_node_stats *st)
 
 	if (!mm || !st || node < 0 || node >= mm->lru->nnodes)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;
 	backend_quiesce(mm);
 	lv = &mm->lru->node[node];
 	s.resident_bytes = (uint64_t)MAX(atomic_load(&lv->resident), 0) * PAGE_SIZE;

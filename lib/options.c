@@ -36,6 +36,7 @@ static const struct option options[] = {
 	{ "SHOW_STATS", OPT_FLAG, CFG(flags), NULL, EMM_OPEN_SHOW_STATS, 0 },
 	{ "VERBOSE", OPT_FLAG, CFG(flags), NULL, EMM_OPEN_VERBOSE, 0 },
 	{ "NO_PAGEVEC", OPT_FLAG, CFG(flags), NULL, EMM_OPEN_NO_PAGEVEC, 0 },
+	{ "NO_FORK_COPY", OPT_FLAG, CFG(flags), NULL, EMM_OPEN_NO_FORK_COPY, 0 },
 	{ "FAULT_AROUND", OPT_UINT, CFG(fault_around), NULL, 0, 512 },
 	{ "MAX_KERNEL_VMAS", OPT_UINT, CFG(max_kernel_vmas), NULL, 0, 1u << 30 },
 	{ "WMARK_MIN", OPT_SIZE, CFG(wmark_min), NULL, 0, 0 },
@@ -206,7 +207,8 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 {
 	if (o->backend < EMM_BACKEND_AUTO || o->backend > EMM_BACKEND_UFFD_SIGBUS ||
 	    o->thp < EMM_THP_MADVISE || o->thp > EMM_THP_NEVER ||
-	    (o->flags & ~(EMM_OPEN_SHOW_STATS | EMM_OPEN_VERBOSE | EMM_OPEN_NO_PAGEVEC)) ||
+	    (o->flags & ~(EMM_OPEN_SHOW_STATS | EMM_OPEN_VERBOSE | EMM_OPEN_NO_PAGEVEC |
+			  EMM_OPEN_NO_FORK_COPY)) ||
 	    o->fault_around > 512 || o->thp_max_ptes_none < -1 || o->thp_max_ptes_none > 511 ||
 	    o->thp_scan_ms > 600000 || o->uffd_threads > UFFD_THREADS_MAX)
 		return -EINVAL;

@@ -101,6 +101,30 @@ static int registry_update(struct rsv *r, bool add)
 	return 0;
 }
 
+/*
+ * In a forked child (its only thread): take out of the registry, and
+ * return, a reservation of an instance the parent opened that a fork
+ * copies (fork.c), or NULL when none is left. The table is the child's
+ * own copy and no one else reads it: it is changed in place, as
+ * registry_update could not (its grace period would wait for readers that
+ * stayed behind in the parent).
+ */
+struct rsv *registry_pop_foreign(void)
+{
+	struct rsv_table *t = atomic_load_explicit(&registry, memory_order_relaxed);
+
+	for (size_t i = 0; t && i < t->nr; i++) {
+		struct rsv *r = t->r[i];
+
+		if (!mm_foreign(r->mm) || (r->mm->cfg.flags & EMM_OPEN_NO_FORK_COPY))
+			continue;
+		memmove(&t->r[i], &t->r[i + 1], (t->nr - i - 1) * sizeof(t->r[0]));
+		t->nr--;
+		return r;
+	}
+	return NULL;
+}
+
 static int rsv_map_views(struct emm *mm, struct rsv *r)
 {
 	size_t npages = r->len >> PAGE_SHIFT;
@@ -231,13 +255,18 @@ int physmem_fill(struct rsv *r, uintptr_t addr, size_t len)
 	return 0;
 }
 
-/* Give a range of physmem back to the system. */
+/* Async-signal-safe. Give a range of physmem back to the system; through
+ * the fork gate, as a forked child may be copying it. */
 int physmem_punch(struct rsv *r, uintptr_t addr, size_t len)
 {
+	int err = 0;
+
+	fork_gate_enter();
 	if (fallocate(r->mm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)(r->pgoff + (addr - r->start)), (off_t)len) < 0)
-		return -errno;
-	return 0;
+		err = -errno;
+	fork_gate_leave();
+	return err;
 }
 
 /* mm->lock held. Map r's app view: r->len bytes of physmem from r->pgoff,

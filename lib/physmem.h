@@ -11,6 +11,7 @@ int physmem_map_app_view(struct rsv *r);
 void rsv_unregister(struct rsv *r);
 void rsv_destroy(struct rsv *r);
 struct rsv *rsv_enter(uintptr_t addr, int *idx);
+struct rsv *registry_pop_foreign(void);
 
 /* Async-signal-safe. Leave the read section rsv_enter entered. */
 static inline void rsv_leave(struct rsv *r, int idx)

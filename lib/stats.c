@@ -58,6 +58,8 @@ EMM_API int emm_stats(struct emm *mm, struct emm_stats *st)
 
 	if (!mm || !st)
 		return -EINVAL;
+	if (mm_foreign(mm))
+		return -ECHILD;	/* backend_quiesce would wait for threads the child has not */
 	backend_quiesce(mm);
 	stats_fill(mm, &s);
 	return stats_put(st, &s, sizeof(s));
@@ -89,7 +91,7 @@ EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void 
 	struct emm_stats s;
 	char line[96];
 
-	if (!mm)
+	if (!mm || mm_foreign(mm))
 		return;
 	stats_fill(mm, &s);
 	for (size_t i = 0; i < nr_stats_fields; i++) {

@@ -76,6 +76,7 @@ unsigned swap_count(const struct swap_dev *sd, uint32_t slot);
  * A failed write leaves the slot without valid contents.
  */
 int  swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n);
+int  swap_read_sync(const struct swap_dev *sd, uint32_t slot, unsigned n, void *buf);
 int  swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n);
 
 /*

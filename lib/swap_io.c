@@ -372,10 +372,51 @@ static int in_chunks(struct swap_dev *sd, struct swap_io *io, unsigned n,
 	return (int)MIN(ok, (unsigned)INT32_MAX);
 }
 
-/* Async-signal-safe, never waits for another caller. */
+/* Async-signal-safe, never waits for another caller, only for a fork
+ * (the gate: a forked child may be reading the slots). */
 int swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n)
 {
-	return in_chunks(sd, io, n, write_chunk, NULL);
+	int ret;
+
+	fork_gate_enter();
+	ret = in_chunks(sd, io, n, write_chunk, NULL);
+	fork_gate_leave();
+	return ret;
+}
+
+/*
+ * Read n slots from slot on, consecutive in the file, into buf with pread
+ * (no ring and no bounce buffer: a forked child, fork.c, shares its
+ * parent's), and check each page against its checksum. 0, or -errno of the
+ * first failure: -EINVAL (a slot not in use), -ENODATA (never written),
+ * -EIO (short), -EBADMSG (a checksum that does not match).
+ */
+int swap_read_sync(const struct swap_dev *sd, uint32_t slot, unsigned n, void *buf)
+{
+	size_t len = (size_t)n * PAGE_SIZE, done = 0;
+	uint32_t crc;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct swap_io io = { .slot = slot + i, .page = (char *)buf + i * PAGE_SIZE };
+		int err = read_check(sd, &io, &crc);
+
+		if (err)
+			return err;
+	}
+	while (done < len) {
+		ssize_t r = pread(sd->fd, (char *)buf + done, len - done,
+				  (off_t)(((uint64_t)slot << PAGE_SHIFT) + done));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		done += (size_t)r;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (crc32c(0, (char *)buf + i * PAGE_SIZE, PAGE_SIZE) != sd->crc[slot + i])
+			return -EBADMSG;
+	return 0;
 }
 
 /* Async-signal-safe, never waits for another caller. */

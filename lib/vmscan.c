@@ -30,9 +30,7 @@ struct scan {
 };
 
 /* A run of neighbouring pages revoked as one range: sp[first..last]. */
-struct run {
-	unsigned first, last;
-};
+struct run { unsigned first, last; };
 
 /* Work space for one batch: on the stack of a faulting thread, on the
  * heap for the reclaim thread. */
@@ -221,9 +219,9 @@ static void shrink_active_list(struct emm *mm, struct lruvec *lv, struct reclaim
 	}
 }
 
-/* Async-signal-safe. The page is out of memory now (physmem punched by the
- * caller): free its frame; the PTE keeps the slot (0: a zero page, which
- * fa_pays counts if it was mapped around a first touch). */
+/* Async-signal-safe. The page is out of memory now (physmem punched): free
+ * its frame; the PTE keeps the slot (0: a zero page; fa_zero counts one
+ * that was mapped around a first touch, for fa_pays). */
 static void evict(struct emm *mm, struct scan *sp)
 {
 	uint64_t old = pval(sp), val;
@@ -358,7 +356,8 @@ static void writeback_files(struct emm *mm, struct scan *sp, unsigned n)
  * once; dirty ones are written in one batch and freed only once the write
  * is confirmed. A page that cannot go (swap full, write failed) stays
  * resident and dirty, back on the active list. Every ACT_EVICT page is
- * unlocked here. Returns pages freed.
+ * unlocked here. Returns pages freed. From physmem to the slot or file,
+ * PTEs included, the pages move whole: in one fork gate section (lock.c).
  */
 static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 {
@@ -386,6 +385,7 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 			sp[i].write = true;	/* or dropped by writeout if all zeros */
 		}
 	}
+	fork_gate_enter();
 	writeback_files(mm, sp, n);
 	writeout(mm, rc, n);
 	punch_gone(sp, n);
@@ -398,6 +398,7 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 			scan_unlock(&sp[i], 0);
 		}
 	}
+	fork_gate_leave();
 	return freed;
 }
 
@@ -504,7 +505,6 @@ long shrink_node(struct emm *mm, int node, long nr)
 
 	return shrink_node_with(mm, node, nr, &rc);
 }
-
 
 /* The reclaim thread's batch work space, one allocation. */
 struct reclaim *reclaim_alloc(unsigned n)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* A forked child cannot use or touch its parent's instance, and whatever it tries leaves the parent unaffected; a child forked as an instance starts its threads can allocate and open its own. */
+/* A forked child cannot use its parent's instance, nor touch the memory of one opened with EMM_OPEN_NO_FORK_COPY, and whatever it tries leaves the parent unaffected; a child forked as an instance starts its threads can allocate and open its own. */
 #include <signal.h>
 
 #include "emm.h"
@@ -11,8 +11,8 @@
 #define LIMIT	(4 * MIB)
 #define LEN	(32 * MIB)
 
-static struct emm *mm;
-static char *mem;
+static struct emm *mm, *nocopy;
+static char *mem, *nomem;
 
 /* Every call on the inherited instance: -ECHILD. Exit status: how many did not. */
 static void child_calls(void *arg)
@@ -31,16 +31,17 @@ static void child_calls(void *arg)
 	bad += emm_set_limit(mm, 2 * MIB) != -ECHILD;
 	bad += emm_reclaim(mm, MIB) != -ECHILD;
 	bad += emm_reserve(mm, 2 * MIB, &p) != -ECHILD;
+	bad += emm_stats(mm, &(struct emm_stats){ .sz = sizeof(struct emm_stats) }) != -ECHILD;
 	bad += emm_close(mm) != -ECHILD;
 	_exit(bad);
 }
 
-/* Touching the memory: not served, the child dies of SIGSEGV. */
+/* Touching memory that no fork copies: not served, the child dies of SIGSEGV. */
 static void child_touch(void *arg)
 {
 	(void)arg;
 	alarm(20);
-	(void)*(volatile char *)(mem + LEN / 2);	/* swapped out in the parent */
+	(void)*(volatile char *)(nomem + LEN / 2);	/* swapped out in the parent */
 	_exit(0);
 }
 
@@ -94,6 +95,10 @@ int main(void)
 	if (emm_open(&o, &mm) || emm_reserve(mm, LEN, (void **)&mem) || emm_map(mm, mem, LEN, NULL))
 		bail("emm_open/emm_reserve/emm_map failed");
 	fill_words(mem, LEN, word_value);
+	o.flags = EMM_OPEN_NO_FORK_COPY;
+	if (emm_open(&o, &nocopy))
+		bail("emm_open with EMM_OPEN_NO_FORK_COPY failed");
+	nomem = (char *)paged_out_region(nocopy, LEN);
 	alarm(120);	/* a parent hung by its child fails rather than hangs */
 
 	if (fork_stderr(child_calls, NULL, out, sizeof(out), &st))
@@ -110,7 +115,7 @@ int main(void)
 	 * there, that the child did not go on is what can be checked. */
 	ok(TAP_SANITIZER ? !(WIFEXITED(st) && WEXITSTATUS(st) == 0)
 			 : WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV,
-	   "a child touching the parent's emm memory dies of SIGSEGV");
+	   "a child touching memory of an instance opened with EMM_OPEN_NO_FORK_COPY dies of SIGSEGV");
 	if (TAP_SANITIZER)
 		diag("child status 0x%x", st);
 	ok(strstr(out, "forked child") != NULL, "and emm says why");
@@ -128,5 +133,6 @@ int main(void)
 	is_int(count_bad_words(mem, LEN, word_value), 0, "the parent reads back all it wrote");
 	ok(stats(mm).swapins > 0, "through swap");
 	is_int(emm_close(mm), 0, "emm_close");
+	emm_close(nocopy);
 	return done_testing();
 }
