@@ -264,6 +264,8 @@ static void fork_child(void)
 		close(pipe_rd);
 	pipe_rd = -1;
 	fork_child_copy();
+	/* No instance is open here: the next fork, the child's, copies none. */
+	atomic_store_explicit(&copiers, 0, memory_order_relaxed);
 	atomic_store_explicit(&fork_lock, 0, memory_order_relaxed);
 }
 
