@@ -33,7 +33,6 @@ static _Atomic long copiers;		/* open instances a fork copies */
 static bool armed;			/* prepared: a child of this fork may copy */
 static int pipe_rd = -1, pipe_wr = -1;
 static pid_t copied;			/* the process whose copy is made */
-static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* Async-signal-safe. read() or pread() until len bytes or the end. */
 static int read_full(int fd, void *buf, size_t len, off_t off)
@@ -269,14 +268,21 @@ static void fork_child(void)
 	atomic_store_explicit(&fork_lock, 0, memory_order_relaxed);
 }
 
-static void fork_handlers(void)
+/*
+ * Installed as the library loads, before the program and the libraries
+ * loaded after it install theirs: fork runs emm's prepare handler last,
+ * once theirs have taken their locks and touched what they touch (an
+ * earlier one touching emm memory could wait for a swap-in that waits at
+ * the gate), and emm's child handler first, so the copy is there before
+ * theirs run. Without an open instance they cost a lock and an unlock.
+ */
+__attribute__((constructor)) static void fork_handlers(void)
 {
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 void fork_register(struct emm *mm)
 {
-	pthread_once(&once, fork_handlers);
 	if (!(mm->cfg.flags & EMM_OPEN_NO_FORK_COPY))
 		atomic_fetch_add_explicit(&copiers, 1, memory_order_relaxed);
 }
