@@ -20,9 +20,10 @@
  * would let the child write its parent's pages). What it gets instead, as
  * fork(2) promises, is the memory as it was: fork's child handler maps
  * each reservation afresh as private anonymous memory and fills it from
- * what the page tables the child inherited say, resident pages from
+ * what the PTE words the child inherited say, resident pages from
  * physmem, swapped ones from their slots, FILE ranges from their file.
- * That snapshot stays true only while the parent frees no physmem and
+ * Those words are true only if no page was half-way between two homes at
+ * the fork, and stay true only while the parent frees no physmem and
  * rewrites no slot: its prepare handler shuts the fork gate (lock.c), and
  * its parent handler opens it again once the child is done, has exec'd or
  * has died (the child holds the write end of a pipe that closes on exec).

@@ -12,7 +12,8 @@ void fork_unregister(struct emm *mm);
  * Async-signal-safe, in a child made by fork(3). Copy the parent's
  * instances into private memory, once: fork's child handler does, and
  * emm's fault handler if the child touches that memory before the handler
- * ran (in another atfork handler). true if this call made the copy.
+ * ran (in the C library's own work in the child, or in a child handler
+ * installed before libemm loaded). true if this call made the copy.
  */
 bool fork_child_copy(void);
 
