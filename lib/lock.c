@@ -93,7 +93,6 @@ void fork_gate_leave(void)
 	if (--gate_depth)
 		return;
 	v = atomic_fetch_sub_explicit(&fork_gate, 1, memory_order_release);
-
 	if ((v & GATE_SHUT) && (v & ~GATE_SHUT) == 1)
 		futex_wake(&fork_gate, INT32_MAX);
 }
