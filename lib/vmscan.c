@@ -506,17 +506,17 @@ long shrink_node(struct emm *mm, int node, long nr)
 	return shrink_node_with(mm, node, nr, &rc);
 }
 
-/* The reclaim thread's batch work space, one allocation. */
+/* A thread's batch work space; its arrays uncleared, as on the stack. */
 struct reclaim *reclaim_alloc(unsigned n)
 {
-	struct reclaim *rc = calloc(1, sizeof(*rc) + n * (sizeof(struct scan) +
+	struct reclaim *rc = malloc(sizeof(*rc) + n * (sizeof(struct scan) +
 				    sizeof(struct swap_io) + sizeof(struct iovec) + sizeof(struct run) +
 				    sizeof(struct rsv *) + 3 * sizeof(uint32_t) + sizeof(unsigned)));
 	char *p = (char *)(rc + 1);
 
 	if (!rc)
 		return NULL;
-	rc->max = n;
+	*rc = (struct reclaim){ .max = n };
 	rc->sp = (struct scan *)p, p += n * sizeof(struct scan);
 	rc->io = (struct swap_io *)p, p += n * sizeof(struct swap_io);
 	rc->iov = (struct iovec *)p, p += n * sizeof(struct iovec);
