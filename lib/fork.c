@@ -33,26 +33,6 @@ static _Atomic uint32_t fork_lock;	/* one fork at a time through the handlers */
 static _Atomic long copiers;		/* open instances a fork copies */
 static bool armed;			/* prepared: a child of this fork may copy */
 static int pipe_rd = -1, pipe_wr = -1;
-static pid_t copied;			/* the process whose copy is made */
-
-/* Async-signal-safe. read() or pread() until len bytes or the end. */
-static int read_full(int fd, void *buf, size_t len, off_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;	/* a hole past the end: zeros, as the copy already is */
-		done += (size_t)n;
-	}
-	return 0;
-}
 
 /* Async-signal-safe. Swapped pages [a, e), their slots consecutive from
  * slot: read and checked; a page that fails is left without access, so
@@ -94,7 +74,7 @@ static void copy_resident(struct rsv *r, uintptr_t a, uintptr_t e)
 		mmap((void *)a, e - a, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 	}
-	read_full(r->mm->memfd, (void *)a, e - a, off);
+	pread_full(r->mm->memfd, (void *)a, e - a, off);	/* a hole reads zeros */
 }
 
 /* Async-signal-safe. The pages of [a, e) the parent had resident or in
@@ -146,9 +126,7 @@ static void map_file(const struct emm_vma *v)
 /* Async-signal-safe. One VMA: its file under it (FILE), then its pages. */
 static void copy_vma(struct rsv *r, const struct emm_vma *v)
 {
-	int prot = (v->prot & EMM_PROT_READ ? PROT_READ : 0) |
-		   (v->prot & EMM_PROT_WRITE ? PROT_WRITE : 0) |
-		   (v->prot & EMM_PROT_EXEC ? PROT_EXEC : 0);
+	int prot = prot_to_sys(v->prot);
 
 	if (v->policy == EMM_POLICY_GUARD) {
 		mprotect((void *)v->start, v->end - v->start, PROT_NONE);
@@ -200,12 +178,11 @@ bool fork_child_copy(void)
 	struct rsv *r;
 	int saved = errno;
 
-	if (!armed || copied == getpid())
+	if (!armed)
 		return false;
-	copied = getpid();
+	armed = false;	/* once, and a fault inside the copy does not start another */
 	while ((r = registry_pop_foreign()) != NULL)
 		copy_rsv(r);
-	armed = false;
 	if (pipe_wr >= 0)
 		close(pipe_wr);	/* the parent goes on */
 	pipe_wr = -1;

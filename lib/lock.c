@@ -65,11 +65,12 @@ static __thread unsigned gate_depth __attribute__((tls_model("initial-exec")));
 /* Async-signal-safe. Acquire: pairs with the release in fork_gate_open. */
 void fork_gate_enter(void)
 {
-	uint32_t v = atomic_load_explicit(&fork_gate, memory_order_relaxed);
+	uint32_t v;
 	pid_t self = 0;
 
 	if (gate_depth++)
 		return;
+	v = atomic_load_explicit(&fork_gate, memory_order_relaxed);
 	for (;;) {
 		if ((v & GATE_SHUT) && !self)
 			self = (pid_t)syscall(SYS_gettid);

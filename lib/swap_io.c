@@ -393,8 +393,9 @@ int swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n)
  */
 int swap_read_sync(const struct swap_dev *sd, uint32_t slot, unsigned n, void *buf)
 {
-	size_t len = (size_t)n * PAGE_SIZE, done = 0;
+	size_t len = (size_t)n * PAGE_SIZE;
 	uint32_t crc;
+	ssize_t got;
 
 	for (unsigned i = 0; i < n; i++) {
 		struct swap_io io = { .slot = slot + i, .page = (char *)buf + i * PAGE_SIZE };
@@ -403,16 +404,9 @@ int swap_read_sync(const struct swap_dev *sd, uint32_t slot, unsigned n, void *b
 		if (err)
 			return err;
 	}
-	while (done < len) {
-		ssize_t r = pread(sd->fd, (char *)buf + done, len - done,
-				  (off_t)(((uint64_t)slot << PAGE_SHIFT) + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		done += (size_t)r;
-	}
+	got = pread_full(sd->fd, buf, len, (off_t)((uint64_t)slot << PAGE_SHIFT));
+	if (got != (ssize_t)len)
+		return got < 0 ? (int)got : -EIO;
 	for (unsigned i = 0; i < n; i++)
 		if (crc32c(0, (char *)buf + i * PAGE_SIZE, PAGE_SIZE) != sd->crc[slot + i])
 			return -EBADMSG;

@@ -62,6 +62,26 @@ void write_all(int fd, const char *s, size_t len)
 	}
 }
 
+/* Async-signal-safe. pread until len bytes or the end of the file: the
+ * bytes read, or -errno. */
+ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
 static void vlog(const char *prefix, const char *fmt, va_list ap)
 {
 	char line[512];

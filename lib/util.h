@@ -33,6 +33,7 @@ void sb_puts(struct sbuf *b, const char *s);
 void sb_putu(struct sbuf *b, uint64_t v, unsigned base, unsigned width);
 void sb_putx(struct sbuf *b, uint64_t v);
 void write_all(int fd, const char *s, size_t len);
+ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
 void emm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void emm_log(const struct emm *mm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 unsigned long sys_max_map_count(void);
