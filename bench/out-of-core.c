@@ -107,7 +107,6 @@ static uint64_t stamp(size_t page)
 
 /* ---- the plain file ---- */
 
-/* Where emm's default swap file goes; the baseline must use the same device. */
 /* The plain file and emm's swap file together take up to 2.25 x size; the
  * kernel's swap file 1.25 x more. */
 static bool disk_ok(const struct ooc *b, bool kernel_too)
@@ -673,6 +672,8 @@ static void goals(const struct ooc *b, const double *ratio)
 	}
 }
 
+/* The plain file goes where emm's default swap file goes ($TMPDIR, else
+ * /var/tmp): the baseline must use the same device. */
 int bench_out_of_core(const struct bench_opts *o)
 {
 	struct ooc b = { .size = o->size, .limit = o->limit ? o->limit : DEFAULT_LIMIT,
