@@ -197,8 +197,10 @@ static void pressure(void)
 	after = stats(m).resident_bytes + stats(m).swap_used_bytes;
 	diag("24 MiB of 6,000-byte blocks under a 32 MiB limit: held %" PRIu64 " KiB, after the frees %"
 	     PRIu64 " KiB", before >> 10, after >> 10);
-	/* Pressure is resident at half the limit or more: the drops stop there. */
-	ok(after + 8 * MIB < before && after <= 17 * MIB,
+	/* Pressure is resident at half the limit or more: the drops stop there,
+	 * anywhere up to it (16 MiB, 7.9 below what was held: a bound of 8 MiB
+	 * below failed a run that stopped at 16,320 KiB). */
+	ok(after + 7 * MIB < before && after <= 17 * MIB,
 	   "under pressure, freed slabs go back without a collect, down to half the limit");
 	is_int(emm_heap_destroy(h), 0, "emm_heap_destroy");
 	is_int(emm_close(m), 0, "emm_close");
