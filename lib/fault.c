@@ -439,6 +439,9 @@ static enum fault_result swap_read_around(struct rsv *r, const struct emm_vma *v
 	if (err)
 		return swapin_failed(r, vma, addr, access, err);
 	count_tries(&r->ra_read, &r->ra_hits, (uint32_t)((e - s) >> PAGE_SHIFT) - 1, 1024);
+	/* A fault next to it continues a stream (swap_readahead). */
+	atomic_store_explicit(&r->ra_lo, s, memory_order_relaxed);
+	atomic_store_explicit(&r->ra_hi, e, memory_order_relaxed);
 	note_clean_maps(r, vma, prot, dirty, !(access & EMM_PROT_WRITE));
 	unlock_range(r, s, addr, 0, PTE_RA);
 	unlock_range(r, addr, addr + PAGE_SIZE, access, 0);
