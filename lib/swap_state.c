@@ -7,6 +7,7 @@
 #include "pte.h"
 #include "readahead.h"
 #include "swap_state.h"
+#include "util.h"
 #include "vma.h"
 
 #define SWAP_RA_MIN	32	/* swap-in readahead window, in pages: it starts */
@@ -71,6 +72,36 @@ static int stream_kind(struct rsv *r)
 	    atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 16)
 		return RA_STREAM;
 	return RA_UNMAPPED;
+}
+
+/*
+ * Async-signal-safe. Map the clean anonymous pages coming back from swap
+ * writable (so dirty: their slot goes) instead of read-only? A read-only
+ * clean page costs a second fault when written (a trap even where the kernel
+ * lets it through, mm->wp_async); a writable one costs a write to swap when
+ * evicted, though its data may not have changed. The kernel has neither
+ * cost (the MMU's dirty bit); emm weighs them by what the pages of this
+ * reservation did: when more than half of the clean pages mapped read-only
+ * were written soon after (a heap whose collector marks what it reads, a
+ * B-tree being filled), new ones are mapped writable. One decision in
+ * eight still maps read-only, so the figure follows the program. */
+bool swap_predict_write(struct rsv *r, const struct emm_vma *vma)
+{
+	uint32_t maps = atomic_load_explicit(&r->clean_maps, memory_order_relaxed);
+	uint32_t writes = atomic_load_explicit(&r->clean_writes, memory_order_relaxed);
+
+	if (vma_backed(vma) || maps < 64 || 2 * writes <= maps)
+		return false;
+	return atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 8;
+}
+
+/* Async-signal-safe. n clean anonymous pages of a VMA with prot were
+ * mapped read-only (dirty: or writable, by swap_predict_write): its
+ * sample counts the read-only ones. */
+void swap_note_clean(struct rsv *r, const struct emm_vma *vma, int prot, bool dirty, uint32_t n)
+{
+	if (!dirty && n && !vma_backed(vma) && (prot & EMM_PROT_WRITE))
+		count_tries(&r->clean_maps, &r->clean_writes, n, 4096);
 }
 
 /*

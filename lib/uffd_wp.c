@@ -32,7 +32,7 @@ static inline bool wp_unseen(uint64_t v)
  * that the kernel maps it as its PTE says (read-only), and a later write
  * is seen again. A page the kernel dropped by itself left no marker either:
  * dirty too, to be safe (it costs a write to swap). Anonymous ones count as
- * clean pages written, for predict_write, as a write fault would: the
+ * clean pages written, for swap_predict_write, as a write fault would: the
  * kernel's fault on such a write still costs 21 us on a 2-vCPU VM, against
  * 11 for the first touch of a page mapped writable, and Lua, which writes
  * most of what it reads, ran 10% slower with every clean page read-only.
@@ -62,7 +62,7 @@ void wp_harvest(struct rsv *r, int uffd, int fd, uintptr_t s, uintptr_t e)
 				continue;
 			if (m & PM_PRESENT)	/* its PTE must say read-only again */
 				uffd_wp(uffd, a, a + PAGE_SIZE, true);
-			if (!(v & PTE_FILE))	/* predict_write's sample */
+			if (!(v & PTE_FILE))	/* swap_predict_write's sample */
 				atomic_fetch_add_explicit(&r->clean_writes, 1, memory_order_relaxed);
 			pte_set_locked(pte_of(r, a), v | PTE_DIRTY);
 		}
