@@ -51,17 +51,20 @@ static int swap_cluster(struct rsv *r, uintptr_t addr)
  * Async-signal-safe. How a window along a stream is read: mapped at once
  * (RA_STREAM, and the readahead threads read on ahead of it) while
  * reading ahead pays so well that proof of it costs more than it tells,
- * but for one window in 16 that keeps the count; else as a cluster is
+ * but for one window in 64 that keeps the count; else as a cluster is
  * (RA_UNMAPPED): the pages stay unmapped until touched, and a touch is a
  * reference, as the kernel's accessed bit would be. A page mapped at
  * once has no such proof: at its turn on the inactive list it is revoked
  * and needs a second touch to stay, which a program sweeping its heap
  * now and then never gives it. Python through libemm-preload.so under 64
- * MiB (uffd, 2-vCPU VM), five alternating pairs: 24.2 to 25.8 K pages
- * swapped in and 2.70 to 3.10 s with every stream window mapped at once,
- * 16.8 to 18.4 K and 2.59 to 2.87 s so (the kernel's swap in a cgroup:
- * 13.5 to 14.9 K); Lua at 64 MiB and SQLite at 48 MiB swapped in as
- * many either way. A stream advised EMM_ADV_SEQUENTIAL is mapped at once.
+ * MiB (uffd, 2-vCPU VM), six alternating pairs: 23.6 to 25.9 K pages
+ * swapped in with every stream window mapped at once, 16.5 to 23.9 K so
+ * (the kernel's swap in a cgroup: 13.5 to 14.9 K); about 3,500 more
+ * minor faults, and as fast (3.10 to 3.51 s against 2.96 to 3.80). Lua
+ * at 64 MiB and SQLite at 48 MiB swapped in as many either way. A stream
+ * advised EMM_ADV_SEQUENTIAL is mapped at once. Sampling one window in 16
+ * rather than 64 cost a stream read without the readahead threads a minor
+ * fault for 6% of its pages.
  */
 static int stream_kind(struct rsv *r)
 {
@@ -69,7 +72,7 @@ static int stream_kind(struct rsv *r)
 	uint32_t hits = atomic_load_explicit(&r->ra_hits, memory_order_relaxed);
 
 	if (read >= 64 && 8 * hits >= 7 * read &&
-	    atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 16)
+	    atomic_fetch_add_explicit(&r->clean_seq, 1, memory_order_relaxed) % 64)
 		return RA_STREAM;
 	return RA_UNMAPPED;
 }
