@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Swap readahead: the window a swap-in reads, along a stream or around a
- * fault, and the windows the readahead threads read ahead of a stream. */
+ * fault, whether its pages are mapped at once or writable, and the windows
+ * the readahead threads read ahead of a stream. */
 #include "internal.h"
 #include "lru.h"
 #include "memory.h"
@@ -60,7 +61,7 @@ static int swap_cluster(struct rsv *r, uintptr_t addr)
  * MiB (uffd, 2-vCPU VM), six alternating pairs: 23.6 to 25.9 K pages
  * swapped in with every stream window mapped at once, 16.5 to 23.9 K so
  * (the kernel's swap in a cgroup: 13.5 to 14.9 K); about 3,500 more
- * minor faults, and as fast (3.10 to 3.51 s against 2.96 to 3.80). Lua
+ * minor faults, and as fast (2.96 to 3.80 s against 3.10 to 3.51). Lua
  * at 64 MiB and SQLite at 48 MiB swapped in as many either way. A stream
  * advised EMM_ADV_SEQUENTIAL is mapped at once. Sampling one window in 16
  * rather than 64 cost a stream read without the readahead threads a minor

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Swap-in adapts to the program: clusters read around faults with locality, none at random; pages written after reading come back writable. */
+/* Swap-in adapts to the program: clusters read around faults with locality, none at random; pages written after reading come back writable; a stream's windows mapped at once only once its touches show that reading ahead pays. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -70,6 +70,51 @@ static size_t read_then_write(uint64_t *mem, uint64_t *seed)
 	return bad;
 }
 
+/* Every step-th page in order, a word of each checked. */
+static size_t read_stream(const uint64_t *mem, unsigned step)
+{
+	size_t bad = 0;
+
+	for (size_t p = 0; p < LEN / PAGE; p += step) {
+		const uint64_t *w = mem + p * (PAGE / 8) + p % (PAGE / 8);
+
+		bad += *w != word_value(w);
+	}
+	return bad;
+}
+
+/* A region read in order, every step-th page: the faults it took. */
+static uint64_t stream_faults(unsigned step, const char *what)
+{
+	uint64_t *mem = paged_out_region(mm, LEN);
+	struct emm_stats s0 = stats(mm), s1;
+
+	is_int(read_stream(mem, step), 0, "%s: every page right", what);
+	s1 = stats(mm);
+	diag("%s: faults_major %" PRIu64 ", faults_minor %" PRIu64 ", swapins %" PRIu64, what,
+	     s1.faults_major - s0.faults_major, s1.faults_minor - s0.faults_minor,
+	     s1.swapins - s0.swapins);
+	return s1.faults_minor - s0.faults_minor + s1.faults_major - s0.faults_major;
+}
+
+/* Streams, each in a region of its own, read by the faults alone (no
+ * readahead threads, whose markers are minor faults too): a dense one
+ * proves its first windows page by page, then has them mapped at once;
+ * in a sparse one, the pages read ahead and not touched never show as
+ * used, and its windows stay unmapped, a fault for every page touched. */
+static void test_streams(void)
+{
+	uint64_t pages = LEN / PAGE, dense = stream_faults(1, "a dense stream");
+	uint64_t sparse = stream_faults(2, "a stream of every other page");
+
+	ok(dense >= 32 && dense <= pages / 16,
+	   "dense: its first window's pages fault, then windows are mapped whole "
+	   "(%" PRIu64 " faults for %" PRIu64 " pages)", dense, pages);
+	ok(sparse >= pages / 2 * 9 / 10,
+	   "sparse: a fault for (nearly) every page touched (%" PRIu64 " for %" PRIu64 ")", sparse,
+	   pages / 2);
+}
+
 int main(void)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = 256 * MIB, .swap_size = 512 * MIB);
@@ -80,7 +125,8 @@ int main(void)
 	/* Its last part counts write faults: t/215 tests the writes a
 	 * userfaultfd backend lets through without one. */
 	setenv("EMM_UFFD_WP_ASYNC", "0", 1);
-	plan(13);
+	setenv("EMM_READAHEAD_ASYNC", "0", 1);
+	plan(17);
 	if (!is_int(emm_open(&o, &mm), 0, "emm_open: 256 MiB budget, no pressure"))
 		bail("cannot open an instance");
 
@@ -116,6 +162,7 @@ int main(void)
 	   "at most a third of the first writes fault");
 	ok(s1.faults_wp - s0.faults_wp > 0, "but some do: read-only samples keep the count");
 	is_int(count_bad_words(mem, LEN, word_value), 0, "all 32 MiB right afterwards");
+	test_streams();
 	is_int(stats(mm).io_errors, 0, "no I/O errors");
 	is_int(emm_close(mm), 0, "emm_close");
 	return done_testing();

@@ -46,7 +46,7 @@ static size_t read_pass(int rewritten)
 	return bad;
 }
 
-/* Clean pages of the reservation at a seen written (predict_write's sample). */
+/* Clean pages of the reservation at a seen written (swap_predict_write's sample). */
 static unsigned clean_writes(void *a)
 {
 	int idx = 0;
