@@ -47,31 +47,19 @@ static int pager_do(struct rsv *r, const struct emm_vma *vma, int op, uintptr_t 
 int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
 {
 	char *buf = rsv_alias(r, s);
-	size_t len = e - s, done = 0;
-
-	int fd;
+	size_t len = e - s;
+	off_t off;
+	ssize_t n;
 
 	if (vma->policy == EMM_POLICY_PAGER)
 		return pager_do(r, vma, PAGER_FILL, s, e);
-	fd = vma->file->dfd >= 0 ? vma->file->dfd : vma->file->fd;
+	off = (off_t)vma_offset(vma, s);
 	/* Map the alias pages in one call, not one kernel fault per page. */
 	madvise(buf, len, MADV_POPULATE_WRITE);
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done, (off_t)(vma_offset(vma, s) + done));
-
-		if (n < 0 && errno == EINVAL && fd != vma->file->fd) {
-			fd = vma->file->fd;	/* the device wants a larger alignment */
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return 0;
+	n = pread_full(vma->file->dfd >= 0 ? vma->file->dfd : vma->file->fd, buf, len, off);
+	if (n == -EINVAL && vma->file->dfd >= 0)	/* the device wants a larger alignment */
+		n = pread_full(vma->file->fd, buf, len, off);
+	return n < 0 ? (int)n : 0;
 }
 
 /* Async-signal-safe. pwrite all of buf at off, or -errno. */
