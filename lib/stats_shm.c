@@ -24,10 +24,17 @@ struct stats_shm {
 	char name[64];
 	pthread_t thread;
 	_Atomic bool stop;
+	pid_t pid;			/* the process that made the object */
+	struct stats_shm *next;		/* on open_objects */
 };
 
 /* Instances this process opened: the N of emm.PID.N. */
 static _Atomic uint32_t instances;
+
+/* The objects of instances not closed yet, for unlink_at_exit. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct stats_shm *open_objects;
+static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
 
 /* The words are in a shared mapping and readers are other processes:
  * these futexes must not be process-private. */
@@ -168,6 +175,48 @@ static void reap_stale(void)
 }
 
 /*
+ * A program that exits without emm_close (most do: a preloaded heap lives
+ * to the end) would leave its objects until another instance reaped them,
+ * and emmstat would go on reading a dead process's last figures. The names
+ * go at exit; the mappings with the process. A forked child's list holds
+ * its parent's objects: not its to remove. No wait for the lock at exit:
+ * a thread stopped inside emm_open may hold it.
+ */
+static void unlink_at_exit(void)
+{
+	if (pthread_mutex_trylock(&open_lock))
+		return;
+	for (struct stats_shm *s = open_objects; s; s = s->next)
+		if (s->pid == getpid())
+			shm_unlink(s->name);
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void register_atexit(void)
+{
+	atexit(unlink_at_exit);
+}
+
+static void track(struct stats_shm *s)
+{
+	pthread_mutex_lock(&open_lock);
+	s->next = open_objects;
+	open_objects = s;
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void untrack(struct stats_shm *s)
+{
+	pthread_mutex_lock(&open_lock);
+	for (struct stats_shm **pp = &open_objects; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	pthread_mutex_unlock(&open_lock);
+}
+
+/*
  * Publish the instance's statistics for emmstat, unless EMM_STATS_SHM=0.
  * Statistics are a convenience: when shared memory cannot be had, emm goes
  * on without (and says so under EMM_VERBOSE); this never fails emm_open.
@@ -190,6 +239,11 @@ int stats_shm_open(struct emm *mm)
 		if (err)
 			unmap_page(s);
 	}
+	if (!err) {
+		s->pid = getpid();
+		pthread_once(&atexit_once, register_atexit);
+		track(s);
+	}
 	if (err) {
 		mm->stats_shm = NULL;
 		free(s);
@@ -210,6 +264,7 @@ void stats_shm_close(struct emm *mm)
 	atomic_fetch_add(&s->page->request, 1);
 	shared_wake(&s->page->request);
 	pthread_join(s->thread, NULL);
+	untrack(s);
 	unmap_page(s);
 	mm->stats_shm = NULL;
 	free(s);

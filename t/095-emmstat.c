@@ -4,6 +4,7 @@
 #include <libgen.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +21,15 @@
 static char emmstat[4096];
 static _Atomic int stop;
 
-/* The statistics objects of this process in /dev/shm. */
-static int shm_objects(void)
+/* The objects of pid in /dev/shm. */
+static int objects_of(pid_t pid)
 {
 	char prefix[32];
 	struct dirent *de;
 	DIR *d = opendir("/dev/shm");
 	int n = 0;
 
-	snprintf(prefix, sizeof(prefix), "emm.%d.", (int)getpid());
+	snprintf(prefix, sizeof(prefix), "emm.%d.", (int)pid);
 	while (d && (de = readdir(d)))
 		n += !strncmp(de->d_name, prefix, strlen(prefix));
 	if (d)
@@ -36,8 +37,13 @@ static int shm_objects(void)
 	return n;
 }
 
-/* Run emmstat on this process; its output in buf, its exit status back. */
-static int run_emmstat(const char *args, char *buf, size_t cap)
+static int shm_objects(void)
+{
+	return objects_of(getpid());
+}
+
+/* Run emmstat on pid; its output in buf, its exit status back. */
+static int run_emmstat_on(pid_t pid, const char *args, char *buf, size_t cap)
 {
 	char cmd[8192];
 	size_t len = 0;
@@ -45,8 +51,8 @@ static int run_emmstat(const char *args, char *buf, size_t cap)
 	/* TEST_RUNNER: what runs a program of this build (an emulator). */
 	const char *runner = getenv("TEST_RUNNER");
 
-	snprintf(cmd, sizeof(cmd), "%s %s %d %s 2>&1", runner ? runner : "", emmstat,
-		 (int)getpid(), args);
+	snprintf(cmd, sizeof(cmd), "%s %s %d %s 2>&1", runner ? runner : "", emmstat, (int)pid,
+		 args);
 	p = popen(cmd, "r");
 	if (!p)
 		bail("popen: %s", strerror(errno));
@@ -54,6 +60,11 @@ static int run_emmstat(const char *args, char *buf, size_t cap)
 		len += strlen(buf + len);
 	buf[len] = '\0';
 	return WEXITSTATUS(pclose(p));
+}
+
+static int run_emmstat(const char *args, char *buf, size_t cap)
+{
+	return run_emmstat_on(getpid(), args, buf, cap);
 }
 
 /* Show emmstat's lines as diagnostics. */
@@ -118,6 +129,54 @@ static void check_reaped(void)
 		bail("emm_open");
 	ok(shm_unlink(name) < 0 && errno == ENOENT, "a dead process's object is gone at emm_open");
 	emm_close(mm);
+}
+
+/* A child that opens an instance, says so on fd, waits ms, and leaves
+ * without emm_close: by exit (its atexit handlers run) or by _exit. */
+static pid_t child_leaving(int fd, int ms, bool by_exit)
+{
+	pid_t pid = fork();
+	struct emm *mm;
+
+	if (pid < 0)
+		bail("fork: %s", strerror(errno));
+	if (pid)
+		return pid;
+	if (emm_open(NULL, &mm) || write(fd, "r", 1) != 1)
+		_exit(1);
+	usleep((useconds_t)ms * 1000);
+	if (by_exit)
+		exit(0);
+	_exit(0);
+}
+
+/* A program that exits without emm_close leaves no object behind; one
+ * that dies (here, _exit) does, and emmstat on it stops once it has
+ * exited, even before its parent reaps it. */
+static void check_exit(void)
+{
+	char out[8192], c;
+	int fds[2], status = -1;
+	pid_t pid;
+
+	if (pipe(fds))
+		bail("pipe: %s", strerror(errno));
+	pid = child_leaving(fds[1], 0, true);
+	waitpid(pid, &status, 0);
+	if (read(fds[0], &c, 1) != 1)
+		bail("the child did not open an instance");
+	ok(status == 0 && objects_of(pid) == 0,
+	   "exit without emm_close: no statistics object left (status %d)", status);
+	pid = child_leaving(fds[1], 500, false);
+	if (read(fds[0], &c, 1) != 1)
+		bail("the child did not open an instance");
+	status = run_emmstat_on(pid, "0.1", out, sizeof(out));
+	show(out);
+	ok(status == 0 && strstr(out, "has exited"),
+	   "emmstat stops when the process it watches exits (status %d)", status);
+	waitpid(pid, NULL, 0);
+	close(fds[0]);
+	close(fds[1]);
 }
 
 static void check_off(void)
@@ -207,8 +266,9 @@ int main(int argc, char **argv)
 	}
 	if (access(emmstat, X_OK) != 0)
 		bail("%s is not built (make tools/emmstat)", emmstat);
-	plan(15);
+	plan(17);
 	check_off();
+	check_exit();
 
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT);
 	if (emm_open(&o, &mm) || emm_reserve(mm, AREA, &area) || emm_map(mm, area, AREA, NULL))

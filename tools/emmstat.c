@@ -265,6 +265,32 @@ static void sleep_for(double secs)
 		;
 }
 
+/*
+ * Whether pid has exited: gone, or a zombie its parent has not reaped yet
+ * (kill(pid, 0) still succeeds on one). A process killed before it closed
+ * its instances leaves their objects behind, and the figures in them stop:
+ * emmstat must not go on printing them.
+ */
+static bool exited(pid_t pid)
+{
+	char path[64], buf[512], *paren;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kill(pid, 0) < 0 && errno == ESRCH;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	/* The state follows the command name, which may hold ')'. */
+	paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: emmstat PID [INTERVAL [COUNT]]\n");
@@ -291,9 +317,9 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 
 	scan_instances((pid_t)pid);
-	if (!ninst) {
+	if (!ninst || exited((pid_t)pid)) {
 		fprintf(stderr, "emmstat: process %ld publishes no emm statistics (%s)\n", pid,
-			kill((pid_t)pid, 0) < 0 && errno == ESRCH ? "no such process"
+			exited((pid_t)pid) ? "it has exited, or there is no such process"
 			: "no emm instance open, or EMM_STATS_SHM=0");
 		return 1;
 	}
@@ -303,6 +329,10 @@ int main(int argc, char **argv)
 		sleep_for(interval);
 		if (stop)
 			break;
+		if (exited((pid_t)pid)) {
+			fprintf(stderr, "emmstat: process %ld has exited\n", pid);
+			return 0;
+		}
 		sample((pid_t)pid);
 		if (!ninst) {
 			fprintf(stderr, "emmstat: process %ld has no emm instance any more\n", pid);
