@@ -327,20 +327,102 @@ void backend_sigbus_send(pid_t tid, uint64_t blocked, uintptr_t addr, int access
 	reraise(SIGBUS);
 }
 
-/* Install the handler for the first instance; remember what it replaces. */
-int backend_signal_get(void)
+/* emm's action for the fault signals. */
+static void emm_action(struct sigaction *sa)
 {
-	struct sigaction sa = { .sa_sigaction = emm_sigaction,
-				.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER };
-	int err = 0;
-
+	*sa = (struct sigaction){ .sa_sigaction = emm_sigaction,
+				  .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER };
 	/* Every asynchronous signal stays blocked while emm's handler runs: no
 	 * handler can interrupt it while it holds a page lock. Faults stay
 	 * deliverable (SA_NODEFER too): code the handler runs for the program
 	 * (a fill on a pager thread, a trap callback) may touch emm memory. */
-	sig_fill_async(&sa.sa_mask);
+	sig_fill_async(&sa->sa_mask);
+}
+
+/*
+ * The span of a fork(3). In the child, the C library touches memory before
+ * any child handler runs (its NSS state, its stdio locks), memory that may
+ * be emm's and is not mapped there until the copy (fork.c): the fault must
+ * reach emm's handler, which makes the copy. Two things can stop it. A
+ * handler the program installed after emm's takes the fault first and may
+ * take it for a crash (Python's faulthandler prints a fatal error and
+ * raises the signal again). And the signal's frame goes on the thread's
+ * alternate stack, which may itself be emm memory (faulthandler's comes
+ * from malloc, which the preload serves): the kernel cannot write it, and
+ * kills the child. So for the span of the fork, emm's handler is on top,
+ * chaining to the program's, and the forking thread runs its handlers on a
+ * stack of emm's own (plain anonymous memory, which the child inherits);
+ * both are put back in the parent, and in the child after the copy.
+ */
+#define FORK_STACK_SIZE	(64 * 1024)
+
+static struct sigaction held_action[ARRAY_SIZE(fault_signals)], held_old[ARRAY_SIZE(fault_signals)];
+static bool held[ARRAY_SIZE(fault_signals)];
+static stack_t held_stack;
+static bool stack_held;
+static void *fork_stack;
+
+static void fork_hold(void)
+{
+	struct sigaction sa;
+	stack_t ss;
+
+	emm_action(&sa);
 	pthread_mutex_lock(&install_lock);
-	if (!atfork_set && pthread_atfork(NULL, NULL, self_pid_renew) == 0)
+	for (size_t i = 0; users && i < ARRAY_SIZE(fault_signals); i++) {
+		if (sigaction(fault_signals[i], NULL, &held_action[i]) < 0 ||
+		    handler_is_emm(&held_action[i]))
+			continue;
+		held_old[i] = old_action[i];
+		old_action[i] = held_action[i];
+		held[i] = sigaction(fault_signals[i], &sa, NULL) == 0;
+		if (!held[i])
+			old_action[i] = held_old[i];
+	}
+	if (!fork_stack) {
+		fork_stack = mmap(NULL, FORK_STACK_SIZE, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (fork_stack == MAP_FAILED)
+			fork_stack = NULL;
+	}
+	/* Not while running on the alternate stack: it cannot be changed. */
+	ss = (stack_t){ .ss_sp = fork_stack, .ss_size = FORK_STACK_SIZE };
+	stack_held = users && fork_stack && sigaltstack(NULL, &held_stack) == 0 &&
+		     !(held_stack.ss_flags & SS_ONSTACK) && sigaltstack(&ss, NULL) == 0;
+}
+
+static void fork_release(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(fault_signals); i++) {
+		if (!held[i])
+			continue;
+		sigaction(fault_signals[i], &held_action[i], NULL);
+		old_action[i] = held_old[i];
+		held[i] = false;
+	}
+	if (stack_held)
+		sigaltstack(&held_stack, NULL);
+	stack_held = false;
+	pthread_mutex_unlock(&install_lock);
+}
+
+/* Registered after fork.c's handlers: its child handler, which makes the
+ * copy, runs before this one. */
+static void fork_child_release(void)
+{
+	self_pid_renew();
+	fork_release();
+}
+
+/* Install the handler for the first instance; remember what it replaces. */
+int backend_signal_get(void)
+{
+	struct sigaction sa;
+	int err = 0;
+
+	emm_action(&sa);
+	pthread_mutex_lock(&install_lock);
+	if (!atfork_set && pthread_atfork(fork_hold, fork_release, fork_child_release) == 0)
 		atfork_set = true;
 	self_pid_renew();
 	for (size_t i = 0; !users && i < ARRAY_SIZE(fault_signals); i++)
