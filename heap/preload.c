@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "preload.h"
 
 /*
  * The process's malloc family comes here. Until the constructor has made
@@ -23,12 +24,17 @@
  * memory. free tells the two kinds apart by address.
  */
 
-#define PRELOAD_API __attribute__((visibility("default")))
 #define DEFAULT_HEAP_SIZE (64ULL << 30)
 
 static struct emm *mm;
 static struct emm_heap *_Atomic heap;
 static __thread bool emm_thread __attribute__((tls_model("initial-exec")));
+
+/* For preload-signal.c: NULL until the heap is ready. */
+struct emm *preload_mm(void)
+{
+	return atomic_load_explicit(&heap, memory_order_acquire) ? mm : NULL;
+}
 
 /* Where an allocation of the calling thread goes: NULL for mimalloc's own. */
 static struct emm_heap *target(void)

@@ -291,11 +291,13 @@ static inline void backend_quiesce(struct emm *mm)
  * held by the caller), keeping their other bits. */
 void backend_set_pte_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
 
-
-/* backend-signal.c: install the process-wide fault handler for the first
- * user, put back what it replaced after the last. Not async-signal-safe. */
+/* sighand.c: install the process-wide fault handler for the first user,
+ * put back what it replaced after the last; make a handler the program
+ * installs through libemm-preload.so the one emm chains to. Not
+ * async-signal-safe. */
 int backend_signal_get(void);
 void backend_signal_put(void);
+int backend_signal_interpose(int sig, const struct sigaction *act, struct sigaction *old);
 void backend_sigbus_send(pid_t tid, uint64_t blocked, uintptr_t addr, int access, struct rsv *r);
 
 #endif /* EMM_BACKEND_H */

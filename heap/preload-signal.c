@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/* The preload's sigaction, signal and sigaltstack: emm's handler stays first. */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "preload.h"
+
+/*
+ * SIGSEGV and SIGBUS. A handler the program installs after emm's would see
+ * emm's faults first, and many take any fault for a crash: Python's
+ * faulthandler (on under pytest and CPython's own tests) prints a fatal
+ * error and raises the signal again, which kills the process under the
+ * signal and uffd-sigbus backends. So the program's sigaction and signal
+ * for those two signals leave emm's handler installed and make the
+ * program's the one emm chains to, as if emm's had been installed after
+ * it; sigaction reports that one as the old action. emm's own calls go to
+ * the C library (the build renames them to emm_preload_sigaction).
+ */
+extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
+HEAP_INTERNAL int emm_preload_sigaction(int sig, const struct sigaction *act,
+					struct sigaction *old)
+{
+	return __sigaction(sig, act, old);
+}
+
+PRELOAD_API int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if ((sig == SIGSEGV || sig == SIGBUS) && backend_signal_interpose(sig, act, old) == 0)
+		return 0;
+	return __sigaction(sig, act, old);
+}
+
+/* signal(3) as the C library's: BSD semantics, the signal blocked in its
+ * handler, system calls restarted. */
+PRELOAD_API sighandler_t signal(int sig, sighandler_t handler)
+{
+	struct sigaction sa = { .sa_handler = handler, .sa_flags = SA_RESTART }, old;
+
+	if (sig <= 0 || sig >= NSIG || sigemptyset(&sa.sa_mask) || sigaddset(&sa.sa_mask, sig)) {
+		errno = EINVAL;
+		return SIG_ERR;
+	}
+	return sigaction(sig, &sa, &old) ? SIG_ERR : old.sa_handler;
+}
+
+PRELOAD_API sighandler_t bsd_signal(int sig, sighandler_t handler)
+{
+	return signal(sig, handler);
+}
+
+/*
+ * Alternate signal stacks. emm's handler runs on the thread's alternate
+ * stack, and a program may put that stack on its heap (Python's
+ * faulthandler does): a stack page that is not mapped when a fault
+ * arrives leaves the kernel nowhere to deliver it, and one that the fault
+ * path evicts while it runs there pulls the stack from under it. Either
+ * kills the process. So while a heap block is a thread's alternate stack
+ * its pages are pinned. The pin goes when the thread sets another stack
+ * or none; a page at either end that the block shares with others stays
+ * pinned until the heap frees it (pins are per page, not counted).
+ */
+struct pinned { uintptr_t start, end; };
+/* This thread's alternate stack while its pages are pinned, else size 0. */
+static __thread stack_t alt_pinned __attribute__((tls_model("initial-exec")));
+
+/* The C library's sigaltstack is the bare system call; emm's own calls
+ * (renamed at build time) and the preload's come here. */
+HEAP_INTERNAL int emm_preload_sigaltstack(const stack_t *ss, stack_t *old)
+{
+	return (int)syscall(SYS_sigaltstack, ss, old);
+}
+
+/* The whole pages of [p, p + len) with round outward, or those inside it. */
+static struct pinned pages_of(const void *p, size_t len, bool outward)
+{
+	uintptr_t s = (uintptr_t)p, e = s + len;
+	uintptr_t mask = (uintptr_t)sysconf(_SC_PAGESIZE) - 1;
+
+	if (outward)
+		return (struct pinned){ s & ~mask, (e + mask) & ~mask };
+	s = (s + mask) & ~mask;
+	e &= ~mask;
+	return (struct pinned){ s, e > s ? e : s };
+}
+
+/* Pin a stack that lies in the heap: true if it is now pinned. */
+static bool pin_stack(struct emm *m, const stack_t *ss)
+{
+	struct pinned p;
+
+	if (!m || !ss || (ss->ss_flags & SS_DISABLE) || !ss->ss_size || !heap_of(ss->ss_sp))
+		return false;
+	p = pages_of(ss->ss_sp, ss->ss_size, true);
+	return emm_pin(m, (void *)p.start, p.end - p.start) == 0;
+}
+
+/* Its pages at the ends may hold other blocks, perhaps another pinned
+ * stack: those stay pinned. */
+static void unpin_stack(struct emm *m, const stack_t *ss)
+{
+	struct pinned p = pages_of(ss->ss_sp, ss->ss_size, false);
+
+	if (p.end > p.start)
+		emm_unpin(m, (void *)p.start, p.end - p.start);
+}
+
+PRELOAD_API int sigaltstack(const stack_t *ss, stack_t *old)
+{
+	struct emm *m = preload_mm();
+	bool pinned = pin_stack(m, ss);
+
+	if (emm_preload_sigaltstack(ss, old)) {
+		int err = errno;
+
+		if (pinned)
+			unpin_stack(m, ss);
+		errno = err;
+		return -1;
+	}
+	if (!ss)
+		return 0;
+	/* Pin the new stack again: it may share pages with the old one. */
+	if (alt_pinned.ss_size) {
+		unpin_stack(m, &alt_pinned);
+		pinned = pinned && pin_stack(m, ss);
+	}
+	alt_pinned = pinned ? *ss : (stack_t){ 0 };
+	return 0;
+}

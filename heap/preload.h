@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+/* What the preload's files share. */
+#ifndef EMM_PRELOAD_H
+#define EMM_PRELOAD_H
+
+#include "internal.h"
+
+#define PRELOAD_API __attribute__((visibility("default")))
+
+/* The instance behind the process's heap, or NULL while there is none. */
+HEAP_INTERNAL struct emm *preload_mm(void);
+
+#endif
