@@ -3,6 +3,7 @@
  * swap or of a file, while the program reads the one before them. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "backend.h"
@@ -254,13 +255,15 @@ int readahead_start(struct emm *mm)
 	mm->readahead = ra;
 	for (; ra->started < RA_THREADS; ra->started++) {
 		struct ra_worker *w = &ra->worker[ra->started];
+		char name[24];	/* the kernel keeps 15 bytes */
 		int err;
 
 		w->ra = ra;
 		w->rc = reclaim_space_alloc();
 		if (!w->rc)
 			return -ENOMEM;
-		err = thread_start(&ra->thread[ra->started], ra_thread, w);
+		snprintf(name, sizeof(name), "emm-ra%u", ra->started);
+		err = thread_start(&ra->thread[ra->started], name, ra_thread, w);
 		if (err)
 			return err;
 	}

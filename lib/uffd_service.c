@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -228,6 +229,7 @@ int uffd_service_start(struct emm *mm, int fd, struct uffd_service **out)
 		return -ENOMEM;
 	for (; u->nthreads < n; u->nthreads++) {
 		struct uffd_worker *w = &u->workers[u->nthreads];
+		char name[24];	/* the kernel keeps 15 bytes */
 		int err;
 
 		w->mm = mm;
@@ -235,7 +237,8 @@ int uffd_service_start(struct emm *mm, int fd, struct uffd_service **out)
 		w->rc = reclaim_space_alloc();
 		if (!w->rc)
 			return -ENOMEM;
-		err = thread_start(&w->thread, uffd_thread, w);
+		snprintf(name, sizeof(name), "emm-uffd%u", u->nthreads);
+		err = thread_start(&w->thread, name, uffd_thread, w);
 		if (err)
 			return err;
 	}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "debug.h"
@@ -263,6 +264,7 @@ int prot_to_sys(int prot)
 struct thread_boot {
 	void *(*fn)(void *);
 	void *arg;
+	const char *name;
 	_Atomic uint32_t running;	/* futex word: 1 once fn is about to run */
 };
 
@@ -272,6 +274,9 @@ static void *thread_boot(void *p)
 	void *(*fn)(void *) = b->fn;
 	void *arg = b->arg;
 
+	/* Named, so that top -H, ps -L, gdb and perf tell emm's threads from
+	 * the program's; too long a name is cut at 15 bytes. */
+	prctl(PR_SET_NAME, b->name, 0, 0, 0);
 	/* Release: the creator returns once it sees this, and b goes with
 	 * its frame, so fn and arg are read before. The wake only names the
 	 * address; a later futex of the creator's there may see it as a
@@ -286,11 +291,12 @@ static void *thread_boot(void *p)
  * starting may hold the allocator's lock (under AddressSanitizer, its
  * start allocates), and a program that forks then has a child that waits
  * for that lock forever. So an instance's threads are all past their
- * start when emm_open returns. 0 or -errno.
+ * start when emm_open returns. The thread is called name ("emm-...").
+ * 0 or -errno.
  */
-int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+int thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
 {
-	struct thread_boot b = { .fn = fn, .arg = arg };
+	struct thread_boot b = { .fn = fn, .arg = arg, .name = name };
 	int err = pthread_create(t, NULL, thread_boot, &b);
 
 	if (err)
