@@ -62,11 +62,23 @@ static bool fault_foreign(const struct emm *mm, int sig, const siginfo_t *si)
 	return sig == SIGSEGV && si->si_code == SEGV_MAPERR && mm_foreign(mm);
 }
 
+/*
+ * A handler emm chains to that was installed with SA_RESETHAND has run: as
+ * the kernel resets such a handler to SIG_DFL when it delivers the signal,
+ * what emm chains to is SIG_DFL from then on (a crash handler that logs and
+ * returns relies on the repeated fault to kill; chained again and again,
+ * it would spin). Cleared when an action is stored.
+ */
+static _Atomic bool reset_fired[ARRAY_SIZE(fault_signals)];
+static struct sigaction dfl_action = { .sa_handler = SIG_DFL };
+
 /* Async-signal-safe. */
 static struct sigaction *old_for(int sig)
 {
 	size_t i = sig == SIGBUS;
 
+	if (atomic_load_explicit(&reset_fired[i], memory_order_relaxed))
+		return &dfl_action;
 	/* Acquire: pairs with set_old's release, the copy is whole. */
 	return &old_action[i][atomic_load_explicit(&old_cur[i], memory_order_acquire)];
 }
@@ -79,6 +91,7 @@ static void set_old(size_t i, const struct sigaction *sa)
 	old_action[i][next] = *sa;
 	/* Release: the copy is written before a handler can pick it. */
 	atomic_store_explicit(&old_cur[i], next, memory_order_release);
+	atomic_store_explicit(&reset_fired[i], false, memory_order_relaxed);
 }
 
 /* Async-signal-safe. Raise sig at this thread again once the handler returns. */
@@ -106,7 +119,7 @@ static void leave(struct rsv *r, int srcu)
  */
 static void chain(int sig, siginfo_t *si, void *uc, int access, struct rsv *r, int srcu)
 {
-	struct sigaction *old = old_for(sig);
+	struct sigaction *old = old_for(sig), act;
 	bool user_sent = si->si_code <= 0;
 
 	if (old->sa_handler == SIG_IGN && user_sent) {
@@ -127,11 +140,14 @@ static void chain(int sig, siginfo_t *si, void *uc, int access, struct rsv *r, i
 		return;
 	}
 	leave(r, srcu);
+	act = *old;
+	if (act.sa_flags & SA_RESETHAND)
+		atomic_store_explicit(&reset_fired[sig == SIGBUS], true, memory_order_relaxed);
 	debug_handler_leave();		/* the program's handler is not emm's */
-	if (old->sa_flags & SA_SIGINFO)
-		old->sa_sigaction(sig, si, uc);
+	if (act.sa_flags & SA_SIGINFO)
+		act.sa_sigaction(sig, si, uc);
 	else
-		old->sa_handler(sig);
+		act.sa_handler(sig);
 	debug_handler_enter();
 }
 

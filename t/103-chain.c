@@ -146,6 +146,48 @@ static void test_dfl(int outside_emm)
 		diag("status 0x%x, stderr:\n%s", status, out);
 }
 
+/* In a child: a handler installed with SA_RESETHAND before emm, which says
+ * so and returns, as crash handlers that log and let the repeated fault
+ * kill do; then a fault outside emm. */
+static void resethand_handler(int sig)
+{
+	(void)sig;
+	(void)!write(STDERR_FILENO, "handler\n", 8);
+}
+
+static void resethand_child(void *arg)
+{
+	struct sigaction sa = { .sa_handler = resethand_handler, .sa_flags = SA_RESETHAND };
+	struct rlimit none = { 0, 0 };
+	struct emm *mm;
+
+	(void)arg;
+	setrlimit(RLIMIT_CORE, &none);
+	prctl(PR_SET_DUMPABLE, 0);
+	alarm(10);		/* a handler called again and again: SIGALRM, not a hang */
+	sigaction(SIGSEGV, &sa, NULL);
+	open_with_vma(&mm);
+	*(volatile char *)(own + 64) = 1;
+	_exit(42);
+}
+
+static void test_resethand(void)
+{
+	char out[16384];
+	int status = 0, calls = 0;
+
+	if (fork_stderr(resethand_child, NULL, out, sizeof(out), &status)) {
+		ok(0, "fork");
+		skip(1, "no child");
+		return;
+	}
+	for (const char *p = out; (p = strstr(p, "handler\n")); p += 8)
+		calls++;
+	ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+	   "SA_RESETHAND handler that returns: the child dies of SIGSEGV (status 0x%x)", status);
+	is_int(calls, 1, "SA_RESETHAND: the handler ran once, as the kernel runs it");
+}
+
 static struct sigaction emm_act;
 static volatile int app_own, app_passed;
 
@@ -198,7 +240,7 @@ static void test_after(void)
 
 int main(void)
 {
-	plan(9 + 6 + 3 * 2 + 5);
+	plan(9 + 6 + 3 * 2 + 2 + 5);
 	own = mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (own == MAP_FAILED)
 		bail("mmap: %s", strerror(errno));
@@ -206,6 +248,7 @@ int main(void)
 	test_plain();
 	test_dfl(0);
 	test_dfl(1);
+	test_resethand();
 	test_after();
 	return done_testing();
 }
