@@ -76,7 +76,7 @@ HEAP_INTERNAL int emm_preload_sigaltstack(const stack_t *ss, stack_t *old)
 	return (int)syscall(SYS_sigaltstack, ss, old);
 }
 
-/* The whole pages of [p, p + len) with round outward, or those inside it. */
+/* The pages [p, p + len) touches (outward), or those wholly inside it. */
 static struct pinned pages_of(const void *p, size_t len, bool outward)
 {
 	uintptr_t s = (uintptr_t)p, e = s + len;
@@ -118,8 +118,11 @@ PRELOAD_API int sigaltstack(const stack_t *ss, stack_t *old)
 	if (emm_preload_sigaltstack(ss, old)) {
 		int err = errno;
 
+		/* The stack in place may share pages with the one refused. */
 		if (pinned)
 			unpin_stack(m, ss);
+		if (pinned && alt_pinned.ss_size)
+			pin_stack(m, &alt_pinned);
 		errno = err;
 		return -1;
 	}
