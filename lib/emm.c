@@ -78,6 +78,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 	if (!err)
 		swap_set_home(mm->swap, mm->memfd);
 	if (!err)
+		swap_set_spin(mm->swap, mm->cfg.flags & CFG_SWAP_SPIN ? SWAP_SPIN_NS : 0);
+	if (!err)
 		err = kswapd_start(mm);
 	if (!err)
 		err = khugepaged_start(mm);

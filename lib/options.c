@@ -50,6 +50,7 @@ static const struct option options[] = {
 	{ "WORKINGSET", OPT_FLAG, CFG(flags), NULL, CFG_WORKINGSET, 0 },
 	{ "READAHEAD_ASYNC", OPT_FLAG, CFG(flags), NULL, CFG_RA_ASYNC, 0 },
 	{ "COLD_REFAULT", OPT_FLAG, CFG(flags), NULL, CFG_COLD_REFAULT, 0 },
+	{ "SWAP_SPIN", OPT_FLAG, CFG(flags), NULL, CFG_SWAP_SPIN, 0 },
 };
 
 /*
@@ -279,8 +280,9 @@ int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 		return err;
 	memset(cfg, 0, sizeof(*cfg));
 	/* on unless EMM_STATS_SHM=0, EMM_UFFD_WP_ASYNC=0, EMM_WORKINGSET=0,
-	 * EMM_READAHEAD_ASYNC=0 */
-	cfg->flags = CFG_STATS_SHM | CFG_WP_ASYNC | CFG_WORKINGSET | CFG_RA_ASYNC | CFG_COLD_REFAULT;
+	 * EMM_READAHEAD_ASYNC=0, EMM_COLD_REFAULT=0, EMM_SWAP_SPIN=0 */
+	cfg->flags = CFG_STATS_SHM | CFG_WP_ASYNC | CFG_WORKINGSET | CFG_RA_ASYNC | CFG_COLD_REFAULT |
+		     CFG_SWAP_SPIN;
 	cfg->thp_max_ptes_none = -1;	/* marks "not set by the environment" */
 	config_env(cfg);
 	cfg->thp_max_ptes_set = cfg->thp_max_ptes_none >= 0;

@@ -104,6 +104,9 @@ void swap_set_home(struct swap_dev *sd, int fd);
 /* Test hook: move SWAP_IO_HOME pages through bounce buffers (the default)
  * or read and write the page buffers directly. */
 void swap_set_bounce(struct swap_dev *sd, bool on);
+/* A thread waiting for a small read polls its ring for up to ns before it
+ * sleeps (swap_io.c, ring_wait); 0: it sleeps at once. */
+void swap_set_spin(struct swap_dev *sd, uint32_t ns);
 /* Use io_uring when the device has rings (the default), or pwritev/preadv. */
 void swap_set_uring(struct swap_dev *sd, bool on);
 bool swap_has_uring(const struct swap_dev *sd);
@@ -119,6 +122,7 @@ struct swap_counters {
 	uint64_t uring_reqs, sync_reqs;	/* vectored requests by io_uring / pwritev+preadv */
 	uint64_t bounced;		/* pages moved through a bounce buffer */
 	uint64_t placed;		/* pages a read's swap_place hook put in place */
+	uint64_t spun;			/* completions a waiting reader polled for */
 };
 void swap_get_counters(const struct swap_dev *sd, struct swap_counters *c);
 

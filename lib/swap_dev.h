@@ -43,7 +43,7 @@ struct swap_ring {
 
 struct swap_stat {
 	_Atomic uint64_t reads, writes, read_errors, write_errors, csum_errors;
-	_Atomic uint64_t uring_reqs, sync_reqs, bounced, placed;
+	_Atomic uint64_t uring_reqs, sync_reqs, bounced, placed, spun;
 };
 
 /* SWAP_BATCH pages for SWAP_IO_HOME transfers, taken with a trylock. */
@@ -63,6 +63,8 @@ struct swap_dev {
 	size_t map_len;			/* the one mapping holding all of this */
 	_Atomic bool use_uring;
 	_Atomic bool use_bounce;
+	_Atomic uint32_t spin_ns;	/* swap_set_spin; 0: a waiting reader sleeps at once */
+	_Atomic unsigned spinners;	/* threads polling a ring now */
 	int home_fd;			/* swap_set_home, -1 for none */
 	char *bounce_mem;		/* SWAP_BOUNCES buffers, one mapping */
 	_Atomic uint64_t used;

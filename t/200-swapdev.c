@@ -517,6 +517,44 @@ static void test_io(void)
 }
 
 /* Every k-th page write fails; those slots hold nothing valid afterwards. */
+/* Single pages read one by one, as random major faults read them: the
+ * reader polls the ring for each (swap_set_spin), or with 0 sleeps. */
+static void test_spin(void)
+{
+	static uint32_t slots[64];
+	static struct swap_io io[64];
+	struct swap_counters c0, c1, c2;
+	struct swap_dev *sd;
+	unsigned good = 0;
+
+	if (swap_open(NULL, 16 * MIB, &sd) < 0)
+		bail("swap_open");
+	if (!swap_has_uring(sd)) {
+		skip(3, "io_uring is not available here");
+		swap_close(sd);
+		return;
+	}
+	swap_alloc_batch(sd, slots, 64);
+	make_io(io, slots, 64, 11);
+	swap_writepages(sd, io, 64);
+	memset(buf, 0, 64 * PAGE);
+	swap_set_spin(sd, 200000);
+	swap_get_counters(sd, &c0);
+	for (unsigned i = 0; i < 32; i++)
+		good += swap_readpages(sd, &io[i], 1) == 1;
+	swap_get_counters(sd, &c1);
+	swap_set_spin(sd, 0);
+	for (unsigned i = 32; i < 64; i++)
+		good += swap_readpages(sd, &io[i], 1) == 1;
+	swap_get_counters(sd, &c2);
+	is_int(good + verify(io, 64, 11), 128, "64 pages read one by one, intact, polled or not");
+	/* Most, not all: a read that takes longer than the 200 us is slept for. */
+	ok(c1.spun - c0.spun > 0, "polling: %llu of 32 reads' completions came while polled",
+	   (unsigned long long)(c1.spun - c0.spun));
+	is_int(c2.spun - c1.spun, 0, "swap_set_spin(0): none polled");
+	swap_close(sd);
+}
+
 static void test_inject(void)
 {
 	struct swap_io io[30];
@@ -797,6 +835,7 @@ int main(void)
 	test_prealloc();
 	test_full();
 	test_io();
+	test_spin();
 	test_inject();
 	test_bounce();
 	test_place();
