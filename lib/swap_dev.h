@@ -141,6 +141,14 @@ static inline void slot_set_data(struct swap_dev *sd, uint32_t slot, uint32_t cr
 int setup_direct(struct swap_dev *sd);
 void rings_init(struct swap_dev *sd);
 void rings_exit(struct swap_dev *sd);
+/* swap_ring.c, async-signal-safe: a free ring or NULL, never waiting; give
+ * it back; do the runs on it, every completion reaped (false: the ring
+ * broke and is not to be given back; what it did not finish is left to
+ * the caller). */
+struct swap_ring *ring_get(struct swap_dev *sd);
+void ring_put(struct swap_ring *r);
+bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write, struct swap_run *runs,
+	     unsigned nruns);
 void bounce_init(struct swap_dev *sd);
 void bounce_exit(struct swap_dev *sd);
 

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/* The swap file's io_uring rings: a free one for a batch of runs, its
+ * submission and reaping, and the poll of a thread waiting for a small read. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "swap_dev.h"
+#include "util.h"
+
+/* Async-signal-safe. A free ring, or NULL: never waits. */
+struct swap_ring *ring_get(struct swap_dev *sd)
+{
+	int k;
+
+	if (!sd->nrings || !atomic_load_explicit(&sd->use_uring, memory_order_relaxed))
+		return NULL;
+	k = flag_pick(sd, &sd->ring[0].busy, sizeof(sd->ring[0]), sd->nrings);
+	return k < 0 ? NULL : &sd->ring[k];
+}
+
+void ring_put(struct swap_ring *r)
+{
+	/* Release: our updates of the ring's head and tail go to its next user. */
+	atomic_flag_clear_explicit(&r->busy, memory_order_release);
+}
+
+static void ring_prep(struct swap_dev *sd, struct swap_ring *r, bool write,
+		      struct swap_run *runs, unsigned nruns)
+{
+	int fd = r->fixed ? 0 : sd->fd;
+
+	for (unsigned i = 0; i < nruns; i++) {
+		/* The ring has SWAP_BATCH entries and is empty: an SQE is always there. */
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+		if (write)
+			io_uring_prep_writev(sqe, fd, runs[i].iov, runs[i].niov, runs[i].off);
+		else
+			io_uring_prep_readv(sqe, fd, runs[i].iov, runs[i].niov, runs[i].off);
+		if (r->fixed)
+			sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data64(sqe, i);
+	}
+}
+
+static void ring_complete(struct swap_run *runs, struct io_uring_cqe *cqe)
+{
+	struct swap_run *run = &runs[cqe->user_data];
+
+	/* EAGAIN and EINTR leave the run to run_sync, like a short transfer. */
+	if (cqe->res >= 0)
+		run->done += (size_t)cqe->res;
+	else if (cqe->res != -EAGAIN && cqe->res != -EINTR)
+		run->err = cqe->res;
+}
+
+static bool transient(int err)
+{
+	return err == -EINTR || err == -EAGAIN || err == -EBUSY || err == -ETIME;
+}
+
+/*
+ * Reads a thread waits for whole: a major fault's page and its cluster,
+ * not a readahead window, which no one waits for yet.
+ */
+#define SPIN_MAX_PAGES	16
+
+/* Async-signal-safe. Nanoseconds from a to b. */
+static uint64_t ns_between(const struct timespec *a, const struct timespec *b)
+{
+	return (uint64_t)(b->tv_sec - a->tv_sec) * 1000000000u + (uint64_t)b->tv_nsec -
+	       (uint64_t)a->tv_nsec;
+}
+
+/*
+ * Async-signal-safe. Why: a thread that sleeps for its read pays the
+ * wake-up on top of the device's latency, and on a virtual machine that is
+ * the halted vCPU's wake-up: a random swap-in measured here took 25 us more
+ * than the device's own read, the kernel's 6.5. So a thread waiting for a
+ * small read polls the ring (which also runs the completions it is owed)
+ * for up to spin_ns, and sleeps only after that; at most half the CPUs,
+ * and at least one, poll at a time. True with *cqe set if one came.
+ */
+static bool ring_spin(struct swap_dev *sd, struct swap_ring *r, struct io_uring_cqe **cqe)
+{
+	uint32_t limit = atomic_load_explicit(&sd->spin_ns, memory_order_relaxed);
+	unsigned most = sd->ncpus > 2 ? sd->ncpus / 2 : 1;
+	struct timespec t0, t;
+	bool got = false;
+
+	if (!limit)
+		return false;
+	if (atomic_fetch_add_explicit(&sd->spinners, 1, memory_order_relaxed) < most &&
+	    clock_gettime(CLOCK_MONOTONIC, &t0) == 0) {
+		do {
+			if (io_uring_peek_cqe(&r->ring, cqe) == 0 && *cqe) {
+				got = true;
+				stat_add(sd, spun, 1);
+				break;
+			}
+			io_uring_get_events(&r->ring);
+		} while (clock_gettime(CLOCK_MONOTONIC, &t) == 0 && ns_between(&t0, &t) < limit);
+	}
+	atomic_fetch_sub_explicit(&sd->spinners, 1, memory_order_relaxed);
+	return got;
+}
+
+static unsigned runs_pages(const struct swap_run *runs, unsigned nruns)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < nruns; i++)
+		n += runs[i].niov;
+	return n;
+}
+
+/*
+ * Async-signal-safe. Submit all runs on ring r and reap every completion
+ * before returning, so the ring is empty for its next user. Returns false
+ * if the ring broke (an SQE may be stuck in it): the caller then never gives
+ * it back, and the runs it could not finish are left to run_sync.
+ */
+bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
+		    struct swap_run *runs, unsigned nruns)
+{
+	unsigned reaped = 0, inflight = 0, idle = 0;
+	bool spin = !write && runs_pages(runs, nruns) <= SPIN_MAX_PAGES &&
+		    atomic_load_explicit(&sd->spin_ns, memory_order_relaxed);
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	ring_prep(sd, r, write, runs, nruns);
+	while (reaped < nruns) {
+		if (io_uring_sq_ready(&r->ring)) {
+			/* Submit and wait for the first completion in one system
+			 * call: a lone swap-in (a random major fault) makes one;
+			 * one that polls submits alone. */
+			ret = spin ? io_uring_submit(&r->ring) : io_uring_submit_and_wait(&r->ring, 1);
+			if (ret > 0)
+				inflight += (unsigned)ret;
+			else if (!inflight && ((ret < 0 && !transient(ret)) || ++idle > 100))
+				return false;
+		}
+		if (!inflight)
+			continue;
+		ret = spin && ring_spin(sd, r, &cqe) ? 0 : io_uring_wait_cqe(&r->ring, &cqe);
+		if (ret < 0 && !transient(ret))
+			return false;
+		if (ret < 0)
+			continue;
+		ring_complete(runs, cqe);
+		io_uring_cqe_seen(&r->ring, cqe);
+		reaped++;
+		inflight--;
+	}
+	stat_add(sd, uring_reqs, nruns);
+	return true;
+}
+
+void swap_set_spin(struct swap_dev *sd, uint32_t ns)
+{
+	if (sd)
+		atomic_store_explicit(&sd->spin_ns, ns, memory_order_relaxed);
+}
+
+void swap_set_uring(struct swap_dev *sd, bool on)
+{
+	if (sd)
+		atomic_store_explicit(&sd->use_uring, on, memory_order_relaxed);
+}
+
+bool swap_has_uring(const struct swap_dev *sd)
+{
+	return sd && sd->nrings > 0;
+}
+
+/*
+ * A few rings, not one per thread: a caller that finds them all busy uses
+ * pwritev/preadv instead of waiting. Without io_uring (old kernel, seccomp,
+ * io_uring_disabled) there are none, and every request is synchronous.
+ */
+void rings_init(struct swap_dev *sd)
+{
+	for (unsigned i = 0; i < SWAP_RINGS; i++) {
+		struct swap_ring *r = &sd->ring[i];
+		struct io_uring_params p = { .flags = IORING_SETUP_SUBMIT_ALL |
+						      IORING_SETUP_COOP_TASKRUN };
+		int ret = io_uring_queue_init_params(SWAP_BATCH, &r->ring, &p);
+
+		if (ret == -EINVAL) {	/* a kernel before 5.19 */
+			memset(&p, 0, sizeof(p));
+			ret = io_uring_queue_init_params(SWAP_BATCH, &r->ring, &p);
+		}
+		if (ret < 0)
+			break;
+		r->fixed = io_uring_register_files(&r->ring, &sd->fd, 1) == 0;
+		sd->nrings++;
+	}
+}
+
+/* The rings tear down (asynchronously: one may hold the file a little longer). */
+void rings_exit(struct swap_dev *sd)
+{
+	for (unsigned i = 0; i < sd->nrings; i++)
+		io_uring_queue_exit(&sd->ring[i].ring);
+}
