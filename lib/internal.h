@@ -82,7 +82,7 @@ struct rsv {
  * unless EMM_COLD_REFAULT=0). */
 #define CFG_COLD_REFAULT	0x08000000u
 /* A thread waiting for a small swap read polls for it a while before it
- * sleeps (swap_io.c, ring_spin; on unless EMM_SWAP_SPIN=0). */
+ * sleeps (swap_ring.c, ring_spin; on unless EMM_SWAP_SPIN=0). */
 #define CFG_SWAP_SPIN		0x04000000u
 #define SWAP_SPIN_NS		200000u
 

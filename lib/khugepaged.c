@@ -108,7 +108,7 @@ int khugepaged_start(struct emm *mm)
 
 	if (mm->cfg.thp == EMM_THP_NEVER)
 		return 0;
-	err = thread_start(&mm->khugepaged, "emm-khugepaged", khugepaged, mm);
+	err = thread_start(&mm->khugepaged, "emm-khugepaged", -1, khugepaged, mm);
 	if (err)
 		return err;
 	mm->khugepaged_started = true;

@@ -2,7 +2,6 @@
 /* The budget: charging pages against the watermarks, direct reclaim, and the
  * reclaim threads (kswapd), two per node. */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -281,7 +280,6 @@ int kswapd_start(struct emm *mm)
 		return -ENOMEM;
 	for (int k = 0; k < threads; k++) {
 		struct kswapd *ks = &mm->kswapd[k];
-		char name[24];	/* the kernel keeps 15 bytes */
 		int err;
 
 		ks->mm = mm;
@@ -290,8 +288,7 @@ int kswapd_start(struct emm *mm)
 		if (!ks->rc)
 			return -ENOMEM;
 		atomic_store(&ks->running, true);
-		snprintf(name, sizeof(name), "emm-kswapd%d", k);
-		err = thread_start(&ks->thread, name, kswapd, ks);
+		err = thread_start(&ks->thread, "emm-kswapd", k, kswapd, ks);
 		if (err)
 			return err;
 		ks->started = true;

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Pager threads: where user fill and writeback callbacks run, never in a handler. */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -160,11 +159,7 @@ int pager_start(struct emm *mm)
 	for (uint64_t i = 0; i < PAGER_QUEUE; i++)
 		atomic_init(&pg->cell[i].seq, i);
 	for (int i = 0; i < PAGER_THREADS; i++) {
-		char name[24];	/* the kernel keeps 15 bytes */
-		int err;
-
-		snprintf(name, sizeof(name), "emm-pager%d", i);
-		err = thread_start(&pg->thread[i], name, pager_main, pg);
+		int err = thread_start(&pg->thread[i], "emm-pager", i, pager_main, pg);
 
 		if (err) {
 			if (!i) {

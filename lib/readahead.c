@@ -3,7 +3,6 @@
  * swap or of a file, while the program reads the one before them. */
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "backend.h"
@@ -255,15 +254,13 @@ int readahead_start(struct emm *mm)
 	mm->readahead = ra;
 	for (; ra->started < RA_THREADS; ra->started++) {
 		struct ra_worker *w = &ra->worker[ra->started];
-		char name[24];	/* the kernel keeps 15 bytes */
 		int err;
 
 		w->ra = ra;
 		w->rc = reclaim_space_alloc();
 		if (!w->rc)
 			return -ENOMEM;
-		snprintf(name, sizeof(name), "emm-ra%u", ra->started);
-		err = thread_start(&ra->thread[ra->started], name, ra_thread, w);
+		err = thread_start(&ra->thread[ra->started], "emm-ra", (int)ra->started, ra_thread, w);
 		if (err)
 			return err;
 	}

@@ -235,7 +235,7 @@ int stats_shm_open(struct emm *mm)
 	err = map_page(s, mm);
 	if (!err) {
 		mm->stats_shm = s;
-		err = thread_start(&s->thread, "emm-stats", publisher, mm);
+		err = thread_start(&s->thread, "emm-stats", -1, publisher, mm);
 		if (err)
 			unmap_page(s);
 	}

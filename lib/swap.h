@@ -105,7 +105,7 @@ void swap_set_home(struct swap_dev *sd, int fd);
  * or read and write the page buffers directly. */
 void swap_set_bounce(struct swap_dev *sd, bool on);
 /* A thread waiting for a small read polls its ring for up to ns before it
- * sleeps (swap_io.c, ring_wait); 0: it sleeps at once. */
+ * sleeps (swap_ring.c, ring_spin); 0: it sleeps at once. */
 void swap_set_spin(struct swap_dev *sd, uint32_t ns);
 /* Use io_uring when the device has rings (the default), or pwritev/preadv. */
 void swap_set_uring(struct swap_dev *sd, bool on);

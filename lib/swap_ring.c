@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "swap_dev.h"
 #include "util.h"
@@ -67,13 +66,6 @@ static bool transient(int err)
  */
 #define SPIN_MAX_PAGES	16
 
-/* Async-signal-safe. Nanoseconds from a to b. */
-static uint64_t ns_between(const struct timespec *a, const struct timespec *b)
-{
-	return (uint64_t)(b->tv_sec - a->tv_sec) * 1000000000u + (uint64_t)b->tv_nsec -
-	       (uint64_t)a->tv_nsec;
-}
-
 /*
  * Async-signal-safe. Why: a thread that sleeps for its read pays the
  * wake-up on top of the device's latency, and on a virtual machine that is
@@ -87,13 +79,12 @@ static bool ring_spin(struct swap_dev *sd, struct swap_ring *r, struct io_uring_
 {
 	uint32_t limit = atomic_load_explicit(&sd->spin_ns, memory_order_relaxed);
 	unsigned most = sd->ncpus > 2 ? sd->ncpus / 2 : 1;
-	struct timespec t0, t;
+	uint64_t t0 = now_ns();
 	bool got = false;
 
 	if (!limit)
 		return false;
-	if (atomic_fetch_add_explicit(&sd->spinners, 1, memory_order_relaxed) < most &&
-	    clock_gettime(CLOCK_MONOTONIC, &t0) == 0) {
+	if (atomic_fetch_add_explicit(&sd->spinners, 1, memory_order_relaxed) < most) {
 		do {
 			if (io_uring_peek_cqe(&r->ring, cqe) == 0 && *cqe) {
 				got = true;
@@ -101,7 +92,7 @@ static bool ring_spin(struct swap_dev *sd, struct swap_ring *r, struct io_uring_
 				break;
 			}
 			io_uring_get_events(&r->ring);
-		} while (clock_gettime(CLOCK_MONOTONIC, &t) == 0 && ns_between(&t0, &t) < limit);
+		} while (now_ns() - t0 < limit);
 	}
 	atomic_fetch_sub_explicit(&sd->spinners, 1, memory_order_relaxed);
 	return got;

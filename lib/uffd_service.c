@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -229,7 +228,6 @@ int uffd_service_start(struct emm *mm, int fd, struct uffd_service **out)
 		return -ENOMEM;
 	for (; u->nthreads < n; u->nthreads++) {
 		struct uffd_worker *w = &u->workers[u->nthreads];
-		char name[24];	/* the kernel keeps 15 bytes */
 		int err;
 
 		w->mm = mm;
@@ -237,8 +235,7 @@ int uffd_service_start(struct emm *mm, int fd, struct uffd_service **out)
 		w->rc = reclaim_space_alloc();
 		if (!w->rc)
 			return -ENOMEM;
-		snprintf(name, sizeof(name), "emm-uffd%u", u->nthreads);
-		err = thread_start(&w->thread, name, uffd_thread, w);
+		err = thread_start(&w->thread, "emm-uffd", (int)u->nthreads, uffd_thread, w);
 		if (err)
 			return err;
 	}

@@ -291,14 +291,20 @@ static void *thread_boot(void *p)
  * starting may hold the allocator's lock (under AddressSanitizer, its
  * start allocates), and a program that forks then has a child that waits
  * for that lock forever. So an instance's threads are all past their
- * start when emm_open returns. The thread is called name ("emm-...").
- * 0 or -errno.
+ * start when emm_open returns. The thread is called name ("emm-..."),
+ * followed by index unless it is negative. 0 or -errno.
  */
-int thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
+int thread_start(pthread_t *t, const char *name, int index, void *(*fn)(void *), void *arg)
 {
-	struct thread_boot b = { .fn = fn, .arg = arg, .name = name };
-	int err = pthread_create(t, NULL, thread_boot, &b);
+	char full[32];		/* the kernel keeps 15 bytes */
+	struct thread_boot b = { .fn = fn, .arg = arg, .name = full };
+	int err;
 
+	if (index < 0)
+		snprintf(full, sizeof(full), "%s", name);
+	else
+		snprintf(full, sizeof(full), "%s%d", name, index);
+	err = pthread_create(t, NULL, thread_boot, &b);
 	if (err)
 		return -err;
 	/* Acquire: pairs with thread_boot's release. */

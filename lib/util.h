@@ -49,7 +49,7 @@ void sig_fill_async(sigset_t *set);
 void sig_block(sigset_t *old);
 void sig_restore(const sigset_t *old);
 void *mmap_aligned(size_t len, size_t align, int prot, int flags, int fd, off_t off);
-int thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
+int thread_start(pthread_t *t, const char *name, int index, void *(*fn)(void *), void *arg);
 int prot_implied(int prot);
 
 /*
