@@ -9,6 +9,7 @@
 #include "pager.h"
 #include "physmem.h"
 #include "pte.h"
+#include "swap.h"
 #include "util.h"
 #include "vma.h"
 
@@ -42,7 +43,9 @@ static int pager_do(struct rsv *r, const struct emm_vma *vma, int op, uintptr_t 
 /*
  * Async-signal-safe. Fill the locked, freshly allocated pages [s, e) from
  * where their data lives. A hole or the part past the end of the file
- * reads zero: physmem already is.
+ * reads zero: physmem already is. The file is read on a swap ring, so
+ * that the thread waiting for a random fault's page polls for it rather
+ * than sleeping (swap_read_file).
  */
 int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
 {
@@ -56,7 +59,8 @@ int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_
 	off = (off_t)vma_offset(vma, s);
 	/* Map the alias pages in one call, not one kernel fault per page. */
 	madvise(buf, len, MADV_POPULATE_WRITE);
-	n = pread_full(vma->file->dfd >= 0 ? vma->file->dfd : vma->file->fd, buf, len, off);
+	n = swap_read_file(r->mm->swap, vma->file->dfd >= 0 ? vma->file->dfd : vma->file->fd,
+			   buf, len, (uint64_t)off);
 	if (n == -EINVAL && vma->file->dfd >= 0)	/* the device wants a larger alignment */
 		n = pread_full(vma->file->fd, buf, len, off);
 	return n < 0 ? (int)n : 0;

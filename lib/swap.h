@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * A swap device is a file divided into 4096-byte slots. Slot 0 is never
@@ -78,6 +79,8 @@ unsigned swap_count(const struct swap_dev *sd, uint32_t slot);
 int  swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n);
 int  swap_read_sync(const struct swap_dev *sd, uint32_t slot, unsigned n, void *buf);
 int  swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n);
+/* Another file's bytes through a swap ring (see swap_io.c). */
+ssize_t swap_read_file(struct swap_dev *sd, int fd, void *buf, size_t len, uint64_t off);
 
 /*
  * Where checked SWAP_IO_HOME pages of a read go instead of a write into

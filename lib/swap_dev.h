@@ -84,13 +84,15 @@ struct swap_dev {
 	struct swap_bounce bounce[SWAP_BOUNCES];
 };
 
-/* One vectored request: consecutive slots, their iovecs, what became of it. */
+/* One vectored request: consecutive slots, their iovecs, what became of
+ * it; or a read of another file (fd, swap_read_file). */
 struct swap_run {
 	uint64_t off;
 	struct iovec *iov;
 	unsigned niov;
 	size_t done;
 	int err;
+	int fd;				/* -1: the swap file */
 };
 
 #define stat_add(sd, field, n)	\

@@ -18,6 +18,11 @@ static size_t run_len(const struct swap_run *run)
 	return (size_t)run->niov * PAGE_SIZE;
 }
 
+static int run_fd(const struct swap_dev *sd, const struct swap_run *run)
+{
+	return run->fd >= 0 ? run->fd : sd->fd;
+}
+
 /*
  * Async-signal-safe. Finish a run with pwritev/preadv from run->done on:
  * a short transfer is continued, and fails only if the next call does.
@@ -32,8 +37,10 @@ static void run_sync(struct swap_dev *sd, bool write, struct swap_run *run)
 
 		iov->iov_base = (char *)iov->iov_base + part;
 		iov->iov_len -= part;
-		r = write ? pwritev(sd->fd, iov, (int)(run->niov - skip), (off_t)(run->off + run->done))
-			  : preadv(sd->fd, iov, (int)(run->niov - skip), (off_t)(run->off + run->done));
+		r = write ? pwritev(run_fd(sd, run), iov, (int)(run->niov - skip),
+				    (off_t)(run->off + run->done))
+			  : preadv(run_fd(sd, run), iov, (int)(run->niov - skip),
+				   (off_t)(run->off + run->done));
 		*iov = saved;
 		stat_add(sd, sync_reqs, 1);
 		if (r < 0 && errno != EINTR)
@@ -97,7 +104,7 @@ static void batch_add(struct swap_batch *b, struct swap_io *io, unsigned i, void
 
 	if (!last || last->off + run_len(last) != off) {
 		last = &b->runs[b->nruns++];
-		*last = (struct swap_run){ .off = off, .iov = &b->iov[b->niov] };
+		*last = (struct swap_run){ .off = off, .iov = &b->iov[b->niov], .fd = -1 };
 	}
 	b->iov[b->niov] = (struct iovec){ .iov_base = buf, .iov_len = PAGE_SIZE };
 	b->pos[b->niov++] = i;
@@ -333,6 +340,32 @@ int swap_readpages_place(struct swap_dev *sd, struct swap_io *io, unsigned n,
 			 const struct swap_place *pl)
 {
 	return in_chunks(sd, io, n, read_chunk, pl);
+}
+
+/*
+ * Async-signal-safe. Read len bytes at off of another file (a FILE VMA's)
+ * into buf on a free swap ring, so that a small read is polled for as a
+ * swap-in is (swap_ring.c, ring_spin), else with pread; up to the end of
+ * the file. The bytes read, or -errno.
+ */
+ssize_t swap_read_file(struct swap_dev *sd, int fd, void *buf, size_t len, uint64_t off)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct swap_run run = { .off = off, .iov = &iov, .niov = 1, .fd = fd };
+	struct swap_ring *r = sd && fd >= 0 ? ring_get(sd) : NULL;
+	ssize_t more;
+
+	if (fd < 0)
+		return -EBADF;	/* -1 would be the swap file's run */
+	if (r && ring_rw(sd, r, false, &run, 1))
+		ring_put(r);
+	if (run.err)
+		return run.err;
+	if (run.done >= len)
+		return (ssize_t)len;
+	/* Short: the end of the file, or a transfer the ring left over. */
+	more = pread_full(fd, (char *)buf + run.done, len - run.done, (off_t)(off + run.done));
+	return more < 0 ? more : (ssize_t)run.done + more;
 }
 
 bool swap_is_direct(const struct swap_dev *sd)

@@ -28,17 +28,17 @@ void ring_put(struct swap_ring *r)
 static void ring_prep(struct swap_dev *sd, struct swap_ring *r, bool write,
 		      struct swap_run *runs, unsigned nruns)
 {
-	int fd = r->fixed ? 0 : sd->fd;
-
 	for (unsigned i = 0; i < nruns; i++) {
 		/* The ring has SWAP_BATCH entries and is empty: an SQE is always there. */
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+		bool fixed = r->fixed && runs[i].fd < 0;
+		int fd = runs[i].fd >= 0 ? runs[i].fd : fixed ? 0 : sd->fd;
 
 		if (write)
 			io_uring_prep_writev(sqe, fd, runs[i].iov, runs[i].niov, runs[i].off);
 		else
 			io_uring_prep_readv(sqe, fd, runs[i].iov, runs[i].niov, runs[i].off);
-		if (r->fixed)
+		if (fixed)
 			sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data64(sqe, i);
 	}
@@ -98,13 +98,14 @@ static bool ring_spin(struct swap_dev *sd, struct swap_ring *r, struct io_uring_
 	return got;
 }
 
-static unsigned runs_pages(const struct swap_run *runs, unsigned nruns)
+static size_t runs_pages(const struct swap_run *runs, unsigned nruns)
 {
-	unsigned n = 0;
+	size_t bytes = 0;
 
 	for (unsigned i = 0; i < nruns; i++)
-		n += runs[i].niov;
-	return n;
+		for (unsigned j = 0; j < runs[i].niov; j++)
+			bytes += runs[i].iov[j].iov_len;
+	return bytes >> PAGE_SHIFT;
 }
 
 /*

@@ -516,7 +516,6 @@ static void test_io(void)
 	swap_close(sd);
 }
 
-/* Every k-th page write fails; those slots hold nothing valid afterwards. */
 /* Single pages read one by one, as random major faults read them: the
  * reader polls the ring for each (swap_set_spin), or with 0 sleeps. */
 static void test_spin(void)
@@ -555,6 +554,51 @@ static void test_spin(void)
 	swap_close(sd);
 }
 
+/* Another file's bytes through the rings (a FILE VMA's fault): polled
+ * when small, short at the end of the file, the same without rings. */
+static void test_read_file(void)
+{
+	size_t len = 10 * PAGE + 100;
+	struct swap_counters c0, c1;
+	char path[300], *src = malloc(len);
+	struct swap_dev *sd;
+	int fd;
+
+	if (swap_open(NULL, 4 * MIB, &sd) < 0 || !src)
+		bail("swap_open");
+	path_in_dir(path, sizeof(path), "file");
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	for (size_t i = 0; i < len; i++)
+		src[i] = (char)(i * 7 + i / PAGE);
+	if (fd < 0 || pwrite(fd, src, len, 0) != (ssize_t)len)
+		bail("writing %s", path);
+	swap_set_spin(sd, 200000);
+	for (int uring = 1; uring >= 0; uring--) {
+		swap_set_uring(sd, uring);
+		memset(buf, 0, 4 * PAGE);
+		swap_get_counters(sd, &c0);
+		is_int(swap_read_file(sd, fd, buf, 4 * PAGE, 2 * PAGE), 4 * PAGE,
+		       "%s: 4 pages read", uring ? "ring" : "pread");
+		swap_get_counters(sd, &c1);
+		ok(!memcmp(buf, src + 2 * PAGE, 4 * PAGE), "the file's bytes");
+		if (uring && swap_has_uring(sd))
+			is_int(c1.uring_reqs - c0.uring_reqs, 1, "on a ring (%llu polled for)",
+			       (unsigned long long)(c1.spun - c0.spun));
+		else
+			skip(1, uring ? "io_uring is not available here" : "no ring");
+		is_int(swap_read_file(sd, fd, buf, 4 * PAGE, 9 * PAGE), PAGE + 100,
+		       "to the end of the file");
+		ok(!memcmp(buf, src + 9 * PAGE, PAGE + 100), "its last bytes");
+		is_int(swap_read_file(sd, -1, buf, PAGE, 0), -EBADF, "a bad descriptor: -EBADF");
+	}
+	swap_set_uring(sd, true);
+	close(fd);
+	unlink(path);
+	free(src);
+	swap_close(sd);
+}
+
+/* Every k-th page write fails; those slots hold nothing valid afterwards. */
 static void test_inject(void)
 {
 	struct swap_io io[30];
@@ -836,6 +880,7 @@ int main(void)
 	test_full();
 	test_io();
 	test_spin();
+	test_read_file();
 	test_inject();
 	test_bounce();
 	test_place();
