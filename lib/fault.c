@@ -278,7 +278,13 @@ static bool fa_pays(struct rsv *r)
  * readahead grows for a stream: true then. fault_around 1 turns both off,
  * and so does EMM_ADV_RANDOM, as MADV_RANDOM does in Linux: under random
  * access the neighbours would be charged to the budget, zero pages as much
- * as pages read, and mostly never used.
+ * as pages read, and mostly never used. An anonymous stream's window stays
+ * one group without room to spare (past half the budget): zero pages
+ * mapped ahead of a heap that grows under its budget take the place of
+ * pages it uses. The sqlite3 shell under libemm-preload.so at 64 MiB
+ * (uffd, three alternating pairs) swapped in 337 to 513 pages so, 605 to
+ * 1,439 with windows of up to 2 MiB; first touch of 4 GiB under 1 GiB
+ * (uffd-sigbus) 796 to 881 MiB/s against 792 to 939.
  */
 static bool first_touch_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 			       uintptr_t *lo, uintptr_t *hi)
@@ -293,6 +299,9 @@ static bool first_touch_window(struct rsv *r, const struct emm_vma *vma, uintptr
 		return false;
 	if (n > PAGE_SIZE && (addr == last || (vma->flags & VMA_SEQUENTIAL))) {
 		win = MIN(MAX(2 * win, n), MIN(32 * n, PMD_SIZE));
+		if (!vma_backed(vma) && win > n &&
+		    !page_has_spare(r, vma, addr, (long)(win >> PAGE_SHIFT)))
+			win = n;
 		*hi = MIN(addr + win, vma->end);
 		return true;
 	}
