@@ -352,11 +352,12 @@ ssize_t swap_read_file(struct swap_dev *sd, int fd, void *buf, size_t len, uint6
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	struct swap_run run = { .off = off, .iov = &iov, .niov = 1, .fd = fd };
-	struct swap_ring *r = sd && fd >= 0 ? ring_get(sd) : NULL;
+	struct swap_ring *r;
 	ssize_t more;
 
 	if (fd < 0)
 		return -EBADF;	/* -1 would be the swap file's run */
+	r = sd ? ring_get(sd) : NULL;
 	if (r && ring_rw(sd, r, false, &run, 1))
 		ring_put(r);
 	if (run.err)

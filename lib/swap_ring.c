@@ -48,7 +48,8 @@ static void ring_complete(struct swap_run *runs, struct io_uring_cqe *cqe)
 {
 	struct swap_run *run = &runs[cqe->user_data];
 
-	/* EAGAIN and EINTR leave the run to run_sync, like a short transfer. */
+	/* EAGAIN and EINTR leave the run to the caller's plain calls (run_sync,
+	 * swap_read_file), like a short transfer. */
 	if (cqe->res >= 0)
 		run->done += (size_t)cqe->res;
 	else if (cqe->res != -EAGAIN && cqe->res != -EINTR)
