@@ -256,8 +256,14 @@ static void *kswapd(void *arg)
 			continue;
 		}
 		while (!atomic_load(&mm->kswapd_stop) && over(mm, ks->node, wmark_of(&mm->cfg.wmark_high), want)) {
-			long need = node_resident(mm, ks->node) + want -
-				    node_wmark(mm, ks->node, wmark_of(&mm->cfg.wmark_high));
+			/* A batch at a time, the need looked at again after each:
+			 * emm_set_limit and faulting threads reclaim meanwhile, and
+			 * a need sized once went on after they had met it (the
+			 * budget halved, the thread and emm_set_limit each took
+			 * the half: all of it went). */
+			long need = MIN(node_resident(mm, ks->node) + want -
+					node_wmark(mm, ks->node, wmark_of(&mm->cfg.wmark_high)),
+					KSWAPD_BATCH);
 			long got = shrink_node_with(mm, ks->node, need, ks->rc);
 
 			if (got)
