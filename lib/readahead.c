@@ -16,8 +16,9 @@
 #include "util.h"
 #include "vma_tree.h"
 
-#define RA_QUEUE	8	/* windows waiting; a post that finds none free is dropped */
-#define RA_THREADS	3	/* one reads while others check and map */
+#define RA_QUEUE	16	/* windows waiting; a post that finds none free is dropped */
+#define RA_THREADS	6	/* each reads its window a round at a time: together they
+				 * keep several reads in flight (swap_state.c) */
 
 /* A window to read: [s, e) of r, state RA_FREE -> RA_FILLING -> RA_READY ->
  * RA_FREE. Its PTEs are locked from the post on. */
