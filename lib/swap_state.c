@@ -265,7 +265,8 @@ static void stream_drop_behind(struct rsv *r, const struct emm_vma *vma, uintptr
  * against 129 to 169 K without the threads; 2 threads and 2 windows ahead
  * gained less. 6 threads and 6 windows ahead against 3 and 3, alternating:
  * 733 MiB/s on average (8 runs) against 650 (11 runs); zeroed windows
- * stay at 3 ahead, as they take the CPU the first touch's reclaim needs. The first touch of 256 MiB within the budget on
+ * stay at 3 ahead, as they take the CPU the first touch's reclaim needs.
+ * The first touch of 256 MiB within the budget on
  * uffd-sigbus: 0.97 to 1.02 times the kernel's anonymous first touch with
  * the faulting thread zeroing every page (three runs), 1.24 to 1.61 with
  * windows zeroed ahead (six runs).
