@@ -81,8 +81,9 @@ struct rsv {
  * its first turn on the inactive list unless touched again (vmscan.c; on
  * unless EMM_COLD_REFAULT=0). */
 #define CFG_COLD_REFAULT	0x08000000u
-/* A thread waiting for a small swap read polls for it a while before it
- * sleeps (swap_ring.c, ring_spin; on unless EMM_SWAP_SPIN=0). */
+/* A thread waiting for a small swap read may poll for it a while before
+ * it sleeps, where polling has measured faster (swap_ring.c, poll_pick;
+ * on unless EMM_SWAP_SPIN=0). */
 #define CFG_SWAP_SPIN		0x04000000u
 #define SWAP_SPIN_NS		200000u
 
