@@ -67,6 +67,7 @@ struct swap_dev {
 	_Atomic unsigned spinners;	/* threads polling a ring now */
 	_Atomic uint32_t wait_ns[2];	/* a small read's time, averaged: [0] slept, [1] polled */
 	_Atomic uint32_t waits;		/* small reads so far (poll_pick) */
+	_Atomic unsigned waiters;	/* threads waiting for a small read now */
 	int home_fd;			/* swap_set_home, -1 for none */
 	char *bounce_mem;		/* SWAP_BOUNCES buffers, one mapping */
 	_Atomic uint64_t used;

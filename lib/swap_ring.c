@@ -166,24 +166,15 @@ static size_t runs_pages(const struct swap_run *runs, unsigned nruns)
 	return bytes >> PAGE_SHIFT;
 }
 
-/*
- * Async-signal-safe. Submit all runs on ring r and reap every completion
- * before returning, so the ring is empty for its next user. Returns false
- * if the ring broke (an SQE may be stuck in it): the caller then never gives
- * it back, and the runs it could not finish are left to run_sync.
- */
-bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
-		    struct swap_run *runs, unsigned nruns)
+/* Async-signal-safe. Submit the prepared runs and reap every completion,
+ * polling for them if spin. False if the ring broke. */
+static bool ring_submit_reap(struct swap_dev *sd, struct swap_ring *r, unsigned nruns,
+			     struct swap_run *runs, bool spin)
 {
 	unsigned reaped = 0, inflight = 0, idle = 0;
-	bool small = !write && runs_pages(runs, nruns) <= SPIN_MAX_PAGES &&
-		     atomic_load_explicit(&sd->spin_ns, memory_order_relaxed);
-	bool spin = small && poll_pick(sd);
-	uint64_t t0 = small ? now_ns() : 0;
 	struct io_uring_cqe *cqe;
 	int ret;
 
-	ring_prep(sd, r, write, runs, nruns);
 	while (reaped < nruns) {
 		if (io_uring_sq_ready(&r->ring)) {
 			/* Submit and wait for the first completion in one system
@@ -207,10 +198,36 @@ bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
 		reaped++;
 		inflight--;
 	}
-	if (small)
-		poll_learn(sd, spin, now_ns() - t0);
-	stat_add(sd, uring_reqs, nruns);
 	return true;
+}
+
+/*
+ * Async-signal-safe. Submit all runs on ring r and reap every completion
+ * before returning, so the ring is empty for its next user. Returns false
+ * if the ring broke (an SQE may be stuck in it): the caller then never gives
+ * it back, and the runs it could not finish are left to run_sync.
+ */
+bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
+		    struct swap_run *runs, unsigned nruns)
+{
+	bool small = !write && runs_pages(runs, nruns) <= SPIN_MAX_PAGES &&
+		     atomic_load_explicit(&sd->spin_ns, memory_order_relaxed);
+	/* Others waiting too: the CPUs have their faults to serve, and the
+	 * time of a read that waits in line says nothing of the poll. */
+	bool alone = small && !atomic_fetch_add_explicit(&sd->waiters, 1, memory_order_relaxed);
+	bool spin = alone && poll_pick(sd);
+	uint64_t t0 = small ? now_ns() : 0;
+	bool ok;
+
+	ring_prep(sd, r, write, runs, nruns);
+	ok = ring_submit_reap(sd, r, nruns, runs, spin);
+	if (small)
+		atomic_fetch_sub_explicit(&sd->waiters, 1, memory_order_relaxed);
+	if (ok && alone)
+		poll_learn(sd, spin, now_ns() - t0);
+	if (ok)
+		stat_add(sd, uring_reqs, nruns);
+	return ok;
 }
 
 void swap_set_spin(struct swap_dev *sd, uint32_t ns)
