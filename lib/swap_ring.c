@@ -142,8 +142,10 @@ static bool poll_pick(struct swap_dev *sd)
 }
 
 /* Async-signal-safe. Average in a small read's time, from its submission
- * to its completion: 1/8 weight, so a few slow reads do not flip the
- * choice; racing updates may lose one, which does not matter. */
+ * to its completion: at 1/16 weight and at most twice the average, so a
+ * few slow reads do not flip the choice (at 1/8 and unbounded they did, a
+ * quarter of the reads polled where one in 16 should); racing updates may
+ * lose one, which does not matter. */
 static void poll_learn(struct swap_dev *sd, bool polled, uint64_t ns)
 {
 	_Atomic uint32_t *avg = &sd->wait_ns[polled];
