@@ -175,7 +175,7 @@ static void turned_off(void)
 	is_int(emm_heap_destroy(h), 0, "that heap is destroyed");
 }
 
-/* Under pressure, an emptied slab beyond the few kept (8) goes back at once. */
+/* Under pressure, emptied slabs beyond the few kept (8) go back, 8 at a time. */
 static void pressure(void)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = 32 * MIB, .swap_size = 256 * MIB);
@@ -199,8 +199,9 @@ static void pressure(void)
 	     PRIu64 " KiB", before >> 10, after >> 10);
 	/* Pressure is resident at half the limit or more: the drops stop there,
 	 * anywhere up to it (16 MiB, 7.9 below what was held: a bound of 8 MiB
-	 * below failed a run that stopped at 16,320 KiB). */
-	ok(after + 7 * MIB < before && after <= 17 * MIB,
+	 * below failed a run that stopped at 16,320 KiB), with up to 7 slabs
+	 * more that wait for the batch they would be dropped in. */
+	ok(after + 6 * MIB < before && after <= 18 * MIB,
 	   "under pressure, freed slabs go back without a collect, down to half the limit");
 	is_int(emm_heap_destroy(h), 0, "emm_heap_destroy");
 	is_int(emm_close(m), 0, "emm_close");
