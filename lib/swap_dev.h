@@ -64,7 +64,6 @@ struct swap_dev {
 	_Atomic bool use_uring;
 	_Atomic bool use_bounce;
 	_Atomic uint32_t spin_ns;	/* swap_set_spin; 0: a waiting reader sleeps at once */
-	_Atomic unsigned spinners;	/* threads polling a ring now */
 	_Atomic uint32_t wait_ns[2];	/* a small read's time, averaged: [0] slept, [1] polled */
 	_Atomic uint32_t waits;		/* small reads so far (poll_pick) */
 	_Atomic unsigned waiters;	/* threads waiting for a small read now */

@@ -84,10 +84,10 @@ static bool ring_owes_work(const struct io_uring *ring)
  * wake-up on top of the device's latency, and on a virtual machine that is
  * the halted vCPU's wake-up: a random swap-in measured here took 25 us more
  * than the device's own read, the kernel's 6.5. So a thread waiting for a
- * small read may poll the ring (poll_pick says whether; the poll also
- * runs the completions it is owed) for up to spin_ns, and sleeps only
- * after that; at most half the CPUs,
- * and at least one, poll at a time. The poll reads the ring's memory and
+ * small read may poll the ring (poll_pick says whether, and ring_rw lets
+ * only a reader that waits alone poll, so one thread at most does; the
+ * poll also runs the completions it is owed) for up to spin_ns, and
+ * sleeps only after that. The poll reads the ring's memory and
  * enters the kernel only when the ring says work waits there for us
  * (ring_owes_work): random single-page swap-ins on a 2-vCPU VM made 0.08
  * io_uring_enter calls per polled read so, 77 entering at every turn.
@@ -96,26 +96,19 @@ static bool ring_owes_work(const struct io_uring *ring)
 static bool ring_spin(struct swap_dev *sd, struct swap_ring *r, struct io_uring_cqe **cqe)
 {
 	uint32_t limit = atomic_load_explicit(&sd->spin_ns, memory_order_relaxed);
-	unsigned most = sd->ncpus > 2 ? sd->ncpus / 2 : 1;
 	uint64_t t0 = now_ns();
-	bool got = false;
 
 	if (!limit)
 		return false;
-	if (atomic_fetch_add_explicit(&sd->spinners, 1, memory_order_relaxed) < most) {
-		do {
-			if (io_uring_cq_ready(&r->ring) && io_uring_peek_cqe(&r->ring, cqe) == 0 &&
-			    *cqe) {
-				got = true;
-				stat_add(sd, spun, 1);
-				break;
-			}
-			if (ring_owes_work(&r->ring))
-				io_uring_get_events(&r->ring);
-		} while (now_ns() - t0 < limit);
-	}
-	atomic_fetch_sub_explicit(&sd->spinners, 1, memory_order_relaxed);
-	return got;
+	do {
+		if (io_uring_cq_ready(&r->ring) && io_uring_peek_cqe(&r->ring, cqe) == 0 && *cqe) {
+			stat_add(sd, spun, 1);
+			return true;
+		}
+		if (ring_owes_work(&r->ring))
+			io_uring_get_events(&r->ring);
+	} while (now_ns() - t0 < limit);
+	return false;
 }
 
 /*
@@ -218,7 +211,7 @@ bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
 	 * time of a read that waits in line says nothing of the poll. */
 	bool alone = small && !atomic_fetch_add_explicit(&sd->waiters, 1, memory_order_relaxed);
 	bool spin = alone && poll_pick(sd);
-	uint64_t t0 = small ? now_ns() : 0;
+	uint64_t t0 = alone ? now_ns() : 0;
 	bool ok;
 
 	ring_prep(sd, r, write, runs, nruns);
