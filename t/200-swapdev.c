@@ -548,7 +548,7 @@ static void test_spin(void)
 	swap_get_counters(sd, &c2);
 	is_int(good + verify(io, 64, 11), 128, "64 pages read one by one, intact, polled or not");
 	/* Not all: the first read polls, the second sleeps, then the faster
-	 * way here goes on, and one read in 16 the other; a read that takes
+	 * way here goes on, and one read in 64 the other; a read that takes
 	 * longer than the 200 us is slept for. */
 	ok(c1.spun - c0.spun > 0, "polling: %llu of 32 reads' completions came while polled",
 	   (unsigned long long)(c1.spun - c0.spun));
