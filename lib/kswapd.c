@@ -278,6 +278,19 @@ static void *kswapd(void *arg)
 	return NULL;
 }
 
+/* Whether a reclaim thread of the node (of any node, for -1) is at work:
+ * it may hold a batch of the node's pages off its lists. */
+bool kswapd_busy(const struct emm *mm, int node)
+{
+	for (int k = 0; mm->kswapd && k < mm->lru->nnodes * KSWAPD_PER_NODE; k++) {
+		const struct kswapd *ks = &mm->kswapd[k];
+
+		if ((node < 0 || ks->node == node) && ks->started && atomic_load(&ks->running))
+			return true;
+	}
+	return false;
+}
+
 /* KSWAPD_PER_NODE reclaim threads per node. */
 int kswapd_start(struct emm *mm)
 {

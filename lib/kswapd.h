@@ -21,6 +21,7 @@ bool mm_has_room(const struct emm *mm, int node, long pages);
 bool mm_has_spare(const struct emm *mm, int node, long pages);
 struct reclaim *reclaim_space_alloc(void);
 void reclaim_thread_attach(struct reclaim *rc);
+bool kswapd_busy(const struct emm *mm, int node);
 int kswapd_start(struct emm *mm);
 void kswapd_stop(struct emm *mm);
 
