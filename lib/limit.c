@@ -31,16 +31,22 @@ static long resident_of(struct emm *mm, int node)
 			: atomic_load(&mm->lru->node[node].resident);
 }
 
-/* Waits for a reclaim thread holding a batch off the lists, while
- * resident memory still falls: false once 100 ms pass with no page gone. */
-static bool wait_for_kswapd(struct emm *mm, int node, long *last, int *idle)
+/* A second, at most, that reclaim_now waits for reclaim threads; and 100 ms
+ * without a new low of resident memory. */
+#define WAIT_MS		1000
+#define WAIT_IDLE_MS	100
+
+/* Waits 1 ms for a reclaim thread that may hold a batch off the lists,
+ * while resident memory still reaches new lows (low: the lowest seen): a
+ * program faulting meanwhile can raise it, never make the wait endless. */
+static bool wait_for_kswapd(struct emm *mm, int node, long *low, int *idle, int *waited)
 {
 	struct timespec ms = { 0, 1000000 };
 	long now = resident_of(mm, node);
 
-	*idle = now < *last ? 0 : *idle + 1;
-	*last = now;
-	if (*idle > 100 || !kswapd_busy(mm, node))
+	*idle = now < *low ? 0 : *idle + 1;
+	*low = MIN(*low, now);
+	if (*idle > WAIT_IDLE_MS || ++*waited > WAIT_MS || !kswapd_busy(mm, node))
 		return false;
 	nanosleep(&ms, NULL);
 	return true;
@@ -57,8 +63,8 @@ static bool wait_for_kswapd(struct emm *mm, int node, long *last, int *idle)
 static long reclaim_now(struct emm *mm, int node, long want, long floor)
 {
 	sigset_t old;
-	long freed = 0, last = resident_of(mm, node);
-	int idle = 0;
+	long freed = 0, low = resident_of(mm, node);
+	int idle = 0, waited = 0;
 
 	sig_block(&old);
 	lru_add_drain_all(mm);
@@ -67,7 +73,7 @@ static long reclaim_now(struct emm *mm, int node, long want, long floor)
 				       MIN(want - freed, 4 * SWAP_CLUSTER_MAX));
 
 		if (!got && (node < 0 || resident_of(mm, node) > mm->lru->node[node].limit) &&
-		    wait_for_kswapd(mm, node, &last, &idle))
+		    wait_for_kswapd(mm, node, &low, &idle, &waited))
 			continue;
 		if (!got)
 			break;
