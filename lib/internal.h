@@ -168,6 +168,7 @@ struct emm {
 	bool khugepaged_started;
 	_Atomic bool khugepaged_stop;
 	_Atomic uint32_t khugepaged_wake;
+	_Atomic bool khugepaged_idle;	/* asleep: no VMA may have huge pages */
 	struct emm_counters c;
 	struct stats_shm *stats_shm;	/* the page emmstat reads, or NULL */
 	struct profile *profile;	/* EMM_PROFILE's samples, or NULL */

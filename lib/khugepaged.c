@@ -81,7 +81,32 @@ static void scan_round(struct emm *mm, uintptr_t *cursor)
 	srcu_read_unlock(&mm->srcu, srcu);
 }
 
-/* The promotion scanner thread (khugepaged). */
+/* Is there a VMA some extent of which may become huge? */
+static bool thp_candidates(struct emm *mm)
+{
+	int srcu = srcu_read_lock(&mm->srcu);
+	bool any = false;
+
+	for (struct rsv *r = __atomic_load_n(&mm->rsvs, __ATOMIC_ACQUIRE); r && !any;
+	     r = __atomic_load_n(&r->next, __ATOMIC_ACQUIRE))
+		for (const struct emm_vma *v = vma_next(r, 0); v && !any; v = vma_next(r, v->end))
+			any = vma_thp_allowed(mm, v, ALIGN_UP(v->start, PMD_SIZE));
+	srcu_read_unlock(&mm->srcu, srcu);
+	return any;
+}
+
+/*
+ * The promotion scanner thread (khugepaged). While no VMA may have huge
+ * pages (the default mode, EMM_THP_MADVISE, and none advised), it sleeps
+ * until a VMA changes (vma.c wakes it), or IDLE_MS at most, rather than
+ * wake every thp_scan_ms: on a 2-vCPU guest whose page tables the
+ * hypervisor shadows, a thread of the process waking every 100 ms, even
+ * to do nothing, made each UFFDIO_COPY of a random swap-in cost 10.2 to
+ * 10.5 us instead of 5.6 to 6.0 (1 GiB paged out under 256 MiB, 30,000
+ * random reads, uffd-sigbus, three alternating runs with the scanner
+ * waking every 100 ms and every 10 minutes).
+ */
+#define IDLE_MS		5000
 static void *khugepaged(void *arg)
 {
 	struct emm *mm = arg;
@@ -94,8 +119,18 @@ static void *khugepaged(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	while (!atomic_load(&mm->khugepaged_stop)) {
 		unsigned ms = mm->cfg.thp_scan_ms;
-		uint32_t seen = atomic_load(&mm->khugepaged_wake);
+		uint32_t seen;
 
+		/* Idle first, then the count, then the VMAs: a VMA published
+		 * before the kick saw idle is seen here, and one after it
+		 * moves the count, so the wait returns at once. */
+		atomic_exchange(&mm->khugepaged_idle, true);
+		seen = atomic_load(&mm->khugepaged_wake);
+		if (!thp_candidates(mm)) {
+			futex_wait(&mm->khugepaged_wake, seen, IDLE_MS);
+			continue;
+		}
+		atomic_store(&mm->khugepaged_idle, false);
 		scan_round(mm, &cursor);
 		futex_wait(&mm->khugepaged_wake, seen, ms);
 	}

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "debug.h"
+#include "futex.h"
 #include "internal.h"
 #include "srcu.h"
 #include "util.h"
@@ -274,6 +275,16 @@ static uintptr_t window_start(const struct vma_list *win, uintptr_t start,
 	return win->nr ? MIN(s, win->v[0].start) : s;
 }
 
+/* A VMA changed: the promotion scanner, asleep (or about to sleep) for
+ * want of one that may have huge pages, looks again (khugepaged.c). */
+static void khugepaged_kick(struct emm *mm)
+{
+	if (atomic_load(&mm->khugepaged_idle)) {
+		atomic_fetch_add(&mm->khugepaged_wake, 1);
+		futex_wake(&mm->khugepaged_wake, 1);
+	}
+}
+
 /*
  * Publish a tree where [start, end) is cut out of every VMA, the parts
  * inside changed by chg (or dropped when chg is NULL), and ins added (if
@@ -321,6 +332,7 @@ static int vma_rewrite(struct rsv *r, uintptr_t start, uintptr_t end,
 		/* Release: readers that load the pointer see the filled nodes. */
 		atomic_store_explicit(&r->vmas, t, memory_order_release);
 		synchronize_srcu(&r->mm->srcu);
+		khugepaged_kick(r->mm);
 		file_refs(&win, -1);
 		count_events(r->mm, vmas, (uint64_t)nw.nr - win.nr);
 		for (size_t i = 0; i < u.nold; i++)
