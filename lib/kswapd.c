@@ -98,16 +98,19 @@ static inline bool over(const struct emm *mm, int n, uint64_t headroom, long mor
 }
 
 /* Async-signal-safe. Wake a node's first reclaim thread if it sleeps; all
- * of them with all. */
+ * of them with all. The count moves for a running thread too: one that
+ * looked at the watermarks before this charge and is about to sleep then
+ * does not (kswapd), where it used to sleep until its timeout. */
 static void wakeup_kswapd(struct emm *mm, int n, bool all)
 {
 	for (int i = 0; mm->kswapd && i < (all ? KSWAPD_PER_NODE : 1); i++) {
 		struct kswapd *ks = &mm->kswapd[n * KSWAPD_PER_NODE + i];
 
-		if (!ks->started || atomic_load_explicit(&ks->running, memory_order_relaxed))
+		if (!ks->started)
 			continue;
-		atomic_fetch_add_explicit(&ks->wake, 1, memory_order_relaxed);
-		futex_wake(&ks->wake, 1);
+		atomic_fetch_add(&ks->wake, 1);
+		if (!atomic_load(&ks->running))
+			futex_wake(&ks->wake, 1);
 	}
 }
 
@@ -253,7 +256,7 @@ static void *kswapd(void *arg)
 
 		if (!want && !over(mm, ks->node, wmark_of(&mm->cfg.wmark_low), 0)) {
 			atomic_store(&ks->running, false);
-			kswapd_sleep(ks, seen, 1000);
+			kswapd_sleep(ks, seen, THREAD_IDLE_MS);
 			atomic_store(&ks->running, true);
 			continue;
 		}

@@ -237,7 +237,7 @@ static void *ra_thread(void *arg)
 			ra_window(&q);
 			numa_set_fault_cpu(-1);
 		} else
-			futex_wait(&ra->wake, seen, 1000);
+			futex_wait(&ra->wake, seen, THREAD_IDLE_MS);
 	}
 	return NULL;
 }
