@@ -15,7 +15,6 @@
 #define LIMIT (1024 * MIB)
 #define WORDS_PER_PAGE (PAGE / 8)
 #define HOLES 10		/* never-touched pages in the extent with holes */
-#define POLL_MS 50
 #define WAIT_MS 10000
 #define SCAN_MS 20
 
@@ -72,17 +71,9 @@ static char *map_plain(struct emm *mm, char *at, size_t len)
 	return at;
 }
 
-/* Polls until [p, p + len) is wholly PMD-mapped; returns the milliseconds it took, or -1. */
 static long wait_huge(const void *p, size_t len)
 {
-	long t0 = now_ms();
-
-	do {
-		if (thp_pmd_mapped(p, len) == (int64_t)len)
-			return now_ms() - t0;
-		usleep(POLL_MS * 1000);
-	} while (now_ms() - t0 < WAIT_MS);
-	return -1;
+	return thp_wait_huge(p, len, WAIT_MS);
 }
 
 /*

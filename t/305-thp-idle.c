@@ -77,19 +77,6 @@ static struct emm *open_mode(int mode)
 	return mm;
 }
 
-/* Polls until [p, p + len) is wholly PMD-mapped: true, or false after WAIT_MS. */
-static bool wait_huge(const void *p, size_t len)
-{
-	long t0 = now_ms();
-
-	do {
-		if (thp_pmd_mapped(p, len) == (int64_t)len)
-			return true;
-		usleep(50 * 1000);
-	} while (now_ms() - t0 < WAIT_MS);
-	return false;
-}
-
 /* madvise mode: no VMA advised, the scanner sleeps; advised, it scans and
  * collapses; advised away again, it sleeps. */
 static void test_madvise(bool collapse)
@@ -109,7 +96,7 @@ static void test_madvise(bool collapse)
 	n = sleeps_in_look(tid);
 	ok(n >= 5, "a VMA advised: the scanner scans again (%ld rounds in %d ms)", n, LOOK_MS);
 	if (collapse)
-		ok(wait_huge(r, 2 * EXT), "and collapses the advised range");
+		ok(thp_wait_huge(r, 2 * EXT, WAIT_MS) >= 0, "and collapses the advised range");
 	else
 		skip(1, "this machine cannot collapse");
 	is_int(emm_advise(mm, r, 2 * EXT, EMM_ADV_NOHUGEPAGE), 0, "advise NOHUGEPAGE");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MADV_COLLAPSE
@@ -135,6 +136,25 @@ out:
 	if (can)
 		*why = NULL;
 	return can;
+}
+
+/* Polls every 50 ms until [p, p + len) is wholly PMD-mapped: the
+ * milliseconds it took, or -1 after wait_ms. */
+static __attribute__((unused)) long thp_wait_huge(const void *p, size_t len, long wait_ms)
+{
+	struct timespec t0, t;
+	long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+		if (thp_pmd_mapped(p, len) == (int64_t)len)
+			return ms;
+		if (ms >= wait_ms)
+			return -1;
+		usleep(50 * 1000);
+	}
 }
 
 #endif /* EMM_T_THP_H */
