@@ -98,15 +98,10 @@ static bool thp_candidates(struct emm *mm)
 /*
  * The promotion scanner thread (khugepaged). While no VMA may have huge
  * pages (the default mode, EMM_THP_MADVISE, and none advised), it sleeps
- * until a VMA changes (vma.c wakes it), or IDLE_MS at most, rather than
- * wake every thp_scan_ms: on a 2-vCPU guest whose page tables the
- * hypervisor shadows, a thread of the process waking every 100 ms, even
- * to do nothing, made each UFFDIO_COPY of a random swap-in cost 10.2 to
- * 10.5 us instead of 5.6 to 6.0 (1 GiB paged out under 256 MiB, 30,000
- * random reads, uffd-sigbus, three alternating runs with the scanner
- * waking every 100 ms and every 10 minutes).
+ * until a VMA changes (vma.c wakes it), or THREAD_IDLE_MS at most, rather
+ * than wake every thp_scan_ms, which costs the program's page-table
+ * changes on a guest (internal.h says how much).
  */
-#define IDLE_MS		5000
 static void *khugepaged(void *arg)
 {
 	struct emm *mm = arg;
@@ -127,7 +122,7 @@ static void *khugepaged(void *arg)
 		atomic_exchange(&mm->khugepaged_idle, true);
 		seen = atomic_load(&mm->khugepaged_wake);
 		if (!thp_candidates(mm)) {
-			futex_wait(&mm->khugepaged_wake, seen, IDLE_MS);
+			futex_wait(&mm->khugepaged_wake, seen, THREAD_IDLE_MS);
 			continue;
 		}
 		atomic_store(&mm->khugepaged_idle, false);

@@ -16,19 +16,6 @@ struct kswapd {
 	struct reclaim *rc;		/* its batch work space */
 };
 
-/*
- * How long an idle reclaim or readahead thread sleeps before it looks
- * again: what wakes it (a charge past the low watermark, a window posted,
- * the instance closing) moves the count it sleeps on, so the timeout only
- * bounds what a mistake would cost. Each wake-up of a thread of the
- * process costs the program's next page-table changes on a guest whose
- * page tables the hypervisor shadows (emm-tuning(7), "Fault backends"):
- * random swap-ins on uffd-sigbus, 2-vCPU guest, UFFDIO_COPY took 4.1 to
- * 4.7 us with these threads waking every ten seconds, 5.8 to 6.4 every
- * second (three alternating runs).
- */
-#define THREAD_IDLE_MS	10000
-
 void mm_charge(struct emm *mm, int node, long pages);
 bool mm_has_room(const struct emm *mm, int node, long pages);
 bool mm_has_spare(const struct emm *mm, int node, long pages);
