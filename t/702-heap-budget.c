@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "emm.h"
 #include "emm-heap.h"
@@ -27,16 +28,33 @@ struct node {
 static struct emm *mm;
 static struct emm_heap *heap;
 static uint64_t max_resident;
-static int over;
+static int over, transient;
 
+/*
+ * Resident memory at a check, and again if it is over the bound: emm's
+ * reclaim threads may hold a batch off the lists while they write it, and
+ * a fault's direct reclaim that finds nothing to take then maps its pages
+ * anyway (emm-tuning(7), "The reclaim thread and direct reclaim"). What
+ * this test means is that the budget holds, so an excess that the threads
+ * take back within 100 ms is counted apart (a TSan run once saw 8,604 KiB
+ * at a check); one that stays is a failure.
+ */
 static void watch(void)
 {
 	uint64_t r = stats(mm).resident_bytes;
+	struct timespec ms = { 0, 1000000 };
 
 	if (r > max_resident)
 		max_resident = r;
+	for (int i = 0; i < 100 && r > LIMIT + BATCH; i++) {
+		nanosleep(&ms, NULL);
+		r = stats(mm).resident_bytes;
+	}
 	if (r > LIMIT + BATCH && over++ < 3)
-		diag("resident %" PRIu64 " KiB over the limit", r / KIB);
+		diag("resident %" PRIu64 " KiB over the limit after 100 ms", r / KIB);
+	else if (max_resident > LIMIT + BATCH && !transient++)
+		diag("resident %" PRIu64 " KiB at a check, back within the bound in 100 ms",
+		     max_resident / KIB);
 }
 
 static uint32_t len_of(uint32_t id)
@@ -167,7 +185,8 @@ int main(void)
 	is_int(verify(head, 2), 0, "every other object freed: the half left verified");
 	rebuild(head);
 	is_int(verify(head, 1), 0, "rebuilt to a million and verified");
-	is_int(over, 0, "resident <= limit + one batch at every check (max %" PRIu64 " KiB, limit %lu KiB)",
+	is_int(over, 0, "resident <= limit + one batch at every check, or 100 ms after (max %" PRIu64
+	       " KiB, limit %lu KiB)",
 	       max_resident / KIB, LIMIT / KIB);
 	is_int(emm_heap_destroy(heap), 0, "destroy the heap");
 	is_int(emm_close(mm), 0, "emm_close");
