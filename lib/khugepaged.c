@@ -116,11 +116,12 @@ static void *khugepaged(void *arg)
 		unsigned ms = mm->cfg.thp_scan_ms;
 		uint32_t seen;
 
-		/* Idle first, then the count, then the VMAs: a VMA published
-		 * before the kick saw idle is seen here, and one after it
-		 * moves the count, so the wait returns at once. */
-		atomic_exchange(&mm->khugepaged_idle, true);
-		seen = atomic_load(&mm->khugepaged_wake);
+		/* Idle first, then the count, then the VMAs (seq_cst, paired
+		 * with khugepaged_kick in vma.c): a VMA published before the
+		 * kick saw idle is seen here, and one after it moves the
+		 * count, so the wait returns at once. */
+		atomic_exchange_explicit(&mm->khugepaged_idle, true, memory_order_seq_cst);
+		seen = atomic_load_explicit(&mm->khugepaged_wake, memory_order_seq_cst);
 		if (!thp_candidates(mm)) {
 			futex_wait(&mm->khugepaged_wake, seen, THREAD_IDLE_MS);
 			continue;

@@ -108,8 +108,12 @@ static void wakeup_kswapd(struct emm *mm, int n, bool all)
 
 		if (!ks->started)
 			continue;
-		atomic_fetch_add(&ks->wake, 1);
-		if (!atomic_load(&ks->running))
+		/* seq_cst, both: count then running here, running then the
+		 * count (in futex_wait) in kswapd; a store then a load on each
+		 * side, so one of them sees the other's store and no wake-up
+		 * is lost. */
+		atomic_fetch_add_explicit(&ks->wake, 1, memory_order_seq_cst);
+		if (!atomic_load_explicit(&ks->running, memory_order_seq_cst))
 			futex_wake(&ks->wake, 1);
 	}
 }

@@ -279,8 +279,11 @@ static uintptr_t window_start(const struct vma_list *win, uintptr_t start,
  * want of one that may have huge pages, looks again (khugepaged.c). */
 static void khugepaged_kick(struct emm *mm)
 {
-	if (atomic_load(&mm->khugepaged_idle)) {
-		atomic_fetch_add(&mm->khugepaged_wake, 1);
+	/* seq_cst: the VMAs were published before this load, as the scanner
+	 * stores idle before it reads them (khugepaged.c); a store then a
+	 * load on each side, so one of them sees the other's store. */
+	if (atomic_load_explicit(&mm->khugepaged_idle, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&mm->khugepaged_wake, 1, memory_order_seq_cst);
 		futex_wake(&mm->khugepaged_wake, 1);
 	}
 }
