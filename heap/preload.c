@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* libemm-preload.so: a whole process's malloc served from one emm heap. */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -27,6 +28,10 @@
 
 static struct emm *mm;
 static struct emm_heap *_Atomic heap;
+/* EMM_SHOW_STATS: a copy of standard error as it was at start, where the
+ * report at exit goes. coreutils' programs, among others, close their
+ * standard error before they exit, and the report would be lost. */
+static int report_fd = -1;
 static __thread bool emm_thread __attribute__((tls_model("initial-exec")));
 
 /* For preload-signal.c: NULL until the heap is ready. */
@@ -54,7 +59,8 @@ static void say(const char *fmt, ...)
 	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		(void)!write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+		(void)!write(report_fd >= 0 ? report_fd : STDERR_FILENO, line,
+			     (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
 PRELOAD_API void *malloc(size_t n)
@@ -286,6 +292,8 @@ __attribute__((constructor)) static void preload_init(void)
 		    strerror(-err));
 		return;
 	}
+	if (env_on("EMM_SHOW_STATS"))
+		report_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
 	if (env_on("EMM_VERBOSE"))
 		say("emm-preload: heap of %llu bytes at %p, backend %s\n",
 		    (unsigned long long)size, (void *)h->base, backend_name());
@@ -316,4 +324,6 @@ __attribute__((destructor)) static void preload_fini(void)
 	    (unsigned long long)st.allocated_bytes, (unsigned long long)st.region_used_bytes,
 	    (unsigned long long)st.resident_bytes, (unsigned long long)st.swapped_bytes);
 	emm_stats_print(mm, print_line, NULL);
+	close(report_fd);
+	report_fd = -1;
 }
