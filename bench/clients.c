@@ -246,6 +246,44 @@ static void python_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH
 	av[1] = buf[0], av[2] = buf[1], av[3] = NULL;
 }
 
+/* sort's lines: twice the Lua strings, 800000 at the default (40 MB). */
+static uint64_t sort_lines(uint64_t n)
+{
+	return n * 2;
+}
+
+/* Lines of a pseudo-random key and a tail of 5 to 60 bytes, for sort(1). */
+static int sort_prepare(const char *dir, uint64_t n)
+{
+	char path[PATH_MAX], tail[61];
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	FILE *f;
+	int err = 0;
+
+	memset(tail, 'x', sizeof(tail) - 1);
+	path_of(path, "%s/sort.in", dir);
+	if (!(f = fopen(path, "we")))
+		return -errno;
+	for (uint64_t i = 0; i < sort_lines(n) && !err; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		if (fprintf(f, "%016llx %.*s\n", (unsigned long long)x, (int)(5 + x % 56),
+			    tail) < 0)
+			err = -EIO;
+	}
+	if (fclose(f) && !err)
+		err = -errno;
+	return err;
+}
+
+/* coreutils' sort, the whole input in memory, sorted by two threads. */
+static void sort_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX])
+{
+	(void)n;
+	path_of(buf[0], "%s/sort.in", dir);
+	av[0] = "sort", av[1] = "-S", av[2] = "200M", av[3] = "--parallel=2";
+	av[4] = buf[0], av[5] = NULL;
+}
+
 static const struct client clients[] = {
 	{ "lua", "lua5.4", "strings built, sorted, concatenated", lua_prepare, lua_argv, NULL, NULL,
 	  NULL },
@@ -253,6 +291,8 @@ static const struct client clients[] = {
 	  sqlite_argv, "build.sql", NULL, sqlite_rows },
 	{ "python", "python3", "dict keys, the items sorted, a digest", python_prepare,
 	  python_argv, NULL, "PYTHONMALLOC=malloc", python_keys },
+	{ "sort", "sort", "lines sorted in memory by two threads (coreutils)", sort_prepare,
+	  sort_argv, NULL, NULL, sort_lines },
 };
 
 #define NR_CLIENTS	(sizeof(clients) / sizeof(clients[0]))
@@ -605,7 +645,7 @@ static int make_dir(struct ctx *c)
 	}
 	snprintf(leftovers.dir, sizeof(leftovers.dir), "%s", c->dir);
 	leftover("s.lua"), leftover("lua.out"), leftover("build.sql"), leftover("t.db");
-	leftover("s.py");
+	leftover("s.py"), leftover("sort.in");
 	leftover("t.db-journal");
 	for (size_t i = 0; i < NR_CLIENTS; i++)
 		for (int s = 0; s < NR_SUBJECTS; s++) {

@@ -13,7 +13,7 @@
 # device through O_DIRECT); FILE VMAs (emm, the device, the kernel's mmap);
 # the heap (glibc, mimalloc and libemm-heap unconstrained, then libemm-heap
 # under a budget against mimalloc under the kernel's swap); the clients
-# (Lua and the sqlite3 shell: unconstrained, under emm, under the kernel's
+# (Lua, the sqlite3 shell, Python and sort: unconstrained, under emm, under the kernel's
 # swap, per budget). The kernel's swap needs root and a cgroup v1 memory
 # controller; without them emm-bench says so and its bars are missing.
 set -eu
@@ -137,7 +137,7 @@ table heap ops/s glibc mimalloc mimalloc-kernel-swap >"$out/heap.dat"
 chart "$out/heap.png" "Heap, 2 threads, about $heap_size live: unconstrained; under a budget of 1/4, emm vs the kernel's swap" \
 	"allocations + frees per second (log scale)" "$out/heap.dat"
 table clients ms unconstrained kernel-swap kernel+mimalloc >"$out/clients.dat"
-chart "$out/clients.png" "Lua ($clients_n strings) and sqlite3 under budgets of $clients_limit: emm vs the kernel's swap (glibc, mimalloc)" \
+chart "$out/clients.png" "Lua ($clients_n strings), sqlite3, Python and sort under budgets of $clients_limit: emm vs the kernel's swap (glibc, mimalloc)" \
 	"wall time, ms (log scale; lower is better)" "$out/clients.dat"
 
 [ -n "${BENCH_PLOT_ONLY-}" ] || {
