@@ -38,9 +38,11 @@ tap() {		# tap OK DESCRIPTION
 	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
 }
 
-# stat NAME: a number from the statistics the preload printed at exit.
+# stat NAME: a number from the statistics the preload printed at exit; the
+# first report's, the program's, when a wrapper run with it (timeout)
+# prints its own after it.
 stat() {
-	awk -v k="$1" '$1 == k { print $2 }' "$tmp/err"
+	awk -v k="$1" '$1 == k { print $2; exit }' "$tmp/err"
 }
 
 # under_emm LIMIT COMMAND...: run with the heap under LIMIT; its output in
