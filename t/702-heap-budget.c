@@ -50,11 +50,13 @@ static void watch(void)
 		nanosleep(&ms, NULL);
 		r = stats(mm).resident_bytes;
 	}
-	if (r > LIMIT + BATCH && over++ < 3)
-		diag("resident %" PRIu64 " KiB over the limit after 100 ms", r / KIB);
-	else if (max_resident > LIMIT + BATCH && !transient++)
+	if (r > LIMIT + BATCH) {
+		if (over++ < 3)
+			diag("resident %" PRIu64 " KiB over the limit after 100 ms", r / KIB);
+	} else if (max_resident > LIMIT + BATCH && !transient++) {
 		diag("resident %" PRIu64 " KiB at a check, back within the bound in 100 ms",
 		     max_resident / KIB);
+	}
 }
 
 static uint32_t len_of(uint32_t id)

@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# 714-preload-sort: coreutils' sort, two threads sorting 5 MB of lines in memory, its heap under a 4 MiB budget: the same output as without emm, and the statistics of EMM_SHOW_STATS printed although sort closes its standard error before it exits.
+# 714-preload-sort: coreutils' sort, two threads sorting 4 MB of lines in memory, its heap under a 4 MiB budget: the same output as without emm, and the statistics of EMM_SHOW_STATS printed although sort closes its standard error before it exits.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 skip_unless sort
