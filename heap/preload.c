@@ -2,6 +2,7 @@
 /* libemm-preload.so: a whole process's malloc served from one emm heap. */
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -33,6 +34,11 @@ static struct emm_heap *_Atomic heap;
  * standard error before they exit, and the report would be lost. */
 static int report_fd = -1;
 static __thread bool emm_thread __attribute__((tls_model("initial-exec")));
+/* Not the uffd backend: the kernel does not wait for a heap page a system
+ * call touches, and preload-io.c brings buffers in first. */
+static bool io_touch;
+/* The C library's code, and with io_touch where the calls from it go. */
+static uintptr_t libc_text, libc_text_len;
 
 /* For preload-signal.c: NULL until the heap is ready. */
 struct emm *preload_mm(void)
@@ -40,13 +46,46 @@ struct emm *preload_mm(void)
 	return atomic_load_explicit(&heap, memory_order_acquire) ? mm : NULL;
 }
 
-/* Where an allocation of the calling thread goes: NULL for mimalloc's own. */
-static struct emm_heap *target(void)
+/* For preload-io.c: whether a system call's heap buffer must be brought in
+ * first (not on uffd, not on emm's own threads). */
+bool preload_io_touch(void)
 {
-	if (emm_thread)
+	return io_touch && !emm_thread && atomic_load_explicit(&heap, memory_order_acquire);
+}
+
+/*
+ * Where an allocation of the calling thread goes, made from code at ret:
+ * NULL for mimalloc's own. Not on uffd, what the C library allocates for
+ * itself (a stream's buffer, a directory stream's) is ordinary memory too:
+ * it passes those to the kernel from inside, with its own read and write,
+ * where preload-io.c cannot bring them in first.
+ */
+static struct emm_heap *target_for(const void *ret)
+{
+	if (emm_thread || (io_touch && (uintptr_t)ret - libc_text < libc_text_len))
 		return NULL;
 	/* Acquire: the heap is whole before anyone allocates from it. */
 	return atomic_load_explicit(&heap, memory_order_acquire);
+}
+
+#define target() target_for(__builtin_return_address(0))
+
+/* dl_iterate_phdr: the executable segment of the object holding *arg. */
+static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	uintptr_t want = (uintptr_t)arg;
+
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && want - lo < ph->p_memsz) {
+			libc_text = lo;
+			libc_text_len = ph->p_memsz;
+			return 1;
+		}
+	}
+	return 0;
 }
 
 static void say(const char *fmt, ...)
@@ -105,7 +144,7 @@ PRELOAD_API void *realloc(void *p, size_t n)
 	struct emm_heap *h = target(), *ph = p ? heap_of(p) : NULL;
 
 	if (!p)
-		return malloc(n);
+		return h ? emm_heap_malloc(h, n) : mi_malloc(n);
 	if (h && h == ph)
 		return emm_heap_realloc(h, p, n);
 	if (!h && !ph)
@@ -298,10 +337,13 @@ __attribute__((constructor)) static void preload_init(void)
 		say("emm-preload: heap of %llu bytes at %p, backend %s\n",
 		    (unsigned long long)size, (void *)h->base, backend_name());
 	/* Always: a program that loses data to EFAULT must be told why. */
-	if (strcmp(backend_name(), "uffd"))
-		say("emm-preload: warning: with the %s backend, a system call given a heap "
-		    "page that is not resident fails with EFAULT (a read into or write from a "
-		    "large buffer may fail or come up short); use EMM_BACKEND=uffd\n",
+	io_touch = strcmp(backend_name(), "uffd") != 0;
+	if (io_touch)
+		dl_iterate_phdr(find_text, (void *)(uintptr_t)&fclose);
+	if (io_touch)
+		say("emm-preload: warning: with the %s backend, a system call other than "
+		    "read, write, pread, pwrite, fread and fwrite given a heap page that is not "
+		    "resident fails with EFAULT (or comes up short); use EMM_BACKEND=uffd\n",
 		    backend_name());
 	/* Release: pairs with target(). */
 	atomic_store_explicit(&heap, h, memory_order_release);

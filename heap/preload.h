@@ -9,5 +9,8 @@
 
 /* The instance behind the process's heap, or NULL while there is none. */
 HEAP_INTERNAL struct emm *preload_mm(void);
+/* Whether the calling thread's system calls on heap buffers need them
+ * brought in first (preload-io.c). */
+HEAP_INTERNAL bool preload_io_touch(void);
 
 #endif

@@ -1,0 +1,105 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# 715-preload-io: on the signal and uffd-sigbus backends, where the kernel does not wait for a heap page, programs that hand heap buffers to read, write, pread, pwrite, fread and fwrite still get their data through: sqlite3 with a database file, Lua writing and reading back an 8 MB string, coreutils' sort, Python reading and writing a file; each under a 4 MiB budget, the same output as without emm.
+# shellcheck disable=SC1091
+. "$(dirname "$0")/preload.sh"
+
+if [ -n "${SANITIZER-}" ]; then
+	echo "1..0 # SKIP a $SANITIZER build's preload cannot go into a program: the sanitizer's runtime must be the first library loaded"
+	exit 0
+fi
+if ! test -f "$so"; then
+	echo "1..0 # SKIP $so not built"
+	exit 0
+fi
+for p in sqlite3 lua5.4 sort python3; do
+	if ! command -v $p >/dev/null 2>&1; then
+		echo "1..0 # SKIP $p not installed (make deps)"
+		exit 0
+	fi
+done
+
+# The four programs; each writes what it computed to standard output. $1:
+# a file of this run's own.
+run_sqlite() {
+	rm -f "$1"
+	sqlite3 "$1" <<-'EOF'
+	PRAGMA cache_size = -20000;
+	CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v TEXT);
+	WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000)
+	INSERT INTO t SELECT i, printf('%08x-%d', (i * 2654435761) % 4294967296, i), printf('%0150d', i) FROM n;
+	CREATE INDEX t_k ON t(k);
+	PRAGMA integrity_check;
+	SELECT count(*), sum(length(v)), min(k), max(k) FROM t;
+	EOF
+	sqlite3 "$1" 'SELECT id, k FROM t ORDER BY k LIMIT 3 OFFSET 12345;'
+}
+
+run_lua() {
+	lua5.4 - "$1" <<-'EOF'
+	local t = {}
+	for i = 1, 50000 do t[i] = string.format("%08d:", i * 7919 % 50000) .. string.rep("x", 150) end
+	local s = table.concat(t, "\n")
+	local f = assert(io.open(arg[1], "wb"))
+	assert(f:write(s))
+	assert(f:close())
+	f = assert(io.open(arg[1], "rb"))
+	local back = assert(f:read("a"))
+	f:close()
+	print(#s, #back, back == s)
+	EOF
+}
+
+run_sort() {
+	sort -S 64M --parallel=2 "$tmp/lines"
+}
+
+run_python() {
+	PYTHONMALLOC=malloc python3 -c '
+import sys
+with open(sys.argv[1] + ".in", "wb") as f:
+    f.write(bytes(range(256)) * 32768)
+with open(sys.argv[1] + ".in", "rb") as f:
+    d = f.read()
+sys.stdout.buffer.write(d[::-1])
+' "$1"
+}
+
+# most NAME: the largest of a statistic over the reports (each process the
+# program starts prints its own).
+most() {
+	awk -v k="$1" '$1 == k && $2 + 0 > m { m = $2 + 0 } END { print m + 0 }' "$tmp/err"
+}
+
+awk 'BEGIN { x = 7; for (i = 0; i < 80000; i++) {
+	x = (x * 69069 + 1) % 4294967296; t = ""
+	for (k = 5 + x % 56; k > 0; k--) t = t "x"
+	printf "%08x%08d %s\n", x, i, t } }' >"$tmp/lines"
+
+backends=signal
+if EMM_BACKEND=uffd-sigbus EMM_VERBOSE=1 LD_PRELOAD=$so env true 2>&1 | grep -q 'backend uffd-sigbus'; then
+	backends="signal uffd-sigbus"
+fi
+set -- $backends
+echo 1..$((1 + 4 * 4 * $#))
+
+EMM_BACKEND=signal LD_PRELOAD=$so env true 2>"$tmp/warn"
+grep -q 'a system call other than read, write, pread, pwrite, fread and fwrite' "$tmp/warn"
+tap $? "EMM_BACKEND=signal: the warning names the calls that bring heap buffers in"
+
+for prog in sqlite lua sort python; do
+	run_$prog "$tmp/plain.file" >"$tmp/plain" 2>"$tmp/plain.err"
+	for b in $backends; do
+		EMM_BACKEND=$b EMM_MEM_LIMIT=4M EMM_SWAP_SIZE=1G EMM_SHOW_STATS=1 LD_PRELOAD=$so \
+			run_$prog "$tmp/emm.file" >"$tmp/emm" 2>"$tmp/err"
+		r=$?
+		tap $r "$prog on $b under 4M: it succeeds"
+		[ "$r" = 0 ] || grep -v 'warning\|^[a-z_]* *[0-9]*$' "$tmp/err" | head -5 | sed 's/^/# /'
+		test -s "$tmp/plain" && cmp -s "$tmp/plain" "$tmp/emm"
+		tap $? "$prog on $b: the same output as without emm ($(wc -c <"$tmp/emm") bytes)"
+		if [ "$(most swapins)" -gt 0 ]; then r=0; else r=1; fi
+		tap $r "$prog on $b: its heap outgrew the budget, $(most swapins) pages read back from swap"
+		grep -q '^emm-preload: heap allocated' "$tmp/err"
+		tap $? "$prog on $b: the preload served its heap"
+	done
+done
