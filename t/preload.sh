@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.." || exit 1
 so=$PWD/heap/libemm-preload.so
 
 # skip_unless PROGRAM: the program and the preload exist, and an instance on
-# the uffd backend can be had: on signal, the program's system calls on heap
-# pages that are not resident fail with EFAULT (emm-preload(7)).
+# the uffd backend can be had: these tests are of that backend, where every
+# system call waits for a heap page; t/715-preload-io runs programs on the
+# others, where only some calls bring heap buffers in (emm-preload(7)).
 skip_unless() {
 	if ! command -v "$1" >/dev/null 2>&1; then
 		echo "1..0 # SKIP $1 not installed (make deps)"
@@ -23,7 +24,7 @@ skip_unless() {
 		exit 0
 	fi
 	if ! EMM_BACKEND=uffd EMM_VERBOSE=1 LD_PRELOAD=$so env true 2>&1 | grep -q 'backend uffd'; then
-		echo "1..0 # SKIP no instance on the uffd backend here; on signal, $1's system calls on non-resident heap pages would fail with EFAULT"
+		echo "1..0 # SKIP no instance on the uffd backend here (t/715-preload-io runs such programs on signal)"
 		exit 0
 	fi
 }
