@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The preload's read, write, pread, pwrite, fread and fwrite: heap buffers brought in first where the kernel would not wait. */
+/* The preload's read, write, pread, pwrite, readv, writev, fread and fwrite: heap buffers brought in first where the kernel would not wait. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
@@ -18,8 +18,9 @@
  * page cache). So these calls, given a buffer in the heap, touch its pages
  * first -- the access faults them in through emm's own handler, as the
  * program's would -- and then make the call, a chunk at a time so that a
- * buffer larger than the budget is never all wanted at once. A page reclaim
- * revokes again between the touch and the call costs a retry, not an error.
+ * buffer larger than the budget is never all wanted at once. A page that
+ * reclaim revokes again between the touch and the call costs a retry, not
+ * an error.
  *
  * What the kernel sees differs only in how a large transfer is cut: several
  * calls of CHUNK bytes. A read from a pipe, socket or terminal makes one

@@ -37,7 +37,8 @@ static __thread bool emm_thread __attribute__((tls_model("initial-exec")));
 /* Not the uffd backend: the kernel does not wait for a heap page a system
  * call touches, and preload-io.c brings buffers in first. */
 static bool io_touch;
-/* The C library's code, and with io_touch where the calls from it go. */
+/* The C library's code: with io_touch, what it allocates for itself is not
+ * on the heap (target_for). */
 static uintptr_t libc_text, libc_text_len;
 
 /* For preload-signal.c: NULL until the heap is ready. */
@@ -70,7 +71,7 @@ static struct emm_heap *target_for(const void *ret)
 
 #define target() target_for(__builtin_return_address(0))
 
-/* dl_iterate_phdr: the executable segment of the object holding *arg. */
+/* dl_iterate_phdr: the executable segment that holds the address arg. */
 static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	uintptr_t want = (uintptr_t)arg;
@@ -338,13 +339,13 @@ __attribute__((constructor)) static void preload_init(void)
 		    (unsigned long long)size, (void *)h->base, backend_name());
 	/* Always: a program that loses data to EFAULT must be told why. */
 	io_touch = strcmp(backend_name(), "uffd") != 0;
-	if (io_touch)
+	if (io_touch) {
 		dl_iterate_phdr(find_text, (void *)(uintptr_t)&fclose);
-	if (io_touch)
 		say("emm-preload: warning: with the %s backend, a system call other than "
-		    "read, write, pread, pwrite, fread and fwrite given a heap page that is not "
-		    "resident fails with EFAULT (or comes up short); use EMM_BACKEND=uffd\n",
-		    backend_name());
+		    "read, write, pread, pwrite, readv, writev, fread and fwrite given a heap "
+		    "page that is not resident fails with EFAULT (or comes up short); use "
+		    "EMM_BACKEND=uffd\n", backend_name());
+	}
 	/* Release: pairs with target(). */
 	atomic_store_explicit(&heap, h, memory_order_release);
 }

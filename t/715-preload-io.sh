@@ -84,7 +84,7 @@ set -- $backends
 echo 1..$((1 + 4 * 4 * $#))
 
 EMM_BACKEND=signal LD_PRELOAD=$so env true 2>"$tmp/warn"
-grep -q 'a system call other than read, write, pread, pwrite, fread and fwrite' "$tmp/warn"
+grep -q 'a system call other than read, write, pread, pwrite, readv, writev, fread and fwrite' "$tmp/warn"
 tap $? "EMM_BACKEND=signal: the warning names the calls that bring heap buffers in"
 
 for prog in sqlite lua sort python; do
