@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The preload's sigaction, signal and sigaltstack: emm's handler stays first. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -29,10 +30,66 @@ HEAP_INTERNAL int emm_preload_sigaction(int sig, const struct sigaction *act,
 	return __sigaction(sig, act, old);
 }
 
+/*
+ * Not on uffd, emm's faults are SIGSEGV and SIGBUS, taken by whichever
+ * thread touches a page; and the kernel does not hold back the signal of a
+ * fault that a thread blocks: it kills the process. So neither is ever
+ * blocked: a mask a thread sets, or a handler's mask, goes without them
+ * (xz's worker threads, started with every signal blocked, were killed by
+ * their first fault). A SIGSEGV or SIGBUS sent with kill(2) is then
+ * delivered, to the program's handler or to the default action, where the
+ * program meant to hold it.
+ */
+static void keep_fault_signals(sigset_t *set)
+{
+	sigdelset(set, SIGSEGV);
+	sigdelset(set, SIGBUS);
+}
+
+static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
+
+__attribute__((constructor)) static void preload_signal_init(void)
+{
+	real_pthread_sigmask = (int (*)(int, const sigset_t *, sigset_t *))
+		dlsym(RTLD_NEXT, "pthread_sigmask");
+}
+
+PRELOAD_API int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+	sigset_t keep;
+
+	if (set && how != SIG_UNBLOCK && preload_signal_faults()) {
+		keep = *set;
+		keep_fault_signals(&keep);
+		set = &keep;
+	}
+	if (real_pthread_sigmask)
+		return real_pthread_sigmask(how, set, old);
+	return syscall(SYS_rt_sigprocmask, how, set, old, _NSIG / 8) ? errno : 0;
+}
+
+PRELOAD_API int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	int err = pthread_sigmask(how, set, old);
+
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
 PRELOAD_API int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
+	struct sigaction keep;
+
 	if ((sig == SIGSEGV || sig == SIGBUS) && backend_signal_interpose(sig, act, old) == 0)
 		return 0;
+	if (act && preload_signal_faults()) {
+		keep = *act;
+		keep_fault_signals(&keep.sa_mask);
+		act = &keep;
+	}
 	return __sigaction(sig, act, old);
 }
 

@@ -54,6 +54,12 @@ bool preload_io_touch(void)
 	return io_touch && !emm_thread && atomic_load_explicit(&heap, memory_order_acquire);
 }
 
+/* For preload-signal.c: whether emm's faults are signals (not uffd). */
+bool preload_signal_faults(void)
+{
+	return io_touch;
+}
+
 /*
  * Where an allocation of the calling thread goes, made from code at ret:
  * NULL for mimalloc's own. Not on uffd, what the C library allocates for

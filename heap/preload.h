@@ -12,5 +12,8 @@ HEAP_INTERNAL struct emm *preload_mm(void);
 /* Whether the calling thread's system calls on heap buffers need them
  * brought in first (preload-io.c). */
 HEAP_INTERNAL bool preload_io_touch(void);
+/* Whether emm's faults come as SIGSEGV and SIGBUS (not the uffd backend),
+ * which no thread may then block (preload-signal.c). */
+HEAP_INTERNAL bool preload_signal_faults(void);
 
 #endif

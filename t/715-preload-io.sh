@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# 715-preload-io: on the signal and uffd-sigbus backends, where the kernel does not wait for a heap page, programs that hand heap buffers to read, write, pread, pwrite, fread and fwrite still get their data through: sqlite3 with a database file, Lua writing and reading back an 8 MB string, coreutils' sort, Python reading and writing a file; each under a 4 MiB budget, the same output as without emm.
+# 715-preload-io: on the signal and uffd-sigbus backends, where the kernel does not wait for a heap page, programs that hand heap buffers to read, write, pread, pwrite, fread and fwrite still get their data through: sqlite3 with a database file, Lua writing and reading back an 8 MB string, coreutils' sort, Python reading and writing a file; each under a 4 MiB budget, the same output as without emm. And threads that block every signal still take emm's faults: Python blocking SIGSEGV and SIGBUS, then filling 48 MB under 16 MiB; xz compressing with two worker threads started with all signals blocked.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 
@@ -81,7 +81,7 @@ if EMM_BACKEND=uffd-sigbus EMM_VERBOSE=1 LD_PRELOAD=$so env true 2>&1 | grep -q 
 	backends="signal uffd-sigbus"
 fi
 set -- $backends
-echo 1..$((1 + 4 * 4 * $#))
+echo 1..$((1 + 4 * 4 * $# + 2 * 2 * $#))
 
 EMM_BACKEND=signal LD_PRELOAD=$so env true 2>"$tmp/warn"
 grep -q 'a system call other than read, write, pread, pwrite, readv, writev, fread and fwrite' "$tmp/warn"
@@ -102,4 +102,34 @@ for prog in sqlite lua sort python; do
 		grep -q '^emm-preload: heap allocated' "$tmp/err"
 		tap $? "$prog on $b: the preload served its heap"
 	done
+done
+
+# Signals blocked: emm's faults are signals on these backends, and the
+# kernel kills a thread that faults with the signal blocked.
+cat >"$tmp/blocked.py" <<'EOF'
+import signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGSEGV, signal.SIGBUS, signal.SIGUSR1})
+x = bytearray(48 << 20)
+x[::4096] = b"y" * len(x[::4096])
+print(len(x), x.count(b"y"), signal.SIGUSR1 in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+EOF
+head -c 6000000 "$tmp/lines" >"$tmp/six"
+xz -1 -T2 -c "$tmp/six" >"$tmp/six.xz" 2>/dev/null
+for b in $backends; do
+	EMM_BACKEND=$b EMM_MEM_LIMIT=16M EMM_SWAP_SIZE=1G PYTHONMALLOC=malloc LD_PRELOAD=$so \
+		python3 "$tmp/blocked.py" >"$tmp/emm" 2>"$tmp/err"
+	tap $? "python on $b: SIGSEGV and SIGBUS blocked, 48 MB filled under 16M: it succeeds"
+	echo "50331648 12288 True" | cmp -s - "$tmp/emm"
+	tap $? "python on $b: all of it written, and SIGUSR1, blocked with them, still blocked"
+	if ! command -v xz >/dev/null 2>&1 || ! test -s "$tmp/six.xz"; then
+		tap 0 "# SKIP xz not installed"
+		tap 0 "# SKIP xz not installed"
+		continue
+	fi
+	EMM_BACKEND=$b EMM_MEM_LIMIT=64M LD_PRELOAD=$so xz -1 -T2 -c "$tmp/six" >"$tmp/emm.xz" 2>"$tmp/err"
+	r=$?
+	tap $r "xz -T2 on $b: its worker threads, started with every signal blocked, fault and go on"
+	[ "$r" = 0 ] || grep -v warning "$tmp/err" | head -5 | sed 's/^/# /'
+	cmp -s "$tmp/six.xz" "$tmp/emm.xz"
+	tap $? "xz -T2 on $b: the same output as without emm"
 done
