@@ -4,20 +4,7 @@
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 
-if [ -n "${SANITIZER-}" ]; then
-	echo "1..0 # SKIP a $SANITIZER build's preload cannot go into a program: the sanitizer's runtime must be the first library loaded"
-	exit 0
-fi
-if ! test -f "$so"; then
-	echo "1..0 # SKIP $so not built"
-	exit 0
-fi
-for p in sqlite3 lua5.4 sort python3; do
-	if ! command -v $p >/dev/null 2>&1; then
-		echo "1..0 # SKIP $p not installed (make deps)"
-		exit 0
-	fi
-done
+skip_unless_programs sqlite3 lua5.4 sort python3
 
 # The four programs; each writes what it computed to standard output. $1:
 # a file of this run's own.

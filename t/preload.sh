@@ -6,15 +6,15 @@
 cd "$(dirname "$0")/.." || exit 1
 so=$PWD/heap/libemm-preload.so
 
-# skip_unless PROGRAM: the program and the preload exist, and an instance on
-# the uffd backend can be had: these tests are of that backend, where every
-# system call waits for a heap page; t/715-preload-io runs programs on the
-# others, where only some calls bring heap buffers in (emm-preload(7)).
-skip_unless() {
-	if ! command -v "$1" >/dev/null 2>&1; then
-		echo "1..0 # SKIP $1 not installed (make deps)"
-		exit 0
-	fi
+# skip_unless_programs PROGRAM...: the programs and the preload exist, and
+# the preload can go into a program (no sanitizer build).
+skip_unless_programs() {
+	for p in "$@"; do
+		if ! command -v "$p" >/dev/null 2>&1; then
+			echo "1..0 # SKIP $p not installed (make deps)"
+			exit 0
+		fi
+	done
 	if [ -n "${SANITIZER-}" ]; then
 		echo "1..0 # SKIP a $SANITIZER build's preload cannot go into $1: the sanitizer's runtime must be the first library loaded"
 		exit 0
@@ -23,6 +23,14 @@ skip_unless() {
 		echo "1..0 # SKIP $so not built"
 		exit 0
 	fi
+}
+
+# skip_unless PROGRAM: the program and the preload exist, and an instance on
+# the uffd backend can be had: these tests are of that backend, where every
+# system call waits for a heap page; t/715-preload-io runs programs on the
+# others, where only some calls bring heap buffers in (emm-preload(7)).
+skip_unless() {
+	skip_unless_programs "$@"
 	if ! EMM_BACKEND=uffd EMM_VERBOSE=1 LD_PRELOAD=$so env true 2>&1 | grep -q 'backend uffd'; then
 		echo "1..0 # SKIP no instance on the uffd backend here (t/715-preload-io runs such programs on signal)"
 		exit 0
