@@ -2,6 +2,7 @@
 /* The preload's sigaction, signal and sigaltstack: emm's handler stays first. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -66,6 +67,25 @@ PRELOAD_API int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 	if (real_pthread_sigmask)
 		return real_pthread_sigmask(how, set, old);
 	return syscall(SYS_rt_sigprocmask, how, set, old, _NSIG / 8) ? errno : 0;
+}
+
+/* glibc's initial mask of a thread to come, where it has the call. */
+PRELOAD_API int pthread_attr_setsigmask_np(pthread_attr_t *attr, const sigset_t *set)
+{
+	static int (*real)(pthread_attr_t *, const sigset_t *);
+	sigset_t keep;
+
+	if (!real)
+		real = (int (*)(pthread_attr_t *, const sigset_t *))
+			dlsym(RTLD_NEXT, "pthread_attr_setsigmask_np");
+	if (!real)
+		return ENOSYS;
+	if (set && preload_signal_faults()) {
+		keep = *set;
+		keep_fault_signals(&keep);
+		set = &keep;
+	}
+	return real(attr, set);
 }
 
 PRELOAD_API int sigprocmask(int how, const sigset_t *set, sigset_t *old)

@@ -182,7 +182,7 @@ preload_exports() {
 	nm -D --defined-only "$lib/libemm-preload.so" | awk '{ print $3 }' | LC_ALL=C sort -u >"$tmp/psyms" &&
 	printf '%s\n' aligned_alloc bsd_signal calloc free malloc malloc_usable_size memalign \
 		posix_memalign pvalloc realloc reallocarray sigaction sigaltstack signal \
-		sigprocmask pthread_sigmask \
+		sigprocmask pthread_sigmask pthread_attr_setsigmask_np \
 		valloc read write pread pread64 pwrite pwrite64 readv writev fread fwrite \
 		fread_unlocked fwrite_unlocked __read_chk __pread_chk __pread64_chk \
 		__fread_chk __fread_unlocked_chk | LC_ALL=C sort >"$tmp/pwant" &&
@@ -264,7 +264,7 @@ check "emm_heap(3) and emm-preload(7) installed" test -f "$stage/usr/share/man/m
 check "examples/heap.c builds out of tree with pkg-config --libs emm-heap" build_heap_example
 check "the heap example runs against the staged libraries" run_heap_example
 check "libemm-heap.so exports exactly what emm-heap.h declares" heap_exports
-check "libemm-preload.so exports the malloc family, the fault signals' sigaction, signal, sigaltstack, sigprocmask, pthread_sigmask and the I/O calls it brings heap buffers in for, only" preload_exports
+check "libemm-preload.so exports the malloc family, the fault signals' sigaction, signal, sigaltstack, the signal masks and the I/O calls it brings heap buffers in for, only" preload_exports
 check "make uninstall removes every file" uninstall_clean
 check "make uninstall removes the directories it left empty" uninstall_dirs
 fake_ldconfig

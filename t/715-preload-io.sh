@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# 715-preload-io: on the signal and uffd-sigbus backends, where the kernel does not wait for a heap page, programs that hand heap buffers to read, write, pread, pwrite, fread and fwrite still get their data through: sqlite3 with a database file, Lua writing and reading back an 8 MB string, coreutils' sort, Python reading and writing a file; each under a 4 MiB budget, the same output as without emm. And threads that block every signal still take emm's faults: Python blocking SIGSEGV and SIGBUS, then filling 48 MB under 16 MiB; xz compressing with two worker threads started with all signals blocked.
+# 715-preload-io: on the signal and uffd-sigbus backends, where the kernel does not wait for a heap page, programs that hand heap buffers to read, write, pread, pwrite, fread and fwrite still get their data through: sqlite3 with a database file, Lua writing and reading back an 8 MB string, coreutils' sort, Python reading and writing a file; each under a 4 MiB budget, the same output as without emm. And threads that block every signal still take emm's faults: Python blocking SIGSEGV and SIGBUS, then filling 48 MB under 16 MiB, or started by exec with both blocked; xz compressing with two worker threads started with all signals blocked.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 
@@ -68,7 +68,7 @@ if EMM_BACKEND=uffd-sigbus EMM_VERBOSE=1 LD_PRELOAD=$so env true 2>&1 | grep -q 
 	backends="signal uffd-sigbus"
 fi
 set -- $backends
-echo 1..$((1 + 4 * 4 * $# + 2 * 2 * $#))
+echo 1..$((1 + 4 * 4 * $# + 5 * $#))
 
 EMM_BACKEND=signal LD_PRELOAD=$so env true 2>"$tmp/warn"
 grep -q 'a system call other than read, write, pread, pwrite, readv, writev, fread and fwrite' "$tmp/warn"
@@ -100,6 +100,17 @@ x = bytearray(48 << 20)
 x[::4096] = b"y" * len(x[::4096])
 print(len(x), x.count(b"y"), signal.SIGUSR1 in signal.pthread_sigmask(signal.SIG_BLOCK, []))
 EOF
+# The same, blocked by a parent without emm that execs it with the preload.
+cat >"$tmp/exec.py" <<'EOF'
+import os, signal, sys
+if len(sys.argv) == 2:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGSEGV, signal.SIGBUS})
+    env = dict(os.environ, LD_PRELOAD=sys.argv[1])
+    os.execve(sys.executable, [sys.executable, sys.argv[0], "child", "x"], env)
+x = bytearray(48 << 20)
+x[::4096] = b"y" * len(x[::4096])
+print(len(x), x.count(b"y"))
+EOF
 head -c 6000000 "$tmp/lines" >"$tmp/six"
 xz -1 -T2 -c "$tmp/six" >"$tmp/six.xz" 2>/dev/null
 for b in $backends; do
@@ -108,6 +119,10 @@ for b in $backends; do
 	tap $? "python on $b: SIGSEGV and SIGBUS blocked, 48 MB filled under 16M: it succeeds"
 	echo "50331648 12288 True" | cmp -s - "$tmp/emm"
 	tap $? "python on $b: all of it written, and SIGUSR1, blocked with them, still blocked"
+	EMM_BACKEND=$b EMM_MEM_LIMIT=16M EMM_SWAP_SIZE=1G PYTHONMALLOC=malloc \
+		python3 "$tmp/exec.py" "$so" >"$tmp/emm" 2>"$tmp/err"
+	echo "50331648 12288" | cmp -s - "$tmp/emm"
+	tap $? "python on $b: started by exec with SIGSEGV and SIGBUS blocked, 48 MB filled under 16M"
 	if ! command -v xz >/dev/null 2>&1 || ! test -s "$tmp/six.xz"; then
 		tap 0 "# SKIP xz not installed"
 		tap 0 "# SKIP xz not installed"
