@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The preload's sigaction, signal and sigaltstack: emm's handler stays first. */
+/* The preload's sigaction, signal, sigaltstack and signal masks: emm's handler stays first, its signals never blocked. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
