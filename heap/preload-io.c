@@ -175,11 +175,12 @@ PRELOAD_API ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
 static size_t stream_chunked(void *p, size_t size, size_t n, FILE *f, bool into)
 {
 	size_t total, done = 0;
+	bool had_error;
+	int faults = 0;
 
 	if (!size || !n || __builtin_mul_overflow(size, n, &total) || !wanted((uintptr_t)p, total))
 		return into ? _IO_fread(p, size, n, f) : _IO_fwrite(p, size, n, f);
-	bool had_error = ferror(f);
-	int faults = 0;
+	had_error = ferror(f);
 
 	while (done < total) {
 		size_t c = total - done < CHUNK ? total - done : CHUNK, k;

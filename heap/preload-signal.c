@@ -41,10 +41,25 @@ HEAP_INTERNAL int emm_preload_sigaction(int sig, const struct sigaction *act,
  * delivered, to the program's handler or to the default action, where the
  * program meant to hold it.
  */
-static void keep_fault_signals(sigset_t *set)
+static const sigset_t *without_faults(const sigset_t *set, sigset_t *keep)
 {
-	sigdelset(set, SIGSEGV);
-	sigdelset(set, SIGBUS);
+	if (!set || !preload_signal_faults())
+		return set;
+	*keep = *set;
+	sigdelset(keep, SIGSEGV);
+	sigdelset(keep, SIGBUS);
+	return keep;
+}
+
+/* At start: a mask inherited across exec may hold them. */
+void preload_unblock_faults(void)
+{
+	sigset_t faults;
+
+	sigemptyset(&faults);
+	sigaddset(&faults, SIGSEGV);
+	sigaddset(&faults, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &faults, NULL);
 }
 
 static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
@@ -59,11 +74,8 @@ PRELOAD_API int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
 	sigset_t keep;
 
-	if (set && how != SIG_UNBLOCK && preload_signal_faults()) {
-		keep = *set;
-		keep_fault_signals(&keep);
-		set = &keep;
-	}
+	if (how != SIG_UNBLOCK)
+		set = without_faults(set, &keep);
 	if (real_pthread_sigmask)
 		return real_pthread_sigmask(how, set, old);
 	return syscall(SYS_rt_sigprocmask, how, set, old, _NSIG / 8) ? errno : 0;
@@ -80,12 +92,7 @@ PRELOAD_API int pthread_attr_setsigmask_np(pthread_attr_t *attr, const sigset_t 
 			dlsym(RTLD_NEXT, "pthread_attr_setsigmask_np");
 	if (!real)
 		return ENOSYS;
-	if (set && preload_signal_faults()) {
-		keep = *set;
-		keep_fault_signals(&keep);
-		set = &keep;
-	}
-	return real(attr, set);
+	return real(attr, without_faults(set, &keep));
 }
 
 PRELOAD_API int sigprocmask(int how, const sigset_t *set, sigset_t *old)
@@ -107,7 +114,7 @@ PRELOAD_API int sigaction(int sig, const struct sigaction *act, struct sigaction
 		return 0;
 	if (act && preload_signal_faults()) {
 		keep = *act;
-		keep_fault_signals(&keep.sa_mask);
+		without_faults(&act->sa_mask, &keep.sa_mask);
 		act = &keep;
 	}
 	return __sigaction(sig, act, old);

@@ -5,7 +5,6 @@
 #include <link.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,13 +346,7 @@ __attribute__((constructor)) static void preload_init(void)
 	/* Always: a program that loses data to EFAULT must be told why. */
 	io_touch = strcmp(backend_name(), "uffd") != 0;
 	if (io_touch) {
-		sigset_t faults;
-
-		/* A mask inherited across exec may hold them (preload-signal.c). */
-		sigemptyset(&faults);
-		sigaddset(&faults, SIGSEGV);
-		sigaddset(&faults, SIGBUS);
-		pthread_sigmask(SIG_UNBLOCK, &faults, NULL);
+		preload_unblock_faults();
 		dl_iterate_phdr(find_text, (void *)(uintptr_t)&fclose);
 		say("emm-preload: warning: with the %s backend, a system call other than "
 		    "read, write, pread, pwrite, readv, writev, fread and fwrite given a heap "

@@ -15,5 +15,7 @@ HEAP_INTERNAL bool preload_io_touch(void);
 /* Whether emm's faults come as SIGSEGV and SIGBUS (not the uffd backend),
  * which no thread may then block (preload-signal.c). */
 HEAP_INTERNAL bool preload_signal_faults(void);
+/* Unblock SIGSEGV and SIGBUS in the calling thread (preload-signal.c). */
+HEAP_INTERNAL void preload_unblock_faults(void);
 
 #endif
