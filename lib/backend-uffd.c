@@ -25,9 +25,12 @@
 #include "uffd_wp.h"
 
 /* revoke_many: ranges joined across a gap of at most ZAP_GAP_MAX pages that
- * emm maps nothing in, and at most ZAP_JOIN_MAX ranges per call. */
+ * emm maps nothing in, and at most ZAP_JOIN_MAX ranges per call; a range
+ * widened across the cold pages around it within its window of ZAP_WINDOW
+ * pages (widen). */
 #define ZAP_GAP_MAX	128
 #define ZAP_JOIN_MAX	64
+#define ZAP_WINDOW	64
 
 struct uffd {
 	int fd;
@@ -91,11 +94,90 @@ static bool zap_gap_ok(struct rsv *r, uintptr_t s, uintptr_t e)
 	return true;
 }
 
+/*
+ * Async-signal-safe. May widen take the page at a into a zap (locking it,
+ * *held gets its bit)? One emm has not mapped, yes; a mapped one if it is
+ * resident, neither pinned nor referenced (touched since its last revoke:
+ * in use, so a hot set stops the widening), and not locked by anyone else
+ * (a fault, or a page of this very batch). False stops the widening there.
+ */
+static bool widen_take(struct rsv *r, uintptr_t a, uintptr_t ws, uint64_t *held)
+{
+	_Atomic uint64_t *p = pte_of(r, a);
+	uint64_t old;
+
+	if (!pte_prot(atomic_load_explicit(p, memory_order_relaxed)))
+		return true;
+	if (!pte_trylock(p, &old))
+		return false;
+	if (!pte_prot(old)) {
+		pte_unlock(p, old);
+		return true;
+	}
+	if (pte_state(old) != PTE_RESIDENT || (old & (PTE_PINNED | PTE_REFERENCED))) {
+		pte_unlock(p, old);
+		return false;
+	}
+	*held |= 1ULL << ((a - ws) >> PAGE_SHIFT);
+	return true;
+}
+
+/*
+ * Async-signal-safe. Widen iov, a range inside one window of ZAP_WINDOW
+ * pages, outwards across the pages widen_take takes, within the window:
+ * the mapped pages around it are revoked in the same zap, sampled ahead of
+ * their turn at the inactive tail (their next touch is a minor fault that
+ * marks them referenced). Why: each range costs a TLB flush, and with the
+ * faulting thread on another CPU, an IPI; a page revoked now needs no zap
+ * of its own when reclaim comes to it. Random reads of 1 GiB under 256 MiB
+ * (uffd-sigbus, 2-vCPU VM with shadow page tables, six alternating runs
+ * each): 73.7 to 89.3 us a read, median 75.9, against 79.1 to 90.2,
+ * median 86.1, for 8,650 minor faults a run against 1,240. Returns the
+ * bitmap of the pages locked, 0 if not widened.
+ */
+static uint64_t widen(struct rsv *r, struct iovec *iov)
+{
+	uintptr_t s = (uintptr_t)iov->iov_base, e = s + iov->iov_len;
+	uintptr_t ws = ALIGN_DOWN(s, ZAP_WINDOW * PAGE_SIZE), we = ws + ZAP_WINDOW * PAGE_SIZE;
+	uintptr_t lo = s, hi = e;
+	uint64_t held = 0;
+
+	if (e > we || ws < r->start || we > r->start + r->len || extent_huge(r, ws))
+		return 0;
+	for (uintptr_t a = s; a > ws && widen_take(r, a - PAGE_SIZE, ws, &held); a -= PAGE_SIZE)
+		if (held & (1ULL << ((a - PAGE_SIZE - ws) >> PAGE_SHIFT)))
+			lo = a - PAGE_SIZE;
+	for (uintptr_t a = e; a < we && widen_take(r, a, ws, &held); a += PAGE_SIZE)
+		if (held & (1ULL << ((a - ws) >> PAGE_SHIFT)))
+			hi = a + PAGE_SIZE;
+	if (held)
+		*iov = (struct iovec){ .iov_base = (void *)lo, .iov_len = hi - lo };
+	return held;
+}
+
+/* Async-signal-safe. The pages widen locked in the window of s: their new
+ * protection if zapped (else the kernel may or may not have zapped them,
+ * and their next touch maps them again), then their locks. */
+static void unwiden(struct rsv *r, uintptr_t s, uint64_t held, bool zapped)
+{
+	for (uintptr_t a = ALIGN_DOWN(s, ZAP_WINDOW * PAGE_SIZE); held; a += PAGE_SIZE, held >>= 1) {
+		if (!(held & 1))
+			continue;
+		if (zapped) {
+			uffd_harvest(r, a, a + PAGE_SIZE);
+			backend_set_pte_prot(r, a, a + PAGE_SIZE, EMM_PROT_NONE);
+			count_event(r->mm, revoke_around);
+		}
+		pte_unlock(pte_of(r, a), locked_val(r, a));
+	}
+}
+
 /* Async-signal-safe. Join v's ranges from *i on into at most ZAP_JOIN_MAX
- * in iov; last[k]: the last of v's ranges iov[k] covers. *i moves past
- * those taken. Returns how many iov holds. */
+ * in iov; last[k]: the last of v's ranges iov[k] covers; held[k]: what
+ * widen locked around it. *i moves past those taken. Returns how many iov
+ * holds. */
 static unsigned join_ranges(const struct revoke_vec *v, unsigned *i, struct iovec *iov,
-			    unsigned *last)
+			    unsigned *last, uint64_t *held)
 {
 	unsigned n = 0;
 
@@ -103,12 +185,16 @@ static unsigned join_ranges(const struct revoke_vec *v, unsigned *i, struct iove
 		uintptr_t s = (uintptr_t)v->iov[*i].iov_base, end;
 
 		end = n ? (uintptr_t)iov[n - 1].iov_base + iov[n - 1].iov_len : 0;
-		if (n && v->rsv[*i] == v->rsv[last[n - 1]] && zap_gap_ok(v->rsv[*i], end, s))
+		if (n && v->rsv[*i] == v->rsv[last[n - 1]] && s >= end &&
+		    zap_gap_ok(v->rsv[*i], end, s)) {
 			iov[n - 1].iov_len = s + v->iov[*i].iov_len - (uintptr_t)iov[n - 1].iov_base;
-		else if (n == ZAP_JOIN_MAX)
+		} else if (n == ZAP_JOIN_MAX) {
 			break;
-		else
-			iov[n++] = v->iov[*i];
+		} else {
+			iov[n] = v->iov[*i];
+			held[n] = widen(v->rsv[*i], &iov[n]);
+			n++;
+		}
 		last[n - 1] = *i;
 	}
 	return n;
@@ -132,13 +218,21 @@ static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 	struct uffd *u = mm->backend_data;
 	struct iovec iov[ZAP_JOIN_MAX];
 	unsigned last[ZAP_JOIN_MAX], i = 0;
+	uint64_t held[ZAP_JOIN_MAX];
 
 	if (!u->zap)
 		return 0;
 	while (i < v->n) {
-		unsigned done = i, n = join_ranges(v, &i, iov, last);
-		ssize_t left = zap_many(u->zap_fd, iov, n);
+		unsigned done = i, n = join_ranges(v, &i, iov, last, held);
+		ssize_t left = zap_many(u->zap_fd, iov, n), l = left;
 
+		for (unsigned k = 0; k < n; k++) {
+			bool zapped = l >= (ssize_t)iov[k].iov_len;
+
+			if (held[k])
+				unwiden(v->rsv[last[k]], (uintptr_t)iov[k].iov_base, held[k], zapped);
+			l -= zapped ? (ssize_t)iov[k].iov_len : l;
+		}
 		for (unsigned k = 0; k < n && left >= (ssize_t)iov[k].iov_len; k++) {
 			left -= (ssize_t)iov[k].iov_len;
 			for (; done <= last[k]; done++) {

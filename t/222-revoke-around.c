@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/* Reclaim on the userfaultfd backends revokes the cold mapped pages around each page it revokes, in the same zap: counted in revoke_around, never a pinned page, never one the kernel still maps while emm says revoked, every page read back right; none on the signal backend. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "emm.h"
+#include "internal.h"
+#include "physmem.h"
+#include "pte.h"
+#include "tap.h"
+#include "util.h"
+
+#define PAGE 4096UL
+#define MIB (1UL << 20)
+#define LIMIT (8 * MIB)
+#define LEN (32 * MIB)
+#define PAGES (LEN / PAGE)
+#define READS 20000
+#define PER_BACKEND 5
+
+static int pagemap = -1;
+
+/* Does the kernel map the page at a (/proc/self/pagemap's present bit)? */
+static bool kernel_mapped(const void *a)
+{
+	uint64_t e = 0;
+
+	if (pread(pagemap, &e, sizeof(e), (off_t)((uintptr_t)a / PAGE * sizeof(e))) != sizeof(e))
+		bail("pread /proc/self/pagemap: %s", strerror(errno));
+	return e >> 63;
+}
+
+/* The PTE word emm keeps for the page at a. */
+static uint64_t pte_word(const void *a)
+{
+	int idx = 0;
+	struct rsv *r = rsv_enter((uintptr_t)a, &idx);
+	uint64_t v;
+
+	if (!r)
+		bail("no reservation at %p", a);
+	v = atomic_load(pte_of(r, (uintptr_t)a)) & ~(PTE_LOCKED | PTE_WAITERS);
+	rsv_leave(r, idx);
+	return v;
+}
+
+/* Resident pages emm says it revoked that the kernel still maps: a write
+ * there would go unseen. Nothing touches the region meanwhile. */
+static size_t revoked_but_mapped(const char *p)
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < PAGES; i++) {
+		uint64_t v = pte_word(p + i * PAGE);
+
+		if (pte_state(v) == PTE_RESIDENT && pte_prot(v) == EMM_PROT_NONE &&
+		    kernel_mapped(p + i * PAGE) && bad++ < 5)
+			diag("page %zu: revoked by emm, mapped by the kernel", i);
+	}
+	return bad;
+}
+
+/* read(2) into the pinned page, its own bytes back: the kernel reaches it
+ * with no fault for emm to serve (EFAULT on uffd-sigbus otherwise). */
+static bool syscall_reaches(uint64_t *page)
+{
+	uint64_t word = page[0];
+	int fd[2];
+	bool ok;
+
+	if (pipe(fd))
+		bail("pipe: %s", strerror(errno));
+	ok = write(fd[1], &word, sizeof(word)) == sizeof(word) &&
+	     read(fd[0], page, sizeof(word)) == sizeof(word);
+	close(fd[0]);
+	close(fd[1]);
+	return ok;
+}
+
+static void run(int backend, const char *name)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = 2 * LEN, .backend = backend);
+	uint64_t seed = 22, sum = 0, bad = 0;
+	struct emm_stats s;
+	struct emm *mm;
+	char *a, *pinned;
+	bool uffd = backend != EMM_BACKEND_SIGNAL;
+	int err = emm_open(&o, &mm);
+
+	if (err) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "%s: not offered here (%s)", name, strerror(-err));
+		skip(PER_BACKEND, why);
+		return;
+	}
+	err = emm_reserve(mm, LEN, (void **)&a) || emm_map(mm, a, LEN, NULL);
+	if (err)
+		bail("%s: setting up", name);
+	fill_words(a, LEN, word_value);
+	/* Pinned in the middle of cold neighbours that reclaim revokes. */
+	pinned = a + 5 * MIB + 17 * PAGE;
+	if (emm_pin(mm, pinned, PAGE))
+		bail("%s: emm_pin", name);
+	for (int i = 0; i < READS; i++) {
+		const uint64_t *w = (const uint64_t *)(a + tap_rand(&seed) % PAGES * PAGE);
+
+		bad += *w != word_value(w);
+		sum += *w;
+	}
+	reclaim_settle(mm);
+	s = stats(mm);
+	if (uffd)
+		ok(s.revoke_around > 0, "%s: cold pages revoked around others: revoke_around %" PRIu64
+		   " (pgsteal %" PRIu64 ", minor faults %" PRIu64 ")", name, s.revoke_around, s.pgsteal,
+		   s.faults_minor);
+	else
+		is_int(s.revoke_around, 0, "%s: revoke_around stays 0", name);
+	ok(pte_prot(pte_word(pinned)) != EMM_PROT_NONE, "%s: the pinned page is still mapped", name);
+	ok(syscall_reaches((uint64_t *)pinned), "%s: read(2) into the pinned page", name);
+	if (uffd)
+		is_int(revoked_but_mapped(a), 0, "%s: no page revoked by emm is mapped by the kernel", name);
+	else
+		skip(1, "signal: mprotect leaves pages present in the pagemap");
+	bad += count_bad_words(a, LEN, word_value);
+	is_int(bad, 0, "%s: every word read back right (%d random reads, then all)", name, READS);
+	emm_unpin(mm, pinned, PAGE);
+	emm_close(mm);
+	(void)sum;
+}
+
+int main(void)
+{
+	plan(3 * PER_BACKEND);
+	pagemap = open("/proc/self/pagemap", O_RDONLY);
+	if (pagemap < 0)
+		bail("open /proc/self/pagemap: %s", strerror(errno));
+	run(EMM_BACKEND_SIGNAL, "signal");
+	run(EMM_BACKEND_UFFD, "uffd");
+	run(EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus");
+	return 0;
+}
