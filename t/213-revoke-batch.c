@@ -9,8 +9,7 @@
 #include "backend.h"
 #include "emm.h"
 #include "internal.h"
-#include "physmem.h"
-#include "pte.h"
+#include "pte-peek.h"
 #include "tap.h"
 #include "uffd.h"
 #include "util.h"
@@ -19,33 +18,6 @@
 #define MIB (1UL << 20)
 #define NPAGES 1024		/* the scattered test's range, in pages */
 #define LOCKED 300		/* a touched page the test mlocks behind emm's back */
-
-static int pagemap = -1;
-
-/* Does the kernel map the page at a in this process's page tables
- * (/proc/self/pagemap's present bit)? */
-static bool kernel_mapped(const void *a)
-{
-	uint64_t e = 0;
-
-	if (pread(pagemap, &e, sizeof(e), (off_t)((uintptr_t)a / PAGE * sizeof(e))) != sizeof(e))
-		bail("pread /proc/self/pagemap: %s", strerror(errno));
-	return e >> 63;
-}
-
-/* The PTE word emm keeps for the page at a. */
-static uint64_t pte_word(const void *a)
-{
-	int idx = 0;
-	struct rsv *r = rsv_enter((uintptr_t)a, &idx);
-	uint64_t v;
-
-	if (!r)
-		bail("no reservation at %p", a);
-	v = atomic_load(pte_of(r, (uintptr_t)a)) & ~(PTE_LOCKED | PTE_WAITERS);
-	rsv_leave(r, idx);
-	return v;
-}
 
 static bool touched(size_t i)
 {
@@ -258,8 +230,7 @@ int main(void)
 		emm_close(mm);
 		skip_all("signal backend: a revoke is mprotect, the kernel's page tables keep the page");
 	}
-	pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (pagemap < 0)
+	if (access("/proc/self/pagemap", R_OK))
 		skip_all("cannot read /proc/self/pagemap");
 	plan(22);
 	if (emm_reserve(mm, 4 * MIB, (void **)&p) || emm_map(mm, p, 4 * MIB, NULL))

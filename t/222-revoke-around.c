@@ -8,9 +8,7 @@
 #include <unistd.h>
 
 #include "emm.h"
-#include "internal.h"
-#include "physmem.h"
-#include "pte.h"
+#include "pte-peek.h"
 #include "tap.h"
 #include "util.h"
 
@@ -21,32 +19,6 @@
 #define PAGES (LEN / PAGE)
 #define READS 20000
 #define PER_BACKEND 5
-
-static int pagemap = -1;
-
-/* Does the kernel map the page at a (/proc/self/pagemap's present bit)? */
-static bool kernel_mapped(const void *a)
-{
-	uint64_t e = 0;
-
-	if (pread(pagemap, &e, sizeof(e), (off_t)((uintptr_t)a / PAGE * sizeof(e))) != sizeof(e))
-		bail("pread /proc/self/pagemap: %s", strerror(errno));
-	return e >> 63;
-}
-
-/* The PTE word emm keeps for the page at a. */
-static uint64_t pte_word(const void *a)
-{
-	int idx = 0;
-	struct rsv *r = rsv_enter((uintptr_t)a, &idx);
-	uint64_t v;
-
-	if (!r)
-		bail("no reservation at %p", a);
-	v = atomic_load(pte_of(r, (uintptr_t)a)) & ~(PTE_LOCKED | PTE_WAITERS);
-	rsv_leave(r, idx);
-	return v;
-}
 
 /* Resident pages emm says it revoked that the kernel still maps: a write
  * there would go unseen. Nothing touches the region meanwhile. */
@@ -136,9 +108,6 @@ static void run(int backend, const char *name)
 int main(void)
 {
 	plan(3 * PER_BACKEND);
-	pagemap = open("/proc/self/pagemap", O_RDONLY);
-	if (pagemap < 0)
-		bail("open /proc/self/pagemap: %s", strerror(errno));
 	run(EMM_BACKEND_SIGNAL, "signal");
 	run(EMM_BACKEND_UFFD, "uffd");
 	run(EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus");
