@@ -126,14 +126,12 @@ static bool widen_take(struct rsv *r, uintptr_t a, uintptr_t ws, uint64_t *held)
  * Async-signal-safe. Widen iov, a range inside one window of ZAP_WINDOW
  * pages, outwards across the pages widen_take takes, within the window:
  * the mapped pages around it are revoked in the same zap, sampled ahead of
- * their turn at the inactive tail (their next touch is a minor fault that
- * marks them referenced). Why: each range costs a TLB flush, and with the
- * faulting thread on another CPU, an IPI; a page revoked now needs no zap
- * of its own when reclaim comes to it. Random reads of 1 GiB under 256 MiB
- * (uffd-sigbus, 2-vCPU VM with shadow page tables, six alternating runs
- * each): 73.7 to 89.3 us a read, median 75.9, against 79.1 to 90.2,
- * median 86.1, for 8,650 minor faults a run against 1,240. Returns the
- * bitmap of the pages locked, 0 if not widened.
+ * their turn (a next touch is a minor fault that marks them referenced).
+ * Why: each range costs a TLB flush, with the faulting thread on another
+ * CPU an IPI; a page revoked now needs no zap of its own later. Random
+ * reads of 1 GiB under 256 MiB (uffd-sigbus, 2-vCPU VM, six alternating
+ * runs): median 75.9 us a read against 86.1, for 8,650 minor faults a run
+ * against 1,240. Returns the bitmap of the pages locked, 0 if not widened.
  */
 static uint64_t widen(struct rsv *r, struct iovec *iov)
 {
@@ -224,16 +222,18 @@ static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 		return 0;
 	while (i < v->n) {
 		unsigned done = i, n = join_ranges(v, &i, iov, last, held);
-		ssize_t left = zap_many(u->zap_fd, iov, n), l = left;
+		ssize_t left = zap_many(u->zap_fd, iov, n);
 
+		/* The kernel stops at the first range it refuses; widen's locks go. */
 		for (unsigned k = 0; k < n; k++) {
-			bool zapped = l >= (ssize_t)iov[k].iov_len;
+			bool zapped = left >= (ssize_t)iov[k].iov_len;
 
 			if (held[k])
 				unwiden(v->rsv[last[k]], (uintptr_t)iov[k].iov_base, held[k], zapped);
-			l -= zapped ? (ssize_t)iov[k].iov_len : l;
-		}
-		for (unsigned k = 0; k < n && left >= (ssize_t)iov[k].iov_len; k++) {
+			if (!zapped) {
+				left = -1;
+				continue;
+			}
 			left -= (ssize_t)iov[k].iov_len;
 			for (; done <= last[k]; done++) {
 				uintptr_t s = (uintptr_t)v->iov[done].iov_base;
