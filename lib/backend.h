@@ -249,13 +249,20 @@ static inline void backend_huge_end(struct rsv *r, uintptr_t a)
 		r->mm->backend->huge_end(r, a);
 }
 
-/* Async-signal-safe. backend_ops.place where the backend has one and
- * prot maps: the bytes placed; else 0. */
+/* Async-signal-safe. Does the backend fill and map pages in one step
+ * (backend_ops.place), and does prot map? */
+static inline bool backend_places(const struct rsv *r, int prot)
+{
+	return prot != EMM_PROT_NONE && r->mm->backend->place;
+}
+
+/* Async-signal-safe. backend_ops.place where backend_places: the bytes
+ * placed; else 0. */
 static inline size_t backend_place(struct rsv *r, uintptr_t s, uintptr_t e, const void *src,
 				   int prot)
 {
 	DEBUG_RANGE_LOCKED(r, s, e);
-	if (prot == EMM_PROT_NONE || !r->mm->backend->place)
+	if (!backend_places(r, prot))
 		return 0;
 	return r->mm->backend->place(r, s, e, src, prot);
 }

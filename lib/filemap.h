@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
+int filemap_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot);
 int filemap_write(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
 int sync_range(struct rsv *r, uintptr_t s, uintptr_t e);
 

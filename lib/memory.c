@@ -278,11 +278,13 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 	return err;
 }
 
-/* Async-signal-safe. Read a run of fresh FILE/PAGER pages; on failure
- * they go back to never-touched. */
-static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+/* Async-signal-safe. Read a run of fresh FILE/PAGER pages, maybe mapped
+ * prot already (filemap_read) unless nomap is among them; on failure they
+ * go back to never-touched. */
+static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot,
+		    uintptr_t nomap)
 {
-	int err = filemap_read(r, vma, s, e);
+	int err = filemap_read(r, vma, s, e, nomap >= s && nomap < e ? EMM_PROT_NONE : prot);
 
 	if (err) {
 		for (uintptr_t a = s; a < e; a += PAGE_SIZE)
@@ -323,7 +325,7 @@ int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 		unsigned st = a < e ? pte_state(locked_val(r, a)) : PTE_RESIDENT;
 
 		if (run && st != PTE_NONE) {
-			err = fill_run(r, vma, run, a);
+			err = fill_run(r, vma, run, a, prot, nomap);
 			run = 0;
 		}
 		if (err || a == e)

@@ -81,6 +81,13 @@ int  swap_read_sync(const struct swap_dev *sd, uint32_t slot, unsigned n, void *
 int  swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n);
 /* Another file's bytes through a swap ring (see swap_io.c). */
 ssize_t swap_read_file(struct swap_dev *sd, int fd, void *buf, size_t len, uint64_t off);
+/* Async-signal-safe. A free, warm bounce buffer of SWAP_BOUNCE_BYTES for
+ * another file's small read whose bytes are then placed (filemap.c), or
+ * NULL: none free (never waits) or bounces off. Given back with
+ * swap_bounce_give. */
+void *swap_bounce_take(struct swap_dev *sd);
+void swap_bounce_give(struct swap_dev *sd, void *buf);
+#define SWAP_BOUNCE_BYTES	(64u * 4096u)	/* SWAP_BATCH pages */
 
 /*
  * Where checked SWAP_IO_HOME pages of a read go instead of a write into

@@ -8,22 +8,44 @@
 #include "swap_bounce.h"
 #include "util.h"
 
+_Static_assert(SWAP_BOUNCE_BYTES == SWAP_BATCH * PAGE_SIZE, "swap.h's bounce size");
+
+/* Async-signal-safe. A free bounce buffer, or NULL: never waits. */
+static struct swap_bounce *bounce_take(struct swap_dev *sd)
+{
+	int k;
+
+	if (!sd->bounce_mem || !atomic_load_explicit(&sd->use_bounce, memory_order_relaxed))
+		return NULL;
+	k = flag_pick(sd, &sd->bounce[0].busy, sizeof(sd->bounce[0]), SWAP_BOUNCES);
+	return k < 0 ? NULL : &sd->bounce[k];
+}
+
 /* Async-signal-safe. A free bounce buffer when some page of the batch
  * has a home to move through it, else NULL: never waits. */
 struct swap_bounce *bounce_get(struct swap_dev *sd, const struct swap_io *io, unsigned n)
 {
 	bool any = false;
-	int k;
 
-	if (!sd->bounce_mem || sd->home_fd < 0 ||
-	    !atomic_load_explicit(&sd->use_bounce, memory_order_relaxed))
+	if (sd->home_fd < 0)
 		return NULL;
 	for (unsigned i = 0; i < n && !any; i++)
 		any = io[i].flags & SWAP_IO_HOME;
-	if (!any)
-		return NULL;
-	k = flag_pick(sd, &sd->bounce[0].busy, sizeof(sd->bounce[0]), SWAP_BOUNCES);
-	return k < 0 ? NULL : &sd->bounce[k];
+	return any ? bounce_take(sd) : NULL;
+}
+
+void *swap_bounce_take(struct swap_dev *sd)
+{
+	struct swap_bounce *b = sd ? bounce_take(sd) : NULL;
+
+	return b ? b->buf : NULL;
+}
+
+void swap_bounce_give(struct swap_dev *sd, void *buf)
+{
+	size_t k = (size_t)((char *)buf - sd->bounce_mem) / SWAP_BOUNCE_BYTES;
+
+	bounce_put(&sd->bounce[k]);
 }
 
 void bounce_put(struct swap_bounce *b)
