@@ -54,6 +54,8 @@ int bench_loop(const struct bench_opts *o);
 int bench_instructions(const struct bench_opts *o);
 
 uint64_t bench_now_ns(void);
+/* A pause before a timed run, after memory was freed (emm-bench.c). */
+void bench_settle(void);
 /* Where the benches put their files: $TMPDIR, else /var/tmp (often not tmpfs). */
 const char *bench_tmpdir(void);
 /* The number after name in a file of "name value" lines (memory.stat, emm's

@@ -168,7 +168,10 @@ static uint64_t cached_bytes(const struct fb *b)
 
 static int64_t dev_read(struct fb *b, int pat)
 {
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0;
+
+	bench_settle();
+	t0 = bench_now_ns();
 
 	if (pat == RAND) {
 		for (size_t i = 0; i < b->nops; i++) {
@@ -248,6 +251,7 @@ static int64_t emm_read(struct fb *b, int pat, bool anon, struct emm_stats *d, u
 	} else if (pat == RAND)
 		err = emm_advise(mm, p, b->size, EMM_ADV_RANDOM);
 	if (err == 0) {
+		bench_settle();
 		bench_stats(mm, &s0);
 		ns = mem_read(b, p, pat, bad);
 		bench_stats(mm, &s1);
@@ -269,6 +273,7 @@ static int64_t kernel_read(struct fb *b, int pat, uint64_t *bad)
 		return -errno;
 	if (pat == RAND)
 		madvise(p, b->size, MADV_RANDOM);
+	bench_settle();
 	ns = mem_read(b, p, pat, bad);
 	munmap(p, b->size);
 	return (int64_t)ns;
@@ -370,7 +375,8 @@ static void header(const struct fb *b, unsigned runs, double fill_mib)
 	       "  emm anonymous VMA (rand-read): the file's size under the same budget,\n"
 	       "  written, paged out (EMM_ADV_PAGEOUT), read in the same order\n"
 	       "  each reader starts with the file out of the page cache (fdatasync,\n"
-	       "  POSIX_FADV_DONTNEED)\n"
+	       "  POSIX_FADV_DONTNEED), and its clock 3 s after the memory freed before\n"
+	       "  it (the run before, its own setup)\n"
 	       "  writing the file with O_DIRECT 1M: %.0f MiB/s\n",
 	       b->size / MIB, b->dir, b->limit / MIB, runs, b->nops, fill_mib);
 	if (b->limit >= b->size)

@@ -152,6 +152,7 @@ static int64_t dev_seq(struct ooc *b, bool write)
 
 	if (write && ftruncate(b->fd, 0) < 0)
 		return -errno;
+	bench_settle();
 	t0 = bench_now_ns();
 	for (uint64_t off = 0; off < b->size; off += SEQ_IO) {
 		size_t len = b->size - off < SEQ_IO ? b->size - off : SEQ_IO;
@@ -366,6 +367,7 @@ static int writeback_phase(struct ooc *b)
 	if (dev < 0)
 		return complain("sequential write of the plain file", dev);
 	fdatasync(b->fd);
+	bench_settle();
 	bench_stats(b->mm, &s0);
 	cpu = cpu_ns(NULL);
 	ns = mem_fill(b);
@@ -394,6 +396,7 @@ static int seq_read_phase(struct ooc *b)
 	err = emm_advise(b->mm, (void *)b->region, b->size, EMM_ADV_PAGEOUT);
 	if (err < 0)
 		return complain("emm_advise(EMM_ADV_PAGEOUT)", err);
+	bench_settle();
 	bench_stats(b->mm, &s0);
 	cpu = cpu_ns(NULL);
 	ns = mem_seq_read(b, &bad);
@@ -516,11 +519,13 @@ static int kernel_child(void *arg, void *out)
 		return -1;
 	madvise(p, b->size, MADV_NOHUGEPAGE);	/* 4 KiB pages, as emm's here */
 	b->region = p;
+	bench_settle();
 	kspan_start(&sp);
 	mem_fill(b);
 	kspan_end(&sp, &r[WRITEBACK], (double)bench_kswap_counter(b->ks, "memory.stat", "swap"), true, 0);
 	if (kernel_pageout(b))
 		return -1;
+	bench_settle();
 	kspan_start(&sp);
 	mem_seq_read(b, &bad);
 	kspan_end(&sp, &r[SEQ_READ], (double)b->size, true, bad);
@@ -599,7 +604,8 @@ static void header(const struct ooc *b, unsigned runs)
 	       "  to the budget, a swap file in the same directory) and O_DIRECT on a plain\n"
 	       "  file there; seq-read starts with the region paged out, the random patterns\n"
 	       "  with the budget full of other pages read back in random order (each page\n"
-	       "  they bring in pushes one out); rand-write includes writing it back\n",
+	       "  they bring in pushes one out); rand-write includes writing it back;\n"
+	       "  the streams' clocks start 3 s after the memory freed before them\n",
 	       b->size / MIB, b->limit / MIB, b->swap / MIB, b->dir, b->nops, b->threads, runs);
 	if (b->limit >= b->size)
 		printf("  note: the budget holds the whole region, so little goes to swap\n");
