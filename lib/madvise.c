@@ -26,7 +26,7 @@ static int cold(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
 	(void)arg;
 	thp_split_range(r, s, e, true);
-	deactivate_range(r, s, e);
+	reclaim_range(r, s, e, false);
 	return 0;
 }
 
@@ -34,7 +34,7 @@ static int pageout(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 {
 	(void)arg;
 	thp_split_range(r, s, e, true);
-	pageout_range(r, s, e);
+	reclaim_range(r, s, e, true);
 	return 0;
 }
 

@@ -555,46 +555,44 @@ static unsigned collect(struct rsv *r, uintptr_t *at, uintptr_t e, struct scan *
 	return n;
 }
 
-/* EMM_ADV_PAGEOUT: write out and free the range's pages now. Signals
- * blocked, mm->lock held. Returns pages freed. */
-long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e)
+/* Range reclaim's batch when the range is larger than SWAP_CLUSTER_MAX:
+ * a batch costs a revoke and a punch, each a TLB flush, and writes its
+ * dirty pages together (emm-tuning(7), "Eviction"). */
+#define RANGE_BATCH	512
+
+/*
+ * EMM_ADV_PAGEOUT (pageout): write out and free the resident, unpinned
+ * pages of [s, e) now; EMM_ADV_COLD: revoke them and move them to the
+ * inactive tail, first in line for reclaim. Signals blocked, mm->lock held
+ * (not the fault path: the batch space may be allocated). Pages freed.
+ */
+long reclaim_range(struct rsv *r, uintptr_t s, uintptr_t e, bool pageout)
 {
-	RECLAIM_ON_STACK(rc, SWAP_CLUSTER_MAX);
+	RECLAIM_ON_STACK(small, SWAP_CLUSTER_MAX);
+	struct reclaim *big = e - s > SWAP_CLUSTER_MAX * PAGE_SIZE ? reclaim_alloc(RANGE_BATCH) : NULL;
+	struct reclaim *rc = big ? big : &small;
+	uint8_t act = pageout ? ACT_EVICT : ACT_SAMPLE;
 	int srcu = srcu_read_lock(&r->mm->srcu);
 	long freed = 0;
 
 	for (uintptr_t at = s; at < e;) {
-		unsigned n = collect(r, &at, e, rc.sp, rc.max, ACT_EVICT);
+		unsigned n = collect(r, &at, e, rc->sp, rc->max, act);
 
-		revoke_batch(&rc, n, ACT_EVICT);
-		freed += shrink_page_list(r->mm, &rc, n);
+		revoke_batch(rc, n, act);
+		if (pageout)
+			freed += shrink_page_list(r->mm, rc, n);
 		for (unsigned i = 0; i < n; i++) {
-			if (rc.sp[i].act != ACT_KEEP)
-				continue;
-			lru_putback(r->mm, rc.sp[i].f, LRU_ACTIVE, false);
-			scan_unlock(&rc.sp[i], 0);
+			bool keep = rc->sp[i].act == ACT_KEEP;
+
+			if (pageout && !keep)
+				continue;	/* evicted and unlocked */
+			lru_putback(r->mm, rc->sp[i].f, keep ? LRU_ACTIVE : LRU_INACTIVE, !keep);
+			if (!pageout)
+				count_event(r->mm, pgdeactivate);
+			scan_unlock(&rc->sp[i], pageout ? 0 : PTE_REFERENCED | PTE_COLD);
 		}
 	}
 	srcu_read_unlock(&r->mm->srcu, srcu);
+	free(big);
 	return freed;
-}
-
-/* EMM_ADV_COLD: revoke the range's pages and move them to the inactive
- * tail, first in line for reclaim. Signals blocked, mm->lock held. */
-void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e)
-{
-	RECLAIM_ON_STACK(rc, SWAP_CLUSTER_MAX);
-	struct scan *sp = rc.sp;
-
-	for (uintptr_t at = s; at < e;) {
-		unsigned n = collect(r, &at, e, sp, rc.max, ACT_SAMPLE);
-
-		revoke_batch(&rc, n, ACT_SAMPLE);
-		for (unsigned i = 0; i < n; i++) {
-			lru_putback(r->mm, sp[i].f, sp[i].act == ACT_KEEP ? LRU_ACTIVE : LRU_INACTIVE,
-				    sp[i].act != ACT_KEEP);
-			count_event(r->mm, pgdeactivate);
-			scan_unlock(&sp[i], PTE_REFERENCED | PTE_COLD);
-		}
-	}
 }

@@ -12,7 +12,6 @@ struct reclaim;		/* a batch's work space */
 struct reclaim *reclaim_alloc(unsigned n);
 long shrink_node_with(struct emm *mm, int node, long nr_to_reclaim, struct reclaim *rc);
 long shrink_node(struct emm *mm, int node, long nr_to_reclaim);
-long pageout_range(struct rsv *r, uintptr_t s, uintptr_t e);
-void deactivate_range(struct rsv *r, uintptr_t s, uintptr_t e);
+long reclaim_range(struct rsv *r, uintptr_t s, uintptr_t e, bool pageout);
 
 #endif /* EMM_VMSCAN_H */
