@@ -68,19 +68,7 @@ static uint64_t want_word(uint64_t off)
 /* Fill [0, len) of fd with file_word(). */
 static void fill_file(int fd, uint64_t len)
 {
-	uint64_t *buf = malloc(CHUNK);
-
-	if (!buf)
-		bail("out of memory");
-	for (uint64_t off = 0; off < len; off += CHUNK) {
-		size_t n = len - off < CHUNK ? len - off : CHUNK;
-
-		for (size_t i = 0; i < n / 8; i++)
-			buf[i] = file_word(off + i * 8);
-		if (pwrite(fd, buf, n, (off_t)off) != (ssize_t)n)
-			bail("pwrite: %s", strerror(errno));
-	}
-	free(buf);
+	fill_file_words(fd, len, file_word);
 }
 
 static int map_file(struct emm *mm, void *addr, size_t len, int fd, int prot)

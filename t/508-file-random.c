@@ -31,20 +31,6 @@ static uint64_t file_word(uint64_t off)
 	return tap_rand(&x) | 1;
 }
 
-static void fill_file(int fd)
-{
-	static uint64_t buf[PAGE / 8];
-
-	for (uint64_t off = 0; off < FILE_LEN; off += PAGE) {
-		size_t n = FILE_LEN - off < PAGE ? FILE_LEN - off : PAGE;
-
-		for (size_t i = 0; i < PAGE / 8; i++)
-			buf[i] = file_word(off + i * 8);
-		if (pwrite(fd, buf, n, (off_t)off) != (ssize_t)n)
-			bail("pwrite: %s", strerror(errno));
-	}
-}
-
 static uint64_t file_at(int fd, uint64_t off)
 {
 	uint64_t v = 0;
@@ -140,7 +126,7 @@ int main(void)
 
 	plan(19);
 	fd = tmp_file("file-random", NULL, 0);
-	fill_file(fd);
+	fill_file_words(fd, FILE_LEN, file_word);
 	mo.fd = fd;
 	is_int(emm_open(&o, &mm), 0, "emm_open with a 1 MiB budget");
 	is_int(emm_reserve(mm, MAP_LEN, &mem), 0, "reserve 8 MiB and a page");

@@ -146,6 +146,26 @@ UTIL_FN void set_handler(int sig, void (*h)(int), void (*sa)(int, siginfo_t *, v
 		bail("sigaction: %s", strerror(errno));
 }
 
+/* Fill [0, len) of fd with word(off) at each 8-byte offset off, a MiB at
+ * a time (a last word cut short by len is cut in the file too). */
+UTIL_FN void fill_file_words(int fd, uint64_t len, uint64_t (*word)(uint64_t off))
+{
+	const size_t chunk = 1 << 20;
+	uint64_t *buf = malloc(chunk);
+
+	if (!buf)
+		bail("out of memory");
+	for (uint64_t off = 0; off < len; off += chunk) {
+		size_t n = len - off < chunk ? len - off : chunk;
+
+		for (size_t i = 0; i < (n + 7) / 8; i++)
+			buf[i] = word(off + i * 8);
+		if (pwrite(fd, buf, n, (off_t)off) != (ssize_t)n)
+			bail("pwrite: %s", strerror(errno));
+	}
+	free(buf);
+}
+
 /* A fresh region of len in mm, every word written (word_value), then
  * paged out whole. */
 UTIL_FN uint64_t *paged_out_region(struct emm *mm, size_t len)
