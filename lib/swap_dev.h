@@ -74,8 +74,10 @@ struct swap_dev {
 	_Atomic bool use_uring;
 	_Atomic bool use_bounce;
 	_Atomic uint32_t spin_ns;	/* swap_set_spin; 0: a waiting reader sleeps at once */
-	_Atomic uint32_t wait_ns[2];	/* a small read's time, averaged: [0] slept, [1] polled */
+	_Atomic uint32_t wait_ns[2];	/* a small read's time by epoch: [0] slept, [1] polled */
 	_Atomic uint32_t waits;		/* small reads so far (poll_pick) */
+	_Atomic uint32_t epoch_n;	/* reads counted in this epoch (poll_learn) */
+	_Atomic uint64_t epoch_ns;	/* and their time */
 	_Atomic unsigned waiters;	/* threads waiting for a small read now */
 	int home_fd;			/* swap_set_home, -1 for none */
 	char *bounce_mem;		/* SWAP_BOUNCES buffers, one mapping */

@@ -116,42 +116,64 @@ static bool ring_spin(struct swap_dev *sd, struct swap_ring *r, struct io_uring_
  * been faster here: a machine whose device is emulated on the host's CPUs
  * may answer later when the guest polls (measured on one 2-vCPU VM: 4 KiB
  * random reads took 54 us polled against 41 slept, where the VM before
- * took 25 us more slept). Each way is tried first, then one read in
- * POLL_PROBE goes the other way to keep its time current. Each probe the
- * slower way costs its difference: random swap-ins on that VM
- * (uffd-sigbus, 1 GiB paged out under 256 MiB), four alternating pairs,
- * 73.0 to 76.5 us a read with one in 64 against 74.8 to 82.1 with one
- * in 16, faster in every pair.
+ * took 25 us more slept). The reads go in epochs of POLL_EPOCH, all of an
+ * epoch one way: the best, but one epoch in POLL_PROBE the other, to keep
+ * its time current. Not one read in so many, as before: how long a read
+ * takes depends on how the reads before it waited. Measured on a 2-vCPU VM
+ * (uffd-sigbus, random swap-ins of 1 GiB under 256 MiB): while most reads
+ * slept, they took 50-52 us on average and the polled ones among them
+ * 64-82; while most polled, 66-69 us, and the slept ones among them
+ * 105-149 (a CPU that rarely idles is slow to wake: the host's and the
+ * guest's halt polling both learn from how it idled). Single probes so
+ * made each way look best while it was the way most reads went, and the
+ * reads swung between the two, half of them polled.
  */
-#define POLL_PROBE	64
+#define POLL_EPOCH	128
+#define POLL_PROBE	16
+#define POLL_SETTLE	16	/* first reads of an epoch, not counted: the change of way */
 
-static bool poll_pick(struct swap_dev *sd)
+static bool poll_pick(struct swap_dev *sd, unsigned *n)
 {
-	unsigned n = atomic_fetch_add_explicit(&sd->waits, 1, memory_order_relaxed);
 	uint32_t slept = atomic_load_explicit(&sd->wait_ns[0], memory_order_relaxed);
 	uint32_t polled = atomic_load_explicit(&sd->wait_ns[1], memory_order_relaxed);
+	unsigned epoch;
 	bool best;
 
+	*n = atomic_fetch_add_explicit(&sd->waits, 1, memory_order_relaxed);
+	epoch = *n / POLL_EPOCH;
 	if (!polled || !slept)
 		return !polled;
 	best = polled < slept;
-	return n % POLL_PROBE ? best : !best;
+	return epoch % POLL_PROBE == POLL_PROBE - 1 ? !best : best;
 }
 
-/* Async-signal-safe. Average in a small read's time, from its submission
- * to its completion: at 1/16 weight and at most twice the average, so a
- * few slow reads do not flip the choice (at 1/8 and unbounded they did, a
- * quarter of the reads polled where one in 16, the probes then, should);
- * racing updates may lose one, which does not matter. */
-static void poll_learn(struct swap_dev *sd, bool polled, uint64_t ns)
+/* Async-signal-safe. Count a small read's time, from its submission to its
+ * completion, in the epoch of read n (a read is at most four times its
+ * way's average, so one stall of the device does not decide); its last
+ * read folds the epoch's average into its way's, at 1/4 weight. Racing
+ * updates may lose one, which does not matter. */
+static void poll_learn(struct swap_dev *sd, unsigned n, bool polled, uint64_t ns)
 {
 	_Atomic uint32_t *avg = &sd->wait_ns[polled];
 	uint32_t old = atomic_load_explicit(avg, memory_order_relaxed);
-	uint32_t v = ns > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)ns;
+	uint64_t sum;
+	uint32_t cnt, v;
 
-	if (old && v > 2 * old)
-		v = 2 * old;
-	v = old ? (uint32_t)(((uint64_t)old * 15 + v) / 16) : v;
+	if (n % POLL_EPOCH < POLL_SETTLE)
+		return;
+	if (old && ns > 4 * (uint64_t)old)
+		ns = 4 * (uint64_t)old;
+	atomic_fetch_add_explicit(&sd->epoch_ns, ns, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sd->epoch_n, 1, memory_order_relaxed);
+	if (n % POLL_EPOCH != POLL_EPOCH - 1)
+		return;
+	sum = atomic_exchange_explicit(&sd->epoch_ns, 0, memory_order_relaxed);
+	cnt = atomic_exchange_explicit(&sd->epoch_n, 0, memory_order_relaxed);
+	if (!cnt)
+		return;
+	sum /= cnt;
+	v = sum > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)sum;
+	v = old ? (uint32_t)(((uint64_t)old * 3 + v) / 4) : v;
 	atomic_store_explicit(avg, v ? v : 1, memory_order_relaxed);
 }
 
@@ -214,7 +236,8 @@ bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
 	/* Others waiting too: the CPUs have their faults to serve, and the
 	 * time of a read that waits in line says nothing of the poll. */
 	bool alone = small && !atomic_fetch_add_explicit(&sd->waiters, 1, memory_order_relaxed);
-	bool spin = alone && poll_pick(sd);
+	unsigned n = 0;
+	bool spin = alone && poll_pick(sd, &n);
 	uint64_t t0 = alone ? now_ns() : 0;
 	bool ok;
 
@@ -223,7 +246,7 @@ bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
 	if (small)
 		atomic_fetch_sub_explicit(&sd->waiters, 1, memory_order_relaxed);
 	if (ok && alone)
-		poll_learn(sd, spin, now_ns() - t0);
+		poll_learn(sd, n, spin, now_ns() - t0);
 	if (ok)
 		stat_add(sd, uring_reqs, nruns);
 	return ok;
