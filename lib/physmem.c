@@ -288,6 +288,44 @@ int physmem_punch(struct rsv *r, uintptr_t addr, size_t len)
 	return err;
 }
 
+/*
+ * Holes (pages with no physmem) one punch may cross, in all, to take in
+ * the next page: each costs a lock and an unlock, a punch of its own a
+ * system call and a TLB flush. Pages scattered by random writes, then
+ * paged out (a quarter of 1 GiB dirty in a 2 GiB region, its 512 MiB
+ * budget full, uffd-sigbus, EMM_ADV_PAGEOUT) made a punch each, and 47%
+ * of the time went in fallocate: crossing, 0.47 to 0.52 s against 0.62 to
+ * 0.94 (three alternating pairs).
+ */
+#define PUNCH_HOLES	64
+
+/* Async-signal-safe. May a punch that ends at s go on to the page at e,
+ * across the holes [s, e) (locked now, counted in *holes)? */
+static bool punch_across(struct rsv *r, uintptr_t s, uintptr_t e, unsigned *holes)
+{
+	unsigned n = (unsigned)((e - s) >> PAGE_SHIFT);
+
+	if (*holes + n > PUNCH_HOLES || !trylock_holes(r, s, e))
+		return false;
+	*holes += n;
+	return true;
+}
+
+/* Async-signal-safe. Free the physmem of the n locked pages of r at addr[]
+ * (in address order), in ranges that cross what holes they can. */
+void physmem_punch_pages(struct rsv *r, const uintptr_t *addr, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		unsigned j = i, holes = 0;
+
+		while (j + 1 < n && punch_across(r, addr[j] + PAGE_SIZE, addr[j + 1], &holes))
+			j++;
+		physmem_punch(r, addr[i], addr[j] + PAGE_SIZE - addr[i]);
+		for (; i < j; i++)
+			unlock_untouched(r, addr[i] + PAGE_SIZE, addr[i + 1]);
+	}
+}
+
 /* mm->lock held. Map r's app view: r->len bytes of physmem from r->pgoff,
  * aligned to r->align, no access yet; one kernel VMA. For the backends'
  * view_create. */

@@ -110,6 +110,26 @@ void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e)
 		pte_unlock(pte_of(r, a), locked_val(r, a));
 }
 
+/* Async-signal-safe. Lock every page of [s, e), each unlocked now and
+ * with no physmem (never touched, or swapped): a punch across them then
+ * frees nothing a fault has filled meanwhile. False, none of them left
+ * locked, if one is otherwise. */
+bool trylock_holes(struct rsv *r, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE) {
+		uint64_t old;
+
+		if (pte_trylock(pte_of(r, a), &old)) {
+			if (pte_state(old) != PTE_RESIDENT)
+				continue;
+			pte_unlock(pte_of(r, a), old);
+		}
+		unlock_untouched(r, s, a);
+		return false;
+	}
+	return true;
+}
+
 /* Async-signal-safe. Lock every PTE of the extent at a but the one at
  * held, which the caller holds; false (nothing left locked) if one is busy. */
 bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held)

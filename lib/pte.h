@@ -181,5 +181,6 @@ static inline bool pte_range_locked(struct rsv *r, uintptr_t s, uintptr_t e)
 void lock_range(struct rsv *r, uintptr_t s, uintptr_t e);
 void unlock_untouched(struct rsv *r, uintptr_t s, uintptr_t e);
 bool trylock_extent(struct rsv *r, uintptr_t a, uintptr_t held);
+bool trylock_holes(struct rsv *r, uintptr_t s, uintptr_t e);
 
 #endif /* EMM_PTE_H */

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* Reclaim: shrink_active_list, shrink_inactive_list, shrink_page_list, pageout. */
-#include <errno.h>
 #include <stdlib.h>
 
 #include "backend.h"
@@ -40,6 +39,7 @@ struct reclaim {
 	bool swap_full;		/* a dirty page found no slot: stop scanning */
 	struct scan *sp;
 	uint32_t *f, *ppn, *slots;
+	uintptr_t *addr;	/* punch_gone's pages */
 	struct swap_io *io;
 	unsigned *idx;
 	/* revoke_batch's ranges, for backend_revoke_many */
@@ -51,6 +51,7 @@ struct reclaim {
 #define RECLAIM_ON_STACK(name, n)					\
 	struct scan name##_sp[n];					\
 	uint32_t name##_f[n], name##_ppn[n], name##_slots[n];		\
+	uintptr_t name##_addr[n];					\
 	struct swap_io name##_io[n];					\
 	unsigned name##_idx[n];						\
 	struct iovec name##_iov[n];					\
@@ -58,6 +59,7 @@ struct reclaim {
 	struct run name##_run[n];					\
 	struct reclaim name = { .max = n, .sp = name##_sp, .f = name##_f,	\
 				.ppn = name##_ppn, .slots = name##_slots,	\
+				.addr = name##_addr,				\
 				.io = name##_io, .idx = name##_idx,		\
 				.iov = name##_iov, .rsv = name##_rsv,		\
 				.run = name##_run }
@@ -238,18 +240,17 @@ static void evict(struct emm *mm, struct scan *sp)
 	count_event(mm, pgsteal);
 }
 
-/* Async-signal-safe. Punch the physmem of the pages that go, by runs. */
-static void punch_gone(struct scan *sp, unsigned n)
+/* Async-signal-safe. Free the physmem of the pages that go, a
+ * reservation's at a time (sp is sorted). */
+static void punch_gone(struct reclaim *rc, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++) {
-		unsigned j = i;
-
-		if (!sp[i].gone)
-			continue;
-		while (next_to(sp, j, n) && sp[j + 1].gone)
-			j++;
-		physmem_punch(sp[i].r, sp[i].addr, sp[j].addr + PAGE_SIZE - sp[i].addr);
-		i = j;
+	for (unsigned i = 0, k = 0; i < n; i++) {
+		if (rc->sp[i].gone)
+			rc->addr[k++] = rc->sp[i].addr;
+		if (k && (i + 1 == n || rc->sp[i + 1].r != rc->sp[i].r)) {
+			physmem_punch_pages(rc->sp[i].r, rc->addr, k);
+			k = 0;
+		}
 	}
 }
 
@@ -388,7 +389,7 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 	fork_gate_enter();
 	writeback_files(mm, sp, n);
 	writeout(mm, rc, n);
-	punch_gone(sp, n);
+	punch_gone(rc, n);
 	for (unsigned i = 0; i < n; i++) {
 		if (sp[i].gone) {
 			evict(mm, &sp[i]);
@@ -509,9 +510,9 @@ long shrink_node(struct emm *mm, int node, long nr)
 /* A thread's batch work space; its arrays uncleared, as on the stack. */
 struct reclaim *reclaim_alloc(unsigned n)
 {
-	struct reclaim *rc = malloc(sizeof(*rc) + n * (sizeof(struct scan) +
-				    sizeof(struct swap_io) + sizeof(struct iovec) + sizeof(struct run) +
-				    sizeof(struct rsv *) + 3 * sizeof(uint32_t) + sizeof(unsigned)));
+	struct reclaim *rc = malloc(sizeof(*rc) + n * (sizeof(struct scan) + sizeof(struct swap_io) +
+				    sizeof(struct iovec) + sizeof(struct run) + sizeof(struct rsv *) +
+				    sizeof(uintptr_t) + 3 * sizeof(uint32_t) + sizeof(unsigned)));
 	char *p = (char *)(rc + 1);
 
 	if (!rc)
@@ -522,6 +523,7 @@ struct reclaim *reclaim_alloc(unsigned n)
 	rc->iov = (struct iovec *)p, p += n * sizeof(struct iovec);
 	rc->run = (struct run *)p, p += n * sizeof(struct run);
 	rc->rsv = (struct rsv **)p, p += n * sizeof(struct rsv *);
+	rc->addr = (uintptr_t *)p, p += n * sizeof(uintptr_t);
 	rc->f = (uint32_t *)p, p += n * sizeof(uint32_t);
 	rc->ppn = (uint32_t *)p, p += n * sizeof(uint32_t);
 	rc->slots = (uint32_t *)p, p += n * sizeof(uint32_t);
