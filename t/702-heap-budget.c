@@ -36,9 +36,12 @@ static int over, transient;
  * a fault's direct reclaim that finds nothing to take then maps its pages
  * anyway (emm-tuning(7), "The reclaim thread and direct reclaim"). What
  * this test means is that the budget holds, so an excess that the threads
- * take back within 100 ms is counted apart (a TSan run once saw 8,604 KiB
- * at a check); one that stays is a failure.
+ * take back within a second is counted apart (a TSan run once saw 8,604 KiB
+ * at a check; an AddressSanitizer run one in ten times saw 8,600 KiB still
+ * there after 100 ms, where a batch of 512 pages is slow to write); one
+ * that stays is a failure.
  */
+#define SETTLE_MS	1000
 static void watch(void)
 {
 	uint64_t r = stats(mm).resident_bytes;
@@ -46,16 +49,17 @@ static void watch(void)
 
 	if (r > max_resident)
 		max_resident = r;
-	for (int i = 0; i < 100 && r > LIMIT + BATCH; i++) {
+	for (int i = 0; i < SETTLE_MS && r > LIMIT + BATCH; i++) {
 		nanosleep(&ms, NULL);
 		r = stats(mm).resident_bytes;
 	}
 	if (r > LIMIT + BATCH) {
 		if (over++ < 3)
-			diag("resident %" PRIu64 " KiB over the limit after 100 ms", r / KIB);
+			diag("resident %" PRIu64 " KiB over the limit after %d ms", r / KIB,
+			     SETTLE_MS);
 	} else if (max_resident > LIMIT + BATCH && !transient++) {
-		diag("resident %" PRIu64 " KiB at a check, back within the bound in 100 ms",
-		     max_resident / KIB);
+		diag("resident %" PRIu64 " KiB at a check, back within the bound in %d ms",
+		     max_resident / KIB, SETTLE_MS);
 	}
 }
 
@@ -187,7 +191,7 @@ int main(void)
 	is_int(verify(head, 2), 0, "every other object freed: the half left verified");
 	rebuild(head);
 	is_int(verify(head, 1), 0, "rebuilt to a million and verified");
-	is_int(over, 0, "resident <= limit + one batch at every check, or 100 ms after (max %" PRIu64
+	is_int(over, 0, "resident <= limit + one batch at every check, or a second after (max %" PRIu64
 	       " KiB, limit %lu KiB)",
 	       max_resident / KIB, LIMIT / KIB);
 	is_int(emm_heap_destroy(heap), 0, "destroy the heap");
