@@ -58,18 +58,13 @@ static void run(int backend, const char *name)
 	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .swap_size = 2 * LEN, .backend = backend);
 	uint64_t seed = 22, sum = 0, bad = 0;
 	struct emm_stats s;
-	struct emm *mm;
+	struct emm *mm = open_or_skip(&o, name, PER_BACKEND);
 	char *a, *pinned;
 	bool uffd = backend != EMM_BACKEND_SIGNAL;
-	int err = emm_open(&o, &mm);
+	int err;
 
-	if (err) {
-		char why[128];
-
-		snprintf(why, sizeof(why), "%s: not offered here (%s)", name, strerror(-err));
-		skip(PER_BACKEND, why);
+	if (!mm)
 		return;
-	}
 	err = emm_reserve(mm, LEN, (void **)&a) || emm_map(mm, a, LEN, NULL);
 	if (err)
 		bail("%s: setting up", name);

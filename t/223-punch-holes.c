@@ -175,17 +175,11 @@ static void run(int backend, const char *name)
 	/* One page a first touch: the pages between stay holes. */
 	EMM_OPTS(emm_opts, o, .mem_limit = 64 * MIB, .swap_size = 64 * MIB, .backend = backend,
 		 .fault_around = 1);
-	struct emm *mm;
+	struct emm *mm = open_or_skip(&o, name, PER_BACKEND);
 	char *p;
-	int err = emm_open(&o, &mm);
 
-	if (err) {
-		char why[128];
-
-		snprintf(why, sizeof(why), "%s: not offered here (%s)", name, strerror(-err));
-		skip(PER_BACKEND, why);
+	if (!mm)
 		return;
-	}
 	if (emm_reserve(mm, PAGES * PAGE, (void **)&p) || emm_map(mm, p, PAGES * PAGE, NULL) ||
 	    emm_advise(mm, p, PAGES * PAGE, EMM_ADV_RANDOM))	/* nor read around */
 		bail("%s: setting up", name);

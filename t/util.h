@@ -20,6 +20,21 @@ UTIL_FN struct emm_stats stats(struct emm *mm)
 	return st;
 }
 
+/* An instance opened with o, or NULL when the backend it names is not
+ * offered here: then n tests are skipped, saying so. */
+UTIL_FN struct emm *open_or_skip(const struct emm_opts *o, const char *name, int n)
+{
+	struct emm *mm;
+	char why[128];
+	int err = emm_open(o, &mm);
+
+	if (!err)
+		return mm;
+	snprintf(why, sizeof(why), "%s: not offered here (%s)", name, strerror(-err));
+	skip(n, why);
+	return NULL;
+}
+
 UTIL_FN long now_ms(void)
 {
 	struct timespec ts;
