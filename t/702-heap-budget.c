@@ -44,7 +44,8 @@ static int over, transient;
 #define SETTLE_MS	1000
 static void watch(void)
 {
-	uint64_t r = stats(mm).resident_bytes;
+	struct emm_stats s0 = stats(mm), s1;
+	uint64_t r = s0.resident_bytes;
 	struct timespec ms = { 0, 1000000 };
 
 	if (r > max_resident)
@@ -54,9 +55,13 @@ static void watch(void)
 		r = stats(mm).resident_bytes;
 	}
 	if (r > LIMIT + BATCH) {
+		s1 = stats(mm);
 		if (over++ < 3)
-			diag("resident %" PRIu64 " KiB over the limit after %d ms", r / KIB,
-			     SETTLE_MS);
+			diag("resident %" PRIu64 " KiB over the limit after %d ms: meanwhile pgscan +%"
+			     PRIu64 ", pgsteal +%" PRIu64 ", oom_events +%" PRIu64 ", swap used %"
+			     PRIu64 " KiB", r / KIB, SETTLE_MS, s1.pgscan - s0.pgscan,
+			     s1.pgsteal - s0.pgsteal, s1.oom_events - s0.oom_events,
+			     s1.swap_used_bytes / KIB);
 	} else if (max_resident > LIMIT + BATCH && !transient++) {
 		diag("resident %" PRIu64 " KiB at a check, back within the bound in %d ms",
 		     max_resident / KIB, SETTLE_MS);
