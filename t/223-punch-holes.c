@@ -191,8 +191,6 @@ static void run(int backend, const char *name)
 int main(void)
 {
 	plan(3 * PER_BACKEND);
-	run(EMM_BACKEND_SIGNAL, "signal");
-	run(EMM_BACKEND_UFFD, "uffd");
-	run(EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus");
+	each_backend(run);
 	return 0;
 }

@@ -35,6 +35,15 @@ UTIL_FN struct emm *open_or_skip(const struct emm_opts *o, const char *name, int
 	return NULL;
 }
 
+/* run once for each backend, by its name (a backend not offered here
+ * skips in run, open_or_skip). */
+UTIL_FN void each_backend(void (*run)(int backend, const char *name))
+{
+	run(EMM_BACKEND_SIGNAL, "signal");
+	run(EMM_BACKEND_UFFD, "uffd");
+	run(EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus");
+}
+
 UTIL_FN long now_ms(void)
 {
 	struct timespec ts;
