@@ -706,48 +706,69 @@ static void report(const struct ooc *b, bool kernel_data, double *ratio)
 /*
  * What a page newly mapped costs at its first access, in ns: a memfd's
  * pages made resident and mapped (MADV_POPULATE_WRITE or _READ), then each
- * read once, through a writable mapping or a read-only one. Next to nothing
- * on bare metal or with nested paging; on a VM that shadows the guest's
- * page tables, microseconds, the same for the kernel's swap, and on some
- * several times more for a writable page than for a read-only one. A
- * thread that touches every page a pager maps for it cannot go faster than
- * one page per this, whatever the pager does: a written page is mapped
- * writable, a page only read need not be.
+ * read once, through a writable mapping or a read-only one; with huge,
+ * every 2 MiB of it made one huge page (MADV_COLLAPSE) and mapped by one
+ * PMD. Next to nothing on bare metal or with nested paging; on a VM that
+ * shadows the guest's page tables, microseconds, the same for the
+ * kernel's swap, and on some several times more for a writable page than
+ * for a read-only one, but not for a page mapped by a PMD. A thread that
+ * touches every page a pager maps for it cannot go faster than one page
+ * per this, whatever the pager does: a written page is mapped writable, a
+ * page only read need not be. 0 when it cannot be measured (no huge page
+ * to be had).
  */
 #define MAP_COST_PAGES	8192
 
-static double map_cost_ns(bool writable)
+static bool collapse_all(char *p, size_t len)
+{
+	for (size_t o = 0; o < len; o += PMD_SIZE)
+		if (madvise(p + o, PMD_SIZE, MADV_COLLAPSE) < 0)
+			return false;
+	return true;
+}
+
+static double map_cost_ns(bool writable, bool huge)
 {
 	size_t len = MAP_COST_PAGES * PAGE_SIZE;
 	int fd = memfd_create("emm-bench-map-cost", MFD_CLOEXEC);
-	volatile char *p = MAP_FAILED;
+	int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+	char *raw = MAP_FAILED, *p = MAP_FAILED;
 	uint64_t t0, ns = 0;
 
-	if (fd >= 0 && ftruncate(fd, (off_t)len) == 0 &&
-	    fallocate(fd, 0, 0, (off_t)len) == 0)
-		p = mmap(NULL, len, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
-			 fd, 0);
+	/* An aligned window of a larger reservation, so each extent can be one PMD. */
+	if (fd >= 0 && ftruncate(fd, (off_t)len) == 0 && fallocate(fd, 0, 0, (off_t)len) == 0)
+		raw = mmap(NULL, len + PMD_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw != MAP_FAILED)
+		p = mmap((char *)(((uintptr_t)raw + PMD_SIZE - 1) & ~(PMD_SIZE - 1)), len, prot,
+			 MAP_SHARED | MAP_FIXED, fd, 0);
+	if (p != MAP_FAILED && huge && !collapse_all(p, len))
+		p = MAP_FAILED;
+	/* Collapsed, the extents are mapped whole already: map them afresh. */
+	if (p != MAP_FAILED && huge)
+		p = mmap(p, len, prot, MAP_SHARED | MAP_FIXED, fd, 0);
 	if (p != MAP_FAILED &&
-	    madvise((void *)p, len, writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0) {
+	    madvise(p, len, writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0) {
+		volatile char *v = p;
+
 		t0 = bench_now_ns();
 		for (size_t i = 0; i < MAP_COST_PAGES; i++)
-			(void)p[i * PAGE_SIZE];
+			(void)v[i * PAGE_SIZE];
 		ns = bench_now_ns() - t0;
 	}
-	if (p != MAP_FAILED)
-		munmap((void *)p, len);
+	if (raw != MAP_FAILED)
+		munmap(raw, len + PMD_SIZE);
 	if (fd >= 0)
 		close(fd);
 	return (double)ns / MAP_COST_PAGES;
 }
 
 /* The cheapest of three measurements, as a ceiling should be; 0 if none. */
-static double map_cost_min(bool writable)
+static double map_cost_min(bool writable, bool huge)
 {
 	double ns = 0;
 
 	for (int i = 0; i < 3; i++) {
-		double again = map_cost_ns(writable);
+		double again = map_cost_ns(writable, huge);
 
 		if (again > 0 && (ns <= 0 || again < ns))
 			ns = again;
@@ -848,7 +869,8 @@ static void signal_bound(const struct ooc *b)
  * read's are only read. */
 static void bounds(const struct ooc *b)
 {
-	double w = map_cost_min(true), ro = map_cost_min(false);
+	double w = map_cost_min(true, false), ro = map_cost_min(false, false);
+	double hw = map_cost_min(true, true), hro = map_cost_min(false, true);
 
 	if (w <= 0 || ro <= 0)
 		return;
@@ -861,6 +883,14 @@ static void bounds(const struct ooc *b)
 	printf("data: mode=out-of-core pattern=map-cost subject=machine value=%.0f unit=ns\n", w);
 	printf("data: mode=out-of-core pattern=map-cost-ro subject=machine value=%.0f unit=ns\n",
 	       ro);
+	if (hw <= 0 || hro <= 0)
+		return;
+	printf("  mapped by a 2 MiB PMD (one huge page), %.3f us writable, %.3f read-only\n",
+	       hw / 1000, hro / 1000);
+	printf("data: mode=out-of-core pattern=map-cost-huge subject=machine value=%.0f unit=ns\n",
+	       hw);
+	printf("data: mode=out-of-core pattern=map-cost-huge-ro subject=machine value=%.0f unit=ns\n",
+	       hro);
 }
 
 static void goals(const struct ooc *b, const double *ratio)

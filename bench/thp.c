@@ -12,14 +12,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE		25
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE	23
-#endif
-
-#define PMD_SIZE	(2UL << 20)
 #define WORDS		(PAGE_SIZE / sizeof(uint64_t))
 #define DEFAULT_READS	(16UL << 20)
 #define COST_EXTENTS	64		/* extents the collapse cost is measured on */
