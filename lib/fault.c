@@ -230,18 +230,34 @@ static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
  * and drops the extent's). FAULT_DONE, or FAULT_SIGBUS when the backend
  * could not map it.
  */
+static bool stream_ahead(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+			 int how);
+
 static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
 {
 	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
 	int err = 0;
 
 	lock_range(r, a, a + PMD_SIZE);
-	if (extent_huge(r, a) && pte_prot(pte_locked_val(pte_of(r, addr))) == EMM_PROT_NONE) {
+	/* A file's extent, read whole (readahead.c), stays clean: before a
+	 * page of it may be written, it becomes 512 pages, and the access
+	 * faults again. */
+	if (extent_huge(r, a) && (pte_locked_val(pte_of(r, a)) & PTE_FILE) &&
+	    (target_prot(vma) & EMM_PROT_WRITE))
+		split_huge_locked(r, a);
+	else if (extent_huge(r, a) && pte_prot(pte_locked_val(pte_of(r, addr))) == EMM_PROT_NONE) {
+		uint64_t ref = PTE_REFERENCED, head;
+
 		err = backend_set_prot(r, a, a + PMD_SIZE, target_prot(vma), BACKEND_FORCE);
+		head = pte_locked_val(pte_of(r, a));	/* mapped now */
 		if (!err) {
 			count_event(r->mm, faults_minor);
-			lru_queue(r->mm, pte_val(pte_locked_val(pte_of(r, a))), PV_ACTIVATE);
-			pte_set_locked(pte_of(r, a), pte_locked_val(pte_of(r, a)) | PTE_REFERENCED);
+			/* Read ahead whole (readahead.c): a stream's marker. */
+			if ((head & PTE_RA) && stream_ahead(r, vma, a, 0, AHEAD_HIT))
+				ref = 0;
+			else
+				lru_queue(r->mm, pte_val(head), PV_ACTIVATE);
+			pte_set_locked(pte_of(r, a), (head & ~PTE_RA) | ref);
 		}
 	}
 	unlock_untouched(r, a, a + PMD_SIZE);

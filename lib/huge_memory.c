@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "huge_memory.h"
 #include "lru.h"
+#include "physmem.h"
 #include "pte.h"
 #include "util.h"
 #include "vma.h"
@@ -50,6 +51,19 @@ int collapse_locked(struct rsv *r, uintptr_t a)
 		count_event(mm, thp_collapse_failed);
 		return err;
 	}
+	extent_set_huge(r, a);
+	return 0;
+}
+
+/*
+ * Async-signal-safe. The extent at a is locked, resident and one huge page
+ * in physmem: make it one unit on the LRU (its first frame stands for all
+ * 512) and count it.
+ */
+void extent_set_huge(struct rsv *r, uintptr_t a)
+{
+	struct emm *mm = r->mm;
+
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
 		uint64_t v = pte_locked_val(pte_of(r, p));
 
@@ -61,7 +75,64 @@ int collapse_locked(struct rsv *r, uintptr_t a)
 	atomic_fetch_or_explicit(&extent_of(r, a)->flags, EXT_HUGE, memory_order_relaxed);
 	count_event(mm, thp_collapse);
 	atomic_fetch_add_explicit(&mm->c.thp_extents, 1, memory_order_relaxed);
-	return 0;
+}
+
+/*
+ * Async-signal-safe. The extent at a, all its PTEs locked and none of its
+ * pages in physmem, is about to be read whole: make its physmem one fresh
+ * huge page first, so that the read fills it and the program's first
+ * access to each page costs next to nothing (emm-tuning(7)): one page
+ * allocated, then MADV_COLLAPSE of the alias view's extent, which fills
+ * the rest with zeros and copies one page. On the userfaultfd backends the
+ * kernel refuses to fill holes (EBUSY): the caller asks only on signal.
+ * 0, or -errno with the extent's physmem empty again.
+ */
+int huge_fresh_physmem(struct rsv *r, uintptr_t a)
+{
+	int err = physmem_fill(r, a, PAGE_SIZE), tries = 0;
+
+	while (!err && madvise(rsv_alias(r, a), PMD_SIZE, MADV_COLLAPSE) < 0) {
+		err = -errno;
+		if (err == -EAGAIN && tries < COLLAPSE_TRIES - 1) {
+			struct timespec ts = { 0, collapse_wait_ns[tries++] };
+
+			nanosleep(&ts, NULL);
+			err = 0;
+		}
+	}
+	if (err) {
+		physmem_punch(r, a, PMD_SIZE);
+		count_event(r->mm, thp_collapse_failed);
+	}
+	return err;
+}
+
+/* Async-signal-safe. Is the huge extent at a (all its PTEs locked) a
+ * file's, clean and not pinned: one reclaim may drop whole? */
+bool huge_clean_file(struct rsv *r, uintptr_t a)
+{
+	for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE) {
+		uint64_t v = pte_locked_val(pte_of(r, p));
+
+		if (pte_state(v) != PTE_RESIDENT || (v & (PTE_DIRTY | PTE_PINNED)) ||
+		    !(v & PTE_FILE))
+			return false;
+	}
+	return true;
+}
+
+/* Async-signal-safe. The extent at a (all its PTEs locked) is no longer
+ * one unit; its pages are not listed yet. False if it was not huge. */
+bool unset_huge_locked(struct rsv *r, uintptr_t a)
+{
+	if (!(atomic_fetch_and_explicit(&extent_of(r, a)->flags, ~EXT_HUGE,
+					memory_order_relaxed) & EXT_HUGE))
+		return false;
+	backend_huge_end(r, a);
+	if (pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
+		frame_set_huge(r->mm, pte_val(pte_locked_val(pte_of(r, a))), false);
+	atomic_fetch_sub_explicit(&r->mm->c.thp_extents, 1, memory_order_relaxed);
+	return true;
 }
 
 /*
@@ -73,12 +144,8 @@ void split_huge_locked(struct rsv *r, uintptr_t a)
 {
 	struct emm *mm = r->mm;
 
-	if (!(atomic_fetch_and_explicit(&extent_of(r, a)->flags, ~EXT_HUGE,
-					memory_order_relaxed) & EXT_HUGE))
+	if (!unset_huge_locked(r, a))
 		return;
-	backend_huge_end(r, a);
-	if (pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
-		frame_set_huge(mm, pte_val(pte_locked_val(pte_of(r, a))), false);
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
 		uint64_t v = pte_locked_val(pte_of(r, p));
 
@@ -86,7 +153,6 @@ void split_huge_locked(struct rsv *r, uintptr_t a)
 			lru_queue(mm, pte_val(v), PV_ADD);
 	}
 	count_event(mm, thp_split);
-	atomic_fetch_sub_explicit(&mm->c.thp_extents, 1, memory_order_relaxed);
 }
 
 /* Split the huge extents [s, e) covers only in part (all: every one).

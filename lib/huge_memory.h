@@ -3,6 +3,7 @@
 #ifndef EMM_HUGE_MEMORY_H
 #define EMM_HUGE_MEMORY_H
 
+#include "backend.h"
 #include "internal.h"
 #include "pte.h"
 #include "vma_tree.h"
@@ -32,8 +33,29 @@ static inline bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, 
 	return room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
 }
 
+/* Async-signal-safe. May a readahead window, the extent at a, be read
+ * into a fresh huge page and mapped whole? Only where the VMA may be huge,
+ * on the signal backend (huge_fresh_physmem), for a file mapped without
+ * write: its pages stay clean, so the extent never needs a write fault,
+ * which a huge extent does not take page by page. */
+static inline bool thp_stream_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+{
+	struct emm *mm = r->mm;
+
+	return mm->backend->id == EMM_BACKEND_SIGNAL && mm->cfg.thp != EMM_THP_NEVER &&
+	       vma->policy == EMM_POLICY_FILE && !(vma->flags & EMM_MAP_NOHUGEPAGE) &&
+	       (mm->cfg.thp == EMM_THP_ALWAYS || (vma->flags & EMM_MAP_HUGEPAGE)) &&
+	       !(vma->prot & EMM_PROT_WRITE) && IS_ALIGNED(a, PMD_SIZE) &&
+	       IS_ALIGNED(r->pgoff + (a - r->start), PMD_SIZE) && a >= vma->start &&
+	       a + PMD_SIZE <= vma->end;
+}
+
 /* huge_memory.c */
 int collapse_locked(struct rsv *r, uintptr_t a);
+void extent_set_huge(struct rsv *r, uintptr_t a);
+bool unset_huge_locked(struct rsv *r, uintptr_t a);
+bool huge_clean_file(struct rsv *r, uintptr_t a);
+int huge_fresh_physmem(struct rsv *r, uintptr_t a);
 void collapse_fresh(struct rsv *r, uintptr_t a);
 void split_huge_locked(struct rsv *r, uintptr_t a);
 void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all);

@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "emm_numa.h"
 #include "futex.h"
+#include "huge_memory.h"
 #include "kswapd.h"
 #include "memory.h"
 #include "physmem.h"
@@ -156,6 +157,41 @@ static void mark_window(struct rsv *r, uintptr_t s, bool zero)
 }
 
 /*
+ * The locked extent at s, its physmem one fresh huge page: read it and
+ * leave it resident, unmapped, one unit: the first touch of any page of it
+ * maps it whole (do_huge_minor), and asks for the stream's next windows,
+ * as the marker of a window does. Unlocks the range; on failure, the
+ * extent is never-touched again.
+ */
+static void ra_read_huge(struct rsv *r, const struct emm_vma *vma, uintptr_t s)
+{
+	uintptr_t e = s + PMD_SIZE;
+
+	if (make_resident(r, vma, s, e, EMM_PROT_NONE)) {
+		uintptr_t run = 0;
+
+		/* What came in stays, unmapped; the rest gives its physmem back. */
+		unmake_fresh(r, s, e);
+		for (uintptr_t a = s; a <= e; a += PAGE_SIZE) {
+			bool hole = a < e && pte_state(locked_val(r, a)) != PTE_RESIDENT;
+
+			if (hole && !run)
+				run = a;
+			if (!hole && run) {
+				physmem_punch(r, run, a - run);
+				run = 0;
+			}
+		}
+		unlock_range(r, s, e, 0, 0);
+		return;
+	}
+	extent_set_huge(r, s);
+	mark_window(r, s, false);
+	unlock_range(r, s, s + PAGE_SIZE, 0, PTE_RA);
+	unlock_range(r, s + PAGE_SIZE, e, 0, 0);
+}
+
+/*
  * Read the locked [s, e) of vma (swapped pages, or a file's never-touched
  * ones; an anonymous VMA's never-touched ones get zeroed pages) and map it
  * prot (without write, clean pages keep their copy and a write is seen;
@@ -179,6 +215,11 @@ static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
 		return;
 	}
 	prot &= target_prot(vma);	/* the VMA's, if it changed since */
+	if (!zero && e - s == PMD_SIZE && thp_stream_eligible(r, vma, s) &&
+	    !huge_fresh_physmem(r, s)) {
+		ra_read_huge(r, vma, s);
+		return;
+	}
 	err = make_resident_but(r, vma, s, e, prot, s);
 	/* Zeros: the marker's page is made now, as a minor fault maps only
 	 * what physmem has; the others are made as they are mapped. */

@@ -2,6 +2,7 @@
 /* Swap readahead: the window a swap-in reads, along a stream or around a
  * fault, whether its pages are mapped at once or writable, and the windows
  * the readahead threads read ahead of a stream. */
+#include "huge_memory.h"
 #include "internal.h"
 #include "lru.h"
 #include "memory.h"
@@ -172,6 +173,9 @@ static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma, uintptr_
 	uint64_t cap = limit / (8 * SWAP_RA_DEPTH);
 	uintptr_t want = PMD_SIZE;
 
+	/* Up to the extent a huge window may read next (readahead.c). */
+	if (!IS_ALIGNED(a, PMD_SIZE) && thp_stream_eligible(r, vma, ALIGN_UP(a, PMD_SIZE)))
+		return ALIGN_UP(a, PMD_SIZE) - a;
 	if (!vma_backed(vma) && window_none(r, vma, a))
 		want = ZERO_RA_WINDOW;
 	else if (!vma_backed(vma))

@@ -221,12 +221,32 @@ static void shrink_active_list(struct emm *mm, struct lruvec *lv, struct reclaim
 	}
 }
 
+/* Async-signal-safe. A clean huge extent of a file goes whole (physmem
+ * punched): the frames of the pages after its first, never-touched again. */
+static void evict_tails(struct emm *mm, struct rsv *r, uintptr_t a)
+{
+	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
+		uint64_t old = pte_locked_val(pte_of(r, p));
+
+		atomic_fetch_add_explicit(&frame_lruvec(mm->lru, pte_val(old))->pgsteal, 1,
+					  memory_order_relaxed);
+		frame_free(mm, pte_val(old));
+		atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
+		pte_set_used(r, p, old, 0);
+		pte_unlock(pte_of(r, p), 0);
+	}
+	count_events(mm, pgsteal, PTRS_PER_PMD - 1);
+}
+
 /* Async-signal-safe. The page is out of memory now (physmem punched): free
  * its frame; the PTE keeps the slot (0: a zero page; fa_zero counts one
  * that was mapped around a first touch, for fa_pays). */
 static void evict(struct emm *mm, struct scan *sp)
 {
 	uint64_t old = pval(sp), val;
+
+	if (sp->huge && unset_huge_locked(sp->r, sp->addr))
+		evict_tails(mm, sp->r, sp->addr);
 
 	if ((old & PTE_FA) && !sp->slot)
 		atomic_fetch_add_explicit(&sp->r->fa_zero, 1, memory_order_relaxed);
@@ -245,7 +265,9 @@ static void evict(struct emm *mm, struct scan *sp)
 static void punch_gone(struct reclaim *rc, unsigned n)
 {
 	for (unsigned i = 0, k = 0; i < n; i++) {
-		if (rc->sp[i].gone)
+		if (rc->sp[i].gone && rc->sp[i].huge)
+			physmem_punch(rc->sp[i].r, rc->sp[i].addr, PMD_SIZE);
+		else if (rc->sp[i].gone)
 			rc->addr[k++] = rc->sp[i].addr;
 		if (k && (i + 1 == n || rc->sp[i + 1].r != rc->sp[i].r)) {
 			physmem_punch_pages(rc->sp[i].r, rc->addr, k);
@@ -435,7 +457,7 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 			sp[i].act = ACT_SAMPLE;
 		else
 			sp[i].act = ACT_EVICT;
-		if (sp[i].act == ACT_EVICT && sp[i].huge) {
+		if (sp[i].act == ACT_EVICT && sp[i].huge && !huge_clean_file(sp[i].r, sp[i].addr)) {
 			/* Cold as a whole: split it; the rest follows page by page. */
 			split_huge_locked(sp[i].r, sp[i].addr);
 			unlock_untouched(sp[i].r, sp[i].addr + PAGE_SIZE, sp[i].addr + PMD_SIZE);

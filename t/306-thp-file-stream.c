@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/* A file mapped read-only with EMM_MAP_HUGEPAGE, read in order under a budget of 96 MiB (the
+ * least whose readahead windows are 2 MiB: emm-thp(7)), the file 256 MiB: on signal each readahead window is one huge page, mapped by one PMD, dropped
+ * whole, read again right; a write splits its extent first and reaches the file. Elsewhere,
+ * and without the flag, 4 KiB pages as before. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "emm.h"
+#include "tap.h"
+#include "util.h"
+
+#define PAGE 4096UL
+#define MIB (1UL << 20)
+#define EXTENT (2 * MIB)
+#define LIMIT (96 * MIB)
+#define FILE_LEN (256 * MIB)
+#define PAGES (FILE_LEN / PAGE)
+#define WORDS_PER_PAGE (PAGE / 8)
+#define EXTENTS (FILE_LEN / EXTENT)
+#define STAMP 0x5757575757575757ULL
+
+static const uint64_t seed = 0x5eed0306;
+static int fd;
+
+static uint64_t file_word(uint64_t off)
+{
+	uint64_t x = off ^ seed;
+
+	return tap_rand(&x);
+}
+
+/* One word per page, in order; the pages that read wrong. */
+static size_t read_all(const uint64_t *mem)
+{
+	size_t bad = 0;
+
+	for (uint64_t pg = 0; pg < PAGES; pg++) {
+		uint64_t w = pg * WORDS_PER_PAGE + pg % WORDS_PER_PAGE;
+
+		if (mem[w] != file_word(w * 8) && bad++ < 5)
+			diag("page %" PRIu64 ": 0x%016" PRIx64 ", want 0x%016" PRIx64, pg, mem[w],
+			     file_word(w * 8));
+	}
+	return bad;
+}
+
+/* KiB of shared memory the kernel maps with PMDs in this process. */
+static long shmem_pmd_kib(void)
+{
+	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+	char line[256];
+	long kib = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "ShmemPmdMapped: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+static struct emm *open_mapped(int backend, const char *name, unsigned flags, uint64_t **mem,
+			       int n)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .backend = backend);
+	EMM_OPTS(emm_map_opts, m, .prot = EMM_PROT_READ, .policy = EMM_POLICY_FILE, .fd = fd,
+		 .flags = flags);
+	struct emm *mm = open_or_skip(&o, name, n);
+	void *p;
+
+	if (!mm)
+		return NULL;
+	if (emm_reserve(mm, FILE_LEN, &p) || emm_map(mm, p, FILE_LEN, &m))
+		bail("%s: cannot map the file", name);
+	*mem = p;
+	return mm;
+}
+
+/* signal, with EMM_MAP_HUGEPAGE: 12 tests. */
+static void huge_stream(void)
+{
+	uint64_t *mem;
+	struct emm *mm = open_mapped(EMM_BACKEND_SIGNAL, "signal", EMM_MAP_HUGEPAGE, &mem, 12);
+	struct emm_stats a, b;
+	char *last;
+	uint64_t word;
+
+	if (!mm)
+		return;
+	is_int((int)read_all(mem), 0, "signal: every page of a first pass reads the file");
+	a = stats(mm);
+	diag("first pass: %" PRIu64 " huge windows, %" PRIu64 " failed, %" PRIu64 " splits, "
+	     "%" PRIu64 " major faults, %" PRIu64 " stolen",
+	     a.thp_collapse, a.thp_collapse_failed, a.thp_split, a.faults_major, a.pgsteal);
+	ok(a.thp_collapse >= EXTENTS / 2, "signal: windows read as huge pages (%" PRIu64
+	   " of %lu extents)", a.thp_collapse, EXTENTS);
+	ok(a.thp_split == 0, "signal: none split to be evicted");
+	ok(a.pgsteal >= (FILE_LEN - 2 * LIMIT) / PAGE, "signal: evicted as it went");
+	ok(shmem_pmd_kib() >= 2048, "signal: the kernel maps them with PMDs (%ld KiB)",
+	   shmem_pmd_kib());
+	ok(a.resident_bytes <= LIMIT + 2 * EXTENT, "signal: resident %" PRIu64
+	   " KiB within the budget and a window or two", a.resident_bytes >> 10);
+	is_int((int)read_all(mem), 0, "signal: every page of a second pass reads the file");
+	b = stats(mm);
+	ok(b.thp_collapse > a.thp_collapse && b.thp_split == 0,
+	   "signal: read whole again (%" PRIu64 " more), still no split",
+	   b.thp_collapse - a.thp_collapse);
+
+	/* Writable now: a write into a huge extent splits it, then lands. */
+	last = (char *)mem + FILE_LEN - EXTENT;
+	word = (FILE_LEN - EXTENT + 3 * PAGE) / 8;
+	is_int(emm_protect(mm, mem, FILE_LEN, EMM_PROT_READ | EMM_PROT_WRITE), 0,
+	       "signal: the VMA made writable");
+	((volatile uint64_t *)last)[3 * WORDS_PER_PAGE] = STAMP;
+	ok(stats(mm).thp_split > b.thp_split, "signal: the written extent was split first");
+	is_int(emm_sync(mm, mem, FILE_LEN), 0, "signal: emm_sync");
+	{
+		uint64_t got = 0;
+		bool read = pread(fd, &got, 8, (off_t)(word * 8)) == 8;
+
+		ok(read && got == STAMP, "signal: the write reached the file (0x%016" PRIx64 ")",
+		   got);
+		got = file_word(word * 8);
+		if (pwrite(fd, &got, 8, (off_t)(word * 8)) != 8)	/* as it was */
+			bail("pwrite: %s", strerror(errno));
+	}
+	emm_close(mm);
+}
+
+/* Without the flag, or on a userfaultfd backend: no huge page. 2 tests. */
+static void small_stream(int backend, const char *name, unsigned flags)
+{
+	uint64_t *mem;
+	struct emm *mm = open_mapped(backend, name, flags, &mem, 2);
+
+	if (!mm)
+		return;
+	is_int((int)read_all(mem), 0, "%s%s: every page reads the file", name,
+	       flags ? ", EMM_MAP_HUGEPAGE" : "");
+	is_int((int)stats(mm).thp_collapse, 0, "%s%s: no huge window", name,
+	       flags ? ", EMM_MAP_HUGEPAGE" : "");
+	emm_close(mm);
+}
+
+int main(void)
+{
+	plan(18);
+	fd = tmp_file("thp-file-stream", NULL, 0);
+	fill_file_words(fd, FILE_LEN, file_word);
+	huge_stream();
+	small_stream(EMM_BACKEND_SIGNAL, "signal", 0);
+	small_stream(EMM_BACKEND_UFFD, "uffd", EMM_MAP_HUGEPAGE);
+	small_stream(EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus", EMM_MAP_HUGEPAGE);
+	close(fd);
+	return done_testing();
+}
