@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* A file mapped read-only with EMM_MAP_HUGEPAGE, read in order under a budget of 96 MiB (the
- * least whose readahead windows are 2 MiB: emm-thp(7)), the file 256 MiB: on signal each readahead window is one huge page, mapped by one PMD, dropped
- * whole, read again right; a write splits its extent first and reaches the file. Elsewhere,
- * and without the flag, 4 KiB pages as before. */
+/* A file mapped read-only with EMM_MAP_HUGEPAGE, 256 MiB read in order under a budget of
+ * 96 MiB (the least whose readahead windows are 2 MiB: emm-thp(7)): on signal each window
+ * is one huge page, mapped by one PMD, dropped whole, read again right, after range
+ * operations too; a write splits its extent first and reaches the file. Elsewhere, and
+ * without the flag, 4 KiB pages as before. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,11 +81,11 @@ static struct emm *open_mapped(int backend, const char *name, unsigned flags, ui
 	return mm;
 }
 
-/* signal, with EMM_MAP_HUGEPAGE: 12 tests. */
+/* signal, with EMM_MAP_HUGEPAGE: 17 tests. */
 static void huge_stream(void)
 {
 	uint64_t *mem;
-	struct emm *mm = open_mapped(EMM_BACKEND_SIGNAL, "signal", EMM_MAP_HUGEPAGE, &mem, 12);
+	struct emm *mm = open_mapped(EMM_BACKEND_SIGNAL, "signal", EMM_MAP_HUGEPAGE, &mem, 17);
 	struct emm_stats a, b;
 	char *last;
 	uint64_t word;
@@ -109,6 +110,18 @@ static void huge_stream(void)
 	ok(b.thp_collapse > a.thp_collapse && b.thp_split == 0,
 	   "signal: read whole again (%" PRIu64 " more), still no split",
 	   b.thp_collapse - a.thp_collapse);
+
+	/* The range operations: whole extents paged out, a page of one
+	 * dropped (a split), a page of one pinned, with the file read again
+	 * around them. */
+	is_int(emm_advise(mm, mem, FILE_LEN, EMM_ADV_PAGEOUT), 0, "signal: EMM_ADV_PAGEOUT");
+	(void)read_all(mem);
+	is_int(emm_advise(mm, (char *)mem + 5 * PAGE, PAGE, EMM_ADV_DONTNEED), 0,
+	       "signal: EMM_ADV_DONTNEED of one page");
+	is_int(emm_pin(mm, (char *)mem + 7 * PAGE, PAGE), 0, "signal: emm_pin of one page");
+	is_int((int)read_all(mem), 0, "signal: every page reads the file after them");
+	is_int(emm_unpin(mm, (char *)mem + 7 * PAGE, PAGE), 0, "signal: emm_unpin");
+	b = stats(mm);
 
 	/* Writable now: a write into a huge extent splits it, then lands. */
 	last = (char *)mem + FILE_LEN - EXTENT;
@@ -148,7 +161,7 @@ static void small_stream(int backend, const char *name, unsigned flags)
 
 int main(void)
 {
-	plan(18);
+	plan(23);
 	fd = tmp_file("thp-file-stream", NULL, 0);
 	fill_file_words(fd, FILE_LEN, file_word);
 	huge_stream();
