@@ -225,34 +225,37 @@ static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
 
 /*
  * Async-signal-safe. A huge extent whose access was revoked (reclaim
- * sampled it as one unit) is touched: map all of it again, mark it
- * referenced and active. No PTE lock is held on entry or on exit (it takes
- * and drops the extent's). FAULT_DONE, or FAULT_SIGBUS when the backend
- * could not map it.
+ * sampled it as one unit), or one read ahead whole and not mapped yet, is
+ * touched: map all of it, mark it referenced and active (a stream's
+ * window: ask for the next ones). One read ahead (readahead.c) is a clean
+ * copy of its file or slots: mapped without write, and before a page of
+ * it is written it becomes 512 pages, so that each is dirtied by itself;
+ * the access then faults again. No PTE lock is held on entry or on exit
+ * (it takes and drops the extent's). FAULT_DONE, or FAULT_SIGBUS when the
+ * backend could not map it.
  */
 static bool stream_ahead(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
 			 int how);
 
-static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
+static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
+				       int access)
 {
 	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
-	int err = 0;
+	int prot = target_prot(vma), err = 0;
+	uint64_t head, ref = PTE_REFERENCED;
+	bool clean;
 
 	lock_range(r, a, a + PMD_SIZE);
-	/* A file's extent, read whole (readahead.c), stays clean: before a
-	 * page of it may be written, it becomes 512 pages, and the access
-	 * faults again. */
-	if (extent_huge(r, a) && (pte_locked_val(pte_of(r, a)) & PTE_FILE) &&
-	    (target_prot(vma) & EMM_PROT_WRITE))
+	clean = page_clean_copy(r, pte_locked_val(pte_of(r, a)));
+	if (clean)
+		prot &= ~EMM_PROT_WRITE;
+	if (extent_huge(r, a) && clean && (access & EMM_PROT_WRITE)) {
 		split_huge_locked(r, a);
-	else if (extent_huge(r, a) && pte_prot(pte_locked_val(pte_of(r, addr))) == EMM_PROT_NONE) {
-		uint64_t ref = PTE_REFERENCED, head;
-
-		err = backend_set_prot(r, a, a + PMD_SIZE, target_prot(vma), BACKEND_FORCE);
+	} else if (extent_huge(r, a) && pte_prot(pte_locked_val(pte_of(r, addr))) == EMM_PROT_NONE) {
+		err = backend_set_prot(r, a, a + PMD_SIZE, prot, BACKEND_FORCE);
 		head = pte_locked_val(pte_of(r, a));	/* mapped now */
 		if (!err) {
 			count_event(r->mm, faults_minor);
-			/* Read ahead whole (readahead.c): a stream's marker. */
 			if ((head & PTE_RA) && stream_ahead(r, vma, a, 0, AHEAD_HIT))
 				ref = 0;
 			else
@@ -519,7 +522,7 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 	}
 	if (extent_huge(r, addr)) {
 		pte_unlock(pte_of(r, addr), val);
-		return do_huge_minor(r, vma, addr);
+		return do_huge_minor(r, vma, addr, access);
 	}
 	swap_clean = !(val & PTE_FILE) && page_clean_copy(r, val) && (prot & EMM_PROT_WRITE);
 	if (!(access & EMM_PROT_WRITE) && page_clean_copy(r, val) &&

@@ -107,15 +107,16 @@ int huge_fresh_physmem(struct rsv *r, uintptr_t a)
 	return err;
 }
 
-/* Async-signal-safe. Is the huge extent at a (all its PTEs locked) a
- * file's, clean and not pinned: one reclaim may drop whole? */
-bool huge_clean_file(struct rsv *r, uintptr_t a)
+/* Async-signal-safe. Is every page of the huge extent at a (all its PTEs
+ * locked) a clean copy of its file or swap slot, none pinned: read ahead
+ * whole and not written since, for reclaim to drop whole? */
+bool huge_clean(struct rsv *r, uintptr_t a)
 {
 	for (uintptr_t p = a; p < a + PMD_SIZE; p += PAGE_SIZE) {
 		uint64_t v = pte_locked_val(pte_of(r, p));
 
 		if (pte_state(v) != PTE_RESIDENT || (v & (PTE_DIRTY | PTE_PINNED)) ||
-		    !(v & PTE_FILE))
+		    !((v & PTE_FILE) || frame_slot(r->mm->lru, pte_val(v))))
 			return false;
 	}
 	return true;

@@ -33,19 +33,20 @@ static inline bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, 
 	return room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
 }
 
-/* Async-signal-safe. May a readahead window, the extent at a, be read
- * into a fresh huge page and mapped whole? Only where the VMA may be huge,
- * on the signal backend (huge_fresh_physmem), for a file mapped without
- * write: its pages stay clean, so the extent never needs a write fault,
- * which a huge extent does not take page by page. */
+/* Async-signal-safe. May a readahead window, the extent at a, of a file
+ * or of swap, be read into a fresh huge page and mapped whole? Only where
+ * the VMA may be huge, on the signal backend (huge_fresh_physmem). Its
+ * pages are clean copies: the extent is mapped without write, and split
+ * before a page of it is written (do_huge_minor). */
 static inline bool thp_stream_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
 	struct emm *mm = r->mm;
 
 	return mm->backend->id == EMM_BACKEND_SIGNAL && mm->cfg.thp != EMM_THP_NEVER &&
-	       vma->policy == EMM_POLICY_FILE && !(vma->flags & EMM_MAP_NOHUGEPAGE) &&
+	       (vma->policy == EMM_POLICY_FILE || vma->policy == EMM_POLICY_ANON) &&
+	       !(vma->flags & EMM_MAP_NOHUGEPAGE) &&
 	       (mm->cfg.thp == EMM_THP_ALWAYS || (vma->flags & EMM_MAP_HUGEPAGE)) &&
-	       !(vma->prot & EMM_PROT_WRITE) && IS_ALIGNED(a, PMD_SIZE) &&
+	       vma->prot != EMM_PROT_NONE && IS_ALIGNED(a, PMD_SIZE) &&
 	       IS_ALIGNED(r->pgoff + (a - r->start), PMD_SIZE) && a >= vma->start &&
 	       a + PMD_SIZE <= vma->end;
 }
@@ -54,7 +55,7 @@ static inline bool thp_stream_eligible(struct rsv *r, const struct emm_vma *vma,
 int collapse_locked(struct rsv *r, uintptr_t a);
 void extent_set_huge(struct rsv *r, uintptr_t a);
 bool unset_huge_locked(struct rsv *r, uintptr_t a);
-bool huge_clean_file(struct rsv *r, uintptr_t a);
+bool huge_clean(struct rsv *r, uintptr_t a);
 int huge_fresh_physmem(struct rsv *r, uintptr_t a);
 void collapse_fresh(struct rsv *r, uintptr_t a);
 void split_huge_locked(struct rsv *r, uintptr_t a);

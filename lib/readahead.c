@@ -215,8 +215,9 @@ static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
 		return;
 	}
 	prot &= target_prot(vma);	/* the VMA's, if it changed since */
-	if (!zero && e - s == PMD_SIZE && thp_stream_eligible(r, vma, s) &&
-	    !huge_fresh_physmem(r, s)) {
+	/* Not where the stream is expected to write: each write would split. */
+	if (!zero && e - s == PMD_SIZE && !(prot & EMM_PROT_WRITE) &&
+	    thp_stream_eligible(r, vma, s) && !huge_fresh_physmem(r, s)) {
 		ra_read_huge(r, vma, s);
 		return;
 	}

@@ -173,9 +173,10 @@ static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma, uintptr_
 	uint64_t cap = limit / (8 * SWAP_RA_DEPTH);
 	uintptr_t want = PMD_SIZE;
 
-	/* Up to the extent a huge window may read next (readahead.c). */
-	if (!IS_ALIGNED(a, PMD_SIZE) && thp_stream_eligible(r, vma, ALIGN_UP(a, PMD_SIZE)))
-		return ALIGN_UP(a, PMD_SIZE) - a;
+	/* Where a window may be read as one huge page (readahead.c): whole
+	 * extents, and up to the next one first. */
+	if (cap >= PMD_SIZE && thp_stream_eligible(r, vma, ALIGN_UP(a, PMD_SIZE)))
+		return IS_ALIGNED(a, PMD_SIZE) ? PMD_SIZE : ALIGN_UP(a, PMD_SIZE) - a;
 	if (!vma_backed(vma) && window_none(r, vma, a))
 		want = ZERO_RA_WINDOW;
 	else if (!vma_backed(vma))

@@ -221,19 +221,23 @@ static void shrink_active_list(struct emm *mm, struct lruvec *lv, struct reclaim
 	}
 }
 
-/* Async-signal-safe. A clean huge extent of a file goes whole (physmem
- * punched): the frames of the pages after its first, never-touched again. */
+/* Async-signal-safe. A clean huge extent goes whole (physmem punched):
+ * the pages after its first give up their frames, each keeping its swap
+ * slot in its PTE (a file's: never-touched again). */
 static void evict_tails(struct emm *mm, struct rsv *r, uintptr_t a)
 {
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
-		uint64_t old = pte_locked_val(pte_of(r, p));
+		uint64_t old = pte_locked_val(pte_of(r, p)), val = 0;
+		uint32_t f = pte_val(old), slot = frame_take_slot(mm->lru, f);
 
-		atomic_fetch_add_explicit(&frame_lruvec(mm->lru, pte_val(old))->pgsteal, 1,
+		if (slot)
+			val = pte_set_val(pte_mk(workingset_eviction(mm), PTE_SWAPPED, 0), slot);
+		atomic_fetch_add_explicit(&frame_lruvec(mm->lru, f)->pgsteal, 1,
 					  memory_order_relaxed);
-		frame_free(mm, pte_val(old));
+		frame_free(mm, f);
 		atomic_fetch_sub_explicit(&r->resident, 1, memory_order_relaxed);
-		pte_set_used(r, p, old, 0);
-		pte_unlock(pte_of(r, p), 0);
+		pte_set_used(r, p, old, val);
+		pte_unlock(pte_of(r, p), val);
 	}
 	count_events(mm, pgsteal, PTRS_PER_PMD - 1);
 }
@@ -457,7 +461,7 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 			sp[i].act = ACT_SAMPLE;
 		else
 			sp[i].act = ACT_EVICT;
-		if (sp[i].act == ACT_EVICT && sp[i].huge && !huge_clean_file(sp[i].r, sp[i].addr)) {
+		if (sp[i].act == ACT_EVICT && sp[i].huge && !huge_clean(sp[i].r, sp[i].addr)) {
 			/* Cold as a whole: split it; the rest follows page by page. */
 			split_huge_locked(sp[i].r, sp[i].addr);
 			unlock_untouched(sp[i].r, sp[i].addr + PAGE_SIZE, sp[i].addr + PMD_SIZE);

@@ -2,8 +2,8 @@
 /* A file mapped read-only with EMM_MAP_HUGEPAGE, 256 MiB read in order under a budget of
  * 96 MiB (the least whose readahead windows are 2 MiB: emm-thp(7)): on signal each window
  * is one huge page, mapped by one PMD, dropped whole, read again right, after range
- * operations too; a write splits its extent first and reaches the file. Elsewhere, and
- * without the flag, 4 KiB pages as before. */
+ * operations too; a write splits its extent first and reaches the file. The same for an
+ * anonymous VMA's swap-ins. Elsewhere, and without the flag, 4 KiB pages as before. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -159,12 +159,71 @@ static void small_stream(int backend, const char *name, unsigned flags)
 	emm_close(mm);
 }
 
+/* The word of page pg of the anonymous region, generation gen. */
+static uint64_t anon_word(uint64_t pg, uint64_t gen)
+{
+	return (pg * 0x9e3779b97f4a7c15ULL) ^ gen;
+}
+
+/* Pages of the anonymous region whose word is not gen's, but for those
+ * of the pages at offset 1 of each extent, which hold written's. */
+static size_t anon_bad(const uint64_t *mem, uint64_t gen, uint64_t written)
+{
+	size_t bad = 0;
+
+	for (uint64_t pg = 0; pg < PAGES; pg++) {
+		uint64_t want = anon_word(pg, pg % (EXTENT / PAGE) == 1 ? written : gen);
+
+		bad += mem[pg * WORDS_PER_PAGE] != want;
+	}
+	return bad;
+}
+
+/* signal, an anonymous VMA with EMM_MAP_HUGEPAGE, written, paged out, read
+ * in order: its swap-in windows are huge pages, dropped whole (their
+ * slots kept), and split before a write. 6 tests. */
+static void huge_swap_stream(void)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = LIMIT, .backend = EMM_BACKEND_SIGNAL);
+	EMM_OPTS(emm_map_opts, m, .prot = EMM_PROT_READ | EMM_PROT_WRITE,
+		 .flags = EMM_MAP_HUGEPAGE);
+	struct emm *mm = open_or_skip(&o, "signal", 6);
+	struct emm_stats a, b;
+	uint64_t *mem;
+	void *p;
+
+	if (!mm)
+		return;
+	if (emm_reserve(mm, FILE_LEN, &p) || emm_map(mm, p, FILE_LEN, &m))
+		bail("signal: cannot map %lu MiB", FILE_LEN / MIB);
+	mem = p;
+	for (uint64_t pg = 0; pg < PAGES; pg++)
+		mem[pg * WORDS_PER_PAGE] = anon_word(pg, 1);
+	is_int(emm_advise(mm, mem, FILE_LEN, EMM_ADV_PAGEOUT), 0, "swap: paged out");
+	a = stats(mm);
+	is_int((int)anon_bad(mem, 1, 1) + (int)anon_bad(mem, 1, 1), 0,
+	       "swap: every page reads back, twice in order");
+	b = stats(mm);
+	diag("swap: %" PRIu64 " huge windows, %" PRIu64 " splits, %" PRIu64 " swap-ins",
+	     b.thp_collapse - a.thp_collapse, b.thp_split - a.thp_split, b.swapins - a.swapins);
+	ok(b.thp_collapse - a.thp_collapse >= EXTENTS, "swap: windows read as huge pages");
+	ok(b.thp_split == a.thp_split, "swap: none split to be evicted");
+	/* A write into each extent: split first, so that the page is dirty. */
+	for (uint64_t x = 0; x < EXTENTS; x++)
+		mem[(x * (EXTENT / PAGE) + 1) * WORDS_PER_PAGE] =
+			anon_word(x * (EXTENT / PAGE) + 1, 2);
+	is_int(emm_advise(mm, mem, FILE_LEN, EMM_ADV_PAGEOUT), 0, "swap: paged out again");
+	is_int((int)anon_bad(mem, 1, 2), 0, "swap: every page reads back, the written ones too");
+	emm_close(mm);
+}
+
 int main(void)
 {
-	plan(23);
+	plan(29);
 	fd = tmp_file("thp-file-stream", NULL, 0);
 	fill_file_words(fd, FILE_LEN, file_word);
 	huge_stream();
+	huge_swap_stream();
 	small_stream(EMM_BACKEND_SIGNAL, "signal", 0);
 	small_stream(EMM_BACKEND_UFFD, "uffd", EMM_MAP_HUGEPAGE);
 	small_stream(EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus", EMM_MAP_HUGEPAGE);
