@@ -220,7 +220,7 @@ static void huge_swap_stream(void)
 int main(void)
 {
 	plan(29);
-	fd = tmp_file("thp-file-stream", NULL, 0);
+	fd = tmp_file("thp-stream", NULL, 0);
 	fill_file_words(fd, FILE_LEN, file_word);
 	huge_stream();
 	huge_swap_stream();
