@@ -31,6 +31,7 @@ struct bench_opts {
 	unsigned nr_limits;
 	uint64_t ops;		/* random accesses per pattern; 0: the mode's default */
 	unsigned threads;	/* threads doing them; 0: the mode's default */
+	bool hugepage;		/* out-of-core: the region mapped with EMM_MAP_HUGEPAGE */
 	int backend;		/* EMM_BACKEND_*; -1: every backend offered, side by side */
 };
 

@@ -190,7 +190,7 @@ void bench_shuffle(size_t *v, size_t n, uint64_t seed)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: emm-bench MODE [--size BYTES] [--runs N] [--limit BYTES] [--ops N]\n"
-		   "                      [--threads N]\n"
+		   "                      [--threads N] [--hugepage]\n"
 		   "       emm-bench --help\n"
 		   "  --size BYTES  memory each run touches, K/M/G/T suffixes (default 256M;\n"
 		   "                out-of-core 4G; file: the file, 2G; thp 1G; lru: each\n"
@@ -207,6 +207,8 @@ static void usage(FILE *f)
 		   "  --threads N   out-of-core: threads for the random patterns, on emm and on\n"
 		   "                the kernel's swap (default 1);\n"
 		   "                lru: threads faulting at once (default 2); heap: 2\n"
+		   "  --hugepage    out-of-core: emm's region mapped with EMM_MAP_HUGEPAGE\n"
+		   "                (emm-thp(7))\n"
 		   "  --backend NAME  signal, uffd, uffd-sigbus or auto (default: first-touch,\n"
 		   "                out-of-core and file run every backend offered, side by side;\n"
 		   "                the others auto)\n"
@@ -364,12 +366,15 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		{ "ops", required_argument, NULL, 'n' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "backend", required_argument, NULL, 'b' },
+		{ "hugepage", no_argument, NULL, 'H' },
 		{ 0 },
 	};
 	int c;
 
 	o->backend = -1;
-	while ((c = getopt_long(argc, argv, "s:r:l:n:t:b:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:r:l:n:t:b:H", longopts, NULL)) != -1) {
+		if (c == 'H' && (o->hugepage = true))
+			continue;
 		if (c == 'b' && (o->backend = backend_of(optarg)) >= 0)
 			continue;
 		if (c == 's' && bench_parse_size(optarg, &o->size) == 0 && o->size >= PAGE_SIZE)

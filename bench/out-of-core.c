@@ -61,6 +61,7 @@ struct ooc {
 	uint64_t size, limit, swap;
 	size_t pages, nops;
 	unsigned threads;
+	bool hugepage;		/* emm's region mapped with EMM_MAP_HUGEPAGE */
 	const char *dir;	/* where emm puts its swap file, and we the plain file */
 	size_t *perm;		/* the first nops entries: random distinct pages */
 	int fd;			/* the plain file: O_DIRECT, already unlinked */
@@ -290,6 +291,8 @@ static int64_t run_random(struct ooc *b, bool write, bool on_memory, uint64_t *b
 static int emm_setup(struct ooc *b)
 {
 	EMM_OPTS(emm_opts, eo, .mem_limit = b->limit, .swap_size = b->swap);
+	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ | EMM_PROT_WRITE,
+		 .flags = b->hugepage ? EMM_MAP_HUGEPAGE : 0);
 	void *p;
 	int err = emm_open(&eo, &b->mm);
 
@@ -297,7 +300,7 @@ static int emm_setup(struct ooc *b)
 		return err;
 	err = emm_reserve(b->mm, b->size, &p);
 	if (err == 0)
-		err = emm_map(b->mm, p, b->size, NULL);
+		err = emm_map(b->mm, p, b->size, &mo);
 	if (err < 0) {
 		emm_close(b->mm);
 		return err;
@@ -611,6 +614,8 @@ static void header(const struct ooc *b, unsigned runs)
 	       "  they bring in pushes one out); rand-write includes writing it back;\n"
 	       "  the streams' clocks start 3 s after the memory freed before them\n",
 	       b->size / MIB, b->limit / MIB, b->swap / MIB, b->dir, b->nops, b->threads, runs);
+	if (b->hugepage)
+		printf("  emm's region mapped with EMM_MAP_HUGEPAGE\n");
 	if (b->limit >= b->size)
 		printf("  note: the budget holds the whole region, so little goes to swap\n");
 }
@@ -927,6 +932,7 @@ int bench_out_of_core(const struct bench_opts *o)
 	if (!o->ops && b.pages > DEFAULT_OPS)
 		b.nops = DEFAULT_OPS;
 	b.threads = o->threads ? o->threads : 1;
+	b.hugepage = o->hugepage;
 	if (b.threads > b.nops)
 		b.threads = (unsigned)b.nops;
 	b.swap = b.size + b.size / 4;
