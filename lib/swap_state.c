@@ -172,12 +172,13 @@ static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma, uintptr_
 			     share);
 	uint64_t cap = limit / (8 * SWAP_RA_DEPTH);
 	uintptr_t want = PMD_SIZE;
+	bool zero = !vma_backed(vma) && window_none(r, vma, a);
 
 	/* Where a window may be read as one huge page (readahead.c): whole
 	 * extents, and up to the next one first. */
-	if (cap >= PMD_SIZE && thp_stream_eligible(r, vma, ALIGN_UP(a, PMD_SIZE)))
+	if (!zero && cap >= PMD_SIZE && thp_stream_eligible(r, vma, ALIGN_UP(a, PMD_SIZE)))
 		return IS_ALIGNED(a, PMD_SIZE) ? PMD_SIZE : ALIGN_UP(a, PMD_SIZE) - a;
-	if (!vma_backed(vma) && window_none(r, vma, a))
+	if (zero)
 		want = ZERO_RA_WINDOW;
 	else if (!vma_backed(vma))
 		want = MIN(MAX(ALIGN_DOWN(limit / 512, SWAP_RA_MAX * PAGE_SIZE),
