@@ -28,6 +28,8 @@ struct bench_opts {
 	unsigned runs;		/* repeats per measurement; the best counts */
 	uint64_t limit;		/* emm's memory budget; 0: the mode's default */
 	uint64_t limits[8];	/* --limit A,B,...: every budget given (limit is the first) */
+	unsigned limit_pct[8];	/* clients: N% there, a share of each program's
+				   unconstrained peak (limits[i] 0); else 0 */
 	unsigned nr_limits;
 	uint64_t ops;		/* random accesses per pattern; 0: the mode's default */
 	unsigned threads;	/* threads doing them; 0: the mode's default */

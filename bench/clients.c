@@ -540,15 +540,56 @@ static void ratio_line(const char *name, const char *what, const struct outcome 
 		printf("swap-ins %llu against none\n", (unsigned long long)e->swapins);
 }
 
-/* The subjects under one budget, their rows, the ratio, the data lines. */
-static void under_budget(struct ctx *c, const struct client *cl, uint64_t budget, unsigned runs,
-			 const struct outcome *plain)
+/* Under half its peak, a program runs at least as fast on emm as on the
+ * kernel's swap, with no more swap-ins; or finishes where the kernel's
+ * OOM killer stops it. */
+static void goal_line(const char *client, const struct outcome *e, const struct outcome *k)
+{
+	bool met = e->ok && (!k->ok || (e->sec <= k->sec && e->swapins <= k->swapins));
+
+	printf("goal: %-7s under half its peak: emm >= 1.0x kernel-swap, swap-ins <= kernel's: %s",
+	       client, met ? "met" : "NOT met");
+	if (e->ok && k->ok && k->swapins)
+		printf(" (%.2fx, swap-ins %.2fx)\n", k->sec / e->sec,
+		       (double)e->swapins / k->swapins);
+	else if (e->ok && k->ok)
+		printf(" (%.2fx, swap-ins %llu against none)\n", k->sec / e->sec,
+		       (unsigned long long)e->swapins);
+	else
+		printf(" (%s)\n", !e->ok ? "emm's run failed" : "the kernel's run failed");
+}
+
+/* Budget i of the list for a program whose unconstrained run peaked at
+ * peak bytes: as given, or its share of the peak, in whole MiB (4 at
+ * least). */
+static uint64_t budget_of(const struct bench_opts *o, unsigned i, uint64_t peak)
+{
+	uint64_t b = peak * o->limit_pct[i] / 100;
+
+	if (!o->limit_pct[i])
+		return o->limits[i];
+	b = (b + (1 << 20) - 1) & ~((uint64_t)(1 << 20) - 1);
+	return b < (4ULL << 20) ? 4ULL << 20 : b;
+}
+
+/* The subjects under budget i, their rows, the ratio, the data lines: a
+ * share of the peak names its lines by the share (lua-50pc), so that runs
+ * compare whatever the peak was. */
+static void under_budget(struct ctx *c, const struct client *cl, const struct bench_opts *o,
+			 unsigned i, const struct outcome *plain)
 {
 	struct outcome e = { 0 }, k = { 0 }, km = { 0 };
+	uint64_t budget = budget_of(o, i, plain->maxrss);
+	unsigned runs = o->runs;
 	char name[32], pattern[64];
 
 	budget_name(budget, name, sizeof(name));
-	snprintf(pattern, sizeof(pattern), "%s-%s", cl->name, name);
+	if (o->limit_pct[i]) {
+		printf("  %-6s %u%% of the unconstrained peak\n", name, o->limit_pct[i]);
+		snprintf(pattern, sizeof(pattern), "%s-%upc", cl->name, o->limit_pct[i]);
+	} else {
+		snprintf(pattern, sizeof(pattern), "%s-%s", cl->name, name);
+	}
 	if (!c->no_emm) {
 		best_of(c, cl, EMM, budget, runs, &e);
 		row(name, EMM, &e);
@@ -563,6 +604,8 @@ static void under_budget(struct ctx *c, const struct client *cl, uint64_t budget
 	}
 	if (e.ok && k.ok)
 		ratio_line(name, "emm/kernel", &e, &k);
+	if (o->limit_pct[i] == 50 && !c->no_emm && !c->no_kernel)
+		goal_line(cl->name, &e, &k);
 	if (e.ok && km.ok)
 		ratio_line(name, "emm/kernel+mimalloc (one allocator)", &e, &km);
 	data(pattern, PLAIN, plain);
@@ -585,7 +628,7 @@ static void one_client(struct ctx *c, const struct client *cl, const struct benc
 		return;
 	}
 	for (unsigned i = 0; i < o->nr_limits; i++)
-		under_budget(c, cl, o->limits[i], o->runs, plain);
+		under_budget(c, cl, o, i, plain);
 }
 
 static void header(const struct ctx *c, const struct bench_opts *o)
@@ -624,7 +667,7 @@ static void subjects(struct ctx *c, const struct bench_opts *o, uint64_t peak)
 	else if (access(c->preload, R_OK))
 		c->no_emm = "no libemm-preload.so in the tree (make)";
 	for (unsigned i = 0; i < o->nr_limits; i++)
-		top = o->limits[i] > top ? o->limits[i] : top;
+		top = budget_of(o, i, peak) > top ? budget_of(o, i, peak) : top;
 	if (bench_kswap_setup(&c->k, top, 2 * peak + (256ULL << 20)) < 0) {
 		snprintf(why, sizeof(why), "%s", c->k.why);
 		c->no_kernel = why;
@@ -682,8 +725,9 @@ int bench_clients(const struct bench_opts *o)
 	uint64_t peak = 0;
 
 	if (!opts.nr_limits) {
-		opts.limits[0] = 64ULL << 20, opts.limits[1] = 48ULL << 20;
-		opts.nr_limits = 2;
+		opts.limit_pct[0] = 50;	/* half its peak: what the program would be given */
+		opts.limits[1] = 64ULL << 20, opts.limits[2] = 48ULL << 20;
+		opts.nr_limits = 3;
 	}
 	find_preload(&c);
 	find_mimalloc(&c);

@@ -199,7 +199,8 @@ static void usage(FILE *f)
 		   "                out-of-core and file 1, lru 2; loop runs once)\n"
 		   "  --limit BYTES emm's memory budget (out-of-core 1G, file 512M, lru 64M,\n"
 		   "                loop 256M; heap: a quarter of the live data); clients takes a list,\n"
-		   "                each budget in turn (default 64M,48M)\n"
+		   "                each budget in turn, N%% a share of each program's unconstrained\n"
+		   "                peak (default 50%%,64M,48M)\n"
 		   "  --ops N       random accesses per pattern (out-of-core 64K, file 32K;\n"
 		   "                thp: reads per pass, 16M; heap: per thread, 2M); clients:\n"
 		   "                the Lua script's strings (400000; SQLite's rows are 5/8 of it,\n"
@@ -347,10 +348,21 @@ static int parse_limits(const char *arg, struct bench_opts *o)
 		return -1;
 	o->nr_limits = 0;
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		uint64_t v;
+		size_t len = strlen(tok);
+		uint64_t v = 0;
+		char *end;
 
-		if (o->nr_limits == 8 || bench_parse_size(tok, &v) || v < PAGE_SIZE)
+		if (o->nr_limits == 8)
 			return -1;
+		if (len > 1 && tok[len - 1] == '%') {
+			unsigned long pct = strtoul(tok, &end, 10);
+
+			if (end != tok + len - 1 || pct < 1 || pct > 100)
+				return -1;
+			o->limit_pct[o->nr_limits] = (unsigned)pct;
+		} else if (bench_parse_size(tok, &v) || v < PAGE_SIZE) {
+			return -1;
+		}
 		o->limits[o->nr_limits++] = v;
 	}
 	o->limit = o->nr_limits ? o->limits[0] : 0;
@@ -416,6 +428,11 @@ int main(int argc, char **argv)
 	if (!o.runs)
 		o.runs = m->runs ? m->runs : 3;
 	cur_mode = m->name;
+	for (unsigned i = 0; i < o.nr_limits; i++)
+		if (o.limit_pct[i] && strcmp(m->name, "clients")) {
+			fprintf(stderr, "emm-bench: %s: --limit takes bytes, not a share\n", m->name);
+			return 2;
+		}
 	if (o.backend < 0 && m->all_backends)
 		return run_all(m, &o);
 	if (o.backend >= 0)
