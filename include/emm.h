@@ -74,6 +74,10 @@ struct emm_opts {
 	 * file system but leaves this much free (0: EMM_SWAP_MARGIN, else 5%
 	 * of the file system, at most 1 GiB). */
 	uint64_t swap_margin;
+	/* The LRU: the active list may grow to this many times the inactive
+	 * one before reclaim deactivates from it (0: EMM_INACTIVE_RATIO, else
+	 * 2; at most 64). See emm-tuning(7), "The LRU". */
+	unsigned inactive_ratio;
 };
 
 EMM_API int emm_open(const struct emm_opts *opts, struct emm **mmp);

@@ -80,6 +80,9 @@ struct rsv {
 };
 
 #define UFFD_THREADS_MAX	64
+/* The LRU's inactive_ratio (vmscan.c): what it is unless set, and at most. */
+#define INACTIVE_RATIO_DEFAULT	2
+#define INACTIVE_RATIO_MAX	64
 
 /* cfg.flags of emm's own, beside EMM_OPEN_* (and stats_shm.h's CFG_STATS_SHM):
  * a userfaultfd backend may let writes to clean pages through unseen and
@@ -116,6 +119,7 @@ struct emm_config {
 	bool thp_max_ptes_set;
 	unsigned thp_scan_ms;		/* scanner period */
 	unsigned uffd_threads;		/* fault-service threads; 0: default */
+	unsigned inactive_ratio;	/* active may be this many times inactive */
 	_Atomic uint64_t wmark_min, wmark_low, wmark_high;	/* headroom below mem_limit */
 	bool wmark_min_set, wmark_low_set, wmark_high_set;
 	void (*oom)(struct emm *mm, uint64_t excess_bytes, void *arg);

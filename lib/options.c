@@ -46,6 +46,7 @@ static const struct option options[] = {
 	{ "THP_SCAN_MS", OPT_UINT, CFG(thp_scan_ms), NULL, 0, 600000 },
 	{ "STATS_SHM", OPT_FLAG, CFG(flags), NULL, CFG_STATS_SHM, 0 },
 	{ "UFFD_THREADS", OPT_UINT, CFG(uffd_threads), NULL, 0, UFFD_THREADS_MAX },
+	{ "INACTIVE_RATIO", OPT_UINT, CFG(inactive_ratio), NULL, 0, INACTIVE_RATIO_MAX },
 	{ "UFFD_WP_ASYNC", OPT_FLAG, CFG(flags), NULL, CFG_WP_ASYNC, 0 },
 	{ "WORKINGSET", OPT_FLAG, CFG(flags), NULL, CFG_WORKINGSET, 0 },
 	{ "READAHEAD_ASYNC", OPT_FLAG, CFG(flags), NULL, CFG_RA_ASYNC, 0 },
@@ -211,7 +212,8 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 	    (o->flags & ~(EMM_OPEN_SHOW_STATS | EMM_OPEN_VERBOSE | EMM_OPEN_NO_PAGEVEC |
 			  EMM_OPEN_NO_FORK_COPY)) ||
 	    o->fault_around > 512 || o->thp_max_ptes_none < -1 || o->thp_max_ptes_none > 511 ||
-	    o->thp_scan_ms > 600000 || o->uffd_threads > UFFD_THREADS_MAX)
+	    o->thp_scan_ms > 600000 || o->uffd_threads > UFFD_THREADS_MAX ||
+	    o->inactive_ratio > INACTIVE_RATIO_MAX)
 		return -EINVAL;
 	if (o->mem_limit)
 		cfg->mem_limit = o->mem_limit;
@@ -249,6 +251,8 @@ static int config_caller(struct emm_config *cfg, const struct emm_opts *o)
 		cfg->thp_scan_ms = o->thp_scan_ms;
 	if (o->uffd_threads)
 		cfg->uffd_threads = o->uffd_threads;
+	if (o->inactive_ratio)
+		cfg->inactive_ratio = o->inactive_ratio;
 	return 0;
 }
 
@@ -300,6 +304,8 @@ int config_load(struct emm_config *cfg, const struct emm_opts *opts)
 		cfg->fault_around = 16;
 	if (!cfg->thp_scan_ms)
 		cfg->thp_scan_ms = 100;
+	if (!cfg->inactive_ratio)
+		cfg->inactive_ratio = INACTIVE_RATIO_DEFAULT;
 	/* The window is an aligned group: a power of two. */
 	while (cfg->fault_around & (cfg->fault_around - 1))
 		cfg->fault_around &= cfg->fault_around - 1;

@@ -487,17 +487,14 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 }
 
 /*
- * The active list may grow to INACTIVE_RATIO times the inactive one before
- * reclaim deactivates from it: each deactivation of a page in use costs
- * emm a minor fault, where the kernel reads an accessed bit for free. What
- * 1, 2, 4 and 8 cost: emm-tuning(7), "The LRU".
- */
-#define INACTIVE_RATIO	2
-
-/*
  * Async-signal-safe. Reclaim up to nr pages from the node: keep the
- * inactive list at least 1/INACTIVE_RATIO of the active one, and shrink
- * it. Gives up after two laps of both lists.
+ * inactive list at least 1/inactive_ratio of the active one, and shrink
+ * it. Gives up after two laps of both lists. The active list may so grow
+ * to inactive_ratio (EMM_INACTIVE_RATIO, 2 unless set) times the inactive
+ * one before reclaim deactivates from it: each deactivation of a page in
+ * use costs emm a minor fault, where the kernel reads an accessed bit for
+ * free. Which ratio pays depends on the program; what 1, 2, 4 and 8 cost:
+ * emm-tuning(7), "The LRU".
  */
 long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *rc)
 {
@@ -513,7 +510,7 @@ long shrink_node_with(struct emm *mm, int node, long nr, struct reclaim *rc)
 	laps = 2 * (lru_size(lv, LRU_ACTIVE) + lru_size(lv, LRU_INACTIVE)) / rc->batch + 2;
 	for (long i = 0; i < laps && freed < nr && !rc->swap_full; i++) {
 		rc->batch = (unsigned)MIN((long)rc->max, nr - freed);
-		if (INACTIVE_RATIO * lru_size(lv, LRU_INACTIVE) < lru_size(lv, LRU_ACTIVE) ||
+		if (mm->cfg.inactive_ratio * lru_size(lv, LRU_INACTIVE) < lru_size(lv, LRU_ACTIVE) ||
 		    !lru_size(lv, LRU_INACTIVE))
 			shrink_active_list(mm, lv, rc);
 		if (!lru_size(lv, LRU_INACTIVE) && !lru_size(lv, LRU_ACTIVE))

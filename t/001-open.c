@@ -98,6 +98,13 @@ static void test_bad_values(void)
 	is_int(try_open(&o), 0, "EMM_BACKEND_SIGNAL: accepted");
 	o.uffd_threads = 65;
 	is_int(try_open(&o), -EINVAL, "uffd_threads 65: -EINVAL");
+	o.uffd_threads = 0;
+	o.inactive_ratio = 65;
+	is_int(try_open(&o), -EINVAL, "inactive_ratio 65: -EINVAL");
+	o.inactive_ratio = 64;
+	is_int(try_open(&o), 0, "inactive_ratio 64: accepted");
+	o.inactive_ratio = 1;
+	is_int(try_open(&o), 0, "inactive_ratio 1: accepted");
 }
 
 /* Each backend opens, or is refused with -EOPNOTSUPP or -EPERM where the
@@ -245,14 +252,16 @@ int main(void)
 		{ "EMM_MEM_LIMIT", "12Q" },
 		{ "EMM_BACKEND", "turbo" },
 		{ "EMM_THP", "sometimes" },
+		{ "EMM_INACTIVE_RATIO", "65" },
 	};
 
-	plan(7 + 4 + 3 + 8 + 5 + 4 * 4 + 5);
+	plan(7 + 4 + 3 + 11 + 5 + 4 * 5 + 5);
 	/* The tests set these themselves. */
 	unsetenv("EMM_MEM_LIMIT");
 	unsetenv("EMM_BACKEND");
 	unsetenv("EMM_THP");
 	unsetenv("EMM_FAULT_AROUND");
+	unsetenv("EMM_INACTIVE_RATIO");
 	test_null_and_close();
 	test_sz();
 	test_newer_struct();

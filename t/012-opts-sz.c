@@ -17,7 +17,8 @@ static const size_t opts_ends[] = {
 	F(emm_opts, backend), F(emm_opts, thp), F(emm_opts, flags), F(emm_opts, fault_around),
 	F(emm_opts, max_kernel_vmas), F(emm_opts, wmark_min), F(emm_opts, wmark_low),
 	F(emm_opts, wmark_high), F(emm_opts, oom), F(emm_opts, oom_arg),
-	F(emm_opts, thp_max_ptes_none), F(emm_opts, thp_scan_ms), sizeof(struct emm_opts),
+	F(emm_opts, thp_max_ptes_none), F(emm_opts, thp_scan_ms), F(emm_opts, uffd_threads),
+	F(emm_opts, swap_margin), sizeof(struct emm_opts),
 };
 static const size_t map_ends[] = {
 	F(emm_map_opts, sz), F(emm_map_opts, prot), F(emm_map_opts, policy), F(emm_map_opts, fd),
