@@ -564,12 +564,11 @@ static void goal_line(const char *client, const struct outcome *e, const struct 
  * least). */
 static uint64_t budget_of(const struct bench_opts *o, unsigned i, uint64_t peak)
 {
-	uint64_t b = peak * o->limit_pct[i] / 100;
+	uint64_t mib = (peak * o->limit_pct[i] / 100 + (1 << 20) - 1) >> 20;
 
 	if (!o->limit_pct[i])
 		return o->limits[i];
-	b = (b + (1 << 20) - 1) & ~((uint64_t)(1 << 20) - 1);
-	return b < (4ULL << 20) ? 4ULL << 20 : b;
+	return (mib < 4 ? 4 : mib) << 20;
 }
 
 /* The subjects under budget i, their rows, the ratio, the data lines: a
