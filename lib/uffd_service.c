@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -37,6 +38,7 @@ struct uffd_worker {
 	struct uffd_service *u;
 	pthread_t thread;
 	_Atomic uint64_t serving;	/* odd while it serves a message */
+	int epfd;			/* its epoll: the userfaultfd, exclusive; the stop */
 	struct reclaim *rc;		/* its direct reclaim's work space */
 };
 
@@ -145,13 +147,42 @@ void uffd_service_quiesce(struct uffd_service *u)
 	}
 }
 
-/* Sleep until the userfaultfd has messages or the instance closes. */
-static void uffd_sleep(struct uffd_service *u)
+/*
+ * Sleep until the userfaultfd has messages or the instance closes. Each
+ * thread waits on an epoll of its own that holds the userfaultfd with
+ * EPOLLEXCLUSIVE: a new fault wakes one sleeping thread, and the next
+ * fault the next one, where poll(2) woke every sleeping thread for each
+ * (all but one to find nothing to read). Measured on a 2-vCPU VM, a
+ * page revoked (EMM_ADV_COLD) and read again, four service threads:
+ * 29.0 to 38.1 us a minor fault (median 31) against 37.8 to 40.1 with
+ * poll(2); with two, as fast either way. poll(2) where no epoll could
+ * be made.
+ */
+static void uffd_sleep(struct uffd_service *u, struct uffd_worker *w)
 {
 	struct pollfd pfd[2] = { { .fd = u->fd, .events = POLLIN },
 				 { .fd = u->stopfd, .events = POLLIN } };
+	struct epoll_event ev[2];
 
-	poll(pfd, 2, -1);
+	if (w->epfd < 0 || epoll_wait(w->epfd, ev, 2, -1) < 0)
+		poll(pfd, 2, -1);
+}
+
+/* The epoll uffd_sleep waits on, or -1 (then it polls). */
+static int uffd_epoll(const struct uffd_service *u)
+{
+	struct epoll_event fault = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+	struct epoll_event stop = { .events = EPOLLIN };
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+	if (epfd < 0)
+		return -1;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, u->fd, &fault) < 0 ||
+	    epoll_ctl(epfd, EPOLL_CTL_ADD, u->stopfd, &stop) < 0) {
+		close(epfd);
+		return -1;
+	}
+	return epfd;
 }
 
 /*
@@ -193,7 +224,7 @@ static void *uffd_thread(void *arg)
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			break;
 		if (!quick || !idle_since || now_ns() - idle_since > UFFD_SPIN_NS) {
-			uffd_sleep(u);
+			uffd_sleep(u, w);
 			idle_since = 0;
 			quick = false;
 		}
@@ -224,6 +255,8 @@ int uffd_service_start(struct emm *mm, int fd, struct uffd_service **out)
 	u->stopfd = eventfd(0, EFD_CLOEXEC);
 	u->workers = calloc(n, sizeof(*u->workers));
 	u->nworkers = u->workers ? n : 0;
+	for (unsigned i = 0; i < u->nworkers; i++)
+		u->workers[i].epfd = -1;
 	if (u->stopfd < 0 || !u->workers)
 		return -ENOMEM;
 	for (; u->nthreads < n; u->nthreads++) {
@@ -232,6 +265,7 @@ int uffd_service_start(struct emm *mm, int fd, struct uffd_service **out)
 
 		w->mm = mm;
 		w->u = u;
+		w->epfd = uffd_epoll(u);
 		w->rc = reclaim_space_alloc();
 		if (!w->rc)
 			return -ENOMEM;
@@ -254,8 +288,11 @@ void uffd_service_stop(struct uffd_service *u)
 		emm_warn("cannot wake the fault-service threads");
 	for (unsigned i = 0; i < u->nthreads; i++)
 		pthread_join(u->workers[i].thread, NULL);
-	for (unsigned i = 0; i < u->nworkers; i++)
+	for (unsigned i = 0; i < u->nworkers; i++) {
 		free(u->workers[i].rc);	/* and that of a thread that failed to start */
+		if (u->workers[i].epfd >= 0)
+			close(u->workers[i].epfd);
+	}
 	free(u->workers);
 	if (u->stopfd >= 0)
 		close(u->stopfd);

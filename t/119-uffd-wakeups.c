@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/* On the uffd backend a fault wakes one sleeping service thread, not all of them: four threads, one program thread's minor faults, the service threads' sleeps counted. */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "emm.h"
+#include "tap.h"
+#include "util.h"
+
+#define PAGE	4096UL
+#define PAGES	2048UL		/* 8 MiB */
+#define ROUNDS	4
+#define THREADS	4
+
+/* The voluntary context switches of this process's emm-uffd threads so
+ * far (each one a sleep after which it was woken, or is sleeping now);
+ * how many such threads there are in *n. */
+static uint64_t service_sleeps(int *n)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	uint64_t sum = 0;
+
+	*n = 0;
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char path[300], line[128], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (f && fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = '\0';
+		if (f)
+			fclose(f);
+		if (strncmp(comm, "emm-uffd", 8))
+			continue;
+		(*n)++;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+		f = fopen(path, "r");
+		while (f && fgets(line, sizeof(line), f))
+			if (!strncmp(line, "voluntary_ctxt_switches:", 24))
+				sum += strtoull(line + 24, NULL, 10);
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return sum;
+}
+
+int main(void)
+{
+	/* One page a fault: no fault-around, random advice. */
+	EMM_OPTS(emm_opts, o, .backend = EMM_BACKEND_UFFD, .uffd_threads = THREADS,
+		 .thp = EMM_THP_NEVER, .fault_around = 1);
+	uint64_t faults = 0, sleeps = 0, bad = 0;
+	struct emm *mm;
+	int n = 0;
+	char *p;
+
+	if (emm_open(&o, &mm))
+		skip_all("the uffd backend is not offered here (t/offered)");
+	if (emm_backend(mm) != EMM_BACKEND_UFFD) {
+		emm_close(mm);
+		skip_all("the uffd backend is not offered here (t/offered)");
+	}
+	plan(5);
+	is_int(emm_reserve(mm, PAGES * PAGE, (void **)&p), 0, "reserve 8 MiB");
+	is_int(emm_map(mm, p, PAGES * PAGE, NULL), 0, "map it");
+	emm_advise(mm, p, PAGES * PAGE, EMM_ADV_RANDOM);
+	for (uint64_t i = 0; i < PAGES; i++)
+		*(volatile uint64_t *)(p + i * PAGE) = i | 1;
+	service_sleeps(&n);
+	is_int(n, THREADS, "%d service threads", THREADS);
+	for (int r = 0; r < ROUNDS; r++) {
+		uint64_t f0, s0;
+
+		/* Revoked, resident: the next read of each page is a minor
+		 * fault served by a service thread. */
+		emm_advise(mm, p, PAGES * PAGE, EMM_ADV_COLD);
+		f0 = stats(mm).faults_minor;
+		s0 = service_sleeps(&n);
+		for (uint64_t i = 0; i < PAGES; i++)
+			bad += *(volatile uint64_t *)(p + i * PAGE) != (i | 1);
+		sleeps += service_sleeps(&n) - s0;
+		faults += stats(mm).faults_minor - f0;
+	}
+	is_int(bad, 0, "every page read back right");
+	/* Each fault wakes one sleeping thread, which sleeps again once it
+	 * has served it (and polled a while): one sleep a fault. When every
+	 * sleeping thread was woken for each fault (poll(2)), 1.8 to 2.1. */
+	diag("%llu minor faults, %llu service-thread sleeps (%.2f a fault)",
+	     (unsigned long long)faults, (unsigned long long)sleeps,
+	     faults ? (double)sleeps / (double)faults : 0.0);
+	ok(faults >= ROUNDS * PAGES / 2 && 2 * sleeps <= 3 * faults,
+	   "a fault wakes one sleeping service thread: %.2f sleeps a fault (at most 1.5)",
+	   faults ? (double)sleeps / (double)faults : 0.0);
+	emm_close(mm);
+	return 0;
+}
