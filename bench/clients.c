@@ -60,6 +60,18 @@ static const char python_script[] =
 	"    h.update(k.encode()); h.update(v.encode())\n"
 	"print(len(d), h.hexdigest())\n";
 
+/* A Perl script: n keys in a hash, each value a run of up to 99 bytes, the
+ * values' lengths summed in the hash's order and looked up by key: every
+ * pass over the hash reads its entries in an order unrelated to the one
+ * they were allocated in (with Perl's own hash, built on malloc). */
+static const char perl_script[] =
+	"my $n = shift;\n"
+	"my %h;\n"
+	"for my $i (1 .. $n) { $h{\"k$i\"} = \"v\" x ($i % 100); }\n"
+	"my $s = 0;\n"
+	"$s += length($h{$_}) for keys %h;\n"
+	"print scalar(keys %h), \" $s\\n\";\n";
+
 /* The sqlite3 shell script of the preload's test: a table and its index in a large page cache. */
 static const char sqlite_script[] =
 	"PRAGMA cache_size = -200000;\n"
@@ -246,6 +258,26 @@ static void python_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH
 	av[1] = buf[0], av[2] = buf[1], av[3] = NULL;
 }
 
+/* Perl's keys: 3/8 of the Lua strings, 150000 at the default (a peak of
+ * about 45 MB). */
+static uint64_t perl_keys(uint64_t n)
+{
+	return n * 3 / 8;
+}
+
+static int perl_prepare(const char *dir, uint64_t n)
+{
+	(void)n;
+	return write_text(dir, "s.pl", perl_script);
+}
+
+static void perl_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX])
+{
+	path_of(buf[0], "%s/s.pl", dir);
+	path_of(buf[1], "%llu", (unsigned long long)perl_keys(n));
+	av[0] = "perl", av[1] = buf[0], av[2] = buf[1], av[3] = NULL;
+}
+
 /* sort's lines: twice the Lua strings, 800000 at the default (40 MB). */
 static uint64_t sort_lines(uint64_t n)
 {
@@ -293,6 +325,8 @@ static const struct client clients[] = {
 	  python_argv, NULL, "PYTHONMALLOC=malloc", python_keys },
 	{ "sort", "sort", "lines sorted in memory by two threads (coreutils)", sort_prepare,
 	  sort_argv, NULL, NULL, sort_lines },
+	{ "perl", "perl", "hash keys, the values summed in the hash's order", perl_prepare,
+	  perl_argv, NULL, NULL, perl_keys },
 };
 
 #define NR_CLIENTS	(sizeof(clients) / sizeof(clients[0]))

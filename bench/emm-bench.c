@@ -35,7 +35,7 @@ static const struct bench_mode modes[] = {
 	{ "instructions", "emm's instructions per first touch, sequential and random swap-in,\n"
 	  "                counted by valgrind's callgrind (signal backend)",
 	  bench_instructions, 0, 1, false },
-	{ "clients", "Lua, the sqlite3 shell, Python and sort under a budget: libemm-preload.so\n"
+	{ "clients", "Lua, the sqlite3 shell, Python, sort and Perl under a budget: libemm-preload.so\n"
 	  "                against the kernel's swap in a memory cgroup (with the program's\n"
 	  "                usual malloc, and with mimalloc), and unconstrained",
 	  bench_clients, 0, 1, false },
@@ -204,7 +204,7 @@ static void usage(FILE *f)
 		   "  --ops N       random accesses per pattern (out-of-core 64K, file 32K;\n"
 		   "                thp: reads per pass, 16M; heap: per thread, 2M); clients:\n"
 		   "                the Lua script's strings (400000; SQLite's rows are 5/8 of it,\n"
-		   "                Python's keys 3/4, sort's lines twice as many)\n"
+		   "                Python's keys 3/4, sort's lines twice as many, Perl's keys 3/8)\n"
 		   "  --threads N   out-of-core: threads for the random patterns, on emm and on\n"
 		   "                the kernel's swap (default 1);\n"
 		   "                lru: threads faulting at once (default 2); heap: 2\n"
