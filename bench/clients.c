@@ -248,14 +248,22 @@ static int python_prepare(const char *dir, uint64_t n)
 	return write_text(dir, "s.py", python_script);
 }
 
+/* interp running the script file of dir with one argument, count. */
+static void script_argv(const char *interp, const char *dir, const char *file, uint64_t count,
+			char **av, char (*buf)[PATH_MAX])
+{
+	path_of(buf[0], "%s/%s", dir, file);
+	path_of(buf[1], "%llu", (unsigned long long)count);
+	path_of(buf[2], "%s", interp);
+	av[0] = buf[2], av[1] = buf[0], av[2] = buf[1], av[3] = NULL;
+}
+
 /* Debian's python3 itself where it is: a python3 on PATH may be a shell
  * script that picks an interpreter (pyenv), and its shell forks. */
 static void python_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX])
 {
-	path_of(buf[0], "%s/s.py", dir);
-	path_of(buf[1], "%llu", (unsigned long long)python_keys(n));
-	av[0] = access("/usr/bin/python3", X_OK) ? "python3" : "/usr/bin/python3";
-	av[1] = buf[0], av[2] = buf[1], av[3] = NULL;
+	script_argv(access("/usr/bin/python3", X_OK) ? "python3" : "/usr/bin/python3", dir,
+		    "s.py", python_keys(n), av, buf);
 }
 
 /* Perl's keys: 3/8 of the Lua strings, 150000 at the default (a peak of
@@ -273,9 +281,7 @@ static int perl_prepare(const char *dir, uint64_t n)
 
 static void perl_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX])
 {
-	path_of(buf[0], "%s/s.pl", dir);
-	path_of(buf[1], "%llu", (unsigned long long)perl_keys(n));
-	av[0] = "perl", av[1] = buf[0], av[2] = buf[1], av[3] = NULL;
+	script_argv("perl", dir, "s.pl", perl_keys(n), av, buf);
 }
 
 /* sort's lines: twice the Lua strings, 800000 at the default (40 MB). */

@@ -9,6 +9,7 @@
 
 #include "emm.h"
 #include "tap.h"
+#include "util.h"
 
 /* Threads there before the test (a sanitizer's own, say): not emm's. */
 static int before[64], nbefore;
@@ -34,17 +35,11 @@ static int other_threads(char *out, size_t cap)
 	if (!d)
 		return -1;
 	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
+		char comm[32];
 
 		if (e->d_name[0] == '.' || was_there(atoi(e->d_name)))
 			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (f && fgets(comm, sizeof(comm), f))
-			comm[strcspn(comm, "\n")] = '\0';
-		if (f)
-			fclose(f);
+		task_comm(e->d_name, comm, sizeof(comm));
 		len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s", n ? " " : "", comm);
 		n++;
 	}

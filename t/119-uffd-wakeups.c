@@ -29,17 +29,12 @@ static uint64_t service_sleeps(int *n)
 	if (!d)
 		return 0;
 	while ((e = readdir(d))) {
-		char path[300], line[128], comm[32] = "";
+		char path[300], line[128], comm[32];
 		FILE *f;
 
 		if (e->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (f && fgets(comm, sizeof(comm), f))
-			comm[strcspn(comm, "\n")] = '\0';
-		if (f)
-			fclose(f);
+		task_comm(e->d_name, comm, sizeof(comm));
 		if (strncmp(comm, "emm-uffd", 8))
 			continue;
 		(*n)++;

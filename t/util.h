@@ -1,15 +1,33 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page. */
+/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page, a thread's name. */
 #ifndef EMM_T_UTIL_H
 #define EMM_T_UTIL_H
 
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "emm.h"
 #include "tap.h"
 
 #define UTIL_FN static __attribute__((unused))
+
+/* The name of thread tid of this process (an entry of /proc/self/task)
+ * in comm; "" where it cannot be read. */
+UTIL_FN void task_comm(const char *tid, char *comm, size_t cap)
+{
+	char path[300];
+	FILE *f;
+
+	comm[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/self/task/%s/comm", tid);
+	f = fopen(path, "r");
+	if (f && fgets(comm, (int)cap, f))
+		comm[strcspn(comm, "\n")] = '\0';
+	if (f)
+		fclose(f);
+}
 
 UTIL_FN struct emm_stats stats(struct emm *mm)
 {
