@@ -22,10 +22,11 @@
  * against an eighth: a Perl hash of 300,000 keys under 44 MiB (half its
  * peak) swapped in 298 K pages against 113 K (46.0 s against 26.5, one
  * run each; the kernel's swap is OOM-killed there), 150,000 keys under
- * 23 MiB 142 K against 80 K; Lua under half its peak 124 to 126 K against 111 to 114 K,
- * under 64 MiB 394 to 398 K against 373 to 383 K; Python under half its
- * peak 70 to 72 K against 76 to 77 K; SQLite and sort as many; with no
- * activation at all, Perl 154 K and Python 77 to 78 K.
+ * 23 MiB 142 K against 80 K; Lua under half its peak 124 to 126 K
+ * against 111 to 114 K, under 64 MiB 394 to 398 K against 373 to 383 K;
+ * Python under half its peak 70 to 72 K against 76 to 77 K; SQLite and
+ * sort as many; with no activation at all, Perl 154 K and Python 77 to
+ * 78 K.
  *
  * A shadow has the 18 bits of PTE_SHADOW_MASK, in units of 1 << age_shift
  * events, the shift chosen at open so that the budget fits in 1/32 of the
