@@ -147,7 +147,7 @@ static char *path_of(char *path, const char *fmt, ...)
  */
 static struct {
 	char dir[PATH_MAX];
-	char files[40][64];
+	char files[64][64];	/* 8 scripts and data files, 8 for each client */
 	int nr_files;
 	volatile pid_t running;
 	struct sigaction old[3];
@@ -727,7 +727,7 @@ static int make_dir(struct ctx *c)
 	}
 	snprintf(leftovers.dir, sizeof(leftovers.dir), "%s", c->dir);
 	leftover("s.lua"), leftover("lua.out"), leftover("build.sql"), leftover("t.db");
-	leftover("s.py"), leftover("sort.in");
+	leftover("s.py"), leftover("sort.in"), leftover("s.pl");
 	leftover("t.db-journal");
 	for (size_t i = 0; i < NR_CLIENTS; i++)
 		for (int s = 0; s < NR_SUBJECTS; s++) {
