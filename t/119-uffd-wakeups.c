@@ -60,13 +60,9 @@ int main(void)
 	int n = 0;
 	char *p;
 
-	if (emm_open(&o, &mm))
-		skip_all("the uffd backend is not offered here (t/offered)");
-	if (emm_backend(mm) != EMM_BACKEND_UFFD) {
-		emm_close(mm);
-		skip_all("the uffd backend is not offered here (t/offered)");
-	}
 	plan(5);
+	if (!(mm = open_or_skip(&o, "uffd", 5)))
+		return 0;
 	is_int(emm_reserve(mm, PAGES * PAGE, (void **)&p), 0, "reserve 8 MiB");
 	is_int(emm_map(mm, p, PAGES * PAGE, NULL), 0, "map it");
 	emm_advise(mm, p, PAGES * PAGE, EMM_ADV_RANDOM);
