@@ -16,14 +16,14 @@
 #define WINDOW 64			/* pages: a stream's window (lib/swap_state.c) */
 
 /* A word of every page, in order; the words wrong. */
-static size_t read_stream(const uint64_t *mem, size_t len)
+static size_t read_stream(const volatile uint64_t *mem, size_t len)
 {
 	size_t bad = 0;
 
 	for (size_t p = 0; p < len / PAGE; p++) {
-		const uint64_t *w = mem + p * (PAGE / 8) + p % (PAGE / 8);
+		const volatile uint64_t *w = mem + p * (PAGE / 8) + p % (PAGE / 8);
 
-		bad += *w != word_value(w);
+		bad += *w != word_value((const uint64_t *)w);
 	}
 	return bad;
 }
