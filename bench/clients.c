@@ -111,9 +111,10 @@ struct client {
 	int (*prepare)(const char *dir, uint64_t n);
 	void (*argv)(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX]);
 	const char *stdin_name;		/* in the directory, or NULL */
-	/* Set for emm and kernel+mimalloc, not for the kernel with the
-	 * program's defaults: it sends the program's own allocator's memory
-	 * through malloc. */
+	/* Set for kernel+mimalloc, not for the kernel with the program's
+	 * defaults nor for emm (whose preload takes the program's own
+	 * mappings too: EMM_PRELOAD_MMAP): it sends the program's own
+	 * allocator's memory through malloc. */
 	const char *use_malloc;
 	/* What its header line counts, from the Lua strings; NULL: those. */
 	uint64_t (*units)(uint64_t n);
@@ -402,7 +403,7 @@ static void child(struct ctx *c, const struct client *cl, enum subject s, uint64
 		_exit(126);
 	if (s == KERNEL_MI)
 		setenv("LD_PRELOAD", c->mimalloc, 1);
-	if ((s == EMM || s == KERNEL_MI) && cl->use_malloc)
+	if (s == KERNEL_MI && cl->use_malloc)
 		putenv((char *)cl->use_malloc);
 	if (s == EMM) {
 		snprintf(val, sizeof(val), "%llu", (unsigned long long)budget);
@@ -410,6 +411,7 @@ static void child(struct ctx *c, const struct client *cl, enum subject s, uint64
 		setenv("EMM_MEM_LIMIT", val, 1);
 		setenv("EMM_SWAP_SIZE", "4G", 1);
 		setenv("EMM_SHOW_STATS", "1", 1);
+		setenv("EMM_PRELOAD_MMAP", "1", 1);
 		setenv("LD_PRELOAD", c->preload, 1);
 	}
 	path_of(path, "%s/%s.%s", c->dir, cl->name, subject_names[s]);
@@ -675,15 +677,16 @@ static void header(const struct ctx *c, const struct bench_opts *o)
 	printf("clients: unmodified programs, each unconstrained, under emm and under the\n"
 	       "  kernel's swap; best of %u run(s); output compared with the unconstrained run's\n"
 	       "  emm-uffd: LD_PRELOAD=%s EMM_BACKEND=uffd\n"
-	       "    EMM_MEM_LIMIT=budget EMM_SWAP_SIZE=4G; swap-ins and major faults from its\n"
+	       "    EMM_MEM_LIMIT=budget EMM_SWAP_SIZE=4G EMM_PRELOAD_MMAP=1 (the program's\n"
+	       "    own private mappings on emm too); swap-ins and major faults from its\n"
 	       "    statistics at exit (EMM_SHOW_STATS=1)\n"
 	       "  kernel-swap: a memory cgroup v1 with memory.limit_in_bytes = budget (which holds\n"
 	       "    the program's page cache too) and a swap file; swap-ins are the cgroup's\n"
 	       "    workingset_refault_anon, major faults its pgmajfault\n"
 	       "  kernel+mimalloc: the same, with LD_PRELOAD=%s, the allocator\n"
 	       "    libemm-heap is built on: the kernel's paging on emm's heap layout\n"
-	       "  python: emm-uffd and kernel+mimalloc run it with PYTHONMALLOC=malloc, so that\n"
-	       "    its objects come from malloc; kernel-swap with its own allocator, the default\n"
+	       "  python: kernel+mimalloc runs it with PYTHONMALLOC=malloc, so that its objects\n"
+	       "    come from malloc; emm-uffd and kernel-swap with its own allocator, the default\n"
 	       "  peak MiB: the process's maximum resident set as the kernel counts it\n",
 	       o->runs, c->preload, c->no_mimalloc ? "libmimalloc.so.2" : c->mimalloc);
 	if (c->no_mimalloc)

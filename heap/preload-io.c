@@ -68,12 +68,17 @@ HEAP_INTERNAL ssize_t emm_preload_pwrite(int fd, const void *buf, size_t n, off_
 	return __pwrite64(fd, buf, n, off);
 }
 
-/* Whether [p, p + n) lies in the heap and must be brought in first. */
+/* Whether [p, p + n) lies in the heap (or in the mappings preload-mmap.c
+ * serves) and must be brought in first. */
 static bool wanted(uintptr_t p, size_t n)
 {
 	const void *first = (const void *)p, *last = (const void *)(p + n - 1);
 
-	return n && preload_io_touch() && heap_of(first) && heap_of(last) == heap_of(first);
+	if (!n || !preload_io_touch())
+		return false;
+	if (preload_mmap_owns(first))
+		return preload_mmap_owns(last);
+	return heap_of(first) && heap_of(last) == heap_of(first);
 }
 
 /* Fault in each page of [p, p + len): for writing (the kernel will store

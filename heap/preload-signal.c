@@ -173,12 +173,14 @@ static struct pinned pages_of(const void *p, size_t len, bool outward)
 	return (struct pinned){ s, e > s ? e : s };
 }
 
-/* Pin a stack that lies in the heap: true if it is now pinned. */
+/* Pin a stack that lies in the heap or in an emm mapping (preload-mmap.c):
+ * true if it is now pinned. */
 static bool pin_stack(struct emm *m, const stack_t *ss)
 {
 	struct pinned p;
 
-	if (!m || !ss || (ss->ss_flags & SS_DISABLE) || !ss->ss_size || !heap_of(ss->ss_sp))
+	if (!m || !ss || (ss->ss_flags & SS_DISABLE) || !ss->ss_size ||
+	    (!heap_of(ss->ss_sp) && !preload_mmap_owns(ss->ss_sp)))
 		return false;
 	p = pages_of(ss->ss_sp, ss->ss_size, true);
 	return emm_pin(m, (void *)p.start, p.end - p.start) == 0;

@@ -77,22 +77,38 @@ static struct emm_heap *target_for(const void *ret)
 
 #define target() target_for(__builtin_return_address(0))
 
-/* dl_iterate_phdr: the executable segment that holds the address arg. */
+/* For preload-mmap.c. */
+bool preload_emm_thread(void)
+{
+	return emm_thread;
+}
+
+struct text { uintptr_t want, lo, len; };
+
+/* dl_iterate_phdr: the executable segment that holds the address want. */
 static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	uintptr_t want = (uintptr_t)arg;
+	struct text *t = arg;
 
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
 
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && want - lo < ph->p_memsz) {
-			libc_text = lo;
-			libc_text_len = ph->p_memsz;
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && t->want - lo < ph->p_memsz) {
+			t->lo = lo;
+			t->len = ph->p_memsz;
 			return 1;
 		}
 	}
 	return 0;
+}
+
+static struct text text_of(const void *fn)
+{
+	struct text t = { (uintptr_t)fn, 0, 0 };
+
+	dl_iterate_phdr(find_text, &t);
+	return t;
 }
 
 static void say(const char *fmt, ...)
@@ -319,6 +335,26 @@ static const char *backend_name(void)
 	return b >= 0 && b < 4 ? names[b] : "unknown";
 }
 
+/* EMM_PRELOAD_MMAP: private anonymous mappings on emm (preload-mmap.c),
+ * but for those the preload and mimalloc make. */
+static void mmap_init(void)
+{
+	struct text self = text_of((const void *)&text_of), mi = text_of((const void *)&mi_malloc);
+	const char *v = getenv("EMM_PRELOAD_MMAP_SIZE");
+	uint64_t size = 0;
+	int err;
+
+	if (v && parse_size(v, &size)) {
+		say("emm-preload: bad EMM_PRELOAD_MMAP_SIZE \"%s\", using 64G\n", v);
+		size = 0;
+	}
+	err = preload_mmap_init(mm, self.lo, self.lo + self.len, mi.lo, mi.lo + mi.len, size);
+	if (err)
+		say("emm-preload: no room for mappings (%s): mmap is the kernel's\n", strerror(-err));
+	else if (env_on("EMM_VERBOSE"))
+		say("emm-preload: private anonymous mappings on emm\n");
+}
+
 __attribute__((constructor)) static void preload_init(void)
 {
 	const char *v = getenv("EMM_HEAP_SIZE");
@@ -347,12 +383,17 @@ __attribute__((constructor)) static void preload_init(void)
 	io_touch = strcmp(backend_name(), "uffd") != 0;
 	if (io_touch) {
 		preload_unblock_faults();
-		dl_iterate_phdr(find_text, (void *)(uintptr_t)&fclose);
+		struct text t = text_of((const void *)&fclose);
+
+		libc_text = t.lo;
+		libc_text_len = t.len;
 		say("emm-preload: warning: with the %s backend, a system call other than "
 		    "read, write, pread, pwrite, readv, writev, fread and fwrite given a heap "
 		    "page that is not resident fails with EFAULT (or comes up short); use "
 		    "EMM_BACKEND=uffd\n", backend_name());
 	}
+	if (env_on("EMM_PRELOAD_MMAP"))
+		mmap_init();
 	/* Release: pairs with target(). */
 	atomic_store_explicit(&heap, h, memory_order_release);
 }

@@ -18,4 +18,12 @@ HEAP_INTERNAL bool preload_signal_faults(void);
 /* Unblock SIGSEGV and SIGBUS in the calling thread (preload-signal.c). */
 HEAP_INTERNAL void preload_unblock_faults(void);
 
+/* Whether the calling thread is one emm started (preload.c). */
+HEAP_INTERNAL bool preload_emm_thread(void);
+/* Whether p lies in the range private anonymous mappings come from
+ * (preload-mmap.c); making that range, with EMM_PRELOAD_MMAP. */
+HEAP_INTERNAL bool preload_mmap_owns(const void *p);
+HEAP_INTERNAL int preload_mmap_init(struct emm *m, uintptr_t self_lo, uintptr_t self_hi,
+				     uintptr_t mi_lo, uintptr_t mi_hi, uint64_t size);
+
 #endif

@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+/* The preload's mmap, munmap, mprotect, madvise and mremap: with EMM_PRELOAD_MMAP, a program's private anonymous mappings are emm memory too. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+/*
+ * Many programs allocate much of their memory with mmap(2), not malloc:
+ * Python's own allocator takes its arenas so, as do other runtimes' heaps
+ * and garbage collectors. With EMM_PRELOAD_MMAP set, a call that asks for
+ * private anonymous memory anywhere (no address, no MAP_FIXED, no file,
+ * read-write, read-only or no access) is given an emm VMA of its own,
+ * inside one reservation made at start; munmap, mprotect, madvise and
+ * mremap on it become emm_unmap, emm_protect, emm_advise and emm_move.
+ * Every other call, and every call made by emm's own threads, by mimalloc
+ * or by the preload itself, goes to the kernel as it was. When emm refuses
+ * (the reservation is full, the backend has no kernel VMA to spare) the
+ * kernel's mmap serves the call instead, so the program never sees an
+ * error the kernel would not have given.
+ */
+
+#define DEFAULT_SIZE	(64ULL << 30)	/* address space reserved */
+#define MAX_HOLES	1024		/* free ranges kept; beyond, address space is lost */
+
+struct range { uintptr_t s, e; };
+
+static struct emm *mm;
+static uintptr_t base, end;		/* the reservation; end 0: off */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct range holes[MAX_HOLES];	/* free, in address order, never adjacent */
+static unsigned nholes;
+/* The text of the preload and of libmimalloc: their calls go to the kernel. */
+static struct range self_text, mi_text;
+
+/* emm's own calls (renamed by the build) go straight to the kernel. */
+HEAP_INTERNAL void *emm_preload_mmap(void *p, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return (void *)syscall(SYS_mmap, p, len, prot, flags, fd, off);
+}
+
+HEAP_INTERNAL int emm_preload_munmap(void *p, size_t len)
+{
+	return (int)syscall(SYS_munmap, p, len);
+}
+
+HEAP_INTERNAL int emm_preload_mprotect(void *p, size_t len, int prot)
+{
+	return (int)syscall(SYS_mprotect, p, len, prot);
+}
+
+HEAP_INTERNAL int emm_preload_madvise(void *p, size_t len, int advice)
+{
+	return (int)syscall(SYS_madvise, p, len, advice);
+}
+
+HEAP_INTERNAL void *emm_preload_mremap(void *p, size_t old, size_t len, int flags, ...)
+{
+	void *to = NULL;
+	va_list ap;
+
+	va_start(ap, flags);
+	if (flags & MREMAP_FIXED)
+		to = va_arg(ap, void *);
+	va_end(ap);
+	return (void *)syscall(SYS_mremap, p, old, len, flags, to);
+}
+
+bool preload_mmap_owns(const void *p)
+{
+	return (uintptr_t)p - base < end - base;
+}
+
+static bool in(const struct range *r, const void *ret)
+{
+	return (uintptr_t)ret - r->s < r->e - r->s;
+}
+
+/* Unlocked: first fit of n bytes, taken from the holes; 0 if none fits. */
+static uintptr_t take(size_t n)
+{
+	for (unsigned i = 0; i < nholes; i++) {
+		uintptr_t s = holes[i].s;
+
+		if (holes[i].e - s < n)
+			continue;
+		holes[i].s += n;
+		if (holes[i].s == holes[i].e) {
+			nholes--;
+			for (unsigned j = i; j < nholes; j++)
+				holes[j] = holes[j + 1];
+		}
+		return s;
+	}
+	return 0;
+}
+
+/* Unlocked: [s, e) is free again, whatever part of it was free already. */
+static void give(uintptr_t s, uintptr_t e)
+{
+	unsigned i = 0, j;
+
+	while (i < nholes && holes[i].e < s)
+		i++;
+	/* holes[i..j) touch or overlap [s, e): they merge into one. */
+	for (j = i; j < nholes && holes[j].s <= e; j++) {
+		s = holes[j].s < s ? holes[j].s : s;
+		e = holes[j].e > e ? holes[j].e : e;
+	}
+	if (j == i) {
+		if (nholes == MAX_HOLES)
+			return;		/* lost to this run: address space only */
+		for (j = nholes++; j > i; j--)
+			holes[j] = holes[j - 1];
+		holes[i] = (struct range){ s, e };
+		return;
+	}
+	/* holes[i + 1..j) are in holes[i] now. */
+	holes[i] = (struct range){ s, e };
+	for (unsigned k = j; k < nholes; k++)
+		holes[k - (j - i - 1)] = holes[k];
+	nholes -= j - i - 1;
+}
+
+static uintptr_t alloc_range(size_t n)
+{
+	uintptr_t s;
+
+	pthread_mutex_lock(&lock);
+	s = take(n);
+	pthread_mutex_unlock(&lock);
+	return s;
+}
+
+static void free_range(uintptr_t s, uintptr_t e)
+{
+	pthread_mutex_lock(&lock);
+	give(s, e);
+	pthread_mutex_unlock(&lock);
+}
+
+static size_t page_up(size_t n)
+{
+	return (n + OS_PAGE - 1) & ~(OS_PAGE - 1);
+}
+
+/* Private anonymous memory anywhere, of a kind emm maps: emm's to serve? */
+static bool for_emm(void *p, size_t len, int prot, int flags, const void *ret)
+{
+	int anon = MAP_PRIVATE | MAP_ANONYMOUS;
+
+	return end && !p && len && len <= end - base && (flags & ~MAP_NORESERVE) == anon &&
+	       (prot == PROT_NONE || prot == PROT_READ || prot == (PROT_READ | PROT_WRITE)) &&
+	       !preload_emm_thread() && !in(&self_text, ret) && !in(&mi_text, ret);
+}
+
+static int fail(int err)
+{
+	errno = -err;
+	return -1;
+}
+
+static void *map(void *p, size_t len, int prot, int flags, int fd, off_t off, const void *ret)
+{
+	if (for_emm(p, len, prot, flags, ret)) {
+		EMM_OPTS(emm_map_opts, o, .prot = prot);
+		size_t n = page_up(len);
+		uintptr_t s = alloc_range(n);
+
+		if (s && !emm_map(mm, (void *)s, n, &o))
+			return (void *)s;
+		if (s)
+			free_range(s, s + n);
+	}
+	return emm_preload_mmap(p, len, prot, flags, fd, off);
+}
+
+PRELOAD_API void *mmap(void *p, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return map(p, len, prot, flags, fd, off, __builtin_return_address(0));
+}
+
+PRELOAD_API void *mmap64(void *p, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return map(p, len, prot, flags, fd, off, __builtin_return_address(0));
+}
+
+/*
+ * The part of [p, p + len) inside the reservation, page-aligned: in *s,
+ * *e. False when there is none; -EINVAL in *err for an address the kernel
+ * would refuse too.
+ */
+static bool inside(void *p, size_t len, uintptr_t *s, uintptr_t *e, int *err)
+{
+	uintptr_t a = (uintptr_t)p, z = a + page_up(len);
+
+	*err = 0;
+	if (!end || z <= base || a >= end)
+		return false;
+	if ((a & (OS_PAGE - 1)) || !len || z < a) {
+		*err = -EINVAL;
+		return true;
+	}
+	*s = a > base ? a : base;
+	*e = z < end ? z : end;
+	return true;
+}
+
+PRELOAD_API int munmap(void *p, size_t len)
+{
+	uintptr_t s, e, a = (uintptr_t)p, z = a + page_up(len);
+	int err;
+
+	if (!inside(p, len, &s, &e, &err))
+		return emm_preload_munmap(p, len);
+	if (err || (err = emm_unmap(mm, (void *)s, e - s)))
+		return fail(err);
+	free_range(s, e);
+	/* What lies outside the reservation is the kernel's. */
+	if (a < s && emm_preload_munmap(p, s - a))
+		return -1;
+	return z > e ? emm_preload_munmap((void *)e, z - e) : 0;
+}
+
+PRELOAD_API int mprotect(void *p, size_t len, int prot)
+{
+	uintptr_t s, e;
+	int err;
+
+	if (!inside(p, len, &s, &e, &err))
+		return emm_preload_mprotect(p, len, prot);
+	if (!err && (s != (uintptr_t)p || e - s != page_up(len)))
+		err = -ENOMEM;		/* partly not emm's: a hole, as the kernel says */
+	if (!err && (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
+		err = -EINVAL;
+	/* EMM_PROT_* are PROT_*'s values. */
+	return err || (err = emm_protect(mm, p, e - s, prot)) ? fail(err) : 0;
+}
+
+/* The advice emm takes for the kernel's; -1: a hint emm has no use for. */
+static int emm_advice(int advice)
+{
+	switch (advice) {
+	case MADV_NORMAL: return EMM_ADV_NORMAL;
+	case MADV_RANDOM: return EMM_ADV_RANDOM;
+	case MADV_SEQUENTIAL: return EMM_ADV_SEQUENTIAL;
+	case MADV_WILLNEED: return EMM_ADV_WILLNEED;
+	case MADV_DONTNEED:
+	case MADV_FREE:		/* may drop the pages, or not: dropping them is right */
+	case MADV_REMOVE: return EMM_ADV_DONTNEED;
+	case MADV_COLD: return EMM_ADV_COLD;
+	case MADV_PAGEOUT: return EMM_ADV_PAGEOUT;
+	case MADV_HUGEPAGE: return EMM_ADV_HUGEPAGE;
+	case MADV_NOHUGEPAGE: return EMM_ADV_NOHUGEPAGE;
+	default: return -1;
+	}
+}
+
+PRELOAD_API int madvise(void *p, size_t len, int advice)
+{
+	uintptr_t s, e;
+	int err, adv;
+
+	if (!inside(p, len, &s, &e, &err))
+		return emm_preload_madvise(p, len, advice);
+	if (!err && (s != (uintptr_t)p || e - s != page_up(len)))
+		err = -ENOMEM;
+	adv = emm_advice(advice);
+	if (!err && adv >= 0)
+		err = emm_advise(mm, p, e - s, adv);
+	return err ? fail(err) : 0;
+}
+
+/* Grow [p, p + old) of the reservation to len bytes elsewhere: a new VMA,
+ * the pages moved there (swapped ones without I/O: emm_move), the old one
+ * unmapped. Read-write mappings only: emm_move writes the destination. */
+static void *move(uintptr_t p, size_t old, size_t len)
+{
+	EMM_OPTS(emm_map_opts, o, .prot = EMM_PROT_READ | EMM_PROT_WRITE);
+	uintptr_t q = alloc_range(len);
+	int err = q ? emm_map(mm, (void *)q, len, &o) : -ENOMEM;
+
+	if (err) {
+		if (q)
+			free_range(q, q + len);
+		return fail(err), MAP_FAILED;
+	}
+	if ((err = emm_move(mm, (void *)q, (void *)p, old))) {
+		emm_unmap(mm, (void *)q, len);
+		free_range(q, q + len);
+		return fail(err), MAP_FAILED;
+	}
+	emm_unmap(mm, (void *)p, old);
+	free_range(p, p + old);
+	return (void *)q;
+}
+
+PRELOAD_API void *mremap(void *p, size_t old, size_t len, int flags, ...)
+{
+	uintptr_t s, e, a = (uintptr_t)p;
+	void *to = NULL;
+	va_list ap;
+	int err;
+
+	va_start(ap, flags);
+	if (flags & MREMAP_FIXED)
+		to = va_arg(ap, void *);
+	va_end(ap);
+	if (!inside(p, old ? old : 1, &s, &e, &err))
+		return emm_preload_mremap(p, old, len, flags, to);
+	old = page_up(old);
+	len = page_up(len);
+	if (!err && (!old || !len || s != a || e - s != old))
+		err = -EINVAL;
+	if (!err && (flags & ~MREMAP_MAYMOVE))
+		err = -EINVAL;		/* MREMAP_FIXED, MREMAP_DONTUNMAP: not here */
+	if (err)
+		return fail(err), MAP_FAILED;
+	if (len <= old) {
+		if (len < old && (err = emm_unmap(mm, (void *)(a + len), old - len)))
+			return fail(err), MAP_FAILED;
+		if (len < old)
+			free_range(a + len, a + old);
+		return p;
+	}
+	if (!(flags & MREMAP_MAYMOVE))
+		return fail(-ENOMEM), MAP_FAILED;
+	return move(a, old, len);
+}
+
+/* Called by the preload's constructor once the heap is made, with the
+ * text ranges whose calls stay the kernel's. */
+int preload_mmap_init(struct emm *m, uintptr_t self_lo, uintptr_t self_hi, uintptr_t mi_lo,
+		      uintptr_t mi_hi, uint64_t size)
+{
+	void *p;
+	int err;
+
+	if (!size)
+		size = DEFAULT_SIZE;
+	if ((err = emm_reserve(m, page_up(size), &p)))
+		return err;
+	size = page_up(size);
+	mm = m;
+	self_text = (struct range){ self_lo, self_hi };
+	mi_text = (struct range){ mi_lo, mi_hi };
+	holes[0] = (struct range){ (uintptr_t)p, (uintptr_t)p + size };
+	nholes = 1;
+	base = (uintptr_t)p;
+	end = (uintptr_t)p + size;	/* before main: no other thread calls yet */
+	return 0;
+}

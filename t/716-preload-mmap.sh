@@ -1,0 +1,111 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# 716-preload-mmap: with EMM_PRELOAD_MMAP, a program's private anonymous mmap(2) memory is emm's: Python's own allocator (its arenas are mappings) under a 12 MiB budget, the same output as without emm, its pages swapped; and through ctypes, mmap, munmap, mprotect, madvise and mremap keep the kernel's meaning on such a mapping, on the uffd backend and on signal; without the variable, mappings stay the kernel's.
+# shellcheck disable=SC1091
+. "$(dirname "$0")/preload.sh"
+skip_unless python3
+# Debian's own where it is: a python3 earlier on PATH may be a wrapper
+# that runs other programs first, each printing statistics of its own.
+py=python3
+[ -x /usr/bin/python3 ] && py=/usr/bin/python3
+
+echo 1..9
+# Python's own allocator (no PYTHONMALLOC=malloc): small objects in arenas
+# it maps itself.
+cat >"$tmp/dict.py" <<'EOF'
+import hashlib
+d = {}
+for i in range(120000):
+    d["key%09d" % i] = ("v%d" % (i * 7919)) * 3
+items = sorted(d.items(), key=lambda kv: kv[1])
+h = hashlib.sha256()
+for k, v in items[::7]:
+    h.update(k.encode()); h.update(v.encode())
+print(len(d), h.hexdigest())
+EOF
+"$py" "$tmp/dict.py" >"$tmp/plain"
+tap $? "without emm: $(cat "$tmp/plain")"
+EMM_PRELOAD_MMAP=1 under_emm 12M "$py" "$tmp/dict.py"
+
+# The calls' meaning, checked by the program itself: one line per check.
+cat >"$tmp/calls.py" <<'EOF'
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = libc.mremap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+libc.mprotect.argtypes = libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+RW, PRIV_ANON, MIB, PAGE = 3, 0x22, 1 << 20, 4096
+MREMAP_MAYMOVE, MADV_DONTNEED = 1, 4
+def emm(p):
+    for l in open("/proc/self/maps"):
+        a, b = (int(x, 16) for x in l.split()[0].split("-"))
+        if a <= p < b:
+            return "emm-physmem" in l
+def check(ok, what):
+    print(("ok " if ok else "FAIL ") + what)
+n = 32 * MIB
+p = libc.mmap(None, n, RW, PRIV_ANON, -1, 0)
+check(emm(p), "a private anonymous mapping is emm's")
+buf = (ctypes.c_ubyte * n).from_address(p)
+check(bytes(buf[0:PAGE]) == bytes(PAGE), "it reads zeros")
+for i in range(0, n, PAGE):
+    buf[i] = i // PAGE % 251
+check(all(buf[i] == i // PAGE % 251 for i in range(0, n, PAGE)),
+      "32 MiB written and read back under a 12 MiB budget")
+check(libc.madvise(p + PAGE, PAGE, MADV_DONTNEED) == 0 and buf[PAGE] == 0
+      and buf[2 * PAGE] == 2, "MADV_DONTNEED: that page reads zeros, its neighbours not")
+check(libc.mprotect(p, n, 1) == 0 and libc.mprotect(p, n, RW) == 0,
+      "mprotect read-only and back")
+q = libc.mremap(p, n, 2 * n, MREMAP_MAYMOVE)
+big = (ctypes.c_ubyte * (2 * n)).from_address(q)
+check(q not in (None, 2**64 - 1) and emm(q) and big[3 * PAGE] == 3
+      and big[n - PAGE] == (n // PAGE - 1) % 251 and big[n + PAGE] == 0,
+      "mremap grows it elsewhere: its words moved, the rest zeros")
+check(libc.mremap(q, 2 * n, n, 0) == q and libc.munmap(q + PAGE, PAGE) == 0,
+      "mremap shrinks it in place; munmap of a page inside")
+ctypes.set_errno(0)
+check(libc.mprotect(q, 2 * PAGE, 1) == -1 and ctypes.get_errno() == errno.ENOMEM,
+      "mprotect over the hole: ENOMEM")
+check(libc.munmap(q, n) == 0, "munmap of the rest")
+r = libc.mmap(None, PAGE, RW, PRIV_ANON, -1, 0)
+check(emm(r) and (ctypes.c_ubyte * PAGE).from_address(r)[0] == 0,
+      "a mapping made again reads zeros")
+s = libc.mmap(None, PAGE, RW, 0x21, -1, 0)
+check(not emm(s), "a shared one is the kernel's")
+EOF
+
+# calls BACKEND: the checks on it, each a TAP line of its own.
+calls() {
+	EMM_PRELOAD_MMAP=1 EMM_BACKEND=$1 EMM_MEM_LIMIT=12M EMM_SWAP_SIZE=1G LD_PRELOAD=$so \
+		"$py" "$tmp/calls.py" >"$tmp/calls" 2>"$tmp/err"
+	r=$?
+	if [ "$r" = 0 ] && ! grep -qv '^ok ' "$tmp/calls" && [ "$(wc -l <"$tmp/calls")" = 11 ]; then
+		tap 0 "$1: $(tr '\n' ';' <"$tmp/calls" | sed 's/ok //g; s/;$//')"
+	else
+		tap 1 "$1: the calls on a mapping (exit $r)"
+		sed 's/^/# /' "$tmp/calls" "$tmp/err" | head -20
+	fi
+}
+calls uffd
+calls signal
+# Python's own memory is not touched by system calls here: the same output
+# on signal, as the warning says nothing about it.
+EMM_PRELOAD_MMAP=1 EMM_BACKEND=signal EMM_MEM_LIMIT=12M EMM_SWAP_SIZE=1G LD_PRELOAD=$so \
+	"$py" "$tmp/dict.py" >"$tmp/emm" 2>"$tmp/err"
+cmp -s "$tmp/plain" "$tmp/emm"
+tap $? "signal: the same output with Python's arenas on emm"
+
+# Without the variable, the kernel's.
+LD_PRELOAD=$so EMM_BACKEND=uffd "$py" -c '
+import ctypes
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+p = libc.mmap(None, 1 << 20, 3, 0x22, -1, 0)
+print(any("emm-physmem" in l and int(l.split("-")[0], 16) <= p < int(l.split()[0].split("-")[1], 16) for l in open("/proc/self/maps")))
+' >"$tmp/out" 2>/dev/null
+[ "$(cat "$tmp/out")" = False ]
+tap $? "without EMM_PRELOAD_MMAP a mapping is the kernel's"
