@@ -89,7 +89,12 @@ static const char sqlite_script[] =
  * with the kernel's on the same heap layout. */
 enum subject { PLAIN, EMM, KERNEL, KERNEL_MI, NR_SUBJECTS };
 
-static const char *const subject_names[NR_SUBJECTS] = { "unconstrained", "emm-uffd",
+/* The backend the preload runs on: uffd, where every system call waits
+ * for a heap page, unless --backend names another. */
+static const char *preload_backend = "uffd";
+static char emm_subject[24] = "emm-uffd";
+
+static const char *const subject_names[NR_SUBJECTS] = { "unconstrained", emm_subject,
 							 "kernel-swap", "kernel+mimalloc" };
 
 static bool is_kernel(enum subject s)
@@ -101,6 +106,8 @@ static bool is_kernel(enum subject s)
 struct outcome {
 	bool ran, ok, same, oom;
 	bool no_stats;			/* emm: none printed, so the preload did not take */
+	int status;			/* wait4's */
+	char said[100];			/* failed: the first line of its own on stderr */
 	double sec, cpu;
 	uint64_t maxrss, majflt;	/* as the kernel saw the process */
 	uint64_t swapins, faults_major;	/* emm's (EMM_SHOW_STATS), or the cgroup's */
@@ -407,7 +414,7 @@ static void child(struct ctx *c, const struct client *cl, enum subject s, uint64
 		putenv((char *)cl->use_malloc);
 	if (s == EMM) {
 		snprintf(val, sizeof(val), "%llu", (unsigned long long)budget);
-		setenv("EMM_BACKEND", "uffd", 1);
+		setenv("EMM_BACKEND", preload_backend, 1);
 		setenv("EMM_MEM_LIMIT", val, 1);
 		setenv("EMM_SWAP_SIZE", "4G", 1);
 		setenv("EMM_SHOW_STATS", "1", 1);
@@ -450,6 +457,29 @@ static double tv_sec(struct timeval tv)
 	return tv.tv_sec + tv.tv_usec / 1e6;
 }
 
+/* The first line of the file that is the program's, not the preload's
+ * (its warning, its statistics), newline dropped; "" if none. */
+static void first_said(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	unsigned long long v;
+	char name[64], nl;
+
+	buf[0] = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "emm-preload:", 12) ||
+		    (sscanf(line, "%63[a-z_]%*[ ]%llu%c", name, &v, &nl) == 3 && nl == '\n'))
+			continue;
+		line[strcspn(line, "\n")] = 0;
+		line[len - 1] = 0;	/* cut to fit */
+		memcpy(buf, line, len);
+		break;
+	}
+	if (f)
+		fclose(f);
+}
+
 /* The counters each subject reports for itself, after the run; before:
  * the cgroup's, read before it (the kernel's subjects). */
 static void counters(struct ctx *c, const struct client *cl, enum subject s, struct outcome *o,
@@ -461,6 +491,8 @@ static void counters(struct ctx *c, const struct client *cl, enum subject s, str
 	path_of(out, "%s/%s.%s", c->dir, cl->name, subject_names[s]);
 	path_of(plain, "%s/%s.%s", c->dir, cl->name, subject_names[PLAIN]);
 	o->same = same_file(out, plain);
+	if (!o->ok)
+		first_said(err, o->said, sizeof(o->said));
 	if (s == EMM) {
 		o->swapins = bench_counter(err, "swapins");
 		o->faults_major = bench_counter(err, "faults_major");
@@ -508,7 +540,8 @@ static int run_program(struct ctx *c, const struct client *cl, enum subject s, u
 	*o = (struct outcome){ .ran = true, .sec = (bench_now_ns() - t0) / 1e9,
 			       .cpu = tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime),
 			       .maxrss = (uint64_t)ru.ru_maxrss * 1024, .majflt = (uint64_t)ru.ru_majflt,
-			       .ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 };
+			       .ok = WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			       .status = status };
 	if (is_kernel(s))
 		bench_kswap_child(&c->k, 0);
 	counters(c, cl, s, o, &before, oom_before);
@@ -544,9 +577,15 @@ static void row(const char *budget, enum subject s, const struct outcome *o)
 	else
 		printf(" %9llu %9llu", (unsigned long long)o->swapins,
 		       (unsigned long long)o->faults_major);
-	printf("  %s%s%s\n", !o->ok ? "FAILED" : o->same ? "same" : "DIFFERENT",
-	       o->oom ? ", killed by the OOM killer" : "",
+	printf("  %s", !o->ok ? "FAILED" : o->same ? "same" : "DIFFERENT");
+	if (!o->ok && !o->oom && WIFSIGNALED(o->status))
+		printf(", killed by signal %d", WTERMSIG(o->status));
+	else if (!o->ok && WEXITSTATUS(o->status))
+		printf(", exit status %d", WEXITSTATUS(o->status));
+	printf("%s%s\n", o->oom ? ", killed by the OOM killer" : "",
 	       o->no_stats ? ", no emm statistics at exit: the preload did not take" : "");
+	if (!o->ok && o->said[0])
+		printf("  %-6s %-15s it said: %s\n", "", "", o->said);
 }
 
 /* pattern (client-budget) and the subject's figures as data lines; a run
@@ -676,7 +715,7 @@ static void header(const struct ctx *c, const struct bench_opts *o)
 {
 	printf("clients: unmodified programs, each unconstrained, under emm and under the\n"
 	       "  kernel's swap; best of %u run(s); output compared with the unconstrained run's\n"
-	       "  emm-uffd: LD_PRELOAD=%s EMM_BACKEND=uffd\n"
+	       "  %s: LD_PRELOAD=%s EMM_BACKEND=%s\n"
 	       "    EMM_MEM_LIMIT=budget EMM_SWAP_SIZE=4G EMM_PRELOAD_MMAP=1 (the program's\n"
 	       "    own private mappings on emm too); swap-ins and major faults from its\n"
 	       "    statistics at exit (EMM_SHOW_STATS=1)\n"
@@ -686,13 +725,14 @@ static void header(const struct ctx *c, const struct bench_opts *o)
 	       "  kernel+mimalloc: the same, with LD_PRELOAD=%s, the allocator\n"
 	       "    libemm-heap is built on: the kernel's paging on emm's heap layout\n"
 	       "  python: kernel+mimalloc runs it with PYTHONMALLOC=malloc, so that its objects\n"
-	       "    come from malloc; emm-uffd and kernel-swap with its own allocator, the default\n"
+	       "    come from malloc; emm and kernel-swap with its own allocator, the default\n"
 	       "  peak MiB: the process's maximum resident set as the kernel counts it\n",
-	       o->runs, c->preload, c->no_mimalloc ? "libmimalloc.so.2" : c->mimalloc);
+	       o->runs, emm_subject, c->preload, preload_backend,
+	       c->no_mimalloc ? "libmimalloc.so.2" : c->mimalloc);
 	if (c->no_mimalloc)
 		printf("kernel+mimalloc: skipped: %s\n", c->no_mimalloc);
 	if (c->no_emm)
-		printf("emm-uffd: skipped: %s\n", c->no_emm);
+		printf("%s: skipped: %s\n", emm_subject, c->no_emm);
 	if (c->no_kernel)
 		printf("kernel-swap: skipped: %s\n", c->no_kernel);
 }
@@ -703,9 +743,11 @@ static void subjects(struct ctx *c, const struct bench_opts *o, uint64_t peak)
 	static char why[300];
 	uint64_t top = 0;
 
-	if (!bench_offered(EMM_BACKEND_UFFD))
-		c->no_emm = "no instance on the uffd backend here; on signal, the programs' "
-			    "system calls on non-resident heap pages fail with EFAULT";
+	if (!bench_offered(o->backend > 0 ? o->backend : EMM_BACKEND_UFFD))
+		c->no_emm = o->backend > 0 ? "no instance on that backend here" :
+			    "no instance on the uffd backend here; on signal, the programs' "
+			    "system calls on non-resident heap pages fail with EFAULT "
+			    "(--backend signal runs them there)";
 	else if (access(c->preload, R_OK))
 		c->no_emm = "no libemm-preload.so in the tree (make)";
 	for (unsigned i = 0; i < o->nr_limits; i++)
@@ -770,6 +812,12 @@ int bench_clients(const struct bench_opts *o)
 		opts.limit_pct[0] = 50;	/* half its peak: what the program would be given */
 		opts.limits[1] = 64ULL << 20, opts.limits[2] = 48ULL << 20;
 		opts.nr_limits = 3;
+	}
+	if (o->backend > 0) {
+		static const char *const names[] = { "auto", "signal", "uffd", "uffd-sigbus" };
+
+		preload_backend = names[o->backend];
+		snprintf(emm_subject, sizeof(emm_subject), "emm-%s", preload_backend);
 	}
 	find_preload(&c);
 	find_mimalloc(&c);

@@ -212,7 +212,7 @@ static void usage(FILE *f)
 		   "                (emm-thp(7))\n"
 		   "  --backend NAME  signal, uffd, uffd-sigbus or auto (default: first-touch,\n"
 		   "                out-of-core and file run every backend offered, side by side;\n"
-		   "                the others auto)\n"
+		   "                clients runs the preload on uffd; the others auto)\n"
 		   "out-of-core, heap, loop and clients measure the kernel's swap too when run as root\n"
 		   "with a cgroup v1 memory controller: a memory cgroup limited to the budget\n"
 		   "and a swap file in $TMPDIR (else /var/tmp), both removed at the end (or\n"
