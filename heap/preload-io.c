@@ -70,7 +70,7 @@ HEAP_INTERNAL ssize_t emm_preload_pwrite(int fd, const void *buf, size_t n, off_
 
 /* Whether [p, p + n) lies in the heap (or in the mappings preload-mmap.c
  * serves) and must be brought in first. */
-static bool wanted(uintptr_t p, size_t n)
+bool preload_io_wanted(uintptr_t p, size_t n)
 {
 	const void *first = (const void *)p, *last = (const void *)(p + n - 1);
 
@@ -148,24 +148,24 @@ static ssize_t chunked(int fd, char *buf, size_t n, off_t off, bool into)
 
 PRELOAD_API ssize_t read(int fd, void *buf, size_t n)
 {
-	return wanted((uintptr_t)buf, n) ? chunked(fd, buf, n, -1, true) : __read(fd, buf, n);
+	return preload_io_wanted((uintptr_t)buf, n) ? chunked(fd, buf, n, -1, true) : __read(fd, buf, n);
 }
 
 PRELOAD_API ssize_t write(int fd, const void *buf, size_t n)
 {
-	return wanted((uintptr_t)buf, n) ? chunked(fd, (char *)buf, n, -1, false) : __write(fd, buf, n);
+	return preload_io_wanted((uintptr_t)buf, n) ? chunked(fd, (char *)buf, n, -1, false) : __write(fd, buf, n);
 }
 
 PRELOAD_API ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
-	if (off < 0 || !wanted((uintptr_t)buf, n))
+	if (off < 0 || !preload_io_wanted((uintptr_t)buf, n))
 		return __pread64(fd, buf, n, off);
 	return chunked(fd, buf, n, off, true);
 }
 
 PRELOAD_API ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-	if (off < 0 || !wanted((uintptr_t)buf, n))
+	if (off < 0 || !preload_io_wanted((uintptr_t)buf, n))
 		return __pwrite64(fd, buf, n, off);
 	return chunked(fd, (char *)buf, n, off, false);
 }
@@ -183,7 +183,7 @@ static size_t stream_chunked(void *p, size_t size, size_t n, FILE *f, bool into)
 	bool had_error;
 	int faults = 0;
 
-	if (!size || !n || __builtin_mul_overflow(size, n, &total) || !wanted((uintptr_t)p, total))
+	if (!size || !n || __builtin_mul_overflow(size, n, &total) || !preload_io_wanted((uintptr_t)p, total))
 		return into ? _IO_fread(p, size, n, f) : _IO_fwrite(p, size, n, f);
 	had_error = ferror(f);
 
@@ -251,12 +251,12 @@ static ssize_t vectored(int fd, const struct iovec *iov, int n, bool into)
 		return -1;
 	}
 	for (int i = 0; i < n && iov; i++)
-		any |= wanted((uintptr_t)iov[i].iov_base, iov[i].iov_len);
+		any |= preload_io_wanted((uintptr_t)iov[i].iov_base, iov[i].iov_len);
 	if (!any)
 		return call(fd, iov, n);
 	for (int faults = 0;; faults++) {
 		for (int i = 0; i < n; i++)
-			if (wanted((uintptr_t)iov[i].iov_base, iov[i].iov_len))
+			if (preload_io_wanted((uintptr_t)iov[i].iov_base, iov[i].iov_len))
 				touch(iov[i].iov_base, iov[i].iov_len, into);
 		k = call(fd, iov, n);
 		if (k >= 0 || errno != EFAULT || faults + 1 >= RETRIES)

@@ -113,7 +113,7 @@ static struct text text_of(const void *fn)
 
 static void say(const char *fmt, ...)
 {
-	char line[256];
+	char line[512];
 	va_list ap;
 	int n;
 
@@ -389,8 +389,9 @@ __attribute__((constructor)) static void preload_init(void)
 		libc_text_len = t.len;
 		say("emm-preload: warning: with the %s backend, a system call other than "
 		    "read, write, pread, pwrite, readv, writev, fread and fwrite given a heap "
-		    "page that is not resident fails with EFAULT (or comes up short); use "
-		    "EMM_BACKEND=uffd\n", backend_name());
+		    "page that is not resident fails with EFAULT (or comes up short), but "
+		    "for the paths emm-preload(7) lists; use EMM_BACKEND=uffd\n",
+		    backend_name());
 	}
 	if (env_on("EMM_PRELOAD_MMAP"))
 		mmap_init();

@@ -15,6 +15,10 @@ HEAP_INTERNAL bool preload_io_touch(void);
 /* Whether emm's faults come as SIGSEGV and SIGBUS (not the uffd backend),
  * which no thread may then block (preload-signal.c). */
 HEAP_INTERNAL bool preload_signal_faults(void);
+/* Whether [p, p + n) lies on emm memory a system call must find resident:
+ * the heap's or preload-mmap.c's, on a backend that does not wait for it,
+ * not on emm's own threads (preload-io.c). */
+HEAP_INTERNAL bool preload_io_wanted(uintptr_t p, size_t n);
 /* Unblock SIGSEGV and SIGBUS in the calling thread (preload-signal.c). */
 HEAP_INTERNAL void preload_unblock_faults(void);
 

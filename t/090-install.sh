@@ -185,7 +185,9 @@ preload_exports() {
 		sigprocmask pthread_sigmask pthread_attr_setsigmask_np \
 		valloc read write pread pread64 pwrite pwrite64 readv writev fread fwrite \
 		fread_unlocked fwrite_unlocked __read_chk __pread_chk __pread64_chk \
-		__fread_chk __fread_unlocked_chk mmap mmap64 munmap mprotect madvise mremap |
+		__fread_chk __fread_unlocked_chk mmap mmap64 munmap mprotect madvise mremap \
+		open open64 openat openat64 __open_2 __open64_2 __openat_2 creat fopen fopen64 \
+		freopen opendir stat lstat access unlink rename mkdir rmdir |
 		LC_ALL=C sort >"$tmp/pwant" &&
 	cat "$tmp/psyms" && cmp "$tmp/psyms" "$tmp/pwant"
 }
@@ -265,7 +267,7 @@ check "emm_heap(3) and emm-preload(7) installed" test -f "$stage/usr/share/man/m
 check "examples/heap.c builds out of tree with pkg-config --libs emm-heap" build_heap_example
 check "the heap example runs against the staged libraries" run_heap_example
 check "libemm-heap.so exports exactly what emm-heap.h declares" heap_exports
-check "libemm-preload.so exports the malloc family, the fault signals' sigaction, signal, sigaltstack, the signal masks, the I/O calls it brings heap buffers in for and the mapping calls, only" preload_exports
+check "libemm-preload.so exports the malloc family, the fault signals' sigaction, signal, sigaltstack, the signal masks, the I/O and path calls it brings heap buffers in for and the mapping calls, only" preload_exports
 check "make uninstall removes every file" uninstall_clean
 check "make uninstall removes the directories it left empty" uninstall_dirs
 fake_ldconfig

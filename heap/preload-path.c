@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/* The preload's open, fopen, opendir, stat, access and the like: a path on emm memory brought in first where the kernel would not wait. */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+/*
+ * A path is a string, and a program keeps its strings on its heap: Lua's
+ * io.open passes the interpreter's own string, Python a bytes object. On
+ * the signal and uffd-sigbus backends the kernel does not wait for a page
+ * of it that is not resident, and the call fails with EFAULT: Lua's script
+ * of `emm-bench clients --backend uffd-sigbus` stopped so at io.open in
+ * every run. These calls read the path first (the access brings its pages
+ * in through emm's handler, as the program's own would), then make the
+ * call, again if reclaim took a page back in between. On uffd, on emm's
+ * own threads and for paths elsewhere they are the C library's calls.
+ */
+
+#define RETRIES	16
+
+/* Async-signal-safe. Bring the path at p in, if it is on emm memory
+ * that a system call must find resident; true if it is. */
+static bool bring_in(const char *p)
+{
+	size_t n;
+
+	if (!p || !preload_io_wanted((uintptr_t)p, 1))
+		return false;
+	n = strlen(p) + 1;	/* reading it faults its pages in */
+	return preload_io_wanted((uintptr_t)p, n);
+}
+
+/* The C library's functions, found when the library is loaded (not in
+ * a call that may come from a signal handler of emm's own), or at the
+ * first call made before that. */
+#define REALS(X) X(open) X(open64) X(openat) X(openat64) X(__open_2) X(__open64_2)	\
+	X(__openat_2) X(creat) X(fopen) X(fopen64) X(freopen) X(opendir) X(stat)	\
+	X(lstat) X(access) X(unlink) X(rename) X(mkdir) X(rmdir)
+
+extern int __open_2(const char *path, int flags);
+extern int __open64_2(const char *path, int flags);
+extern int __openat_2(int dir, const char *path, int flags);
+
+#define DECLARE(fn) static __typeof__(&fn) real_##fn;
+REALS(DECLARE)
+
+#define FIND(fn) __atomic_store_n(&real_##fn, (__typeof__(&fn))dlsym(RTLD_NEXT, #fn),	\
+				  __ATOMIC_RELAXED);
+
+__attribute__((constructor)) static void preload_path_init(void)
+{
+	REALS(FIND)
+}
+
+#define REAL(fn) ({								\
+	__typeof__(&fn) f_ = __atomic_load_n(&real_##fn, __ATOMIC_RELAXED);	\
+	if (!f_) {								\
+		f_ = (__typeof__(&fn))dlsym(RTLD_NEXT, #fn);			\
+		__atomic_store_n(&real_##fn, f_, __ATOMIC_RELAXED);		\
+	}									\
+	f_; })
+
+/* call, with its paths a and b brought in first, made again while it fails
+ * (returns fail) with EFAULT: a page taken back before the kernel read it. */
+#define PATH_CALL(fail, call, a, b) ({						\
+	bool w_ = bring_in(a) | bring_in(b);					\
+	__typeof__(call) r_;							\
+	for (int n_ = 0; (r_ = (call)) == (fail) && w_ && errno == EFAULT &&	\
+			 ++n_ < RETRIES;)					\
+		(void)(bring_in(a) | bring_in(b));				\
+	r_; })
+
+/* open's third argument, which it has only when it creates a file. */
+#define MODE(flags) ({								\
+	mode_t m_ = 0;								\
+	if ((flags) & O_CREAT || ((flags) & O_TMPFILE) == O_TMPFILE) {		\
+		va_list ap_;							\
+		va_start(ap_, flags);						\
+		m_ = va_arg(ap_, mode_t);					\
+		va_end(ap_);							\
+	}									\
+	m_; })
+
+PRELOAD_API int open(const char *path, int flags, ...)
+{
+	mode_t mode = MODE(flags);
+
+	return PATH_CALL(-1, REAL(open)(path, flags, mode), path, NULL);
+}
+
+PRELOAD_API int open64(const char *path, int flags, ...)
+{
+	mode_t mode = MODE(flags);
+
+	return PATH_CALL(-1, REAL(open64)(path, flags, mode), path, NULL);
+}
+
+PRELOAD_API int openat(int dir, const char *path, int flags, ...)
+{
+	mode_t mode = MODE(flags);
+
+	return PATH_CALL(-1, REAL(openat)(dir, path, flags, mode), path, NULL);
+}
+
+PRELOAD_API int openat64(int dir, const char *path, int flags, ...)
+{
+	mode_t mode = MODE(flags);
+
+	return PATH_CALL(-1, REAL(openat64)(dir, path, flags, mode), path, NULL);
+}
+
+/* _FORTIFY_SOURCE's forms, for flags without O_CREAT. */
+PRELOAD_API int __open_2(const char *path, int flags)
+{
+	return PATH_CALL(-1, REAL(__open_2)(path, flags), path, NULL);
+}
+
+PRELOAD_API int __open64_2(const char *path, int flags)
+{
+	return PATH_CALL(-1, REAL(__open64_2)(path, flags), path, NULL);
+}
+
+PRELOAD_API int __openat_2(int dir, const char *path, int flags)
+{
+	return PATH_CALL(-1, REAL(__openat_2)(dir, path, flags), path, NULL);
+}
+
+PRELOAD_API int creat(const char *path, mode_t mode)
+{
+	return PATH_CALL(-1, REAL(creat)(path, mode), path, NULL);
+}
+
+PRELOAD_API FILE *fopen(const char *path, const char *mode)
+{
+	return PATH_CALL(NULL, REAL(fopen)(path, mode), path, mode);
+}
+
+PRELOAD_API FILE *fopen64(const char *path, const char *mode)
+{
+	return PATH_CALL(NULL, REAL(fopen64)(path, mode), path, mode);
+}
+
+PRELOAD_API FILE *freopen(const char *path, const char *mode, FILE *f)
+{
+	return PATH_CALL(NULL, REAL(freopen)(path, mode, f), path, mode);
+}
+
+PRELOAD_API DIR *opendir(const char *path)
+{
+	return PATH_CALL(NULL, REAL(opendir)(path), path, NULL);
+}
+
+PRELOAD_API int stat(const char *path, struct stat *st)
+{
+	return PATH_CALL(-1, REAL(stat)(path, st), path, NULL);
+}
+
+PRELOAD_API int lstat(const char *path, struct stat *st)
+{
+	return PATH_CALL(-1, REAL(lstat)(path, st), path, NULL);
+}
+
+PRELOAD_API int access(const char *path, int mode)
+{
+	return PATH_CALL(-1, REAL(access)(path, mode), path, NULL);
+}
+
+PRELOAD_API int unlink(const char *path)
+{
+	return PATH_CALL(-1, REAL(unlink)(path), path, NULL);
+}
+
+PRELOAD_API int rename(const char *from, const char *to)
+{
+	return PATH_CALL(-1, REAL(rename)(from, to), from, to);
+}
+
+PRELOAD_API int mkdir(const char *path, mode_t mode)
+{
+	return PATH_CALL(-1, REAL(mkdir)(path, mode), path, NULL);
+}
+
+PRELOAD_API int rmdir(const char *path)
+{
+	return PATH_CALL(-1, REAL(rmdir)(path), path, NULL);
+}
