@@ -17,8 +17,11 @@
  * read-write, read-only or no access) is given an emm VMA of its own,
  * inside one reservation made at start; munmap, mprotect, madvise and
  * mremap on it become emm_unmap, emm_protect, emm_advise and emm_move.
- * Every other call, and every call made by emm's own threads, by mimalloc
- * or by the preload itself, goes to the kernel as it was. When emm refuses
+ * MAP_FIXED over such a mapping replaces it, with a fresh VMA if it asks
+ * for the same kind of memory, else with the kernel's mapping, that range
+ * then the kernel's for good (map_fixed). Every other call, and every call
+ * made by emm's own threads, by mimalloc or by the preload itself, goes
+ * to the kernel as it was. When emm refuses
  * (the reservation is full, the backend has no kernel VMA to spare) the
  * kernel's mmap serves the call instead, so the program never sees an
  * error the kernel would not have given.
@@ -26,6 +29,7 @@
 
 #define DEFAULT_SIZE	(64ULL << 30)	/* address space reserved */
 #define MAX_HOLES	1024		/* free ranges kept; beyond, address space is lost */
+#define MAX_FOREIGN	256		/* ranges of the reservation the kernel maps */
 
 struct range { uintptr_t s, e; };
 
@@ -34,6 +38,11 @@ static uintptr_t base, end;		/* the reservation; end 0: off */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct range holes[MAX_HOLES];	/* free, in address order, never adjacent */
 static unsigned nholes;
+/* Ranges the program mapped over with MAP_FIXED and something emm does not
+ * map (a file, shared memory: a ring buffer mapped twice over a reserved
+ * range): the kernel's from then on, never given out again. */
+static struct range foreign[MAX_FOREIGN];
+static unsigned nforeign;
 /* The text of the preload and of libmimalloc: their calls go to the kernel. */
 static struct range self_text, mi_text;
 
@@ -126,6 +135,72 @@ static void give(uintptr_t s, uintptr_t e)
 	nholes -= j - i - 1;
 }
 
+/* Unlocked: [s, e) is no longer free, whatever part of it was. */
+static bool unfree(uintptr_t s, uintptr_t e)
+{
+	for (unsigned i = 0; i < nholes; i++) {
+		struct range h = holes[i];
+
+		if (h.e <= s || h.s >= e)
+			continue;
+		if (h.s < s && h.e > e) {	/* split in two */
+			if (nholes == MAX_HOLES)
+				return false;
+			for (unsigned j = nholes++; j > i + 1; j--)
+				holes[j] = holes[j - 1];
+			holes[i].e = s;
+			holes[i + 1] = (struct range){ e, h.e };
+			return true;
+		}
+		if (h.s < s) {
+			holes[i].e = s;
+		} else if (h.e > e) {
+			holes[i].s = e;
+		} else {
+			nholes--;
+			for (unsigned j = i; j < nholes; j++)
+				holes[j] = holes[j + 1];
+			i--;
+		}
+	}
+	return true;
+}
+
+/* 0: [s, e) has nothing of the kernel's; 1: it lies in one foreign range;
+ * 2: it is partly foreign. */
+static int foreign_in(uintptr_t s, uintptr_t e)
+{
+	int kind = 0;
+
+	pthread_mutex_lock(&lock);
+	for (unsigned i = 0; i < nforeign && kind != 2; i++)
+		if (foreign[i].s < e && foreign[i].e > s)
+			kind = foreign[i].s <= s && foreign[i].e >= e ? 1 : 2;
+	pthread_mutex_unlock(&lock);
+	return kind;
+}
+
+/* [s, e) becomes foreign, one range with those it touches: false if there
+ * is no room to say so. */
+static bool make_foreign(uintptr_t s, uintptr_t e)
+{
+	bool ok;
+
+	pthread_mutex_lock(&lock);
+	ok = nforeign < MAX_FOREIGN && unfree(s, e);
+	for (unsigned i = 0; ok && i < nforeign; i++) {
+		if (foreign[i].s > e || foreign[i].e < s)
+			continue;
+		s = foreign[i].s < s ? foreign[i].s : s;
+		e = foreign[i].e > e ? foreign[i].e : e;
+		foreign[i--] = foreign[--nforeign];
+	}
+	if (ok)
+		foreign[nforeign++] = (struct range){ s, e };
+	pthread_mutex_unlock(&lock);
+	return ok;
+}
+
 static uintptr_t alloc_range(size_t n)
 {
 	uintptr_t s;
@@ -164,8 +239,47 @@ static int fail(int err)
 	return -1;
 }
 
+static bool inside(void *p, size_t len, uintptr_t *s, uintptr_t *e, int *err);
+
+/*
+ * MAP_FIXED over [p, p + len) of the reservation. Private anonymous memory
+ * of a kind emm maps: the VMA there (if any) replaced by a fresh one, as
+ * the kernel would (an allocator decommits so, mapping PROT_NONE over what
+ * it frees). Anything else: emm's VMA unmapped, the range the kernel's for
+ * good. A range partly outside the reservation, or partly foreign already,
+ * is refused with ENOMEM.
+ */
+static void *map_fixed(void *p, size_t len, int prot, int flags, int fd, off_t off)
+{
+	EMM_OPTS(emm_map_opts, o, .prot = prot);
+	uintptr_t s, e;
+	int err, kind;
+
+	if (!inside(p, len, &s, &e, &err) || err)
+		return err ? (fail(err), MAP_FAILED) : emm_preload_mmap(p, len, prot, flags, fd, off);
+	kind = foreign_in(s, e);
+	if (kind == 1)
+		return emm_preload_mmap(p, len, prot, flags, fd, off);
+	if (kind == 2 || s != (uintptr_t)p || e - s != page_up(len))
+		return fail(-ENOMEM), MAP_FAILED;
+	if (for_emm(NULL, len, prot, flags & ~MAP_FIXED, NULL)) {
+		pthread_mutex_lock(&lock);
+		bool ok = unfree(s, e);
+		pthread_mutex_unlock(&lock);
+		if (!ok || (err = emm_unmap(mm, p, e - s)) || (err = emm_map(mm, p, e - s, &o)))
+			return fail(ok ? err : -ENOMEM), MAP_FAILED;
+		return p;
+	}
+	if (!make_foreign(s, e))
+		return fail(-ENOMEM), MAP_FAILED;
+	emm_unmap(mm, p, e - s);
+	return emm_preload_mmap(p, len, prot, flags, fd, off);
+}
+
 static void *map(void *p, size_t len, int prot, int flags, int fd, off_t off, const void *ret)
 {
+	if ((flags & MAP_FIXED) && end && !in(&self_text, ret) && !in(&mi_text, ret))
+		return map_fixed(p, len, prot, flags, fd, off);
 	if (for_emm(p, len, prot, flags, ret)) {
 		EMM_OPTS(emm_map_opts, o, .prot = prot);
 		size_t n = page_up(len);
@@ -213,10 +327,18 @@ static bool inside(void *p, size_t len, uintptr_t *s, uintptr_t *e, int *err)
 PRELOAD_API int munmap(void *p, size_t len)
 {
 	uintptr_t s, e, a = (uintptr_t)p, z = a + page_up(len);
-	int err;
+	int err, kind = 0;
 
 	if (!inside(p, len, &s, &e, &err))
 		return emm_preload_munmap(p, len);
+	if (!err && (kind = foreign_in(s, e)) == 1) {
+		/* Foreign for good: left reserved, no access. */
+		p = emm_preload_mmap(p, len, PROT_NONE,
+				     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		return p == MAP_FAILED ? -1 : 0;
+	}
+	if (!err && kind)
+		err = -EINVAL;		/* partly foreign: not here */
 	if (err || (err = emm_unmap(mm, (void *)s, e - s)))
 		return fail(err);
 	free_range(s, e);
@@ -231,7 +353,7 @@ PRELOAD_API int mprotect(void *p, size_t len, int prot)
 	uintptr_t s, e;
 	int err;
 
-	if (!inside(p, len, &s, &e, &err))
+	if (!inside(p, len, &s, &e, &err) || (!err && foreign_in(s, e) == 1))
 		return emm_preload_mprotect(p, len, prot);
 	if (!err && (s != (uintptr_t)p || e - s != page_up(len)))
 		err = -ENOMEM;		/* partly not emm's: a hole, as the kernel says */
@@ -265,7 +387,7 @@ PRELOAD_API int madvise(void *p, size_t len, int advice)
 	uintptr_t s, e;
 	int err, adv;
 
-	if (!inside(p, len, &s, &e, &err))
+	if (!inside(p, len, &s, &e, &err) || (!err && foreign_in(s, e) == 1))
 		return emm_preload_madvise(p, len, advice);
 	if (!err && (s != (uintptr_t)p || e - s != page_up(len)))
 		err = -ENOMEM;
@@ -310,7 +432,7 @@ PRELOAD_API void *mremap(void *p, size_t old, size_t len, int flags, ...)
 	if (flags & MREMAP_FIXED)
 		to = va_arg(ap, void *);
 	va_end(ap);
-	if (!inside(p, old ? old : 1, &s, &e, &err))
+	if (!inside(p, old ? old : 1, &s, &e, &err) || (!err && foreign_in(s, e) == 1))
 		return emm_preload_mremap(p, old, len, flags, to);
 	old = page_up(old);
 	len = page_up(len);

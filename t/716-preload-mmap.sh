@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# 716-preload-mmap: with EMM_PRELOAD_MMAP, a program's private anonymous mmap(2) memory is emm's: Python's own allocator (its arenas are mappings) under a 12 MiB budget, the same output as without emm, its pages swapped; and through ctypes, mmap, munmap, mprotect, madvise and mremap keep the kernel's meaning on such a mapping, on the uffd backend and on signal; without the variable, mappings stay the kernel's.
+# 716-preload-mmap: with EMM_PRELOAD_MMAP, a program's private anonymous mmap(2) memory is emm's: Python's own allocator (its arenas are mappings) under a 12 MiB budget, the same output as without emm, its pages swapped; and through ctypes, mmap, munmap, mprotect, madvise and mremap keep the kernel's meaning on such a mapping (MAP_FIXED over it too: an allocator's decommit, a ring buffer's file mapped twice), on the uffd backend and on signal; without the variable, mappings stay the kernel's.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 skip_unless python3
@@ -29,7 +29,7 @@ EMM_PRELOAD_MMAP=1 under_emm 12M "$py" "$tmp/dict.py"
 
 # The calls' meaning, checked by the program itself: one line per check.
 cat >"$tmp/calls.py" <<'EOF'
-import ctypes, errno
+import ctypes, errno, os
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = libc.mremap.restype = ctypes.c_void_p
 libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
@@ -75,6 +75,24 @@ check(emm(r) and (ctypes.c_ubyte * PAGE).from_address(r)[0] == 0,
       "a mapping made again reads zeros")
 s = libc.mmap(None, PAGE, RW, 0x21, -1, 0)
 check(not emm(s), "a shared one is the kernel's")
+# An allocator's decommit: PROT_NONE mapped over with MAP_FIXED, then
+# opened again: a fresh VMA, zeros.
+MAP_FIXED, MAP_SHARED = 0x10, 0x01
+d = libc.mmap(None, 4 * PAGE, RW, PRIV_ANON, -1, 0)
+(ctypes.c_ubyte * PAGE).from_address(d + PAGE)[0] = 7
+check(libc.mmap(d + PAGE, PAGE, 0, PRIV_ANON | MAP_FIXED, -1, 0) == d + PAGE and emm(d + PAGE)
+      and libc.mprotect(d + PAGE, PAGE, RW) == 0
+      and (ctypes.c_ubyte * PAGE).from_address(d + PAGE)[0] == 0,
+      "MAP_FIXED over it: a fresh mapping, zeros")
+# A ring buffer: a reserved range, one file mapped twice over it.
+fd = os.memfd_create("ring")
+os.ftruncate(fd, PAGE)
+r = libc.mmap(None, 2 * PAGE, 0, PRIV_ANON, -1, 0)
+ok = all(libc.mmap(r + k * PAGE, PAGE, RW, MAP_SHARED | MAP_FIXED, fd, 0) == r + k * PAGE
+         for k in (0, 1))
+(ctypes.c_ubyte * PAGE).from_address(r)[5] = 42
+check(ok and emm(r) is False and (ctypes.c_ubyte * PAGE).from_address(r + PAGE)[5] == 42
+      and libc.munmap(r, 2 * PAGE) == 0, "a file mapped twice over it with MAP_FIXED: a ring")
 EOF
 
 # calls BACKEND: the checks on it, each a TAP line of its own.
@@ -82,7 +100,7 @@ calls() {
 	EMM_PRELOAD_MMAP=1 EMM_BACKEND=$1 EMM_MEM_LIMIT=12M EMM_SWAP_SIZE=1G LD_PRELOAD=$so \
 		"$py" "$tmp/calls.py" >"$tmp/calls" 2>"$tmp/err"
 	r=$?
-	if [ "$r" = 0 ] && ! grep -qv '^ok ' "$tmp/calls" && [ "$(wc -l <"$tmp/calls")" = 11 ]; then
+	if [ "$r" = 0 ] && ! grep -qv '^ok ' "$tmp/calls" && [ "$(wc -l <"$tmp/calls")" = 13 ]; then
 		tap 0 "$1: $(tr '\n' ';' <"$tmp/calls" | sed 's/ok //g; s/;$//')"
 	else
 		tap 1 "$1: the calls on a mapping (exit $r)"
