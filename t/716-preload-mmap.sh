@@ -4,10 +4,6 @@
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 skip_unless python3
-# Debian's own where it is: a python3 earlier on PATH may be a wrapper
-# that runs other programs first, each printing statistics of its own.
-py=python3
-[ -x /usr/bin/python3 ] && py=/usr/bin/python3
 
 echo 1..9
 # Python's own allocator (no PYTHONMALLOC=malloc): small objects in arenas

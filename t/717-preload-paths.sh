@@ -4,8 +4,6 @@
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 skip_unless_programs python3
-py=python3
-[ -x /usr/bin/python3 ] && py=/usr/bin/python3
 
 echo 1..2
 cat >"$tmp/paths.py" <<'EOF'

@@ -5,6 +5,10 @@
 
 cd "$(dirname "$0")/.." || exit 1
 so=$PWD/heap/libemm-preload.so
+# Debian's python3 where it is: one earlier on PATH may be a wrapper that
+# runs other programs first, each printing statistics of its own.
+py=python3
+[ -x /usr/bin/python3 ] && py=/usr/bin/python3
 
 # skip_unless_programs PROGRAM...: the programs and the preload exist, and
 # the preload can go into a program (no sanitizer build).
