@@ -206,12 +206,11 @@ static unsigned join_ranges(const struct revoke_vec *v, unsigned *i, struct iove
  * 33 pages and whole above. On a 2-vCPU VM with shadow page tables, where
  * each page flushed is an exit to the hypervisor, 32 pages cost 160 to
  * 170 us given one by one, and 24 to 41 us given as one range of 63 to
- * 993 pages; with the program running on the other CPU, an IPI each: 23.6
- * us a range for 64 one-page ranges, 1.8 a page as one (Linux 6.18). Real
- * batches, taken from the LRU, join less: SQLite's 17,300 ranges went in
- * 12,400 (Lua's 113,000 in 99,000), which changed its time by less than
- * the noise. Where the kernel stops early, the ranges it did not cover
- * whole are left to the caller.
+ * 993 pages; with the program on the other CPU, 23.6 us a range (an IPI)
+ * for 64 one-page ranges, 1.8 a page as one. Real batches join less:
+ * SQLite's 17,300 ranges went in 12,400 (Lua's 113,000 in 99,000), its
+ * time changed by less than the noise. Where the kernel stops early, the
+ * ranges it did not cover whole are left to the caller.
  */
 static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 {
