@@ -207,10 +207,9 @@ static unsigned join_ranges(const struct revoke_vec *v, unsigned *i, struct iove
  * each page flushed is an exit to the hypervisor, 32 pages cost 160 to
  * 170 us given one by one, and 24 to 41 us given as one range of 63 to
  * 993 pages; with the program on the other CPU, 23.6 us a range (an IPI)
- * for 64 one-page ranges, 1.8 a page as one. Real batches join less:
- * SQLite's 17,300 ranges went in 12,400 (Lua's 113,000 in 99,000), its
- * time changed by less than the noise. Where the kernel stops early, the
- * ranges it did not cover whole are left to the caller.
+ * for 64 one-page ranges, 1.8 a page as one. Real batches join less
+ * (SQLite's 17,300 ranges went in 12,400, within the noise). Where the
+ * kernel stops early, the ranges it did not cover whole are the caller's.
  */
 static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 {
