@@ -454,6 +454,18 @@ PRELOAD_API void *mremap(void *p, size_t old, size_t len, int flags, ...)
 	return move(a, old, len);
 }
 
+/* fork: the child's first mmap must not find the lock held by a thread
+ * the child does not have. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+static void fork_done(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
 /* Called by the preload's constructor once the heap is made, with the
  * text ranges whose calls stay the kernel's. */
 int preload_mmap_init(struct emm *m, uintptr_t self_lo, uintptr_t self_hi, uintptr_t mi_lo,
@@ -466,6 +478,7 @@ int preload_mmap_init(struct emm *m, uintptr_t self_lo, uintptr_t self_hi, uintp
 		size = DEFAULT_SIZE;
 	if ((err = emm_reserve(m, page_up(size), &p)))
 		return err;
+	pthread_atfork(fork_prepare, fork_done, fork_done);
 	size = page_up(size);
 	mm = m;
 	self_text = (struct range){ self_lo, self_hi };
