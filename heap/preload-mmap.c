@@ -239,7 +239,26 @@ static int fail(int err)
 	return -1;
 }
 
-static bool inside(void *p, size_t len, uintptr_t *s, uintptr_t *e, int *err);
+/*
+ * The part of [p, p + len) inside the reservation, page-aligned: in *s,
+ * *e. False when there is none; -EINVAL in *err for an address the kernel
+ * would refuse too.
+ */
+static bool inside(void *p, size_t len, uintptr_t *s, uintptr_t *e, int *err)
+{
+	uintptr_t a = (uintptr_t)p, z = a + page_up(len);
+
+	*err = 0;
+	if (!end || z <= base || a >= end)
+		return false;
+	if ((a & (OS_PAGE - 1)) || !len || z < a) {
+		*err = -EINVAL;
+		return true;
+	}
+	*s = a > base ? a : base;
+	*e = z < end ? z : end;
+	return true;
+}
 
 /*
  * MAP_FIXED over [p, p + len) of the reservation. Private anonymous memory
@@ -276,8 +295,10 @@ static void *map_fixed(void *p, size_t len, int prot, int flags, int fd, off_t o
 	return emm_preload_mmap(p, len, prot, flags, fd, off);
 }
 
-static void *map(void *p, size_t len, int prot, int flags, int fd, off_t off, const void *ret)
+PRELOAD_API void *mmap(void *p, size_t len, int prot, int flags, int fd, off_t off)
 {
+	const void *ret = __builtin_return_address(0);
+
 	if ((flags & MAP_FIXED) && end && !in(&self_text, ret) && !in(&mi_text, ret))
 		return map_fixed(p, len, prot, flags, fd, off);
 	if (for_emm(p, len, prot, flags, ret)) {
@@ -293,36 +314,9 @@ static void *map(void *p, size_t len, int prot, int flags, int fd, off_t off, co
 	return emm_preload_mmap(p, len, prot, flags, fd, off);
 }
 
-PRELOAD_API void *mmap(void *p, size_t len, int prot, int flags, int fd, off_t off)
-{
-	return map(p, len, prot, flags, fd, off, __builtin_return_address(0));
-}
-
+/* On LP64 the 64-bit name is the same call. */
 PRELOAD_API void *mmap64(void *p, size_t len, int prot, int flags, int fd, off_t off)
-{
-	return map(p, len, prot, flags, fd, off, __builtin_return_address(0));
-}
-
-/*
- * The part of [p, p + len) inside the reservation, page-aligned: in *s,
- * *e. False when there is none; -EINVAL in *err for an address the kernel
- * would refuse too.
- */
-static bool inside(void *p, size_t len, uintptr_t *s, uintptr_t *e, int *err)
-{
-	uintptr_t a = (uintptr_t)p, z = a + page_up(len);
-
-	*err = 0;
-	if (!end || z <= base || a >= end)
-		return false;
-	if ((a & (OS_PAGE - 1)) || !len || z < a) {
-		*err = -EINVAL;
-		return true;
-	}
-	*s = a > base ? a : base;
-	*e = z < end ? z : end;
-	return true;
-}
+	__attribute__((alias("mmap")));
 
 PRELOAD_API int munmap(void *p, size_t len)
 {
