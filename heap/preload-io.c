@@ -83,7 +83,7 @@ bool preload_io_wanted(uintptr_t p, size_t n)
 
 /* Fault in each page of [p, p + len): for writing (the kernel will store
  * there) with an atomic no-op, else with a load. Async-signal-safe. */
-static void touch(const void *p, size_t len, bool for_write)
+void preload_io_fault_in(const void *p, size_t len, bool for_write)
 {
 	uintptr_t a = (uintptr_t)p, e = a + len;
 
@@ -119,7 +119,7 @@ static ssize_t chunked(int fd, char *buf, size_t n, off_t off, bool into)
 		size_t c = n - done < CHUNK ? n - done : CHUNK;
 		ssize_t k;
 
-		touch(buf + done, c, into);
+		preload_io_fault_in(buf + done, c, into);
 		if (into)
 			k = off >= 0 ? __pread64(fd, buf + done, c, off + (off_t)done) :
 				       __read(fd, buf + done, c);
@@ -190,7 +190,7 @@ static size_t stream_chunked(void *p, size_t size, size_t n, FILE *f, bool into)
 	while (done < total) {
 		size_t c = total - done < CHUNK ? total - done : CHUNK, k;
 
-		touch((char *)p + done, c, into);
+		preload_io_fault_in((char *)p + done, c, into);
 		k = into ? _IO_fread((char *)p + done, 1, c, f) :
 			   _IO_fwrite((char *)p + done, 1, c, f);
 		done += k;
@@ -257,7 +257,7 @@ static ssize_t vectored(int fd, const struct iovec *iov, int n, bool into)
 	for (int faults = 0;; faults++) {
 		for (int i = 0; i < n; i++)
 			if (preload_io_wanted((uintptr_t)iov[i].iov_base, iov[i].iov_len))
-				touch(iov[i].iov_base, iov[i].iov_len, into);
+				preload_io_fault_in(iov[i].iov_base, iov[i].iov_len, into);
 		k = call(fd, iov, n);
 		if (k >= 0 || errno != EFAULT || faults + 1 >= RETRIES)
 			return k;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The preload's open, fopen, opendir, stat, access and the like: a path on emm memory brought in first where the kernel would not wait. */
+/* The preload's open, fopen, opendir, stat, access, readlink and the like: a path on emm memory brought in first where the kernel would not wait. */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
+#include <utime.h>
 
 #include "preload.h"
 
@@ -20,8 +22,12 @@
  * of `emm-bench clients --backend uffd-sigbus` stopped so at io.open in
  * every run. These calls read the path first (the access brings its pages
  * in through emm's handler, as the program's own would), then make the
- * call, again if reclaim took a page back in between. On uffd, on emm's
- * own threads and for paths elsewhere they are the C library's calls.
+ * call, again if reclaim took a page back in between. What the kernel
+ * stores (a struct stat, readlink's name) is brought in for writing the
+ * same way when it is on emm memory. On uffd, on emm's own threads and for
+ * memory elsewhere they are the C library's calls. The names are the ones
+ * Debian's programs link to: Python, SQLite and Perl call stat64, lstat64
+ * and fstatat64 (built with 64-bit file offsets), sort calls stat.
  */
 
 #define RETRIES	16
@@ -38,12 +44,28 @@ static bool bring_in(const char *p)
 	return preload_io_wanted((uintptr_t)p, n);
 }
 
+/* Async-signal-safe. Bring the paths a and b in, and the n bytes at o
+ * for the kernel to store into; true if any of them is on emm memory. */
+static bool bring(const char *a, const char *b, void *o, size_t n)
+{
+	bool w = bring_in(a) | bring_in(b);
+
+	if (!o || !preload_io_wanted((uintptr_t)o, n))
+		return w;
+	preload_io_fault_in(o, n, true);
+	return true;
+}
+
 /* The C library's functions, found when the library is loaded (not in
  * a call that may come from a signal handler of emm's own), or at the
  * first call made before that. */
 #define REALS(X) X(open) X(open64) X(openat) X(openat64) X(__open_2) X(__open64_2)	\
 	X(__openat_2) X(creat) X(fopen) X(fopen64) X(freopen) X(opendir) X(stat)	\
-	X(lstat) X(access) X(unlink) X(rename) X(mkdir) X(rmdir)
+	X(lstat) X(access) X(unlink) X(rename) X(mkdir) X(rmdir) X(stat64) X(lstat64)	\
+	X(fstatat) X(fstatat64) X(statx) X(faccessat) X(readlink) X(readlinkat)	\
+	X(remove) X(unlinkat) X(renameat) X(mkdirat) X(chdir) X(chmod) X(chown)	\
+	X(lchown) X(truncate) X(truncate64) X(link) X(linkat) X(symlink) X(symlinkat)	\
+	X(utime) X(utimes) X(utimensat)
 
 extern int __open_2(const char *path, int flags);
 extern int __open64_2(const char *path, int flags);
@@ -68,15 +90,17 @@ __attribute__((constructor)) static void preload_path_init(void)
 	}									\
 	f_; })
 
-/* call, with its paths a and b brought in first, made again while it fails
- * (returns fail) with EFAULT: a page taken back before the kernel read it. */
-#define PATH_CALL(fail, call, a, b) ({						\
-	bool w_ = bring_in(a) | bring_in(b);					\
+/* call, with its paths a and b and the n bytes at o it stores into brought
+ * in first, made again while it fails (returns fail) with EFAULT: a page
+ * taken back before the kernel reached it. */
+#define OUT_CALL(fail, call, a, b, o, n) ({					\
+	bool w_ = bring(a, b, o, n);						\
 	__typeof__(call) r_;							\
 	for (int n_ = 0; (r_ = (call)) == (fail) && w_ && errno == EFAULT &&	\
 			 ++n_ < RETRIES;)					\
-		(void)(bring_in(a) | bring_in(b));				\
+		(void)bring(a, b, o, n);					\
 	r_; })
+#define PATH_CALL(fail, call, a, b) OUT_CALL(fail, call, a, b, NULL, 0)
 
 /* open's third argument, which it has only when it creates a file. */
 #define MODE(flags) ({								\
@@ -160,12 +184,53 @@ PRELOAD_API DIR *opendir(const char *path)
 
 PRELOAD_API int stat(const char *path, struct stat *st)
 {
-	return PATH_CALL(-1, REAL(stat)(path, st), path, NULL);
+	return OUT_CALL(-1, REAL(stat)(path, st), path, NULL, st, sizeof(*st));
 }
 
 PRELOAD_API int lstat(const char *path, struct stat *st)
 {
-	return PATH_CALL(-1, REAL(lstat)(path, st), path, NULL);
+	return OUT_CALL(-1, REAL(lstat)(path, st), path, NULL, st, sizeof(*st));
+}
+
+PRELOAD_API int stat64(const char *path, struct stat64 *st)
+{
+	return OUT_CALL(-1, REAL(stat64)(path, st), path, NULL, st, sizeof(*st));
+}
+
+PRELOAD_API int lstat64(const char *path, struct stat64 *st)
+{
+	return OUT_CALL(-1, REAL(lstat64)(path, st), path, NULL, st, sizeof(*st));
+}
+
+PRELOAD_API int fstatat(int dir, const char *path, struct stat *st, int flags)
+{
+	return OUT_CALL(-1, REAL(fstatat)(dir, path, st, flags), path, NULL, st, sizeof(*st));
+}
+
+PRELOAD_API int fstatat64(int dir, const char *path, struct stat64 *st, int flags)
+{
+	return OUT_CALL(-1, REAL(fstatat64)(dir, path, st, flags), path, NULL, st, sizeof(*st));
+}
+
+PRELOAD_API int statx(int dir, const char *path, int flags, unsigned mask, struct statx *st)
+{
+	return OUT_CALL(-1, REAL(statx)(dir, path, flags, mask, st), path, NULL, st,
+			sizeof(*st));
+}
+
+PRELOAD_API ssize_t readlink(const char *path, char *buf, size_t n)
+{
+	return OUT_CALL(-1, REAL(readlink)(path, buf, n), path, NULL, buf, n);
+}
+
+PRELOAD_API ssize_t readlinkat(int dir, const char *path, char *buf, size_t n)
+{
+	return OUT_CALL(-1, REAL(readlinkat)(dir, path, buf, n), path, NULL, buf, n);
+}
+
+PRELOAD_API int faccessat(int dir, const char *path, int mode, int flags)
+{
+	return PATH_CALL(-1, REAL(faccessat)(dir, path, mode, flags), path, NULL);
 }
 
 PRELOAD_API int access(const char *path, int mode)
@@ -191,4 +256,90 @@ PRELOAD_API int mkdir(const char *path, mode_t mode)
 PRELOAD_API int rmdir(const char *path)
 {
 	return PATH_CALL(-1, REAL(rmdir)(path), path, NULL);
+}
+
+PRELOAD_API int remove(const char *path)
+{
+	return PATH_CALL(-1, REAL(remove)(path), path, NULL);
+}
+
+PRELOAD_API int unlinkat(int dir, const char *path, int flags)
+{
+	return PATH_CALL(-1, REAL(unlinkat)(dir, path, flags), path, NULL);
+}
+
+PRELOAD_API int renameat(int dir, const char *from, int todir, const char *to)
+{
+	return PATH_CALL(-1, REAL(renameat)(dir, from, todir, to), from, to);
+}
+
+PRELOAD_API int mkdirat(int dir, const char *path, mode_t mode)
+{
+	return PATH_CALL(-1, REAL(mkdirat)(dir, path, mode), path, NULL);
+}
+
+PRELOAD_API int chdir(const char *path)
+{
+	return PATH_CALL(-1, REAL(chdir)(path), path, NULL);
+}
+
+PRELOAD_API int chmod(const char *path, mode_t mode)
+{
+	return PATH_CALL(-1, REAL(chmod)(path, mode), path, NULL);
+}
+
+PRELOAD_API int chown(const char *path, uid_t uid, gid_t gid)
+{
+	return PATH_CALL(-1, REAL(chown)(path, uid, gid), path, NULL);
+}
+
+PRELOAD_API int lchown(const char *path, uid_t uid, gid_t gid)
+{
+	return PATH_CALL(-1, REAL(lchown)(path, uid, gid), path, NULL);
+}
+
+PRELOAD_API int truncate(const char *path, off_t len)
+{
+	return PATH_CALL(-1, REAL(truncate)(path, len), path, NULL);
+}
+
+PRELOAD_API int truncate64(const char *path, off64_t len)
+{
+	return PATH_CALL(-1, REAL(truncate64)(path, len), path, NULL);
+}
+
+PRELOAD_API int link(const char *from, const char *to)
+{
+	return PATH_CALL(-1, REAL(link)(from, to), from, to);
+}
+
+PRELOAD_API int linkat(int dir, const char *from, int todir, const char *to, int flags)
+{
+	return PATH_CALL(-1, REAL(linkat)(dir, from, todir, to, flags), from, to);
+}
+
+PRELOAD_API int symlink(const char *target, const char *path)
+{
+	return PATH_CALL(-1, REAL(symlink)(target, path), target, path);
+}
+
+PRELOAD_API int symlinkat(const char *target, int dir, const char *path)
+{
+	return PATH_CALL(-1, REAL(symlinkat)(target, dir, path), target, path);
+}
+
+PRELOAD_API int utime(const char *path, const struct utimbuf *t)
+{
+	return PATH_CALL(-1, REAL(utime)(path, t), path, NULL);
+}
+
+PRELOAD_API int utimes(const char *path, const struct timeval t[2])
+{
+	return PATH_CALL(-1, REAL(utimes)(path, t), path, NULL);
+}
+
+/* path may be NULL (the file dir names itself, in the C library's form). */
+PRELOAD_API int utimensat(int dir, const char *path, const struct timespec t[2], int flags)
+{
+	return PATH_CALL(-1, REAL(utimensat)(dir, path, t, flags), path, NULL);
 }

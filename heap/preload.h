@@ -19,6 +19,9 @@ HEAP_INTERNAL bool preload_signal_faults(void);
  * the heap's or preload-mmap.c's, on a backend that does not wait for it,
  * not on emm's own threads (preload-io.c). */
 HEAP_INTERNAL bool preload_io_wanted(uintptr_t p, size_t n);
+/* Fault in each page of [p, p + len), for writing or for reading
+ * (preload-io.c). */
+HEAP_INTERNAL void preload_io_fault_in(const void *p, size_t len, bool for_write);
 /* Unblock SIGSEGV and SIGBUS in the calling thread (preload-signal.c). */
 HEAP_INTERNAL void preload_unblock_faults(void);
 

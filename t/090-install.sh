@@ -187,7 +187,10 @@ preload_exports() {
 		fread_unlocked fwrite_unlocked __read_chk __pread_chk __pread64_chk \
 		__fread_chk __fread_unlocked_chk mmap mmap64 munmap mprotect madvise mremap \
 		open open64 openat openat64 __open_2 __open64_2 __openat_2 creat fopen fopen64 \
-		freopen opendir stat lstat access unlink rename mkdir rmdir |
+		freopen opendir stat lstat access unlink rename mkdir rmdir stat64 lstat64 \
+		fstatat fstatat64 statx faccessat readlink readlinkat remove unlinkat renameat \
+		mkdirat chdir chmod chown lchown truncate truncate64 link linkat symlink \
+		symlinkat utime utimes utimensat |
 		LC_ALL=C sort >"$tmp/pwant" &&
 	cat "$tmp/psyms" && cmp "$tmp/psyms" "$tmp/pwant"
 }

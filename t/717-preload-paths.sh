@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# 717-preload-paths: on the signal and uffd-sigbus backends, where the kernel does not wait for a page of emm memory, a path whose page is in swap still reaches open, openat, fopen, opendir, stat, lstat, access, mkdir, rmdir, rename, unlink and creat: Python, through ctypes, writes each path into a mapping on emm (EMM_PRELOAD_MMAP), pages it out, and makes the call.
+# 717-preload-paths: on the signal and uffd-sigbus backends, where the kernel does not wait for a page of emm memory, a path whose page is in swap still reaches open, openat, fopen, opendir, stat, lstat, stat64, lstat64, fstatat64, statx, access, faccessat, mkdir, mkdirat, rmdir, rename, renameat, unlink, unlinkat, remove, creat, chmod, truncate, utimensat, chdir, symlink, link and readlink (its name stored into such a page too): Python, through ctypes, writes each path into a mapping on emm (EMM_PRELOAD_MMAP), pages it out, and makes the call.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 skip_unless_programs python3
@@ -15,11 +15,13 @@ libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_i
 libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 libc.fopen.restype = libc.opendir.restype = ctypes.c_void_p
 for f in ("open", "openat", "fopen", "opendir", "stat", "lstat", "access", "mkdir", "rmdir",
-          "rename", "unlink", "creat", "fclose", "closedir"):
+          "rename", "unlink", "creat", "fclose", "closedir", "stat64", "lstat64", "fstatat64",
+          "statx", "faccessat", "mkdirat", "renameat", "unlinkat", "remove", "chmod",
+          "truncate", "utimensat", "chdir", "symlink", "link", "readlink"):
     getattr(libc, f).argtypes = None
 PAGE, MADV_PAGEOUT = 4096, 21
 d = sys.argv[1]
-page = libc.mmap(None, 2 * PAGE, 3, 0x22, -1, 0)
+page = libc.mmap(None, 3 * PAGE, 3, 0x22, -1, 0)
 
 def path(s, second=False):
     # s, in a page of emm memory that is in swap when the call is made
@@ -28,7 +30,7 @@ def path(s, second=False):
     return ctypes.c_void_p(a)
 
 def out():
-    return libc.madvise(ctypes.c_void_p(page), 2 * PAGE, MADV_PAGEOUT)
+    return libc.madvise(ctypes.c_void_p(page), 3 * PAGE, MADV_PAGEOUT)
 
 def check(name, ok):
     print(name if ok else "%s failed: %s" % (name, os.strerror(ctypes.get_errno())))
@@ -50,9 +52,31 @@ p = path(sub); out(); check("rmdir", libc.rmdir(p) == 0)
 p = path(f); q = path(g, True); out(); check("rename", libc.rename(p, q) == 0)
 p = path(g); out(); check("unlink", libc.unlink(p) == 0)
 p = path(f); out(); fd = libc.creat(p, 0o600); check("creat", fd >= 0); os.close(fd)
+AT = -100
+p = path(f); out(); check("stat64", libc.stat64(p, st) == 0)
+p = path(f); out(); check("lstat64", libc.lstat64(p, st) == 0)
+p = path(f); out(); check("fstatat64", libc.fstatat64(AT, p, st, 0) == 0)
+p = path(f); out(); check("statx", libc.statx(AT, p, 0, 0xfff, st) == 0)
+p = path(f); out(); check("faccessat", libc.faccessat(AT, p, os.R_OK, 0) == 0)
+p = path(sub); out(); check("mkdirat", libc.mkdirat(AT, p, 0o700) == 0)
+p = path(f); q = path(sub + "/f", True); out(); check("renameat", libc.renameat(AT, p, AT, q) == 0)
+p = path(sub + "/f"); out(); check("unlinkat", libc.unlinkat(AT, p, 0) == 0)
+p = path(sub); out(); check("remove", libc.remove(p) == 0)
+open(f, "w").write("xy")
+p = path(f); out(); check("chmod", libc.chmod(p, 0o640) == 0 and os.stat(f).st_mode & 0o777 == 0o640)
+p = path(f); out(); check("truncate", libc.truncate(p, ctypes.c_long(1)) == 0 and os.path.getsize(f) == 1)
+p = path(f); out(); check("utimensat", libc.utimensat(AT, p, None, 0) == 0)
+p = path(d); out(); here = os.getcwd(); check("chdir", libc.chdir(p) == 0 and os.getcwd() == os.path.realpath(d)); os.chdir(here)
+p = path(f); q = path(d + "/sym", True); out(); check("symlink", libc.symlink(p, q) == 0)
+p = path(f); q = path(d + "/hard", True); out(); check("link", libc.link(p, q) == 0)
+# the name readlink stores goes into the third page, in swap too
+p = path(d + "/sym"); out(); n = libc.readlink(p, ctypes.c_void_p(page + 2 * PAGE), 256)
+check("readlink", n == len(f) and ctypes.string_at(page + 2 * PAGE, n) == f.encode())
 EOF
 
-want="open openat fopen opendir stat lstat access mkdir rmdir rename unlink creat"
+want="open openat fopen opendir stat lstat access mkdir rmdir rename unlink creat stat64 lstat64"
+want="$want fstatat64 statx faccessat mkdirat renameat unlinkat remove chmod truncate utimensat"
+want="$want chdir symlink link readlink"
 for b in signal uffd-sigbus; do
 	mkdir -p "$tmp/$b"
 	EMM_PRELOAD_MMAP=1 EMM_BACKEND=$b EMM_MEM_LIMIT=16M EMM_SWAP_SIZE=256M LD_PRELOAD=$so \
