@@ -68,7 +68,7 @@ struct emm_opts {
 	int thp_max_ptes_none;
 	unsigned thp_scan_ms;
 	/* EMM_BACKEND_UFFD: fault-service threads (0: EMM_UFFD_THREADS, else
-	 * the number of CPUs, at most 4; at most 64). */
+	 * the number of CPUs up to 16, at least 4; at most 64). */
 	unsigned uffd_threads;
 	/* With swap_size 0, the swap file may grow into the free space of its
 	 * file system but leaves this much free (0: EMM_SWAP_MARGIN, else 5%

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Instances and reservations: emm_open, emm_close, emm_reserve(_ex), emm_release. */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -43,6 +44,18 @@ static void print_to_stderr(const char *line, void *arg)
 	write_all(STDERR_FILENO, "\n", 1);
 }
 
+/* The CPUs this process may run on now (at least 1). */
+static unsigned usable_cpus(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
 /* Undo what emm_open got done, in reverse. */
 static void teardown(struct emm *mm, bool backend)
 {
@@ -79,6 +92,8 @@ static int open_parts(struct emm *mm, const struct emm_opts *opts)
 		swap_set_home(mm->swap, mm->memfd);
 	if (!err)
 		swap_set_spin(mm->swap, mm->cfg.flags & CFG_SWAP_SPIN ? SWAP_SPIN_NS : 0);
+	if (!err)
+		swap_set_busy(mm->swap, &mm->faulting, usable_cpus());
 	if (!err)
 		err = kswapd_start(mm);
 	if (!err)

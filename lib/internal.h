@@ -189,6 +189,7 @@ struct emm {
 	_Atomic uint32_t khugepaged_wake;
 	_Atomic bool khugepaged_idle;	/* asleep: no VMA may have huge pages */
 	struct emm_counters c;
+	_Atomic unsigned faulting;	/* faults in do_user_fault now (swap_set_busy) */
 	struct stats_shm *stats_shm;	/* the page emmstat reads, or NULL */
 	struct profile *profile;	/* EMM_PROFILE's samples, or NULL */
 };

@@ -3,6 +3,7 @@
 #ifndef EMM_SWAP_H
 #define EMM_SWAP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,6 +118,9 @@ void swap_set_bounce(struct swap_dev *sd, bool on);
 /* A thread waiting for a small read polls its ring for up to ns before it
  * sleeps (swap_ring.c, ring_spin); 0: it sleeps at once. */
 void swap_set_spin(struct swap_dev *sd, uint32_t ns);
+/* *faulting counts the faults being served now, on cpus CPUs: a reader
+ * polls only while fewer are (swap_ring.c, cpu_spare). */
+void swap_set_busy(struct swap_dev *sd, const _Atomic unsigned *faulting, unsigned cpus);
 /* Use io_uring when the device has rings (the default), or pwritev/preadv. */
 void swap_set_uring(struct swap_dev *sd, bool on);
 bool swap_has_uring(const struct swap_dev *sd);

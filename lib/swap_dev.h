@@ -79,6 +79,8 @@ struct swap_dev {
 	_Atomic uint32_t epoch_n;	/* reads counted in this epoch (poll_learn) */
 	_Atomic uint64_t epoch_ns;	/* and their time */
 	_Atomic unsigned waiters;	/* threads waiting for a small read now */
+	const _Atomic unsigned *faulting; /* swap_set_busy: faults being served now, or NULL */
+	unsigned cpus;			/* swap_set_busy: CPUs this process may run on */
 	int home_fd;			/* swap_set_home, -1 for none */
 	char *bounce_mem;		/* SWAP_BOUNCES buffers, one mapping */
 	_Atomic uint64_t used;

@@ -30,7 +30,8 @@
 #define UFFD_MSGS	16		/* fault messages taken per read */
 #define UFFD_SPIN_NS	20000		/* a service thread polls this long before sleeping,
 				   after messages served faster than this each */
-#define UFFD_THREADS_DEFAULT 4
+#define UFFD_THREADS_MIN 4		/* by default: at least these, */
+#define UFFD_THREADS_CPUS 16		/* and one a CPU up to these */
 
 /* A fault-service thread. */
 struct uffd_worker {
@@ -232,13 +233,22 @@ static void *uffd_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * How many service threads. Not fewer than the CPUs' count would suggest:
+ * a thread that serves a major fault sleeps on the device, and each fault
+ * another thread takes meanwhile is one more read in flight, as the kernel
+ * has one for each thread that faults. Measured on a 2-vCPU VM, four
+ * threads reading 1 GiB under 256 MiB at random on uffd (out-of-core
+ * --threads 4): two service threads 0.72 to 0.80x the kernel's swap in
+ * seven runs, four 0.83 to 1.11x (median 0.93) in six, with less CPU.
+ */
 static unsigned uffd_nthreads(const struct emm *mm)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (mm->cfg.uffd_threads)
 		return mm->cfg.uffd_threads;
-	return (unsigned)MIN(MAX(cpus, 1), UFFD_THREADS_DEFAULT);
+	return (unsigned)MAX(MIN(cpus, UFFD_THREADS_CPUS), UFFD_THREADS_MIN);
 }
 
 /* Start the service threads of the userfaultfd fd; *out is what
