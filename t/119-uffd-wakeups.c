@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* On the uffd backend a fault wakes one sleeping service thread, not all of them: four threads, one program thread's minor faults, the service threads' sleeps counted. */
+/* On the uffd backend a fault wakes one sleeping service thread, not all of them: four threads, one program thread's minor faults, the service threads' sleeps counted; and how many there are by default. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +50,25 @@ static uint64_t service_sleeps(int *n)
 	return sum;
 }
 
+/* Without uffd_threads: one service thread a CPU, but never fewer than 4
+ * (a thread serving a major fault sleeps on its read), nor more than 16. */
+static void default_threads(void)
+{
+	EMM_OPTS(emm_opts, o, .backend = EMM_BACKEND_UFFD);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int want = cpus < 4 ? 4 : cpus > 16 ? 16 : (int)cpus, n = 0;
+	struct emm *mm;
+
+	unsetenv("EMM_UFFD_THREADS");
+	if (emm_open(&o, &mm) < 0) {
+		skip(1, "a second uffd instance cannot be opened");
+		return;
+	}
+	service_sleeps(&n);
+	is_int(n, want, "by default %d service threads on %ld CPUs", want, cpus);
+	emm_close(mm);
+}
+
 int main(void)
 {
 	/* One page a fault: no fault-around, random advice. */
@@ -60,8 +79,8 @@ int main(void)
 	int n = 0;
 	char *p;
 
-	plan(5);
-	if (!(mm = open_or_skip(&o, "uffd", 5)))
+	plan(6);
+	if (!(mm = open_or_skip(&o, "uffd", 6)))
 		return 0;
 	is_int(emm_reserve(mm, PAGES * PAGE, (void **)&p), 0, "reserve 8 MiB");
 	is_int(emm_map(mm, p, PAGES * PAGE, NULL), 0, "map it");
@@ -94,5 +113,6 @@ int main(void)
 	   "a fault wakes one sleeping service thread: %.2f sleeps a fault (at most 1.5)",
 	   faults ? (double)sleeps / (double)faults : 0.0);
 	emm_close(mm);
+	default_threads();
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include <linux/magic.h>
 
 #include "swap.h"
+#include "swap_dev.h"
 #include "tap.h"
 
 #define PAGE 4096UL
@@ -517,19 +518,22 @@ static void test_io(void)
 }
 
 /* Single pages read one by one, as random major faults read them: the
- * reader may poll the ring for each (swap_set_spin), or with 0 sleeps. */
+ * reader may poll the ring for each (swap_set_spin), or with 0 sleeps; and
+ * sleeps while as many faults are being served as there are CPUs. */
 static void test_spin(void)
 {
 	static uint32_t slots[64];
 	static struct swap_io io[64];
 	struct swap_counters c0, c1, c2;
+	_Atomic unsigned busy = 2;
 	struct swap_dev *sd;
 	unsigned good = 0;
+	uint32_t waits;
 
 	if (swap_open(NULL, 16 * MIB, &sd) < 0)
 		bail("swap_open");
 	if (!swap_has_uring(sd)) {
-		skip(3, "io_uring is not available here");
+		skip(6, "io_uring is not available here");
 		swap_close(sd);
 		return;
 	}
@@ -560,6 +564,20 @@ static void test_spin(void)
 	ok(c1.spun - c0.spun > 0, "polling: %llu reads' completions came while polled (rounds of 32, 3 at most)",
 	   (unsigned long long)(c1.spun - c0.spun));
 	is_int(c2.spun - c1.spun, 0, "swap_set_spin(0): none polled");
+	/* As many faults being served as CPUs: the reads sleep, without even
+	 * asking poll_pick (which counts the reads it is asked about). */
+	swap_set_spin(sd, 200000);
+	swap_set_busy(sd, &busy, 2);
+	waits = atomic_load(&sd->waits);
+	for (unsigned i = 0; i < 32; i++)
+		good += swap_readpages(sd, &io[i], 1) == 1;
+	swap_get_counters(sd, &c1);
+	ok(c1.spun == c2.spun && atomic_load(&sd->waits) == waits,
+	   "swap_set_busy: 2 faults being served on 2 CPUs, none polled, poll_pick not asked");
+	busy = 1;
+	swap_readpages(sd, &io[0], 1);
+	is_int(atomic_load(&sd->waits) - waits, 1, "with 1, poll_pick asked again");
+	is_int(good + verify(io, 32, 11), 128, "and the 32 pages so read are intact");
 	swap_close(sd);
 }
 
