@@ -1,68 +1,20 @@
 /* SPDX-License-Identifier: MIT */
-/* Reclaim: shrink_active_list, shrink_inactive_list, shrink_page_list, pageout. */
+/* Reclaim: shrink_active_list, shrink_inactive_list, shrink_page_list (the
+ * writing and freeing are pageout.c's), range reclaim. */
 #include <stdlib.h>
 
 #include "backend.h"
-#include "filemap.h"
 #include "huge_memory.h"
 #include "lru.h"
 #include "physmem.h"
 #include "pte.h"
 #include "srcu.h"
 #include "swap.h"
+#include "pageout.h"
 #include "vma.h"
 #include "vmscan.h"
+#include "vmscan_batch.h"
 #include "workingset.h"
-
-/* What reclaim does with a page it scanned. */
-enum { ACT_KEEP, ACT_SAMPLE, ACT_EVICT };
-
-/* One page taken off a list for reclaim, its PTE locked. */
-struct scan {
-	uint32_t f;
-	uint32_t slot;		/* where its data is once evicted (0: zero page) */
-	struct rsv *r;
-	uintptr_t addr;
-	uint8_t act;
-	bool write, filewrite, gone;
-	bool huge;		/* the head of a huge extent: all 512 PTEs locked */
-};
-
-/* A run of neighbouring pages revoked as one range: sp[first..last]. */
-struct run { unsigned first, last; };
-
-/* Work space for one batch: on the stack of a faulting thread, on the
- * heap for the reclaim thread. */
-struct reclaim {
-	unsigned max;		/* room in the arrays */
-	unsigned batch;		/* pages taken off a list at a time, <= max */
-	bool swap_full;		/* a dirty page found no slot: stop scanning */
-	struct scan *sp;
-	uint32_t *f, *ppn, *slots;
-	uintptr_t *addr;	/* punch_gone's pages */
-	struct swap_io *io;
-	unsigned *idx;
-	/* revoke_batch's ranges, for backend_revoke_many */
-	struct iovec *iov;
-	struct rsv **rsv;
-	struct run *run;
-};
-
-#define RECLAIM_ON_STACK(name, n)					\
-	struct scan name##_sp[n];					\
-	uint32_t name##_f[n], name##_ppn[n], name##_slots[n];		\
-	uintptr_t name##_addr[n];					\
-	struct swap_io name##_io[n];					\
-	unsigned name##_idx[n];						\
-	struct iovec name##_iov[n];					\
-	struct rsv *name##_rsv[n];					\
-	struct run name##_run[n];					\
-	struct reclaim name = { .max = n, .sp = name##_sp, .f = name##_f,	\
-				.ppn = name##_ppn, .slots = name##_slots,	\
-				.addr = name##_addr,				\
-				.io = name##_io, .idx = name##_idx,		\
-				.iov = name##_iov, .rsv = name##_rsv,		\
-				.run = name##_run }
 
 /* Async-signal-safe. Lock the page frame f describes, if it still does and
  * nobody holds it now (reclaim never waits on a page lock). */
@@ -134,12 +86,6 @@ static unsigned isolate_locked(struct emm *mm, struct lruvec *lv, int list, stru
 	}
 	sort_scan(rc->sp, got);
 	return got;
-}
-
-/* Async-signal-safe. Is sp[i + 1] the page right after sp[i]? */
-static bool next_to(const struct scan *sp, unsigned i, unsigned n)
-{
-	return i + 1 < n && sp[i + 1].r == sp[i].r && sp[i + 1].addr == sp[i].addr + PAGE_SIZE;
 }
 
 /* Async-signal-safe. The ranges revoke_batch revokes: runs of mapped
@@ -262,119 +208,6 @@ static void evict(struct emm *mm, struct scan *sp)
 	pte_unlock(pte_of(sp->r, sp->addr), val);
 	atomic_fetch_add_explicit(&frame_lruvec(mm->lru, sp->f)->pgsteal, 1, memory_order_relaxed);
 	count_event(mm, pgsteal);
-}
-
-/* Async-signal-safe. Free the physmem of the pages that go, a
- * reservation's at a time (sp is sorted). */
-static void punch_gone(struct reclaim *rc, unsigned n)
-{
-	for (unsigned i = 0, k = 0; i < n; i++) {
-		if (rc->sp[i].gone && rc->sp[i].huge)
-			physmem_punch(rc->sp[i].r, rc->sp[i].addr, PMD_SIZE);
-		else if (rc->sp[i].gone)
-			rc->addr[k++] = rc->sp[i].addr;
-		if (k && (i + 1 == n || rc->sp[i + 1].r != rc->sp[i].r)) {
-			physmem_punch_pages(rc->sp[i].r, rc->addr, k);
-			k = 0;
-		}
-	}
-}
-
-/* Async-signal-safe. A stale slot of a page that goes as a zero page. */
-static void forget_slot(struct emm *mm, uint32_t f)
-{
-	uint32_t slot = frame_take_slot(mm->lru, f);
-
-	if (slot)
-		swap_free(mm->swap, slot);
-}
-
-/* Async-signal-safe. A page to write that found no slot may still go if
- * it is all zeros: it needs none. */
-static void drop_if_zero(struct emm *mm, struct scan *sp)
-{
-	if (!swap_page_is_zero(rsv_alias(sp->r, sp->addr)))
-		return;
-	forget_slot(mm, sp->f);
-	sp->gone = true;
-	sp->slot = 0;
-}
-
-/* Async-signal-safe. Write the pages marked write to fresh slots in one
- * batch; the ones written are marked gone. With swap full the rest stay. */
-static void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
-{
-	struct scan *sp = rc->sp;
-	unsigned k = 0, got;
-
-	for (unsigned i = 0; i < n; i++)
-		if (sp[i].write)
-			rc->idx[k++] = i;
-	got = k && mm->swap ? swap_alloc_batch(mm->swap, rc->slots, k) : 0;
-	if (got < k)
-		rc->swap_full = true;
-	for (unsigned j = got; j < k; j++)
-		drop_if_zero(mm, &sp[rc->idx[j]]);
-	for (unsigned j = 0; j < got; j++) {
-		struct scan *p = &sp[rc->idx[j]];
-
-		rc->io[j] = (struct swap_io){ .slot = rc->slots[j], .page = rsv_alias(p->r, p->addr),
-					      .flags = SWAP_IO_HOME | SWAP_IO_SKIP_ZERO,
-					      .home = (uint64_t)rsv_ppn(p->r, p->addr) << PAGE_SHIFT };
-	}
-	if (got)
-		swap_writepages(mm->swap, rc->io, got);
-	for (unsigned j = 0; j < got; j++) {
-		struct scan *p = &sp[rc->idx[j]];
-
-		if (rc->io[j].err || rc->io[j].zero)
-			swap_free(mm->swap, rc->io[j].slot);
-		if (rc->io[j].err) {
-			count_event(mm, io_errors);
-			continue;
-		}
-		p->gone = true;
-		if (rc->io[j].zero) {
-			/* Zero pages need no slot: they read zero when next touched. */
-			forget_slot(mm, p->f);
-			p->slot = 0;
-			continue;
-		}
-		p->slot = rc->io[j].slot;
-		count_event(mm, swapouts);
-		atomic_fetch_add_explicit(&frame_lruvec(mm->lru, p->f)->swapouts, 1,
-					  memory_order_relaxed);
-	}
-}
-
-/* Async-signal-safe. Write dirty FILE and PAGER pages home, a run of
- * neighbours in one VMA at a time; those written are marked gone. Inside
- * mm->srcu's read section (for find_vma). */
-static void writeback_files(struct emm *mm, struct scan *sp, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++) {
-		const struct emm_vma *vma;
-		unsigned j = i;
-
-		if (!sp[i].filewrite || !(vma = find_vma(sp[i].r, sp[i].addr)))
-			continue;
-		if (vma->policy == EMM_POLICY_PAGER && !vma->pager->writeback) {
-			/* A pager that takes nothing back: its changed pages swap. */
-			sp[i].filewrite = false;
-			sp[i].write = true;
-			continue;
-		}
-		while (next_to(sp, j, n) && sp[j + 1].filewrite && sp[j + 1].addr < vma->end)
-			j++;
-		if (filemap_write(sp[i].r, vma, sp[i].addr, sp[j].addr + PAGE_SIZE) == 0) {
-			for (unsigned k = i; k <= j; k++)
-				sp[k].gone = true;
-			count_events(mm, writebacks, j - i + 1);
-		} else {
-			count_event(mm, io_errors);
-		}
-		i = j;
-	}
 }
 
 /*
