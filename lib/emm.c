@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Instances and reservations: emm_open, emm_close, emm_reserve(_ex), emm_release. */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -42,18 +41,6 @@ static void print_to_stderr(const char *line, void *arg)
 	(void)arg;
 	write_all(STDERR_FILENO, line, strlen(line));
 	write_all(STDERR_FILENO, "\n", 1);
-}
-
-/* The CPUs this process may run on now (at least 1). */
-static unsigned usable_cpus(void)
-{
-	cpu_set_t set;
-	long n;
-
-	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-		return (unsigned)CPU_COUNT(&set);
-	n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 ? (unsigned)n : 1;
 }
 
 /* Undo what emm_open got done, in reverse. */

@@ -250,8 +250,9 @@ bool ring_rw(struct swap_dev *sd, struct swap_ring *r, bool write,
 {
 	bool small = !write && runs_pages(runs, nruns) <= SPIN_MAX_PAGES &&
 		     atomic_load_explicit(&sd->spin_ns, memory_order_relaxed);
-	/* Others waiting too: the CPUs have their faults to serve, and the
-	 * time of a read that waits in line says nothing of the poll. */
+	/* Others waiting too, or no CPU to spare: the CPUs have their faults
+	 * to serve, and the time of a read that waits in line says nothing
+	 * of the poll. */
 	bool alone = small && !atomic_fetch_add_explicit(&sd->waiters, 1, memory_order_relaxed) &&
 		     cpu_spare(sd);
 	unsigned n = 0;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Small helpers: async-signal-safe formatting and output, warnings, sysctls,
- * signal masks, aligned mappings, the count of kernel VMAs. */
+ * signal masks, aligned mappings, the count of kernel VMAs, usable CPUs. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,4 +312,16 @@ int thread_start(pthread_t *t, const char *name, int index, void *(*fn)(void *),
 	while (!atomic_load_explicit(&b.running, memory_order_acquire))
 		futex_wait(&b.running, 0, -1);
 	return 0;
+}
+
+/* The CPUs this process may run on now (at least 1). */
+unsigned usable_cpus(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
 }

@@ -37,6 +37,8 @@ ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
 void emm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void emm_log(const struct emm *mm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 unsigned long sys_max_map_count(void);
+/* The CPUs this process may run on now (sched_getaffinity), at least 1. */
+unsigned usable_cpus(void);
 void kvma_global_add(long delta);
 void kvma_add(struct rsv *r, long delta);
 long kvma_global(void);
