@@ -2,6 +2,7 @@
 /* out-of-core: a region larger than the memory budget, emm's swap against the kernel's swap and O_DIRECT I/O. */
 #include "bench.h"
 #include "kswap.h"
+#include "machine.h"
 
 #include <emm.h>
 
@@ -708,145 +709,6 @@ static void report(const struct ooc *b, bool kernel_data, double *ratio)
 	}
 }
 
-/*
- * What a page newly mapped costs at its first access, in ns: a memfd's
- * pages made resident and mapped (MADV_POPULATE_WRITE or _READ), then each
- * read once, through a writable mapping or a read-only one; with huge,
- * every 2 MiB of it made one huge page (MADV_COLLAPSE) and mapped by one
- * PMD. Next to nothing on bare metal or with nested paging; on a VM that
- * shadows the guest's page tables, microseconds, the same for the
- * kernel's swap, and on some several times more for a writable page than
- * for a read-only one, but not for a page mapped by a PMD. A thread that
- * touches every page a pager maps for it cannot go faster than one page
- * per this, whatever the pager does: a written page is mapped writable, a
- * page only read need not be. 0 when it cannot be measured (no huge page
- * to be had).
- */
-#define MAP_COST_PAGES	8192
-
-static bool collapse_all(char *p, size_t len)
-{
-	for (size_t o = 0; o < len; o += PMD_SIZE)
-		if (madvise(p + o, PMD_SIZE, MADV_COLLAPSE) < 0)
-			return false;
-	return true;
-}
-
-static double map_cost_ns(bool writable, bool huge)
-{
-	size_t len = MAP_COST_PAGES * PAGE_SIZE;
-	int fd = memfd_create("emm-bench-map-cost", MFD_CLOEXEC);
-	int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
-	char *raw = MAP_FAILED, *p = MAP_FAILED;
-	uint64_t t0, ns = 0;
-
-	/* An aligned window of a larger reservation, so each extent can be one PMD. */
-	if (fd >= 0 && ftruncate(fd, (off_t)len) == 0 && fallocate(fd, 0, 0, (off_t)len) == 0)
-		raw = mmap(NULL, len + PMD_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw != MAP_FAILED)
-		p = mmap((char *)(((uintptr_t)raw + PMD_SIZE - 1) & ~(PMD_SIZE - 1)), len, prot,
-			 MAP_SHARED | MAP_FIXED, fd, 0);
-	if (p != MAP_FAILED && huge && !collapse_all(p, len))
-		p = MAP_FAILED;
-	/* Collapsed, the extents are mapped whole already: map them afresh. */
-	if (p != MAP_FAILED && huge)
-		p = mmap(p, len, prot, MAP_SHARED | MAP_FIXED, fd, 0);
-	if (p != MAP_FAILED &&
-	    madvise(p, len, writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0) {
-		volatile char *v = p;
-
-		t0 = bench_now_ns();
-		for (size_t i = 0; i < MAP_COST_PAGES; i++)
-			(void)v[i * PAGE_SIZE];
-		ns = bench_now_ns() - t0;
-	}
-	if (raw != MAP_FAILED)
-		munmap(raw, len + PMD_SIZE);
-	if (fd >= 0)
-		close(fd);
-	return (double)ns / MAP_COST_PAGES;
-}
-
-/*
- * The median of three measurements; 0 if one failed. Not the cheapest:
- * on a VM that shadows page tables the cost is bimodal (1.64 to 1.71 us a
- * page read-only, but one run in four 0.055, measured), and a stream pays
- * what it usually costs.
- */
-static double map_cost_median(bool writable, bool huge)
-{
-	double v[3];
-
-	for (int i = 0; i < 3; i++)
-		if ((v[i] = map_cost_ns(writable, huge)) <= 0)
-			return 0;
-	double lo = v[0] < v[1] ? v[0] : v[1], hi = v[0] < v[1] ? v[1] : v[0];
-
-	return v[2] < lo ? lo : v[2] > hi ? hi : v[2];
-}
-
-/*
- * What a fault costs that reaches its handler as a signal, in ns, beyond
- * what the handler does: pages of a memfd registered with userfaultfd
- * (UFFD_FEATURE_SIGBUS) read one by one, each handler filling its page
- * with UFFDIO_COPY, whose own time is taken out. The kernel serves its own
- * swap-ins without one; emm's uffd-sigbus and signal backends pay it on
- * every fault, uffd a thread's wake-up instead. 0 where userfaultfd is not
- * offered. Run after emm's instances are closed: its handler is put back.
- */
-static int sig_uffd;
-static const char *sig_src;
-static uint64_t sig_copy_ns;
-
-static void sig_fill(int sig, siginfo_t *si, void *uc)
-{
-	uint64_t t0 = bench_now_ns();
-	struct uffdio_copy c = { .dst = (uintptr_t)si->si_addr & ~(uintptr_t)(PAGE_SIZE - 1),
-				 .src = (uintptr_t)sig_src, .len = PAGE_SIZE };
-
-	(void)sig, (void)uc;
-	if (ioctl(sig_uffd, UFFDIO_COPY, &c))
-		abort();	/* the access would fault forever */
-	sig_copy_ns += bench_now_ns() - t0;
-}
-
-static double signal_cost_ns(double *copy_ns)
-{
-	size_t len = MAP_COST_PAGES * PAGE_SIZE;
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_SIGBUS };
-	struct sigaction sa = { .sa_sigaction = sig_fill, .sa_flags = SA_SIGINFO }, old;
-	int fd = memfd_create("emm-bench-signal-cost", MFD_CLOEXEC);
-	volatile char *p = MAP_FAILED;
-	uint64_t ns = 0;
-
-	sig_uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
-	sig_src = sig_uffd >= 0 ? aligned_alloc(PAGE_SIZE, PAGE_SIZE) : NULL;
-	if (sig_src && fd >= 0 && ftruncate(fd, (off_t)len) == 0 && !ioctl(sig_uffd, UFFDIO_API, &api))
-		p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-	if (p != MAP_FAILED) {
-		struct uffdio_register reg = { .range = { (uintptr_t)p, len },
-					       .mode = UFFDIO_REGISTER_MODE_MISSING };
-
-		if (!ioctl(sig_uffd, UFFDIO_REGISTER, &reg) && !sigaction(SIGBUS, &sa, &old)) {
-			uint64_t t0 = bench_now_ns();
-
-			sig_copy_ns = 0;
-			for (size_t i = 0; i < MAP_COST_PAGES; i++)
-				(void)p[i * PAGE_SIZE];
-			ns = bench_now_ns() - t0 - sig_copy_ns;
-			*copy_ns = (double)sig_copy_ns / MAP_COST_PAGES;
-			sigaction(SIGBUS, &old, NULL);
-		}
-		munmap((void *)p, len);
-	}
-	if (fd >= 0)
-		close(fd);
-	if (sig_uffd >= 0)
-		close(sig_uffd);
-	free((void *)sig_src);
-	return (double)ns / MAP_COST_PAGES;
-}
-
 /* The ceiling that cost puts on random swap-ins through a signal: the
  * device's read, the signal, and the page's fill (as the kernel's own). */
 static void signal_bound(const struct ooc *b)
@@ -854,7 +716,7 @@ static void signal_bound(const struct ooc *b)
 	double sig = 0, copy_ns = 0, dev = b->res[RAND_READ].dev, most;
 
 	for (int i = 0; i < 3; i++) {
-		double copy = 0, again = signal_cost_ns(&copy);
+		double copy = 0, again = bench_signal_cost(&copy);
 
 		if (again > 0 && (sig <= 0 || again < sig))
 			sig = again, copy_ns = copy;
@@ -878,8 +740,8 @@ static void signal_bound(const struct ooc *b)
  * read's are only read. */
 static void bounds(const struct ooc *b)
 {
-	double w = map_cost_median(true, false), ro = map_cost_median(false, false);
-	double hw = map_cost_median(true, true), hro = map_cost_median(false, true);
+	double w = bench_map_cost(true, false), ro = bench_map_cost(false, false);
+	double hw = bench_map_cost(true, true), hro = bench_map_cost(false, true);
 
 	if (w <= 0 || ro <= 0)
 		return;
@@ -900,6 +762,38 @@ static void bounds(const struct ooc *b)
 	       hw);
 	printf("data: mode=out-of-core pattern=map-cost-huge-ro subject=machine value=%.0f unit=ns\n",
 	       hro);
+}
+
+/* What a revoke costs where userfaultfd mapped the pages, against the
+ * kernel's swap's anonymous pages: the least of three runs each. */
+static void revoke_bound(void)
+{
+	double busy = 0, alone = 0, anon = 0;
+
+	for (int i = 0; i < 3; i++) {
+		double b = bench_revoke_cost(true, true), a = bench_revoke_cost(true, false);
+		double c = bench_revoke_cost(false, true);
+
+		busy = b > 0 && (busy <= 0 || b < busy) ? b : busy;
+		alone = a > 0 && (alone <= 0 || a < alone) ? a : alone;
+		anon = c > 0 && (anon <= 0 || c < anon) ? c : anon;
+	}
+	if (busy <= 0 || alone <= 0 || anon <= 0)
+		return;
+	printf("bound: a revoke costs %.2f us a range here where userfaultfd mapped the pages\n"
+	       "  and a thread of the program runs on another CPU (%.2f us with none running),\n"
+	       "  %.2f us for anonymous pages, the kernel's swap's: pages of a shared mapping\n"
+	       "  that are dirty in the page tables, as emm's are, make the kernel flush the\n"
+	       "  TLB (an interrupt of each CPU the program runs on) once for each range, and\n"
+	       "  anonymous ones once a call; emm on userfaultfd revokes range by range (the\n"
+	       "  pages sampled or evicted, with the cold ones around them), the kernel's swap\n"
+	       "  flushes once for a batch of pages\n", busy / 1000, alone / 1000, anon / 1000);
+	printf("data: mode=out-of-core pattern=revoke-cost subject=machine value=%.0f unit=ns\n",
+	       busy);
+	printf("data: mode=out-of-core pattern=revoke-cost-alone subject=machine value=%.0f unit=ns\n",
+	       alone);
+	printf("data: mode=out-of-core pattern=revoke-cost-anon subject=machine value=%.0f unit=ns\n",
+	       anon);
 }
 
 static void goals(const struct ooc *b, const double *ratio)
@@ -954,6 +848,7 @@ int bench_out_of_core(const struct bench_opts *o)
 		goals(&b, ratio);
 		bounds(&b);
 		signal_bound(&b);
+		revoke_bound();
 	}
 out:
 	if (b.fd >= 0)
