@@ -235,6 +235,7 @@ static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 				continue;
 			}
 			left -= (ssize_t)iov[k].iov_len;
+			count_event(mm, revokes);	/* a flush of its own (emm-tuning(7)) */
 			for (; done <= last[k]; done++) {
 				uintptr_t s = (uintptr_t)v->iov[done].iov_base;
 

@@ -190,10 +190,17 @@ static inline int backend_grant(struct rsv *r, uintptr_t s, uintptr_t e, int pro
 	return r->mm->backend->grant(r, s, e, prot, flags);
 }
 
+/* Each range revoked is a call of its own into the kernel, and a TLB
+ * flush of its own: counted (revokes). */
 static inline int backend_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
 {
+	int err;
+
 	DEBUG_RANGE_LOCKED(r, s, e);
-	return r->mm->backend->revoke(r, s, e, flags);
+	err = r->mm->backend->revoke(r, s, e, flags);
+	if (!err)
+		count_event(r->mm, revokes);
+	return err;
 }
 
 /* Async-signal-safe. The first ranges of v revoked in one call, by a

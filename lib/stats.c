@@ -44,6 +44,7 @@ static void stats_fill(struct emm *mm, struct emm_stats *s)
 	s->allocstall = LOAD(mm, allocstall);
 	s->pgsteal_direct = LOAD(mm, pgsteal_direct);
 	s->revoke_around = LOAD(mm, revoke_around);
+	s->revokes = LOAD(mm, revokes);
 	s->huge_bytes = (uint64_t)MAX(LOAD(mm, thp_extents), 0) * PMD_SIZE;
 	if (mm->swap) {
 		s->swap_used_bytes = swap_slots_used(mm->swap) * PAGE_SIZE;
@@ -76,7 +77,7 @@ const struct stats_field stats_fields[] = {
 	F(pgactivate), F(pgdeactivate), F(thp_collapse), F(thp_collapse_failed),
 	F(thp_split), F(io_errors), F(kernel_vmas), F(vmas), F(oom_events), F(writebacks), F(huge_bytes),
 	F(workingset_refault), F(workingset_activate), F(move_swapped),
-	F(allocstall), F(pgsteal_direct), F(revoke_around),
+	F(allocstall), F(pgsteal_direct), F(revoke_around), F(revokes),
 #undef F
 };
 const size_t nr_stats_fields = ARRAY_SIZE(stats_fields);
