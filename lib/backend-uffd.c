@@ -60,9 +60,8 @@ static void uffd_harvest(struct rsv *r, uintptr_t s, uintptr_t e)
 	wp_harvest(r, u->fd, u->pagemap_fd, s, e);
 }
 
-/* Async-signal-safe. PTE locks of [s, e) held on entry and exit. The
- * kernel's page table entries go; physmem keeps the data, so the next
- * touch is a minor fault. */
+/* Async-signal-safe. PTE locks of [s, e) held on entry and exit. The kernel's
+ * page table entries go; physmem keeps the data: a next touch is a minor fault. */
 static int uffd_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
 {
 	(void)flags;
@@ -202,14 +201,14 @@ static unsigned join_ranges(const struct revoke_vec *v, unsigned *i, struct iove
  * Async-signal-safe; the PTE locks of every range of v held on entry and
  * exit. The ranges zapped in one process_madvise(2) call, neighbours
  * joined into one range across gaps emm maps nothing in (zap_gap_ok): the
- * kernel flushes the TLB once per range it is given, page by page up to
- * 33 pages and whole above. On a 2-vCPU VM with shadow page tables, where
- * each page flushed is an exit to the hypervisor, 32 pages cost 160 to
- * 170 us given one by one, and 24 to 41 us given as one range of 63 to
- * 993 pages; with the program on the other CPU, 23.6 us a range (an IPI)
- * for 64 one-page ranges, 1.8 a page as one. Real batches join less
- * (SQLite's 17,300 ranges went in 12,400, within the noise). Where the
- * kernel stops early, the ranges it did not cover whole are the caller's.
+ * kernel flushes the TLB once per range (the app view's entries are dirty,
+ * emm-tuning(7)), page by page up to 33 pages, whole above. On a 2-vCPU
+ * VM with shadow page tables 32 pages cost 160 to 170 us one by one, 24
+ * to 41 us as one range of 63 to 993 pages; with the program on the other
+ * CPU, 23.6 us a range (an IPI) for 64 one-page ranges, 1.8 a page as one.
+ * Real batches join less (SQLite's 17,300 ranges in 12,400, no faster
+ * beyond the noise). Where the kernel stops early, the ranges it did not
+ * cover whole are the caller's.
  */
 static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 {
@@ -235,7 +234,7 @@ static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 				continue;
 			}
 			left -= (ssize_t)iov[k].iov_len;
-			count_event(mm, revokes);	/* a flush of its own (emm-tuning(7)) */
+			count_event(mm, revokes);	/* each a flush of its own */
 			for (; done <= last[k]; done++) {
 				uintptr_t s = (uintptr_t)v->iov[done].iov_base;
 
