@@ -79,7 +79,7 @@ static void show(const char *out)
 
 struct line {
 	char backend[16], res[16], lim[16], swap[16];
-	double flt, minflt, majflt, swapin, swapout, pgscan, direct;
+	double flt, minflt, majflt, swapin, swapout, pgscan, direct, revoke;
 	unsigned inst;
 	unsigned long thp;
 };
@@ -90,10 +90,10 @@ static int parse(const char *out, struct line *l, int max)
 	int n = 0;
 
 	for (const char *p = out; p && *p && n < max; p = strchr(p, '\n'), p = p ? p + 1 : p) {
-		if (sscanf(p, "%u %15s %15s %15s %15s %lf %lf %lf %lf %lf %lf %lf %lu", &l[n].inst,
+		if (sscanf(p, "%u %15s %15s %15s %15s %lf %lf %lf %lf %lf %lf %lf %lf %lu", &l[n].inst,
 			   l[n].backend, l[n].res, l[n].lim, l[n].swap, &l[n].flt, &l[n].minflt,
 			   &l[n].majflt, &l[n].swapin, &l[n].swapout, &l[n].pgscan, &l[n].direct,
-			   &l[n].thp) == 13)
+			   &l[n].revoke, &l[n].thp) == 14)
 			n++;
 	}
 	return n;
@@ -221,6 +221,8 @@ static void check_idle(struct emm *mm)
 	ok(!memcmp(&a, &b, sizeof(a)), "reading changed none of the program's counters");
 	ok(strstr(out, "direct/s") && l[1].direct == 0,
 	   "a direct/s column, 0 while nothing runs");
+	ok(strstr(out, "revoke/s") && l[1].revoke == 0,
+	   "a revoke/s column, 0 while nothing runs");
 }
 
 static void check_busy(char *area)
@@ -266,7 +268,7 @@ int main(int argc, char **argv)
 	}
 	if (access(emmstat, X_OK) != 0)
 		bail("%s is not built (make tools/emmstat)", emmstat);
-	plan(17);
+	plan(18);
 	check_off();
 	check_exit();
 

@@ -23,11 +23,11 @@
 #define PUBLISH_WAIT_MS	200	/* for the publisher to answer a request */
 
 /* The counters emmstat shows, by their names in struct emm_stats. */
-enum { RESIDENT, LIMIT, SWAP_USED, FAULTS, MINOR, MAJOR, SWAPIN, SWAPOUT, PGSCAN, DIRECT, THP,
+enum { RESIDENT, LIMIT, SWAP_USED, FAULTS, MINOR, MAJOR, SWAPIN, SWAPOUT, PGSCAN, DIRECT, REVOKES, THP,
        NR_SHOWN };
 static const char *const shown[NR_SHOWN] = {
 	"resident_bytes", "limit_bytes", "swap_used_bytes", "faults", "faults_minor", "faults_major",
-	"swapins", "swapouts", "pgscan", "pgsteal_direct", "thp_collapse",
+	"swapins", "swapouts", "pgscan", "pgsteal_direct", "revokes", "thp_collapse",
 };
 
 struct instance {
@@ -211,9 +211,9 @@ static const char *human(uint64_t v, char *buf, size_t len)
 
 static void print_header(void)
 {
-	printf("%4s %-11s %8s %7s %8s %8s %8s %8s %8s %9s %8s %8s %5s\n", "inst", "backend",
+	printf("%4s %-11s %8s %7s %8s %8s %8s %8s %8s %9s %8s %8s %8s %5s\n", "inst", "backend",
 	       "resident", "limit", "swapused", "flt/s", "minflt/s", "majflt/s", "swapin/s",
-	       "swapout/s", "pgscan/s", "direct/s", "thp");
+	       "swapout/s", "pgscan/s", "direct/s", "revoke/s", "thp");
 }
 
 static double rate(const struct instance *in, int k)
@@ -227,11 +227,13 @@ static void print_line(struct instance *in)
 {
 	char r[16], l[16], s[16];
 
-	printf("%4u %-11s %8s %7s %8s %8.0f %8.0f %8.0f %8.0f %9.0f %8.0f %8.0f %5" PRIu64 "%s\n",
+	printf("%4u %-11s %8s %7s %8s %8.0f %8.0f %8.0f %8.0f %9.0f %8.0f %8.0f %8.0f %5" PRIu64
+	       "%s\n",
 	       in->page->instance, in->page->backend, human(in->cur[RESIDENT], r, sizeof(r)),
 	       human(in->cur[LIMIT], l, sizeof(l)), human(in->cur[SWAP_USED], s, sizeof(s)),
 	       rate(in, FAULTS), rate(in, MINOR), rate(in, MAJOR), rate(in, SWAPIN), rate(in, SWAPOUT),
-	       rate(in, PGSCAN), rate(in, DIRECT), in->cur[THP], in->stale ? " (stale)" : "");
+	       rate(in, PGSCAN), rate(in, DIRECT), rate(in, REVOKES), in->cur[THP],
+	       in->stale ? " (stale)" : "");
 }
 
 /* One interval: read every instance; print those that have a previous
