@@ -189,6 +189,7 @@ double bench_signal_cost(double *copy_ns)
 struct revoke_probe {
 	char *view;		/* REVOKE_RANGES * 2 pages, every other one revoked */
 	int uffd;		/* -1: the kernel maps the pages itself */
+	int memfd;		/* uffd: the memory the view maps; else -1 */
 	int pidfd;
 	int cpu[2];		/* the revoking thread's CPU, the busy one's */
 	bool busy;
@@ -283,7 +284,7 @@ static bool two_cpus(int cpu[2])
 /* uffd: a memfd's view registered for minor faults, its pages written
  * through a second view; else anonymous memory, written by revoke_map.
  * False on a failure. */
-static bool revoke_setup(struct revoke_probe *rp, int fd, size_t len, bool uffd)
+static bool revoke_setup(struct revoke_probe *rp, size_t len, bool uffd)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MINOR_SHMEM };
 	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MINOR };
@@ -293,14 +294,15 @@ static bool revoke_setup(struct revoke_probe *rp, int fd, size_t len, bool uffd)
 		rp->view = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		return rp->view != MAP_FAILED;
 	}
-	if (fd < 0 || ftruncate(fd, (off_t)len) < 0)
+	rp->memfd = memfd_create("emm-bench-revoke-cost", MFD_CLOEXEC);
+	if (rp->memfd < 0 || ftruncate(rp->memfd, (off_t)len) < 0)
 		return false;
-	alias = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	alias = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, rp->memfd, 0);
 	if (alias == MAP_FAILED)
 		return false;
 	memset(alias, 1, len);
 	munmap(alias, len);
-	rp->view = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	rp->view = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, rp->memfd, 0);
 	if (rp->view == MAP_FAILED)
 		return false;
 	rp->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
@@ -311,14 +313,13 @@ static bool revoke_setup(struct revoke_probe *rp, int fd, size_t len, bool uffd)
 
 double bench_revoke_cost(bool uffd, bool busy)
 {
-	struct revoke_probe rp = { .uffd = -1, .busy = busy, .view = MAP_FAILED };
+	struct revoke_probe rp = { .uffd = -1, .memfd = -1, .busy = busy, .view = MAP_FAILED };
 	size_t len = (size_t)2 * REVOKE_RANGES * PAGE_SIZE;
-	int fd = memfd_create("emm-bench-revoke-cost", MFD_CLOEXEC);
 	pthread_t t;
 
 	rp.pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
 	/* On threads of its own: the caller's affinity stays as it is. */
-	if (rp.pidfd >= 0 && two_cpus(rp.cpu) && revoke_setup(&rp, fd, len, uffd) &&
+	if (rp.pidfd >= 0 && two_cpus(rp.cpu) && revoke_setup(&rp, len, uffd) &&
 	    !pthread_create(&t, NULL, revoke_run, &rp))
 		pthread_join(t, NULL);
 	else
@@ -329,7 +330,7 @@ double bench_revoke_cost(bool uffd, bool busy)
 		close(rp.uffd);
 	if (rp.pidfd >= 0)
 		close(rp.pidfd);
-	if (fd >= 0)
-		close(fd);
+	if (rp.memfd >= 0)
+		close(rp.memfd);
 	return (double)rp.ns;
 }
