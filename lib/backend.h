@@ -190,8 +190,8 @@ static inline int backend_grant(struct rsv *r, uintptr_t s, uintptr_t e, int pro
 	return r->mm->backend->grant(r, s, e, prot, flags);
 }
 
-/* Each range revoked is a call of its own into the kernel, and a TLB
- * flush of its own: counted (revokes). */
+/* Async-signal-safe. Each range revoked is a call of its own into the
+ * kernel, and a TLB flush of its own: counted (revokes). */
 static inline int backend_revoke(struct rsv *r, uintptr_t s, uintptr_t e, unsigned flags)
 {
 	int err;
