@@ -73,6 +73,19 @@ static unsigned isolate_locked(struct emm *mm, struct lruvec *lv, int list, stru
 			lru_putback(mm, rc->f[i], list, false);
 			continue;
 		}
+		/* A page after the head of a huge extent, listed by a per-CPU
+		 * pagevec drained after the collapse (it was queued before):
+		 * off the lists, as extent_set_huge took the others. Evicted
+		 * by itself, it would leave the extent marked huge with a
+		 * hole, on userfaultfd not registered for write-protection;
+		 * read back, a clean copy there cannot be mapped without
+		 * write, and its reads fault again and again (seen: the
+		 * out-of-core bench, 2 GiB under 512 MiB, EMM_MAP_HUGEPAGE,
+		 * spinning for minutes at 37 K minor faults a second). */
+		if (extent_huge(sp->r, sp->addr) && !IS_ALIGNED(sp->addr, PMD_SIZE)) {
+			pte_unlock(pte_of(sp->r, sp->addr), pval(sp));
+			continue;
+		}
 		/* A huge extent is one unit: its head stands for all of it. */
 		if (extent_huge(sp->r, sp->addr) && IS_ALIGNED(sp->addr, PMD_SIZE)) {
 			if (!trylock_extent(sp->r, sp->addr, sp->addr)) {
