@@ -281,6 +281,25 @@ static int grant_runs(struct rsv *r, uintptr_t s, uintptr_t e, bool wp, bool rem
 }
 
 /*
+ * Async-signal-safe; PTE locks of [s, e) held. A huge extent is registered
+ * without write-protection (uffd_huge_begin): a grant without write there
+ * maps it with write, and its pages count as written (PTE_DIRTY; a swap
+ * slot they keep is stale, and the core frees it), so no write goes
+ * unseen. Revoking instead would fault again at once, without end.
+ */
+static int grant_huge_dirty(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigned flags)
+{
+	int err = grant_runs(r, s, e, false, flags & BACKEND_REMAP);
+
+	if (err)
+		return err;
+	for (uintptr_t a = s; a < e; a += PAGE_SIZE)
+		pte_set_locked(pte_of(r, a), pte_locked_val(pte_of(r, a)) | PTE_DIRTY);
+	backend_set_pte_prot(r, s, e, prot);
+	return 0;
+}
+
+/*
  * Async-signal-safe; PTE locks of [s, e) held on entry and exit; may run in
  * a service thread or a signal handler. The kernel VMA's protection (the
  * emm VMA's, set by vma_protect) caps what the pages get; no kernel VMA is
@@ -309,9 +328,11 @@ static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigne
 	if (flags & BACKEND_REMAP)
 		uffd_harvest(r, s, e);
 	err = grant_runs(r, s, e, wp, flags & BACKEND_REMAP);
+	if (err && wp && extent_huge(r, s))
+		return grant_huge_dirty(r, s, e, prot | EMM_PROT_WRITE, flags);
 	if (err && wp) {
-		/* Not registered for write-protection there (a huge extent): no
-		 * access is what keeps a write from going unseen. */
+		/* No write-protection to be had: no access is what keeps a
+		 * write from going unseen (the next touch is a minor fault). */
 		return uffd_revoke(r, s, e, flags);
 	}
 	if (!err)

@@ -91,7 +91,10 @@ struct backend_ops {
 	 * first; BACKEND_ZERO says all of it is such pages. Give the app view
 	 * access prot (EMM_PROT_*, never EMM_PROT_NONE) to the whole range in
 	 * one step: one call per cluster, not per page. A prot without EMM_PROT_WRITE over pages that
-	 * had it takes write access away (dirty tracking). -EAGAIN: the change
+	 * had it takes write access away (dirty tracking); where the backend
+	 * cannot (a huge extent on userfaultfd has no write-protection) it
+	 * maps with write and marks the pages PTE_DIRTY, as harvest would,
+	 * so that no write goes unseen. -EAGAIN: the change
 	 * would take emm past its kernel-VMA budget and BACKEND_FORCE is not
 	 * set (the caller coalesces); -ENOMEM: the kernel refused. On failure
 	 * nothing changed.

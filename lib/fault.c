@@ -133,7 +133,8 @@ static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma,
 		prot &= ~EMM_PROT_WRITE;
 	if (extent_huge(r, a) && clean && (access & EMM_PROT_WRITE)) {
 		split_huge_locked(r, a);
-	} else if (extent_huge(r, a) && pte_prot(pte_locked_val(pte_of(r, addr))) == EMM_PROT_NONE) {
+	} else if (extent_huge(r, a) &&
+		   !prot_allows(pte_prot(pte_locked_val(pte_of(r, addr))), access)) {
 		err = backend_set_prot(r, a, a + PMD_SIZE, prot, BACKEND_FORCE);
 		head = pte_locked_val(pte_of(r, a));	/* mapped now */
 		if (!err) {
@@ -143,6 +144,10 @@ static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma,
 			else
 				lru_queue(r->mm, pte_val(head), PV_ACTIVATE);
 			pte_set_locked(pte_of(r, a), (head & ~PTE_RA) | ref);
+			/* Mapped writable: a clean copy among its pages is
+			 * one no longer (unlock_range). */
+			unlock_range(r, a, a + PMD_SIZE, 0, 0);
+			return FAULT_DONE;
 		}
 	}
 	unlock_untouched(r, a, a + PMD_SIZE);

@@ -416,6 +416,17 @@ static unsigned collect(struct rsv *r, uintptr_t *at, uintptr_t e, struct scan *
 			continue;
 		}
 		v = pte_lock(pte_of(r, *at));
+		if (extent_huge(r, *at)) {
+			/* Collapsed since the caller split the range (the
+			 * promotion scanner): split it again, or its pages
+			 * would go one by one while it is one unit. No page
+			 * of it is in the batch (collapsing takes all their
+			 * locks), so its locks come next in address order. */
+			pte_unlock(pte_of(r, *at), v);
+			thp_split_range(r, *at, *at + PAGE_SIZE, true);
+			*at -= PAGE_SIZE;	/* and look at this page again */
+			continue;
+		}
 		if (pte_state(v) != PTE_RESIDENT || (v & PTE_PINNED)) {
 			pte_unlock(pte_of(r, *at), v);
 			continue;

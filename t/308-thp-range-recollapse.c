@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/* Range reclaim (EMM_ADV_PAGEOUT, EMM_ADV_COLD) that meets an extent collapsed again after it split the range splits it again: no page of it goes by itself while it is one unit, and its data reads back right; a grant without write of a collapsed extent maps it, and a write to it is seen. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "emm.h"
+#include "internal.h"
+#include "pte-peek.h"
+#include "tap.h"
+#include "thp.h"
+#include "util.h"
+#include "vmscan.h"
+
+#define PAGE 4096UL
+#define MIB (1UL << 20)
+#define EXT (2 * MIB)
+
+static struct emm *mm;
+
+static uint64_t value(const uint64_t *p)
+{
+	uint64_t s = (uint64_t)(uintptr_t)p ^ 0x0308030803080308ULL;
+
+	return tap_rand(&s) | 1;
+}
+
+/* Is the extent at p collapsed, as emm has it? */
+static bool huge(const char *p)
+{
+	int idx = 0;
+	struct rsv *r = rsv_enter((uintptr_t)p, &idx);
+	bool h;
+
+	if (!r)
+		bail("no reservation at %p", (const void *)p);
+	h = extent_huge(r, (uintptr_t)p);
+	rsv_leave(r, idx);
+	return h;
+}
+
+/* Pages of the extent at p that are not resident while emm still has it
+ * collapsed: pages gone by themselves, the extent's unit broken. */
+static size_t lost_while_huge(const char *p)
+{
+	size_t n = 0;
+
+	if (!huge(p))
+		return 0;
+	for (size_t i = 0; i < EXT / PAGE; i++)
+		n += pte_state(pte_word(p + i * PAGE)) != PTE_RESIDENT;
+	return n;
+}
+
+/*
+ * What emm_advise does after its own split, as if the promotion scanner
+ * had collapsed the extent in between: range reclaim over [from, EXT) of
+ * the collapsed extent at p, under the locks emm_advise holds.
+ */
+static long reclaim_collapsed(char *p, size_t from, bool pageout)
+{
+	int idx = 0;
+	struct rsv *r = rsv_enter((uintptr_t)p, &idx);
+	sigset_t all, old;
+	long freed;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_mutex_lock(&mm->lock);
+	freed = reclaim_range(r, (uintptr_t)p + from, (uintptr_t)p + EXT, pageout);
+	pthread_mutex_unlock(&mm->lock);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rsv_leave(r, idx);
+	return freed;
+}
+
+/* Collapse the extent at p by touching it (a first touch maps it whole)
+ * or by asking the scanner's way; fill it with its values. */
+static bool collapse(char *p)
+{
+	if (!huge(p)) {
+		emm_advise(mm, p, EXT, EMM_ADV_DONTNEED);
+		p[4000] = 1;
+	}
+	fill_words(p, EXT, value);
+	return huge(p);
+}
+
+/*
+ * The backend asked to map the collapsed extent at p without write (as a
+ * minor fault on a clean extent does): on userfaultfd, where a huge extent
+ * has no write-protection, it must still map it, not revoke it (the access
+ * would fault again without end), and a write must not go unseen.
+ */
+static void grant_read_only(char *p)
+{
+	int idx = 0, err;
+	struct rsv *r = rsv_enter((uintptr_t)p, &idx);
+	uintptr_t a = (uintptr_t)p;
+
+	lock_range(r, a, a + EXT);
+	for (uintptr_t q = a; q < a + EXT; q += PAGE)	/* clean, as if written back */
+		pte_set_locked(pte_of(r, q), pte_locked_val(pte_of(r, q)) & ~PTE_DIRTY);
+	err = backend_revoke(r, a, a + EXT, BACKEND_FORCE);
+	if (!err)
+		err = backend_grant(r, a, a + EXT, EMM_PROT_READ, BACKEND_FORCE);
+	unlock_untouched(r, a, a + EXT);
+	rsv_leave(r, idx);
+	is_int(err, 0, "a grant without write of a collapsed extent succeeds");
+	ok(kernel_mapped(p) && kernel_mapped(p + EXT - PAGE), "and maps it");
+	p[EXT - PAGE] ^= 1;	/* a fault loop here ends in alarm(2) */
+	ok(*(uint64_t *)(p + EXT - PAGE) == (value((uint64_t *)(p + EXT - PAGE)) ^ 1),
+	   "a write to it then is made");
+	p[EXT - PAGE] ^= 1;
+	is_int(emm_advise(mm, p, EXT, EMM_ADV_PAGEOUT) >= 0 && count_bad_words(p, EXT, value) == 0,
+	       1, "and not lost: paged out and read back right");
+}
+
+int main(void)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = 64 * MIB, .thp_scan_ms = 600000);
+	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ | EMM_PROT_WRITE,
+		 .flags = EMM_MAP_HUGEPAGE);
+	static const struct { size_t from; bool pageout; const char *what; } cases[] = {
+		{ 0, true, "EMM_ADV_PAGEOUT from the head" },
+		{ 17 * PAGE, true, "EMM_ADV_PAGEOUT from inside" },
+		{ 0, false, "EMM_ADV_COLD from the head" },
+		{ 17 * PAGE, false, "EMM_ADV_COLD from inside" },
+	};
+	const char *why;
+	void *r;
+	char *p;
+
+	if (!thp_can_collapse(&why))
+		skip_all(why);
+	plan(4 * ARRAY_SIZE(cases) + 5);
+	alarm(120);
+	if (emm_open(&o, &mm) || emm_reserve(mm, EXT, &r) || emm_map(mm, r, EXT, &mo))
+		bail("cannot open, reserve and map");
+	p = r;
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		long freed;
+
+		ok(collapse(p), "%s: the extent is collapsed", cases[i].what);
+		freed = reclaim_collapsed(p, cases[i].from, cases[i].pageout);
+		ok(!huge(p), "%s: it is split first", cases[i].what);
+		is_int(lost_while_huge(p) + (cases[i].pageout && freed <= 0), 0,
+		       "%s: no page went while it was one unit (%ld freed)", cases[i].what,
+		       freed);
+		is_int(count_bad_words(p, EXT, value), 0, "%s: it reads back right",
+		       cases[i].what);
+	}
+	ok(collapse(p), "the extent is collapsed again");
+	grant_read_only(p);
+	emm_close(mm);
+	return done_testing();
+}
