@@ -64,6 +64,7 @@ void extent_set_huge(struct rsv *r, uintptr_t a)
 {
 	struct emm *mm = r->mm;
 
+	DEBUG_RANGE_LOCKED(r, a, a + PMD_SIZE);
 	for (uintptr_t p = a + PAGE_SIZE; p < a + PMD_SIZE; p += PAGE_SIZE) {
 		uint64_t v = pte_locked_val(pte_of(r, p));
 
@@ -126,6 +127,7 @@ bool huge_clean(struct rsv *r, uintptr_t a)
  * one unit; its pages are not listed yet. False if it was not huge. */
 bool unset_huge_locked(struct rsv *r, uintptr_t a)
 {
+	DEBUG_RANGE_LOCKED(r, a, a + PMD_SIZE);
 	if (!(atomic_fetch_and_explicit(&extent_of(r, a)->flags, ~EXT_HUGE,
 					memory_order_relaxed) & EXT_HUGE))
 		return false;

@@ -468,19 +468,26 @@ static void drop_page(struct rsv *r, uintptr_t a)
 void zap_range(struct rsv *r, uintptr_t s, uintptr_t e, bool revoke)
 {
 	for (uintptr_t a = s; a < e; a = ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE) {
-		uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e);
+		uintptr_t h = ALIGN_DOWN(a, PMD_SIZE), ae = MIN(h + PMD_SIZE, e), ls = a, le = ae;
 
 		if (!extent_used(r, a))
 			continue;
-		lock_range(r, a, ae);
-		if (extent_huge(r, a))
-			split_huge_locked(r, a);	/* API callers split partial ones first */
+		/* API callers split the extents they cover in part first, but
+		 * the promotion scanner may have collapsed one again since:
+		 * then it is split here, with all its locks. */
+		for (lock_range(r, ls, le); extent_huge(r, h) && le - ls < PMD_SIZE;
+		     lock_range(r, ls, le)) {
+			unlock_untouched(r, ls, le);
+			ls = h, le = h + PMD_SIZE;
+		}
+		if (extent_huge(r, h))
+			split_huge_locked(r, h);
 		if (revoke)
 			backend_revoke(r, a, ae, BACKEND_FORCE);
 		physmem_punch(r, a, ae - a);
 		for (uintptr_t p = a; p < ae; p += PAGE_SIZE)
 			drop_page(r, p);
-		unlock_untouched(r, a, ae);
+		unlock_untouched(r, ls, le);
 	}
 }
 

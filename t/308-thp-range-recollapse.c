@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Range reclaim (EMM_ADV_PAGEOUT, EMM_ADV_COLD) that meets an extent collapsed again after it split the range splits it again: no page of it goes by itself while it is one unit, and its data reads back right; a grant without write of a collapsed extent maps it, and a write to it is seen. */
+/* Range reclaim (EMM_ADV_PAGEOUT, EMM_ADV_COLD) or a range drop (EMM_ADV_DONTNEED) that meets an extent collapsed again after it split the range splits it again: no page of it goes by itself while it is one unit, and its data reads back right; a grant without write of a collapsed extent maps it, and a write to it is seen. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "emm.h"
 #include "internal.h"
+#include "memory.h"
 #include "pte-peek.h"
 #include "tap.h"
 #include "thp.h"
@@ -18,6 +19,8 @@
 #define PAGE 4096UL
 #define MIB (1UL << 20)
 #define EXT (2 * MIB)
+
+enum { OP_COLD, OP_PAGEOUT, OP_ZAP };
 
 static struct emm *mm;
 
@@ -57,31 +60,49 @@ static size_t lost_while_huge(const char *p)
 
 /*
  * What emm_advise does after its own split, as if the promotion scanner
- * had collapsed the extent in between: range reclaim over [from, EXT) of
- * the collapsed extent at p, under the locks emm_advise holds.
+ * had collapsed the extent in between: range reclaim (or, zap: the drop of
+ * EMM_ADV_DONTNEED) over [from, EXT) of the collapsed extent at p, under
+ * the locks emm_advise holds. Pages freed (zap: 0).
  */
-static long reclaim_collapsed(char *p, size_t from, bool pageout)
+static long after_split(char *p, size_t from, int op)
 {
 	int idx = 0;
 	struct rsv *r = rsv_enter((uintptr_t)p, &idx);
+	uintptr_t s = (uintptr_t)p + from, e = (uintptr_t)p + EXT;
 	sigset_t all, old;
-	long freed;
+	long freed = 0;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	pthread_mutex_lock(&mm->lock);
-	freed = reclaim_range(r, (uintptr_t)p + from, (uintptr_t)p + EXT, pageout);
+	if (op == OP_ZAP)
+		zap_range(r, s, e, true);
+	else
+		freed = reclaim_range(r, s, e, op == OP_PAGEOUT);
 	pthread_mutex_unlock(&mm->lock);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	rsv_leave(r, idx);
 	return freed;
 }
 
-/* Collapse the extent at p by touching it (a first touch maps it whole)
- * or by asking the scanner's way; fill it with its values. */
+/* Words of [from, EXT) of p that are not zero. */
+static size_t nonzero_words(const char *p, size_t from)
+{
+	size_t n = 0;
+
+	for (size_t i = from; i < EXT; i += sizeof(uint64_t))
+		n += *(const uint64_t *)(p + i) != 0;
+	return n;
+}
+
+/* Collapse the extent at p by touching it (a first touch of an empty
+ * extent maps it whole, unless a neighbour's lock is busy at that moment:
+ * then again) and fill it with its values. */
 static bool collapse(char *p)
 {
-	if (!huge(p)) {
+	for (int i = 0; i < 20 && !huge(p); i++) {
+		if (i)
+			usleep(10000);
 		emm_advise(mm, p, EXT, EMM_ADV_DONTNEED);
 		p[4000] = 1;
 	}
@@ -124,11 +145,11 @@ int main(void)
 	EMM_OPTS(emm_opts, o, .mem_limit = 64 * MIB, .thp_scan_ms = 600000);
 	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ | EMM_PROT_WRITE,
 		 .flags = EMM_MAP_HUGEPAGE);
-	static const struct { size_t from; bool pageout; const char *what; } cases[] = {
-		{ 0, true, "EMM_ADV_PAGEOUT from the head" },
-		{ 17 * PAGE, true, "EMM_ADV_PAGEOUT from inside" },
-		{ 0, false, "EMM_ADV_COLD from the head" },
-		{ 17 * PAGE, false, "EMM_ADV_COLD from inside" },
+	static const struct { size_t from; int op; const char *what; } cases[] = {
+		{ 0, OP_PAGEOUT, "EMM_ADV_PAGEOUT from the head" },
+		{ 17 * PAGE, OP_PAGEOUT, "EMM_ADV_PAGEOUT from inside" },
+		{ 0, OP_COLD, "EMM_ADV_COLD from the head" },
+		{ 17 * PAGE, OP_COLD, "EMM_ADV_COLD from inside" },
 	};
 	const char *why;
 	void *r;
@@ -136,7 +157,7 @@ int main(void)
 
 	if (!thp_can_collapse(&why))
 		skip_all(why);
-	plan(4 * ARRAY_SIZE(cases) + 5);
+	plan(4 * ARRAY_SIZE(cases) + 4 + 5);
 	alarm(120);
 	if (emm_open(&o, &mm) || emm_reserve(mm, EXT, &r) || emm_map(mm, r, EXT, &mo))
 		bail("cannot open, reserve and map");
@@ -145,14 +166,21 @@ int main(void)
 		long freed;
 
 		ok(collapse(p), "%s: the extent is collapsed", cases[i].what);
-		freed = reclaim_collapsed(p, cases[i].from, cases[i].pageout);
+		freed = after_split(p, cases[i].from, cases[i].op);
 		ok(!huge(p), "%s: it is split first", cases[i].what);
-		is_int(lost_while_huge(p) + (cases[i].pageout && freed <= 0), 0,
+		is_int(lost_while_huge(p) + (cases[i].op == OP_PAGEOUT && freed <= 0), 0,
 		       "%s: no page went while it was one unit (%ld freed)", cases[i].what,
 		       freed);
 		is_int(count_bad_words(p, EXT, value), 0, "%s: it reads back right",
 		       cases[i].what);
 	}
+	/* EMM_ADV_DONTNEED of its tail: the head's pages keep their data. */
+	ok(collapse(p), "EMM_ADV_DONTNEED from inside: the extent is collapsed");
+	after_split(p, 17 * PAGE, OP_ZAP);
+	ok(!huge(p), "EMM_ADV_DONTNEED from inside: it is split first");
+	is_int(count_bad_words(p, 17 * PAGE, value), 0,
+	       "EMM_ADV_DONTNEED from inside: the pages before read back right");
+	is_int(nonzero_words(p, 17 * PAGE), 0, "EMM_ADV_DONTNEED from inside: the rest reads zero");
 	ok(collapse(p), "the extent is collapsed again");
 	grant_read_only(p);
 	emm_close(mm);
