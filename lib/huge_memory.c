@@ -158,6 +158,27 @@ void split_huge_locked(struct rsv *r, uintptr_t a)
 	count_event(mm, thp_split);
 }
 
+/*
+ * Async-signal-safe. Lock [s, e), inside one extent, and make sure that
+ * extent is not huge: one the caller split may have been collapsed again
+ * since by the promotion scanner, which takes no mm->lock. Then all of it
+ * is locked and split. *ls and *le say what is locked, for
+ * unlock_untouched; no other PTE lock of the extent may be held.
+ */
+void lock_range_split(struct rsv *r, uintptr_t s, uintptr_t e, uintptr_t *ls, uintptr_t *le)
+{
+	uintptr_t h = ALIGN_DOWN(s, PMD_SIZE);
+
+	*ls = s, *le = e;
+	for (lock_range(r, s, e); extent_huge(r, h) && *le - *ls < PMD_SIZE;
+	     lock_range(r, *ls, *le)) {
+		unlock_untouched(r, *ls, *le);
+		*ls = h, *le = h + PMD_SIZE;
+	}
+	if (extent_huge(r, h))
+		split_huge_locked(r, h);
+}
+
 /* Split the huge extents [s, e) covers only in part (all: every one).
  * Signals blocked, mm->lock held. */
 void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all)

@@ -59,6 +59,7 @@ bool huge_clean(struct rsv *r, uintptr_t a);
 int huge_fresh_physmem(struct rsv *r, uintptr_t a);
 void collapse_fresh(struct rsv *r, uintptr_t a);
 void split_huge_locked(struct rsv *r, uintptr_t a);
+void lock_range_split(struct rsv *r, uintptr_t s, uintptr_t e, uintptr_t *ls, uintptr_t *le);
 void thp_split_range(struct rsv *r, uintptr_t s, uintptr_t e, bool all);
 
 /* khugepaged.c */

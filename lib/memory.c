@@ -468,20 +468,11 @@ static void drop_page(struct rsv *r, uintptr_t a)
 void zap_range(struct rsv *r, uintptr_t s, uintptr_t e, bool revoke)
 {
 	for (uintptr_t a = s; a < e; a = ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE) {
-		uintptr_t h = ALIGN_DOWN(a, PMD_SIZE), ae = MIN(h + PMD_SIZE, e), ls = a, le = ae;
+		uintptr_t ae = MIN(ALIGN_DOWN(a, PMD_SIZE) + PMD_SIZE, e), ls, le;
 
 		if (!extent_used(r, a))
 			continue;
-		/* API callers split the extents they cover in part first, but
-		 * the promotion scanner may have collapsed one again since:
-		 * then it is split here, with all its locks. */
-		for (lock_range(r, ls, le); extent_huge(r, h) && le - ls < PMD_SIZE;
-		     lock_range(r, ls, le)) {
-			unlock_untouched(r, ls, le);
-			ls = h, le = h + PMD_SIZE;
-		}
-		if (extent_huge(r, h))
-			split_huge_locked(r, h);
+		lock_range_split(r, a, ae, &ls, &le);
 		if (revoke)
 			backend_revoke(r, a, ae, BACKEND_FORCE);
 		physmem_punch(r, a, ae - a);

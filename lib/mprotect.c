@@ -69,6 +69,9 @@ static int protect_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 		return err;
 	thp_split_range(r, s, e, false);
 	err = vma_change(r, s, e, &(struct vma_change){ prot, 0, 0 });
+	/* Once more: the promotion scanner may have collapsed an extent
+	 * again before the VMAs changed; now none can be (vma_thp_allowed). */
+	thp_split_range(r, s, e, false);
 	if (!err)
 		err = walk_vmas(r, s, e, vma_protect_one, NULL);
 	return err ? err : change_range_prot(r, s, e, prot);

@@ -94,20 +94,20 @@ static int migrate_range(struct rsv *r, uintptr_t s, uintptr_t e, void *arg)
 
 	thp_split_range(r, s, e, true);
 	for (uintptr_t c = s; c < e;) {
-		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, e);
+		uintptr_t ce = MIN(ALIGN_DOWN(c, PMD_SIZE) + PMD_SIZE, e), ls, le;
 		int err;
 
 		if (!extent_used(r, c)) {
 			c = ce;
 			continue;
 		}
-		lock_range(r, c, ce);
+		lock_range_split(r, c, ce, &ls, &le);
 		for (uintptr_t a = c; a < ce; a += PAGE_SIZE)
 			if (pte_state(pte_locked_val(pte_of(r, a))) == PTE_RESIDENT)
 				move_frame(r, a, node);
 		err = numa_topology()->real ? move_physical(r, c, ce, node) : 0;
 		ret = ret ? ret : err;
-		unlock_untouched(r, c, ce);
+		unlock_untouched(r, ls, le);
 		c = ce;
 	}
 	return ret;
