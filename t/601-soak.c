@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Concurrency soak: writers and verifiers under a budget of 1/8 of their working set, with pageout, cold, protection toggles and limit changes from other threads. */
+/* Concurrency soak: writers and verifiers under a budget of 1/8 of their working set, with pageout, cold, protection toggles and limit changes from other threads; then again with huge pages and the promotion scanner running, under all or half of it. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -15,6 +15,12 @@
  * threads page out and deactivate random ranges of both, and move the
  * budget between 1/8 and 1/16 of the working set. Every word read must be
  * the one last written. SOAK_SECONDS sets the length (make soak).
+ * The second round maps the region with EMM_MAP_HUGEPAGE, lets the
+ * promotion scanner run every millisecond, moves the budget between the
+ * whole working set and half of it (room for extents to be whole), pauses
+ * the advisor 20 ms between calls, and toggles the protection of a range
+ * that cuts extents in part: range operations then meet extents the
+ * scanner collapses again after they split them.
  */
 
 #define PAGE		4096UL
@@ -31,6 +37,19 @@ static char *base;
 static atomic_bool stop;
 static atomic_ulong ops, bad, call_errors;
 static uint32_t gen[PAGES];	/* per page, owned by its writer */
+
+/* One round's configuration: see above. */
+static const struct soak {
+	const char *name;
+	unsigned map_flags, scan_ms;
+	size_t limit_div;		/* the budget: WS / limit_div, and half that */
+	size_t protect_from, protect_to;	/* pages of the frozen region toggled */
+	unsigned advise_us;		/* the advisor's pause between calls */
+} rounds[] = {
+	{ "4 KiB pages", 0, 0, 8, 0, FROZEN, 0 },
+	{ "huge pages", EMM_MAP_HUGEPAGE, 1, 1, 100, FROZEN - 100, 20000 },
+};
+static const struct soak *cur;
 
 static uint64_t word_at(size_t pg, uint32_t g, size_t i)
 {
@@ -107,7 +126,10 @@ static void *advisor(void *arg)
 		call(emm_advise(mm, base + pg * PAGE, n * PAGE,
 				tap_rand(&seed) % 2 ? EMM_ADV_PAGEOUT : EMM_ADV_COLD));
 		prot ^= EMM_PROT_WRITE;
-		call(emm_protect(mm, base, FROZEN * PAGE, prot));
+		call(emm_protect(mm, base + cur->protect_from * PAGE,
+				 (cur->protect_to - cur->protect_from) * PAGE, prot));
+		if (cur->advise_us)	/* time for extents to fill and collapse */
+			usleep(cur->advise_us);
 		atomic_fetch_add_explicit(&ops, 2, memory_order_relaxed);
 	}
 	return NULL;
@@ -119,26 +141,33 @@ static void *limiter(void *arg)
 
 	(void)arg;
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		call(emm_set_limit(mm, i++ % 2 ? WS / 16 : WS / 8));
+		call(emm_set_limit(mm, i++ % 2 ? WS / cur->limit_div / 2 : WS / cur->limit_div));
 		atomic_fetch_add_explicit(&ops, 1, memory_order_relaxed);
 		usleep(20000);
 	}
 	return NULL;
 }
 
-int main(void)
+/* One round: every thread for secs seconds, then every page checked. */
+static void soak(long secs)
 {
-	const char *env = getenv("SOAK_SECONDS");
-	long secs = env && *env ? strtol(env, NULL, 0) : 5;
+	EMM_OPTS(emm_opts, o, .mem_limit = WS / cur->limit_div, .swap_size = 2 * WS,
+		 .thp_scan_ms = cur->scan_ms);
+	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ | EMM_PROT_WRITE,
+		 .flags = cur->map_flags);
 	pthread_t t[WRITERS + READERS + 2];
-	int n = 0;
-	EMM_OPTS(emm_opts, o, .mem_limit = WS / 8, .swap_size = 2 * WS);
 	struct emm_stats st;
+	int n = 0;
 
-	plan(5);
-	if (!is_int(emm_open(&o, &mm), 0, "emm_open: budget 1/8 of the working set"))
+	atomic_store(&stop, false);
+	atomic_store(&ops, 0);
+	atomic_store(&bad, 0);
+	atomic_store(&call_errors, 0);
+	memset(gen, 0, sizeof(gen));
+	if (!is_int(emm_open(&o, &mm), 0, "%s: emm_open: budget 1/%zu of the working set",
+		    cur->name, cur->limit_div))
 		bail("emm_open failed");
-	if (emm_reserve(mm, WS, (void **)&base) || emm_map(mm, base, WS, NULL))
+	if (emm_reserve(mm, WS, (void **)&base) || emm_map(mm, base, WS, &mo))
 		bail("emm_reserve/emm_map failed");
 	for (size_t pg = 0; pg < FROZEN; pg++)
 		write_page(pg, 1);
@@ -156,11 +185,27 @@ int main(void)
 		if (pg < FROZEN || gen[pg])
 			check_page(pg, pg < FROZEN ? 1 : gen[pg]);
 	st = stats(mm);
-	diag("%lu operations in %ld s; swapouts %" PRIu64 ", swapins %" PRIu64
-	     ", faults %" PRIu64, atomic_load(&ops), secs, st.swapouts, st.swapins, st.faults);
-	is_int(atomic_load(&bad), 0, "every page read held what was last written to it");
-	is_int(atomic_load(&call_errors), 0, "every advise, protect and set_limit call succeeded");
-	ok(st.swapouts > 0 && st.swapins > 0, "pages went through swap");
-	is_int(emm_close(mm), 0, "emm_close");
+	diag("%s: %lu operations in %ld s; swapouts %" PRIu64 ", swapins %" PRIu64
+	     ", faults %" PRIu64 ", collapses %" PRIu64 ", splits %" PRIu64, cur->name,
+	     atomic_load(&ops), secs, st.swapouts, st.swapins, st.faults, st.thp_collapse,
+	     st.thp_split);
+	is_int(atomic_load(&bad), 0, "%s: every page read held what was last written to it",
+	       cur->name);
+	is_int(atomic_load(&call_errors), 0,
+	       "%s: every advise, protect and set_limit call succeeded", cur->name);
+	ok(st.swapouts > 0 && st.swapins > 0, "%s: pages went through swap", cur->name);
+	is_int(emm_close(mm), 0, "%s: emm_close", cur->name);
+}
+
+int main(void)
+{
+	const char *env = getenv("SOAK_SECONDS");
+	long secs = env && *env ? strtol(env, NULL, 0) : 5;
+
+	plan(5 * (int)(sizeof(rounds) / sizeof(rounds[0])));
+	for (size_t i = 0; i < sizeof(rounds) / sizeof(rounds[0]); i++) {
+		cur = &rounds[i];
+		soak(secs);
+	}
 	return done_testing();
 }
