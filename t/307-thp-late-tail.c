@@ -27,33 +27,6 @@ static uint64_t value(const uint64_t *p)
 	return tap_rand(&s) | 1;
 }
 
-/* Is the extent at p collapsed, as emm has it? */
-static bool huge(const char *p)
-{
-	int idx = 0;
-	struct rsv *r = rsv_enter((uintptr_t)p, &idx);
-	bool h;
-
-	if (!r)
-		bail("no reservation at %p", (const void *)p);
-	h = extent_huge(r, (uintptr_t)p);
-	rsv_leave(r, idx);
-	return h;
-}
-
-/* Pages of the extent at p that are not resident while emm still has it
- * collapsed: a page evicted on its own, the extent's unit broken. */
-static size_t lost_while_huge(const char *p)
-{
-	size_t n = 0;
-
-	if (!huge(p))
-		return 0;
-	for (size_t i = 0; i < EXT / PAGE; i++)
-		n += pte_state(pte_word(p + i * PAGE)) != PTE_RESIDENT;
-	return n;
-}
-
 int main(void)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = 64 * MIB, .thp_scan_ms = 600000);
@@ -76,7 +49,7 @@ int main(void)
 	p[4000] = 1;
 	is_int(stats(mm).thp_collapse - s0.thp_collapse, 1, "the first touch collapses the extent");
 	fill_words(p, EXT, value);
-	ok(huge(p), "emm has it collapsed");
+	ok(extent_collapsed(p), "emm has it collapsed");
 
 	/* What a pagevec drained late does: a page of the extent on a list of
 	 * its own, next to its head. */
@@ -90,7 +63,7 @@ int main(void)
 	 * collapsed until reclaim comes to its head, which then splits it. */
 	for (int i = 0; i < SHRINKS; i++) {
 		shrink_node(mm, 0, 1);
-		lost += lost_while_huge(p);
+		lost += gone_while_collapsed(p);
 	}
 	is_int(lost, 0, "no page of the extent went by itself while it was collapsed");
 	is_int(count_bad_words(p, EXT, value), 0, "the extent reads back right");

@@ -31,33 +31,6 @@ static uint64_t value(const uint64_t *p)
 	return tap_rand(&s) | 1;
 }
 
-/* Is the extent at p collapsed, as emm has it? */
-static bool huge(const char *p)
-{
-	int idx = 0;
-	struct rsv *r = rsv_enter((uintptr_t)p, &idx);
-	bool h;
-
-	if (!r)
-		bail("no reservation at %p", (const void *)p);
-	h = extent_huge(r, (uintptr_t)p);
-	rsv_leave(r, idx);
-	return h;
-}
-
-/* Pages of the extent at p that are not resident while emm still has it
- * collapsed: pages gone by themselves, the extent's unit broken. */
-static size_t lost_while_huge(const char *p)
-{
-	size_t n = 0;
-
-	if (!huge(p))
-		return 0;
-	for (size_t i = 0; i < EXT / PAGE; i++)
-		n += pte_state(pte_word(p + i * PAGE)) != PTE_RESIDENT;
-	return n;
-}
-
 /*
  * What emm_advise does after its own split, as if the promotion scanner
  * had collapsed the extent in between: range reclaim (or, zap: the drop of
@@ -100,14 +73,14 @@ static size_t nonzero_words(const char *p, size_t from)
  * then again) and fill it with its values. */
 static bool collapse(char *p)
 {
-	for (int i = 0; i < 20 && !huge(p); i++) {
+	for (int i = 0; i < 20 && !extent_collapsed(p); i++) {
 		if (i)
 			usleep(10000);
 		emm_advise(mm, p, EXT, EMM_ADV_DONTNEED);
 		p[4000] = 1;
 	}
 	fill_words(p, EXT, value);
-	return huge(p);
+	return extent_collapsed(p);
 }
 
 /*
@@ -167,8 +140,8 @@ int main(void)
 
 		ok(collapse(p), "%s: the extent is collapsed", cases[i].what);
 		freed = after_split(p, cases[i].from, cases[i].op);
-		ok(!huge(p), "%s: it is split first", cases[i].what);
-		is_int(lost_while_huge(p) + (cases[i].op == OP_PAGEOUT && freed <= 0), 0,
+		ok(!extent_collapsed(p), "%s: it is split first", cases[i].what);
+		is_int(gone_while_collapsed(p) + (cases[i].op == OP_PAGEOUT && freed <= 0), 0,
 		       "%s: no page went while it was one unit (%ld freed)", cases[i].what,
 		       freed);
 		is_int(count_bad_words(p, EXT, value), 0, "%s: it reads back right",
@@ -177,7 +150,7 @@ int main(void)
 	/* EMM_ADV_DONTNEED of its tail: the head's pages keep their data. */
 	ok(collapse(p), "EMM_ADV_DONTNEED from inside: the extent is collapsed");
 	after_split(p, 17 * PAGE, OP_ZAP);
-	ok(!huge(p), "EMM_ADV_DONTNEED from inside: it is split first");
+	ok(!extent_collapsed(p), "EMM_ADV_DONTNEED from inside: it is split first");
 	is_int(count_bad_words(p, 17 * PAGE, value), 0,
 	       "EMM_ADV_DONTNEED from inside: the pages before read back right");
 	is_int(nonzero_words(p, 17 * PAGE), 0, "EMM_ADV_DONTNEED from inside: the rest reads zero");

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* What the kernel and emm each say of one page: the pagemap's present bit, emm's PTE word. */
+/* What the kernel and emm each say of one page: the pagemap's present bit, emm's PTE word; and of an extent: whether emm has it collapsed. */
 #ifndef EMM_T_PTE_PEEK_H
 #define EMM_T_PTE_PEEK_H
 
@@ -31,18 +31,49 @@ PEEK_FN bool kernel_mapped(const void *a)
 	return e >> 63;
 }
 
+/* The reservation of a, entered (rsv_leave it with idx), or a bail. */
+PEEK_FN struct rsv *peek_rsv(const void *a, int *idx)
+{
+	struct rsv *r = rsv_enter((uintptr_t)a, idx);
+
+	if (!r)
+		bail("no reservation at %p", a);
+	return r;
+}
+
 /* The PTE word emm keeps for the page at a, without its lock bits. */
 PEEK_FN uint64_t pte_word(const void *a)
 {
 	int idx = 0;
-	struct rsv *r = rsv_enter((uintptr_t)a, &idx);
-	uint64_t v;
+	struct rsv *r = peek_rsv(a, &idx);
+	uint64_t v = atomic_load(pte_of(r, (uintptr_t)a)) & ~(PTE_LOCKED | PTE_WAITERS);
 
-	if (!r)
-		bail("no reservation at %p", a);
-	v = atomic_load(pte_of(r, (uintptr_t)a)) & ~(PTE_LOCKED | PTE_WAITERS);
 	rsv_leave(r, idx);
 	return v;
+}
+
+/* Is the extent at p (2 MiB-aligned) collapsed, as emm has it? */
+PEEK_FN bool extent_collapsed(const void *p)
+{
+	int idx = 0;
+	struct rsv *r = peek_rsv(p, &idx);
+	bool h = extent_huge(r, (uintptr_t)p);
+
+	rsv_leave(r, idx);
+	return h;
+}
+
+/* Pages of the extent at p that are not resident while emm still has it
+ * collapsed: pages gone by themselves, the extent's unit broken. */
+PEEK_FN size_t gone_while_collapsed(const void *p)
+{
+	size_t n = 0;
+
+	if (!extent_collapsed(p))
+		return 0;
+	for (size_t i = 0; i < 512; i++)
+		n += pte_state(pte_word((const char *)p + i * 4096)) != PTE_RESIDENT;
+	return n;
 }
 
 #endif /* EMM_T_PTE_PEEK_H */
