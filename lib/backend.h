@@ -315,6 +315,7 @@ void backend_set_pte_prot(struct rsv *r, uintptr_t s, uintptr_t e, int prot);
 int backend_signal_get(void);
 void backend_signal_put(void);
 int backend_signal_interpose(int sig, const struct sigaction *act, struct sigaction *old);
-void backend_sigbus_send(pid_t tid, uint64_t blocked, uintptr_t addr, int access, struct rsv *r);
+void backend_sigbus_send(pid_t tid, uint64_t blocked, uintptr_t addr, int access, uintptr_t pc,
+			 struct rsv *r);
 
 #endif /* EMM_BACKEND_H */

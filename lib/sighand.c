@@ -253,14 +253,28 @@ static bool deferred_sigbus(const siginfo_t *si)
 	return si->si_code == SI_QUEUE && si->si_errno == EMM_SIGBUS_MARK;
 }
 
-/* Async-signal-safe. Deliver, in this thread, the SIGBUS a service thread
- * deferred to it, as if the fault had been served here. */
+/*
+ * Async-signal-safe. Deliver, in this thread, the SIGBUS a service thread
+ * deferred to it, as if the fault had been served here. The service thread
+ * put in si_lower the instruction this thread slept on in the fault; where
+ * the signal found it elsewhere, the fault was one it had left before the
+ * signal came (another signal took it out of its sleep, or a wake for an
+ * earlier fault made it retry, and its retry sent another message), and it
+ * is dropped: were the access made again, it would fault again, and that
+ * fault is served. Raising it would run the program's SIGBUS handler where
+ * no access failed: after the handler left the first with siglongjmp, say.
+ */
 static void deliver_deferred(siginfo_t *si, void *uc)
 {
 	int access = si->si_addr_lsb, srcu = 0;
-	struct rsv *r = rsv_enter((uintptr_t)si->si_addr, &srcu);
+	uintptr_t pc = (uintptr_t)si->si_lower;
+	struct rsv *r;
 
+	if (pc && arch_context_pc(uc) && arch_context_pc(uc) != pc)
+		return;
+	r = rsv_enter((uintptr_t)si->si_addr, &srcu);
 	si->si_addr_lsb = 0;
+	si->si_lower = NULL;
 	fault_sigbus(si, uc, access, r, srcu);
 }
 
@@ -331,9 +345,11 @@ out:
  * a handler takes SIGBUS there, it gets it marked, with SI_QUEUE; else
  * (SIGBUS ignored, default or blocked in tid) the process dies of it here,
  * as the kernel kills a process whose fault's SIGBUS is ignored or blocked.
- * blocked: the signals tid blocks. Not in a signal handler: a service thread.
+ * blocked: the signals tid blocks; pc: the instruction tid sleeps on in
+ * its fault, 0 when not known. Not in a signal handler: a service thread.
  */
-void backend_sigbus_send(pid_t tid, uint64_t blocked, uintptr_t addr, int access, struct rsv *r)
+void backend_sigbus_send(pid_t tid, uint64_t blocked, uintptr_t addr, int access, uintptr_t pc,
+			 struct rsv *r)
 {
 	siginfo_t si;
 	struct sigaction cur, *eff = &cur;
@@ -347,6 +363,7 @@ void backend_sigbus_send(pid_t tid, uint64_t blocked, uintptr_t addr, int access
 	if (sigaction(SIGSEGV, NULL, &cur) == 0 && handler_is_emm(&cur) &&
 	    !(blocked & (1ull << (SIGSEGV - 1)))) {
 		si.si_signo = SIGSEGV;
+		si.si_lower = (void *)pc;
 		syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGSEGV, &si);
 		return;
 	}

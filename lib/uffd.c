@@ -265,6 +265,24 @@ int uffd_thread_syscall(pid_t tid, char *buf, size_t cap)
 	return atoi(buf);
 }
 
+/*
+ * Where thread tid is, from what uffd_thread_syscall read into buf: 1 and
+ * *pc, the instruction it sleeps on in a fault in user mode ("-1 sp pc");
+ * 0 when it is running or in a system call; -1 when it cannot be told.
+ */
+int uffd_thread_fault_pc(const char *buf, int syscall_nr, uintptr_t *pc)
+{
+	unsigned long sp, ip;
+
+	*pc = 0;
+	if (!strcmp(buf, "running\n") || syscall_nr >= 0)
+		return 0;
+	if (sscanf(buf, "-1 %lx %lx", &sp, &ip) != 2 || !ip)
+		return -1;
+	*pc = ip;
+	return 1;
+}
+
 /* The signals thread tid blocks (bit sig - 1); all of them when it cannot be told. */
 uint64_t uffd_thread_blocked(pid_t tid)
 {

@@ -79,6 +79,7 @@ int uffd_thread_cpu(pid_t tid);
 int zap_open(int *pidfd, const char **how);
 ssize_t zap_many(int pidfd, const struct iovec *iov, unsigned n);
 int uffd_thread_syscall(pid_t tid, char *buf, size_t cap);
+int uffd_thread_fault_pc(const char *buf, int syscall_nr, uintptr_t *pc);
 uint64_t uffd_thread_blocked(pid_t tid);
 
 #endif /* EMM_UFFD_H */

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* A fault the uffd backend cannot serve: EFAULT for a system call, SIGBUS as the kernel would raise it otherwise. */
+#include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -11,6 +13,8 @@
 #include "util.h"
 
 #define UFFD_FAIL_WAIT_MS 20		/* longest a page stays poisoned for a system call */
+#define UFFD_MASK_READS	20		/* reads of a fault signal's mask that say blocked */
+#define UFFD_MASK_READ_US 50		/* apart */
 
 /*
  * A system call's access to a page emm could not serve fails with EFAULT,
@@ -38,17 +42,52 @@ static void fail_syscall(int fd, struct rsv *r, pid_t tid, uintptr_t page)
 }
 
 /*
+ * In *blocked, the signals thread tid blocks while it sleeps in its fault
+ * at pc; false when it leaves that sleep meanwhile. A fault signal that
+ * reads as blocked may be the mask of a handler the thread runs for a
+ * moment (a signal took it out of its sleep; ThreadSanitizer's wrapper
+ * blocks them all): only a mask that stays so while the thread sleeps on
+ * the same instruction, over UFFD_MASK_READS reads, is the fault's.
+ */
+static bool blocked_in_fault(pid_t tid, uintptr_t pc, uint64_t *blocked)
+{
+	uint64_t fault_sigs = (1ull << (SIGSEGV - 1)) | (1ull << (SIGBUS - 1));
+
+	*blocked = uffd_thread_blocked(tid);
+	for (int i = 0; i < UFFD_MASK_READS && (*blocked & fault_sigs); i++) {
+		char buf[256] = "";
+		int nr;
+		uintptr_t now;
+
+		usleep(UFFD_MASK_READ_US);
+		nr = uffd_thread_syscall(tid, buf, sizeof(buf));
+		if (uffd_thread_fault_pc(buf, nr, &now) == 0 || (pc && now != pc))
+			return false;
+		*blocked = uffd_thread_blocked(tid);
+	}
+	return true;
+}
+
+/*
  * On a service thread, a fault of thread tid that emm could not serve (its
- * data unreadable), for the userfaultfd fd: in a system call, EFAULT; else
- * the SIGBUS the kernel would raise, to the handler installed for it now,
- * or the process dies of it (backend_sigbus_send).
+ * data unreadable), for the userfaultfd fd: in a system call, EFAULT; asleep
+ * in a fault in user mode, the SIGBUS the kernel would raise, to the handler
+ * installed for it now, or the process dies of it (backend_sigbus_send).
+ * Running, the thread is not asleep in this fault: the message is one it
+ * left (a signal took it out, or a wake for an earlier fault of the page
+ * made it retry, which sent this one), or it has not gone to sleep yet. The
+ * wake that follows makes it fault again if it still makes the access, and
+ * that fault is served; a SIGBUS now would come where no access failed.
  */
 void uffd_fail(int fd, struct rsv *r, pid_t tid, uintptr_t addr, int access)
 {
-	char buf[256];
+	char buf[256] = "";
+	int nr = uffd_thread_syscall(tid, buf, sizeof(buf));
+	uint64_t blocked;
+	uintptr_t pc;
 
-	if (uffd_thread_syscall(tid, buf, sizeof(buf)) >= 0)
+	if (nr >= 0)
 		fail_syscall(fd, r, tid, ALIGN_DOWN(addr, PAGE_SIZE));
-	else
-		backend_sigbus_send(tid, uffd_thread_blocked(tid), addr, access, r);
+	else if (uffd_thread_fault_pc(buf, nr, &pc) != 0 && blocked_in_fault(tid, pc, &blocked))
+		backend_sigbus_send(tid, blocked, addr, access, pc, r);
 }

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "emm.h"
@@ -144,6 +146,68 @@ static void handler_returns(void *arg)
 	_exit(bus_calls == 3 && bus_addr == p + PAGE ? 0 : 102);
 }
 
+static volatile int expecting;
+static volatile long stray_calls, access_calls;
+
+/* Counts the calls that come where no access is being made; leaves with
+ * siglongjmp at every third that comes at one. */
+static void on_sigbus_counting(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)si, (void)uc;
+	if (!expecting) {
+		stray_calls++;
+		return;
+	}
+	if (++access_calls % 3 == 0) {
+		expecting = 0;
+		siglongjmp(env, 1);
+	}
+}
+
+static void on_tick(int sig)
+{
+	(void)sig;
+}
+
+/* A timer signal every 200 us takes the thread out of its sleep in the
+ * fault now and then, and each fault the handler leaves by returning is
+ * made again at once: messages for faults the thread has left meet it
+ * elsewhere. The handler is called only where an access failed. */
+static void sigbus_only_at_access(void *arg)
+{
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGPROF };
+	struct itimerspec its = { .it_value.tv_nsec = 200000, .it_interval.tv_nsec = 200000 };
+	struct emm *mm;
+	char *p = failing_vma(&mm);
+	timer_t timer;
+	long rounds = 0;
+	long t0;
+
+	(void)arg;
+	alarm(20);
+	set_handler(SIGBUS, NULL, on_sigbus_counting);
+	set_handler(SIGPROF, on_tick, NULL);
+	sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	if (timer_create(CLOCK_MONOTONIC, &sev, &timer) || timer_settime(timer, 0, &its, NULL))
+		_exit(100);
+	for (t0 = now_ms(); now_ms() - t0 < 500; rounds++) {
+		expecting = 1;
+		if (sigsetjmp(env, 1) == 0) {
+			(void)*(volatile char *)(p + (rounds % 16) * PAGE);
+			_exit(101);
+		}
+		for (int i = 0; i < 20; i++)
+			(void)getppid();
+	}
+	its = (struct itimerspec){ 0 };
+	timer_settime(timer, 0, &its, NULL);
+	for (t0 = now_ms(); now_ms() - t0 < 50;)
+		(void)getppid();
+	fprintf(stderr, "%ld accesses, %ld handler calls at them, %ld elsewhere\n", rounds,
+		(long)access_calls, (long)stray_calls);
+	_exit(stray_calls ? 102 : emm_close(mm) ? 103 : 0);
+}
+
 /* A system call on a page emm cannot serve fails with EFAULT, as under the
  * kernel's swap, and raises no signal; nothing waits for ever. */
 static void syscall_efault(void *arg)
@@ -239,6 +303,8 @@ static void run(void (*fn)(void *), int want_sig, const char *what)
 			diag("status 0x%x: %s", st, out);
 	} else if (!ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", what)) {
 		diag("status 0x%x: %s", st, out);
+	} else if (*out) {
+		diag("%s", out);
 	}
 }
 
@@ -255,12 +321,13 @@ int main(void)
 		backend = emm_backend(mm);
 		emm_close(mm);
 	}
-	plan(9);
+	plan(10);
 	run(handler_after_open, 0, "a handler installed after emm_open gets emm's SIGBUS, with its address");
 	run(default_after_open, SIGBUS, "SIG_DFL installed after emm_open: the process dies of SIGBUS");
 	run(ignored_after_open, SIGBUS, "SIG_IGN installed after emm_open: the process dies of SIGBUS");
 	run(blocked_after_open, SIGBUS, "SIGBUS blocked in the faulting thread: the process dies of SIGBUS");
 	run(handler_returns, 0, "a handler that returns is called again for the same address");
+	run(sigbus_only_at_access, 0, "with a timer signal interrupting the faults, the handler is called only where an access failed");
 	run(syscall_efault, 0, "read(2) into and write(2) from a page emm cannot serve: EFAULT, no signal");
 	if (backend == EMM_BACKEND_SIGNAL) {
 		run(segv_blocked, SIGSEGV, "SIGSEGV blocked on signal: the first fault kills with SIGSEGV");

@@ -37,4 +37,10 @@ static inline int arch_fault_access(const siginfo_t *si, const void *ctx)
 	return ARCH_ACCESS_DATA;
 }
 
+/* Async-signal-safe. The instruction the signal interrupted. */
+static inline unsigned long arch_context_pc(const void *ctx)
+{
+	return (unsigned long)((const ucontext_t *)ctx)->uc_mcontext.pc;
+}
+
 #endif

@@ -11,4 +11,11 @@ static inline int arch_fault_access(const siginfo_t *si, const void *ctx)
 	return ARCH_ACCESS_UNKNOWN;
 }
 
+/* Async-signal-safe. The instruction the signal interrupted: 0, not told. */
+static inline unsigned long arch_context_pc(const void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
 #endif

@@ -18,4 +18,10 @@ static inline int arch_fault_access(const siginfo_t *si, const void *ctx)
 	return (err & X86_PF_WRITE) ? 2 : 1;
 }
 
+/* Async-signal-safe. The instruction the signal interrupted. */
+static inline unsigned long arch_context_pc(const void *ctx)
+{
+	return (unsigned long)((const ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP];
+}
+
 #endif
