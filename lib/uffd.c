@@ -265,6 +265,18 @@ int uffd_thread_syscall(pid_t tid, char *buf, size_t cap)
 	return atoi(buf);
 }
 
+/* Whether thread tid sleeps in a userfaultfd fault now, as its wchan says:
+ * 1; 0 asleep elsewhere; -1 when it cannot be told (it runs, or the kernel
+ * names no function there). */
+int uffd_thread_in_fault(pid_t tid)
+{
+	char buf[64];
+
+	if (read_task_file(tid, "wchan", buf, sizeof(buf)) <= 0 || !strcmp(buf, "0"))
+		return -1;
+	return !strcmp(buf, "handle_userfault");
+}
+
 /*
  * Where thread tid is, from what uffd_thread_syscall read into buf: 1 and
  * *pc, the instruction it sleeps on in a fault in user mode ("-1 sp pc");

@@ -80,6 +80,7 @@ int zap_open(int *pidfd, const char **how);
 ssize_t zap_many(int pidfd, const struct iovec *iov, unsigned n);
 int uffd_thread_syscall(pid_t tid, char *buf, size_t cap);
 int uffd_thread_fault_pc(const char *buf, int syscall_nr, uintptr_t *pc);
+int uffd_thread_in_fault(pid_t tid);
 uint64_t uffd_thread_blocked(pid_t tid);
 
 #endif /* EMM_UFFD_H */

@@ -73,19 +73,23 @@ static bool blocked_in_fault(pid_t tid, uintptr_t pc, uint64_t *blocked)
  * data unreadable), for the userfaultfd fd: in a system call, EFAULT; asleep
  * in a fault in user mode, the SIGBUS the kernel would raise, to the handler
  * installed for it now, or the process dies of it (backend_sigbus_send).
- * Running, the thread is not asleep in this fault: the message is one it
- * left (a signal took it out, or a wake for an earlier fault of the page
- * made it retry, which sent this one), or it has not gone to sleep yet. The
- * wake that follows makes it fault again if it still makes the access, and
- * that fault is served; a SIGBUS now would come where no access failed.
+ * Running, or asleep elsewhere than in a userfaultfd fault, the thread is
+ * not in this fault: the message is one it left (a signal took it out, or
+ * a wake for an earlier fault of the page made it retry, which sent this
+ * one), or it has not gone to sleep yet. The wake that follows makes it
+ * fault again if it still makes the access, and that fault is served; a
+ * SIGBUS or an EFAULT now would come where no access failed.
  */
 void uffd_fail(int fd, struct rsv *r, pid_t tid, uintptr_t addr, int access)
 {
 	char buf[256] = "";
-	int nr = uffd_thread_syscall(tid, buf, sizeof(buf));
+	int nr;
 	uint64_t blocked;
 	uintptr_t pc;
 
+	if (uffd_thread_in_fault(tid) == 0)
+		return;
+	nr = uffd_thread_syscall(tid, buf, sizeof(buf));
 	if (nr >= 0)
 		fail_syscall(fd, r, tid, ALIGN_DOWN(addr, PAGE_SIZE));
 	else if (uffd_thread_fault_pc(buf, nr, &pc) != 0 && blocked_in_fault(tid, pc, &blocked))
