@@ -136,6 +136,13 @@ static void signal_close(struct emm *mm)
 	backend_signal_put();
 }
 
+/* Async-signal-safe. backend_ops.huge_fresh: nothing maps the extent
+ * meanwhile (its pages are not granted yet): make runs as it is. */
+static int signal_huge_fresh(struct rsv *r, uintptr_t a, int (*make)(struct rsv *r, uintptr_t a))
+{
+	return make(r, a);
+}
+
 const struct backend_ops backend_signal_ops = {
 	.name = "signal",
 	.id = EMM_BACKEND_SIGNAL,
@@ -148,4 +155,5 @@ const struct backend_ops backend_signal_ops = {
 	.revoke = signal_revoke,
 	.populate = signal_populate,
 	.vma_protect = signal_vma_protect,
+	.huge_fresh = signal_huge_fresh,
 };

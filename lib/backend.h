@@ -147,6 +147,16 @@ struct backend_ops {
 	 * is 512 pages again, or its collapse failed: undo huge_begin. */
 	void (*huge_end)(struct rsv *r, uintptr_t a);
 	/*
+	 * Optional (NULL: the backend cannot). Async-signal-safe; all PTE
+	 * locks of the extent at a held, its pages resident and holes in
+	 * physmem; on userfaultfd the PTE lock of the page after it too (where
+	 * the reservation has one), which a touch the kernel serves cannot
+	 * harm (fault.c, thp_fresh_next). Run make, which fills the extent
+	 * with one huge page of zeros through the alias view, where the kernel
+	 * lets it fill holes. 0, or -errno with the registration as it was.
+	 */
+	int (*huge_fresh)(struct rsv *r, uintptr_t a, int (*make)(struct rsv *r, uintptr_t a));
+	/*
 	 * Async-signal-safe; PTE locks of [s, e) held. A backend that lets a
 	 * write to a page granted without write access through, with no fault
 	 * (mm->wp_async), learns it after the fact, as an MMU's dirty bit
@@ -257,6 +267,12 @@ static inline void backend_huge_end(struct rsv *r, uintptr_t a)
 {
 	if (r->mm->backend->huge_end)
 		r->mm->backend->huge_end(r, a);
+}
+
+static inline int backend_huge_fresh(struct rsv *r, uintptr_t a,
+				     int (*make)(struct rsv *r, uintptr_t a))
+{
+	return r->mm->backend->huge_fresh(r, a, make);
 }
 
 /* Async-signal-safe. Does the backend fill and map pages in one step

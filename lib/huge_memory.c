@@ -78,19 +78,12 @@ void extent_set_huge(struct rsv *r, uintptr_t a)
 	atomic_fetch_add_explicit(&mm->c.thp_extents, 1, memory_order_relaxed);
 }
 
-/*
- * Async-signal-safe. The extent at a, all its PTEs locked and none of its
- * pages in physmem, is about to be read whole: make its physmem one fresh
- * huge page first, so that the read fills it and the program's first
- * access to each page costs next to nothing (emm-tuning(7)): one page
- * allocated, then MADV_COLLAPSE of the alias view's extent, which fills
- * the rest with zeros and copies one page. On the userfaultfd backends the
- * kernel refuses to fill holes (EBUSY): the caller asks only on signal.
- * 0, or -errno with the extent's physmem empty again.
- */
-int huge_fresh_physmem(struct rsv *r, uintptr_t a)
+/* Async-signal-safe. Collapse the alias view's extent at a, which physmem
+ * holds one page of: the kernel fills the rest with zeros and copies one
+ * page. EAGAIN is tried again as in collapse_locked. */
+static int collapse_alias(struct rsv *r, uintptr_t a)
 {
-	int err = physmem_fill(r, a, PAGE_SIZE), tries = 0;
+	int err = 0, tries = 0;
 
 	while (!err && madvise(rsv_alias(r, a), PMD_SIZE, MADV_COLLAPSE) < 0) {
 		err = -errno;
@@ -101,11 +94,47 @@ int huge_fresh_physmem(struct rsv *r, uintptr_t a)
 			err = 0;
 		}
 	}
+	return err;
+}
+
+/*
+ * Async-signal-safe. The extent at a, all its PTEs locked and none of its
+ * pages in physmem, is about to be read whole: make its physmem one fresh
+ * huge page first, so that the read fills it and the program's first
+ * access to each page costs next to nothing (emm-tuning(7)): one page
+ * allocated, then MADV_COLLAPSE of the alias view's extent. On the
+ * userfaultfd backends the kernel refuses to fill holes (EBUSY): the
+ * caller asks only on signal. 0, or -errno with the extent's physmem
+ * empty again.
+ */
+int huge_fresh_physmem(struct rsv *r, uintptr_t a)
+{
+	int err = physmem_fill(r, a, PAGE_SIZE);
+
+	if (!err)
+		err = collapse_alias(r, a);
 	if (err) {
 		physmem_punch(r, a, PMD_SIZE);
 		count_event(r->mm, thp_collapse_failed);
 	}
 	return err;
+}
+
+/*
+ * Async-signal-safe. backend_huge_fresh's make for a first touch: the
+ * extent at a (all its PTEs locked, resident, not mapped but maybe its
+ * first page) gets one huge page of zeros in physmem, with the data of
+ * the page physmem holds. On failure what physmem holds stays: on
+ * userfaultfd a thread may have touched the extent, and been given a page
+ * by the kernel, while it was out of the registration (backend-uffd.c);
+ * the grant that follows fills the holes around it, and the collapse after
+ * it (collapse_fresh) copies, or counts its own failure.
+ */
+int huge_fresh_zeros(struct rsv *r, uintptr_t a)
+{
+	int err = physmem_fill(r, a, PAGE_SIZE);
+
+	return err ? err : collapse_alias(r, a);
 }
 
 /* Async-signal-safe. Is every page of the huge extent at a (all its PTEs

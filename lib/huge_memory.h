@@ -57,6 +57,7 @@ void extent_set_huge(struct rsv *r, uintptr_t a);
 bool unset_huge_locked(struct rsv *r, uintptr_t a);
 bool huge_clean(struct rsv *r, uintptr_t a);
 int huge_fresh_physmem(struct rsv *r, uintptr_t a);
+int huge_fresh_zeros(struct rsv *r, uintptr_t a);
 void collapse_fresh(struct rsv *r, uintptr_t a);
 void split_huge_locked(struct rsv *r, uintptr_t a);
 void lock_range_split(struct rsv *r, uintptr_t s, uintptr_t e, uintptr_t *ls, uintptr_t *le);

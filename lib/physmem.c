@@ -274,6 +274,14 @@ int physmem_fill(struct rsv *r, uintptr_t addr, size_t len)
 	return 0;
 }
 
+/* Async-signal-safe. Does physmem hold a page at addr (not a hole)? */
+bool physmem_has_page(struct rsv *r, uintptr_t addr)
+{
+	off_t off = (off_t)(r->pgoff + (addr - r->start));
+
+	return lseek(r->mm->memfd, off, SEEK_DATA) == off;
+}
+
 /* Async-signal-safe. Give a range of physmem back to the system; through
  * the fork gate, as a forked child may be copying it. */
 int physmem_punch(struct rsv *r, uintptr_t addr, size_t len)

@@ -21,6 +21,7 @@ static inline void rsv_leave(struct rsv *r, int idx)
 int rsv_find_range(struct emm *mm, uintptr_t addr, size_t len, struct rsv **rp);
 int physmem_fill(struct rsv *r, uintptr_t addr, size_t len);
 int physmem_punch(struct rsv *r, uintptr_t addr, size_t len);
+bool physmem_has_page(struct rsv *r, uintptr_t addr);
 void physmem_punch_pages(struct rsv *r, const uintptr_t *addr, unsigned n);
 struct rsv *rsv_of_ppn(struct emm *mm, uint32_t ppn);
 static inline uint32_t rsv_ppn(const struct rsv *r, uintptr_t addr)
