@@ -18,13 +18,6 @@
 
 static struct emm *mm;
 
-static uint64_t pattern(const uint64_t *p)
-{
-	uint64_t s = (uint64_t)(uintptr_t)p ^ 0x0309030903090309ULL;
-
-	return tap_rand(&s) | 1;
-}
-
 static char *map_huge(size_t len)
 {
 	EMM_OPTS(emm_map_opts, o, .prot = EMM_PROT_READ | EMM_PROT_WRITE, .flags = EMM_MAP_HUGEPAGE);
@@ -41,12 +34,12 @@ static void in_order(void)
 	char *p = map_huge(16 * EXT);
 	struct emm_stats s0 = stats(mm), s1;
 
-	fill_words(p, 16 * EXT, pattern);
+	fill_words(p, 16 * EXT, word_value);
 	s1 = stats(mm);
 	is_int(s1.thp_collapse - s0.thp_collapse, 16, "in order: 16 extents huge at their first touch");
 	is_int(s1.thp_collapse_failed - s0.thp_collapse_failed, 0, "in order: no collapse failed");
 	is_int(thp_pmd_mapped(p, 16 * EXT), 16 * EXT, "in order: all of it PMD-mapped");
-	is_int(count_bad_words(p, 16 * EXT, pattern), 0, "in order: every word reads back");
+	is_int(count_bad_words(p, 16 * EXT, word_value), 0, "in order: every word reads back");
 	emm_release(mm, p);
 }
 
@@ -63,7 +56,7 @@ static void *write_share(void *arg)
 
 	pthread_barrier_wait(w->go);
 	for (size_t pg = w->id; pg < REGION / PAGE; pg += THREADS)
-		fill_words(w->p + pg * PAGE, PAGE, pattern);
+		fill_words(w->p + pg * PAGE, PAGE, word_value);
 	return NULL;
 }
 
@@ -88,7 +81,7 @@ static void threads_at_once(void)
 		for (unsigned i = 0; i < THREADS; i++)
 			pthread_join(t[i], NULL);
 		pthread_barrier_destroy(&go);
-		bad += count_bad_words(p, REGION, pattern);
+		bad += count_bad_words(p, REGION, word_value);
 		pmd += thp_pmd_mapped(p, REGION);
 		emm_release(mm, p);
 	}
@@ -113,10 +106,10 @@ static void next_page(void)
 	is_int(emm_advise(mm, n, PAGE, EMM_ADV_PAGEOUT), 0, "next page: paged out");
 	is_int(emm_advise(mm, m, PAGE, EMM_ADV_PAGEOUT), 0, "next page: the one after the next extent paged out");
 	(void)*(volatile uint64_t *)m;		/* back in, clean, mapped without write */
-	fill_words(p, EXT, pattern);
+	fill_words(p, EXT, word_value);
 	is_int(*n, 0x1111, "next page: a swapped page after the extent keeps its data");
-	is_int(count_bad_words(p, EXT, pattern), 0, "next page: the extent reads back");
-	fill_words(p + EXT + PAGE, EXT - PAGE, pattern);	/* the next extent, all but n */
+	is_int(count_bad_words(p, EXT, word_value), 0, "next page: the extent reads back");
+	fill_words(p + EXT + PAGE, EXT - PAGE, word_value);	/* the next extent, all but n */
 	*m = 0x3333;
 	is_int(emm_advise(mm, m, PAGE, EMM_ADV_PAGEOUT), 0, "next page: a clean copy written, paged out");
 	is_int(*m, 0x3333, "next page: the write to a clean copy after the extent stays");
