@@ -82,7 +82,11 @@ static int grant_runs(struct rsv *r, uintptr_t s, uintptr_t e, bool wp, bool rem
 	uintptr_t run = s;
 	int run_kind = -1, err = 0;
 
-	/* Kinds: 0 not mapped, 1 mapped with the other write access, 2 as wanted. */
+	/* Kinds: 0 not mapped, 1 mapped with the other write access, 2 as wanted.
+	 * A huge extent is registered without write-protection (huge_begin):
+	 * write access to it needs no call (UFFDIO_WRITEPROTECT fails there
+	 * with ENOENT); the kernel serves a write to its read-only mapping
+	 * itself, as the kernel VMA now allows. */
 	for (uintptr_t a = s; a <= e && !err; a += PAGE_SIZE) {
 		int old = a < e ? pte_prot(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)) : 0;
 		int kind = a == e ? -2 : old == EMM_PROT_NONE || remap ? 0 :
@@ -97,7 +101,7 @@ static int grant_runs(struct rsv *r, uintptr_t s, uintptr_t e, bool wp, bool rem
 			if (err == -EFAULT && !physmem_fill(r, run, a - run))
 				err = uffd_continue(u->fd, run, a, wp);
 		}
-		else if (run_kind == 1)
+		else if (run_kind == 1 && (wp || !extent_huge(r, run)))
 			err = uffd_wp(u->fd, run, a, wp);
 		run = a;
 		run_kind = kind;
@@ -152,9 +156,12 @@ static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigne
 	 * what was written there is known (remapping write-protects again). */
 	if (flags & BACKEND_REMAP)
 		uffd_harvest(r, s, e);
-	err = grant_runs(r, s, e, wp, flags & BACKEND_REMAP);
-	if (err && wp && extent_huge(r, s))
+	/* A huge extent cannot be write-protected (registered without): even
+	 * mapped without write now, a write the kernel VMA allows later would
+	 * go unseen. */
+	if (wp && extent_huge(r, s))
 		return grant_huge_dirty(r, s, e, prot | EMM_PROT_WRITE, flags);
+	err = grant_runs(r, s, e, wp, flags & BACKEND_REMAP);
 	if (err && wp) {
 		/* No write-protection to be had: no access is what keeps a
 		 * write from going unseen (the next touch is a minor fault). */

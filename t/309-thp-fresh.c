@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "emm.h"
 #include "tap.h"
@@ -129,17 +130,56 @@ static void next_page(void)
 	emm_release(mm, p);
 }
 
+/*
+ * Extents the promotion scanner collapsed while their VMA was read-only,
+ * then made writable: emm_protect succeeds (on userfaultfd it failed with
+ * ENOENT, asking to write-protect a huge extent's pages, which cannot be),
+ * and a write to a page that was a clean copy survives a pageout.
+ */
+static void readonly_collapsed(void)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = 256 * MIB, .thp = EMM_THP_MADVISE, .thp_scan_ms = 1);
+	EMM_OPTS(emm_map_opts, mo, .prot = EMM_PROT_READ | EMM_PROT_WRITE);
+	struct emm *m2;
+	uint64_t *w;
+	char *p;
+	long t0;
+
+	if (emm_open(&o, &m2) || emm_reserve(m2, 3 * EXT, (void **)&p) || emm_map(m2, p, 2 * EXT, &mo))
+		bail("emm_open/reserve/map");
+	fill_words(p, 2 * EXT, word_value);
+	is_int(emm_advise(m2, p + EXT, EXT, EMM_ADV_PAGEOUT), 0, "read-only: the second extent paged out");
+	is_int(emm_protect(m2, p, 2 * EXT, EMM_PROT_READ), 0, "read-only: protect");
+	is_int(count_bad_words(p, 2 * EXT, word_value), 0,
+	       "read-only: read back (the second extent's pages clean copies)");
+	is_int(emm_advise(m2, p, 2 * EXT, EMM_ADV_HUGEPAGE), 0, "read-only: advise HUGEPAGE");
+	for (t0 = now_ms(); thp_pmd_mapped(p, 2 * EXT) < (int64_t)(2 * EXT) && now_ms() - t0 < 3000;)
+		usleep(1000);
+	diag("read-only: %" PRId64 " KiB PMD-mapped after %ld ms", thp_pmd_mapped(p, 2 * EXT) >> 10,
+	     now_ms() - t0);
+	is_int(emm_protect(m2, p, 2 * EXT, EMM_PROT_READ | EMM_PROT_WRITE), 0,
+	       "read-only collapsed, made writable: protect succeeds");
+	w = (uint64_t *)(p + EXT + 5 * PAGE);
+	*w = 0x5309;
+	is_int(emm_advise(m2, p, 2 * EXT, EMM_ADV_PAGEOUT), 0, "read-only: paged out again");
+	is_int(*w, 0x5309, "read-only: the write to a page read back clean survives");
+	*w = word_value(w);
+	is_int(count_bad_words(p, 2 * EXT, word_value), 0, "read-only: the rest reads back");
+	is_int(emm_close(m2), 0, "read-only: emm_close");
+}
+
 int main(void)
 {
 	EMM_OPTS(emm_opts, o, .mem_limit = 1024 * MIB, .thp = EMM_THP_MADVISE);
 
 	if (emm_open(&o, &mm))
 		bail("emm_open");
-	plan(14);
+	plan(23);
 	diag("backend %d", emm_backend(mm));
 	in_order();
 	threads_at_once();
 	next_page();
+	readonly_collapsed();
 	is_int(emm_close(mm), 0, "emm_close");
 	return done_testing();
 }
