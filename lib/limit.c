@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The resident budget from the program's side: emm_set_limit, emm_reclaim, node shares. */
 #include <errno.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "backend.h"
@@ -62,6 +63,9 @@ static bool wait_for_kswapd(struct emm *mm, int node, long *low, int *idle, int 
  * Returns pages freed here. */
 static long reclaim_now(struct emm *mm, int node, long want, long floor)
 {
+	/* A reclaim thread's batch space (NULL: off the stack): room to write
+	 * a huge extent whole (pageout.c, writeout_huge). */
+	struct reclaim *rc = reclaim_space_alloc();
 	sigset_t old;
 	long freed = 0, low = resident_of(mm, node);
 	int idle = 0, waited = 0;
@@ -69,8 +73,9 @@ static long reclaim_now(struct emm *mm, int node, long want, long floor)
 	sig_block(&old);
 	lru_add_drain_all(mm);
 	while (freed < want && (long)atomic_load(&mm->c.resident_pages) > floor) {
-		long got = shrink_node(mm, node < 0 ? most_over(mm) : node,
-				       MIN(want - freed, 4 * SWAP_CLUSTER_MAX));
+		int n = node < 0 ? most_over(mm) : node;
+		long nr = MIN(want - freed, 4 * SWAP_CLUSTER_MAX);
+		long got = rc ? shrink_node_with(mm, n, nr, rc) : shrink_node(mm, n, nr);
 
 		if (!got && (node < 0 || resident_of(mm, node) > mm->lru->node[node].limit) &&
 		    wait_for_kswapd(mm, node, &low, &idle, &waited))
@@ -80,6 +85,7 @@ static long reclaim_now(struct emm *mm, int node, long want, long floor)
 		freed += got;
 	}
 	sig_restore(&old);
+	free(rc);
 	return freed;
 }
 

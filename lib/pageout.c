@@ -2,6 +2,7 @@
 /* pageout: a reclaim batch's dirty pages written to swap or to their files,
  * and the physmem of the pages that go freed. */
 #include "filemap.h"
+#include "huge_memory.h"
 #include "lru.h"
 #include "pageout.h"
 #include "physmem.h"
@@ -89,6 +90,97 @@ void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 		atomic_fetch_add_explicit(&frame_lruvec(mm->lru, p->f)->swapouts, 1,
 					  memory_order_relaxed);
 	}
+}
+
+/* Async-signal-safe. May the dirty huge extent at sp (all its PTEs locked)
+ * be written and freed whole? With room in rc for its 512 pages, a swap
+ * device, and every page of it anonymous and not pinned. */
+bool huge_whole_ok(struct emm *mm, const struct reclaim *rc, const struct scan *sp)
+{
+	if (rc->max < PTRS_PER_PMD || !mm->swap)
+		return false;
+	for (uintptr_t a = sp->addr; a < sp->addr + PMD_SIZE; a += PAGE_SIZE) {
+		uint64_t v = pte_locked_val(pte_of(sp->r, a));
+
+		if (pte_state(v) != PTE_RESIDENT || (v & (PTE_FILE | PTE_PINNED)))
+			return false;
+	}
+	return true;
+}
+
+/* Async-signal-safe. The slots written: each page's moves to its frame
+ * (the head's to sp->slot), for evict_tails; its old one is stale. A page
+ * of zeros needs none. */
+static void huge_slots_keep(struct emm *mm, struct reclaim *rc, struct scan *sp)
+{
+	unsigned written = 0;
+
+	for (unsigned j = 0; j < PTRS_PER_PMD; j++) {
+		uint32_t f = pte_val(pte_locked_val(pte_of(sp->r, sp->addr + j * PAGE_SIZE)));
+		uint32_t slot = rc->io[j].zero ? 0 : rc->io[j].slot;
+
+		forget_slot(mm, f);
+		if (!slot)
+			swap_free(mm->swap, rc->io[j].slot);
+		if (j)
+			frame_set_slot(mm->lru, f, slot);
+		else
+			sp->slot = slot;
+		written += slot != 0;
+	}
+	count_events(mm, swapouts, written);
+	atomic_fetch_add_explicit(&frame_lruvec(mm->lru, sp->f)->swapouts, written,
+				  memory_order_relaxed);
+}
+
+/*
+ * Async-signal-safe. Write the dirty huge extent at sp (all its PTEs
+ * locked, unmapped) whole, to 512 fresh slots in one batch, and mark it
+ * gone: punched whole, its huge page goes back to the kernel's allocator
+ * in one piece, which the next huge extent's first touch finds at once.
+ * Split first and evicted page by page, as before, its pages were freed
+ * one at a time and a fresh huge page came from memory long unused: on a
+ * 2-vCPU VM, 0.16 ms to make one from a huge page freed just before, 2.9
+ * ms from memory untouched since boot (the host's own first touch, in
+ * clear_page). On any failure (a write, or not 512 slots to be had) the
+ * slots go back and the extent stays, split: its pages go one by one, as
+ * they can, at their next turn.
+ */
+static void write_huge(struct emm *mm, struct reclaim *rc, struct scan *sp)
+{
+	unsigned got = swap_alloc_batch(mm->swap, rc->slots, PTRS_PER_PMD), bad = 0;
+
+	for (unsigned j = 0; j < got; j++) {
+		uintptr_t a = sp->addr + j * PAGE_SIZE;
+
+		rc->io[j] = (struct swap_io){ .slot = rc->slots[j], .page = rsv_alias(sp->r, a),
+					      .flags = SWAP_IO_HOME | SWAP_IO_SKIP_ZERO,
+					      .home = (uint64_t)rsv_ppn(sp->r, a) << PAGE_SHIFT };
+	}
+	if (got == PTRS_PER_PMD)
+		swap_writepages(mm->swap, rc->io, got);
+	for (unsigned j = 0; j < got; j++)
+		bad += got < PTRS_PER_PMD || rc->io[j].err;
+	if (got < PTRS_PER_PMD || bad) {
+		for (unsigned j = 0; j < got; j++)
+			swap_free(mm->swap, rc->slots[j]);
+		if (got == PTRS_PER_PMD)
+			count_event(mm, io_errors);
+		else if (!got)
+			rc->swap_full = true;	/* else its pages may find slots */
+		split_huge_locked(sp->r, sp->addr);	/* its tails stay locked: scan_unlock */
+		return;
+	}
+	huge_slots_keep(mm, rc, sp);
+	sp->gone = true;
+}
+
+/* Async-signal-safe. Write the huge extents marked whole (huge_whole_ok). */
+void writeout_huge(struct emm *mm, struct reclaim *rc, unsigned n)
+{
+	for (unsigned i = 0; i < n && !rc->swap_full; i++)
+		if (rc->sp[i].whole)
+			write_huge(mm, rc, &rc->sp[i]);
 }
 
 /* Async-signal-safe. Write dirty FILE and PAGER pages home, a run of

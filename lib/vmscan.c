@@ -244,6 +244,8 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 		if (sp[i].act != ACT_EVICT)
 			continue;
 		DEBUG_ASSERT(pte_prot(pval(&sp[i])) == EMM_PROT_NONE);	/* nothing mapped goes */
+		if (sp[i].whole)
+			continue;	/* writeout_huge */
 		if (pval(&sp[i]) & PTE_FILE) {
 			/* Its home is its file or pager: clean, just drop it. */
 			sp[i].gone = !(pval(&sp[i]) & PTE_DIRTY);
@@ -260,12 +262,13 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 	}
 	fork_gate_enter();
 	writeback_files(mm, sp, n);
+	writeout_huge(mm, rc, n);
 	writeout(mm, rc, n);
 	punch_gone(rc, n);
 	for (unsigned i = 0; i < n; i++) {
 		if (sp[i].gone) {
 			evict(mm, &sp[i]);
-			freed++;
+			freed += sp[i].huge ? PTRS_PER_PMD : 1;
 		} else if (sp[i].act == ACT_EVICT) {
 			lru_putback(mm, sp[i].f, LRU_ACTIVE, false);
 			scan_unlock(&sp[i], 0);
@@ -308,7 +311,11 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
 		else
 			sp[i].act = ACT_EVICT;
 		if (sp[i].act == ACT_EVICT && sp[i].huge && !huge_clean(sp[i].r, sp[i].addr)) {
-			/* Cold as a whole: split it; the rest follows page by page. */
+			/* Cold as a whole: written whole (writeout_huge), or
+			 * split, the rest following page by page. */
+			sp[i].whole = huge_whole_ok(mm, rc, &sp[i]);
+			if (sp[i].whole)
+				continue;
 			split_huge_locked(sp[i].r, sp[i].addr);
 			unlock_untouched(sp[i].r, sp[i].addr + PAGE_SIZE, sp[i].addr + PMD_SIZE);
 			sp[i].huge = false;

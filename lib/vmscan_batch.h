@@ -21,6 +21,7 @@ struct scan {
 	uint8_t act;
 	bool write, filewrite, gone;
 	bool huge;		/* the head of a huge extent: all 512 PTEs locked */
+	bool whole;		/* huge and dirty: written whole (pageout.c, writeout_huge) */
 };
 
 /* A run of neighbouring pages revoked as one range: sp[first..last]. */
