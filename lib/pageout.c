@@ -157,10 +157,11 @@ static void write_huge(struct emm *mm, struct reclaim *rc, struct scan *sp)
 					      .flags = SWAP_IO_HOME | SWAP_IO_SKIP_ZERO,
 					      .home = (uint64_t)rsv_ppn(sp->r, a) << PAGE_SHIFT };
 	}
-	if (got == PTRS_PER_PMD)
+	if (got == PTRS_PER_PMD) {
 		swap_writepages(mm->swap, rc->io, got);
-	for (unsigned j = 0; j < got; j++)
-		bad += got < PTRS_PER_PMD || rc->io[j].err;
+		for (unsigned j = 0; j < got; j++)
+			bad += rc->io[j].err != 0;
+	}
 	if (got < PTRS_PER_PMD || bad) {
 		for (unsigned j = 0; j < got; j++)
 			swap_free(mm->swap, rc->slots[j]);
