@@ -369,6 +369,21 @@ static int uffd_vma_protect(struct rsv *r, uintptr_t s, uintptr_t e, int prot)
 	return 0;
 }
 
+/* Async-signal-safe. Register [s, e) with mode again after a moment out:
+ * it must not stay out, where its faults would not reach emm (a refusal is
+ * a passing shortage of kernel VMAs). */
+static int uffd_reregister(struct uffd *u, uintptr_t s, uintptr_t e, uint64_t mode)
+{
+	for (int i = 0; i < 100; i++) {
+		struct timespec ts = { 0, 1000000 };
+
+		if (!uffd_register(u->fd, s, e, mode))
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	return -EIO;
+}
+
 /*
  * Async-signal-safe. MADV_COLLAPSE refuses a range registered for
  * write-protection: while the extent at a is huge it is registered without
@@ -386,15 +401,8 @@ static int uffd_huge_begin(struct rsv *r, uintptr_t a)
 		/* The extent must not stay unregistered: its faults would no
 		 * longer reach emm, and an evicted page would read as zeros.
 		 * The range is a kernel VMA of its own now, so registering it
-		 * again needs no split; a refusal is a passing shortage. */
-		for (int i = 0; i < 100; i++) {
-			struct timespec ts = { 0, 1000000 };
-
-			if (!uffd_register(u->fd, a, a + PMD_SIZE, UFFD_REG_MODE))
-				return -EAGAIN;
-			nanosleep(&ts, NULL);
-		}
-		return -EIO;
+		 * again needs no split. */
+		return uffd_reregister(u, a, a + PMD_SIZE, UFFD_REG_MODE) ? -EIO : -EAGAIN;
 	}
 	atomic_fetch_add_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
 				  memory_order_relaxed);
@@ -413,21 +421,6 @@ static void uffd_huge_end(struct rsv *r, uintptr_t a)
 	atomic_fetch_sub_explicit(&((struct uffd_rsv *)r->backend_data)->huge, 1,
 				  memory_order_relaxed);
 	kvma_add(r, -2);
-}
-
-/* Async-signal-safe. Register [s, e) with mode again after a moment out:
- * it must not stay out, where its faults would not reach emm (a refusal is
- * a passing shortage of kernel VMAs). */
-static int uffd_reregister(struct uffd *u, uintptr_t s, uintptr_t e, uint64_t mode)
-{
-	for (int i = 0; i < 100; i++) {
-		struct timespec ts = { 0, 1000000 };
-
-		if (!uffd_register(u->fd, s, e, mode))
-			return 0;
-		nanosleep(&ts, NULL);
-	}
-	return -EIO;
 }
 
 /*

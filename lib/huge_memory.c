@@ -20,35 +20,38 @@
 static const long collapse_wait_ns[COLLAPSE_TRIES - 1] = { 100000, 1000000, 10000000 };
 
 /*
+ * Async-signal-safe. MADV_COLLAPSE of the 2 MiB at p (the app view's or the
+ * alias view's). EAGAIN is the kernel's "transient": a page of the extent
+ * was locked or held by someone for a moment (an I/O in flight, another
+ * CPU's LRU batch). Try again after 0.1, 1 and 10 ms; ENOMEM (no huge page
+ * to be had) is final. 0 or -errno.
+ */
+static int collapse_retry(void *p)
+{
+	for (int tries = 0; madvise(p, PMD_SIZE, MADV_COLLAPSE) < 0; tries++) {
+		struct timespec ts = { 0, 0 };
+
+		if (errno != EAGAIN || tries == COLLAPSE_TRIES - 1)
+			return -errno;
+		ts.tv_nsec = collapse_wait_ns[tries];
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/*
  * Async-signal-safe. The extent at a is locked, resident and mapped
  * uniformly: make the kernel map it with one PMD, and make it one unit on
  * the LRU (its first frame stands for all 512).
  */
 int collapse_locked(struct rsv *r, uintptr_t a)
 {
-	struct emm *mm = r->mm;
 	int err = backend_huge_begin(r, a);
-	int tries = 0;
 
-	/*
-	 * EAGAIN is the kernel's "transient": a page of the extent was locked
-	 * or held by someone for a moment (an I/O in flight, another CPU's
-	 * LRU batch). Try again after 0.1, 1 and 10 ms; ENOMEM (no huge page
-	 * to be had) is final.
-	 */
-	while (!err && madvise((void *)a, PMD_SIZE, MADV_COLLAPSE) < 0) {
-		err = -errno;
-		if (err == -EAGAIN && tries < COLLAPSE_TRIES - 1) {
-			struct timespec ts = { 0, collapse_wait_ns[tries++] };
-
-			nanosleep(&ts, NULL);
-			err = 0;
-			continue;
-		}
+	if (!err && (err = collapse_retry((void *)a)))
 		backend_huge_end(r, a);
-	}
 	if (err) {
-		count_event(mm, thp_collapse_failed);
+		count_event(r->mm, thp_collapse_failed);
 		return err;
 	}
 	extent_set_huge(r, a);
@@ -78,25 +81,6 @@ void extent_set_huge(struct rsv *r, uintptr_t a)
 	atomic_fetch_add_explicit(&mm->c.thp_extents, 1, memory_order_relaxed);
 }
 
-/* Async-signal-safe. Collapse the alias view's extent at a, which physmem
- * holds one page of: the kernel fills the rest with zeros and copies one
- * page. EAGAIN is tried again as in collapse_locked. */
-static int collapse_alias(struct rsv *r, uintptr_t a)
-{
-	int err = 0, tries = 0;
-
-	while (!err && madvise(rsv_alias(r, a), PMD_SIZE, MADV_COLLAPSE) < 0) {
-		err = -errno;
-		if (err == -EAGAIN && tries < COLLAPSE_TRIES - 1) {
-			struct timespec ts = { 0, collapse_wait_ns[tries++] };
-
-			nanosleep(&ts, NULL);
-			err = 0;
-		}
-	}
-	return err;
-}
-
 /*
  * Async-signal-safe. The extent at a, all its PTEs locked and none of its
  * pages in physmem, is about to be read whole: make its physmem one fresh
@@ -109,10 +93,8 @@ static int collapse_alias(struct rsv *r, uintptr_t a)
  */
 int huge_fresh_physmem(struct rsv *r, uintptr_t a)
 {
-	int err = physmem_fill(r, a, PAGE_SIZE);
+	int err = huge_fresh_zeros(r, a);
 
-	if (!err)
-		err = collapse_alias(r, a);
 	if (err) {
 		physmem_punch(r, a, PMD_SIZE);
 		count_event(r->mm, thp_collapse_failed);
@@ -134,7 +116,7 @@ int huge_fresh_zeros(struct rsv *r, uintptr_t a)
 {
 	int err = physmem_fill(r, a, PAGE_SIZE);
 
-	return err ? err : collapse_alias(r, a);
+	return err ? err : collapse_retry(rsv_alias(r, a));
 }
 
 /* Async-signal-safe. Is every page of the huge extent at a (all its PTEs

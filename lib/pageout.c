@@ -45,6 +45,16 @@ static void drop_if_zero(struct emm *mm, struct scan *sp)
 	sp->slot = 0;
 }
 
+/* Async-signal-safe. The write of the page at a of r to slot: its data
+ * may come through the home file (physmem), and a page of zeros is not
+ * written. */
+static struct swap_io page_io(struct rsv *r, uintptr_t a, uint32_t slot)
+{
+	return (struct swap_io){ .slot = slot, .page = rsv_alias(r, a),
+				 .flags = SWAP_IO_HOME | SWAP_IO_SKIP_ZERO,
+				 .home = (uint64_t)rsv_ppn(r, a) << PAGE_SHIFT };
+}
+
 /* Async-signal-safe. Write the pages marked write to fresh slots in one
  * batch; the ones written are marked gone. With swap full the rest stay. */
 void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
@@ -63,9 +73,7 @@ void writeout(struct emm *mm, struct reclaim *rc, unsigned n)
 	for (unsigned j = 0; j < got; j++) {
 		struct scan *p = &sp[rc->idx[j]];
 
-		rc->io[j] = (struct swap_io){ .slot = rc->slots[j], .page = rsv_alias(p->r, p->addr),
-					      .flags = SWAP_IO_HOME | SWAP_IO_SKIP_ZERO,
-					      .home = (uint64_t)rsv_ppn(p->r, p->addr) << PAGE_SHIFT };
+		rc->io[j] = page_io(p->r, p->addr, rc->slots[j]);
 	}
 	if (got)
 		swap_writepages(mm->swap, rc->io, got);
@@ -150,13 +158,8 @@ static void write_huge(struct emm *mm, struct reclaim *rc, struct scan *sp)
 {
 	unsigned got = swap_alloc_batch(mm->swap, rc->slots, PTRS_PER_PMD), bad = 0;
 
-	for (unsigned j = 0; j < got; j++) {
-		uintptr_t a = sp->addr + j * PAGE_SIZE;
-
-		rc->io[j] = (struct swap_io){ .slot = rc->slots[j], .page = rsv_alias(sp->r, a),
-					      .flags = SWAP_IO_HOME | SWAP_IO_SKIP_ZERO,
-					      .home = (uint64_t)rsv_ppn(sp->r, a) << PAGE_SHIFT };
-	}
+	for (unsigned j = 0; j < got; j++)
+		rc->io[j] = page_io(sp->r, sp->addr + j * PAGE_SIZE, rc->slots[j]);
 	if (got == PTRS_PER_PMD) {
 		swap_writepages(mm->swap, rc->io, got);
 		for (unsigned j = 0; j < got; j++)
