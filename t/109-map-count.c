@@ -2,6 +2,7 @@
 /* Thousands of one-page VMAs of alternating protection: emm_map and emm_protect refuse what the kernel VMAs allowed cannot hold (emm's max_kernel_vmas, or a really lowered vm.max_map_count), and every mapped page stays readable. */
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -16,6 +17,10 @@
 #define OLD	64		/* pages of an older VMA, written first */
 #define SYSCTL	"/proc/sys/vm/max_map_count"
 #define HEADROOM 6000		/* vm.max_map_count lowered to the maps in use plus this */
+/* Held while the sysctl is lowered: a second run of this test at the same
+ * time (two builds' suites side by side) waits, and so reads the machine's
+ * value, not the first run's lowered one, and puts back the right value. */
+#define LOCK	"/tmp/emm-t109-max_map_count.lock"
 #define MAXL(a, b) ((a) > (b) ? (a) : (b))
 
 /* What exhausting the kernel VMAs gave. */
@@ -157,12 +162,15 @@ static void sysctl_case(void)
 {
 	struct outcome *out = mmap(NULL, sizeof(*out), PROT_READ | PROT_WRITE,
 				   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	int fd = open(SYSCTL, O_RDONLY | O_CLOEXEC), st;
+	int lock = open(LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600), fd, st;
 	long max, lim;
 	char val[32];
 	ssize_t n;
 	pid_t pid;
 
+	if (lock < 0 || flock(lock, LOCK_EX))
+		bail("locking " LOCK ": %s", strerror(errno));
+	fd = open(SYSCTL, O_RDONLY | O_CLOEXEC);
 	if (out == MAP_FAILED || fd < 0 || (n = read(fd, saved, sizeof(saved) - 1)) <= 0)
 		bail("reading " SYSCTL ": %s", strerror(errno));
 	close(fd);
@@ -186,6 +194,7 @@ static void sysctl_case(void)
 		;
 	if (write_sysctl(saved, saved_len))
 		bail("putting " SYSCTL " back: %s", strerror(errno));
+	close(lock);
 	if (pid < 0)
 		bail("fork: %s", strerror(errno));
 	if (!ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child with vm.max_map_count %ld ran through", max))
@@ -205,6 +214,9 @@ int main(void)
 	plan(17);
 	if (geteuid() != 0)
 		skip(9, "not root: vm.max_map_count cannot be lowered");
+	else if (getenv("T_SYSCTL") && !strcmp(getenv("T_SYSCTL"), "keep"))
+		skip(9, "T_SYSCTL=keep: vm.max_map_count is the whole machine's, and another "
+		     "suite runs beside this one");
 	else
 		sysctl_case();
 	max_kernel_vmas_case();

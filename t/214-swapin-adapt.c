@@ -110,9 +110,13 @@ static void test_streams(void)
 	ok(dense >= 32 && dense <= pages / 16,
 	   "dense: its first window's pages fault, then windows are mapped whole "
 	   "(%" PRIu64 " faults for %" PRIu64 " pages)", dense, pages);
-	ok(sparse >= pages / 2 * 9 / 10,
-	   "sparse: a fault for (nearly) every page touched (%" PRIu64 " for %" PRIu64 ")", sparse,
-	   pages / 2);
+	if (signal_vmas_short(mm, (long)pages * 2))
+		skip(1, "vm.max_map_count leaves the signal backend too few kernel VMAs for a page "
+		     "in two mapped: it maps whole clusters");
+	else
+		ok(sparse >= pages / 2 * 9 / 10,
+		   "sparse: a fault for (nearly) every page touched (%" PRIu64 " for %" PRIu64 ")",
+		   sparse, pages / 2);
 }
 
 int main(void)

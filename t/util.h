@@ -3,10 +3,14 @@
 #ifndef EMM_T_UTIL_H
 #define EMM_T_UTIL_H
 
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "emm.h"
 #include "tap.h"
@@ -172,6 +176,25 @@ UTIL_FN void reclaim_settle(struct emm *mm)
 		still = steal == last ? still + 1 : 0;
 		last = steal;
 	}
+}
+
+/*
+ * Is mm's backend signal, with a share of vm.max_map_count below need
+ * kernel VMAs? lib/util.c leaves the application max/8 of it, 4096 at
+ * least. Near its share, the signal backend maps whole clusters around a
+ * fault (coalesce) to make fewer VMAs: more than a test of what a fault
+ * maps expects. The kernel's default is 65530.
+ */
+UTIL_FN bool signal_vmas_short(struct emm *mm, long need)
+{
+	char buf[32] = "";
+	int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	long max = n > 0 ? strtol(buf, NULL, 10) : 65530;
+
+	if (fd >= 0)
+		close(fd);
+	return emm_backend(mm) == EMM_BACKEND_SIGNAL && max - (max / 8 > 4096 ? max / 8 : 4096) < need;
 }
 
 /* Install h (plain) or sa (SA_SIGINFO) for sig, nothing blocked, no flags. */
