@@ -33,6 +33,16 @@ static inline bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, 
 	return room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
 }
 
+/* Async-signal-safe. Is the extent at a (PMD-aligned) empty, and may it be
+ * huge in vma? Then no window of zeros made ahead of a stream, nor mapped
+ * around a first touch, goes into it: its own first touch makes it one
+ * huge page (do_huge_fault), where a page mapped into it before would keep
+ * it 4 KiB pages, and the stream's windows after it too. */
+static inline bool huge_empty(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+{
+	return vma_thp_allowed(r->mm, vma, a) && !extent_used(r, a);
+}
+
 /* Async-signal-safe. May a readahead window, the extent at a, of a file
  * or of swap, be read into a fresh huge page and mapped whole? Only where
  * the VMA may be huge, on the signal backend (huge_fresh_physmem). Its

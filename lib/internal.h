@@ -180,6 +180,9 @@ struct emm {
 	struct swap_dev *swap;
 	struct pager *pager;		/* started by the first PAGER VMA */
 	struct kswapd *kswapd;		/* reclaim threads, KSWAPD_PER_NODE per node */
+	/* A reclaim batch's work space for a program thread's direct reclaim,
+	 * taken by one at a time (kswapd.c, direct_reclaim); NULL while taken. */
+	_Atomic(struct reclaim *) direct_rc;
 	struct readahead *readahead;	/* the asynchronous readahead threads, or NULL */
 	_Atomic bool kswapd_stop;
 	uint64_t ino_bias;		/* physmem's inode: the kernel's interleave bias */

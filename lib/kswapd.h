@@ -18,6 +18,7 @@ struct kswapd {
 
 void mm_charge(struct emm *mm, int node, long pages);
 bool mm_has_room(const struct emm *mm, int node, long pages);
+bool mm_room_unstalled(struct emm *mm, int node, long pages);
 bool mm_has_spare(const struct emm *mm, int node, long pages);
 struct reclaim *reclaim_space_alloc(void);
 void reclaim_thread_attach(struct reclaim *rc);

@@ -153,6 +153,13 @@ bool page_charge_room(struct rsv *r, const struct emm_vma *vma, uintptr_t a, lon
 	return mm_has_room(r->mm, n, pages);
 }
 
+/* Async-signal-safe. May pages more come in at a (vma's page) with no
+ * direct reclaim (mm_room_unstalled)? */
+bool page_room_unstalled(struct rsv *r, const struct emm_vma *vma, uintptr_t a, long pages)
+{
+	return mm_room_unstalled(r->mm, page_node(r, vma, a), pages);
+}
+
 /* Async-signal-safe. May pages more come in at a (vma's page) with room
  * to spare (mm_has_spare)? */
 bool page_has_spare(struct rsv *r, const struct emm_vma *vma, uintptr_t a, long pages)

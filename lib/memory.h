@@ -22,6 +22,7 @@ int page_want(struct rsv *r, uint64_t val, int prot, int access);
 long page_node_share(struct rsv *r, const struct emm_vma *vma, uintptr_t a);
 bool page_charge_room(struct rsv *r, const struct emm_vma *vma, uintptr_t a, long pages);
 bool page_has_spare(struct rsv *r, const struct emm_vma *vma, uintptr_t a, long pages);
+bool page_room_unstalled(struct rsv *r, const struct emm_vma *vma, uintptr_t a, long pages);
 int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot);
 int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
 		      int prot, uintptr_t nomap);

@@ -187,6 +187,18 @@ static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma, uintptr_
 	return MAX(MIN(want, ALIGN_DOWN(cap, PAGE_SIZE)), SWAP_CLUSTER * PAGE_SIZE);
 }
 
+/* Async-signal-safe. Of a window of n bytes of zeros at e, what lies
+ * before the first empty extent that may be huge (huge_empty): 0 when e
+ * starts one. */
+static uintptr_t zeros_before_huge(struct rsv *r, const struct emm_vma *vma, uintptr_t e,
+				   uintptr_t n)
+{
+	for (uintptr_t h = ALIGN_UP(e, PMD_SIZE); h < e + n; h += PMD_SIZE)
+		if (huge_empty(r, vma, h))
+			return h - e;
+	return n;
+}
+
 /* Async-signal-safe. The depth windows of a stream after the one ending at
  * e, of never-touched pages (none) or swapped ones, for the readahead
  * threads to map prot (an anonymous VMA's zeroed pages: with the VMA's
@@ -207,6 +219,8 @@ static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e
 			break;
 		/* Zeros only with room to spare (ra_read): else not even locked. */
 		if (zero && !page_has_spare(r, vma, e, (long)(ZERO_RA_DEPTH * n >> PAGE_SHIFT)))
+			break;
+		if (zero && (n = zeros_before_huge(r, vma, e, n)) == 0)
 			break;
 		queued += readahead_post(r, e, e + n, zero ? target_prot(vma) : prot, none);
 		e += n;
