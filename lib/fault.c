@@ -17,8 +17,8 @@
 #include "util.h"
 #include "vma.h"
 
-#define HUGE_ROOM_TRIES		16	/* a stream's huge first touch short of room: */
-#define HUGE_ROOM_WAIT_NS	500000	/* waits for it between tries */
+#define HUGE_ROOM_TRIES		160	/* a stream's huge first touch short of room: */
+#define HUGE_ROOM_WAIT_NS	50000	/* waits for it between tries */
 
 /* Async-signal-safe. Does prot allow the access (EMM_PROT_* bits)? */
 static bool prot_allows(int prot, int access)
