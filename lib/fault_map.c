@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* A fault's locked range made resident and mapped (map_locked, map_written),
- * and near the kernel-VMA budget, a coalesced cluster around a fault. */
+ * the holes of an empty extent about to be huge (fresh_holes), and near the
+ * kernel-VMA budget, a coalesced cluster around a fault. */
 #include <errno.h>
 
 #include "backend.h"
 #include "fault_map.h"
+#include "huge_memory.h"
 #include "memory.h"
+#include "physmem.h"
 #include "pte.h"
 #include "util.h"
 #include "vma.h"
@@ -124,3 +127,73 @@ int map_written(struct rsv *r, uintptr_t s, uintptr_t e, uintptr_t addr, int pro
 		unlock_range(r, s, e, 0, 0);
 	return err;
 }
+
+/*
+ * Async-signal-safe. Lock the page n after an extent about to be made
+ * fresh on a backend that takes that page out of the registration
+ * meanwhile (backend_ops.huge_fresh), if a touch the kernel serves by
+ * itself then loses nothing: true when n is outside any VMA or in one the
+ * kernel maps without access (the touch faults as before), resident and
+ * mapped with write, or never touched in an anonymous VMA (the kernel
+ * gives a touch a page of zeros, which thp_fresh_adopt takes in). Else
+ * false, n unlocked: a page swapped out would read as zeros, a clean copy
+ * mapped without write would be written with no write-protect fault.
+ */
+static bool thp_fresh_next(struct rsv *r, uintptr_t n)
+{
+	const struct emm_vma *vn = find_vma(r, n);
+	uint64_t v;
+
+	if (!pte_trylock(pte_of(r, n), &v))
+		return false;
+	if (!vn || vn->policy == EMM_POLICY_GUARD || vn->prot == EMM_PROT_NONE ||
+	    (pte_state(v) == PTE_RESIDENT && (pte_prot(v) & EMM_PROT_WRITE)) ||
+	    (pte_state(v) == PTE_NONE && !vma_backed(vn)))
+		return true;
+	pte_unlock(pte_of(r, n), v);
+	return false;
+}
+
+/*
+ * Async-signal-safe. The never-touched page n, locked, was out of the
+ * registration a moment (thp_fresh_next): if a thread touched it
+ * meanwhile, the kernel gave it a page of zeros, which the thread may
+ * have written: emm takes that page in as n's and maps it. Then unlock n.
+ */
+static void thp_fresh_adopt(struct rsv *r, uintptr_t n)
+{
+	const struct emm_vma *vn = find_vma(r, n);
+
+	if (vn && pte_state(locked_val(r, n)) == PTE_NONE && physmem_has_page(r, n) &&
+	    map_locked(r, vn, n, n + PAGE_SIZE, target_prot(vn)))
+		return;		/* unlocked */
+	unlock_range(r, n, n + PAGE_SIZE, 0, 0);
+}
+
+/*
+ * Async-signal-safe. The holes backend_grant must fill in the empty extent
+ * at a (all its PTEs locked): none when its physmem could be made one huge
+ * page of zeros first, which the collapse then maps with no copy (an
+ * anonymous VMA; a file's or a pager's pages were read in already).
+ */
+unsigned fresh_holes(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+{
+	uintptr_t n = a + PMD_SIZE;
+	bool next = r->mm->backend->id != EMM_BACKEND_SIGNAL && n < r->start + r->len;
+	int err;
+
+	if (vma_backed(vma) || !r->mm->backend->huge_fresh || (next && !thp_fresh_next(r, n)))
+		return BACKEND_HOLES;
+	err = backend_huge_fresh(r, a, huge_fresh_zeros);
+	if (next)
+		thp_fresh_adopt(r, n);
+	return err ? BACKEND_HOLES : 0;
+}
+
+/*
+ * Async-signal-safe. A first touch in an eligible, empty extent: map all of
+ * it and collapse it, one fault for 512 pages. The PTE at addr is locked
+ * on entry. FAULT_DONE: mapped, every PTE of the extent unlocked.
+ * FAULT_FALLBACK when it cannot (a neighbour busy, no memory): nothing
+ * changed, the PTE at addr still locked, and the caller maps the 4 KiB way.
+ */

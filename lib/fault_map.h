@@ -15,5 +15,9 @@ int map_written(struct rsv *r, uintptr_t s, uintptr_t e, uintptr_t addr, int pro
  * coalesced cluster around it. No PTE lock held on entry or on exit. 0 or
  * -errno. */
 int coalesce(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, int access);
+/* The holes backend_grant must fill in the empty extent at a, all its PTEs
+ * locked, about to be mapped whole: none when its physmem could be made
+ * one huge page of zeros first (BACKEND_HOLES otherwise). */
+unsigned fresh_holes(struct rsv *r, const struct emm_vma *vma, uintptr_t a);
 
 #endif /* EMM_FAULT_MAP_H */
