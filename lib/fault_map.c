@@ -189,11 +189,3 @@ unsigned fresh_holes(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 		thp_fresh_adopt(r, n);
 	return err ? BACKEND_HOLES : 0;
 }
-
-/*
- * Async-signal-safe. A first touch in an eligible, empty extent: map all of
- * it and collapse it, one fault for 512 pages. The PTE at addr is locked
- * on entry. FAULT_DONE: mapped, every PTE of the extent unlocked.
- * FAULT_FALLBACK when it cannot (a neighbour busy, no memory): nothing
- * changed, the PTE at addr still locked, and the caller maps the 4 KiB way.
- */
