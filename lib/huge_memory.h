@@ -19,20 +19,6 @@ static inline bool vma_thp_allowed(const struct emm *mm, const struct emm_vma *v
 	return a >= vma->start && a + PMD_SIZE <= vma->end && vma->prot != EMM_PROT_NONE;
 }
 
-/* Async-signal-safe. Should a first touch at addr map its whole extent?
- * Inline: every first touch asks, and most are told no at once. */
-static inline bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
-{
-	struct emm *mm = r->mm;
-	long room;
-
-	if (!vma_thp_allowed(mm, vma, ALIGN_DOWN(addr, PMD_SIZE)))
-		return false;
-	room = (long)((mm->cfg.mem_limit - mm->cfg.wmark_low) >> PAGE_SHIFT) -
-	       (long)atomic_load_explicit(&mm->c.resident_pages, memory_order_relaxed);
-	return room >= (long)PTRS_PER_PMD && !extent_used(r, ALIGN_DOWN(addr, PMD_SIZE));
-}
-
 /* Async-signal-safe. Is the extent at a (PMD-aligned) empty, and may it be
  * huge in vma? Then no window of zeros made ahead of a stream, nor mapped
  * around a first touch, goes into it: its own first touch makes it one
@@ -41,6 +27,20 @@ static inline bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, 
 static inline bool huge_empty(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
 	return vma_thp_allowed(r->mm, vma, a) && !extent_used(r, a);
+}
+
+/* Async-signal-safe. Should a first touch at addr map its whole extent?
+ * Inline: every first touch asks, and most are told no at once. */
+static inline bool thp_fault_eligible(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
+{
+	struct emm *mm = r->mm;
+	long room;
+
+	if (!huge_empty(r, vma, ALIGN_DOWN(addr, PMD_SIZE)))
+		return false;
+	room = (long)((mm->cfg.mem_limit - mm->cfg.wmark_low) >> PAGE_SHIFT) -
+	       (long)atomic_load_explicit(&mm->c.resident_pages, memory_order_relaxed);
+	return room >= (long)PTRS_PER_PMD;
 }
 
 /* Async-signal-safe. May a readahead window, the extent at a, of a file

@@ -21,7 +21,6 @@
  * time (two builds' suites side by side) waits, and so reads the machine's
  * value, not the first run's lowered one, and puts back the right value. */
 #define LOCK	"/tmp/emm-t109-max_map_count.lock"
-#define MAXL(a, b) ((a) > (b) ? (a) : (b))
 
 /* What exhausting the kernel VMAs gave. */
 struct outcome {
@@ -177,8 +176,7 @@ static void sysctl_case(void)
 	saved_len = (size_t)n;
 	warm_up();
 	max = map_count() + HEADROOM;
-	/* What emm leaves the application (util.c): max/8, 4096 at least. */
-	lim = MAXL(max - MAXL(4096, max / 8), 64);
+	lim = emm_vma_share(max);
 	snprintf(val, sizeof(val), "%ld\n", max);
 	restore_on_signals();
 	if (write_sysctl(val, strlen(val)))

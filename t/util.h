@@ -178,12 +178,20 @@ UTIL_FN void reclaim_settle(struct emm *mm)
 	}
 }
 
+/* The kernel VMAs emm may create under vm.max_map_count max: lib/util.c
+ * leaves the application max/8 of it, 4096 at least. */
+UTIL_FN long emm_vma_share(long max)
+{
+	long left = max / 8 > 4096 ? max / 8 : 4096;
+
+	return max - left > 64 ? max - left : 64;
+}
+
 /*
  * Is mm's backend signal, with a share of vm.max_map_count below need
- * kernel VMAs? lib/util.c leaves the application max/8 of it, 4096 at
- * least. Near its share, the signal backend maps whole clusters around a
- * fault (coalesce) to make fewer VMAs: more than a test of what a fault
- * maps expects. The kernel's default is 65530.
+ * kernel VMAs? Near its share, the signal backend maps whole clusters
+ * around a fault (coalesce) to make fewer VMAs: more than a test of what
+ * a fault maps expects. The kernel's default is 65530.
  */
 UTIL_FN bool signal_vmas_short(struct emm *mm, long need)
 {
@@ -194,7 +202,7 @@ UTIL_FN bool signal_vmas_short(struct emm *mm, long need)
 
 	if (fd >= 0)
 		close(fd);
-	return emm_backend(mm) == EMM_BACKEND_SIGNAL && max - (max / 8 > 4096 ? max / 8 : 4096) < need;
+	return emm_backend(mm) == EMM_BACKEND_SIGNAL && emm_vma_share(max) < need;
 }
 
 /* Install h (plain) or sa (SA_SIGINFO) for sig, nothing blocked, no flags. */
