@@ -31,6 +31,7 @@ struct uffd {
 	bool zap;			/* revoke_many: process_madvise(2) takes MADV_DONTNEED */
 	int zap_fd;			/* ... through this pidfd (zap_open) */
 	int pagemap_fd;			/* /proc/self/pagemap with UFFD_WP_ASYNC, else -1 */
+	struct zap_pace pace;		/* ... and whether it widens */
 };
 
 /* Per reservation: its extents registered without write-protection. */
@@ -71,7 +72,7 @@ static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
 {
 	struct uffd *u = mm->backend_data;
 
-	return u->zap ? zap_revoke_many(mm, v, u->zap_fd, u->fd, u->pagemap_fd) : 0;
+	return u->zap ? zap_revoke_many(mm, v, u->zap_fd, u->fd, u->pagemap_fd, &u->pace) : 0;
 }
 
 /* Async-signal-safe. Map the runs of [s, e) emm has not mapped (all of it:

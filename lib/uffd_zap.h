@@ -5,10 +5,19 @@
 
 #include "backend.h"
 
+/* Whether revoke_many widens its ranges (uffd_zap.c, widen_pays): judged
+ * on windows of the instance's counters. Zeroed: widening, and a window
+ * opening at the first call. */
+struct zap_pace {
+	_Atomic uint64_t around0, minor0;	/* revoke_around, faults_minor at the window's start */
+	_Atomic unsigned batches;		/* revoke_many calls, for the probes */
+	_Atomic bool off;
+};
+
 /* Async-signal-safe. backend_ops.revoke_many through zap_fd (a pidfd that
  * process_madvise(2) takes MADV_DONTNEED on), harvesting with uffd and
- * pagemap_fd (uffd_wp.c). */
+ * pagemap_fd (uffd_wp.c), widening as pace says. */
 unsigned zap_revoke_many(struct emm *mm, const struct revoke_vec *v, int zap_fd, int uffd,
-			 int pagemap_fd);
+			 int pagemap_fd, struct zap_pace *pace);
 
 #endif /* EMM_UFFD_ZAP_H */
