@@ -17,8 +17,10 @@
 #define ZAP_JOIN_MAX	64
 #define ZAP_WINDOW	64
 /* widen_pays: judged every WIDEN_JUDGE pages revoked around; while off,
- * one batch in WIDEN_PROBE widens still, so that a judgement comes. */
+ * one batch in WIDEN_PROBE widens still, so that a judgement comes, every
+ * WIDEN_JUDGE_OFF pages. */
 #define WIDEN_JUDGE	4096
+#define WIDEN_JUDGE_OFF	256
 #define WIDEN_PROBE	64
 
 
@@ -109,8 +111,13 @@ static uint64_t widen(struct rsv *r, struct iovec *iov)
  * neighbours are, each comes back as a minor fault, which costs more than
  * the flush it saved. Judged on a window of WIDEN_JUDGE pages revoked
  * around: off while the minor faults of the window pass a quarter of
- * them. Measured on a 2-vCPU VM, uffd, each pair alternating: Python's
- * dict script under half its peak (45 MiB) took 3.59 to 4.16 s without
+ * them; while off, on a window of WIDEN_JUDGE_OFF, so that a phase of the
+ * program whose neighbours are cold soon has it back (the judgement of a
+ * random read that comes after a stream of readahead, whose windows'
+ * markers are minor faults, was off otherwise for most of the reads, with
+ * three times the revokes). Measured on a 2-vCPU VM, uffd, each pair
+ * alternating: Python's dict script under half its peak (45 MiB) took
+ * 3.59 to 4.16 s without
  * widening against 4.15 to 4.67 with it (five pairs; minor faults 18 K
  * against 24 to 26 K, with 24 K minor faults for 52 K pages revoked
  * around); random reads of 1 GiB under 256 MiB (uffd-sigbus) 72 to 84 us
@@ -125,7 +132,7 @@ static bool widen_pays(struct emm *mm, struct zap_pace *p)
 	uint64_t a0 = atomic_load_explicit(&p->around0, memory_order_relaxed);
 	bool off = atomic_load_explicit(&p->off, memory_order_relaxed);
 
-	if (around - a0 >= WIDEN_JUDGE) {
+	if (around - a0 >= (off ? WIDEN_JUDGE_OFF : WIDEN_JUDGE)) {
 		off = (minor - atomic_load_explicit(&p->minor0, memory_order_relaxed)) * 4 >
 		      around - a0;
 		atomic_store_explicit(&p->off, off, memory_order_relaxed);
