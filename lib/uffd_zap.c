@@ -117,10 +117,9 @@ static uint64_t widen(struct rsv *r, struct iovec *iov)
  * markers are minor faults, was off otherwise for most of the reads, with
  * three times the revokes). Measured on a 2-vCPU VM, uffd, each pair
  * alternating: Python's dict script under half its peak (45 MiB) took
- * 3.59 to 4.16 s without
- * widening against 4.15 to 4.67 with it (five pairs; minor faults 18 K
- * against 24 to 26 K, with 24 K minor faults for 52 K pages revoked
- * around); random reads of 1 GiB under 256 MiB (uffd-sigbus) 72 to 84 us
+ * 3.59 to 4.16 s without widening against 4.15 to 4.67 with it (five
+ * pairs; minor faults 18 K against 24 to 26 K, with 24 K minor faults for
+ * 52 K pages revoked around); random reads of 1 GiB under 256 MiB (uffd-sigbus) 72 to 84 us
  * a read with it against 99 to 103 without (three pairs), with 1 K minor
  * faults for 506 K pages revoked around. Racing judges may lose a window:
  * that only delays the next.

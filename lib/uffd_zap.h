@@ -6,8 +6,8 @@
 #include "backend.h"
 
 /* Whether revoke_many widens its ranges (uffd_zap.c, widen_pays): judged
- * on windows of the instance's counters. Zeroed: widening, and a window
- * opening at the first call. */
+ * on windows of the instance's counters. Zeroed: widening, the first
+ * window opening with the instance. */
 struct zap_pace {
 	_Atomic uint64_t around0, minor0;	/* revoke_around, faults_minor at the window's start */
 	_Atomic unsigned batches;		/* revoke_many calls, for the probes */
