@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* file: reads of a file larger than the budget, emm FILE VMA against O_DIRECT pread and mmap. */
 #include "bench.h"
+#include "machine.h"
 
 #include <emm.h>
 
@@ -386,6 +387,32 @@ static void goals(const struct fb *b)
 	       GOAL_SEQ, huge >= GOAL_SEQ ? "met" : "NOT met", huge);
 }
 
+/*
+ * The ceiling the machine puts on a stream mapped 4 KiB at a time: each
+ * page's first access after it was mapped costs what bench_map_cost
+ * measures (a hypervisor's shadow page tables make it microseconds), on
+ * emm and on the kernel's mmap alike, whoever reads the data; one 2 MiB
+ * PMD costs that once for 512 pages.
+ */
+static void bounds(const struct fb *b)
+{
+	double ro = bench_map_cost(false, false), hro = bench_map_cost(false, true);
+	double dev = b->res[SEQ].dev, ceil = ro > 0 ? 1e9 / ro * PAGE_SIZE / MIB : 0;
+
+	if (ro <= 0 || dev <= 0)
+		return;
+	printf("bound: a page newly mapped costs %.2f us at its first access here read-only\n"
+	       "  (the median of three runs; the kernel's mmap pays it too): a thread reading\n"
+	       "  each page of a stream mapped 4 KiB at a time runs at most %.0f MiB/s, %.2fx\n"
+	       "  the device's pread 1M\n", ro / 1000, ceil, ceil / dev);
+	printf("data: mode=file pattern=map-cost-ro subject=machine value=%.0f unit=ns\n", ro);
+	if (hro <= 0)
+		return;
+	printf("  mapped by a 2 MiB PMD (one huge page), %.3f us a page\n", hro / 1000);
+	printf("data: mode=file pattern=map-cost-huge-ro subject=machine value=%.0f unit=ns\n",
+	       hro);
+}
+
 static void header(const struct fb *b, unsigned runs, double fill_mib)
 {
 	printf("file: %.0f MiB file in %s, emm budget %.0f MiB, best of %u run(s); one word per page\n"
@@ -441,6 +468,7 @@ int bench_file(const struct bench_opts *o)
 		for (int pat = 0; pat < NR_PATTERNS; pat++)
 			report(&b, pat);
 		goals(&b);
+		bounds(&b);
 	}
 out:
 	if (b.dfd >= 0)
