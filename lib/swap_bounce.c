@@ -145,6 +145,9 @@ void bounce_init(struct swap_dev *sd)
 	if (p == MAP_FAILED)
 		return;
 	madvise(p, SWAP_BOUNCES * one, MADV_POPULATE_WRITE);
+	/* A child made by fork(2) never uses them (fork.c reads with pread);
+	 * pinned by the rings (rings_init), they would be copied for it. */
+	madvise(p, SWAP_BOUNCES * one, MADV_DONTFORK);
 	sd->bounce_mem = p;
 	for (unsigned i = 0; i < SWAP_BOUNCES; i++)
 		sd->bounce[i].buf = p + i * one;

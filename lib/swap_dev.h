@@ -49,6 +49,7 @@ struct swap_ring {
 	struct io_uring ring;
 	atomic_flag busy;		/* taken with a trylock; never released once dead */
 	bool fixed;			/* the swap file is registered as file 0 */
+	bool bufs;			/* the bounce buffers are registered as buffer 0 */
 };
 
 struct swap_stat {

@@ -25,6 +25,22 @@ void ring_put(struct swap_ring *r)
 	atomic_flag_clear_explicit(&r->busy, memory_order_release);
 }
 
+/* Async-signal-safe. The bytes of run's iovecs if they are one stretch of
+ * the bounce buffers (registered with the ring: buffer 0), else 0. */
+static size_t bounce_stretch(const struct swap_dev *sd, const struct swap_run *run)
+{
+	const char *s = run->iov[0].iov_base, *e = s;
+
+	for (unsigned k = 0; k < run->niov; k++) {
+		if (run->iov[k].iov_base != e)
+			return 0;
+		e += run->iov[k].iov_len;
+	}
+	if (s < sd->bounce_mem || e > sd->bounce_mem + SWAP_BOUNCES * SWAP_BOUNCE_BYTES)
+		return 0;
+	return (size_t)(e - s);
+}
+
 static void ring_prep(struct swap_dev *sd, struct swap_ring *r, bool write,
 		      struct swap_run *runs, unsigned nruns)
 {
@@ -33,8 +49,16 @@ static void ring_prep(struct swap_dev *sd, struct swap_ring *r, bool write,
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 		bool fixed = r->fixed && runs[i].fd < 0;
 		int fd = runs[i].fd >= 0 ? runs[i].fd : fixed ? 0 : sd->fd;
+		size_t len = r->bufs && runs[i].niov ? bounce_stretch(sd, &runs[i]) : 0;
 
-		if (write)
+		/* A registered buffer: no pinning of its pages per request. */
+		if (len && write)
+			io_uring_prep_write_fixed(sqe, fd, runs[i].iov[0].iov_base, (unsigned)len,
+						  runs[i].off, 0);
+		else if (len)
+			io_uring_prep_read_fixed(sqe, fd, runs[i].iov[0].iov_base, (unsigned)len,
+						 runs[i].off, 0);
+		else if (write)
 			io_uring_prep_writev(sqe, fd, runs[i].iov, runs[i].niov, runs[i].off);
 		else
 			io_uring_prep_readv(sqe, fd, runs[i].iov, runs[i].niov, runs[i].off);
@@ -309,6 +333,12 @@ void rings_init(struct swap_dev *sd)
 		if (ret < 0)
 			break;
 		r->fixed = io_uring_register_files(&r->ring, &sd->fd, 1) == 0;
+		/* Pinned once here, not by every request (pages the memlock
+		 * limit does not cover leave the ring with plain vectors). */
+		if (sd->bounce_mem)
+			r->bufs = io_uring_register_buffers(&r->ring, &(struct iovec){
+				.iov_base = sd->bounce_mem,
+				.iov_len = SWAP_BOUNCES * SWAP_BOUNCE_BYTES }, 1) == 0;
 		sd->nrings++;
 	}
 }

@@ -528,8 +528,8 @@ int swap_open(const char *path, uint64_t size, struct swap_dev **out)
 		dev_free(sd);
 		return err;
 	}
-	rings_init(sd);
 	bounce_init(sd);
+	rings_init(sd);	/* after: they register the bounce buffers */
 	*out = sd;
 	return 0;
 }
