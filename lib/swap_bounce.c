@@ -137,17 +137,17 @@ void swap_set_bounce(struct swap_dev *sd, bool on)
 void bounce_init(struct swap_dev *sd)
 {
 	size_t one = (size_t)SWAP_BATCH * PAGE_SIZE;
-	char *p = mmap(NULL, SWAP_BOUNCES * one, PROT_READ | PROT_WRITE,
+	char *p = mmap(NULL, SWAP_BOUNCE_MEM, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	for (unsigned i = 0; i < SWAP_BOUNCES; i++)
 		atomic_flag_clear(&sd->bounce[i].busy);
 	if (p == MAP_FAILED)
 		return;
-	madvise(p, SWAP_BOUNCES * one, MADV_POPULATE_WRITE);
+	madvise(p, SWAP_BOUNCE_MEM, MADV_POPULATE_WRITE);
 	/* A child made by fork(2) never uses them (fork.c reads with pread);
 	 * pinned by the rings (rings_init), they would be copied for it. */
-	madvise(p, SWAP_BOUNCES * one, MADV_DONTFORK);
+	madvise(p, SWAP_BOUNCE_MEM, MADV_DONTFORK);
 	sd->bounce_mem = p;
 	for (unsigned i = 0; i < SWAP_BOUNCES; i++)
 		sd->bounce[i].buf = p + i * one;
@@ -156,5 +156,5 @@ void bounce_init(struct swap_dev *sd)
 void bounce_exit(struct swap_dev *sd)
 {
 	if (sd->bounce_mem)
-		munmap(sd->bounce_mem, (size_t)SWAP_BOUNCES * SWAP_BATCH * PAGE_SIZE);
+		munmap(sd->bounce_mem, SWAP_BOUNCE_MEM);
 }

@@ -26,6 +26,7 @@
  * 610 to 817 with sixteen (six of seven alternating pairs faster).
  */
 #define SWAP_BOUNCES	16
+#define SWAP_BOUNCE_MEM	((size_t)SWAP_BOUNCES * SWAP_BATCH * PAGE_SIZE)	/* their one mapping */
 #define SWAP_PREALLOC	(64ULL << 20)	/* blocks given to the file ahead of its writes, at a time */
 #define SWAP_REFILLS	8		/* clusters one allocation may walk before it scans */
 #define NOSPACE_RECHECK_NS (100 * 1000000L)	/* a full disk is looked at this often */

@@ -36,7 +36,7 @@ static size_t bounce_stretch(const struct swap_dev *sd, const struct swap_run *r
 			return 0;
 		e += run->iov[k].iov_len;
 	}
-	if (s < sd->bounce_mem || e > sd->bounce_mem + SWAP_BOUNCES * SWAP_BOUNCE_BYTES)
+	if (s < sd->bounce_mem || e > sd->bounce_mem + SWAP_BOUNCE_MEM)
 		return 0;
 	return (size_t)(e - s);
 }
@@ -338,7 +338,7 @@ void rings_init(struct swap_dev *sd)
 		if (sd->bounce_mem)
 			r->bufs = io_uring_register_buffers(&r->ring, &(struct iovec){
 				.iov_base = sd->bounce_mem,
-				.iov_len = SWAP_BOUNCES * SWAP_BOUNCE_BYTES }, 1) == 0;
+				.iov_len = SWAP_BOUNCE_MEM }, 1) == 0;
 		sd->nrings++;
 	}
 }
