@@ -180,6 +180,7 @@ struct emm_stats {
 	uint64_t pgsteal_direct; /* of pgsteal, the pages those threads evicted */
 	uint64_t revoke_around;  /* userfaultfd: cold mapped pages revoked in a neighbour's zap */
 	uint64_t revokes;        /* ranges of mapped pages revoked, each its own TLB flush */
+	uint64_t refault_around; /* of revoke_around, the pages touched again: minor faults */
 };
 EMM_API int emm_stats(struct emm *mm, struct emm_stats *st);
 EMM_API void emm_stats_print(struct emm *mm, void (*out)(const char *line, void *arg), void *arg);

@@ -479,12 +479,14 @@ static enum fault_result do_resident_page(struct rsv *r, const struct emm_vma *v
 			atomic_fetch_add_explicit(&r->ra_hits, 1, memory_order_relaxed);
 		else
 			lru_queue(r->mm, pte_val(val), PV_ACTIVATE);	/* second touch */
+		if (val & PTE_AROUND)
+			count_event(r->mm, refault_around);
 	} else {
 		count_event(r->mm, faults_wp);
 		if (swap_clean)
 			atomic_fetch_add_explicit(&r->clean_writes, 1, memory_order_relaxed);
 	}
-	pte_set_locked(pte_of(r, addr), locked_val(r, addr) & ~(PTE_RA | PTE_FA | PTE_COLD));
+	pte_set_locked(pte_of(r, addr), locked_val(r, addr) & ~(PTE_RA | PTE_FA | PTE_COLD | PTE_AROUND));
 	/* Neighbours mapped with it count as touched: reclaim activates
 	 * them. The kernel maps its fault-around young too, but activates a
 	 * page only at its second reference. Measured on uffd, marked against

@@ -135,7 +135,7 @@ struct emm_counters {
 	_Atomic uint64_t io_errors, oom_events, writebacks;
 	_Atomic uint64_t workingset_refault, workingset_activate;
 	_Atomic uint64_t move_swapped;
-	_Atomic uint64_t allocstall, pgsteal_direct, revoke_around, revokes;
+	_Atomic uint64_t allocstall, pgsteal_direct, revoke_around, revokes, refault_around;
 	_Atomic long thp_extents;
 	_Atomic uint64_t vmas;		/* VMAs of every reservation, after merging */
 	_Atomic uint64_t resident_pages;

@@ -64,7 +64,7 @@ void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t 
 					  (val & PTE_ACTIVE) ? PV_ADD_ACTIVE : PV_ADD);
 				val = (val | PTE_LRU) & ~PTE_ACTIVE;
 			}
-			val |= set;
+			val = (val & ~PTE_AROUND) | set;	/* touched with a neighbour */
 		}
 		pte_unlock(pte_of(r, a), val);
 	}

@@ -31,6 +31,9 @@
  * (workingset.c), or left behind by a sequential stream (swap_state.c); a
  * shadow bit too. */
 #define PTE_COLD	(1ULL << 30)
+/* Resident: revoked in a neighbour's zap (uffd_zap.c), not touched since; a
+ * shadow bit too. */
+#define PTE_AROUND	(1ULL << 29)
 #define PTE_SHADOW_SHIFT 14		/* swapped: the clock at eviction (workingset.c) */
 #define PTE_SHADOW_MASK	(0x3ffffULL << PTE_SHADOW_SHIFT)
 #define PTE_VAL_SHIFT	32

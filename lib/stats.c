@@ -45,6 +45,7 @@ static void stats_fill(struct emm *mm, struct emm_stats *s)
 	s->pgsteal_direct = LOAD(mm, pgsteal_direct);
 	s->revoke_around = LOAD(mm, revoke_around);
 	s->revokes = LOAD(mm, revokes);
+	s->refault_around = LOAD(mm, refault_around);
 	s->huge_bytes = (uint64_t)MAX(LOAD(mm, thp_extents), 0) * PMD_SIZE;
 	if (mm->swap) {
 		s->swap_used_bytes = swap_slots_used(mm->swap) * PAGE_SIZE;
@@ -77,7 +78,7 @@ const struct stats_field stats_fields[] = {
 	F(pgactivate), F(pgdeactivate), F(thp_collapse), F(thp_collapse_failed),
 	F(thp_split), F(io_errors), F(kernel_vmas), F(vmas), F(oom_events), F(writebacks), F(huge_bytes),
 	F(workingset_refault), F(workingset_activate), F(move_swapped),
-	F(allocstall), F(pgsteal_direct), F(revoke_around), F(revokes),
+	F(allocstall), F(pgsteal_direct), F(revoke_around), F(revokes), F(refault_around),
 #undef F
 };
 const size_t nr_stats_fields = ARRAY_SIZE(stats_fields);

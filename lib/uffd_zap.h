@@ -9,8 +9,8 @@
  * on windows of the instance's counters. Zeroed: widening, the first
  * window opening with the instance. */
 struct zap_pace {
-	_Atomic uint64_t around0, minor0;	/* revoke_around, faults_minor at the window's start */
-	_Atomic unsigned batches;		/* revoke_many calls, for the probes */
+	_Atomic uint64_t around0, back0;	/* revoke_around, refault_around at the window's start */
+	_Atomic uint64_t revoked;		/* pages revoked since the last probe */
 	_Atomic bool off;
 };
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Reclaim on the userfaultfd backends revokes the cold mapped pages around each page it revokes, in the same zap: counted in revoke_around, never a pinned page, never one the kernel still maps while emm says revoked, every page read back right; none on the signal backend. */
+/* Reclaim on the userfaultfd backends revokes the cold mapped pages around each page it revokes, in the same zap: counted in revoke_around, a touch of one of them in refault_around, never a pinned page, never one the kernel still maps while emm says revoked, every page read back right; none on the signal backend. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -18,7 +18,7 @@
 #define LEN (32 * MIB)
 #define PAGES (LEN / PAGE)
 #define READS 20000
-#define PER_BACKEND 5
+#define PER_BACKEND 7
 
 /* Resident pages emm says it revoked that the kernel still maps: a write
  * there would go unseen. Nothing touches the region meanwhile. */
@@ -51,6 +51,33 @@ static bool syscall_reaches(uint64_t *page)
 	close(fd[0]);
 	close(fd[1]);
 	return ok;
+}
+
+/* The first page of a that reclaim revoked around another and nothing
+ * touched since: its touch is a minor fault counted in refault_around, and
+ * the page's mark goes. */
+static void refault_counted(struct emm *mm, const char *a, const char *name)
+{
+	const uint64_t *w = NULL;
+	uint64_t before;
+
+	for (size_t i = 0; i < PAGES && !w; i++) {
+		uint64_t v = pte_word(a + i * PAGE);
+
+		if (pte_state(v) == PTE_RESIDENT && pte_prot(v) == EMM_PROT_NONE && (v & PTE_AROUND))
+			w = (const uint64_t *)(a + i * PAGE);
+	}
+	if (!w) {
+		ok(false, "%s: a page revoked around and resident still", name);
+		skip(1, "no such page");
+		return;
+	}
+	before = stats(mm).refault_around;
+	if (*w != word_value(w))
+		diag("%s: the page revoked around read back wrong", name);
+	is_int(stats(mm).refault_around - before, 1,
+	       "%s: touching a page revoked around counts one refault_around", name);
+	ok(!(pte_word(w) & PTE_AROUND), "%s: ... and the page is no longer marked", name);
 }
 
 static void run(int backend, const char *name)
@@ -93,6 +120,12 @@ static void run(int backend, const char *name)
 		is_int(revoked_but_mapped(a), 0, "%s: no page revoked by emm is mapped by the kernel", name);
 	else
 		skip(1, "signal: mprotect leaves pages present in the pagemap");
+	if (uffd)
+		refault_counted(mm, a, name);
+	else {
+		is_int(stats(mm).refault_around, 0, "%s: refault_around stays 0", name);
+		skip(1, "signal: no page is revoked around");
+	}
 	bad += count_bad_words(a, LEN, word_value);
 	is_int(bad, 0, "%s: every word read back right (%d random reads, then all)", name, READS);
 	emm_unpin(mm, pinned, PAGE);

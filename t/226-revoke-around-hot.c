@@ -54,6 +54,8 @@ static void run(int backend, const char *name)
 	ok(s1.revoke_around - s0.revoke_around < s1.faults_minor - s0.faults_minor,
 	   "%s: revoked around %" PRIu64 " pages for %" PRIu64 " minor faults", name,
 	   s1.revoke_around - s0.revoke_around, s1.faults_minor - s0.faults_minor);
+	diag("%s: refault_around %" PRIu64 " of revoke_around %" PRIu64 " (first phase: %" PRIu64 " of %" PRIu64 ")", name,
+	     s1.refault_around - s0.refault_around, s1.revoke_around - s0.revoke_around, s0.refault_around, s0.revoke_around);
 	bad += count_bad_words(a, LEN, word_value);
 	is_int(bad, 0, "%s: every word read back right", name);
 	emm_close(mm);
