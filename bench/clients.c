@@ -112,6 +112,7 @@ struct outcome {
 	uint64_t maxrss, majflt;	/* as the kernel saw the process */
 	uint64_t swapins, faults_major;	/* emm's (EMM_SHOW_STATS), or the cgroup's */
 	uint64_t faults_minor, revokes;	/* emm's: what sampling pages by revoking them cost */
+	uint64_t around, back;		/* emm's revoke_around, refault_around */
 };
 
 struct client {
@@ -499,6 +500,8 @@ static void counters(struct ctx *c, const struct client *cl, enum subject s, str
 		o->faults_major = bench_counter(err, "faults_major");
 		o->faults_minor = bench_counter(err, "faults_minor");
 		o->revokes = bench_counter(err, "revokes");
+		o->around = bench_counter(err, "revoke_around");
+		o->back = bench_counter(err, "refault_around");
 		o->no_stats = !bench_counter(err, "limit_bytes");
 		o->ok = o->ok && !o->no_stats;
 	} else if (is_kernel(s)) {
@@ -677,8 +680,10 @@ static void under_budget(struct ctx *c, const struct client *cl, const struct be
 		best_of(c, cl, EMM, budget, runs, &e);
 		row(name, EMM, &e);
 		if (e.ran && !e.no_stats)
-			printf("  %-6s %-15s minor faults %llu, revokes %llu\n", "", "",
-			       (unsigned long long)e.faults_minor, (unsigned long long)e.revokes);
+			printf("  %-6s %-15s minor faults %llu, revokes %llu (pages around %llu,"
+			       " back %llu)\n", "", "", (unsigned long long)e.faults_minor,
+			       (unsigned long long)e.revokes, (unsigned long long)e.around,
+			       (unsigned long long)e.back);
 	}
 	if (!c->no_kernel) {
 		best_of(c, cl, KERNEL, budget, runs, &k);
@@ -726,7 +731,8 @@ static void header(const struct ctx *c, const struct bench_opts *o)
 	       "    own private mappings on emm too); swap-ins and major faults from its\n"
 	       "    statistics at exit (EMM_SHOW_STATS=1), and below its row its minor faults\n"
 	       "    and revokes (emm_stats(3)): what finding the pages in use costs it, which\n"
-	       "    the kernel reads from accessed bits\n"
+	       "    the kernel reads from accessed bits; of the pages revoked, those revoked\n"
+	       "    around others (revoke_around) and those of them touched again (refault_around)\n"
 	       "  kernel-swap: a memory cgroup v1 with memory.limit_in_bytes = budget (which holds\n"
 	       "    the program's page cache too) and a swap file; swap-ins are the cgroup's\n"
 	       "    workingset_refault_anon, major faults its pgmajfault\n"

@@ -663,11 +663,12 @@ static void report_detail(const struct ooc *b, int pat)
 	const struct kresult *k = &kernel.res[pat];
 
 	printf("  %-10s emm %.2f s, cpu %.2f s, faults_major %llu swapins %llu swapouts %llu"
-	       " pgsteal %llu (direct %llu) revokes %llu io_errors %llu", patterns[pat].name,
-	       r->emm_sec, r->emm_cpu, (unsigned long long)r->st.faults_major,
+	       " pgsteal %llu (direct %llu) revokes %llu (around %llu, back %llu) io_errors %llu",
+	       patterns[pat].name, r->emm_sec, r->emm_cpu, (unsigned long long)r->st.faults_major,
 	       (unsigned long long)r->st.swapins, (unsigned long long)r->st.swapouts,
 	       (unsigned long long)r->st.pgsteal, (unsigned long long)r->st.pgsteal_direct,
-	       (unsigned long long)r->st.revokes, (unsigned long long)r->st.io_errors);
+	       (unsigned long long)r->st.revokes, (unsigned long long)r->st.revoke_around,
+	       (unsigned long long)r->st.refault_around, (unsigned long long)r->st.io_errors);
 	if (pat == RAND_WRITE)
 		printf("; writes alone %.0f ops/s", r->emm_alone);
 	if (r->bad)
