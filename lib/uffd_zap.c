@@ -125,21 +125,22 @@ static uint64_t widen(struct rsv *r, struct iovec *iov)
  * and 0.12 to 0.17 now; 52.1 to 67.5 us a read against 54.4 to 59.7;
  * Python below 4.28 to 5.22 s against 4.23 to 5.19, widening on with 9
  * to 13% of its pages around touched again). Measured before that on a
- * 2-vCPU VM, uffd, each pair
- * alternating: Python's dict script under half its peak (45 MiB) took
- * 3.59 to 4.16 s without widening against 4.15 to 4.67 with it (five
- * pairs; minor faults 18 K against 24 to 26 K, with 24 K minor faults for
- * 52 K pages revoked around); random reads of 1 GiB under 256 MiB (uffd-sigbus) 72 to 84 us
- * a read with it against 99 to 103 without (three pairs), with 1 K minor
- * faults for 506 K pages revoked around. Racing judges may lose a window:
- * that only delays the next.
+ * 2-vCPU VM, uffd, each pair alternating: Python's dict script under half
+ * its peak (45 MiB) took 3.59 to 4.16 s without widening against 4.15 to
+ * 4.67 with it (five pairs; minor faults 18 K against 24 to 26 K, with
+ * 24 K minor faults for 52 K pages revoked around); random reads of 1 GiB
+ * under 256 MiB (uffd-sigbus) 72 to 84 us a read with it against 99 to 103
+ * without (three pairs), with 1 K minor faults for 506 K pages revoked
+ * around. Racing judges may lose a window: that only delays the next.
+ * Returns how many pages around batch v may revoke: all, a probe's, none.
  */
-static unsigned widen_pays(struct emm *mm, struct zap_pace *p, uint64_t pages)
+static unsigned widen_pays(struct emm *mm, struct zap_pace *p, const struct revoke_vec *v)
 {
 	uint64_t around = atomic_load_explicit(&mm->c.revoke_around, memory_order_relaxed);
 	uint64_t back = atomic_load_explicit(&mm->c.refault_around, memory_order_relaxed);
 	uint64_t a0 = atomic_load_explicit(&p->around0, memory_order_relaxed);
 	bool off = atomic_load_explicit(&p->off, memory_order_relaxed);
+	uint64_t pages = 0;
 
 	if (around - a0 >= (off ? WIDEN_JUDGE_OFF : WIDEN_JUDGE)) {
 		off = (back - atomic_load_explicit(&p->back0, memory_order_relaxed)) * 4 > around - a0;
@@ -149,6 +150,8 @@ static unsigned widen_pays(struct emm *mm, struct zap_pace *p, uint64_t pages)
 	}
 	if (!off)
 		return UINT_MAX;
+	for (unsigned k = 0; k < v->n; k++)
+		pages += v->iov[k].iov_len >> PAGE_SHIFT;
 	if (atomic_fetch_add_explicit(&p->revoked, pages, memory_order_relaxed) + pages < WIDEN_PROBE)
 		return 0;
 	atomic_store_explicit(&p->revoked, 0, memory_order_relaxed);
@@ -224,12 +227,7 @@ unsigned zap_revoke_many(struct emm *mm, const struct revoke_vec *v, int zap_fd,
 	struct iovec iov[ZAP_JOIN_MAX];
 	unsigned last[ZAP_JOIN_MAX], i = 0;
 	uint64_t held[ZAP_JOIN_MAX];
-	uint64_t pages = 0;
-	unsigned wide;
-
-	for (unsigned k = 0; k < v->n; k++)
-		pages += v->iov[k].iov_len >> PAGE_SHIFT;
-	wide = widen_pays(mm, pace, pages);
+	unsigned wide = widen_pays(mm, pace, v);
 
 	while (i < v->n) {
 		unsigned done = i, n = join_ranges(v, &i, iov, last, held, &wide);
