@@ -81,7 +81,7 @@ struct rsv {
 
 #define UFFD_THREADS_MAX	64
 /* The LRU's inactive_ratio (vmscan.c): what it is unless set, and at most. */
-#define INACTIVE_RATIO_DEFAULT	2
+#define INACTIVE_RATIO_DEFAULT	4
 #define INACTIVE_RATIO_MAX	64
 
 /* cfg.flags of emm's own, beside EMM_OPEN_* (and stats_shm.h's CFG_STATS_SHM):

@@ -343,7 +343,7 @@ static long shrink_inactive_list(struct emm *mm, struct lruvec *lv, struct recla
  * Async-signal-safe. Reclaim up to nr pages from the node: keep the
  * inactive list at least 1/inactive_ratio of the active one, and shrink
  * it. Gives up after two laps of both lists. The active list may so grow
- * to inactive_ratio (EMM_INACTIVE_RATIO, 2 unless set) times the inactive
+ * to inactive_ratio (EMM_INACTIVE_RATIO, 4 unless set) times the inactive
  * one before reclaim deactivates from it: each deactivation of a page in
  * use costs emm a minor fault, where the kernel reads an accessed bit for
  * free. Which ratio pays depends on the program; what 1, 2, 4 and 8 cost:
