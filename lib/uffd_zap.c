@@ -123,9 +123,9 @@ static uint64_t widen(struct rsv *r, struct iovec *iov)
  * (four threads, 4 GiB under 1 GiB, uffd-sigbus, three pairs: 0.04 to
  * 0.69 pages around a read and 0.15 to 0.21 revokes, against 1.37 to 1.44
  * and 0.12 to 0.17 now; 52.1 to 67.5 us a read against 54.4 to 59.7;
- * Python below 4.28 to 5.22 s against 4.23 to 5.19, widening on with 9
- * to 13% of its pages around touched again). Measured before that on a
- * 2-vCPU VM, uffd, each pair alternating: Python's dict script under half
+ * Python's dict script 4.28 to 5.22 s against 4.23 to 5.19, widening on
+ * with 9 to 13% of its pages around touched again). Measured before that
+ * on a 2-vCPU VM, uffd, each pair alternating: Python's dict script under half
  * its peak (45 MiB) took 3.59 to 4.16 s without widening against 4.15 to
  * 4.67 with it (five pairs; minor faults 18 K against 24 to 26 K, with
  * 24 K minor faults for 52 K pages revoked around); random reads of 1 GiB
