@@ -227,6 +227,23 @@ void mm_charge(struct emm *mm, int node, long pages)
 	charge_over_low(mm, node, pages);
 }
 
+/* Async-signal-safe. Pages charged to node have come in: wake its reclaim
+ * thread if they took it (or the instance) past the low watermark. A
+ * charge looks before its pages come in, so charges on several threads at
+ * once may each find room and together pass the watermark, even the
+ * budget, after the thread last looked; with no charge after them, the
+ * thread slept on with the budget exceeded (t/702 under AddressSanitizer:
+ * 8,600 KiB resident under 8,192 for a second, nothing scanned). The last
+ * of them to come in sees it here. */
+void mm_charged(struct emm *mm, int node)
+{
+	uint64_t low = wmark_of(&mm->cfg.wmark_low);
+
+	if (node_resident(mm, node) <= node_wmark(mm, node, low) && resident(mm) <= wmark(mm, low))
+		return;
+	wakeup_kswapd(mm, over(mm, node, low, 0) ? node : busiest_node(mm), false);
+}
+
 /* Async-signal-safe. May pages more come in on node and leave it and the
  * instance under half their share and budget: room to spare, whatever
  * faults charge meanwhile? */

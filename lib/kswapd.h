@@ -17,6 +17,7 @@ struct kswapd {
 };
 
 void mm_charge(struct emm *mm, int node, long pages);
+void mm_charged(struct emm *mm, int node);
 bool mm_has_room(const struct emm *mm, int node, long pages);
 bool mm_room_unstalled(struct emm *mm, int node, long pages);
 bool mm_has_spare(const struct emm *mm, int node, long pages);

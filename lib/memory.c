@@ -353,6 +353,8 @@ int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 		err = swapin_batch(r, vma, swapped, nsw, prot, nomap);
 	if (backed)
 		fork_gate_leave();
+	if (need)
+		mm_charged(r->mm, page_node(r, vma, s));
 	return err;
 }
 
