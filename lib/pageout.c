@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* pageout: a reclaim batch's dirty pages written to swap or to their files,
  * and the physmem of the pages that go freed. */
+#include <sys/mman.h>
+
 #include "filemap.h"
 #include "huge_memory.h"
 #include "lru.h"
@@ -161,7 +163,11 @@ static void write_huge(struct emm *mm, struct reclaim *rc, struct scan *sp)
 	for (unsigned j = 0; j < got; j++)
 		rc->io[j] = page_io(sp->r, sp->addr + j * PAGE_SIZE, rc->slots[j]);
 	if (got == PTRS_PER_PMD) {
-		swap_writepages(mm->swap, rc->io, got);
+		/* Written from where it is (swap_write_stretch): the alias
+		 * view maps the huge page with one PMD, populated first where
+		 * it is not mapped (one call, not a fault each page). */
+		madvise(rsv_alias(sp->r, sp->addr), PMD_SIZE, MADV_POPULATE_READ);
+		swap_write_stretch(mm->swap, rc->io, got);
 		for (unsigned j = 0; j < got; j++)
 			bad += rc->io[j].err != 0;
 	}

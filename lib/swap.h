@@ -27,6 +27,7 @@ struct swap_io {
 	unsigned flags;		/* SWAP_IO_* */
 	uint64_t home;		/* SWAP_IO_HOME: the page's offset in the home file */
 	bool zero;		/* SWAP_IO_SKIP_ZERO: the page was all zeros, not written */
+	uint32_t crc;		/* swap_write_stretch's: the checksum of the page written */
 };
 
 /*
@@ -78,6 +79,11 @@ unsigned swap_count(const struct swap_dev *sd, uint32_t slot);
  * A failed write leaves the slot without valid contents.
  */
 int  swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n);
+/* swap_writepages of n pages whose buffers are one stretch of memory in
+ * order (io[i].page == io[0].page + i * 4096), a mapping that is warm (a
+ * huge page's): written from there, no bounce copy, each run of
+ * consecutive slots one request and all of them in flight at once. */
+int  swap_write_stretch(struct swap_dev *sd, struct swap_io *io, unsigned n);
 int  swap_read_sync(const struct swap_dev *sd, uint32_t slot, unsigned n, void *buf);
 int  swap_readpages(struct swap_dev *sd, struct swap_io *io, unsigned n);
 /* Another file's bytes through a swap ring (see swap_io.c). */

@@ -300,6 +300,120 @@ int swap_writepages(struct swap_dev *sd, struct swap_io *io, unsigned n)
 	return ret;
 }
 
+/* Runs of a stretch in flight at once (swap_write_stretch): the 512
+ * slots of a huge extent come in one or a few. */
+#define STRETCH_RUNS	16
+
+/* Async-signal-safe. Write the runs, each one iovec of pages, through a
+ * free ring, and finish what it left with pwrite. */
+static void stretch_do(struct swap_dev *sd, struct swap_run *runs, unsigned nr)
+{
+	struct swap_ring *r = nr ? ring_get(sd) : NULL;
+
+	if (r && ring_rw(sd, r, true, runs, nr))
+		ring_put(r);
+	for (unsigned k = 0; k < nr; k++) {
+		struct swap_run *run = &runs[k];
+
+		while (!run->err && run->done < run->iov[0].iov_len) {
+			ssize_t w = pwrite(sd->fd, (char *)run->iov[0].iov_base + run->done,
+					   run->iov[0].iov_len - run->done, (off_t)(run->off + run->done));
+
+			stat_add(sd, sync_reqs, 1);
+			if (w < 0 && errno != EINTR)
+				run->err = -errno;
+			else if (w == 0)
+				run->err = -EIO;
+			else if (w > 0)
+				run->done += (size_t)w;
+		}
+	}
+}
+
+/* Async-signal-safe. The pages of run k (io[first..]) get its result: the
+ * ones written their checksum, the others its error. */
+static void stretch_results(struct swap_dev *sd, struct swap_io *io, unsigned first,
+			    const struct swap_run *run)
+{
+	unsigned pages = (unsigned)(run->iov[0].iov_len / PAGE_SIZE);
+
+	for (unsigned j = 0; j < pages; j++) {
+		struct swap_io *p = &io[first + j];
+
+		if ((j + 1) * PAGE_SIZE <= run->done) {
+			slot_set_data(sd, p->slot, p->crc);
+			continue;
+		}
+		p->err = run->err ? run->err : -EIO;
+		if (p->err == -ENOSPC || p->err == -EDQUOT)
+			nospace_mark(sd);
+	}
+}
+
+/*
+ * Async-signal-safe. swap_writepages for pages that are one stretch of
+ * memory, mapped warm (a huge extent's, through the alias view): the zero
+ * check and the checksum read them where they are, and each run of
+ * consecutive slots is one request, all in flight together. Why: through
+ * the bounce buffers a huge extent went as eight requests of 256 KiB, one
+ * after the other, each after its copy. The first write of 4 GiB of
+ * EMM_MAP_HUGEPAGE memory under a 1 GiB budget (2-vCPU VM) kept the device
+ * busy 55% of the time with requests of 244 KiB on average, 86 to 88% with
+ * 1.2 to 1.6 MiB; ten alternating pairs, medians: 717 MiB/s against 648
+ * on signal, 680 against 557 on uffd-sigbus, with 2.0 s of CPU against
+ * 2.6 and 2.2 against 2.9. Without O_DIRECT the pages go through the page
+ * cache, and the bounce path drops them there.
+ */
+int swap_write_stretch(struct swap_dev *sd, struct swap_io *io, unsigned n)
+{
+	unsigned ok = 0, zero = 0;
+
+	if (!sd || !io)
+		return -EINVAL;
+	if (!sd->direct || !n)
+		return swap_writepages(sd, io, n);
+	fork_gate_enter();
+	write_check(sd, io, n);
+	for (unsigned i = 0; i < n;) {
+		struct swap_run runs[STRETCH_RUNS];
+		struct iovec iov[STRETCH_RUNS];
+		unsigned first[STRETCH_RUNS], nr = 0, last = 0;
+
+		for (; i < n; i++) {
+			if (io[i].err)
+				continue;
+			if ((io[i].flags & SWAP_IO_SKIP_ZERO) && swap_page_is_zero(io[i].page)) {
+				io[i].zero = true;
+				continue;
+			}
+			if (nr && last + 1 == i && io[i].slot == io[last].slot + 1 &&
+			    (char *)io[i].page == (char *)io[last].page + PAGE_SIZE) {
+				iov[nr - 1].iov_len += PAGE_SIZE;
+			} else {
+				if (nr == STRETCH_RUNS)
+					break;
+				iov[nr] = (struct iovec){ .iov_base = io[i].page, .iov_len = PAGE_SIZE };
+				runs[nr] = (struct swap_run){ .off = (uint64_t)io[i].slot << PAGE_SHIFT,
+							      .iov = &iov[nr], .niov = 1, .fd = -1 };
+				first[nr++] = i;
+			}
+			io[i].crc = crc32c(0, io[i].page, PAGE_SIZE);
+			last = i;
+		}
+		stretch_do(sd, runs, nr);
+		for (unsigned k = 0; k < nr; k++)
+			stretch_results(sd, io, first[k], &runs[k]);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		ok += !io[i].err;
+		zero += io[i].zero;
+	}
+	stat_add(sd, writes, ok - zero);
+	stat_add(sd, write_errors, n - ok);
+	fork_gate_leave();
+	return (int)ok;
+}
+
 /*
  * Read n slots from slot on, consecutive in the file, into buf with pread
  * (no ring and no bounce buffer: a forked child, fork.c, shares its

@@ -815,6 +815,111 @@ static void test_bounce(void)
 	close(fd);
 }
 
+/* Requests a stretch should take: one per run of non-zero pages whose
+ * slots are consecutive. */
+static unsigned stretch_runs_of(const struct swap_io *io, unsigned n)
+{
+	unsigned runs = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		runs += !io[i].zero && (!i || io[i - 1].zero || io[i].slot != io[i - 1].slot + 1);
+	return runs;
+}
+
+/*
+ * A stretch of memory (a huge extent's 512 pages) is written from where it
+ * is: zero pages skipped, no bounce buffer, a request per run of
+ * consecutive slots; every page reads back as written. A failed page
+ * write fails that page alone. Without O_DIRECT it goes as
+ * swap_writepages does, through the bounce buffers.
+ */
+static void test_stretch(void)
+{
+	enum { N = 512 };
+	static struct swap_io io[N];
+	static uint32_t slots[N];
+	struct swap_counters c0, c1;
+	unsigned zero = 0, good = 0, failed = 0, t;
+	struct swap_dev *sd;
+	uint8_t *home;
+	int fd = home_setup(N, slots, &sd, &home);
+
+	/* Two runs of slots out of order: the requests split there. */
+	t = slots[100], slots[100] = slots[101], slots[101] = t;
+	for (unsigned i = 0; i < N; i++) {
+		io[i] = (struct swap_io){ .slot = slots[i], .page = home + (size_t)i * PAGE,
+					  .home = (uint64_t)i * PAGE,
+					  .flags = SWAP_IO_HOME | SWAP_IO_SKIP_ZERO };
+		if (i % 97)
+			fill(io[i].page, slots[i], 10);
+		else
+			memset(io[i].page, 0, PAGE);
+	}
+	swap_get_counters(sd, &c0);
+	is_int(swap_write_stretch(sd, io, N), N, "a stretch of 512 pages written");
+	swap_get_counters(sd, &c1);
+	for (unsigned i = 0; i < N; i++)
+		zero += io[i].zero == !(i % 97);
+	is_int(zero, N, "the zero pages, and only those, were skipped");
+	if (swap_is_direct(sd)) {
+		is_int((int)(c1.bounced - c0.bounced), 0, "no page went through a bounce buffer");
+		is_int((int)(c1.uring_reqs + c1.sync_reqs - c0.uring_reqs - c0.sync_reqs),
+		       (int)stretch_runs_of(io, N), "one request per run of consecutive slots (%u)",
+		       stretch_runs_of(io, N));
+	} else {
+		skip(2, "the file system takes no O_DIRECT");
+	}
+	for (unsigned i = 0; i < N; i++)
+		io[i] = (struct swap_io){ .slot = slots[i], .page = page(i) };
+	swap_readpages(sd, io, N);
+	for (unsigned i = 0; i < N; i++)
+		good += (i % 97) ? !io[i].err && check(page(i), slots[i], 10) : io[i].err == -ENODATA;
+	is_int(good, N, "every page read back as written, the zero ones never written");
+
+	swap_inject(sd, 50, 0);
+	for (unsigned i = 0; i < N; i++) {
+		io[i] = (struct swap_io){ .slot = slots[i], .page = home + (size_t)i * PAGE,
+					  .home = (uint64_t)i * PAGE, .flags = SWAP_IO_HOME };
+		fill(io[i].page, slots[i], 11);
+	}
+	is_int(swap_write_stretch(sd, io, N), N - N / 50, "every 50th page write failing: the others written");
+	for (unsigned i = 0; i < N; i++)
+		failed += io[i].err == -EIO && (i + 1) % 50 == 0;
+	is_int(failed, N / 50, "each failed page has its -EIO");
+	swap_inject(sd, 0, 0);
+	for (unsigned i = 0; i < N; i++)
+		io[i] = (struct swap_io){ .slot = slots[i], .page = page(i) };
+	swap_readpages(sd, io, N);
+	good = 0;
+	for (unsigned i = 0; i < N; i++)
+		good += (i + 1) % 50 ? !io[i].err && check(page(i), slots[i], 11) : io[i].err == -ENODATA;
+	is_int(good, N, "the others read back, the failed ones hold nothing");
+
+	/* Without O_DIRECT: through the bounce buffers, then out of the cache. */
+	if (swap_set_direct(sd, false) < 0)
+		bail("swap_set_direct");
+	for (unsigned i = 0; i < N; i++) {
+		io[i] = (struct swap_io){ .slot = slots[i], .page = home + (size_t)i * PAGE,
+					  .home = (uint64_t)i * PAGE, .flags = SWAP_IO_HOME };
+		fill(io[i].page, slots[i], 12);
+	}
+	swap_get_counters(sd, &c0);
+	is_int(swap_write_stretch(sd, io, N), N, "buffered: the stretch written");
+	swap_get_counters(sd, &c1);
+	ok(c1.bounced - c0.bounced >= N, "through the bounce buffers (%llu pages)",
+	   (unsigned long long)(c1.bounced - c0.bounced));
+	for (unsigned i = 0; i < N; i++)
+		io[i] = (struct swap_io){ .slot = slots[i], .page = page(i) };
+	swap_readpages(sd, io, N);
+	good = 0;
+	for (unsigned i = 0; i < N; i++)
+		good += !io[i].err && check(page(i), slots[i], 12);
+	is_int(good, N, "and every page read back as written");
+	swap_close(sd);
+	munmap(home, (size_t)N * PAGE);
+	close(fd);
+}
+
 /* The placement hook of test_place: of the runs starting at an even
  * multiple of 8 pages in the home file, takes all but the last page,
  * copying them to dst at their home; of the others, nothing. */
@@ -910,6 +1015,7 @@ int main(void)
 	test_read_file();
 	test_inject();
 	test_bounce();
+	test_stretch();
 	test_place();
 	test_corrupt();
 	test_threads();
