@@ -236,11 +236,13 @@ static unsigned swapin_place(void *arg, const struct swap_io *io, unsigned n, co
  * Async-signal-safe. Read n swapped, locked pages (their addresses in
  * pages[]) into physmem with one batch of I/O; prot (not EMM_PROT_NONE):
  * the backend may map them so already (backend_place), but the page at
- * nomap. A page whose read
+ * nomap. warm: their physmem is mapped in the alias view already (a fresh
+ * huge page), so the read goes straight there, not through a bounce
+ * buffer and a copy into physmem. A page whose read
  * fails (or fails its checksum) stays swapped; the first error is returned.
  */
 static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_t *pages,
-			unsigned n, int prot, uintptr_t nomap)
+			unsigned n, int prot, uintptr_t nomap, bool warm)
 {
 	struct swap_io io[IO_BATCH];
 	uint64_t shadow[IO_BATCH];
@@ -252,7 +254,8 @@ static int swapin_batch(struct rsv *r, const struct emm_vma *vma, const uintptr_
 	for (unsigned i = 0; i < n; i++) {
 		shadow[i] = locked_val(r, pages[i]);
 		io[i] = (struct swap_io){ .slot = pte_val(locked_val(r, pages[i])),
-					  .page = rsv_alias(r, pages[i]), .flags = SWAP_IO_HOME,
+					  .page = rsv_alias(r, pages[i]),
+					  .flags = warm ? 0 : SWAP_IO_HOME,
 					  .home = (uint64_t)rsv_ppn(r, pages[i]) << PAGE_SHIFT };
 		if (alloc_page(r, vma, pages[i], false) < 0) {
 			while (i--)
@@ -309,10 +312,10 @@ static int fill_run(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
  * or pager; swapped pages their data back, and with a prot other than
  * EMM_PROT_NONE, maybe mapped so already (swapin_batch), but the page at
  * nomap (0: none): the caller grants the range next. The budget is charged
- * first (direct reclaim when it is exhausted).
+ * first (direct reclaim when it is exhausted). warm: swapin_batch's.
  */
-int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
-		      int prot, uintptr_t nomap)
+static int resident_in(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+		       int prot, uintptr_t nomap, bool warm)
 {
 	uintptr_t swapped[IO_BATCH], run = 0;
 	bool backed = vma_backed(vma);
@@ -345,12 +348,12 @@ int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 			swapped[nsw++] = a;
 		}
 		if (nsw == IO_BATCH) {
-			err = swapin_batch(r, vma, swapped, nsw, prot, nomap);
+			err = swapin_batch(r, vma, swapped, nsw, prot, nomap, warm);
 			nsw = 0;
 		}
 	}
 	if (nsw && !err)
-		err = swapin_batch(r, vma, swapped, nsw, prot, nomap);
+		err = swapin_batch(r, vma, swapped, nsw, prot, nomap, warm);
 	if (backed)
 		fork_gate_leave();
 	if (need)
@@ -358,10 +361,31 @@ int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uin
 	return err;
 }
 
+int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+		      int prot, uintptr_t nomap)
+{
+	return resident_in(r, vma, s, e, prot, nomap, false);
+}
+
 /* Async-signal-safe. make_resident_but with no page left out. */
 int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot)
 {
-	return make_resident_but(r, vma, s, e, prot, 0);
+	return resident_in(r, vma, s, e, prot, 0, false);
+}
+
+/*
+ * Async-signal-safe. make_resident, unmapped (EMM_PROT_NONE), of a range
+ * whose physmem is one fresh huge page (huge_fresh_physmem), mapped in the
+ * alias view by the collapse that made it: swapped pages are read into it
+ * where it is. Through the bounce buffers each 256 KiB went to a bounce
+ * buffer and was then copied into physmem; reading 4 GiB of
+ * EMM_MAP_HUGEPAGE memory back in order under a 1 GiB budget (signal,
+ * 2-vCPU VM), four alternating pairs: 1,401 to 1,824 MiB/s against 989
+ * to 1,249, with 3.0 to 3.9 s of CPU against 4.0 to 4.8.
+ */
+int make_resident_warm(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e)
+{
+	return resident_in(r, vma, s, e, EMM_PROT_NONE, 0, true);
 }
 
 /*

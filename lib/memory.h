@@ -26,6 +26,7 @@ bool page_room_unstalled(struct rsv *r, const struct emm_vma *vma, uintptr_t a, 
 int make_resident(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e, int prot);
 int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
 		      int prot, uintptr_t nomap);
+int make_resident_warm(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e);
 void unmake_fresh(struct rsv *r, uintptr_t s, uintptr_t e);
 void unlock_range(struct rsv *r, uintptr_t s, uintptr_t e, int access, uint64_t set);
 void minor_window(struct rsv *r, const struct emm_vma *vma, uintptr_t addr, uintptr_t *sp,

@@ -167,7 +167,7 @@ static void ra_read_huge(struct rsv *r, const struct emm_vma *vma, uintptr_t s)
 {
 	uintptr_t e = s + PMD_SIZE;
 
-	if (make_resident(r, vma, s, e, EMM_PROT_NONE)) {
+	if (make_resident_warm(r, vma, s, e)) {
 		uintptr_t run = 0;
 
 		/* What came in stays, unmapped; the rest gives its physmem back. */
