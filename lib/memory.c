@@ -361,6 +361,8 @@ static int resident_in(struct rsv *r, const struct emm_vma *vma, uintptr_t s, ui
 	return err;
 }
 
+/* Async-signal-safe. resident_in, swapped pages read through the bounce
+ * buffers. */
 int make_resident_but(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
 		      int prot, uintptr_t nomap)
 {
