@@ -10,9 +10,7 @@
 #include <unistd.h>
 
 #include "emm.h"
-#include "internal.h"
-#include "physmem.h"
-#include "pte.h"
+#include "swap-slot.h"
 #include "tap.h"
 
 #define PAGE 4096UL
@@ -100,16 +98,7 @@ static int install_handler(void)
 /* The slot the swapped page at pg lives in, or 0. */
 static uint32_t slot_of(size_t pg)
 {
-	uintptr_t a = (uintptr_t)(mem + pg * WORDS_PER_PAGE);
-	int idx = 0;
-	struct rsv *r = rsv_enter(a, &idx);
-	uint64_t pte;
-
-	if (!r)
-		return 0;
-	pte = atomic_load(pte_of(r, a));
-	rsv_leave(r, idx);
-	return pte_state(pte) == PTE_SWAPPED ? pte_val(pte) : 0;
+	return swapped_slot(mem + pg * WORDS_PER_PAGE);
 }
 
 static int page_matches(const uint64_t *p, size_t pg)
@@ -120,39 +109,13 @@ static int page_matches(const uint64_t *p, size_t pg)
 	return 1;
 }
 
-/*
- * Flip bytes of the slot on disk through a descriptor of our own. O_DIRECT
- * goes around the page cache both ways, so what emm reads (itself with
- * O_DIRECT, or buffered after dropping its cache) is what we wrote. Returns
- * 1 if the slot held the page's bytes before, 0 if not, -1 on error.
- */
-static int corrupt_slot(uint32_t slot, size_t pg)
+/* Damage the slot on disk: 1 if it held the page's bytes before, 0 if
+ * not, -1 on error. */
+static int corrupt_victim(uint32_t slot, size_t pg)
 {
-	int fd = open(swap_file, O_RDWR | O_DIRECT | O_CLOEXEC), direct = fd >= 0, held = -1;
-	off_t off = (off_t)slot * (off_t)PAGE;
-	uint64_t *buf = NULL;
+	static uint64_t before[WORDS_PER_PAGE];
 
-	if (fd < 0)
-		fd = open(swap_file, O_RDWR | O_CLOEXEC);
-	if (fd < 0 || posix_memalign((void **)&buf, PAGE, PAGE))
-		goto out;
-	if (pread(fd, buf, PAGE, off) != (ssize_t)PAGE)
-		goto out;
-	held = page_matches(buf, pg);
-	buf[0] ^= 0xff;
-	buf[WORDS_PER_PAGE / 2] ^= 1ULL << 40;
-	if (pwrite(fd, buf, PAGE, off) != (ssize_t)PAGE || fdatasync(fd) < 0) {
-		held = -1;
-		goto out;
-	}
-	if (!direct)
-		posix_fadvise(fd, off, PAGE, POSIX_FADV_DONTNEED);
-	diag("slot %u corrupted through %s I/O", slot, direct ? "O_DIRECT" : "buffered");
-out:
-	free(buf);
-	if (fd >= 0)
-		close(fd);
-	return held;
+	return corrupt_slot(swap_file, slot, before) < 0 ? -1 : page_matches(before, pg);
 }
 
 static void test_victim(struct emm *mm)
@@ -234,7 +197,7 @@ int main(void)
 	ok(slot != 0, "page %d is swapped, in slot %u", VICTIM, slot);
 	if (!slot)
 		bail("page %d was not swapped out", VICTIM);
-	is_int(corrupt_slot(slot, VICTIM), 1, "the swap file holds its bytes at slot * 4096");
+	is_int(corrupt_victim(slot, VICTIM), 1, "the swap file holds its bytes at slot * 4096");
 	test_victim(mm);
 	test_others();
 	test_again(mm);

@@ -3,7 +3,6 @@
  * of them gives SIGBUS on that page alone, never wrong data; every other page reads right,
  * the windows around it huge, on signal (the backend that reads windows whole). */
 #include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -14,9 +13,7 @@
 #include <unistd.h>
 
 #include "emm.h"
-#include "internal.h"
-#include "physmem.h"
-#include "pte.h"
+#include "swap-slot.h"
 #include "tap.h"
 #include "util.h"
 
@@ -82,47 +79,21 @@ static bool is_victim(size_t pg)
 	return false;
 }
 
-/* The slot the swapped page at pg lives in, or 0. */
-static uint32_t slot_of(size_t pg)
+/* Damage the slot of swapped page pg on disk: 1 if it held the page's
+ * bytes before, 0 if not (or not swapped), -1 on error. */
+static int corrupt_page(size_t pg)
 {
-	uintptr_t a = (uintptr_t)(mem + pg * WORDS_PER_PAGE);
-	int idx = 0;
-	struct rsv *r = rsv_enter(a, &idx);
-	uint64_t pte;
+	static uint64_t before[WORDS_PER_PAGE];
+	uint32_t slot = swapped_slot(mem + pg * WORDS_PER_PAGE);
 
-	if (!r)
+	if (!slot)
 		return 0;
-	pte = atomic_load(pte_of(r, a));
-	rsv_leave(r, idx);
-	return pte_state(pte) == PTE_SWAPPED ? pte_val(pte) : 0;
-}
-
-/* Flip two bytes of the slot on disk, around the page cache (t/206). 1 if
- * the slot held the page's bytes before, 0 if not, -1 on error. */
-static int corrupt_slot(uint32_t slot, size_t pg)
-{
-	int fd = open(swap_file, O_RDWR | O_DIRECT | O_CLOEXEC), direct = fd >= 0, held = -1;
-	off_t off = (off_t)slot * (off_t)PAGE;
-	uint64_t *buf = NULL;
-
-	if (fd < 0)
-		fd = open(swap_file, O_RDWR | O_CLOEXEC);
-	if (fd < 0 || posix_memalign((void **)&buf, PAGE, PAGE))
-		goto out;
-	if (pread(fd, buf, PAGE, off) != (ssize_t)PAGE)
-		goto out;
-	held = buf[0] == value(pg, 0) && buf[WORDS_PER_PAGE - 1] == value(pg, WORDS_PER_PAGE - 1);
-	buf[3] ^= 0xff;
-	buf[WORDS_PER_PAGE / 2] ^= 1ULL << 40;
-	if (pwrite(fd, buf, PAGE, off) != (ssize_t)PAGE || fdatasync(fd) < 0)
-		held = -1;
-	else if (!direct)
-		posix_fadvise(fd, off, PAGE, POSIX_FADV_DONTNEED);
-out:
-	free(buf);
-	if (fd >= 0)
-		close(fd);
-	return held;
+	if (corrupt_slot(swap_file, slot, before) < 0)
+		return -1;
+	for (size_t i = 0; i < WORDS_PER_PAGE; i++)
+		if (before[i] != value(pg, i))
+			return 0;
+	return 1;
 }
 
 int main(void)
@@ -155,11 +126,8 @@ int main(void)
 		for (size_t i = 0; i < WORDS_PER_PAGE; i++)
 			mem[pg * WORDS_PER_PAGE + i] = value(pg, i);
 	is_int(emm_advise(mm, mem, LEN, EMM_ADV_PAGEOUT), 0, "256 MiB of huge extents paged out");
-	for (int v = 0; v < NVICTIMS; v++) {
-		uint32_t slot = slot_of(victims[v]);
-
-		held += slot && corrupt_slot(slot, victims[v]) == 1;
-	}
+	for (int v = 0; v < NVICTIMS; v++)
+		held += corrupt_page(victims[v]) == 1;
 	is_int(held, NVICTIMS, "three slots held their pages' bytes, and were corrupted on disk");
 
 	a = stats(mm);
