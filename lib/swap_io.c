@@ -357,12 +357,12 @@ static void stretch_results(struct swap_dev *sd, struct swap_io *io, unsigned fi
  * consecutive slots is one request, all in flight together. Why: through
  * the bounce buffers a huge extent went as eight requests of 256 KiB, one
  * after the other, each after its copy. The first write of 4 GiB of
- * EMM_MAP_HUGEPAGE memory under a 1 GiB budget (2-vCPU VM) kept the device
- * busy 55% of the time with requests of 244 KiB on average, 86 to 88% with
- * 1.2 to 1.6 MiB; ten alternating pairs, medians: 717 MiB/s against 648
- * on signal, 680 against 557 on uffd-sigbus, with 2.0 s of CPU against
- * 2.6 and 2.2 against 2.9. Without O_DIRECT the pages go through the page
- * cache, and the bounce path drops them there.
+ * EMM_MAP_HUGEPAGE memory under a 1 GiB budget (2-vCPU VM) reached the
+ * device in requests of 240 to 250 KiB on average, now 1.2 to 1.6 MiB;
+ * ten alternating pairs, medians: 717 MiB/s against 648 on signal, 680
+ * against 557 on uffd-sigbus, with 2.0 s of CPU against 2.6 and 2.2
+ * against 2.9. Without O_DIRECT the pages go through the page cache, and
+ * the bounce path drops them there.
  */
 int swap_write_stretch(struct swap_dev *sd, struct swap_io *io, unsigned n)
 {
