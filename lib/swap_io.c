@@ -350,6 +350,39 @@ static void stretch_results(struct swap_dev *sd, struct swap_io *io, unsigned fi
 	}
 }
 
+/* Async-signal-safe. From page i on, up to STRETCH_RUNS runs of pages
+ * neighbours both in memory and in their slots, each one iovec, checksummed
+ * (pages of zeros marked and left out); first[k]: run k's first page.
+ * Returns the page after the last one taken. */
+static unsigned stretch_runs(struct swap_io *io, unsigned i, unsigned n, struct swap_run *runs,
+			     struct iovec *iov, unsigned *first, unsigned *nr)
+{
+	unsigned last = 0;
+
+	for (; i < n; i++) {
+		if (io[i].err)
+			continue;
+		if ((io[i].flags & SWAP_IO_SKIP_ZERO) && swap_page_is_zero(io[i].page)) {
+			io[i].zero = true;
+			continue;
+		}
+		if (*nr && last + 1 == i && io[i].slot == io[last].slot + 1 &&
+		    (char *)io[i].page == (char *)io[last].page + PAGE_SIZE) {
+			iov[*nr - 1].iov_len += PAGE_SIZE;
+		} else {
+			if (*nr == STRETCH_RUNS)
+				break;
+			iov[*nr] = (struct iovec){ .iov_base = io[i].page, .iov_len = PAGE_SIZE };
+			runs[*nr] = (struct swap_run){ .off = (uint64_t)io[i].slot << PAGE_SHIFT,
+						       .iov = &iov[*nr], .niov = 1, .fd = -1 };
+			first[(*nr)++] = i;
+		}
+		io[i].crc = crc32c(0, io[i].page, PAGE_SIZE);
+		last = i;
+	}
+	return i;
+}
+
 /*
  * Async-signal-safe. swap_writepages for pages that are one stretch of
  * memory, mapped warm (a huge extent's, through the alias view): the zero
@@ -377,29 +410,9 @@ int swap_write_stretch(struct swap_dev *sd, struct swap_io *io, unsigned n)
 	for (unsigned i = 0; i < n;) {
 		struct swap_run runs[STRETCH_RUNS];
 		struct iovec iov[STRETCH_RUNS];
-		unsigned first[STRETCH_RUNS], nr = 0, last = 0;
+		unsigned first[STRETCH_RUNS], nr = 0;
 
-		for (; i < n; i++) {
-			if (io[i].err)
-				continue;
-			if ((io[i].flags & SWAP_IO_SKIP_ZERO) && swap_page_is_zero(io[i].page)) {
-				io[i].zero = true;
-				continue;
-			}
-			if (nr && last + 1 == i && io[i].slot == io[last].slot + 1 &&
-			    (char *)io[i].page == (char *)io[last].page + PAGE_SIZE) {
-				iov[nr - 1].iov_len += PAGE_SIZE;
-			} else {
-				if (nr == STRETCH_RUNS)
-					break;
-				iov[nr] = (struct iovec){ .iov_base = io[i].page, .iov_len = PAGE_SIZE };
-				runs[nr] = (struct swap_run){ .off = (uint64_t)io[i].slot << PAGE_SHIFT,
-							      .iov = &iov[nr], .niov = 1, .fd = -1 };
-				first[nr++] = i;
-			}
-			io[i].crc = crc32c(0, io[i].page, PAGE_SIZE);
-			last = i;
-		}
+		i = stretch_runs(io, i, n, runs, iov, first, &nr);
 		stretch_do(sd, runs, nr);
 		for (unsigned k = 0; k < nr; k++)
 			stretch_results(sd, io, first[k], &runs[k]);
