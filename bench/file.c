@@ -411,6 +411,7 @@ static void bounds(const struct fb *b)
 	printf("  mapped by a 2 MiB PMD (one huge page), %.3f us a page\n", hro / 1000);
 	printf("data: mode=file pattern=map-cost-huge-ro subject=machine value=%.0f unit=ns\n",
 	       hro);
+	bench_huge_bound("file", dev);
 }
 
 static void header(const struct fb *b, unsigned runs, double fill_mib)

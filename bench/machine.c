@@ -107,6 +107,93 @@ double bench_map_cost(bool writable, bool huge)
 }
 
 /*
+ * What a fresh 2 MiB page of a memfd costs, in ns: one page of an aligned
+ * extent written, then MADV_COLLAPSE (the kernel takes a huge page, zeroes
+ * it and copies the page in), as emm makes the physmem of a huge readahead
+ * window or of a fresh huge first touch (emm-thp(7)). HUGE_COST_EXTENTS
+ * extents are made from the free memory the kernel hands out (*first_ns),
+ * then their holes punched and the same extents made again at once on the
+ * same CPU (the return value): from the huge pages just freed, which the
+ * kernel hands out first. Next to nothing apart on bare metal; on a VM
+ * whose host takes back the memory the guest leaves free (free page
+ * reporting, a balloon), the first may cost many times the second, and so
+ * does every huge page made after memory has been left free a while. 0
+ * when it cannot be measured (no huge page to be had).
+ */
+#define HUGE_COST_EXTENTS	32
+
+static uint64_t make_extents(char *p)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (size_t i = 0; i < HUGE_COST_EXTENTS; i++) {
+		p[i * PMD_SIZE] = 1;
+		if (madvise(p + i * PMD_SIZE, PMD_SIZE, MADV_COLLAPSE) < 0)
+			return 0;
+	}
+	return bench_now_ns() - t0;
+}
+
+double bench_huge_fresh_cost(double *first_ns)
+{
+	size_t len = HUGE_COST_EXTENTS * PMD_SIZE;
+	int fd = memfd_create("emm-bench-huge-cost", MFD_CLOEXEC), cpu = sched_getcpu();
+	char *raw = MAP_FAILED, *p = MAP_FAILED;
+	uint64_t first = 0, again = 0;
+	cpu_set_t old, one;
+
+	*first_ns = 0;
+	if (fd >= 0 && ftruncate(fd, (off_t)len) == 0)
+		raw = mmap(NULL, len + PMD_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw != MAP_FAILED)
+		p = mmap((char *)(((uintptr_t)raw + PMD_SIZE - 1) & ~(PMD_SIZE - 1)), len,
+			 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	/* One CPU throughout: a huge page freed waits for the next on its CPU. */
+	if (p != MAP_FAILED && cpu >= 0 && sched_getaffinity(0, sizeof(old), &old) == 0) {
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (sched_setaffinity(0, sizeof(one), &one) == 0) {
+			first = make_extents(p);
+			if (first &&
+			    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)len) == 0)
+				again = make_extents(p);
+			sched_setaffinity(0, sizeof(old), &old);
+		}
+	}
+	if (raw != MAP_FAILED)
+		munmap(raw, len + PMD_SIZE);
+	if (fd >= 0)
+		close(fd);
+	if (!first || !again)
+		return 0;
+	*first_ns = (double)first / HUGE_COST_EXTENTS;
+	return (double)again / HUGE_COST_EXTENTS;
+}
+
+/* The bound line of that cost for mode, against the device's sequential
+ * read (MiB/s; 0: not measured). */
+void bench_huge_bound(const char *mode, double dev_mibs)
+{
+	double first = 0, again = bench_huge_fresh_cost(&first);
+
+	if (again <= 0)
+		return;
+	printf("bound: a fresh 2 MiB page, as emm makes one for a huge window (one page\n"
+	       "  written, MADV_COLLAPSE), costs %.0f us here made where one was just freed,\n"
+	       "  %.0f us from the free memory at hand (%d of them): one thread making\n"
+	       "  them runs at most %.0f and %.0f MiB/s", again / 1000, first / 1000,
+	       HUGE_COST_EXTENTS, 2e9 / again, 2e9 / first);
+	if (dev_mibs > 0)
+		printf(" (%.2fx and %.2fx the device's seq read)", 2e9 / again / dev_mibs,
+		       2e9 / first / dev_mibs);
+	printf("\n");
+	printf("data: mode=%s pattern=huge-fresh-cost subject=machine value=%.0f unit=ns\n", mode,
+	       again);
+	printf("data: mode=%s pattern=huge-fresh-cost-first subject=machine value=%.0f unit=ns\n",
+	       mode, first);
+}
+
+/*
  * What a fault costs that reaches its handler as a signal, in ns, beyond
  * what the handler does: pages of a memfd registered with userfaultfd
  * (UFFD_FEATURE_SIGBUS) read one by one, each handler filling its page

@@ -763,6 +763,8 @@ static void bounds(const struct ooc *b)
 	       hw);
 	printf("data: mode=out-of-core pattern=map-cost-huge-ro subject=machine value=%.0f unit=ns\n",
 	       hro);
+	if (b->hugepage)
+		bench_huge_bound("out-of-core", b->res[SEQ_READ].dev);
 }
 
 /* What a revoke costs where userfaultfd mapped the pages, against the
