@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* What the machine itself charges for what a pager does: mapping a page, delivering a fault as a signal, revoking a range. */
+/* What the machine itself charges for what a pager does: mapping a page,
+ * making a huge page, delivering a fault as a signal, revoking a range. */
 #include "bench.h"
 #include "machine.h"
 
@@ -114,7 +115,7 @@ double bench_map_cost(bool writable, bool huge)
  * extents are made from the free memory the kernel hands out (*first_ns),
  * then their holes punched and the same extents made again at once on the
  * same CPU (the return value): from the huge pages just freed, which the
- * kernel hands out first. Next to nothing apart on bare metal; on a VM
+ * kernel hands out first. On bare metal the two differ little; on a VM
  * whose host takes back the memory the guest leaves free (free page
  * reporting, a balloon), the first may cost many times the second, and so
  * does every huge page made after memory has been left free a while. 0
@@ -134,7 +135,7 @@ static uint64_t make_extents(char *p)
 	return bench_now_ns() - t0;
 }
 
-double bench_huge_fresh_cost(double *first_ns)
+static double huge_fresh_cost(double *first_ns)
 {
 	size_t len = HUGE_COST_EXTENTS * PMD_SIZE;
 	int fd = memfd_create("emm-bench-huge-cost", MFD_CLOEXEC), cpu = sched_getcpu();
@@ -174,7 +175,7 @@ double bench_huge_fresh_cost(double *first_ns)
  * read (MiB/s; 0: not measured). */
 void bench_huge_bound(const char *mode, double dev_mibs)
 {
-	double first = 0, again = bench_huge_fresh_cost(&first);
+	double first = 0, again = huge_fresh_cost(&first);
 
 	if (again <= 0)
 		return;

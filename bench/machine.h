@@ -7,10 +7,9 @@
 
 /* A page's first access after it was mapped, ns: the median of three. */
 double bench_map_cost(bool writable, bool huge);
-/* A fresh 2 MiB page of a memfd made as emm makes one, ns: made again
- * where one was just freed; *first_ns, from the free memory at hand. */
-double bench_huge_fresh_cost(double *first_ns);
-/* Its bound line for mode, against the device's seq read (MiB/s, or 0). */
+/* The bound line of what a fresh 2 MiB page costs, made as emm makes one
+ * (where one was just freed, and from the free memory at hand), for mode,
+ * against the device's seq read (MiB/s, or 0). */
 void bench_huge_bound(const char *mode, double dev_mibs);
 /* A fault delivered as a signal, ns beyond the handler's own work (*copy_ns). */
 double bench_signal_cost(double *copy_ns);
