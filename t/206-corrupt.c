@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "emm.h"
+#include "sigbus-guard.h"
 #include "swap-slot.h"
 #include "tap.h"
 
@@ -22,25 +23,6 @@
 
 static uint64_t *mem;
 static char dir[256], swap_file[300];
-
-/* What the SIGBUS handler saw. */
-static _Atomic int bus_count;
-static void *_Atomic bus_addr;
-static _Atomic pid_t bus_tid;
-/* volatile: the handler reads it, so the stores around the access must stay. */
-static __thread sigjmp_buf *volatile bus_env;
-
-static void on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig;
-	(void)uc;
-	atomic_fetch_add(&bus_count, 1);
-	atomic_store(&bus_addr, si->si_addr);
-	atomic_store(&bus_tid, gettid());
-	if (bus_env)
-		siglongjmp(*bus_env, 1);
-	_exit(3);	/* a SIGBUS nobody guarded against: stop here */
-}
 
 static uint64_t value(size_t pg, size_t i)
 {
@@ -85,14 +67,6 @@ static void make_dir(void)
 	if (!mkdtemp(dir))
 		bail("mkdtemp %s: %s", dir, strerror(errno));
 	snprintf(swap_file, sizeof(swap_file), "%s/swap", dir);
-}
-
-static int install_handler(void)
-{
-	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
-
-	sigemptyset(&sa.sa_mask);
-	return sigaction(SIGBUS, &sa, NULL);
 }
 
 /* The slot the swapped page at pg lives in, or 0. */
@@ -179,7 +153,7 @@ int main(void)
 	uint32_t slot;
 	void *r;
 
-	if (install_handler() < 0)
+	if (sigbus_guard_install() < 0)
 		bail("sigaction: %s", strerror(errno));
 	make_dir();
 	plan(18);

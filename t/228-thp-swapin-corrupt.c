@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "emm.h"
+#include "sigbus-guard.h"
 #include "swap-slot.h"
 #include "tap.h"
 #include "util.h"
@@ -32,21 +33,6 @@ static const size_t victims[NVICTIMS] = { 40 * EXTENT_PAGES + 7, 41 * EXTENT_PAG
 					  90 * EXTENT_PAGES + 511 };
 static uint64_t *mem;
 static char dir[256], swap_file[300];
-
-static _Atomic int bus_count;
-static void *_Atomic bus_addr;
-static __thread sigjmp_buf *volatile bus_env;
-
-static void on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig;
-	(void)uc;
-	atomic_fetch_add(&bus_count, 1);
-	atomic_store(&bus_addr, si->si_addr);
-	if (bus_env)
-		siglongjmp(*bus_env, 1);
-	_exit(3);	/* a SIGBUS nobody guarded against: stop here */
-}
 
 static uint64_t value(size_t pg, size_t i)
 {
@@ -98,7 +84,6 @@ static int corrupt_page(size_t pg)
 
 int main(void)
 {
-	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
 	EMM_OPTS(emm_map_opts, m, .prot = EMM_PROT_READ | EMM_PROT_WRITE, .flags = EMM_MAP_HUGEPAGE);
 	const char *tmp = getenv("TMPDIR");
 	size_t wrong = 0, bus_other = 0, bus_victim = 0;
@@ -107,8 +92,7 @@ int main(void)
 	struct emm *mm;
 	void *p;
 
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGBUS, &sa, NULL) < 0)
+	if (sigbus_guard_install() < 0)
 		bail("sigaction: %s", strerror(errno));
 	snprintf(dir, sizeof(dir), "%s/emm-thpcorrupt-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
 	if (!mkdtemp(dir))
