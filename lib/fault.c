@@ -80,6 +80,9 @@ static enum fault_result map_failed(struct rsv *r, const struct emm_vma *vma, ui
 	return FAULT_SIGBUS;
 }
 
+static bool stream_ahead(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
+			 int how);
+
 /*
  * Async-signal-safe. May the first touch at addr make its extent huge?
  * Where thp_fault_eligible says so; and along a stream of first touches
@@ -125,6 +128,7 @@ static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
 {
 	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
 	int prot = target_prot(vma);
+	bool stream = atomic_load_explicit(&r->fa_next, memory_order_relaxed) == a;
 
 	if (!trylock_extent(r, a, ALIGN_DOWN(addr, PAGE_SIZE)))
 		return FAULT_FALLBACK;
@@ -141,6 +145,8 @@ static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
 	count_event(r->mm, faults_zero);
 	atomic_store_explicit(&r->fa_next, a + PMD_SIZE, memory_order_relaxed);
 	atomic_store_explicit(&r->fa_win, PMD_SIZE, memory_order_relaxed);
+	if (stream)	/* the threads may make the next ones ahead (post_after) */
+		stream_ahead(r, vma, a, a + PMD_SIZE, AHEAD_NONE);
 	return FAULT_DONE;
 }
 
@@ -155,9 +161,6 @@ static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
  * (it takes and drops the extent's). FAULT_DONE, or FAULT_SIGBUS when the
  * backend could not map it.
  */
-static bool stream_ahead(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintptr_t e,
-			 int how);
-
 static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma, uintptr_t addr,
 				       int access)
 {
@@ -178,9 +181,12 @@ static enum fault_result do_huge_minor(struct rsv *r, const struct emm_vma *vma,
 		head = pte_locked_val(pte_of(r, a));	/* mapped now */
 		if (!err) {
 			count_event(r->mm, faults_minor);
-			if ((head & PTE_RA) && stream_ahead(r, vma, a, 0, AHEAD_HIT))
+			if ((head & PTE_RA) && stream_ahead(r, vma, a, 0, AHEAD_HIT)) {
 				ref = 0;
-			else
+				/* A stream of first touches goes on after it. */
+				atomic_store_explicit(&r->fa_next, a + PMD_SIZE,
+						      memory_order_relaxed);
+			} else
 				lru_queue(r->mm, pte_val(head), PV_ACTIVATE);
 			pte_set_locked(pte_of(r, a), (head & ~PTE_RA) | ref);
 			/* Mapped writable: a clean copy among its pages is

@@ -22,8 +22,9 @@ static inline bool vma_thp_allowed(const struct emm *mm, const struct emm_vma *v
 /* Async-signal-safe. Is the extent at a (PMD-aligned) empty, and may it be
  * huge in vma? Then no window of zeros made ahead of a stream, nor mapped
  * around a first touch, goes into it: its own first touch makes it one
- * huge page (do_huge_fault), where a page mapped into it before would keep
- * it 4 KiB pages, and the stream's windows after it too. */
+ * huge page (do_huge_fault), or the readahead threads do whole ahead of
+ * it (post_after), where a page mapped into it before would keep it 4 KiB
+ * pages, and the stream's windows after it too. */
 static inline bool huge_empty(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
 	return vma_thp_allowed(r->mm, vma, a) && !extent_used(r, a);

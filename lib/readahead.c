@@ -157,13 +157,14 @@ static void mark_window(struct rsv *r, uintptr_t s, bool zero)
 }
 
 /*
- * The locked extent at s, its physmem one fresh huge page: read it and
- * leave it resident, unmapped, one unit: the first touch of any page of it
- * maps it whole (do_huge_minor), and asks for the stream's next windows,
- * as the marker of a window does. Unlocks the range; on failure, the
- * extent is never-touched again.
+ * The locked extent at s, its physmem one fresh huge page: read it (zero:
+ * its never-touched pages are that page's zeros) and leave it resident,
+ * unmapped, one unit: the first touch of any page of it maps it whole
+ * (do_huge_minor), and asks for the stream's next windows, as the marker
+ * of a window does. Unlocks the range; on failure, the extent is
+ * never-touched again.
  */
-static void ra_read_huge(struct rsv *r, const struct emm_vma *vma, uintptr_t s)
+static void ra_read_huge(struct rsv *r, const struct emm_vma *vma, uintptr_t s, bool zero)
 {
 	uintptr_t e = s + PMD_SIZE;
 
@@ -186,7 +187,7 @@ static void ra_read_huge(struct rsv *r, const struct emm_vma *vma, uintptr_t s)
 		return;
 	}
 	extent_set_huge(r, s);
-	mark_window(r, s, false);
+	mark_window(r, s, zero);
 	unlock_range(r, s, s + PAGE_SIZE, 0, PTE_RA);
 	unlock_range(r, s + PAGE_SIZE, e, 0, 0);
 }
@@ -205,20 +206,33 @@ static void ra_read(struct rsv *r, const struct emm_vma *vma, uintptr_t s, uintp
 		    bool zero)
 {
 	long n = (long)((e - s) >> PAGE_SHIFT);
+	bool huge;
 	int err;
+
+	prot &= target_prot(vma);	/* the VMA's, if it changed since */
+	/* Clean copies not where the stream is expected to write: each write
+	 * would split. Zeros where a stream of first touches makes huge
+	 * extents (swap_state.c, post_after). */
+	huge = e - s == PMD_SIZE && (zero || !(prot & EMM_PROT_WRITE)) &&
+	       thp_stream_eligible(r, vma, s);
 
 	/* Zeros cost the program no I/O to make itself: only with room to
 	 * spare for what all the threads make at once, never at the price of
-	 * reclaim or of passing the budget. */
-	if (zero ? !page_has_spare(r, vma, s, RA_THREADS * n) : !page_charge_room(r, vma, s, n)) {
+	 * reclaim or of passing the budget; but for a huge extent, which the
+	 * program would make itself at that price a moment later (fault.c,
+	 * huge_fault_ok), and which is made here on another CPU: reclaimed
+	 * for, room made for what all the threads make at once. */
+	if (zero && !huge ? !page_has_spare(r, vma, s, RA_THREADS * n)
+			  : !page_charge_room(r, vma, s, zero ? RA_THREADS * n : n)) {
 		unlock_unread(r, s, e);
 		return;
 	}
-	prot &= target_prot(vma);	/* the VMA's, if it changed since */
-	/* Not where the stream is expected to write: each write would split. */
-	if (!zero && e - s == PMD_SIZE && !(prot & EMM_PROT_WRITE) &&
-	    thp_stream_eligible(r, vma, s) && !huge_fresh_physmem(r, s)) {
-		ra_read_huge(r, vma, s);
+	if (huge && !huge_fresh_physmem(r, s)) {
+		ra_read_huge(r, vma, s, zero);
+		return;
+	}
+	if (huge && zero) {	/* the program's own first touch tries again */
+		unlock_unread(r, s, e);
 		return;
 	}
 	err = make_resident_but(r, vma, s, e, prot, s);

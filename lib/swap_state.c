@@ -150,6 +150,22 @@ static bool window_none(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 	       pte_state(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)) == PTE_NONE;
 }
 
+/* Async-signal-safe. The most a window ahead of a stream at a may take:
+ * an eighth of the budget, or of its node's share, over the windows
+ * ahead (ahead_window). */
+static uint64_t ahead_cap(uint64_t limit)
+{
+	return limit / (8 * SWAP_RA_DEPTH);
+}
+
+/* Async-signal-safe. The budget, or the share of the node a's pages land on. */
+static uint64_t ahead_limit(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
+{
+	uint64_t share = (uint64_t)page_node_share(r, vma, a) << PAGE_SHIFT;
+
+	return MIN(atomic_load_explicit(&r->mm->cfg.mem_limit, memory_order_relaxed), share);
+}
+
 /* Async-signal-safe. The window a readahead thread reads at a: of a file,
  * PMD_SIZE (what a fault maps at most along a stream: fault.c,
  * first_touch_window), as pread(2) of larger blocks runs faster;
@@ -167,10 +183,7 @@ static bool window_none(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
  * the threads read at once. */
 static uintptr_t ahead_window(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 {
-	uint64_t share = (uint64_t)page_node_share(r, vma, a) << PAGE_SHIFT;
-	uint64_t limit = MIN(atomic_load_explicit(&r->mm->cfg.mem_limit, memory_order_relaxed),
-			     share);
-	uint64_t cap = limit / (8 * SWAP_RA_DEPTH);
+	uint64_t limit = ahead_limit(r, vma, a), cap = ahead_cap(limit);
 	uintptr_t want = PMD_SIZE;
 	bool zero = !vma_backed(vma) && window_none(r, vma, a);
 
@@ -217,10 +230,17 @@ static unsigned post_after(struct rsv *r, const struct emm_vma *vma, uintptr_t e
 		/* A stream of zeros never runs into swap, nor one of swap into zeros. */
 		if (window_none(r, vma, e) != none)
 			break;
-		/* Zeros only with room to spare (ra_read): else not even locked. */
-		if (zero && !page_has_spare(r, vma, e, (long)(ZERO_RA_DEPTH * n >> PAGE_SHIFT)))
+		/* Zeros only with room to spare (ra_read): else not even locked;
+		 * but an empty extent that may be huge is made one huge page of
+		 * zeros whole, on the signal backend (thp_stream_eligible): what
+		 * the stream's own first touch would make a moment later,
+		 * reclaiming if it must, on another CPU. */
+		if (zero && huge_empty(r, vma, e) && thp_stream_eligible(r, vma, e) &&
+		    ahead_cap(ahead_limit(r, vma, e)) >= PMD_SIZE)
+			n = PMD_SIZE;
+		else if (zero && !page_has_spare(r, vma, e, (long)(ZERO_RA_DEPTH * n >> PAGE_SHIFT)))
 			break;
-		if (zero && (n = zeros_before_huge(r, vma, e, n)) == 0)
+		else if (zero && (n = zeros_before_huge(r, vma, e, n)) == 0)
 			break;
 		queued += readahead_post(r, e, e + n, zero ? target_prot(vma) : prot, none);
 		e += n;
@@ -304,10 +324,14 @@ unsigned swap_readahead_next(struct rsv *r, const struct emm_vma *vma, uintptr_t
 
 /* Async-signal-safe. The end of the zeroed window whose marker is at addr:
  * its pages are resident, those after it not yet (or locked by the window
- * being zeroed after it). Such a window is at most ZERO_RA_WINDOW. */
+ * being zeroed after it). Such a window is at most ZERO_RA_WINDOW, or one
+ * huge extent. */
 static uintptr_t window_end(struct rsv *r, const struct emm_vma *vma, uintptr_t addr)
 {
 	uintptr_t end = MIN(addr + ZERO_RA_WINDOW, vma->end), a = addr + PAGE_SIZE;
+
+	if (extent_huge(r, addr))	/* a huge window (post_after) */
+		return ALIGN_DOWN(addr, PMD_SIZE) + PMD_SIZE;
 
 	while (a < end && pte_state(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)) ==
 				  PTE_RESIDENT)

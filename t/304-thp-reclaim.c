@@ -39,7 +39,11 @@ static void pressure(uint64_t *p)
 	for (size_t off = 0; off < HUGE_PART; off += EXT)
 		((char *)p)[off + 4000] = 1;
 	s1 = stats(mm);
-	is_int(s1.thp_collapse - s0.thp_collapse, HUGE_PART / EXT, "16 MiB: 8 huge extents at fault time");
+	/* On signal the readahead threads make a stream's next extents ahead
+	 * of it (emm-thp(7)): those past the 16 MiB count too. */
+	ok(s1.thp_collapse - s0.thp_collapse >= HUGE_PART / EXT,
+	   "16 MiB: 8 huge extents at fault time (%" PRIu64 " collapses)",
+	   s1.thp_collapse - s0.thp_collapse);
 	is_int(thp_pmd_mapped(p, HUGE_PART), HUGE_PART, "16 MiB: PMD-mapped");
 	fill_words(p, HUGE_PART, value);
 	is_int(emm_set_limit(mm, LOW_LIMIT), 0, "lower the limit to 8 MiB");
