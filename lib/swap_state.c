@@ -150,9 +150,9 @@ static bool window_none(struct rsv *r, const struct emm_vma *vma, uintptr_t a)
 	       pte_state(atomic_load_explicit(pte_of(r, a), memory_order_relaxed)) == PTE_NONE;
 }
 
-/* Async-signal-safe. The most a window ahead of a stream at a may take:
- * an eighth of the budget, or of its node's share, over the windows
- * ahead (ahead_window). */
+/* Async-signal-safe. The most a window ahead of a stream may take, of
+ * limit (ahead_limit): all the windows ahead an eighth of it
+ * (ahead_window). */
 static uint64_t ahead_cap(uint64_t limit)
 {
 	return limit / (8 * SWAP_RA_DEPTH);
