@@ -128,7 +128,10 @@ static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
 {
 	uintptr_t a = ALIGN_DOWN(addr, PMD_SIZE);
 	int prot = target_prot(vma);
-	bool stream = atomic_load_explicit(&r->fa_next, memory_order_relaxed) == a;
+	/* Along a stream, where the next extent may be made ahead whole
+	 * (post_after): the threads make it. */
+	bool ahead = atomic_load_explicit(&r->fa_next, memory_order_relaxed) == a &&
+		     thp_stream_eligible(r, vma, a + PMD_SIZE);
 
 	if (!trylock_extent(r, a, ALIGN_DOWN(addr, PAGE_SIZE)))
 		return FAULT_FALLBACK;
@@ -145,7 +148,7 @@ static enum fault_result do_huge_fault(struct rsv *r, const struct emm_vma *vma,
 	count_event(r->mm, faults_zero);
 	atomic_store_explicit(&r->fa_next, a + PMD_SIZE, memory_order_relaxed);
 	atomic_store_explicit(&r->fa_win, PMD_SIZE, memory_order_relaxed);
-	if (stream)	/* the threads may make the next ones ahead (post_after) */
+	if (ahead)
 		stream_ahead(r, vma, a, a + PMD_SIZE, AHEAD_NONE);
 	return FAULT_DONE;
 }
