@@ -367,6 +367,8 @@ static void report(const struct fb *b, int pat)
 		       "           windows on signal: emm-thp(7))\n", r->huge, unit,
 		       r->dev > 0 ? r->huge / r->dev : 0);
 		bench_data_pattern("file", p, "emm-hugepage", r->huge);
+		/* The table across backends shows which of them reads huge. */
+		bench_record("seq-huge", r->huge, unit);
 	}
 	bench_data_pattern("file", p, "emm", r->emm);
 	bench_data_pattern("file", p, "device", r->dev);
