@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -722,6 +723,25 @@ static void one_client(struct ctx *c, const struct client *cl, const struct benc
 		under_budget(c, cl, o, i, plain);
 }
 
+/* The CPUs the bench may run on: each program inherits them, and the
+ * threads emm starts in it inherit them from the program (emm-tuning(7),
+ * "emm's threads and the program's CPUs"). */
+static void print_cpus(void)
+{
+	cpu_set_t set;
+	int n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return;
+	printf("  CPUs: ");
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, &set))
+			printf("%s%d", n++ ? "," : "", i);
+	printf(" of %ld online, the bench's own affinity (taskset(1)): every program runs\n"
+	       "    on them, and emm's threads with it; the kernel's reclaim runs anywhere\n",
+	       sysconf(_SC_NPROCESSORS_ONLN));
+}
+
 static void header(const struct ctx *c, const struct bench_opts *o)
 {
 	printf("clients: unmodified programs, each unconstrained, under emm and under the\n"
@@ -743,6 +763,7 @@ static void header(const struct ctx *c, const struct bench_opts *o)
 	       "  peak MiB: the process's maximum resident set as the kernel counts it\n",
 	       o->runs, emm_subject, c->preload, preload_backend,
 	       c->no_mimalloc ? "libmimalloc.so.2" : c->mimalloc);
+	print_cpus();
 	if (c->no_mimalloc)
 		printf("kernel+mimalloc: skipped: %s\n", c->no_mimalloc);
 	if (c->no_emm)

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/* emm's threads take the CPU affinity of the thread that calls emm_open (emm-tuning(7), "emm's threads and the program's CPUs"). */
+#include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "emm.h"
+#include "tap.h"
+#include "util.h"
+
+/* Threads there before the test (a sanitizer's own, say): not emm's. */
+static int before[64], nbefore;
+
+static int was_there(int tid)
+{
+	for (int i = 0; i < nbefore; i++)
+		if (before[i] == tid)
+			return 1;
+	return 0;
+}
+
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+/* ThreadSanitizer starts a thread of its own at the first pthread_create:
+ * start one here, so that it is there before. */
+static void note_threads(void)
+{
+	pthread_t t;
+	struct dirent *e;
+	DIR *d;
+
+	if (pthread_create(&t, NULL, nothing, NULL) == 0)
+		pthread_join(t, NULL);
+	d = opendir("/proc/self/task");
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.' && nbefore < 64)
+			before[nbefore++] = atoi(e->d_name);
+	if (d)
+		closedir(d);
+}
+
+/* How many threads emm started; those whose affinity is not want go to
+ * *wrong, and the first one's name to bad. */
+static int emm_threads(const cpu_set_t *want, int *wrong, char *bad, size_t cap)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	*wrong = 0;
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		cpu_set_t got;
+		char comm[32];
+
+		if (e->d_name[0] == '.' || was_there(atoi(e->d_name)))
+			continue;
+		task_comm(e->d_name, comm, sizeof(comm));
+		if (strncmp(comm, "emm-", 4))
+			continue;
+		n++;
+		CPU_ZERO(&got);
+		if (sched_getaffinity(atoi(e->d_name), sizeof(got), &got) != 0 ||
+		    !CPU_EQUAL(&got, want)) {
+			if (!(*wrong)++)
+				snprintf(bad, cap, "%s", comm);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* An instance opened by a thread bound to want: every thread it starts is
+ * bound the same way. */
+static void check(int backend, const char *name, const cpu_set_t *want, const char *what)
+{
+	EMM_OPTS(emm_opts, o, .mem_limit = 64ULL << 20, .backend = backend);
+	struct emm *mm;
+	char bad[32] = "";
+	int n, wrong;
+
+	if (emm_open(&o, &mm)) {
+		skip(1, "no instance on this backend here");
+		return;
+	}
+	n = emm_threads(want, &wrong, bad, sizeof(bad));
+	ok(n > 0 && wrong == 0, "%s: the %d threads emm_open started run where its caller may (%s)",
+	   name, n, wrong ? bad : what);
+	emm_close(mm);
+}
+
+int main(void)
+{
+	static const struct {
+		int backend;
+		const char *name;
+	} backends[] = { { EMM_BACKEND_SIGNAL, "signal" },
+			 { EMM_BACKEND_UFFD, "uffd" },
+			 { EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus" } };
+	cpu_set_t all, one;
+	int last = -1;
+
+	if (sched_getaffinity(0, sizeof(all), &all) != 0 || CPU_COUNT(&all) < 2)
+		skip_all("the process may run on one CPU only: no binding to tell apart");
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, &all))
+			last = i;
+	CPU_ZERO(&one);
+	CPU_SET(last, &one);
+	plan(2 * 3);
+	note_threads();
+	if (sched_setaffinity(0, sizeof(one), &one) != 0)
+		bail("sched_setaffinity: %s", strerror(errno));
+	for (size_t b = 0; b < 3; b++)
+		check(backends[b].backend, backends[b].name, &one, "one CPU");
+	if (sched_setaffinity(0, sizeof(all), &all) != 0)
+		bail("sched_setaffinity: %s", strerror(errno));
+	for (size_t b = 0; b < 3; b++)
+		check(backends[b].backend, backends[b].name, &all, "every CPU");
+	return done_testing();
+}
