@@ -11,17 +11,6 @@
 #include "tap.h"
 #include "util.h"
 
-/* Threads there before the test (a sanitizer's own, say): not emm's. */
-static int before[64], nbefore;
-
-static int was_there(int tid)
-{
-	for (int i = 0; i < nbefore; i++)
-		if (before[i] == tid)
-			return 1;
-	return 0;
-}
-
 /* The names of this process's threads that were not there at the start,
  * joined by spaces into out; how many there are. */
 static int other_threads(char *out, size_t cap)
@@ -37,7 +26,7 @@ static int other_threads(char *out, size_t cap)
 	while ((e = readdir(d))) {
 		char comm[32];
 
-		if (e->d_name[0] == '.' || was_there(atoi(e->d_name)))
+		if (e->d_name[0] == '.' || thread_was_there(atoi(e->d_name)))
 			continue;
 		task_comm(e->d_name, comm, sizeof(comm));
 		len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s", n ? " " : "", comm);
@@ -77,29 +66,6 @@ static void check(int backend, const char *what)
 	ok(n > 0 && all_emm(names), "%s: each of the %d threads emm_open started is called emm-*", what, n);
 	ok(strstr(names, "emm-kswapd0") != NULL, "%s: the reclaim thread is emm-kswapd0", what);
 	is_int(emm_close(mm), 0, "%s: emm_close", what);
-}
-
-static void *nothing(void *arg)
-{
-	return arg;
-}
-
-/* ThreadSanitizer starts a thread of its own at the first pthread_create,
- * named as the program: start one here, so that it is there before. */
-static void note_threads(void)
-{
-	pthread_t t;
-	struct dirent *e;
-	DIR *d;
-
-	if (pthread_create(&t, NULL, nothing, NULL) == 0)
-		pthread_join(t, NULL);
-	d = opendir("/proc/self/task");
-	while (d && (e = readdir(d)))
-		if (e->d_name[0] != '.' && nbefore < 64)
-			before[nbefore++] = atoi(e->d_name);
-	if (d)
-		closedir(d);
 }
 
 int main(void)

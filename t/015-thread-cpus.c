@@ -12,40 +12,6 @@
 #include "tap.h"
 #include "util.h"
 
-/* Threads there before the test (a sanitizer's own, say): not emm's. */
-static int before[64], nbefore;
-
-static int was_there(int tid)
-{
-	for (int i = 0; i < nbefore; i++)
-		if (before[i] == tid)
-			return 1;
-	return 0;
-}
-
-static void *nothing(void *arg)
-{
-	return arg;
-}
-
-/* ThreadSanitizer starts a thread of its own at the first pthread_create:
- * start one here, so that it is there before. */
-static void note_threads(void)
-{
-	pthread_t t;
-	struct dirent *e;
-	DIR *d;
-
-	if (pthread_create(&t, NULL, nothing, NULL) == 0)
-		pthread_join(t, NULL);
-	d = opendir("/proc/self/task");
-	while (d && (e = readdir(d)))
-		if (e->d_name[0] != '.' && nbefore < 64)
-			before[nbefore++] = atoi(e->d_name);
-	if (d)
-		closedir(d);
-}
-
 /* How many threads emm started; those whose affinity is not want go to
  * *wrong, and the first one's name to bad. */
 static int emm_threads(const cpu_set_t *want, int *wrong, char *bad, size_t cap)
@@ -61,7 +27,7 @@ static int emm_threads(const cpu_set_t *want, int *wrong, char *bad, size_t cap)
 		cpu_set_t got;
 		char comm[32];
 
-		if (e->d_name[0] == '.' || was_there(atoi(e->d_name)))
+		if (e->d_name[0] == '.' || thread_was_there(atoi(e->d_name)))
 			continue;
 		task_comm(e->d_name, comm, sizeof(comm));
 		if (strncmp(comm, "emm-", 4))

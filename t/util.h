@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page, a thread's name. */
+/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page, a thread's name, the threads there before a test. */
 #ifndef EMM_T_UTIL_H
 #define EMM_T_UTIL_H
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -31,6 +33,42 @@ UTIL_FN void task_comm(const char *tid, char *comm, size_t cap)
 		comm[strcspn(comm, "\n")] = '\0';
 	if (f)
 		fclose(f);
+}
+
+/* The threads of this process there before a test (a sanitizer's own,
+ * say): not emm's. */
+static int util_before[64] __attribute__((unused)), util_nbefore __attribute__((unused));
+
+UTIL_FN bool thread_was_there(int tid)
+{
+	for (int i = 0; i < util_nbefore; i++)
+		if (util_before[i] == tid)
+			return true;
+	return false;
+}
+
+UTIL_FN void *util_nothing(void *arg)
+{
+	return arg;
+}
+
+/* Note the threads there now. ThreadSanitizer starts a thread of its own
+ * at the first pthread_create, named as the program: start one first, so
+ * that it is there before. */
+UTIL_FN void note_threads(void)
+{
+	pthread_t t;
+	struct dirent *e;
+	DIR *d;
+
+	if (pthread_create(&t, NULL, util_nothing, NULL) == 0)
+		pthread_join(t, NULL);
+	d = opendir("/proc/self/task");
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.' && util_nbefore < 64)
+			util_before[util_nbefore++] = atoi(e->d_name);
+	if (d)
+		closedir(d);
 }
 
 UTIL_FN struct emm_stats stats(struct emm *mm)
