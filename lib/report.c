@@ -4,6 +4,7 @@
 #include <libunwind.h>
 #include <unistd.h>
 
+#include "debug.h"
 #include "internal.h"
 #include "report.h"
 #include "util.h"
@@ -164,7 +165,16 @@ void report_bad_fault(int sig, const siginfo_t *si, void *uc, int access, struct
 	flush(&b);
 	if (r)
 		report_vmas(&b, r);
-	if (uc)		/* NULL: not in the faulting thread, which has no backtrace to give */
+	if (uc) {	/* NULL: not in the faulting thread, which has no backtrace to give */
+		struct trap_mark mark;
+
+		/* libunwind may map memory for itself. Under libemm-preload.so
+		 * that mmap is an emm_map, which would wait here for the read
+		 * section this fault holds: the mark makes it refuse (EDEADLK),
+		 * and the preload asks the kernel instead. */
+		trap_callback_enter(&mark);
 		report_backtrace(&b, uc);
+		trap_callback_leave(&mark);
+	}
 	reporting = 0;
 }
