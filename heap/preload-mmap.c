@@ -13,18 +13,19 @@
  * Many programs allocate much of their memory with mmap(2), not malloc:
  * Python's own allocator takes its arenas so, as do other runtimes' heaps
  * and garbage collectors. With EMM_PRELOAD_MMAP set, a call that asks for
- * private anonymous memory anywhere (no address, no MAP_FIXED, no file,
- * read-write, read-only or no access) is given an emm VMA of its own,
- * inside one reservation made at start; munmap, mprotect, madvise and
- * mremap on it become emm_unmap, emm_protect, emm_advise and emm_move.
- * MAP_FIXED over such a mapping replaces it, with a fresh VMA if it asks
- * for the same kind of memory, else with the kernel's mapping, that range
- * then the kernel's for good (map_fixed). Every other call, and every call
- * made by emm's own threads, by mimalloc or by the preload itself, goes
- * to the kernel as it was. When emm refuses
- * (the reservation is full, the backend has no kernel VMA to spare) the
- * kernel's mmap serves the call instead, so the program never sees an
- * error the kernel would not have given.
+ * private anonymous memory anywhere (no MAP_FIXED, an address only as a
+ * hint, no file; read-write, read-only or no access) is given an emm VMA
+ * of its own, inside one reservation made at start; munmap, mprotect,
+ * madvise and mremap on it become emm_unmap, emm_protect, emm_advise and
+ * emm_move. MAP_FIXED over such a mapping replaces it, with a fresh VMA if
+ * it asks for the same kind of memory, else with the kernel's mapping,
+ * that range then the kernel's for good (map_fixed); a call over a range
+ * partly emm's and partly the kernel's applies to each piece its own way
+ * (each_piece). Every other call, and every call made by emm's own
+ * threads, by mimalloc or by the preload itself, goes to the kernel as it
+ * was. When emm refuses (the reservation is full, the backend has no
+ * kernel VMA to spare) the kernel's mmap serves the call instead, so the
+ * program never sees an error the kernel would not have given.
  */
 
 #define DEFAULT_SIZE	(64ULL << 30)	/* address space reserved */
@@ -223,12 +224,19 @@ static size_t page_up(size_t n)
 	return (n + OS_PAGE - 1) & ~(OS_PAGE - 1);
 }
 
-/* Private anonymous memory anywhere, of a kind emm maps: emm's to serve? */
-static bool for_emm(void *p, size_t len, int prot, int flags, const void *ret)
+/*
+ * Private anonymous memory anywhere, of a kind emm maps: emm's to serve?
+ * An address without MAP_FIXED is a hint, which the kernel too passes over
+ * where it cannot place the mapping; runtimes give one to spread their
+ * heaps (V8 its pages, the JVM its heap), and take what they get. A
+ * program that needs the address it hints at asks with MAP_FIXED_NOREPLACE
+ * or MAP_32BIT, which stay the kernel's.
+ */
+static bool for_emm(size_t len, int prot, int flags, const void *ret)
 {
 	int anon = MAP_PRIVATE | MAP_ANONYMOUS;
 
-	return end && !p && len && len <= end - base && (flags & ~MAP_NORESERVE) == anon &&
+	return end && len && len <= end - base && (flags & ~MAP_NORESERVE) == anon &&
 	       (prot == PROT_NONE || prot == PROT_READ || prot == (PROT_READ | PROT_WRITE)) &&
 	       !preload_emm_thread() && !in(&self_text, ret) && !in(&mi_text, ret);
 }
@@ -281,7 +289,7 @@ static void *map_fixed(void *p, size_t len, int prot, int flags, int fd, off_t o
 		return emm_preload_mmap(p, len, prot, flags, fd, off);
 	if (kind == 2 || s != (uintptr_t)p || e - s != page_up(len))
 		return fail(-ENOMEM), MAP_FAILED;
-	if (for_emm(NULL, len, prot, flags & ~MAP_FIXED, NULL)) {
+	if (for_emm(len, prot, flags & ~MAP_FIXED, NULL)) {
 		pthread_mutex_lock(&lock);
 		bool ok = unfree(s, e);
 		pthread_mutex_unlock(&lock);
@@ -301,7 +309,7 @@ PRELOAD_API void *mmap(void *p, size_t len, int prot, int flags, int fd, off_t o
 
 	if ((flags & MAP_FIXED) && end && !in(&self_text, ret) && !in(&mi_text, ret))
 		return map_fixed(p, len, prot, flags, fd, off);
-	if (for_emm(p, len, prot, flags, ret)) {
+	if (for_emm(len, prot, flags, ret)) {
 		EMM_OPTS(emm_map_opts, o, .prot = prot);
 		size_t n = page_up(len);
 		uintptr_t s = alloc_range(n);
@@ -318,28 +326,94 @@ PRELOAD_API void *mmap(void *p, size_t len, int prot, int flags, int fd, off_t o
 PRELOAD_API void *mmap64(void *p, size_t len, int prot, int flags, int fd, off_t off)
 	__attribute__((alias("mmap")));
 
+/* The first foreign range that ends after s and starts before e, clipped
+ * to [s, e), in *fs, *fe: false when there is none. */
+static bool next_foreign(uintptr_t s, uintptr_t e, uintptr_t *fs, uintptr_t *fe)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&lock);
+	for (unsigned i = 0; i < nforeign; i++) {
+		if (foreign[i].e <= s || foreign[i].s >= e || (found && foreign[i].s >= *fs))
+			continue;
+		*fs = foreign[i].s;
+		*fe = foreign[i].e;
+		found = true;
+	}
+	pthread_mutex_unlock(&lock);
+	if (found) {
+		*fs = *fs > s ? *fs : s;
+		*fe = *fe < e ? *fe : e;
+	}
+	return found;
+}
+
+/*
+ * Apply a call to [s, e) of the reservation piece by piece, as the kernel
+ * applies one to a range of several mappings: on_emm to emm's pieces (and
+ * holes), on_kernel to those the kernel maps, foreign for good. The first
+ * failure ends it, -errno.
+ */
+static int each_piece(uintptr_t s, uintptr_t e, int (*on_emm)(uintptr_t, uintptr_t, int),
+		      int (*on_kernel)(uintptr_t, uintptr_t, int), int arg)
+{
+	while (s < e) {
+		uintptr_t fs = e, fe = e;
+		int err;
+
+		next_foreign(s, e, &fs, &fe);
+		if (fs > s && (err = on_emm(s, fs, arg)))
+			return err;
+		if (fe > fs && (err = on_kernel(fs, fe, arg)))
+			return err;
+		s = fe;
+	}
+	return 0;
+}
+
+static int unmap_emm(uintptr_t s, uintptr_t e, int unused)
+{
+	int err = emm_unmap(mm, (void *)s, e - s);
+
+	(void)unused;
+	if (!err)
+		free_range(s, e);
+	return err;
+}
+
+/* Foreign for good: left reserved, no access. */
+static int unmap_kernel(uintptr_t s, uintptr_t e, int unused)
+{
+	(void)unused;
+	return emm_preload_mmap((void *)s, e - s, PROT_NONE,
+				MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+				0) == MAP_FAILED ? -errno : 0;
+}
+
 PRELOAD_API int munmap(void *p, size_t len)
 {
 	uintptr_t s, e, a = (uintptr_t)p, z = a + page_up(len);
-	int err, kind = 0;
+	int err;
 
 	if (!inside(p, len, &s, &e, &err))
 		return emm_preload_munmap(p, len);
-	if (!err && (kind = foreign_in(s, e)) == 1) {
-		/* Foreign for good: left reserved, no access. */
-		p = emm_preload_mmap(p, len, PROT_NONE,
-				     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		return p == MAP_FAILED ? -1 : 0;
-	}
-	if (!err && kind)
-		err = -EINVAL;		/* partly foreign: not here */
-	if (err || (err = emm_unmap(mm, (void *)s, e - s)))
+	if (err || (err = each_piece(s, e, unmap_emm, unmap_kernel, 0)))
 		return fail(err);
-	free_range(s, e);
 	/* What lies outside the reservation is the kernel's. */
 	if (a < s && emm_preload_munmap(p, s - a))
 		return -1;
 	return z > e ? emm_preload_munmap((void *)e, z - e) : 0;
+}
+
+/* EMM_PROT_* are PROT_*'s values. */
+static int protect_emm(uintptr_t s, uintptr_t e, int prot)
+{
+	return emm_protect(mm, (void *)s, e - s, prot);
+}
+
+static int protect_kernel(uintptr_t s, uintptr_t e, int prot)
+{
+	return emm_preload_mprotect((void *)s, e - s, prot) ? -errno : 0;
 }
 
 PRELOAD_API int mprotect(void *p, size_t len, int prot)
@@ -353,8 +427,7 @@ PRELOAD_API int mprotect(void *p, size_t len, int prot)
 		err = -ENOMEM;		/* partly not emm's: a hole, as the kernel says */
 	if (!err && (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
 		err = -EINVAL;
-	/* EMM_PROT_* are PROT_*'s values. */
-	return err || (err = emm_protect(mm, p, e - s, prot)) ? fail(err) : 0;
+	return err || (err = each_piece(s, e, protect_emm, protect_kernel, prot)) ? fail(err) : 0;
 }
 
 /* The advice emm takes for the kernel's; -1: a hint emm has no use for. */
@@ -376,18 +449,30 @@ static int emm_advice(int advice)
 	}
 }
 
+/* Advice emm has no use for succeeds and does nothing. */
+static int advise_emm(uintptr_t s, uintptr_t e, int advice)
+{
+	int adv = emm_advice(advice);
+
+	return adv >= 0 ? emm_advise(mm, (void *)s, e - s, adv) : 0;
+}
+
+static int advise_kernel(uintptr_t s, uintptr_t e, int advice)
+{
+	return emm_preload_madvise((void *)s, e - s, advice) ? -errno : 0;
+}
+
 PRELOAD_API int madvise(void *p, size_t len, int advice)
 {
 	uintptr_t s, e;
-	int err, adv;
+	int err;
 
 	if (!inside(p, len, &s, &e, &err) || (!err && foreign_in(s, e) == 1))
 		return emm_preload_madvise(p, len, advice);
 	if (!err && (s != (uintptr_t)p || e - s != page_up(len)))
 		err = -ENOMEM;
-	adv = emm_advice(advice);
-	if (!err && adv >= 0)
-		err = emm_advise(mm, p, e - s, adv);
+	if (!err)
+		err = each_piece(s, e, advise_emm, advise_kernel, advice);
 	return err ? fail(err) : 0;
 }
 

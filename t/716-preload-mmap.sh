@@ -1,11 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# 716-preload-mmap: with EMM_PRELOAD_MMAP, a program's private anonymous mmap(2) memory is emm's: Python's own allocator (its arenas are mappings) under a 12 MiB budget, the same output as without emm, its pages swapped; and through ctypes, mmap, munmap, mprotect, madvise and mremap keep the kernel's meaning on such a mapping (MAP_FIXED over it too: an allocator's decommit, a ring buffer's file mapped twice), on the uffd backend and on signal; without the variable, mappings stay the kernel's.
+# 716-preload-mmap: with EMM_PRELOAD_MMAP, a program's private anonymous mmap(2) memory is emm's: Python's own allocator (its arenas are mappings) under a 12 MiB budget, the same output as without emm, its pages swapped; and through ctypes, mmap, munmap, mprotect, madvise and mremap keep the kernel's meaning on such a mapping (MAP_FIXED over it too: an allocator's decommit, a ring buffer's file mapped twice), a hinted address, a call over emm's pages and a file's at once, on the uffd backend and on signal; without the variable, mappings stay the kernel's.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 skip_unless python3
 
-echo 1..9
+echo 1..10
 # Python's own allocator (no PYTHONMALLOC=malloc): small objects in arenas
 # it maps itself.
 cat >"$tmp/dict.py" <<'EOF'
@@ -89,6 +89,20 @@ ok = all(libc.mmap(r + k * PAGE, PAGE, RW, MAP_SHARED | MAP_FIXED, fd, 0) == r +
 (ctypes.c_ubyte * PAGE).from_address(r)[5] = 42
 check(ok and emm(r) is False and (ctypes.c_ubyte * PAGE).from_address(r + PAGE)[5] == 42
       and libc.munmap(r, 2 * PAGE) == 0, "a file mapped twice over it with MAP_FIXED: a ring")
+# An address without MAP_FIXED is a hint, which the kernel may pass over
+# too: runtimes give one (V8 for its pages, the JVM for its heap).
+h = libc.mmap(0x600000000000, MIB, RW, PRIV_ANON, -1, 0)
+check(emm(h) and (ctypes.c_ubyte * PAGE).from_address(h)[0] == 0 and libc.munmap(h, MIB) == 0,
+      "a mapping with an address hint is emm's")
+# A call over a range part emm's, part the kernel's (a file mapped over
+# the middle of a reservation, as V8 maps code), applies to each part.
+g = libc.mmap(None, 4 * PAGE, 0, PRIV_ANON, -1, 0)
+ok = libc.mmap(g + PAGE, PAGE, RW, MAP_SHARED | MAP_FIXED, fd, 0) == g + PAGE
+check(ok and emm(g) and not emm(g + PAGE) and emm(g + 2 * PAGE)
+      and libc.mprotect(g, 4 * PAGE, 1) == 0
+      and (ctypes.c_ubyte * PAGE).from_address(g + PAGE)[5] == 42
+      and libc.madvise(g, 4 * PAGE, MADV_DONTNEED) == 0 and libc.munmap(g, 4 * PAGE) == 0,
+      "mprotect, madvise and munmap over emm's and a file's pages at once")
 EOF
 
 # calls BACKEND: the checks on it, each a TAP line of its own.
@@ -96,7 +110,7 @@ calls() {
 	EMM_PRELOAD_MMAP=1 EMM_BACKEND=$1 EMM_MEM_LIMIT=12M EMM_SWAP_SIZE=1G LD_PRELOAD=$so \
 		"$py" "$tmp/calls.py" >"$tmp/calls" 2>"$tmp/err"
 	r=$?
-	if [ "$r" = 0 ] && ! grep -qv '^ok ' "$tmp/calls" && [ "$(wc -l <"$tmp/calls")" = 13 ]; then
+	if [ "$r" = 0 ] && ! grep -qv '^ok ' "$tmp/calls" && [ "$(wc -l <"$tmp/calls")" = 15 ]; then
 		tap 0 "$1: $(tr '\n' ';' <"$tmp/calls" | sed 's/ok //g; s/;$//')"
 	else
 		tap 1 "$1: the calls on a mapping (exit $r)"
@@ -111,6 +125,25 @@ EMM_PRELOAD_MMAP=1 EMM_BACKEND=signal EMM_MEM_LIMIT=12M EMM_SWAP_SIZE=1G LD_PREL
 	"$py" "$tmp/dict.py" >"$tmp/emm" 2>"$tmp/err"
 cmp -s "$tmp/plain" "$tmp/emm"
 tap $? "signal: the same output with Python's arenas on emm"
+
+# A bad access in emm's reservation (a page unmapped, then read): emm
+# reports it and the process dies of SIGSEGV, as under the kernel. The
+# report's unwinder maps memory for itself: that mapping must not wait for
+# emm, inside the fault (it did, and the process hung).
+EMM_PRELOAD_MMAP=1 EMM_BACKEND=uffd LD_PRELOAD=$so timeout -k 5 60 "$py" -c '
+import ctypes
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+p = libc.mmap(None, 1 << 16, 3, 0x22, -1, 0)
+libc.munmap(p, 1 << 16)
+ctypes.string_at(p, 1)
+' >/dev/null 2>"$tmp/err"
+r=$?
+[ "$r" = 139 ] && grep -q 'outside any VMA' "$tmp/err"
+tap $? "a read of a page unmapped in emm's reservation: reported, SIGSEGV (exit $r)"
+[ "$r" = 139 ] || sed 's/^/# /' "$tmp/err" | head -5
 
 # Without the variable, the kernel's.
 LD_PRELOAD=$so EMM_BACKEND=uffd "$py" -c '
