@@ -47,15 +47,17 @@ int main(void)
 	s1 = stats(mm);
 	/* A huge extent made ahead and then touched is a minor fault; one the
 	 * stream reached first is a first-touch fault. How many the threads
-	 * make in time depends on the CPU they get: at least one. */
+	 * make in time depends on the CPU they get: at least one. An extent
+	 * reclaim revokes while the stream is still in it is a minor fault
+	 * again, so on a slow run the count may pass the extents. */
 	ahead = s1.faults_minor - s0.faults_minor;
 	diag("%" PRIu64 " extents: made ahead and touched %" PRIu64 ", first-touch faults %" PRIu64
 	     ", collapses %" PRIu64 ", pgsteal %" PRIu64 " (direct %" PRIu64 "), swapouts %" PRIu64,
 	     n, ahead, s1.faults_zero - s0.faults_zero, s1.thp_collapse - s0.thp_collapse,
 	     s1.pgsteal - s0.pgsteal, s1.pgsteal_direct - s0.pgsteal_direct,
 	     s1.swapouts - s0.swapouts);
-	ok(ahead > 0 && ahead <= n, "extents made ahead of the stream: %" PRIu64 " of %" PRIu64,
-	   ahead, n);
+	ok(ahead > 0, "extents made ahead of the stream: %" PRIu64 " minor faults over %" PRIu64
+	   " extents", ahead, n);
 	ok(s1.thp_collapse - s0.thp_collapse >= n * 3 / 4,
 	   "most extents huge: %" PRIu64 " collapses", s1.thp_collapse - s0.thp_collapse);
 	is_int(s1.thp_split - s0.thp_split, 0, "no extent split");
