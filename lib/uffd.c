@@ -137,24 +137,39 @@ int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp)
  * Async-signal-safe. Map [s, e) of the app view over the pages physmem
  * holds, without write access if wp, in as few calls as it takes. A page
  * the kernel already maps (EEXIST) is given the write access asked for.
+ *
+ * The kernel maps a range in one call only inside one kernel VMA (else
+ * ENOENT). emm's VMA table and the kernel's VMAs change one after the
+ * other: while emm_protect or emm_map gives a neighbouring range access,
+ * emm's VMA may already reach over it where the kernel's does not yet, and
+ * a fault-around cluster crosses the boundary. Page by page, each call is
+ * inside one kernel VMA; a page of one that has no access yet is mapped
+ * with none, and the kernel's mprotect, when it comes, gives it the rest.
+ * Only a page outside every registered VMA fails.
  */
 int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp)
 {
+	uintptr_t step = e - s;
+
 	while (s < e) {
 		struct uffdio_continue c = {
-			.range = { .start = s, .len = e - s },
+			.range = { .start = s, .len = MIN(step, e - s) },
 			.mode = (wp ? UFFDIO_CONTINUE_MODE_WP : 0) | UFFDIO_CONTINUE_MODE_DONTWAKE,
 		};
 		int err;
 
 		uffd_wake_later(s, e);
-		if (ioctl(fd, UFFDIO_CONTINUE, &c) == 0)
-			return 0;
+		if (ioctl(fd, UFFDIO_CONTINUE, &c) == 0) {
+			s += c.range.len;
+			continue;
+		}
 		err = errno;
 		s += c.mapped > 0 ? (uintptr_t)c.mapped : 0;
 		if (err == EEXIST) {
 			uffd_wp(fd, s, s + PAGE_SIZE, wp);
 			s += PAGE_SIZE;
+		} else if (err == ENOENT && step > PAGE_SIZE) {
+			step = PAGE_SIZE;
 		} else if (err != EAGAIN) {
 			return -err;
 		}
