@@ -13,14 +13,14 @@
  * Many programs allocate much of their memory with mmap(2), not malloc:
  * Python's own allocator takes its arenas so, as do other runtimes' heaps
  * and garbage collectors. With EMM_PRELOAD_MMAP set, a call that asks for
- * private anonymous memory anywhere (no address, no MAP_FIXED, no file;
- * read-write, read-only or no access) is given an emm VMA of its own,
- * inside one reservation made at start; munmap, mprotect, madvise and
- * mremap on it become emm_unmap, emm_protect, emm_advise and emm_move.
- * MAP_FIXED over such a mapping replaces it, with a fresh VMA if it asks
- * for the same kind of memory, else with the kernel's mapping, that range
- * then the kernel's for good (map_fixed); a call over a range partly
- * emm's and partly the kernel's applies to each piece its own way
+ * private anonymous memory anywhere (no MAP_FIXED, an address only as a
+ * hint, no file; read-write, read-only or no access) is given an emm VMA
+ * of its own, inside one reservation made at start; munmap, mprotect,
+ * madvise and mremap on it become emm_unmap, emm_protect, emm_advise and
+ * emm_move. MAP_FIXED over such a mapping replaces it, with a fresh VMA if
+ * it asks for the same kind of memory, else with the kernel's mapping,
+ * that range then the kernel's for good (map_fixed); a call over a range
+ * partly emm's and partly the kernel's applies to each piece its own way
  * (each_piece). Every other call, and every call made by emm's own
  * threads, by mimalloc or by the preload itself, goes to the kernel as it
  * was. When emm refuses (the reservation is full, the backend has no
@@ -224,12 +224,19 @@ static size_t page_up(size_t n)
 	return (n + OS_PAGE - 1) & ~(OS_PAGE - 1);
 }
 
-/* Private anonymous memory anywhere, of a kind emm maps: emm's to serve? */
-static bool for_emm(void *p, size_t len, int prot, int flags, const void *ret)
+/*
+ * Private anonymous memory anywhere, of a kind emm maps: emm's to serve?
+ * An address without MAP_FIXED is a hint, which the kernel too passes over
+ * where it cannot place the mapping; runtimes give one to spread their
+ * heaps (V8 its pages, the JVM its heap), and take what they get. A
+ * program that needs the address it hints at asks with MAP_FIXED_NOREPLACE
+ * or MAP_32BIT, which stay the kernel's.
+ */
+static bool for_emm(size_t len, int prot, int flags, const void *ret)
 {
 	int anon = MAP_PRIVATE | MAP_ANONYMOUS;
 
-	return end && !p && len && len <= end - base && (flags & ~MAP_NORESERVE) == anon &&
+	return end && len && len <= end - base && (flags & ~MAP_NORESERVE) == anon &&
 	       (prot == PROT_NONE || prot == PROT_READ || prot == (PROT_READ | PROT_WRITE)) &&
 	       !preload_emm_thread() && !in(&self_text, ret) && !in(&mi_text, ret);
 }
@@ -282,7 +289,7 @@ static void *map_fixed(void *p, size_t len, int prot, int flags, int fd, off_t o
 		return emm_preload_mmap(p, len, prot, flags, fd, off);
 	if (kind == 2 || s != (uintptr_t)p || e - s != page_up(len))
 		return fail(-ENOMEM), MAP_FAILED;
-	if (for_emm(NULL, len, prot, flags & ~MAP_FIXED, NULL)) {
+	if (for_emm(len, prot, flags & ~MAP_FIXED, NULL)) {
 		pthread_mutex_lock(&lock);
 		bool ok = unfree(s, e);
 		pthread_mutex_unlock(&lock);
@@ -302,7 +309,7 @@ PRELOAD_API void *mmap(void *p, size_t len, int prot, int flags, int fd, off_t o
 
 	if ((flags & MAP_FIXED) && end && !in(&self_text, ret) && !in(&mi_text, ret))
 		return map_fixed(p, len, prot, flags, fd, off);
-	if (for_emm(p, len, prot, flags, ret)) {
+	if (for_emm(len, prot, flags, ret)) {
 		EMM_OPTS(emm_map_opts, o, .prot = prot);
 		size_t n = page_up(len);
 		uintptr_t s = alloc_range(n);

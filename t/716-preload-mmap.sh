@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# 716-preload-mmap: with EMM_PRELOAD_MMAP, a program's private anonymous mmap(2) memory is emm's: Python's own allocator (its arenas are mappings) under a 12 MiB budget, the same output as without emm, its pages swapped; and through ctypes, mmap, munmap, mprotect, madvise and mremap keep the kernel's meaning on such a mapping (MAP_FIXED over it too: an allocator's decommit, a ring buffer's file mapped twice), a call over emm's pages and a file's at once, on the uffd backend and on signal; without the variable, mappings stay the kernel's.
+# 716-preload-mmap: with EMM_PRELOAD_MMAP, a program's private anonymous mmap(2) memory is emm's: Python's own allocator (its arenas are mappings) under a 12 MiB budget, the same output as without emm, its pages swapped; and through ctypes, mmap, munmap, mprotect, madvise and mremap keep the kernel's meaning on such a mapping (MAP_FIXED over it too: an allocator's decommit, a ring buffer's file mapped twice), a hinted address, a call over emm's pages and a file's at once, on the uffd backend and on signal; without the variable, mappings stay the kernel's.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/preload.sh"
 skip_unless python3
@@ -89,6 +89,11 @@ ok = all(libc.mmap(r + k * PAGE, PAGE, RW, MAP_SHARED | MAP_FIXED, fd, 0) == r +
 (ctypes.c_ubyte * PAGE).from_address(r)[5] = 42
 check(ok and emm(r) is False and (ctypes.c_ubyte * PAGE).from_address(r + PAGE)[5] == 42
       and libc.munmap(r, 2 * PAGE) == 0, "a file mapped twice over it with MAP_FIXED: a ring")
+# An address without MAP_FIXED is a hint, which the kernel may pass over
+# too: runtimes give one (V8 for its pages, the JVM for its heap).
+h = libc.mmap(0x600000000000, MIB, RW, PRIV_ANON, -1, 0)
+check(emm(h) and (ctypes.c_ubyte * PAGE).from_address(h)[0] == 0 and libc.munmap(h, MIB) == 0,
+      "a mapping with an address hint is emm's")
 # A call over a range part emm's, part the kernel's (a file mapped over
 # the middle of a reservation, as V8 maps code), applies to each part.
 g = libc.mmap(None, 4 * PAGE, 0, PRIV_ANON, -1, 0)
@@ -105,7 +110,7 @@ calls() {
 	EMM_PRELOAD_MMAP=1 EMM_BACKEND=$1 EMM_MEM_LIMIT=12M EMM_SWAP_SIZE=1G LD_PRELOAD=$so \
 		"$py" "$tmp/calls.py" >"$tmp/calls" 2>"$tmp/err"
 	r=$?
-	if [ "$r" = 0 ] && ! grep -qv '^ok ' "$tmp/calls" && [ "$(wc -l <"$tmp/calls")" = 14 ]; then
+	if [ "$r" = 0 ] && ! grep -qv '^ok ' "$tmp/calls" && [ "$(wc -l <"$tmp/calls")" = 15 ]; then
 		tap 0 "$1: $(tr '\n' ';' <"$tmp/calls" | sed 's/ok //g; s/;$//')"
 	else
 		tap 1 "$1: the calls on a mapping (exit $r)"
