@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "preload.h"
@@ -40,6 +41,13 @@ static bool io_touch;
 /* The C library's code: with io_touch, what it allocates for itself is not
  * on the heap (target_for). */
 static uintptr_t libc_text, libc_text_len;
+/* The dynamic linker's code: what it allocates (the link maps and search
+ * lists of libraries loaded later) is never on the heap. emm's threads walk
+ * them too (a lazily bound symbol resolved, dl_iterate_phdr), and a thread
+ * that serves faults must never fault on the heap: a JVM under the preload
+ * hung so, its fault-service threads resolving preadv over a search list
+ * that dlopen had reallocated on the heap, and swap had taken. */
+static uintptr_t rtld_text, rtld_text_len;
 
 /* For preload-signal.c: NULL until the heap is ready. */
 struct emm *preload_mm(void)
@@ -69,7 +77,8 @@ bool preload_signal_faults(void)
  */
 static struct emm_heap *target_for(const void *ret)
 {
-	if (emm_thread || (io_touch && (uintptr_t)ret - libc_text < libc_text_len))
+	if (emm_thread || (uintptr_t)ret - rtld_text < rtld_text_len ||
+	    (io_touch && (uintptr_t)ret - libc_text < libc_text_len))
 		return NULL;
 	/* Acquire: the heap is whole before anyone allocates from it. */
 	return atomic_load_explicit(&heap, memory_order_acquire);
@@ -109,6 +118,25 @@ static struct text text_of(const void *fn)
 
 	dl_iterate_phdr(find_text, &t);
 	return t;
+}
+
+/* dl_iterate_phdr: the executable segment of the object loaded at want. */
+static int find_object_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct text *t = arg;
+
+	if (info->dlpi_addr != t->want)
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+			t->lo = info->dlpi_addr + ph->p_vaddr;
+			t->len = ph->p_memsz;
+			return 1;
+		}
+	}
+	return 0;
 }
 
 static void say(const char *fmt, ...)
@@ -366,6 +394,12 @@ __attribute__((constructor)) static void preload_init(void)
 		say("emm-preload: bad EMM_HEAP_SIZE \"%s\", using 64G\n", v);
 		size = DEFAULT_HEAP_SIZE;
 	}
+	struct text rt = { getauxval(AT_BASE), 0, 0 };
+
+	if (rt.want)
+		dl_iterate_phdr(find_object_text, &rt);
+	rtld_text = rt.lo;
+	rtld_text_len = rt.len;
 	err = emm_open(NULL, &mm);
 	if (!err && (err = emm_heap_create(mm, size, NULL, &h)))
 		emm_close(mm);

@@ -18,4 +18,4 @@ console.log(m.size, h);
 EOJ
 node "$tmp/map.js" >"$tmp/plain"
 tap $? "without emm: $(cat "$tmp/plain")"
-EMM_PRELOAD_MMAP=1 under_emm 32M node "$tmp/map.js"
+EMM_PRELOAD_MMAP=1 under_emm 32M timeout -k 5 120 node "$tmp/map.js"
