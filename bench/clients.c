@@ -73,6 +73,37 @@ static const char perl_script[] =
 	"$s += length($h{$_}) for keys %h;\n"
 	"print scalar(keys %h), \" $s\\n\";\n";
 
+/* A Node.js script: n keys in a Map, its entries sorted by value, a digest
+ * of every 97th. V8's heap is pages it maps itself, with an address hint. */
+static const char node_script[] =
+	"const n = Number(process.argv[2]);\n"
+	"const m = new Map();\n"
+	"for (let i = 0; i < n; i++) m.set('key' + i, ('v' + (i * 7919)).repeat(3));\n"
+	"const a = [...m.entries()].sort((x, y) => x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0);\n"
+	"let h = 0;\n"
+	"for (let i = 0; i < a.length; i += 97)\n"
+	"\tfor (const c of a[i][0] + a[i][1]) h = (h * 31 + c.charCodeAt(0)) >>> 0;\n"
+	"console.log(m.size, h);\n";
+
+/* The same in Java: the JVM's heap is one reservation it maps with an
+ * address hint and commits piece by piece. */
+static const char java_source[] =
+	"import java.util.*;\n"
+	"public class H {\n"
+	"\tpublic static void main(String[] a) {\n"
+	"\t\tint n = Integer.parseInt(a[0]);\n"
+	"\t\tHashMap<String, String> m = new HashMap<>();\n"
+	"\t\tfor (int i = 0; i < n; i++)\n"
+	"\t\t\tm.put(\"key\" + i, (\"v\" + (i * 7919L)).repeat(3));\n"
+	"\t\tList<Map.Entry<String, String>> l = new ArrayList<>(m.entrySet());\n"
+	"\t\tl.sort(Map.Entry.comparingByValue());\n"
+	"\t\tlong h = 0;\n"
+	"\t\tfor (int i = 0; i < l.size(); i += 97)\n"
+	"\t\t\th = h * 31 + (l.get(i).getKey() + l.get(i).getValue()).hashCode();\n"
+	"\t\tSystem.out.println(m.size() + \" \" + h);\n"
+	"\t}\n"
+	"}\n";
+
 /* The sqlite3 shell script of the preload's test: a table and its index in a large page cache. */
 static const char sqlite_script[] =
 	"PRAGMA cache_size = -200000;\n"
@@ -158,7 +189,7 @@ static char *path_of(char *path, const char *fmt, ...)
  */
 static struct {
 	char dir[PATH_MAX];
-	char files[64][64];	/* 8 scripts and data files, 8 for each client */
+	char files[96][64];	/* 11 scripts and data files, 8 for each client */
 	int nr_files;
 	volatile pid_t running;
 	struct sigaction old[3];
@@ -333,6 +364,39 @@ static void sort_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_M
 	av[4] = buf[0], av[5] = NULL;
 }
 
+/* Node.js's and Java's keys: 3/4 of the Lua strings, 300000 at the default. */
+static int node_prepare(const char *dir, uint64_t n)
+{
+	(void)n;
+	return write_text(dir, "s.js", node_script);
+}
+
+static void node_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX])
+{
+	script_argv("node", dir, "s.js", python_keys(n), av, buf);
+}
+
+/* Compiled once, with javac, before any run. */
+static int java_prepare(const char *dir, uint64_t n)
+{
+	char cmd[2 * PATH_MAX];
+	int err = write_text(dir, "H.java", java_source);
+
+	(void)n;
+	if (err)
+		return err;
+	snprintf(cmd, sizeof(cmd), "javac -d '%s' '%s/H.java' >/dev/null 2>&1", dir, dir);
+	return system(cmd) == 0 ? 0 : -ENOENT;
+}
+
+static void java_argv(const char *dir, uint64_t n, char **av, char (*buf)[PATH_MAX])
+{
+	path_of(buf[0], "%s", dir);
+	path_of(buf[1], "%llu", (unsigned long long)python_keys(n));
+	av[0] = "java", av[1] = "-Xmx512m", av[2] = "-cp", av[3] = buf[0], av[4] = "H";
+	av[5] = buf[1], av[6] = NULL;
+}
+
 static const struct client clients[] = {
 	{ "lua", "lua5.4", "strings built, sorted, concatenated", lua_prepare, lua_argv, NULL, NULL,
 	  NULL },
@@ -344,6 +408,10 @@ static const struct client clients[] = {
 	  sort_argv, NULL, NULL, sort_lines },
 	{ "perl", "perl", "hash keys, the values summed in the hash's order", perl_prepare,
 	  perl_argv, NULL, NULL, perl_keys },
+	{ "node", "node", "Map keys, the entries sorted, a digest (V8's own heap)", node_prepare,
+	  node_argv, NULL, NULL, python_keys },
+	{ "java", "java", "HashMap keys, the entries sorted, a digest (the JVM's own heap)",
+	  java_prepare, java_argv, NULL, NULL, python_keys },
 };
 
 #define NR_CLIENTS	(sizeof(clients) / sizeof(clients[0]))
@@ -760,6 +828,8 @@ static void header(const struct ctx *c, const struct bench_opts *o)
 	       "    libemm-heap is built on: the kernel's paging on emm's heap layout\n"
 	       "  python: kernel+mimalloc runs it with PYTHONMALLOC=malloc, so that its objects\n"
 	       "    come from malloc; emm and kernel-swap with its own allocator, the default\n"
+	       "  node, java: their heaps are their own mappings (emm's through\n"
+	       "    EMM_PRELOAD_MMAP), not malloc's: kernel+mimalloc moves only their malloc\n"
 	       "  peak MiB: the process's maximum resident set as the kernel counts it\n",
 	       o->runs, emm_subject, c->preload, preload_backend,
 	       c->no_mimalloc ? "libmimalloc.so.2" : c->mimalloc);
@@ -808,7 +878,7 @@ static int make_dir(struct ctx *c)
 	snprintf(leftovers.dir, sizeof(leftovers.dir), "%s", c->dir);
 	leftover("s.lua"), leftover("lua.out"), leftover("build.sql"), leftover("t.db");
 	leftover("s.py"), leftover("sort.in"), leftover("s.pl");
-	leftover("t.db-journal");
+	leftover("t.db-journal"), leftover("s.js"), leftover("H.java"), leftover("H.class");
 	for (size_t i = 0; i < NR_CLIENTS; i++)
 		for (int s = 0; s < NR_SUBJECTS; s++) {
 			snprintf(name, sizeof(name), "%s.%s", clients[i].name, subject_names[s]);

@@ -35,9 +35,10 @@ static const struct bench_mode modes[] = {
 	{ "instructions", "emm's instructions per first touch, sequential and random swap-in,\n"
 	  "                counted by valgrind's callgrind (signal backend)",
 	  bench_instructions, 0, 1, false },
-	{ "clients", "Lua, the sqlite3 shell, Python, sort and Perl under a budget: libemm-preload.so\n"
-	  "                against the kernel's swap in a memory cgroup (with the program's\n"
-	  "                usual malloc, and with mimalloc), and unconstrained",
+	{ "clients", "Lua, the sqlite3 shell, Python, sort, Perl, Node.js and Java under a budget:\n"
+	  "                libemm-preload.so against the kernel's swap in a memory cgroup\n"
+	  "                (with the program's usual malloc, and with mimalloc), and\n"
+	  "                unconstrained",
 	  bench_clients, 0, 1, false },
 };
 
