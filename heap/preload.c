@@ -139,6 +139,17 @@ static int find_object_text(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
+/* The dynamic linker's text (target_for), from where the kernel loaded it. */
+static void find_rtld(void)
+{
+	struct text t = { getauxval(AT_BASE), 0, 0 };
+
+	if (t.want)
+		dl_iterate_phdr(find_object_text, &t);
+	rtld_text = t.lo;
+	rtld_text_len = t.len;
+}
+
 static void say(const char *fmt, ...)
 {
 	char line[512];
@@ -394,12 +405,7 @@ __attribute__((constructor)) static void preload_init(void)
 		say("emm-preload: bad EMM_HEAP_SIZE \"%s\", using 64G\n", v);
 		size = DEFAULT_HEAP_SIZE;
 	}
-	struct text rt = { getauxval(AT_BASE), 0, 0 };
-
-	if (rt.want)
-		dl_iterate_phdr(find_object_text, &rt);
-	rtld_text = rt.lo;
-	rtld_text_len = rt.len;
+	find_rtld();
 	err = emm_open(NULL, &mm);
 	if (!err && (err = emm_heap_create(mm, size, NULL, &h)))
 		emm_close(mm);
