@@ -52,8 +52,9 @@ static void *flipper(void *arg)
 }
 
 /* In a child: touch the last page of Y again and again, each time after
- * dropping the 16 pages around it (so that its fault maps a cluster),
- * while the flipper changes X. Exits 0 with the counts on its stdout. */
+ * dropping Y's pages of its 16-page block [16, 32) (so that its fault maps
+ * a cluster, which reaches into X where the VMAs allow), while the flipper
+ * changes X. Exits 0 with the counts on its stdout. */
 static void child(int backend, bool map)
 {
 	EMM_OPTS(emm_opts, o, .backend = backend);
@@ -70,7 +71,7 @@ static void child(int backend, bool map)
 		_exit(3);
 	t0 = now_ms();
 	while (now_ms() - t0 < RUN_MS) {
-		/* Holes again: the fault's cluster is [16, 32) where the VMAs allow. */
+		/* Holes again, [16, 24). */
 		if (emm_advise(rc.mm, rc.p + 16 * PAGE, (Y - 16) * PAGE, EMM_ADV_DONTNEED))
 			_exit(3);
 		rc.p[(Y - 1) * PAGE] = (char)touches;
