@@ -102,6 +102,28 @@ __attribute__((constructor)) static void preload_path_init(void)
 	r_; })
 #define PATH_CALL(fail, call, a, b) OUT_CALL(fail, call, a, b, NULL, 0)
 
+/* An open of a memory cgroup's limit for reading, answered by
+ * preload-cgroup.c; else call. */
+#define OPEN_CALL(path, flags, call) ({						\
+	int fd_ = preload_cgroup_open(path, flags);				\
+	fd_ == -2 ? PATH_CALL(-1, call, path, NULL) : fd_; })
+
+/* The same for fopen's mode: a stream on the file preload-cgroup.c made. */
+#define FOPEN_CALL(path, mode, call) ({						\
+	bool ro_ = mode && mode[0] == 'r' && !strchr(mode, '+');		\
+	int fd_ = ro_ ? preload_cgroup_open(path, O_RDONLY |			\
+					    (strchr(mode, 'e') ? O_CLOEXEC : 0)) : -2; \
+	fd_ == -2 ? PATH_CALL(NULL, call, path, mode) : cgroup_stream(fd_); })
+
+static FILE *cgroup_stream(int fd)
+{
+	FILE *f = fd < 0 ? NULL : fdopen(fd, "r");
+
+	if (fd >= 0 && !f)
+		close(fd);
+	return f;
+}
+
 /* open's third argument, which it has only when it creates a file. */
 #define MODE(flags) ({								\
 	mode_t m_ = 0;								\
@@ -117,44 +139,44 @@ PRELOAD_API int open(const char *path, int flags, ...)
 {
 	mode_t mode = MODE(flags);
 
-	return PATH_CALL(-1, REAL(open)(path, flags, mode), path, NULL);
+	return OPEN_CALL(path, flags, REAL(open)(path, flags, mode));
 }
 
 PRELOAD_API int open64(const char *path, int flags, ...)
 {
 	mode_t mode = MODE(flags);
 
-	return PATH_CALL(-1, REAL(open64)(path, flags, mode), path, NULL);
+	return OPEN_CALL(path, flags, REAL(open64)(path, flags, mode));
 }
 
 PRELOAD_API int openat(int dir, const char *path, int flags, ...)
 {
 	mode_t mode = MODE(flags);
 
-	return PATH_CALL(-1, REAL(openat)(dir, path, flags, mode), path, NULL);
+	return OPEN_CALL(path, flags, REAL(openat)(dir, path, flags, mode));
 }
 
 PRELOAD_API int openat64(int dir, const char *path, int flags, ...)
 {
 	mode_t mode = MODE(flags);
 
-	return PATH_CALL(-1, REAL(openat64)(dir, path, flags, mode), path, NULL);
+	return OPEN_CALL(path, flags, REAL(openat64)(dir, path, flags, mode));
 }
 
 /* _FORTIFY_SOURCE's forms, for flags without O_CREAT. */
 PRELOAD_API int __open_2(const char *path, int flags)
 {
-	return PATH_CALL(-1, REAL(__open_2)(path, flags), path, NULL);
+	return OPEN_CALL(path, flags, REAL(__open_2)(path, flags));
 }
 
 PRELOAD_API int __open64_2(const char *path, int flags)
 {
-	return PATH_CALL(-1, REAL(__open64_2)(path, flags), path, NULL);
+	return OPEN_CALL(path, flags, REAL(__open64_2)(path, flags));
 }
 
 PRELOAD_API int __openat_2(int dir, const char *path, int flags)
 {
-	return PATH_CALL(-1, REAL(__openat_2)(dir, path, flags), path, NULL);
+	return OPEN_CALL(path, flags, REAL(__openat_2)(dir, path, flags));
 }
 
 PRELOAD_API int creat(const char *path, mode_t mode)
@@ -164,12 +186,12 @@ PRELOAD_API int creat(const char *path, mode_t mode)
 
 PRELOAD_API FILE *fopen(const char *path, const char *mode)
 {
-	return PATH_CALL(NULL, REAL(fopen)(path, mode), path, mode);
+	return FOPEN_CALL(path, mode, REAL(fopen)(path, mode));
 }
 
 PRELOAD_API FILE *fopen64(const char *path, const char *mode)
 {
-	return PATH_CALL(NULL, REAL(fopen64)(path, mode), path, mode);
+	return FOPEN_CALL(path, mode, REAL(fopen64)(path, mode));
 }
 
 PRELOAD_API FILE *freopen(const char *path, const char *mode, FILE *f)

@@ -435,6 +435,7 @@ __attribute__((constructor)) static void preload_init(void)
 	}
 	if (env_on("EMM_PRELOAD_MMAP"))
 		mmap_init();
+	preload_cgroup_init(!getenv("EMM_PRELOAD_CGROUP") || env_on("EMM_PRELOAD_CGROUP"));
 	/* Release: pairs with target(). */
 	atomic_store_explicit(&heap, h, memory_order_release);
 }

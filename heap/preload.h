@@ -33,4 +33,12 @@ HEAP_INTERNAL bool preload_mmap_owns(const void *p);
 HEAP_INTERNAL int preload_mmap_init(struct emm *m, uintptr_t self_lo, uintptr_t self_hi,
 				     uintptr_t mi_lo, uintptr_t mi_hi, uint64_t size);
 
+/* With on, reads of the program's memory cgroup limit find the budget
+ * where it is less (EMM_PRELOAD_CGROUP, preload-cgroup.c). */
+HEAP_INTERNAL void preload_cgroup_init(bool on);
+/* An open of path with flags, when it reads a memory cgroup's limit: a
+ * file holding the budget, or the cgroup's limit where that is less (a
+ * descriptor, or -1 with errno); else -2, for the C library's open. */
+HEAP_INTERNAL int preload_cgroup_open(const char *path, int flags);
+
 #endif
