@@ -148,6 +148,8 @@ void swap_get_counters(const struct swap_dev *sd, struct swap_counters *c);
 
 /* Is the 4096-byte page all zeros? */
 bool swap_page_is_zero(const void *page);
+/* Does slot hold a checked copy of the page (its checksum matches)? */
+bool swap_slot_holds(const struct swap_dev *sd, uint32_t slot, const void *page);
 
 /* CRC32C (Castagnoli). Start with 0; crc32c(crc32c(0, a), b) = crc32c(0, ab). */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);

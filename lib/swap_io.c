@@ -165,6 +165,14 @@ bool swap_page_is_zero(const void *p)
 	return true;
 }
 
+/* Async-signal-safe. For assertions: a clean page is its slot's copy. */
+bool swap_slot_holds(const struct swap_dev *sd, uint32_t slot, const void *page)
+{
+	return slot_valid(sd, slot) &&
+	       (atomic_load_explicit(&sd->swap_map[slot], memory_order_acquire) & SWAP_HAS_DATA) &&
+	       crc32c(0, page, PAGE_SIZE) == sd->crc[slot];
+}
+
 /* Async-signal-safe. Checks and the injection hook, for a write batch. */
 static void write_check(struct swap_dev *sd, struct swap_io *io, unsigned n)
 {

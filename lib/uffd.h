@@ -70,7 +70,8 @@ int uffd_open_fd(bool sigbus, bool *wp_async);
 void uffd_wake_later(uintptr_t s, uintptr_t e);
 void uffd_wake(int fd, uintptr_t s, uintptr_t e);
 int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp);
-int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp);
+int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp,
+		  void (*exists)(void *arg, uintptr_t a), void *arg);
 size_t uffd_copy(int fd, uintptr_t s, uintptr_t e, const void *src, bool wp);
 int uffd_zero_copy(int fd, uintptr_t s, uintptr_t e);
 int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode);

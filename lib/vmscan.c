@@ -252,6 +252,8 @@ static long shrink_page_list(struct emm *mm, struct reclaim *rc, unsigned n)
 			sp[i].filewrite = !sp[i].gone;
 			sp[i].slot = 0;
 		} else if (slot && !(pval(&sp[i]) & PTE_DIRTY)) {
+			/* Goes as clean: a write emm did not see would be lost. */
+			DEBUG_ASSERT(swap_slot_holds(mm->swap, slot, rsv_alias(sp[i].r, sp[i].addr)));
 			sp[i].gone = true;
 			sp[i].slot = slot;
 		} else {
