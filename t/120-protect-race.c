@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "emm.h"
@@ -86,34 +85,29 @@ static void child(int backend, bool map)
 	_exit(0);
 }
 
+static void child_protect(int backend)
+{
+	child(backend, false);
+}
+
+static void child_map(int backend)
+{
+	child(backend, true);
+}
+
 static void run(int backend, const char *name, bool map)
 {
 	const char *how = map ? "emm_unmap and emm_map" : "emm_protect";
 	EMM_OPTS(emm_opts, o, .backend = backend);
-	char out[64] = "";
-	int fd[2], st;
+	char out[64];
 	struct emm *mm;
-	pid_t pid;
-	ssize_t n;
+	int st;
 
 	/* Offered here? */
 	if (!(mm = open_or_skip(&o, name, 1)))
 		return;
 	emm_close(mm);
-	fflush(stdout);
-	if (pipe(fd) || (pid = fork()) < 0)
-		bail("pipe, fork");
-	if (pid == 0) {
-		dup2(fd[1], 1);
-		close(fd[0]);
-		child(backend, map);
-	}
-	close(fd[1]);
-	n = read(fd[0], out, sizeof(out) - 1);
-	close(fd[0]);
-	out[n > 0 ? n : 0] = '\0';
-	out[strcspn(out, "\n")] = '\0';
-	waitpid(pid, &st, 0);
+	st = in_child(map ? child_map : child_protect, backend, out, sizeof(out));
 	if (WIFSIGNALED(st))
 		ok(0, "%s: faults next to %s in another thread: killed by signal %d", name, how,
 		   WTERMSIG(st));

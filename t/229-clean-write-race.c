@@ -16,7 +16,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "emm.h"
@@ -107,29 +106,15 @@ static void run(int backend, const char *name)
 {
 	EMM_OPTS(emm_opts, o, .backend = backend);
 	unsigned long long writes = 0, swapins = 0;
-	char out[96] = "";
+	char out[96];
 	long lost = -1;
-	int fd[2], st;
 	struct emm *mm;
-	pid_t pid;
-	ssize_t n;
+	int st;
 
 	if (!(mm = open_or_skip(&o, name, 1)))
 		return;
 	emm_close(mm);
-	fflush(stdout);
-	if (pipe(fd) || (pid = fork()) < 0)
-		bail("pipe, fork");
-	if (pid == 0) {
-		dup2(fd[1], 1);
-		close(fd[0]);
-		child(backend);
-	}
-	close(fd[1]);
-	n = read(fd[0], out, sizeof(out) - 1);
-	close(fd[0]);
-	out[n > 0 ? n : 0] = '\0';
-	waitpid(pid, &st, 0);
+	st = in_child(child, backend, out, sizeof(out));
 	if (sscanf(out, "%ld %llu %llu", &lost, &writes, &swapins) != 3 || !WIFEXITED(st) ||
 	    WEXITSTATUS(st)) {
 		ok(0, "%s: the writers ran (status %#x, \"%s\")", name, st, out);

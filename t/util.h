@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page, a thread's name, the threads there before a test. */
+/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page, a thread's name, the threads there before a test, a child process. */
 #ifndef EMM_T_UTIL_H
 #define EMM_T_UTIL_H
 
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,6 +103,36 @@ UTIL_FN void each_backend(void (*run)(int backend, const char *name))
 	run(EMM_BACKEND_SIGNAL, "signal");
 	run(EMM_BACKEND_UFFD, "uffd");
 	run(EMM_BACKEND_UFFD_SIGBUS, "uffd-sigbus");
+}
+
+/*
+ * Run child(backend) in a child process, its standard output in out (n
+ * bytes, the first line, NUL-terminated): child ends with _exit. For a
+ * test that may die of a signal or leave threads running when it fails.
+ * Returns its wait status.
+ */
+UTIL_FN int in_child(void (*child)(int backend), int backend, char *out, size_t n)
+{
+	int fd[2], st = 0;
+	ssize_t got;
+	pid_t pid;
+
+	fflush(stdout);
+	if (pipe(fd) || (pid = fork()) < 0)
+		bail("pipe, fork");
+	if (pid == 0) {
+		dup2(fd[1], 1);
+		close(fd[0]);
+		child(backend);
+		_exit(99);
+	}
+	close(fd[1]);
+	got = read(fd[0], out, n - 1);
+	close(fd[0]);
+	out[got > 0 ? got : 0] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+	waitpid(pid, &st, 0);
+	return st;
 }
 
 UTIL_FN long now_ms(void)
