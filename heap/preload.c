@@ -92,18 +92,22 @@ bool preload_emm_thread(void)
 	return emm_thread;
 }
 
-struct text { uintptr_t want, lo, len; };
+struct text { uintptr_t want, lo, len; bool base; };
 
-/* dl_iterate_phdr: the executable segment that holds the address want. */
+/* dl_iterate_phdr: the executable segment that holds the address want, or
+ * (base) that of the object loaded at want. */
 static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct text *t = arg;
 
+	if (t->base && info->dlpi_addr != t->want)
+		return 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
 
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && t->want - lo < ph->p_memsz) {
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) &&
+		    (t->base || t->want - lo < ph->p_memsz)) {
 			t->lo = lo;
 			t->len = ph->p_memsz;
 			return 1;
@@ -114,38 +118,19 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
 
 static struct text text_of(const void *fn)
 {
-	struct text t = { (uintptr_t)fn, 0, 0 };
+	struct text t = { (uintptr_t)fn, 0, 0, false };
 
 	dl_iterate_phdr(find_text, &t);
 	return t;
 }
 
-/* dl_iterate_phdr: the executable segment of the object loaded at want. */
-static int find_object_text(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	struct text *t = arg;
-
-	if (info->dlpi_addr != t->want)
-		return 0;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
-			t->lo = info->dlpi_addr + ph->p_vaddr;
-			t->len = ph->p_memsz;
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /* The dynamic linker's text (target_for), from where the kernel loaded it. */
 static void find_rtld(void)
 {
-	struct text t = { getauxval(AT_BASE), 0, 0 };
+	struct text t = { getauxval(AT_BASE), 0, 0, true };
 
 	if (t.want)
-		dl_iterate_phdr(find_object_text, &t);
+		dl_iterate_phdr(find_text, &t);
 	rtld_text = t.lo;
 	rtld_text_len = t.len;
 }
