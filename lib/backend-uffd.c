@@ -163,7 +163,7 @@ static int uffd_grant(struct rsv *r, uintptr_t s, uintptr_t e, int prot, unsigne
 	/* Holes only, to map writable: fill and map them in one call. If a
 	 * page was there after all, the way below maps the rest. */
 	if ((flags & BACKEND_ZERO) && !wp && !(flags & BACKEND_REMAP) &&
-	    !uffd_zero_copy(uffd_of(r)->fd, s, e)) {
+	    !uffd_zero_fill(uffd_of(r)->fd, s, e)) {
 		backend_set_pte_prot(r, s, e, prot);
 		return 0;
 	}

@@ -73,7 +73,7 @@ int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp);
 int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp,
 		  void (*exists)(void *arg, uintptr_t a), void *arg);
 size_t uffd_copy(int fd, uintptr_t s, uintptr_t e, const void *src, bool wp);
-int uffd_zero_copy(int fd, uintptr_t s, uintptr_t e);
+int uffd_zero_fill(int fd, uintptr_t s, uintptr_t e);
 int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode);
 int uffd_poison(int fd, uintptr_t s, uintptr_t e);
 int uffd_thread_cpu(pid_t tid);
