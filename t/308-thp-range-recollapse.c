@@ -70,14 +70,20 @@ static size_t nonzero_words(const char *p, size_t from)
 
 /* Collapse the extent at p by touching it (a first touch of an empty
  * extent maps it whole, unless a neighbour's lock is busy at that moment:
- * then again) and fill it with its values. */
+ * then again) and fill it with its values. On uffd the touching thread may
+ * run again before the service thread has finished the collapse (taking
+ * the extent out of the registration wakes it): emm_stats waits for the
+ * service threads, so the look after it sees the fault's outcome. */
 static bool collapse(char *p)
 {
+	EMM_OPTS(emm_stats, st);
+
 	for (int i = 0; i < 20 && !extent_collapsed(p); i++) {
 		if (i)
 			usleep(10000);
 		emm_advise(mm, p, EXT, EMM_ADV_DONTNEED);
 		p[4000] = 1;
+		emm_stats(mm, &st);
 	}
 	fill_words(p, EXT, value);
 	return extent_collapsed(p);
