@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The uffd backend's service threads: pinned one to each CPU the process
+ * may run on, in turn, where it may run on 2 to 4 (a fault then wakes the
+ * one on the faulting thread's CPU, which runs as soon as that thread
+ * sleeps); left to roam on 1 CPU or more than 4. Either way the faults are
+ * served: pages paged out and read back hold what was written. Each case
+ * runs in a child that first restricts its own CPUs.
+ */
+#include <dirent.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "emm.h"
+#include "tap.h"
+#include "util.h"
+
+#define PAGE	4096UL
+#define PAGES	64
+
+/* The first n CPUs of those this process may run on; false if fewer. */
+static bool first_cpus(unsigned n, cpu_set_t *out)
+{
+	cpu_set_t all;
+	unsigned got = 0;
+
+	CPU_ZERO(out);
+	if (sched_getaffinity(0, sizeof(all), &all))
+		return false;
+	for (int c = 0; c < CPU_SETSIZE && got < n; c++)
+		if (CPU_ISSET(c, &all)) {
+			CPU_SET(c, out);
+			got++;
+		}
+	return got == n;
+}
+
+/* A thread's Cpus_allowed_list ("0-1,3") as a set; false if unreadable. */
+static bool allowed(const char *tid, cpu_set_t *set)
+{
+	char path[300], line[256];
+	bool found = false;
+	FILE *f;
+
+	CPU_ZERO(set);
+	snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
+	if (!(f = fopen(path, "re")))
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *p = line + strlen("Cpus_allowed_list:");
+
+		if (strncmp(line, "Cpus_allowed_list:", strlen("Cpus_allowed_list:")))
+			continue;
+		found = true;
+		while (*p) {
+			char *end;
+			long lo = strtol(p, &end, 10), hi = lo;
+
+			if (end == p) {
+				p++;
+				continue;
+			}
+			if (*end == '-')
+				hi = strtol(end + 1, &end, 10);
+			for (long c = lo; c <= hi && c < CPU_SETSIZE; c++)
+				CPU_SET((int)c, set);
+			p = end;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* A thread's name starts with prefix? */
+static bool named(const char *tid, const char *prefix)
+{
+	char path[300], comm[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%s/comm", tid);
+	if (!(f = fopen(path, "re")))
+		return false;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	return !strncmp(comm, prefix, strlen(prefix));
+}
+
+/* Pages written, paged out, read back: how many came back wrong, or -1. */
+static long round_trip(struct emm *mm)
+{
+	uint64_t *p;
+	long bad = 0;
+
+	if (emm_reserve(mm, PAGES * PAGE, (void **)&p) || emm_map(mm, p, PAGES * PAGE, NULL))
+		return -1;
+	for (unsigned i = 0; i < PAGES; i++)
+		p[i * (PAGE / 8)] = 0x5eed0000u + i;
+	if (emm_advise(mm, p, PAGES * PAGE, EMM_ADV_PAGEOUT) < 0)
+		return -1;
+	for (unsigned i = 0; i < PAGES; i++)
+		bad += p[i * (PAGE / 8)] != 0x5eed0000u + i;
+	return bad;
+}
+
+/*
+ * In a child on its first ncpu CPUs: prints the service threads, those
+ * pinned to one of those CPUs, the CPUs they cover, those allowed all of
+ * them, and the pages that came back wrong.
+ */
+static void child(int ncpu)
+{
+	EMM_OPTS(emm_opts, o, .backend = EMM_BACKEND_UFFD, .swap_size = 16UL << 20);
+	unsigned threads = 0, pinned = 0, roam = 0;
+	cpu_set_t set, covered;
+	struct dirent *d;
+	struct emm *mm;
+	long bad;
+	DIR *dir;
+
+	if (!first_cpus((unsigned)ncpu, &set) || sched_setaffinity(0, sizeof(set), &set))
+		_exit(2);
+	if (emm_open(&o, &mm))
+		_exit(3);
+	bad = round_trip(mm);
+	CPU_ZERO(&covered);
+	if (!(dir = opendir("/proc/self/task")))
+		_exit(4);
+	while ((d = readdir(dir))) {
+		cpu_set_t a, in;
+
+		if (d->d_name[0] == '.' || !named(d->d_name, "emm-uffd"))
+			continue;
+		threads++;
+		if (!allowed(d->d_name, &a))
+			_exit(5);
+		CPU_AND(&in, &a, &set);
+		if (CPU_COUNT(&a) == 1 && CPU_COUNT(&in) == 1) {
+			pinned++;
+			CPU_OR(&covered, &covered, &a);
+		}
+		roam += CPU_EQUAL(&a, &set);
+	}
+	closedir(dir);
+	emm_close(mm);
+	dprintf(1, "%u %u %d %u %ld\n", threads, pinned, CPU_COUNT(&covered), roam, bad);
+	_exit(0);
+}
+
+/* Runs child on ncpu CPUs; false (and a failed test) if it failed. */
+static bool run(int ncpu, unsigned *threads, unsigned *pinned, int *covered, unsigned *roam,
+		long *bad)
+{
+	char out[96];
+	int st = in_child(child, ncpu, out, sizeof(out));
+
+	if (!WIFEXITED(st) || WEXITSTATUS(st) ||
+	    sscanf(out, "%u %u %d %u %ld", threads, pinned, covered, roam, bad) != 5) {
+		ok(0, "on %d CPU(s): the child ran (status %#x, \"%s\")", ncpu, st, out);
+		return false;
+	}
+	return true;
+}
+
+int main(void)
+{
+	EMM_OPTS(emm_opts, o, .backend = EMM_BACKEND_UFFD);
+	unsigned threads, pinned, roam;
+	cpu_set_t set;
+	struct emm *mm;
+	int covered;
+	long bad;
+
+	plan(3);
+	if (!(mm = open_or_skip(&o, "uffd", 3)))
+		return done_testing();
+	emm_close(mm);
+
+	if (!first_cpus(2, &set))
+		skip(1, "fewer than 2 CPUs: nothing to pin to");
+	else if (run(2, &threads, &pinned, &covered, &roam, &bad))
+		ok(threads >= 2 && pinned == threads && covered == 2 && bad == 0,
+		   "on 2 CPUs: %u service threads, %u pinned to one CPU each, covering %d; "
+		   "%ld of %d pages wrong after a round trip", threads, pinned, covered, bad, PAGES);
+
+	if (run(1, &threads, &pinned, &covered, &roam, &bad))
+		ok(threads >= 1 && bad == 0, "on 1 CPU: %u service threads; %ld of %d pages wrong",
+		   threads, bad, PAGES);
+
+	if (!first_cpus(5, &set))
+		skip(1, "fewer than 5 CPUs: cannot show threads left unpinned above 4");
+	else if (run(5, &threads, &pinned, &covered, &roam, &bad))
+		ok(threads >= 1 && pinned == 0 && roam == threads && bad == 0,
+		   "on 5 CPUs: %u service threads, %u pinned, %u allowed all 5; %ld of %d pages "
+		   "wrong", threads, pinned, roam, bad, PAGES);
+	return done_testing();
+}
