@@ -39,57 +39,6 @@ static bool first_cpus(unsigned n, cpu_set_t *out)
 	return got == n;
 }
 
-/* A thread's Cpus_allowed_list ("0-1,3") as a set; false if unreadable. */
-static bool allowed(const char *tid, cpu_set_t *set)
-{
-	char path[300], line[256];
-	bool found = false;
-	FILE *f;
-
-	CPU_ZERO(set);
-	snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
-	if (!(f = fopen(path, "re")))
-		return false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char *p = line + strlen("Cpus_allowed_list:");
-
-		if (strncmp(line, "Cpus_allowed_list:", strlen("Cpus_allowed_list:")))
-			continue;
-		found = true;
-		while (*p) {
-			char *end;
-			long lo = strtol(p, &end, 10), hi = lo;
-
-			if (end == p) {
-				p++;
-				continue;
-			}
-			if (*end == '-')
-				hi = strtol(end + 1, &end, 10);
-			for (long c = lo; c <= hi && c < CPU_SETSIZE; c++)
-				CPU_SET((int)c, set);
-			p = end;
-		}
-	}
-	fclose(f);
-	return found;
-}
-
-/* A thread's name starts with prefix? */
-static bool named(const char *tid, const char *prefix)
-{
-	char path[300], comm[32] = "";
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%s/comm", tid);
-	if (!(f = fopen(path, "re")))
-		return false;
-	if (!fgets(comm, sizeof(comm), f))
-		comm[0] = '\0';
-	fclose(f);
-	return !strncmp(comm, prefix, strlen(prefix));
-}
-
 /* Pages written, paged out, read back: how many came back wrong, or -1. */
 static long round_trip(struct emm *mm)
 {
@@ -133,10 +82,15 @@ static void child(int ncpu)
 	while ((d = readdir(dir))) {
 		cpu_set_t a, in;
 
-		if (d->d_name[0] == '.' || !named(d->d_name, "emm-uffd"))
+		char comm[32];
+
+		if (d->d_name[0] == '.')
+			continue;
+		task_comm(d->d_name, comm, sizeof(comm));
+		if (strncmp(comm, "emm-uffd", 8))
 			continue;
 		threads++;
-		if (!allowed(d->d_name, &a))
+		if (sched_getaffinity(atoi(d->d_name), sizeof(a), &a))
 			_exit(5);
 		CPU_AND(&in, &a, &set);
 		if (CPU_COUNT(&a) == 1 && CPU_COUNT(&in) == 1) {
