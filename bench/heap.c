@@ -290,6 +290,12 @@ static void budget_runs(const struct bench_opts *o, unsigned threads, size_t slo
 	printf("  %.3fx the unconstrained libemm-heap run; swapouts %llu, swapins %llu, faults %llu\n",
 	       hr.rate / free_rate, (unsigned long long)hr.delta.swapouts,
 	       (unsigned long long)hr.delta.swapins, (unsigned long long)hr.delta.faults);
+	/* What the faults were, and the revokes: each a TLB flush, where the
+	 * kernel's reclaim flushes once for a batch (emm-tuning(7)). */
+	printf("  faults: %llu major, %llu minor (pages reclaim revoked, found in use), %llu zero;"
+	       " revokes %llu\n", (unsigned long long)hr.delta.faults_major,
+	       (unsigned long long)hr.delta.faults_minor, (unsigned long long)hr.delta.faults_zero,
+	       (unsigned long long)hr.delta.revokes);
 	bench_data("heap", "budget", "libemm-heap", hr.rate, "ops/s");
 	err = bench_kswap_setup(&k, limit, 4 * live + (256ULL << 20));
 	if (err) {
