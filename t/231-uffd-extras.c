@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The uffd backend's service threads pinned on 2 CPUs, four of them: one
+ * a CPU polls the userfaultfd, and only those wake for a fault; the other
+ * two sleep until both pollers are busy (uffd_service.c). So a thread
+ * faulting alone wakes the service threads about twice a fault, not four
+ * times; and four threads faulting at once are all served, with what they
+ * wrote. Each case runs in a child restricted to 2 CPUs.
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "emm.h"
+#include "tap.h"
+#include "util.h"
+
+#define PAGE	4096UL
+#define PAGES	512
+#define ROUNDS	4
+#define WORKERS	4
+
+/* The first 2 CPUs this process may run on; false if fewer. */
+static bool two_cpus(cpu_set_t *out)
+{
+	cpu_set_t all;
+	unsigned got = 0;
+
+	CPU_ZERO(out);
+	if (sched_getaffinity(0, sizeof(all), &all))
+		return false;
+	for (int c = 0; c < CPU_SETSIZE && got < 2; c++)
+		if (CPU_ISSET(c, &all)) {
+			CPU_SET(c, out);
+			got++;
+		}
+	return got == 2;
+}
+
+/* The service threads' voluntary context switches: each is a sleep, after
+ * a wake-up (for a fault, or to find nothing to read). */
+static unsigned long service_sleeps(unsigned *threads)
+{
+	unsigned long sum = 0;
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/task");
+
+	*threads = 0;
+	while (dir && (d = readdir(dir))) {
+		char comm[32], path[300], line[128];
+		FILE *f;
+
+		if (d->d_name[0] == '.')
+			continue;
+		task_comm(d->d_name, comm, sizeof(comm));
+		if (strncmp(comm, "emm-uffd", 8))
+			continue;
+		(*threads)++;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", d->d_name);
+		if (!(f = fopen(path, "re")))
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (!strncmp(line, "voluntary_ctxt_switches:", 24))
+				sum += strtoul(line + 24, NULL, 10);
+		fclose(f);
+	}
+	if (dir)
+		closedir(dir);
+	return sum;
+}
+
+/* Alone: pages revoked (their data kept) and touched again, one minor
+ * fault each, one at a time. Prints service threads, faults, sleeps. */
+static void child_alone(int unused)
+{
+	EMM_OPTS(emm_opts, o, .backend = EMM_BACKEND_UFFD, .uffd_threads = 4,
+		 .fault_around = 1);
+	unsigned threads;
+	unsigned long before, after;
+	struct emm_stats a, b;
+	cpu_set_t set;
+	struct emm *mm;
+	uint64_t *p;
+	long bad = 0;
+
+	(void)unused;
+	if (!two_cpus(&set) || sched_setaffinity(0, sizeof(set), &set))
+		_exit(2);
+	if (emm_open(&o, &mm) || emm_reserve(mm, PAGES * PAGE, (void **)&p) ||
+	    emm_map(mm, p, PAGES * PAGE, NULL))
+		_exit(3);
+	for (unsigned i = 0; i < PAGES; i++)
+		p[i * (PAGE / 8)] = 0x5eed0000u + i;
+	a = stats(mm);
+	before = service_sleeps(&threads);
+	for (unsigned r = 0; r < ROUNDS; r++) {
+		if (emm_advise(mm, p, PAGES * PAGE, EMM_ADV_COLD) < 0)
+			_exit(4);
+		for (unsigned i = 0; i < PAGES; i++)
+			bad += p[i * (PAGE / 8)] != 0x5eed0000u + i;
+	}
+	b = stats(mm);	/* waits for the service threads (emm_stats) */
+	after = service_sleeps(&threads);
+	emm_close(mm);
+	dprintf(1, "%u %llu %lu %ld\n", threads, (unsigned long long)(b.faults - a.faults),
+		after - before, bad);
+	_exit(0);
+}
+
+struct worker {
+	uint64_t *p;
+	unsigned first;
+	long bad;
+};
+
+static void *reader(void *arg)
+{
+	struct worker *w = arg;
+
+	for (unsigned i = w->first; i < PAGES; i += WORKERS)
+		w->bad += w->p[i * (PAGE / 8)] != 0x5eed0000u + i;
+	return NULL;
+}
+
+/* Four threads at once: pages paged out and read back, each thread every
+ * fourth. Prints the faults served and the pages that came back wrong. */
+static void child_together(int unused)
+{
+	EMM_OPTS(emm_opts, o, .backend = EMM_BACKEND_UFFD, .uffd_threads = 4,
+		 .swap_size = 16UL << 20, .fault_around = 1);
+	struct worker w[WORKERS];
+	pthread_t t[WORKERS];
+	struct emm_stats a, b;
+	cpu_set_t set;
+	struct emm *mm;
+	uint64_t *p;
+	long bad = 0;
+
+	(void)unused;
+	if (!two_cpus(&set) || sched_setaffinity(0, sizeof(set), &set))
+		_exit(2);
+	if (emm_open(&o, &mm) || emm_reserve(mm, PAGES * PAGE, (void **)&p) ||
+	    emm_map(mm, p, PAGES * PAGE, NULL))
+		_exit(3);
+	for (unsigned i = 0; i < PAGES; i++)
+		p[i * (PAGE / 8)] = 0x5eed0000u + i;
+	if (emm_advise(mm, p, PAGES * PAGE, EMM_ADV_PAGEOUT) < 0)
+		_exit(4);
+	a = stats(mm);
+	for (unsigned i = 0; i < WORKERS; i++) {
+		w[i] = (struct worker){ .p = p, .first = i };
+		if (pthread_create(&t[i], NULL, reader, &w[i]))
+			_exit(5);
+	}
+	for (unsigned i = 0; i < WORKERS; i++) {
+		pthread_join(t[i], NULL);
+		bad += w[i].bad;
+	}
+	b = stats(mm);
+	emm_close(mm);
+	dprintf(1, "%llu %ld\n", (unsigned long long)(b.faults - a.faults), bad);
+	_exit(0);
+}
+
+int main(void)
+{
+	EMM_OPTS(emm_opts, o, .backend = EMM_BACKEND_UFFD);
+	unsigned threads;
+	unsigned long long faults;
+	unsigned long sleeps;
+	char out[96];
+	cpu_set_t set;
+	struct emm *mm;
+	long bad;
+	int st;
+
+	plan(2);
+	if (!(mm = open_or_skip(&o, "uffd", 2)))
+		return done_testing();
+	emm_close(mm);
+	if (!two_cpus(&set)) {
+		skip(2, "fewer than 2 CPUs: the service threads are not pinned");
+		return done_testing();
+	}
+
+	st = in_child(child_alone, 0, out, sizeof(out));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) ||
+	    sscanf(out, "%u %llu %lu %ld", &threads, &faults, &sleeps, &bad) != 4)
+		ok(0, "alone: the child ran (status %#x, \"%s\")", st, out);
+	else
+		ok(threads == 4 && faults >= PAGES && bad == 0 && sleeps < 3 * faults,
+		   "one thread faulting alone on 2 CPUs: %llu faults woke the %u service threads "
+		   "%lu times (%.2f a fault, under 3: the two pollers, not all four); %ld pages "
+		   "wrong", faults, threads, sleeps, faults ? (double)sleeps / (double)faults : 0.0,
+		   bad);
+
+	st = in_child(child_together, 0, out, sizeof(out));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) || sscanf(out, "%llu %ld", &faults, &bad) != 2)
+		ok(0, "together: the child ran (status %#x, \"%s\")", st, out);
+	else
+		ok(faults >= 1 && bad == 0,
+		   "%d threads faulting at once on 2 CPUs: %llu faults served, %ld of %d pages "
+		   "wrong", WORKERS, faults, bad, PAGES);
+	return done_testing();
+}
