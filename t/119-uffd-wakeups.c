@@ -17,40 +17,6 @@
 #define ROUNDS	4
 #define THREADS	4
 
-/* The voluntary context switches of this process's emm-uffd threads so
- * far (each one a sleep after which it was woken, or is sleeping now);
- * how many such threads there are in *n. */
-static uint64_t service_sleeps(int *n)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	uint64_t sum = 0;
-
-	*n = 0;
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		char path[300], line[128], comm[32];
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		task_comm(e->d_name, comm, sizeof(comm));
-		if (strncmp(comm, "emm-uffd", 8))
-			continue;
-		(*n)++;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
-		f = fopen(path, "r");
-		while (f && fgets(line, sizeof(line), f))
-			if (!strncmp(line, "voluntary_ctxt_switches:", 24))
-				sum += strtoull(line + 24, NULL, 10);
-		if (f)
-			fclose(f);
-	}
-	closedir(d);
-	return sum;
-}
-
 /* Without uffd_threads: one service thread a CPU, but never fewer than 4
  * (a thread serving a major fault sleeps on its read), nor more than 16. */
 static void default_threads(void)

@@ -7,7 +7,6 @@
  * times; and four threads faulting at once are all served, with what they
  * wrote. Each case runs in a child restricted to 2 CPUs.
  */
-#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -42,36 +41,21 @@ static bool two_cpus(cpu_set_t *out)
 	return got == 2;
 }
 
-/* The service threads' voluntary context switches: each is a sleep, after
- * a wake-up (for a fault, or to find nothing to read). */
-static unsigned long service_sleeps(unsigned *threads)
+/* In the child, on 2 CPUs: an instance with o, PAGES pages mapped, each
+ * with its stamp; exits the child if that fails. */
+static uint64_t *written(const struct emm_opts *o, struct emm **mm)
 {
-	unsigned long sum = 0;
-	struct dirent *d;
-	DIR *dir = opendir("/proc/self/task");
+	cpu_set_t set;
+	uint64_t *p;
 
-	*threads = 0;
-	while (dir && (d = readdir(dir))) {
-		char comm[32], path[300], line[128];
-		FILE *f;
-
-		if (d->d_name[0] == '.')
-			continue;
-		task_comm(d->d_name, comm, sizeof(comm));
-		if (strncmp(comm, "emm-uffd", 8))
-			continue;
-		(*threads)++;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/status", d->d_name);
-		if (!(f = fopen(path, "re")))
-			continue;
-		while (fgets(line, sizeof(line), f))
-			if (!strncmp(line, "voluntary_ctxt_switches:", 24))
-				sum += strtoul(line + 24, NULL, 10);
-		fclose(f);
-	}
-	if (dir)
-		closedir(dir);
-	return sum;
+	if (!two_cpus(&set) || sched_setaffinity(0, sizeof(set), &set))
+		_exit(2);
+	if (emm_open(o, mm) || emm_reserve(*mm, PAGES * PAGE, (void **)&p) ||
+	    emm_map(*mm, p, PAGES * PAGE, NULL))
+		_exit(3);
+	for (unsigned i = 0; i < PAGES; i++)
+		p[i * (PAGE / 8)] = 0x5eed0000u + i;
+	return p;
 }
 
 /* Alone: pages revoked (their data kept) and touched again, one minor
@@ -80,22 +64,15 @@ static void child_alone(int unused)
 {
 	EMM_OPTS(emm_opts, o, .backend = EMM_BACKEND_UFFD, .uffd_threads = 4,
 		 .fault_around = 1);
-	unsigned threads;
-	unsigned long before, after;
+	uint64_t before, after;
 	struct emm_stats a, b;
-	cpu_set_t set;
 	struct emm *mm;
 	uint64_t *p;
 	long bad = 0;
+	int threads;
 
 	(void)unused;
-	if (!two_cpus(&set) || sched_setaffinity(0, sizeof(set), &set))
-		_exit(2);
-	if (emm_open(&o, &mm) || emm_reserve(mm, PAGES * PAGE, (void **)&p) ||
-	    emm_map(mm, p, PAGES * PAGE, NULL))
-		_exit(3);
-	for (unsigned i = 0; i < PAGES; i++)
-		p[i * (PAGE / 8)] = 0x5eed0000u + i;
+	p = written(&o, &mm);
 	a = stats(mm);
 	before = service_sleeps(&threads);
 	for (unsigned r = 0; r < ROUNDS; r++) {
@@ -107,8 +84,8 @@ static void child_alone(int unused)
 	b = stats(mm);	/* waits for the service threads (emm_stats) */
 	after = service_sleeps(&threads);
 	emm_close(mm);
-	dprintf(1, "%u %llu %lu %ld\n", threads, (unsigned long long)(b.faults - a.faults),
-		after - before, bad);
+	dprintf(1, "%d %llu %llu %ld\n", threads, (unsigned long long)(b.faults - a.faults),
+		(unsigned long long)(after - before), bad);
 	_exit(0);
 }
 
@@ -136,19 +113,12 @@ static void child_together(int unused)
 	struct worker w[WORKERS];
 	pthread_t t[WORKERS];
 	struct emm_stats a, b;
-	cpu_set_t set;
 	struct emm *mm;
 	uint64_t *p;
 	long bad = 0;
 
 	(void)unused;
-	if (!two_cpus(&set) || sched_setaffinity(0, sizeof(set), &set))
-		_exit(2);
-	if (emm_open(&o, &mm) || emm_reserve(mm, PAGES * PAGE, (void **)&p) ||
-	    emm_map(mm, p, PAGES * PAGE, NULL))
-		_exit(3);
-	for (unsigned i = 0; i < PAGES; i++)
-		p[i * (PAGE / 8)] = 0x5eed0000u + i;
+	p = written(&o, &mm);
 	if (emm_advise(mm, p, PAGES * PAGE, EMM_ADV_PAGEOUT) < 0)
 		_exit(4);
 	a = stats(mm);
@@ -170,9 +140,8 @@ static void child_together(int unused)
 int main(void)
 {
 	EMM_OPTS(emm_opts, o, .backend = EMM_BACKEND_UFFD);
-	unsigned threads;
-	unsigned long long faults;
-	unsigned long sleeps;
+	unsigned long long faults, sleeps;
+	int threads;
 	char out[96];
 	cpu_set_t set;
 	struct emm *mm;
@@ -190,12 +159,12 @@ int main(void)
 
 	st = in_child(child_alone, 0, out, sizeof(out));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) ||
-	    sscanf(out, "%u %llu %lu %ld", &threads, &faults, &sleeps, &bad) != 4)
+	    sscanf(out, "%d %llu %llu %ld", &threads, &faults, &sleeps, &bad) != 4)
 		ok(0, "alone: the child ran (status %#x, \"%s\")", st, out);
 	else
 		ok(threads == 4 && faults >= PAGES && bad == 0 && sleeps < 3 * faults,
-		   "one thread faulting alone on 2 CPUs: %llu faults woke the %u service threads "
-		   "%lu times (%.2f a fault, under 3: the two pollers, not all four); %ld pages "
+		   "one thread faulting alone on 2 CPUs: %llu faults woke the %d service threads "
+		   "%llu times (%.2f a fault, under 3: the two pollers, not all four); %ld pages "
 		   "wrong", faults, threads, sleeps, faults ? (double)sleeps / (double)faults : 0.0,
 		   bad);
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page, a thread's name, the threads there before a test, a child process. */
+/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page, a thread's name, the emm-uffd threads' sleeps, the threads there before a test, a child process. */
 #ifndef EMM_T_UTIL_H
 #define EMM_T_UTIL_H
 
@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +35,40 @@ UTIL_FN void task_comm(const char *tid, char *comm, size_t cap)
 		comm[strcspn(comm, "\n")] = '\0';
 	if (f)
 		fclose(f);
+}
+
+/* The voluntary context switches of this process's emm-uffd threads so
+ * far (each one a sleep after which it was woken, or is sleeping now);
+ * how many such threads there are in *n. */
+UTIL_FN uint64_t service_sleeps(int *n)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	uint64_t sum = 0;
+
+	*n = 0;
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char path[300], line[128], comm[32];
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		task_comm(e->d_name, comm, sizeof(comm));
+		if (strncmp(comm, "emm-uffd", 8))
+			continue;
+		(*n)++;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+		f = fopen(path, "r");
+		while (f && fgets(line, sizeof(line), f))
+			if (!strncmp(line, "voluntary_ctxt_switches:", 24))
+				sum += strtoull(line + 24, NULL, 10);
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return sum;
 }
 
 /* The threads of this process there before a test (a sanitizer's own,
