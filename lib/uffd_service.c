@@ -317,8 +317,8 @@ static unsigned uffd_nthreads(const struct emm *mm)
  * the others are extras, uffd_busy), the one on the faulting thread's CPU
  * among them, which runs as soon as the faulting thread sleeps. Unpinned,
  * the thread the kernel wakes runs where it last slept, the other CPU
- * when that one is idle: on a VM, waking an idle vCPU is
- * what costs. Measured on a 2-vCPU VM (Linux 6.18, uffd): the faulting
+ * when that one is idle: on a VM, waking an idle vCPU is what costs.
+ * Measured on a 2-vCPU VM (Linux 6.18, uffd): the faulting
  * thread waited 30 us on average from its wake-up to running, the service
  * thread 24, 1.6 s of a 2.9 s run of Python under a budget (a dict of
  * 300,000 keys sorted, 44 MiB of its 88 MiB peak: 32,000 faults). Pinned:

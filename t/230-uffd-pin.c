@@ -22,23 +22,6 @@
 #define PAGE	4096UL
 #define PAGES	64
 
-/* The first n CPUs of those this process may run on; false if fewer. */
-static bool first_cpus(unsigned n, cpu_set_t *out)
-{
-	cpu_set_t all;
-	unsigned got = 0;
-
-	CPU_ZERO(out);
-	if (sched_getaffinity(0, sizeof(all), &all))
-		return false;
-	for (int c = 0; c < CPU_SETSIZE && got < n; c++)
-		if (CPU_ISSET(c, &all)) {
-			CPU_SET(c, out);
-			got++;
-		}
-	return got == n;
-}
-
 /* Pages written, paged out, read back: how many came back wrong, or -1. */
 static long round_trip(struct emm *mm)
 {

@@ -24,23 +24,6 @@
 #define ROUNDS	4
 #define WORKERS	4
 
-/* The first 2 CPUs this process may run on; false if fewer. */
-static bool two_cpus(cpu_set_t *out)
-{
-	cpu_set_t all;
-	unsigned got = 0;
-
-	CPU_ZERO(out);
-	if (sched_getaffinity(0, sizeof(all), &all))
-		return false;
-	for (int c = 0; c < CPU_SETSIZE && got < 2; c++)
-		if (CPU_ISSET(c, &all)) {
-			CPU_SET(c, out);
-			got++;
-		}
-	return got == 2;
-}
-
 /* In the child, on 2 CPUs: an instance with o, PAGES pages mapped, each
  * with its stamp; exits the child if that fails. */
 static uint64_t *written(const struct emm_opts *o, struct emm **mm)
@@ -48,7 +31,7 @@ static uint64_t *written(const struct emm_opts *o, struct emm **mm)
 	cpu_set_t set;
 	uint64_t *p;
 
-	if (!two_cpus(&set) || sched_setaffinity(0, sizeof(set), &set))
+	if (!first_cpus(2, &set) || sched_setaffinity(0, sizeof(set), &set))
 		_exit(2);
 	if (emm_open(o, mm) || emm_reserve(*mm, PAGES * PAGE, (void **)&p) ||
 	    emm_map(*mm, p, PAGES * PAGE, NULL))
@@ -152,7 +135,7 @@ int main(void)
 	if (!(mm = open_or_skip(&o, "uffd", 2)))
 		return done_testing();
 	emm_close(mm);
-	if (!two_cpus(&set)) {
+	if (!first_cpus(2, &set)) {
 		skip(2, "fewer than 2 CPUs: the service threads are not pinned");
 		return done_testing();
 	}

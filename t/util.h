@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page, a thread's name, the emm-uffd threads' sleeps, the threads there before a test, a child process. */
+/* Helpers several tests share: emm_stats as a value, a millisecond clock, a temporary file, a random order, words that name their address or page, a thread's name, the emm-uffd threads' sleeps, the first CPUs allowed, the threads there before a test, a child process. */
 #ifndef EMM_T_UTIL_H
 #define EMM_T_UTIL_H
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -69,6 +70,23 @@ UTIL_FN uint64_t service_sleeps(int *n)
 	}
 	closedir(d);
 	return sum;
+}
+
+/* The first n CPUs this process may run on, in *out; false if fewer. */
+UTIL_FN bool first_cpus(unsigned n, cpu_set_t *out)
+{
+	cpu_set_t all;
+	unsigned got = 0;
+
+	CPU_ZERO(out);
+	if (sched_getaffinity(0, sizeof(all), &all))
+		return false;
+	for (int c = 0; c < CPU_SETSIZE && got < n; c++)
+		if (CPU_ISSET(c, &all)) {
+			CPU_SET(c, out);
+			got++;
+		}
+	return got == n;
 }
 
 /* The threads of this process there before a test (a sanitizer's own,
