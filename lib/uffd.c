@@ -137,9 +137,10 @@ int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp)
  * Async-signal-safe. Map [s, e) of the app view over the pages physmem
  * holds, without write access if wp, in as few calls as it takes. A page
  * the kernel already maps (EEXIST) is given the write access asked for;
- * before it is write-protected, exists(arg, page) hears of it: a write to
- * it that the last harvest did not see (another thread's, a moment before)
- * would leave no trace once the page is protected again.
+ * before it is write-protected, exists(arg, page) hears of it and says
+ * whether to protect it: a write to it that the last harvest did not see
+ * (another thread's, a moment before) would leave no trace once the page
+ * is protected again.
  *
  * The kernel maps a range in one call only inside one kernel VMA (else
  * ENOENT). emm's VMA table and the kernel's VMAs change one after the
@@ -151,7 +152,7 @@ int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp)
  * Only a page outside every registered VMA fails.
  */
 int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp,
-		  void (*exists)(void *arg, uintptr_t a), void *arg)
+		  bool (*exists)(void *arg, uintptr_t a), void *arg)
 {
 	uintptr_t step = e - s;
 
@@ -170,9 +171,8 @@ int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp,
 		err = errno;
 		s += c.mapped > 0 ? (uintptr_t)c.mapped : 0;
 		if (err == EEXIST) {
-			if (wp)
-				exists(arg, s);
-			uffd_wp(fd, s, s + PAGE_SIZE, wp);
+			if (!wp || exists(arg, s))
+				uffd_wp(fd, s, s + PAGE_SIZE, wp);
 			s += PAGE_SIZE;
 		} else if (err == ENOENT && step > PAGE_SIZE) {
 			step = PAGE_SIZE;

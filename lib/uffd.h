@@ -71,7 +71,7 @@ void uffd_wake_later(uintptr_t s, uintptr_t e);
 void uffd_wake(int fd, uintptr_t s, uintptr_t e);
 int uffd_wp(int fd, uintptr_t s, uintptr_t e, bool wp);
 int uffd_continue(int fd, uintptr_t s, uintptr_t e, bool wp,
-		  void (*exists)(void *arg, uintptr_t a), void *arg);
+		  bool (*exists)(void *arg, uintptr_t a), void *arg);
 size_t uffd_copy(int fd, uintptr_t s, uintptr_t e, const void *src, bool wp);
 int uffd_zero_fill(int fd, uintptr_t s, uintptr_t e);
 int uffd_register(int fd, uintptr_t s, uintptr_t e, uint64_t mode);

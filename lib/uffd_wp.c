@@ -68,3 +68,14 @@ void wp_harvest(struct rsv *r, int uffd, int fd, uintptr_t s, uintptr_t e)
 		}
 	}
 }
+
+/* Async-signal-safe. Is the page at a mapped and write-protected still
+ * (fd: /proc/self/pagemap), so that no write reached it since it was
+ * protected? No, where that cannot be told. */
+bool wp_still(int fd, uintptr_t a)
+{
+	uint64_t m;
+
+	return pread(fd, &m, sizeof(m), (off_t)((a >> PAGE_SHIFT) * sizeof(m))) == sizeof(m) &&
+	       (m & (PM_PRESENT | PM_UFFD_WP)) == (PM_PRESENT | PM_UFFD_WP);
+}

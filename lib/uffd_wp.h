@@ -6,5 +6,6 @@
 #include "internal.h"
 
 void wp_harvest(struct rsv *r, int uffd, int fd, uintptr_t s, uintptr_t e);
+bool wp_still(int fd, uintptr_t a);
 
 #endif /* EMM_UFFD_WP_H */
