@@ -50,6 +50,7 @@ struct slab_pool {
 	uint32_t resident, dropped;	/* empty slabs, resident or given back */
 	uint32_t used, nresident;
 	struct slab_class classes[MID_CLASSES + 1];	/* 1 to MID_CLASSES */
+	uint32_t inv[MID_CLASSES + 1];	/* 2^32 / each class's size, rounded up */
 };
 
 /* What one thread allocated and freed through one heap. */
@@ -66,6 +67,7 @@ struct emm_heap {
 	size_t arena_len;
 	mi_arena_id_t arena;
 	pthread_key_t key;
+	uint64_t serial;		/* never the same for two heaps (this_thread) */
 	pthread_mutex_t lock;		/* the threads list */
 	struct heap_thread *threads;
 	_Atomic uint64_t *committed;	/* one bit per 64 KiB mimalloc committed */
@@ -93,11 +95,12 @@ HEAP_INTERNAL int purge_drop(struct emm_heap *h, void *p, size_t len);
 HEAP_INTERNAL uint64_t purge_committed_bytes(struct emm_heap *h);
 
 /* slab.c: mid-size blocks. slab_alloc returns NULL when its sub-range is
- * full; slab_usable 0 for an address that is not a block in use. */
+ * full; slab_usable, and slab_free (the size of the block it freed), 0 for
+ * an address that is not a block in use. */
 HEAP_INTERNAL int slab_init(struct slab_pool *sp, char *base, size_t len);
 HEAP_INTERNAL void slab_fini(struct slab_pool *sp);
 HEAP_INTERNAL void *slab_alloc(struct emm_heap *h, size_t n);
-HEAP_INTERNAL void slab_free(struct emm_heap *h, void *p);
+HEAP_INTERNAL size_t slab_free(struct emm_heap *h, void *p);
 HEAP_INTERNAL size_t slab_usable(struct slab_pool *sp, const void *p);
 HEAP_INTERNAL void slab_flush(struct emm_heap *h);
 HEAP_INTERNAL uint64_t slab_used_bytes(struct slab_pool *sp);
