@@ -91,7 +91,7 @@ static unsigned uffd_revoke_many(struct emm *mm, const struct revoke_vec *v)
  * protected, and nothing is done: it stays clean, and a write after this
  * look clears the bit a later harvest reads. Counted written, a read-only
  * page two faults met at once cost a write to swap or its file for nothing
- * (t/215 met one in about every three runs beside a second program).
+ * (t/215 met one in 8 runs of 40 beside a second program).
  */
 static bool continue_exists(void *arg, uintptr_t a)
 {
